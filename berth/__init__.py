@@ -1,0 +1,1 @@
+"""Device-side Berth code used by the Salt bundle."""
