@@ -1,0 +1,132 @@
+"""
+Inspect the minion itself: its logs and its id.
+
+Thin Salt wrapper around :mod:`berth.minionlogs`; the exact meaning of every
+parameter is documented there and in ``docs/device.md``. In short: lines are
+returned newest first; ``file='minion'`` is the minion's ``log_file``, other
+names are relative to the Salt log directory; rotated copies
+(``minion.1``, ``minion.2.gz``, ...) are read after the file itself;
+``until`` is a regex where the backwards scan stops (``'$'``: no stop);
+``match`` a regex lines must contain; ``count`` the maximum number of matches
+(0 = no maximum); ``before``/``after`` context lines older/newer than each
+match; ``limit`` the maximum number of lines returned (0 = no limit).
+
+CLI examples:
+
+.. code-block:: bash
+
+    salt '*' minionutil.last_logs match=docker count=5 after=2
+    salt '*' minionutil.last_errors limit=20
+    salt '*' minionutil.last_startup
+    salt '*' minionutil.unit_id
+"""
+
+import logging
+
+from berth import minionlogs
+from salt.exceptions import SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "minionutil"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _query(func, *args, **kwargs):
+    try:
+        return func(__opts__.get("log_file"), *args, **kwargs)
+    except minionlogs.LogQueryError as exc:
+        raise SaltInvocationError(str(exc)) from None
+
+
+def last_logs(file="minion", until="$", match=".*", count=0, before=0, after=0, limit=100):
+    """
+    Newest lines of a log file that match ``match``, newest first.
+
+    file
+        ``minion`` (the minion's log_file) or a name relative to the Salt log dir.
+    until
+        Regex; the backwards scan stops at the newest line matching it. ``$``: no stop.
+    match
+        Regex a returned line must contain.
+    count
+        Maximum number of matching lines, 0 = no maximum.
+    before / after
+        Context lines logged before (older) / after (newer) each match.
+    limit
+        Maximum number of lines returned, 0 = no limit.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.last_logs match='docker' count=3 before=1
+    """
+    return _query(
+        minionlogs.last_logs, file=file, until=until, match=match,
+        count=count, before=before, after=after, limit=limit,
+    )
+
+
+def last_errors(file="minion", until="$", level="error", count=0, before=0, after=0, limit=100):
+    """
+    Newest lines logged at ``level`` or above (default: ERROR and CRITICAL),
+    newest first. Other parameters as in ``last_logs``; use ``after`` to see
+    the traceback lines that follow an error.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.last_errors level=warning limit=20
+    """
+    return _query(
+        minionlogs.last_errors, file=file, until=until, level=level,
+        count=count, before=before, after=after, limit=limit,
+    )
+
+
+def last_startup(file="minion", until="$", match=minionlogs.STARTUP_MARKER, limit=100):
+    """
+    The log of the newest minion start: the newest line matching ``match``
+    (default ``Setting up the Salt Minion``) and up to ``limit - 1`` lines
+    logged right after it, newest first. Empty list if no start is found
+    before ``until``.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.last_startup limit=30
+    """
+    return _query(minionlogs.last_startup, file=file, until=until, match=match, limit=limit)
+
+
+def log_files():
+    """
+    Names of the files in the Salt log directory (what ``file=`` accepts).
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.log_files
+    """
+    return _query(minionlogs.log_files)
+
+
+def unit_id():
+    """
+    The device's unit id: the minion id (also in the ``minion_id`` file of the
+    Salt config directory).
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.unit_id
+    """
+    return __opts__["id"]
