@@ -1,0 +1,130 @@
+"""Validation of a write batch: every record is checked before anything is written.
+
+``validate(records)`` returns ``(samples, errors)``: ``samples`` is a list of
+:class:`Sample`, ``errors`` maps the record index (as a string, as in the 400
+body) to ``{key: [message]}``.
+"""
+import math
+from typing import NamedTuple
+
+from . import timestamps
+from .tables import FIELD_TYPES
+
+MAX_BATCH = 50_000
+MAX_FIELD_NAME = 255
+MAX_STRING = 65_536
+INT64 = 2**63
+
+
+class Sample(NamedTuple):
+    index: int
+    field: str
+    field_type: str
+    ts: int  # epoch microseconds
+    value: object  # float | int | bool | str | (lat, lon)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_float(value):
+    if not _number(value):
+        return None, "expected a finite number"
+    return float(value), None
+
+
+def _check_long(value):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None, "expected an integer"
+    if not -INT64 <= value < INT64:
+        return None, "integer out of the 64-bit range"
+    return value, None
+
+
+def _check_bool(value):
+    if not isinstance(value, bool):
+        return None, "expected true or false"
+    return value, None
+
+
+def _check_string(value):
+    if not isinstance(value, str):
+        return None, "expected a string"
+    if len(value) > MAX_STRING:
+        return None, f"string longer than {MAX_STRING} characters"
+    return value, None
+
+
+def _check_geo_point(value):
+    if not isinstance(value, dict) or set(value) != {"lat", "lon"}:
+        return None, 'expected {"lat": number, "lon": number}'
+    lat, lon = value["lat"], value["lon"]
+    if not (_number(lat) and -90 <= lat <= 90):
+        return None, "lat must be a number in [-90, 90]"
+    if not (_number(lon) and -180 <= lon <= 180):
+        return None, "lon must be a number in [-180, 180]"
+    return (float(lat), float(lon)), None
+
+
+VALUE_CHECKS = {
+    "float": _check_float,
+    "long": _check_long,
+    "bool": _check_bool,
+    "string": _check_string,
+    "geo_point": _check_geo_point,
+}
+
+
+def validate(records):
+    """-> (samples, errors); errors is {} when the whole batch is valid."""
+    if not isinstance(records, list):
+        return [], {"records": ["expected a list of records"]}
+    if not records:
+        return [], {"records": ["at least one record is required"]}
+    if len(records) > MAX_BATCH:
+        return [], {"records": [f"at most {MAX_BATCH} records per batch, got {len(records)}"]}
+    samples, errors = [], {}
+    for index, record in enumerate(records):
+        sample, problems = _validate_one(index, record)
+        if problems:
+            errors[str(index)] = problems
+        else:
+            samples.append(sample)
+    return samples, ({"records": errors} if errors else {})
+
+
+def _validate_one(index, record):
+    if not isinstance(record, dict):
+        return None, {"non_field_errors": ["expected an object with ts, field, field_type, value"]}
+    problems = {}
+    unknown = set(record) - {"ts", "field", "field_type", "value"}
+    if unknown:
+        problems["non_field_errors"] = [f"unknown keys: {', '.join(sorted(unknown))}"]
+    ts = field = field_type = value = None
+    if "ts" not in record:
+        problems["ts"] = ["this field is required"]
+    else:
+        try:
+            ts = timestamps.parse(record["ts"])
+        except timestamps.TimeError as exc:
+            problems["ts"] = [str(exc)]
+    field = record.get("field")
+    if not isinstance(field, str) or not field.strip():
+        problems["field"] = ["expected a non-empty field name"]
+    elif len(field) > MAX_FIELD_NAME:
+        problems["field"] = [f"field name longer than {MAX_FIELD_NAME} characters"]
+    field_type = record.get("field_type")
+    if field_type not in FIELD_TYPES:
+        problems["field_type"] = [f"expected one of {', '.join(FIELD_TYPES)}"]
+    elif "value" not in record:
+        problems["value"] = ["this field is required"]
+    else:
+        value, message = VALUE_CHECKS[field_type](record["value"])
+        if message:
+            problems["value"] = [f"{message} for a {field_type} field"]
+    if problems:
+        return None, problems
+    return Sample(index, field, field_type, ts, value), None
