@@ -1,0 +1,148 @@
+"""What the ``docker.*`` Salt functions do, as plain Python taking the minion ``opts``.
+
+Minion options read here:
+
+``docker.url``                      engine URL (else ``$DOCKER_HOST``, else the default socket)
+``docker.release_settle_seconds``   how long new containers must stay running (default 3)
+``docker.release_health_timeout``   how long a HEALTHCHECK may take to report healthy (default 60)
+``docker.release_stop_timeout``     seconds ``docker stop`` waits before killing (default 10)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from datetime import datetime, timezone
+
+from berth import dockerutil
+from berth.release.executor import Executor, read_json
+from berth.release.images import ReleaseError, find_registry
+from berth.release.model import LABEL_NAME, LABEL_RELEASE, LABEL_VERSION_HASH, target_from_pillar
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SETTLE_SECONDS = 3.0
+DEFAULT_HEALTH_TIMEOUT = 60.0
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def state_dir(opts: dict) -> str:
+    return os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth")
+
+
+def client(opts: dict):
+    return dockerutil.client(dockerutil.engine_url(opts))
+
+
+def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=None) -> Executor:
+    def opt(value, key, default):
+        value = value if value is not None else opts.get(key, default)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ReleaseError(f"{key} must be a number of seconds, got {value!r}") from None
+
+    return Executor(
+        client(opts), state_dir(opts),
+        settle_seconds=opt(settle_seconds, "docker.release_settle_seconds", DEFAULT_SETTLE_SECONDS),
+        health_timeout=opt(health_timeout, "docker.release_health_timeout", DEFAULT_HEALTH_TIMEOUT),
+        stop_timeout=int(opt(stop_timeout, "docker.release_stop_timeout", DEFAULT_STOP_TIMEOUT)),
+        device=str(opts.get("id") or "device"),
+    )
+
+
+def result_event(result: dict) -> dict:
+    """Event data for tag ``berth/release/result`` (docs/architecture.md "Events")."""
+    return {
+        "release_id": result.get("release_id"),
+        "version_hash": result.get("version_hash"),
+        "outcome": "failed" if result.get("outcome") == "failed" else "succeeded",
+        "error": result.get("error"),
+        "containers": result.get("containers") or [],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def status(opts: dict) -> dict:
+    ex = executor(opts)
+    applied = ex.applied()
+    containers = [c for c in dockerutil.list_containers(ex.cli) if LABEL_RELEASE in c["labels"]]
+    report = [{"name": c["labels"].get(LABEL_NAME), "fully_qualified_name": c["name"], "image": c["image"],
+               "release_id": c["labels"].get(LABEL_RELEASE), "version_hash": c["labels"].get(LABEL_VERSION_HASH),
+               "status": c["state"]} for c in containers]
+    if applied is None:
+        state = "none"
+    elif ex.journal_path.exists():
+        state = "interrupted"
+    else:
+        mine = [c for c in report if c["version_hash"] == applied.get("version_hash")]
+        expected = {c["fully_qualified_name"] for c in applied.get("containers") or []}
+        running = {c["fully_qualified_name"] for c in mine if c["status"] == "running"}
+        state = "running" if expected <= running else "degraded"
+    return {
+        "release_id": (applied or {}).get("release_id"),
+        "version": (applied or {}).get("version"),
+        "version_hash": (applied or {}).get("version_hash"),
+        "applied_at": (applied or {}).get("applied_at"),
+        "state": state,
+        "containers": report,
+    }
+
+
+def resolve_container(opts: dict, cli, name: str) -> str:
+    """A full container name, or the short name of a container of the applied (else any) release."""
+    containers = dockerutil.list_containers(cli)
+    applied_record = read_json(Path(state_dir(opts)) / "applied.json")
+    if applied_record:
+        for c in containers:
+            if (c["labels"].get(LABEL_NAME) == name
+                    and c["labels"].get(LABEL_VERSION_HASH) == applied_record.get("version_hash")):
+                return c["name"]
+    if any(c["name"] == name for c in containers):
+        return name
+    release_matches = sorted((c for c in containers if c["labels"].get(LABEL_NAME) == name),
+                             key=lambda c: (c["state"] == "running", c["created"]), reverse=True)
+    if release_matches:
+        return release_matches[0]["name"]
+    raise ReleaseError(f"no container named {name!r} (neither a container name nor a release container's short name)")
+
+
+def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
+    """Log in to every registry in pillar ``docker:registries`` (or just ``only``: an id or url),
+    skipping ones whose credentials were already verified. Returns ``{url: "logged in"|"already logged in"|error}``."""
+    registries = registries or {}
+    if only is not None:
+        matches = [k for k, v in registries.items()
+                   if str(k) == str(only) or dockerutil.registry_host(str((v or {}).get("url", ""))) ==
+                   dockerutil.registry_host(str(only))]
+        if not matches:
+            raise ReleaseError(f"registry {only!r} is not in pillar docker:registries (give its id or url)")
+        registries = {k: registries[k] for k in matches}
+    ex = executor(opts)
+    logged = (ex.observe(with_images=False)).logged_in
+    out = {}
+    for rid in registries:
+        entry = find_registry(registries, rid)
+        host = dockerutil.registry_host(entry["url"])
+        key = ex.login_key(entry)
+        if key in logged:
+            out[host] = "already logged in"
+            continue
+        try:
+            dockerutil.login(ex.cli, entry["url"], str(entry.get("username") or ""), str(entry.get("password") or ""))
+        except dockerutil.RegistryLoginError as exc:
+            log.error("berth on %s: %s", opts.get("id"), exc)
+            out[host] = str(exc)
+            continue
+        ex.remember_login(key)
+        log.info("berth on %s: logged in to registry %s", opts.get("id"), host)
+        out[host] = "logged in"
+    return out
+
+
+def target(release, registries):
+    if not release:
+        return None
+    return target_from_pillar(release, registries)
+

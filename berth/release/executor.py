@@ -1,0 +1,447 @@
+"""Runs a release plan against a Docker engine, with a journal, a lock and rollback.
+
+State lives in ``state_dir`` (on a minion ``<cachedir>/berth``):
+
+``applied.json``  the last successfully applied release (the no-op check reads it)
+``journal.json``  written before every change while an apply runs; if the process
+                  dies, the next :meth:`Executor.recover` finishes the run (when it
+                  had passed verification) or rolls it back (when it had not)
+``logins.json``   registries whose credentials were verified (password digested)
+``release.lock``  ``flock``-ed while an apply runs; a second apply gets :class:`ReleaseBusy`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker.errors
+
+from berth import dockerutil
+from berth.release.model import EngineState, Target
+from berth.release import plan as planner
+from berth.release.plan import COMMIT, plan
+
+log = logging.getLogger(__name__)
+
+
+class ReleaseBusy(RuntimeError):
+    """Another apply holds the lock."""
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("berth release: %s is corrupt, ignoring it", path)
+        return None
+
+
+class Executor:
+    def __init__(self, cli, state_dir, *, settle_seconds: float = 3.0, health_timeout: float = 60.0,
+                 stop_timeout: int = 10, device: str = "device"):
+        self.cli = cli
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.settle_seconds = float(settle_seconds)
+        self.health_timeout = max(float(health_timeout), self.settle_seconds)
+        self.stop_timeout = int(stop_timeout)
+        self.device = device  # for log lines
+        self.journal_path = self.dir / "journal.json"
+        self.applied_path = self.dir / "applied.json"
+        self.logins_path = self.dir / "logins.json"
+        self.lock_path = self.dir / "release.lock"
+        self._journal: dict | None = None
+
+    # ---- observation -------------------------------------------------------------------
+
+    def applied(self) -> dict | None:
+        return read_json(self.applied_path)
+
+    def observe(self, with_images: bool = True) -> EngineState:
+        logins = read_json(self.logins_path) or {}
+        return EngineState(
+            containers=dockerutil.list_containers(self.cli),
+            images=dockerutil.local_image_refs(self.cli) if with_images else set(),
+            applied=self.applied(),
+            logged_in=set(logins.get("verified") or []),
+        )
+
+    def login_key(self, entry: dict) -> str:
+        # the password is kept only as a keyed digest; the key is private to this device
+        secret = self._device_secret()
+        digest = hmac.new(secret, str(entry.get("password") or "").encode(), hashlib.sha256).hexdigest()
+        return planner.login_key(dockerutil.registry_host(entry["url"]), str(entry.get("username") or ""), digest)
+
+    def _device_secret(self) -> bytes:
+        path = self.dir / "secret"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(32))
+            return path.read_bytes()
+
+    def login_keys(self, target: Target) -> dict[str, str]:
+        return {str(rid): self.login_key(entry) for rid, entry in target.registries.items()}
+
+    def plan(self, target: Target, current: EngineState | None = None) -> list[dict]:
+        current = current or self.observe()
+        return plan(current, target, self.login_keys(target))
+
+    # ---- lock ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self):
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise ReleaseBusy(f"another release apply is already running (pid {holder}); try again later") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    # ---- journal -----------------------------------------------------------------------
+
+    def _save(self) -> None:
+        _write_json(self.journal_path, self._journal)
+
+    def _undo(self, kind: str, entry) -> None:
+        self._journal["undo"][kind].append(entry)
+        self._save()
+
+    # ---- apply -------------------------------------------------------------------------
+
+    def apply(self, target: Target) -> dict:
+        """Bring the engine to ``target``; returns a result dict (never raises for a failed step)."""
+        with self.locked():
+            recovered = self._recover_locked()
+            current = self.observe()
+            steps = plan(current, target, self.login_keys(target))
+            result = {**target.summary(), "outcome": "unchanged", "error": None, "recovered": recovered,
+                      "changes": {}, "steps": steps}
+            if not steps:
+                result["containers"] = self._container_report(target)
+                return result
+            log.info("berth release %s (%s) on %s: applying %d steps", target.release_id, target.version_hash,
+                     self.device, len(steps))
+            self._journal = {"release_id": str(target.release_id), "version_hash": target.version_hash,
+                             "phase": "applying", "started_at": _now(), "steps": steps, "done": 0,
+                             "undo": {"stopped": [], "purged": [], "created": []}}
+            self._save()
+            changes: dict[str, list] = {}
+            forward = [s for s in steps if s["action"] not in COMMIT]
+            try:
+                for step in forward:
+                    self._forward(step, target, changes)
+                    self._journal["done"] += 1
+                    self._save()
+            except Exception as exc:  # noqa: BLE001 - every failure leads to rollback and a report
+                reason = str(exc) if isinstance(exc, (StepFailed, dockerutil.PullError,
+                                                      dockerutil.RegistryLoginError)) else (
+                    f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
+                log.error("berth release %s on %s failed: %s; rolling back", target.release_id, self.device, reason)
+                rollback_errors = self._rollback()
+                self._clear_journal()
+                if rollback_errors:
+                    reason += "; rollback problems: " + "; ".join(rollback_errors)
+                result.update(outcome="failed", error=reason, changes=changes,
+                              containers=self._container_report(target))
+                return result
+            self._journal["phase"] = "committing"
+            self._save()
+            self._commit(changes)
+            self._clear_journal()
+            log.info("berth release %s (%s) on %s: succeeded", target.release_id, target.version_hash, self.device)
+            result.update(outcome="succeeded", changes=changes, containers=self._container_report(target))
+            return result
+
+    def pull(self, target: Target) -> dict:
+        """Log in and pull what ``target`` needs; stops nothing (for pre-pulling while awake)."""
+        current = self.observe()
+        changes: dict[str, list] = {}
+        for step in plan(current, target, self.login_keys(target)):
+            if step["action"] in ("login", "pull"):
+                self._forward(step, target, changes)
+        return changes
+
+    def _forward(self, step: dict, target: Target, changes: dict) -> None:
+        action = step["action"]
+        if action == "login":
+            entry = target.registries[_key_in(target.registries, step["registry"])]
+            dockerutil.login(self.cli, entry["url"], str(entry.get("username") or ""), str(entry.get("password") or ""))
+            self.remember_login(self.login_key(entry))
+            changes.setdefault("logged_in", []).append(dockerutil.registry_host(entry["url"]))
+        elif action == "pull":
+            auth = None
+            if step["registry"] is not None:
+                entry = target.registries[_key_in(target.registries, step["registry"])]
+                auth = {"username": entry.get("username"), "password": entry.get("password")}
+            log.info("berth release %s on %s: pulling %s", target.release_id, self.device, step["ref"])
+            dockerutil.pull(self.cli, step["ref"], auth)
+            changes.setdefault("pulled", []).append(step["ref"])
+        elif action == "stop":
+            self._undo("stopped", {"name": step["name"], "was_running": step["was_running"],
+                                   "renamed_to": step["rename_to"]})
+            if step["was_running"]:
+                log.info("berth release %s on %s: stopping %s", target.release_id, self.device, step["name"])
+                self.cli.api.stop(step["name"], timeout=self.stop_timeout)
+                changes.setdefault("stopped", []).append(step["name"])
+            if step["rename_to"]:
+                self.cli.api.rename(step["name"], step["rename_to"])
+        elif action == "purge":
+            if os.path.lexists(step["aside"]):
+                raise StepFailed(f"purge of {step['path']}: {step['aside']} already exists; refusing to overwrite it")
+            self._undo("purged", {"path": step["path"], "aside": step["aside"]})
+            _purge(step["path"], step["aside"])
+            changes.setdefault("purged", []).append(step["path"])
+        elif action == "create":
+            self._undo("created", step["name"])
+            kwargs = dict(next(c for c in target.containers if c.fq_name == step["name"]).create_kwargs)
+            image = kwargs.pop("image")
+            self.cli.containers.create(image, **kwargs)
+        elif action == "start":
+            self._parallel(self.cli.api.start, step["names"])
+            changes.setdefault("started", []).extend(step["names"])
+        elif action == "verify":
+            self._verify(step["names"])
+        else:
+            raise StepFailed(f"unknown step {action!r}")
+
+    def _commit(self, changes: dict) -> None:
+        journal = self._journal
+        for step in journal["steps"]:
+            action = step["action"]
+            if action == "remove":
+                self._parallel(lambda n: self._remove_container(n), step["names"])
+                changes.setdefault("removed", []).extend(step["names"])
+            elif action == "drop_purged":
+                for aside in step["paths"]:
+                    shutil.rmtree(aside, ignore_errors=True) if os.path.isdir(aside) else _unlink(aside)
+            elif action == "prune":
+                for ref in step["refs"]:
+                    try:
+                        self.cli.api.remove_image(ref)
+                        changes.setdefault("images_removed", []).append(ref)
+                    except docker.errors.NotFound:
+                        pass
+                    except docker.errors.APIError as exc:
+                        log.warning("berth release on %s: keeping image %s: %s", self.device, ref,
+                                    dockerutil.api_message(exc))
+            elif action == "record":
+                record = {k: v for k, v in step.items() if k != "action"}
+                record["applied_at"] = _now()
+                _write_json(self.applied_path, record)
+
+    def _remove_container(self, name: str) -> None:
+        try:
+            self.cli.api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _parallel(self, fn, names: list[str]) -> None:
+        if len(names) <= 1:
+            for n in names:
+                fn(n)
+            return
+        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+            for fut in [pool.submit(fn, n) for n in names]:
+                fut.result()
+
+    def _verify(self, names: list[str]) -> None:
+        """Each container stays running for the settle time and, with a HEALTHCHECK, becomes healthy."""
+        start = time.monotonic()
+        settle_until = start + self.settle_seconds
+        health_until = start + self.health_timeout
+        while True:
+            pending_health = []
+            for name in names:
+                attrs = self.cli.api.inspect_container(name)
+                state = attrs.get("State") or {}
+                if state.get("Status") != "running" or state.get("Restarting") or attrs.get("RestartCount", 0):
+                    tail = _last_lines(dockerutil.logs(self.cli, name, tail=5))
+                    raise StepFailed(f"container {name} did not stay running (status {state.get('Status')}, "
+                                     f"exit code {state.get('ExitCode')}){tail}")
+                health = state.get("Health")
+                if health:
+                    status = health.get("Status")
+                    if status == "unhealthy":
+                        raise StepFailed(f"container {name} is unhealthy{_health_output(health)}")
+                    if status != "healthy":
+                        pending_health.append(name)
+            now = time.monotonic()
+            if now >= settle_until and not pending_health:
+                return
+            if now >= health_until:
+                raise StepFailed(f"container(s) {', '.join(pending_health)} not healthy after "
+                                 f"{self.health_timeout:g} s")
+            time.sleep(min(0.1, max(0.0, settle_until - now)) or 0.1)
+
+    # ---- rollback and recovery ---------------------------------------------------------
+
+    def _rollback(self) -> list[str]:
+        """Undo what the journal says was done; collect (not raise) problems."""
+        self._journal["phase"] = "rolling_back"
+        self._save()
+        undo = self._journal["undo"]
+        errors = []
+        for name in reversed(undo["created"]):
+            try:
+                self._remove_container(name)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"remove {name}: {dockerutil.api_message(exc)}")
+        for entry in reversed(undo["purged"]):
+            try:
+                if os.path.lexists(entry["aside"]):
+                    if os.path.isdir(entry["path"]) and not os.path.islink(entry["path"]):
+                        shutil.rmtree(entry["path"])
+                    elif os.path.lexists(entry["path"]):
+                        os.unlink(entry["path"])
+                    os.rename(entry["aside"], entry["path"])
+            except OSError as exc:
+                errors.append(f"restore {entry['path']}: {exc}")
+        restart = []
+        for entry in reversed(undo["stopped"]):
+            name = entry["name"]
+            try:
+                if entry["renamed_to"] and self._exists(entry["renamed_to"]):
+                    self.cli.api.rename(entry["renamed_to"], name)
+                if entry["was_running"]:
+                    restart.append(name)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"rename {name}: {dockerutil.api_message(exc)}")
+        for name in restart:
+            try:
+                self.cli.api.start(name)
+                log.info("berth release rollback on %s: restarted %s", self.device, name)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"restart {name}: {dockerutil.api_message(exc)}")
+        return errors
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.cli.api.inspect_container(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+    def recover(self) -> str | None:
+        with self.locked():
+            return self._recover_locked()
+
+    def _recover_locked(self) -> str | None:
+        """Finish or roll back a run that died; returns what was done, or None."""
+        journal = read_json(self.journal_path)
+        if not journal:
+            return None
+        self._journal = journal
+        release = journal.get("release_id")
+        if journal.get("phase") == "committing":
+            log.warning("berth release %s on %s: finishing an interrupted apply", release, self.device)
+            self._commit({})
+            self._clear_journal()
+            return f"finished interrupted apply of release {release}"
+        log.warning("berth release %s on %s: rolling back an interrupted apply", release, self.device)
+        errors = self._rollback()
+        self._clear_journal()
+        if errors:
+            log.error("berth release %s on %s: rollback problems: %s", release, self.device, "; ".join(errors))
+        return f"rolled back interrupted apply of release {release}"
+
+    def _clear_journal(self) -> None:
+        _unlink(self.journal_path)
+        self._journal = None
+
+    def remember_login(self, key: str) -> None:
+        data = read_json(self.logins_path) or {}
+        verified = [k for k in data.get("verified", []) if k.split("|")[0] != key.split("|")[0]]
+        verified.append(key)
+        _write_json(self.logins_path, {"verified": verified})
+
+    def forget_logins(self) -> None:
+        _unlink(self.logins_path)
+
+    # ---- reporting ---------------------------------------------------------------------
+
+    def _container_report(self, target: Target) -> list[dict]:
+        by_name = {c["name"]: c for c in dockerutil.list_containers(self.cli)}
+        return [{"name": tc.name, "fully_qualified_name": tc.fq_name, "image": tc.image,
+                 "status": (by_name.get(tc.fq_name) or {}).get("state", "missing")} for tc in target.containers]
+
+
+def _key_in(mapping: dict, key: str):
+    for k in mapping:
+        if str(k) == str(key):
+            return k
+    raise KeyError(key)
+
+
+def _unlink(path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _purge(path: str, aside: str) -> None:
+    """Move ``path`` aside (kept for rollback) and leave an empty one of the same kind."""
+    if not os.path.lexists(path):
+        return
+    is_dir = os.path.isdir(path)
+    mode = os.stat(path).st_mode & 0o7777
+    os.rename(path, aside)
+    if is_dir:
+        os.mkdir(path, mode)
+    else:
+        open(path, "a").close()
+        os.chmod(path, mode)
+
+
+def _last_lines(text: str) -> str:
+    text = text.strip()
+    return f"; last output: {text[-500:]}" if text else ""
+
+
+def _health_output(health: dict) -> str:
+    entries = health.get("Log") or []
+    if not entries:
+        return ""
+    last = entries[-1]
+    return f" (health check exit code {last.get('ExitCode')}: {str(last.get('Output') or '').strip()[:300]})"

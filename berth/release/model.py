@@ -1,0 +1,124 @@
+"""The target release (from pillar ``docker:release``) and the observed engine state.
+
+Both are plain data so that :mod:`berth.release.plan` stays a pure function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from berth import startup_params
+from berth.release.images import ReleaseError, container_refs, find_registry
+
+LABEL_PROJECT = "io.berth.project"
+LABEL_RELEASE = "io.berth.release"
+LABEL_VERSION_HASH = "io.berth.version_hash"
+LABEL_NAME = "io.berth.name"
+
+
+@dataclass(frozen=True)
+class TargetContainer:
+    name: str                 # short name, e.g. "curveball"
+    fq_name: str              # container name on the engine, "deployment-curveball-7"
+    image: str                # reference the container runs
+    required: tuple[str, ...]  # references of its required tags
+    registry_id: object       # pillar registry id or None
+    create_kwargs: dict       # docker SDK containers.create kwargs (name/image/labels included)
+    purge_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    release_id: int | str
+    version: str
+    version_hash: str
+    project: object
+    containers: tuple[TargetContainer, ...]
+    remove_containers: tuple[str, ...]
+    registries: dict  # {registry id: {"url","username","password"}} for registries the release uses
+
+    @property
+    def refs(self) -> list[str]:
+        """Every image reference the release needs, in pull order, without duplicates."""
+        out: list[str] = []
+        for c in self.containers:
+            for r in (c.image, *c.required):
+                if r not in out:
+                    out.append(r)
+        return out
+
+    def registry_of(self, ref: str):
+        for c in self.containers:
+            if ref == c.image or ref in c.required:
+                return c.registry_id
+        return None
+
+    def summary(self) -> dict:
+        return {"release_id": self.release_id, "version": self.version, "version_hash": self.version_hash,
+                "project": self.project}
+
+
+@dataclass
+class EngineState:
+    containers: list[dict]              # dockerutil.list_containers() summaries
+    images: set[str]                    # local image references
+    applied: dict | None = None         # record of the last successfully applied release
+    logged_in: set[str] = field(default_factory=set)  # login keys already verified (see executor)
+
+
+def _require(mapping: dict, key: str, where: str):
+    value = mapping.get(key)
+    if value is None or value == "":
+        raise ReleaseError(f"{where}: '{key}' is missing")
+    return value
+
+
+def target_from_pillar(release: dict, registries: dict | None) -> Target:
+    """Validate and normalise pillar ``docker:release``; raise :class:`ReleaseError` naming the problem."""
+    if not isinstance(release, dict):
+        raise ReleaseError("docker:release must be a mapping")
+    release_id = _require(release, "id", "docker:release")
+    version_hash = str(_require(release, "version_hash", "docker:release"))
+    raw_containers = release.get("containers") or []
+    if not isinstance(raw_containers, list):
+        raise ReleaseError("docker:release: 'containers' must be a list")
+    project = release.get("project")
+    labels = {LABEL_RELEASE: str(release_id), LABEL_VERSION_HASH: version_hash}
+    if project is not None:
+        labels[LABEL_PROJECT] = str(project)
+
+    containers = []
+    used_registries = {}
+    seen = set()
+    for i, raw in enumerate(raw_containers):
+        where = f"docker:release container #{i + 1}"
+        if not isinstance(raw, dict):
+            raise ReleaseError(f"{where} must be a mapping")
+        name = str(_require(raw, "name", where))
+        where = f"docker:release container {name!r}"
+        if name in seen:
+            raise ReleaseError(f"{where} appears twice")
+        seen.add(name)
+        _require(raw, "image", where)
+        _require(raw, "tag", where)
+        fq_name = str(raw.get("fully_qualified_name") or f"deployment-{name}-{release_id}")
+        image, required = container_refs(raw, registries)
+        if raw.get("registry") is not None:
+            used_registries[raw["registry"]] = find_registry(registries, raw["registry"])
+        try:
+            kwargs = startup_params.to_create_kwargs(raw.get("startup_parameters") or {})
+        except startup_params.StartupParameterError as exc:
+            raise ReleaseError(f"{where}: startup_parameters: {exc}") from None
+        kwargs["labels"] = {**kwargs.get("labels", {}), **labels, LABEL_NAME: name}
+        kwargs["name"] = fq_name
+        kwargs["image"] = image
+        purge = ()
+        if raw.get("purge_data"):
+            purge = tuple(dict.fromkeys(v.split(":", 1)[0] for v in kwargs.get("volumes", []) if v.startswith("/")))
+        containers.append(TargetContainer(name, fq_name, image, tuple(required), raw.get("registry"), kwargs, purge))
+
+    remove = release.get("remove_containers") or []
+    if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
+        raise ReleaseError("docker:release: 'remove_containers' must be a list of container names")
+    return Target(release_id, str(release.get("version") or ""), version_hash, project, tuple(containers),
+                  tuple(remove), used_registries)

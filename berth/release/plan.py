@@ -1,0 +1,126 @@
+"""The pure release planner: ``plan(current, target) -> [step]``.
+
+Steps are JSON-able dicts ``{"action": ..., ...}`` in the order SPEC §3 fixes:
+login, pull (all before anything is stopped), stop, purge, create, start, verify,
+then on success remove, drop_purged, prune, record. An empty plan means the
+target release is applied and all its containers are running.
+"""
+
+from __future__ import annotations
+
+from berth.release.model import LABEL_RELEASE, LABEL_VERSION_HASH, EngineState, Target
+
+# Steps before "verify" are undone on failure; the ones after it only run on success.
+FORWARD = ("login", "pull", "stop", "purge", "create", "start", "verify")
+COMMIT = ("remove", "drop_purged", "prune", "record")
+
+PREVIOUS_SUFFIX = ".berth-previous"
+PURGED_SUFFIX = ".berth-purged"
+
+
+def login_key(host: str, username: str, password_digest: str) -> str:
+    return f"{host}|{username}|{password_digest}"
+
+
+def is_applied(current: EngineState, target: Target) -> bool:
+    applied = current.applied or {}
+    if str(applied.get("release_id")) != str(target.release_id) or applied.get("version_hash") != target.version_hash:
+        return False
+    by_name = {c["name"]: c for c in current.containers}
+    for tc in target.containers:
+        c = by_name.get(tc.fq_name)
+        if c is None or c["state"] != "running" or c["labels"].get(LABEL_VERSION_HASH) != target.version_hash:
+            return False
+    return True
+
+
+def old_containers(current: EngineState, target: Target) -> list[dict]:
+    """Containers the target replaces: its initial containers, other releases', and stale copies of its own."""
+    target_names = {c.fq_name for c in target.containers}
+    initial = set(target.remove_containers)
+    out = []
+    for c in current.containers:
+        release = c["labels"].get(LABEL_RELEASE)
+        if c["name"] in target_names or c["name"] in initial or (
+                release is not None and release != str(target.release_id)):
+            out.append(c)
+    return out
+
+
+def plan(current: EngineState, target: Target, login_keys: dict[str, str] | None = None) -> list[dict]:
+    """Ordered steps taking the engine from ``current`` to ``target``.
+
+    ``login_keys`` maps a registry id to its :func:`login_key`; a registry whose key is
+    in ``current.logged_in`` needs no login step.
+    """
+    if is_applied(current, target):
+        return []
+    steps: list[dict] = []
+    login_keys = login_keys or {}
+
+    for registry_id, entry in target.registries.items():
+        key = login_keys.get(str(registry_id))
+        if key is None or key not in current.logged_in:
+            steps.append({"action": "login", "registry": str(registry_id), "url": entry["url"]})
+
+    for ref in target.refs:
+        if ref not in current.images:
+            registry = target.registry_of(ref)
+            steps.append({"action": "pull", "ref": ref, "registry": None if registry is None else str(registry)})
+
+    old = old_containers(current, target)
+    target_names = {c.fq_name for c in target.containers}
+    for c in old:
+        steps.append({
+            "action": "stop",
+            "name": c["name"],
+            "was_running": c["state"] in ("running", "restarting"),
+            # a stale container with a target name moves aside so the new one can take the name
+            "rename_to": c["name"] + PREVIOUS_SUFFIX if c["name"] in target_names else None,
+        })
+
+    purged = []
+    for tc in target.containers:
+        for path in tc.purge_paths:
+            if path not in purged:
+                purged.append(path)
+                steps.append({"action": "purge", "path": path,
+                              "aside": f"{path}{PURGED_SUFFIX}-{target.release_id}"})
+
+    for tc in target.containers:
+        steps.append({"action": "create", "name": tc.fq_name, "short_name": tc.name, "image": tc.image})
+    names = [tc.fq_name for tc in target.containers]
+    if names:
+        steps.append({"action": "start", "names": names})
+        steps.append({"action": "verify", "names": names})
+
+    removed = [(c["name"] + PREVIOUS_SUFFIX) if c["name"] in target_names else c["name"] for c in old]
+    if removed:
+        steps.append({"action": "remove", "names": removed})
+    if purged:
+        steps.append({"action": "drop_purged", "paths": [s["aside"] for s in steps if s["action"] == "purge"]})
+
+    prune = prunable_images(current, target, old)
+    if prune:
+        steps.append({"action": "prune", "refs": prune})
+    steps.append({"action": "record", **target.summary(),
+                  "containers": [{"name": c.name, "fully_qualified_name": c.fq_name, "image": c.image}
+                                 for c in target.containers],
+                  "images": target.refs})
+    return steps
+
+
+def prunable_images(current: EngineState, target: Target, old: list[dict]) -> list[str]:
+    """Images of replaced containers and of the previously applied release that nothing keeps.
+
+    Kept: every image and required-tag image of the target, and the image of any
+    container that stays. Unrelated images on the engine are never touched.
+    """
+    old_names = {c["name"] for c in old}
+    keep = set(target.refs) | {c["image"] for c in current.containers if c["name"] not in old_names}
+    candidates = [c["image"] for c in old] + list((current.applied or {}).get("images") or [])
+    out = []
+    for ref in candidates:
+        if ref in current.images and ref not in keep and ref not in out:
+            out.append(ref)
+    return out
