@@ -1,0 +1,235 @@
+"""The device's local HTTP API (served by the ``berth_localapi`` Salt engine).
+
+Routes:
+
+``GET /``
+    ``200 {"unit_id": "<minion id>"}``.
+
+``POST /dongle/<unit_id>/execute/``
+    Body as for the cloud endpoint: ``{"command": "docker.logs", "arg": [...],
+    "kwarg": {...}}`` (``arg`` and ``kwarg`` optional). The command runs
+    synchronously through the minion's execution modules and the answer has
+    the shape of the cloud poll response::
+
+        200 {"jid": "...", "state": "COMMAND_EXECUTED",
+             "response": {"fun", "fun_args", "return", "retcode", "success"}}
+
+    A command that fails still answers 200 with ``success: false`` and the
+    error text in ``return``, exactly as the minion would report it to the
+    cloud. Errors of the request itself: a ``unit_id`` other than this
+    device's -> 403 ``{"detail": ...}``; a malformed body or a command this
+    device does not have -> 400 ``{"<field>": ["message"]}``.
+
+Commands run one at a time (a lock), so two callers never share the loader's
+``__context__``; ``GET /`` never waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping
+
+import salt.defaults.exitcodes
+import salt.exceptions
+import salt.minion
+import salt.utils.jid
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9000
+
+_COMMAND = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+_FIELDS = {"command", "arg", "kwarg"}
+
+
+class BadRequest(Exception):
+    def __init__(self, errors: dict):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _json(status: int, body) -> Response:
+    return Response(json.dumps(body, default=_jsonable), status=status, mimetype="application/json")
+
+
+def _jsonable(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def parse_body(raw: bytes) -> tuple[str, list, dict]:
+    """Validate an execute body; raises :class:`BadRequest` naming the field."""
+    try:
+        body = json.loads(raw or b"")
+    except ValueError as exc:
+        raise BadRequest({"non_field_errors": [f"The body is not valid JSON: {exc}"]}) from None
+    if not isinstance(body, dict):
+        raise BadRequest({"non_field_errors": ["The body must be a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    for unknown in sorted(set(body) - _FIELDS):
+        errors[unknown] = ["Not supported by the local API (fields: command, arg, kwarg)."]
+    command = body.get("command")
+    if command is None:
+        errors["command"] = ["This field is required."]
+    elif not isinstance(command, str) or not _COMMAND.match(command):
+        errors["command"] = ["Must be a module function name like 'docker.logs'."]
+    arg = body.get("arg", [])
+    if arg is None:
+        arg = []
+    if not isinstance(arg, list):
+        errors["arg"] = ["Must be a list of positional arguments."]
+    kwarg = body.get("kwarg", {})
+    if kwarg is None:
+        kwarg = {}
+    if not isinstance(kwarg, dict):
+        errors["kwarg"] = ["Must be an object of keyword arguments."]
+    elif any(k.startswith("__") for k in kwarg):
+        errors["kwarg"] = ["Keyword argument names must not start with '__'."]
+    if errors:
+        raise BadRequest(errors)
+    return command, arg, kwarg
+
+
+class LocalAPI:
+    """WSGI application answering for one device.
+
+    ``functions`` is the minion's execution-module loader (``__salt__``) or any
+    mapping of ``"module.function"`` to callables; ``context`` the dict the
+    functions use as ``__context__`` (where Salt functions leave ``retcode``).
+    """
+
+    def __init__(self, unit_id: str, functions: Mapping, opts: Mapping | None = None, context: dict | None = None):
+        self.unit_id = str(unit_id)
+        self.functions = functions
+        self.opts = dict(opts or {})
+        if context is None:
+            pack = getattr(functions, "pack", None) or {}
+            context = pack.get("__context__")
+        self.context = context if context is not None else {}
+        self._lock = threading.Lock()
+        self.url_map = Map(
+            [
+                Rule("/", endpoint="root", methods=["GET"]),
+                Rule("/dongle/<unit_id>/execute/", endpoint="execute", methods=["POST"]),
+            ],
+            strict_slashes=True,
+        )
+
+    # --- WSGI -------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        return self.dispatch(request)(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            endpoint, values = adapter.match()
+        except NotFound:
+            return _json(404, {"detail": "Not found."})
+        except MethodNotAllowed as exc:
+            response = _json(405, {"detail": f'Method "{request.method}" not allowed.'})
+            response.headers["Allow"] = ", ".join(exc.valid_methods or [])
+            return response
+        except HTTPException as exc:  # e.g. the redirect to add a trailing slash
+            return exc.get_response(request.environ)
+        try:
+            if endpoint == "root":
+                return _json(200, {"unit_id": self.unit_id})
+            return self.execute_view(request, values["unit_id"])
+        except Exception:  # never a traceback to the caller; the log has it
+            log.exception("berth_localapi on %s: %s %s failed", self.unit_id, request.method, request.path)
+            return _json(500, {"detail": "Internal error; see the minion log."})
+
+    def execute_view(self, request: Request, unit_id: str) -> Response:
+        if unit_id != self.unit_id:
+            log.warning(
+                "berth_localapi on %s: refused a command meant for unit %r from %s",
+                self.unit_id, unit_id, request.remote_addr,
+            )
+            return _json(
+                403,
+                {"detail": f"This device is unit {self.unit_id!r}; the request is meant for unit {unit_id!r}."},
+            )
+        try:
+            command, arg, kwarg = parse_body(request.get_data())
+        except BadRequest as exc:
+            return _json(400, exc.errors)
+        if command not in self.functions:
+            return _json(400, {"command": [f"'{command}' is not available on this device."]})
+        jid = salt.utils.jid.gen_jid(self.opts)
+        log.info("berth_localapi on %s: job %s runs %s from %s", self.unit_id, jid, command, request.remote_addr)
+        response = self.run(jid, command, arg, kwarg)
+        log.info(
+            "berth_localapi on %s: job %s %s finished, retcode %s", self.unit_id, jid, command, response["retcode"]
+        )
+        return _json(200, {"jid": jid, "state": "COMMAND_EXECUTED", "response": response})
+
+    # --- running a command ---------------------------------------------------
+
+    def run(self, jid: str, command: str, arg: list, kwarg: dict) -> dict:
+        """Run like the minion runs a published job; returns the job return."""
+        fun_args = list(arg) + ([dict(kwarg)] if kwarg else [])
+        published = list(arg) + ([dict(kwarg, __kwarg__=True)] if kwarg else [])
+        func = self.functions[command]
+        with self._lock:
+            self.context["retcode"] = salt.defaults.exitcodes.EX_OK
+            try:
+                args, kwargs = salt.minion.load_args_and_kwargs(
+                    func, published, {"fun": command, "jid": jid, "arg": published, "tgt": self.unit_id}
+                )
+                result = func(*args, **kwargs)
+                retcode = self.context.get("retcode", salt.defaults.exitcodes.EX_OK)
+                if retcode == salt.defaults.exitcodes.EX_OK and isinstance(result, dict):
+                    # Salt's rule: a dict return with result/success False is a failure.
+                    if not all(result.get(key, True) for key in ("result", "success")):
+                        retcode = salt.defaults.exitcodes.EX_GENERIC
+            except salt.exceptions.CommandExecutionError as exc:
+                result, retcode = f"ERROR: {exc}", salt.defaults.exitcodes.EX_GENERIC
+            except salt.exceptions.SaltInvocationError as exc:
+                result, retcode = f"ERROR executing '{command}': {exc}", salt.defaults.exitcodes.EX_GENERIC
+            except TypeError as exc:
+                result = f"Passed invalid arguments to {command}: {exc}"
+                retcode = salt.defaults.exitcodes.EX_GENERIC
+            except Exception as exc:  # pylint: disable=broad-except
+                log.exception("berth_localapi on %s: job %s %s raised", self.unit_id, jid, command)
+                result = f"ERROR: {command} raised {type(exc).__name__}: {exc}"
+                retcode = salt.defaults.exitcodes.EX_GENERIC
+        return {
+            "fun": command,
+            "fun_args": fun_args,
+            "return": result,
+            "retcode": retcode,
+            "success": retcode == salt.defaults.exitcodes.EX_OK,
+        }
+
+
+def check_address(host, port) -> tuple[str, int]:
+    """Validate the engine's ``host``/``port`` options."""
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host: must be an address to bind to, got {host!r}")
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"port: must be a TCP port number, got {port!r}") from None
+    # 0 lets the OS pick a free port (the engine logs the one it got).
+    if isinstance(port, bool) or not 0 <= number < 65536:
+        raise ValueError(f"port: must be between 0 and 65535, got {port!r}")
+    return host, number
+
+
+def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+    """A threaded HTTP server for ``app``; call ``serve_forever()`` / ``shutdown()``."""
+    host, port = check_address(host, port)
+    return make_server(host, port, app, threaded=True)
