@@ -1,0 +1,118 @@
+"""Master-side fleet runners: results to the API, the result spool, device status and registration.
+
+Configured by the master option ``berth_api: {url, token_file, timeout, spool_dir}``
+(see conf/master.d/berth.conf and docs/fleet.md).
+"""
+
+import logging
+import os
+
+from berth.master import reports
+from berth.master.apiclient import ApiClient, ApiError
+from berth.master.spool import Spool
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "berth"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _conf():
+    return dict(__opts__.get("berth_api") or {})
+
+
+def _client():
+    return ApiClient.from_config(_conf())
+
+
+def _spool():
+    directory = _conf().get("spool_dir") or os.path.join(__opts__["cachedir"], "berth", "spool")
+    return Spool(directory)
+
+
+def report(minion_id, result):
+    """Forward one ``berth/release/result`` event of ``minion_id`` to the API.
+
+    Called by the reactor (salt://reactor/release_result.sls). When the API cannot
+    take it now, the report is spooled on disk and ``berth.flush`` delivers it later.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run berth.report <minion id> '{"release_id": 7, "version_hash": "96a7191f", "outcome": "succeeded"}'
+    """
+    try:
+        body = reports.build_report(minion_id, result)
+    except ValueError as exc:
+        log.error("berth.report: dropped malformed result: %s", exc)
+        return {"status": "invalid", "error": str(exc)}
+    return {"status": reports.deliver(_client(), _spool(), body)}
+
+
+def flush():
+    """Re-send spooled reports to the API (scheduled on the master, see conf/master.d/berth.conf).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run berth.flush
+    """
+    return reports.flush(_client(), _spool())
+
+
+def resync(tgt="*", timeout=60):
+    """Ask every device (``tgt``) for ``docker.release_status`` and report what it runs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run berth.resync
+    """
+    import salt.client  # pylint: disable=import-outside-toplevel
+
+    local = salt.client.get_local_client(__opts__["conf_file"])
+    returns = local.cmd(tgt, "docker.release_status", timeout=timeout, tgt_type="glob")
+    client, spool = _client(), _spool()
+    summary = {"reported": [], "no_release": [], "errors": {}}
+    for minion_id, status in sorted(returns.items()):
+        if not isinstance(status, dict) or status.get("release_id") in (None, ""):
+            if isinstance(status, str):
+                summary["errors"][minion_id] = status
+                log.warning("berth.resync: device %s: %s", minion_id, status)
+            else:
+                summary["no_release"].append(minion_id)
+            continue
+        outcome = reports.deliver(client, spool, reports.build_report(minion_id, status))
+        summary["reported"].append({"minion_id": minion_id, "status": outcome})
+    return summary
+
+
+def register_minions():
+    """Register every accepted minion key as a device of the master token's account.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run berth.register_minions
+    """
+    import salt.key  # pylint: disable=import-outside-toplevel
+
+    accepted = salt.key.get_key(__opts__).list_keys().get("minions", [])
+    try:
+        result = _client().sync_devices(sorted(accepted))
+    except ApiError as exc:
+        log.error("berth.register_minions: %s", exc)
+        return {"error": str(exc)}
+    log.info(
+        "berth.register_minions: %d created, %d existing",
+        len(result.get("created", [])),
+        len(result.get("existing", [])),
+    )
+    return result

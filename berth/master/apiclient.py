@@ -1,0 +1,80 @@
+"""HTTP client for the master-scope API (token scope ``master``)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import requests
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class ApiError(Exception):
+    """The API could not be asked or refused the request; ``status`` is the HTTP status or None."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Network failures, timeouts, 5xx, 429 and auth failures may succeed later; other 4xx will not."""
+        return self.status is None or self.status >= 500 or self.status in (401, 403, 408, 429)
+
+
+def read_token(path: str) -> str:
+    """Read the master token from a file that only its owner may read."""
+    if not path:
+        raise ApiError("berth_api: no token_file configured")
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ApiError(f"berth_api: cannot read token_file {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ApiError(
+            f"berth_api: token_file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it"
+        )
+    with open(path, encoding="utf-8") as handle:
+        token = handle.read().strip()
+    if not token:
+        raise ApiError(f"berth_api: token_file {path} is empty")
+    return token
+
+
+class ApiClient:
+    def __init__(self, url: str, token_file: str, timeout: float = DEFAULT_TIMEOUT):
+        if not url:
+            raise ApiError("berth_api: no url configured")
+        self.url = url.rstrip("/")
+        self.token_file = token_file
+        self.timeout = float(timeout or DEFAULT_TIMEOUT)
+
+    @classmethod
+    def from_config(cls, conf: dict) -> "ApiClient":
+        return cls(conf.get("url", ""), conf.get("token_file", ""), conf.get("timeout", DEFAULT_TIMEOUT))
+
+    def _request(self, method: str, path: str, payload=None):
+        url = f"{self.url}{path}"
+        headers = {"Authorization": f"APIToken {read_token(self.token_file)}", "Accept": "application/json"}
+        try:
+            resp = requests.request(method, url, json=payload, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ApiError(f"berth_api: {method} {url} failed: {exc.__class__.__name__}: {exc}") from None
+        if resp.status_code >= 400:
+            detail = resp.text[:300].strip()
+            raise ApiError(f"berth_api: {method} {url} returned {resp.status_code}: {detail}", resp.status_code)
+        try:
+            return resp.json()
+        except ValueError:
+            raise ApiError(f"berth_api: {method} {url} returned invalid JSON", resp.status_code) from None
+
+    def minion_pillar(self, minion_id: str) -> dict:
+        return self._request("GET", f"/master/minions/{requests.utils.quote(minion_id, safe='')}/pillar/")
+
+    def report_deployment(self, report: dict) -> dict:
+        return self._request("POST", "/master/deployments/report/", report)
+
+    def sync_devices(self, unit_ids: list[str]) -> dict:
+        return self._request("POST", "/master/devices/sync/", {"unit_ids": list(unit_ids)})

@@ -1,0 +1,37 @@
+"""The ``docker`` pillar of one minion, as the API describes it."""
+
+from __future__ import annotations
+
+import logging
+
+from berth.master.apiclient import ApiClient, ApiError
+
+log = logging.getLogger(__name__)
+
+
+def release_pillar(conf: dict, minion_id: str) -> dict:
+    """``{"docker": {"release": ..., "registries": ...}}``, or ``{"docker": {"error": ...}}``.
+
+    An unknown device (404) has no release. Any other failure puts the error in the
+    pillar so the release state refuses to act on a missing or partial release.
+    """
+    try:
+        data = ApiClient.from_config(conf).minion_pillar(minion_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            log.info("berth_api: minion %s is not a registered device; no release", minion_id)
+            return {"docker": {"release": None, "registries": {}}}
+        log.error("berth_api: pillar for minion %s unavailable: %s", minion_id, exc)
+        return {"docker": {"error": str(exc)}}
+    if not isinstance(data, dict) or "release" not in data:
+        msg = f"berth_api: pillar for minion {minion_id} has no 'release' key"
+        log.error(msg)
+        return {"docker": {"error": msg}}
+    release = data.get("release")
+    registries = {str(key): value for key, value in (data.get("registries") or {}).items()}
+    log.debug(
+        "berth_api: minion %s target release %s",
+        minion_id,
+        release and f"{release.get('id')} ({release.get('version_hash')})",
+    )
+    return {"docker": {"release": release, "registries": registries}}

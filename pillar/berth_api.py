@@ -1,0 +1,28 @@
+"""ext_pillar ``berth_api``: each minion's target release and registries, from the Berth API.
+
+Master config (see conf/master.d/berth.conf)::
+
+    berth_api:
+      url: http://127.0.0.1:8000
+      token_file: /etc/salt/berth-master.token   # master-scope token, chmod 600
+      timeout: 5
+    ext_pillar:
+      - berth_api: {}          # keys given here override the top-level berth_api ones
+
+Produces ``docker:release`` / ``docker:registries``; when the API cannot be asked,
+``docker:error`` instead, and the release state refuses to run.
+"""
+
+from berth.master.pillar import release_pillar
+
+__virtualname__ = "berth_api"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def ext_pillar(minion_id, pillar, **kwargs):  # pylint: disable=unused-argument
+    conf = dict(__opts__.get("berth_api") or {})
+    conf.update(kwargs)
+    return release_pillar(conf, minion_id)
