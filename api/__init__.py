@@ -1,0 +1,64 @@
+"""Berth fleet API: ``create_app(config=None)``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+from api.config import base_config
+from api.errors import register_error_handlers
+from api.extensions import db, migrate
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
+
+# Core blueprints (module attribute ``bp``).
+CORE_BLUEPRINTS = (
+    "api.resources.registries",
+    "api.resources.projects",
+    "api.resources.releases",
+    "api.resources.devices",
+    "api.openapi",
+    "api.account_page",
+)
+# Packages other parts of Berth add; each exposes ``init_app(app)``.
+FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    config = dict(config or {})
+    instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
+    app = Flask(
+        __name__, static_folder=None, instance_path=os.path.abspath(instance_path) if instance_path else None
+    )
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(base_config(app.instance_path, config))
+    config.pop("DATABASE_URL", None)
+    app.config.update(config)
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = True
+
+    import api.models  # noqa: F401  (registers the models)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    register_error_handlers(app)
+
+    for name in CORE_BLUEPRINTS:
+        if importlib.util.find_spec(name) is not None:
+            app.register_blueprint(importlib.import_module(name).bp)
+    for name in FEATURE_PACKAGES:
+        if importlib.util.find_spec(name) is not None:
+            init_feature = getattr(importlib.import_module(name), "init_app", None)
+            if init_feature is not None:
+                init_feature(app)
+
+    from api.cli import register_cli
+
+    register_cli(app)
+    logging.getLogger("api").setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    return app

@@ -1,0 +1,110 @@
+"""Admin CLI: ``flask --app api accounts|users|tokens ...``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from api.extensions import db
+from api.models import TOKEN_SCOPES, Account, ApiToken, Device, User
+from api.tokens import create_token
+
+accounts = click.Group("accounts", help="Manage accounts (tenants).")
+users = click.Group("users", help="Manage users.")
+tokens = click.Group("tokens", help="Manage API tokens.")
+
+
+def _parse_expires(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 datetime", param_hint="--expires") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+@accounts.command("create")
+@click.argument("name")
+def accounts_create(name: str) -> None:
+    """Create account NAME."""
+    if db.session.scalar(select(Account).where(Account.name == name)) is not None:
+        raise click.ClickException(f"account {name!r} already exists")
+    account = Account(name=name)
+    db.session.add(account)
+    db.session.commit()
+    click.echo(f"created account {account.id} {account.name}")
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--account", "account_name", required=True, help="Name of the account the user belongs to.")
+@click.option("--password", required=True, help="The user's password (for the account page).")
+def users_create(email: str, account_name: str, password: str) -> None:
+    """Create user EMAIL in an account."""
+    account = db.session.scalar(select(Account).where(Account.name == account_name))
+    if account is None:
+        raise click.ClickException(f"no account named {account_name!r}")
+    email = email.strip().lower()
+    if "@" not in email:
+        raise click.ClickException(f"{email!r} is not an email address")
+    if db.session.scalar(select(User).where(User.email == email)) is not None:
+        raise click.ClickException(f"user {email!r} already exists")
+    if not password:
+        raise click.ClickException("the password may not be empty")
+    user = User(email=email, account_id=account.id)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"created user {user.id} {user.email} in account {account.name}")
+
+
+@tokens.command("create")
+@click.argument("email")
+@click.option("--scope", type=click.Choice(TOKEN_SCOPES), default="user", show_default=True)
+@click.option("--device", "device_ref", help="Device id or unit_id (required for --scope device).")
+@click.option("--expires", help="Expiry as ISO-8601 (UTC if no offset).")
+@click.option("--name", default="", help="A label for the token.")
+def tokens_create(email: str, scope: str, device_ref: str | None, expires: str | None, name: str) -> None:
+    """Create an API token for user EMAIL; the token is printed alone on the last line."""
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with email {email!r}")
+    device = None
+    if device_ref:
+        device = db.session.scalar(
+            select(Device).where(
+                Device.account_id == user.account_id, (Device.id == device_ref) | (Device.unit_id == device_ref)
+            )
+        )
+        if device is None:
+            raise click.ClickException(f"no device {device_ref!r} in the user's account")
+    try:
+        token, plaintext = create_token(user, scope=scope, device=device, expires=_parse_expires(expires), name=name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"created token {token.id} (scope {token.scope}) for {user.email}; it is shown only once:")
+    click.echo(plaintext)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise click.ClickException(f"no token with id {token_id}")
+    token.revoke()
+    db.session.commit()
+    click.echo(f"revoked token {token.id}")
+
+
+def register_cli(app: Flask) -> None:
+    for group in (accounts, users, tokens):
+        app.cli.add_command(group)

@@ -1,0 +1,79 @@
+"""Configuration from the environment: ``DATABASE_URL``, ``BERTH_SECRET_KEY``, ``BERTH_INSTANCE_PATH``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+SECRET_KEY_FILE = "secret_key"
+SQLITE_FILE = "berth.sqlite3"
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` mean psycopg 3, the only PostgreSQL driver installed."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_or_create_secret_key(instance_path: str) -> str:
+    """Read ``<instance>/secret_key``; create it (0600) on first run.
+
+    Written to a temporary file and hard-linked into place so concurrent workers
+    starting together all end up with the same key.
+    """
+    path = Path(instance_path) / SECRET_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=instance_path, prefix=".secret_key.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    return path.read_text().strip()
+
+
+def base_config(instance_path: str, overrides: dict) -> dict:
+    url = overrides.get("SQLALCHEMY_DATABASE_URI") or overrides.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        url = "sqlite:///" + str(Path(instance_path) / SQLITE_FILE)
+    secret = overrides.get("SECRET_KEY") or os.environ.get("BERTH_SECRET_KEY")
+    if not secret:
+        secret = load_or_create_secret_key(instance_path)
+    url = normalize_database_url(url)
+    engine_options = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
+    return {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SECRET_KEY": secret,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    }
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        # WAL lets several gunicorn workers read while one writes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

@@ -1,0 +1,30 @@
+"""All core models; importing this package registers them on ``db.metadata``."""
+
+from api.models.accounts import TOKEN_SCOPES, Account, ApiToken, User
+from api.models.devices import Device
+from api.models.docker import (
+    DEPLOYMENT_STATUSES,
+    FINAL_STATUSES,
+    Deployment,
+    Project,
+    Registry,
+    Release,
+    ReleaseContainer,
+    release_devices,
+)
+
+__all__ = [
+    "TOKEN_SCOPES",
+    "Account",
+    "ApiToken",
+    "User",
+    "Device",
+    "DEPLOYMENT_STATUSES",
+    "FINAL_STATUSES",
+    "Deployment",
+    "Project",
+    "Registry",
+    "Release",
+    "ReleaseContainer",
+    "release_devices",
+]

@@ -1,0 +1,38 @@
+"""Devices of the fleet. ``unit_id`` is the Salt minion id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.extensions import db
+from api.models.types import UTCDateTime, utcnow
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Device(db.Model):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_id)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(255), unique=True)
+    display: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def docker_release_ids(self) -> list[int]:
+        """Ids of the releases this device has successfully deployed."""
+        from api.models.docker import Deployment
+
+        return list(
+            db.session.scalars(
+                select(Deployment.release_id)
+                .where(Deployment.device_id == self.id, Deployment.status == "succeeded")
+                .order_by(Deployment.release_id)
+            )
+        )

@@ -1,0 +1,136 @@
+"""Docker registries, projects, releases, their containers, and per-device deployments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from api import crypto
+from api.extensions import db
+from api.models.devices import Device
+from api.models.types import UTCDateTime, utcnow
+
+DEPLOYMENT_STATUSES = ("queued", "applying", "succeeded", "failed", "superseded")
+FINAL_STATUSES = ("succeeded", "failed", "superseded")
+
+
+class Registry(db.Model):
+    __tablename__ = "registries"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str] = mapped_column(String(255))
+    password_encrypted: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_encrypted = crypto.encrypt(password)
+
+    def get_password(self) -> str:
+        """The decrypted password, for the master pillar only; never part of an API response."""
+        return crypto.decrypt(self.password_encrypted)
+
+    def __repr__(self) -> str:  # never include the password
+        return f"<Registry {self.id} {self.name!r} {self.url!r}>"
+
+
+class Project(db.Model):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+release_devices = Table(
+    "release_devices",
+    db.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Release(db.Model):
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("project_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(100))
+    version_hash: Mapped[str] = mapped_column(String(8), unique=True)
+    remove_containers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship()
+    devices: Mapped[list[Device]] = relationship(secondary=release_devices, order_by=Device.created)
+    containers: Mapped[list["ReleaseContainer"]] = relationship(
+        back_populates="release", order_by="ReleaseContainer.position", cascade="all, delete-orphan"
+    )
+
+    def successful_device_ids(self) -> list[str]:
+        return list(
+            db.session.scalars(
+                select(Deployment.device_id)
+                .where(Deployment.release_id == self.id, Deployment.status == "succeeded")
+                .order_by(Deployment.finished_at, Deployment.device_id)
+            )
+        )
+
+
+class ReleaseContainer(db.Model):
+    __tablename__ = "release_containers"
+    __table_args__ = (UniqueConstraint("release_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    image: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    required_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    startup_parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    purge_data: Mapped[bool] = mapped_column(default=False)
+    registry_id: Mapped[int | None] = mapped_column(ForeignKey("registries.id", ondelete="RESTRICT"), index=True)
+
+    release: Mapped[Release] = relationship(back_populates="containers")
+    pull_registry: Mapped[Registry | None] = relationship()
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f"deployment-{self.name}-{self.release_id}"
+
+
+class Deployment(db.Model):
+    """The state of one release on one device."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        UniqueConstraint("release_id", "device_id"),
+        CheckConstraint(
+            "status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"
+        ),
+        Index("ix_deployments_device_id_status", "device_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    release: Mapped[Release] = relationship()
+    device: Mapped[Device] = relationship()

@@ -1,0 +1,62 @@
+"""DRF-style page-number pagination: ``?page=&page_size=`` -> ``{"count","next","previous","results"}``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from flask import request
+from sqlalchemy import Select, func, select
+
+from api.errors import NotFound, ValidationError
+from api.extensions import db
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: ["A valid integer is required."]}) from None
+    if value < 1:
+        raise ValidationError({name: ["Ensure this value is greater than or equal to 1."]})
+    return value
+
+
+def _page_url(page: int | None) -> str | None:
+    if page is None:
+        return None
+    args = request.args.to_dict(flat=False)
+    args["page"] = [str(page)]
+    query = urlencode([(k, v) for k, values in args.items() for v in values])
+    return f"{request.base_url}?{query}"
+
+
+def paginate(
+    stmt: Select,
+    serialize: Callable[[Any], dict],
+    *,
+    batch: Callable[[list[Any]], list[dict]] | None = None,
+) -> dict:
+    """Run ``stmt`` (a select of ORM entities, already ordered) one page at a time.
+
+    ``batch``, if given, serializes the whole page at once (to avoid a query per row).
+    """
+    page = _positive_int("page", 1)
+    page_size = min(_positive_int("page_size", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
+    count = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    last_page = max(1, -(-count // page_size))
+    if page > last_page:
+        raise NotFound("Invalid page.")
+    rows = db.session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)).all()
+    return {
+        "count": count,
+        "next": _page_url(page + 1) if page < last_page else None,
+        "previous": _page_url(page - 1) if page > 1 else None,
+        "results": batch(list(rows)) if batch else [serialize(row) for row in rows],
+    }

@@ -1,0 +1,1 @@
+"""HTTP resources, one blueprint per module (DRF conventions: trailing slashes, 201/200/204)."""

@@ -1,0 +1,32 @@
+"""Helpers shared by the resource views."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import g, request
+from sqlalchemy import select
+
+from api.errors import NotFound
+from api.extensions import db
+
+T = TypeVar("T")
+
+
+def owned_or_404(model: type[T], pk, **filters) -> T:
+    """The account's ``model`` row with primary key ``pk``; another account's row is 404 like a missing one."""
+    stmt = select(model).where(model.id == pk, model.account_id == g.account.id)
+    for name, value in filters.items():
+        stmt = stmt.where(getattr(model, name) == value)
+    row = db.session.scalars(stmt).one_or_none()
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def is_partial() -> bool:
+    return request.method == "PATCH"
+
+
+def no_content():
+    return "", 204

@@ -1,0 +1,122 @@
+"""``/devices/``: the account's devices; ``unit_id`` is the Salt minion id."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, g, request
+from sqlalchemy import select
+
+from api.auth import require_token
+from api.errors import ValidationError
+from api.extensions import db
+from api.models import Deployment, Device
+from api.models.types import isoformat
+from api.pagination import paginate
+from api.payload import json_body
+from api.resources.common import is_partial, no_content, owned_or_404
+from api.validation import MISSING, FieldError, Validator, string
+
+bp = Blueprint("devices", __name__)
+log = logging.getLogger(__name__)
+
+# Salt refuses ids that could escape its pki directory; whitespace and control
+# characters break command lines and targeting.
+_UNIT_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+
+
+def unit_id(value: Any) -> str:
+    value = string(max_length=255)(value)
+    if not _UNIT_ID_RE.match(value) or value.startswith(".") or ".." in value:
+        raise FieldError(
+            "Not a valid Salt minion id: no whitespace, slashes, control characters, "
+            'leading "." or "..". A UUID is recommended.'
+        )
+    return value
+
+
+def serialize_device(device: Device, docker_releases: list[int] | None = None) -> dict:
+    return {
+        "id": device.id,
+        "unit_id": device.unit_id,
+        "display": device.display,
+        "created": isoformat(device.created),
+        "docker_releases": device.docker_release_ids() if docker_releases is None else docker_releases,
+    }
+
+
+def serialize_devices(devices: list[Device]) -> list[dict]:
+    succeeded: dict[str, list[int]] = {d.id: [] for d in devices}
+    if devices:
+        rows = db.session.execute(
+            select(Deployment.device_id, Deployment.release_id)
+            .where(Deployment.device_id.in_(list(succeeded)), Deployment.status == "succeeded")
+            .order_by(Deployment.release_id)
+        )
+        for device_id, release_id in rows:
+            succeeded[device_id].append(release_id)
+    return [serialize_device(d, succeeded[d.id]) for d in devices]
+
+
+def _validate(data: dict, device: Device | None) -> dict:
+    v = Validator(data, partial=is_partial())
+    values = {
+        "unit_id": v.field("unit_id", unit_id),
+        "display": v.field("display", string(max_length=200, allow_blank=True), required=False, default=""),
+    }
+    new_unit_id = values["unit_id"]
+    if new_unit_id is not MISSING and (device is None or new_unit_id != device.unit_id):
+        if db.session.scalar(select(Device.id).where(Device.unit_id == new_unit_id)) is not None:
+            v.error("unit_id", "device with this unit id already exists.")
+    v.raise_if_errors()
+    return {k: val for k, val in values.items() if val is not MISSING}
+
+
+@bp.get("/devices/")
+@require_token("user", "master")
+def list_devices():
+    stmt = select(Device).where(Device.account_id == g.account.id).order_by(Device.created, Device.id)
+    if "unit_id" in request.args:
+        stmt = stmt.where(Device.unit_id == request.args["unit_id"])
+    return paginate(stmt, serialize_device, batch=serialize_devices)
+
+
+@bp.post("/devices/")
+@require_token("user")
+def create_device():
+    values = _validate(json_body(), None)
+    device = Device(account_id=g.account.id, **values)
+    db.session.add(device)
+    db.session.commit()
+    log.info("device %s (%s) created in account %s", device.unit_id, device.id, g.account.id)
+    return serialize_device(device, []), 201
+
+
+@bp.get("/devices/<device_id>/")
+@require_token("user", "master")
+def get_device(device_id: str):
+    return serialize_device(owned_or_404(Device, device_id))
+
+
+@bp.route("/devices/<device_id>/", methods=["PUT", "PATCH"])
+@require_token("user")
+def update_device(device_id: str):
+    device = owned_or_404(Device, device_id)
+    values = _validate(json_body(), device)
+    for key, value in values.items():
+        setattr(device, key, value)
+    db.session.commit()
+    log.info("device %s (%s) updated: %s", device.unit_id, device.id, ", ".join(sorted(values)) or "nothing")
+    return serialize_device(device)
+
+
+@bp.delete("/devices/<device_id>/")
+@require_token("user")
+def delete_device(device_id: str):
+    device = owned_or_404(Device, device_id)
+    db.session.delete(device)
+    db.session.commit()
+    log.info("device %s (%s) deleted", device.unit_id, device.id)
+    return no_content()

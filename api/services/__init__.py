@@ -1,0 +1,1 @@
+"""Business operations shared by the HTTP views, the CLI and the master-facing endpoints."""
