@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT):
     unit_id = __opts__["id"]
+    try:
+        localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
+    except OSError as exc:
+        log.warning("berth_localapi on %s: cannot write the minion_id file: %s", unit_id, exc)
     app = localapi.LocalAPI(unit_id, __salt__, opts=__opts__)
     try:
         httpd = localapi.server(app, host, port)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from collections.abc import Mapping
 import salt.defaults.exitcodes
 import salt.exceptions
 import salt.minion
+import salt.syspaths
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -213,6 +215,43 @@ class LocalAPI:
             "retcode": retcode,
             "success": retcode == salt.defaults.exitcodes.EX_OK,
         }
+
+
+def minion_id_path(opts: Mapping) -> str:
+    """Where Salt caches the minion id (``/etc/salt/minion_id``), computed as
+    ``salt.config.get_id`` does, so it follows a relocated ``root_dir``."""
+    root_dir = opts.get("root_dir") or salt.syspaths.ROOT_DIR
+    config_dir = salt.syspaths.CONFIG_DIR
+    if config_dir.startswith(salt.syspaths.ROOT_DIR):
+        config_dir = config_dir.split(salt.syspaths.ROOT_DIR, 1)[-1]
+    return os.path.join(root_dir, config_dir.lstrip(os.path.sep), "minion_id")
+
+
+def read_minion_id(path: str) -> str | None:
+    """The id in a ``minion_id`` file, or None when there is none."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.readline().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_minion_id_file(path: str, unit_id: str) -> None:
+    """Make the unit id readable from the ``minion_id`` file, as the device docs
+    promise. Salt writes that file only when it had to guess the id; a device
+    whose id is set in its config gets it written here. An existing file is
+    never changed (Salt's config ``id`` wins over it anyway)."""
+    current = read_minion_id(path)
+    if current is None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(unit_id + "\n")
+        log.info("berth_localapi on %s: wrote the unit id to %s", unit_id, path)
+    elif current != unit_id:
+        log.warning(
+            "berth_localapi on %s: %s holds a different id (%r); the configured minion id is used",
+            unit_id, path, current,
+        )
 
 
 def check_address(host, port) -> tuple[str, int]:

@@ -348,12 +348,3 @@ def last_startup(
             break
         window.append(line)
     return []
-
-
-def read_minion_id(conf_dir: str) -> str | None:
-    """The id in ``<conf_dir>/minion_id`` (Salt writes it on first start), if any."""
-    try:
-        with open(os.path.join(conf_dir, "minion_id"), encoding="utf-8") as fh:
-            return fh.read().strip() or None
-    except FileNotFoundError:
-        return None

@@ -169,3 +169,16 @@ def test_unknown_route_and_method(client):
 def test_bad_bind_options(host, port):
     with pytest.raises(ValueError, match="^(host|port): "):
         localapi.check_address(host, port)
+
+
+def test_minion_id_file_follows_root_dir(tmp_path):
+    assert localapi.minion_id_path({"root_dir": str(tmp_path)}) == str(tmp_path / "etc" / "salt" / "minion_id")
+
+
+def test_ensure_minion_id_file_writes_once_and_never_overwrites(tmp_path):
+    path = str(tmp_path / "etc" / "salt" / "minion_id")
+    assert localapi.read_minion_id(path) is None
+    localapi.ensure_minion_id_file(path, UNIT)
+    assert localapi.read_minion_id(path) == UNIT
+    localapi.ensure_minion_id_file(path, "other")
+    assert localapi.read_minion_id(path) == UNIT

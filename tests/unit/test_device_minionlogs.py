@@ -227,11 +227,5 @@ def test_last_startup_not_found(salt_log):
     assert minionlogs.last_startup(salt_log, until="critical") == []
 
 
-def test_read_minion_id(tmp_path):
-    assert minionlogs.read_minion_id(str(tmp_path)) is None
-    (tmp_path / "minion_id").write_text("dev-42\n")
-    assert minionlogs.read_minion_id(str(tmp_path)) == "dev-42"
-
-
 def test_log_files_lists_the_log_dir(log_file):
     assert minionlogs.log_files(log_file) == ["minion", "minion.1", "minion.2.gz"]
