@@ -79,17 +79,18 @@ def resync(tgt="*", timeout=60):
     local = salt.client.get_local_client(__opts__["conf_file"])
     returns = local.cmd(tgt, "docker.release_status", timeout=timeout, tgt_type="glob")
     client, spool = _client(), _spool()
-    summary = {"reported": [], "no_release": [], "errors": {}}
+    summary = {"reported": [], "nothing_to_report": [], "errors": {}}
     for minion_id, status in sorted(returns.items()):
-        if not isinstance(status, dict) or status.get("release_id") in (None, ""):
-            if isinstance(status, str):
-                summary["errors"][minion_id] = status
-                log.warning("berth.resync: device %s: %s", minion_id, status)
-            else:
-                summary["no_release"].append(minion_id)
+        if not isinstance(status, dict):
+            summary["errors"][minion_id] = str(status)
+            log.warning("berth.resync: device %s did not return its release status: %s", minion_id, status)
             continue
-        outcome = reports.deliver(client, spool, reports.build_report(minion_id, status))
-        summary["reported"].append({"minion_id": minion_id, "status": outcome})
+        result = reports.status_to_result(status)
+        if result is None:
+            summary["nothing_to_report"].append(minion_id)
+            continue
+        outcome = reports.deliver(client, spool, reports.build_report(minion_id, result))
+        summary["reported"].append({"minion_id": minion_id, "release_id": result["release_id"], "status": outcome})
     return summary
 
 

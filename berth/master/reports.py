@@ -29,6 +29,33 @@ def build_report(minion_id: str, result: dict) -> dict:
     return report
 
 
+def status_to_result(status) -> dict | None:
+    """A ``docker.release_status`` return as a result to report, or None when there is nothing to say.
+
+    ``running`` -> succeeded; ``degraded`` -> failed (a release container stopped);
+    ``none`` or ``interrupted`` (an apply is in progress or will be recovered) -> None.
+    """
+    if not isinstance(status, dict) or status.get("release_id") in (None, ""):
+        return None
+    state = status.get("state")
+    if state == "running":
+        outcome, error = "succeeded", None
+    elif state == "degraded":
+        stopped = [c.get("fully_qualified_name") for c in status.get("containers") or []
+                   if c.get("version_hash") == status.get("version_hash") and c.get("status") != "running"]
+        outcome, error = "failed", "release containers not running: " + (", ".join(filter(None, stopped)) or "missing")
+    else:
+        return None
+    return {
+        "release_id": status["release_id"],
+        "version_hash": status.get("version_hash"),
+        "outcome": outcome,
+        "error": error,
+        "containers": [c for c in status.get("containers") or [] if c.get("version_hash") == status.get("version_hash")],
+        "finished_at": status.get("applied_at"),
+    }
+
+
 def describe(report: dict) -> str:
     return (
         f"device {report.get('unit_id')} release {report.get('release_id')} "

@@ -177,3 +177,16 @@ def test_report_refused_by_api_is_set_aside_not_retried(fake_api, token_file, tm
     assert reports.deliver(client, spool, reports.build_report("m-1", RESULT)) == "rejected"
     assert spool.entries() == []
     assert len(list((tmp_path / "spool" / "rejected").iterdir())) == 1
+
+
+def test_status_to_result():
+    containers = [
+        {"fully_qualified_name": "deployment-a-7", "version_hash": "96a7191f", "status": "running"},
+        {"fully_qualified_name": "deployment-b-7", "version_hash": "96a7191f", "status": "exited"},
+    ]
+    base = {"release_id": 7, "version_hash": "96a7191f", "applied_at": "t", "containers": containers}
+    assert reports.status_to_result({**base, "state": "running"})["outcome"] == "succeeded"
+    degraded = reports.status_to_result({**base, "state": "degraded"})
+    assert degraded["outcome"] == "failed" and "deployment-b-7" in degraded["error"]
+    assert reports.status_to_result({**base, "state": "interrupted"}) is None
+    assert reports.status_to_result({"release_id": None, "state": "none", "containers": []}) is None

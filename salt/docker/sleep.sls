@@ -1,0 +1,68 @@
+{#- state.sls docker.sleep — install the device's "about to sleep" hook (SPEC §3, docs/fleet.md).
+
+  A oneshot systemd unit ordered Before=sleep.target and WantedBy=sleep.target runs
+  berth-before-sleep, which applies the pending release (state.sls docker.release)
+  while the device is idle. A power manager that does not go through sleep.target
+  runs the script itself and waits for it to exit before suspending.
+
+  Settings (minion config or pillar, via config.get):
+    berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)
+    berth:sleep:unit_dir  systemd unit directory    (/etc/systemd/system)
+    berth:sleep:timeout   TimeoutStartSec           (20min: pulls were done while awake)
+    berth:sleep:salt_call salt-call to run          (next to the minion's python, else PATH)
+-#}
+{%- set script = salt['config.get']('berth:sleep:script', '/usr/local/sbin/berth-before-sleep') %}
+{%- set unit_dir = salt['config.get']('berth:sleep:unit_dir', '/etc/systemd/system') %}
+{%- set timeout = salt['config.get']('berth:sleep:timeout', '20min') %}
+{%- set beside_python = grains['pythonexecutable'].rsplit('/', 1)[0] ~ '/salt-call' %}
+{%- set salt_call = salt['config.get']('berth:sleep:salt_call',
+      beside_python if salt['file.file_exists'](beside_python) else 'salt-call') %}
+{%- set unit = unit_dir ~ '/berth-before-sleep.service' %}
+
+berth-before-sleep-script:
+  file.managed:
+    - name: {{ script }}
+    - mode: '0755'
+    - makedirs: True
+    - contents: |
+        #!/bin/sh
+        # Berth: apply the pending Docker release before this device sleeps.
+        # Run by berth-before-sleep.service (Before=sleep.target) or by the power manager.
+        # Exit status 0 = release applied or nothing to do; the device reports the
+        # outcome to the fleet API either way.
+        exec {{ salt_call }} -c {{ opts['conf_dir'] }} --retcode-passthrough --log-level=quiet --out=quiet state.sls docker.release "$@"
+
+berth-before-sleep-unit:
+  file.managed:
+    - name: {{ unit }}
+    - mode: '0644'
+    - makedirs: True
+    - contents: |
+        [Unit]
+        Description=Berth: apply the pending Docker release before the device sleeps
+        Before=sleep.target
+
+        [Service]
+        Type=oneshot
+        ExecStart={{ script }}
+        TimeoutStartSec={{ timeout }}
+
+        [Install]
+        WantedBy=sleep.target
+    - require:
+      - file: berth-before-sleep-script
+
+berth-before-sleep-daemon-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onlyif: test -d /run/systemd/system
+    - onchanges:
+      - file: berth-before-sleep-unit
+
+berth-before-sleep-enabled:
+  cmd.run:
+    - name: systemctl enable berth-before-sleep.service
+    - onlyif: test -d /run/systemd/system && test "{{ unit_dir }}" = /etc/systemd/system
+    - unless: systemctl is-enabled --quiet berth-before-sleep.service
+    - require:
+      - cmd: berth-before-sleep-daemon-reload
