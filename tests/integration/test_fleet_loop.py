@@ -1,0 +1,297 @@
+"""The fleet loop end to end, all real: API (thread, real DB) -> salt-master ext_pillar ->
+two minions with their own dockerd -> sleep hook applies -> result event -> reactor ->
+``berth.report`` runner -> API.
+
+The tests build on each other (one fleet, releases superseding each other) and run in
+file order.
+"""
+
+import subprocess
+import uuid
+
+import docker
+import pytest
+import requests
+
+from tests.fixtures.salt import wait_for
+
+pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker, pytest.mark.db]
+
+APPLY_TIMEOUT = 180
+
+
+class Fleet:
+    """The API seen by an operator, plus the two devices."""
+
+    def __init__(self, api, minions, registry_id, project_id, repo, testbed):
+        self.api = api
+        self.minions = minions
+        self.registry_id = registry_id
+        self.project_id = project_id
+        self.repo = repo  # image repository prefix inside the registry
+        self.testbed = testbed
+        self.device_ids = {}
+
+    def call(self, method, path, expect=200, **kwargs):
+        resp = requests.request(method, self.api.url + path, headers=self.api.headers, timeout=30, **kwargs)
+        assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text[:1000]}"
+        return resp.json() if resp.content else None
+
+    def release(self, version, containers, devices, remove_containers=()):
+        body = {
+            "version": version,
+            "devices": [self.device_ids[m.id] for m in devices],
+            "containers": [
+                {
+                    "name": name,
+                    "image": f"{self.repo}/{image}",
+                    "tag": tag,
+                    "required_tags": [],
+                    "startup_parameters": {"network_mode": "none", "restart_policy": "no"},
+                    "purge_data": False,
+                    "registry": self.registry_id,
+                }
+                for name, image, tag in containers
+            ],
+            "remove_containers": list(remove_containers),
+        }
+        return self.call("POST", f"/docker/projects/{self.project_id}/releases/", expect=201, json=body)
+
+    def get_release(self, release_id):
+        return self.call("GET", f"/docker/projects/{self.project_id}/releases/{release_id}/")
+
+    def deployments(self, release_id):
+        data = self.call("GET", f"/docker/projects/{self.project_id}/releases/{release_id}/deployments/")
+        rows = data["results"] if isinstance(data, dict) else data
+        return {row["device"]: row for row in rows}
+
+    def device(self, minion):
+        return self.call("GET", f"/devices/{self.device_ids[minion.id]}/")
+
+    def wait_successful(self, release_id, minions, timeout=APPLY_TIMEOUT):
+        wanted = {self.device_ids[m.id] for m in minions}
+
+        def done():
+            release = self.get_release(release_id)
+            return wanted <= set(release["successful_deployments"]) and release
+
+        return wait_for(done, timeout=timeout, what=f"release {release_id} successful on {sorted(wanted)}")
+
+    def wait_status(self, release_id, minion, status, timeout=APPLY_TIMEOUT):
+        device_id = self.device_ids[minion.id]
+
+        def reached():
+            row = self.deployments(release_id).get(device_id)
+            return row if row and row["status"] == status else None
+
+        return wait_for(reached, timeout=timeout, what=f"deployment of {release_id} on {device_id} {status}")
+
+
+def sleep_signal(minion, timeout=APPLY_TIMEOUT):
+    """What the device's power manager does before suspending: run the installed sleep hook."""
+    return subprocess.run([str(minion.sleep_hook)], capture_output=True, text=True, timeout=timeout)
+
+
+def containers_on(minion, all_=True):
+    cli = docker.DockerClient(base_url=minion.docker_host)
+    try:
+        return {c.name: c.status for c in cli.containers.list(all=all_)}
+    finally:
+        cli.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_api, salt_minions, salt_cli, salt_run_cli, testbed, build_image):
+    repo = f"fleet-{uuid.uuid4().hex[:6]}"
+    for image, tag, cmd in (
+        ("app", "v1", None),
+        ("app", "v2", None),
+        ("app", "v3", None),
+        ("crash", "v1", ["sh", "-c", "echo 'fatal: config missing' >&2; exit 3"]),
+    ):
+        build_image(f"{testbed.registry}/{repo}/{image}:{tag}", cmd=cmd)
+
+    # devices come from the accepted minion keys (berth.register_minions, for real)
+    ret = salt_run_cli.run("berth.register_minions")
+    assert ret.returncode == 0, ret
+    assert set(ret.data["created"]) | set(ret.data.get("existing", [])) >= {m.id for m in salt_minions}, ret.data
+
+    registry = requests.post(
+        f"{fleet_api.url}/docker/registries/",
+        headers=fleet_api.headers,
+        json={"name": repo, "url": testbed.registry, "username": testbed.user, "password": testbed.password},
+        timeout=30,
+    )
+    assert registry.status_code == 201, registry.text
+    project = requests.post(
+        f"{fleet_api.url}/docker/projects/", headers=fleet_api.headers, json={"name": repo}, timeout=30
+    )
+    assert project.status_code == 201, project.text
+    fleet = Fleet(fleet_api, salt_minions, registry.json()["id"], project.json()["id"], repo, testbed)
+    devices = fleet.call("GET", "/devices/?page_size=100")["results"]
+    fleet.device_ids = {d["unit_id"]: d["id"] for d in devices}
+
+    # every device installs its sleep hook (state.sls docker.sleep)
+    for minion in salt_minions:
+        ret = salt_cli.run("state.sls", "docker.sleep", minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+        assert minion.sleep_hook.exists()
+    return fleet
+
+
+def test_sleep_state_installs_a_unit_ordered_before_sleep(fleet):
+    minion = fleet.minions[0]
+    unit = (minion.sleep_hook.parent / "systemd" / "berth-before-sleep.service").read_text()
+    assert "Before=sleep.target" in unit
+    assert "WantedBy=sleep.target" in unit
+    assert f"ExecStart={minion.sleep_hook}" in unit
+    assert "TimeoutStartSec=20min" in unit
+    script = minion.sleep_hook.read_text()
+    assert "state.sls docker.release" in script and minion.config_dir in script
+
+
+def test_register_minions_is_idempotent(fleet, salt_run_cli):
+    ret = salt_run_cli.run("berth.register_minions")
+    assert ret.returncode == 0, ret
+    assert ret.data["created"] == []
+    assert set(ret.data["existing"]) >= {m.id for m in fleet.minions}
+
+
+def test_device_without_release_gets_empty_release_pillar(fleet, salt_cli):
+    minion = fleet.minions[0]
+    ret = salt_cli.run("pillar.item", "docker", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    assert ret.data["docker"] == {"release": None, "registries": {}}
+
+
+def test_release_applied_on_sleep_signal_on_both_devices(fleet):
+    release = fleet.release("1.0.0", [("app", "app", "v1")], fleet.minions)
+    assert release["successful_deployments"] == []
+    fqn = f"deployment-app-{release['id']}"
+
+    for minion in fleet.minions:
+        done = sleep_signal(minion)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    final = fleet.wait_successful(release["id"], fleet.minions)
+    assert sorted(final["successful_deployments"]) == sorted(fleet.device_ids[m.id] for m in fleet.minions)
+    for minion in fleet.minions:
+        assert release["id"] in fleet.device(minion)["docker_releases"]
+        assert containers_on(minion).get(fqn) == "running"
+    rows = fleet.deployments(release["id"])
+    assert {row["status"] for row in rows.values()} == {"succeeded"}
+    fleet.first_release = release
+
+
+def test_second_release_supersedes_the_first(fleet):
+    first = fleet.first_release
+    second = fleet.release("1.1.0", [("app", "app", "v2")], fleet.minions)
+    assert {row["status"] for row in fleet.deployments(first["id"]).values()} == {"superseded"}
+
+    for minion in fleet.minions:
+        done = sleep_signal(minion)
+        assert done.returncode == 0, done.stdout + done.stderr
+    fleet.wait_successful(second["id"], fleet.minions)
+    for minion in fleet.minions:
+        names = containers_on(minion)
+        assert names.get(f"deployment-app-{second['id']}") == "running"
+        assert f"deployment-app-{first['id']}" not in names
+        assert second["id"] in fleet.device(minion)["docker_releases"]
+    fleet.second_release = second
+
+
+def test_crashing_release_fails_with_reason_and_device_keeps_previous(fleet):
+    minion = fleet.minions[0]
+    previous = fleet.second_release
+    broken = fleet.release("1.2.0-broken", [("app", "crash", "v1")], [minion])
+
+    done = sleep_signal(minion)
+    assert done.returncode != 0  # the hook reports failure; the device still sleeps
+
+    row = fleet.wait_status(broken["id"], minion, "failed")
+    assert row["error"], row
+    assert fleet.device_ids[minion.id] not in fleet.get_release(broken["id"])["successful_deployments"]
+    names = containers_on(minion)
+    assert names.get(f"deployment-app-{previous['id']}") == "running"
+    assert f"deployment-app-{broken['id']}" not in names
+    assert broken["id"] not in fleet.device(minion)["docker_releases"]
+
+
+def test_api_down_pillar_carries_error_and_release_state_refuses(fleet, salt_cli):
+    minion = fleet.minions[1]
+    fleet.api.stop()
+    try:
+        ret = salt_cli.run("pillar.item", "docker", minion_tgt=minion.id)
+        assert "error" in ret.data["docker"], ret.data
+        assert "release" not in ret.data["docker"]
+        done = sleep_signal(minion)
+        assert done.returncode != 0
+        assert containers_on(minion).get(f"deployment-app-{fleet.second_release['id']}") == "running"
+    finally:
+        fleet.api.start()
+
+
+def test_result_reported_while_api_down_arrives_after_it_is_back(fleet, salt_cli, fleet_state_dir):
+    minion = fleet.minions[1]
+    release = fleet.release("1.3.0", [("app", "app", "v3")], [minion])
+    # the device got the release in its pillar (what the API's outbox asks salt-api to do)
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+
+    spool = fleet_state_dir / "spool"
+    fleet.api.stop()
+    try:
+        # applies from the device's pillar; the report reaches the master while the API is down
+        ret = salt_cli.run("docker.release_apply", minion_tgt=minion.id, _timeout=APPLY_TIMEOUT)
+        assert ret.data["outcome"] == "succeeded", ret.data
+        wait_for(lambda: list(spool.glob("*.json")), timeout=60, what="the report to be spooled on the master")
+    finally:
+        fleet.api.start()
+    fleet.wait_successful(release["id"], [minion], timeout=60)
+    wait_for(lambda: not list(spool.glob("*.json")), timeout=30, what="the spool to drain")
+
+
+def test_offline_device_applies_release_after_reconnecting(fleet, salt_minions):
+    minion = fleet.minions[0]
+    minion.terminate()
+    release = fleet.release("2.0.0", [("app", "app", "v1"), ("side", "app", "v3")], fleet.minions)
+    minion.start(start_timeout=120)
+
+    # minion start reactor: registries + pre-pull of the pending release's images
+    cli = docker.DockerClient(base_url=minion.docker_host)
+    try:
+        ref = f"{fleet.testbed.registry}/{fleet.repo}/app:v3"
+        wait_for(lambda: any(ref in img.tags for img in cli.images.list()), timeout=120,
+                 what=f"{ref} pre-pulled on reconnect")
+    finally:
+        cli.close()
+
+    for m in fleet.minions:
+        done = sleep_signal(m)
+        assert done.returncode == 0, done.stdout + done.stderr
+    fleet.wait_successful(release["id"], fleet.minions)
+    names = containers_on(minion)
+    assert names.get(f"deployment-side-{release['id']}") == "running"
+    fleet.current_release = release
+
+
+def test_sleep_signal_with_release_already_applied_is_a_cheap_no_op(fleet):
+    minion = fleet.minions[1]
+    before = fleet.deployments(fleet.current_release["id"])[fleet.device_ids[minion.id]]
+    done = sleep_signal(minion)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = fleet.deployments(fleet.current_release["id"])[fleet.device_ids[minion.id]]
+    assert after["status"] == "succeeded"
+    assert after["attempts"] == before["attempts"]
+
+
+def test_resync_reports_what_every_device_runs(fleet, salt_run_cli):
+    ret = salt_run_cli.run("berth.resync", _timeout=120)
+    assert ret.returncode == 0, ret
+    reported = {r["minion_id"]: r for r in ret.data["reported"]}
+    assert set(reported) == {m.id for m in fleet.minions}
+    assert {r["release_id"] for r in reported.values()} == {fleet.current_release["id"]}
+    assert {r["status"] for r in reported.values()} == {"sent"}
+    assert sorted(fleet.get_release(fleet.current_release["id"])["successful_deployments"]) == sorted(
+        fleet.device_ids.values()
+    )
