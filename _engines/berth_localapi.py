@@ -26,7 +26,10 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT):
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
     except OSError as exc:
         log.warning("berth_localapi on %s: cannot write the minion_id file: %s", unit_id, exc)
-    app = localapi.LocalAPI(unit_id, __salt__, opts=__opts__)
+    # __salt__ is a loader-context proxy that resolves only in this thread;
+    # the HTTP server's worker threads need the loader object itself.
+    functions = __salt__.value() if hasattr(__salt__, "value") else __salt__
+    app = localapi.LocalAPI(unit_id, functions, opts=dict(__opts__))
     try:
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
