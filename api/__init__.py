@@ -32,9 +32,7 @@ FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
-    app = Flask(
-        __name__, static_folder=None, instance_path=os.path.abspath(instance_path) if instance_path else None
-    )
+    app = Flask(__name__, static_folder=None, instance_path=os.path.abspath(instance_path) if instance_path else None)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(base_config(app.instance_path, config))
     config.pop("DATABASE_URL", None)

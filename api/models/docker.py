@@ -50,6 +50,10 @@ class Project(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    releases: Mapped[list["Release"]] = relationship(
+        back_populates="project", order_by="Release.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
 
 release_devices = Table(
     "release_devices",
@@ -70,7 +74,7 @@ class Release(db.Model):
     remove_containers: Mapped[list[str]] = mapped_column(JSON, default=list)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    project: Mapped[Project] = relationship()
+    project: Mapped[Project] = relationship(back_populates="releases")
     devices: Mapped[list[Device]] = relationship(secondary=release_devices, order_by=Device.created)
     containers: Mapped[list["ReleaseContainer"]] = relationship(
         back_populates="release", order_by="ReleaseContainer.position", cascade="all, delete-orphan"
@@ -115,9 +119,7 @@ class Deployment(db.Model):
     __tablename__ = "deployments"
     __table_args__ = (
         UniqueConstraint("release_id", "device_id"),
-        CheckConstraint(
-            "status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"
-        ),
+        CheckConstraint("status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"),
         Index("ix_deployments_device_id_status", "device_id", "status"),
     )
 

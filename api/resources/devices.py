@@ -10,7 +10,6 @@ from flask import Blueprint, g, request
 from sqlalchemy import select
 
 from api.auth import require_token
-from api.errors import ValidationError
 from api.extensions import db
 from api.models import Deployment, Device
 from api.models.types import isoformat

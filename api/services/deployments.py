@@ -93,3 +93,15 @@ def unqueue_device(release: Release, device: Device) -> None:
     if current is not None and current.status == "succeeded" and not device_may_run_it:
         return
     queue_release(target, [device])
+
+
+def retarget_devices_of_deleted_releases(releases: Iterable[Release]) -> None:
+    """``releases`` are about to be deleted: unlink their devices and queue each device's new target."""
+    removed = []
+    for release in releases:
+        for device in list(release.devices):
+            release.devices.remove(device)
+            removed.append((release, device))
+    db.session.flush()
+    for release, device in removed:
+        unqueue_device(release, device)

@@ -1,0 +1,122 @@
+"""``/docker/registries/``: private registries devices log in to. The password is write-only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, g
+from sqlalchemy import func, select
+
+from api.auth import require_token
+from api.errors import Conflict
+from api.extensions import db
+from api.models import Registry, ReleaseContainer
+from api.models.types import isoformat
+from api.pagination import paginate
+from api.payload import json_body
+from api.resources.common import is_partial, no_content, owned_or_404
+from api.validation import MISSING, REGISTRY_RE, FieldError, Validator, string
+
+bp = Blueprint("registries", __name__)
+log = logging.getLogger(__name__)
+
+
+def registry_url(value: Any) -> str:
+    """``host[:port][/path]``; a leading ``https://``/``http://`` and trailing ``/`` are dropped,
+    because devices pull ``<url>/<image>:<tag>``."""
+    value = string(max_length=255)(value)
+    for scheme in ("https://", "http://"):
+        if value.lower().startswith(scheme):
+            value = value[len(scheme) :]
+    value = value.rstrip("/")
+    if not REGISTRY_RE.match(value):
+        raise FieldError(
+            f'"{value}" is not a registry address: expected host[:port][/path], e.g. "registry.example.com:5000".'
+        )
+    return value
+
+
+def serialize_registry(registry: Registry) -> dict:
+    return {
+        "id": registry.id,
+        "name": registry.name,
+        "url": registry.url,
+        "username": registry.username,
+        "created": isoformat(registry.created),
+    }
+
+
+def _validate(data: dict, registry: Registry | None) -> dict:
+    v = Validator(data, partial=is_partial())
+    values = {
+        "name": v.field("name", string(max_length=100)),
+        "url": v.field("url", registry_url),
+        "username": v.field("username", string(max_length=255)),
+        # Keeps the stored password when omitted on update.
+        "password": v.field("password", string(max_length=1024, strip=False), required=registry is None),
+    }
+    name = values["name"]
+    if name is not MISSING and (registry is None or name != registry.name):
+        taken = select(Registry.id).where(Registry.account_id == g.account.id, Registry.name == name)
+        if db.session.scalar(taken) is not None:
+            v.error("name", "registry with this name already exists.")
+    v.raise_if_errors()
+    return {k: val for k, val in values.items() if val is not MISSING}
+
+
+def _apply(registry: Registry, values: dict) -> None:
+    for key, value in values.items():
+        if key == "password":
+            registry.set_password(value)
+        else:
+            setattr(registry, key, value)
+
+
+@bp.get("/docker/registries/")
+@require_token("user")
+def list_registries():
+    stmt = select(Registry).where(Registry.account_id == g.account.id).order_by(Registry.id)
+    return paginate(stmt, serialize_registry)
+
+
+@bp.post("/docker/registries/")
+@require_token("user")
+def create_registry():
+    values = _validate(json_body(), None)
+    registry = Registry(account_id=g.account.id)
+    _apply(registry, values)
+    db.session.add(registry)
+    db.session.commit()
+    log.info("registry %s (%s) created in account %s", registry.id, registry.url, g.account.id)
+    return serialize_registry(registry), 201
+
+
+@bp.get("/docker/registries/<int:registry_id>/")
+@require_token("user")
+def get_registry(registry_id: int):
+    return serialize_registry(owned_or_404(Registry, registry_id))
+
+
+@bp.route("/docker/registries/<int:registry_id>/", methods=["PUT", "PATCH"])
+@require_token("user")
+def update_registry(registry_id: int):
+    registry = owned_or_404(Registry, registry_id)
+    values = _validate(json_body(), registry)
+    _apply(registry, values)
+    db.session.commit()
+    log.info("registry %s updated: %s", registry.id, ", ".join(sorted(values)) or "nothing")
+    return serialize_registry(registry)
+
+
+@bp.delete("/docker/registries/<int:registry_id>/")
+@require_token("user")
+def delete_registry(registry_id: int):
+    registry = owned_or_404(Registry, registry_id)
+    used = db.session.scalar(select(func.count()).where(ReleaseContainer.registry_id == registry.id))
+    if used:
+        raise Conflict(f"This registry is used by {used} release container(s); delete those releases first.")
+    db.session.delete(registry)
+    db.session.commit()
+    log.info("registry %s deleted", registry_id)
+    return no_content()
