@@ -230,3 +230,19 @@ class SaltApiClient:
         return JobInfo(
             jid=jid, fun=fun, fun_args=fun_args, minions=list(info.get("Minions") or []), returns=returns
         )
+
+
+def current_client() -> SaltApiClient:
+    """The Flask app's client (its token is reused across requests); rebuilt when the config changes."""
+    from flask import current_app
+
+    config = current_app.config
+    key = tuple(
+        config.get(name) or os.environ.get(name)
+        for name in ("BERTH_SALT_API_URL", "BERTH_SALT_API_USER", "BERTH_SALT_API_PASSWORD", "BERTH_SALT_API_EAUTH")
+    )
+    cached = current_app.extensions.get("berth_salt_client")
+    if cached is None or cached[0] != key:
+        cached = (key, SaltApiClient.from_config(config))
+        current_app.extensions["berth_salt_client"] = cached
+    return cached[1]

@@ -1,0 +1,108 @@
+"""Remote command jobs and each account's execute settings (command allow-list, webhook secret)."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import secrets
+from datetime import datetime
+from typing import Any
+
+from cryptography.fernet import Fernet
+from flask import current_app
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.crypto import derive_key
+from api.extensions import db
+from api.models.types import UTCDateTime, utcnow
+
+JOB_STATES = ("PENDING", "COMMAND_EXECUTED", "TIMEOUT")
+
+
+class ExecuteJob(db.Model):
+    """One command sent to one device through salt-api, and what came back."""
+
+    __tablename__ = "execute_jobs"
+    __table_args__ = (
+        CheckConstraint("state IN ('PENDING', 'COMMAND_EXECUTED', 'TIMEOUT')", name="state"),
+        Index("ix_execute_jobs_state_deadline", "state", "deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jid: Mapped[str] = mapped_column(String(32), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(255))
+    fun: Mapped[str] = mapped_column(String(255))
+    arg: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    kwarg: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    callback_timeout: Mapped[int] = mapped_column(default=120)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def result(self) -> dict[str, Any]:
+        """The poll/webhook body. Until the minion returns, ``response`` echoes the request with no return."""
+        response = self.response
+        if response is None:
+            fun_args = list(self.arg or []) + ([dict(self.kwarg, __kwarg__=True)] if self.kwarg else [])
+            response = {
+                "fun": self.fun,
+                "fun_args": fun_args,
+                "return": None,
+                "retcode": None,
+                "success": False if self.state == "TIMEOUT" else None,
+            }
+        return {"jid": self.jid, "device_id": self.device_id, "state": self.state, "response": response}
+
+
+class ExecuteSettings(db.Model):
+    """Per-account execute settings, managed by the admin CLI (``flask --app api accounts ...``).
+
+    ``allowed_commands``: ``module.function`` glob patterns the account's tokens
+    may execute; ``None`` means every command. The webhook secret signs callbacks;
+    it is stored encrypted (the API must know it to sign) and shown only when created.
+    """
+
+    __tablename__ = "execute_settings"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    allowed_commands: Mapped[list[str] | None] = mapped_column(JSON)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def allows(self, fun: str) -> bool:
+        if self.allowed_commands is None:
+            return True
+        return any(fnmatch.fnmatchcase(fun, pattern) for pattern in self.allowed_commands)
+
+    def new_webhook_secret(self) -> str:
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        self.webhook_secret_encrypted = _fernet().encrypt(secret.encode()).decode()
+        return secret
+
+    def webhook_secret(self) -> str | None:
+        if not self.webhook_secret_encrypted:
+            return None
+        return _fernet().decrypt(self.webhook_secret_encrypted.encode()).decode()
+
+
+def _fernet() -> Fernet:
+    key = derive_key(current_app.config["SECRET_KEY"], b"webhook-secret")
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def settings_for(account_id: int) -> ExecuteSettings | None:
+    return db.session.get(ExecuteSettings, account_id)
+
+
+def settings_for_update(account_id: int) -> ExecuteSettings:
+    settings = db.session.get(ExecuteSettings, account_id)
+    if settings is None:
+        settings = ExecuteSettings(account_id=account_id)
+        db.session.add(settings)
+    return settings

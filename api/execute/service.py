@@ -1,0 +1,108 @@
+"""Sending a command to a device through salt-api and following the job to its result."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from api.errors import ApiError, Conflict, PermissionDenied
+from api.execute.commands import Command
+from api.execute.models import ExecuteJob, settings_for
+from api.extensions import db
+from api.models import Device
+from api.models.types import utcnow
+from api.outbox import enqueue_webhook
+from api.salt_client import SaltApiClient, SaltApiError
+
+log = logging.getLogger(__name__)
+
+
+class SaltUnavailable(ApiError):
+    status_code = 503
+
+    def __init__(self, detail: str):
+        super().__init__({"detail": detail})
+
+
+def check_allowed(account_id: int, fun: str) -> None:
+    settings = settings_for(account_id)
+    if settings is not None and not settings.allows(fun):
+        allowed = ", ".join(settings.allowed_commands) or "none"
+        raise PermissionDenied(f'This account may not execute "{fun}" (allowed commands: {allowed}).')
+
+
+def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJob:
+    """Publish the command to the device's minion; never waits for the device."""
+    check_allowed(device.account_id, command.fun)
+    try:
+        jid, minions = client.local_async([device.unit_id], command.fun, command.arg, command.kwarg)
+    except SaltApiError as exc:
+        log.warning("execute %s on device %s: %s", command.fun, device.unit_id, exc)
+        raise SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
+    if not jid:
+        raise Conflict(
+            f'Device {device.id} (unit_id "{device.unit_id}") is not known to the Salt master: '
+            "its minion key is not accepted."
+        )
+    now = utcnow()
+    job = ExecuteJob(
+        jid=jid,
+        account_id=device.account_id,
+        device_id=device.id,
+        unit_id=device.unit_id,
+        fun=command.fun,
+        arg=command.arg,
+        kwarg=command.kwarg,
+        callback_url=command.callback_url,
+        callback_timeout=command.timeout,
+        deadline=now + timedelta(seconds=command.timeout),
+        created=now,
+    )
+    db.session.add(job)
+    db.session.commit()
+    log.info("execute %s sent to device %s (jid %s, timeout %ss)", command.fun, device.unit_id, jid, command.timeout)
+    return job
+
+
+def _finish(job: ExecuteJob, state: str, response: dict | None) -> bool:
+    """Move a PENDING job to ``state`` once, even if a poll and the worker race; queue its webhook."""
+    now = utcnow()
+    changed = db.session.execute(
+        update(ExecuteJob)
+        .where(ExecuteJob.id == job.id, ExecuteJob.state == "PENDING")
+        .values(state=state, response=response, finished_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed:
+        db.session.refresh(job)
+        if job.callback_url:
+            enqueue_webhook(job.callback_url, job.account_id, job.result(), f"execute {job.jid} {state}")
+        log.info("execute job %s on device %s: %s", job.jid, job.unit_id, state)
+    db.session.commit()
+    if not changed:
+        db.session.refresh(job)
+    return bool(changed)
+
+
+def refresh(client: SaltApiClient | None, job: ExecuteJob) -> ExecuteJob:
+    """Ask salt-api for a PENDING job's return; mark it TIMEOUT after its deadline.
+
+    If salt-api cannot be asked the job simply stays PENDING (and is asked again later).
+    """
+    if job.state != "PENDING":
+        return job
+    try:
+        if client is None:
+            raise SaltApiError("salt-api is not configured")
+        info = client.job(job.jid)
+    except SaltApiError as exc:
+        log.warning("execute job %s on device %s: cannot look it up: %s", job.jid, job.unit_id, exc)
+        info = None
+    ret = info.returns.get(job.unit_id) if info is not None else None
+    if ret is not None:
+        _finish(job, "COMMAND_EXECUTED", ret.as_response())
+    elif utcnow() >= job.deadline:
+        _finish(job, "TIMEOUT", None)
+    return job

@@ -1,0 +1,76 @@
+"""``/dongle/devices/{device_id}/execute/``: run a Salt function on a device, asynchronously."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify
+from sqlalchemy import select
+
+from api.auth import require_token
+from api.errors import NotFound, ValidationError
+from api.execute import service
+from api.execute.commands import Command, parse_raw, parse_structured
+from api.execute.models import ExecuteJob, settings_for
+from api.extensions import db
+from api.models import Device
+from api.payload import json_body
+from api.resources.common import owned_or_404
+from api.salt_client import SaltApiError, current_client
+
+bp = Blueprint("execute", __name__)
+
+
+def _client():
+    try:
+        return current_client()
+    except SaltApiError as exc:
+        raise service.SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
+
+
+def _submit(device_id: str, command: Command):
+    device = owned_or_404(Device, device_id)
+    if command.callback_url:
+        settings = settings_for(g.account.id)
+        if settings is None or not settings.webhook_secret_encrypted:
+            raise ValidationError(
+                {
+                    "callback_url": [
+                        "This account has no webhook secret to sign callbacks with; an administrator "
+                        "creates it with `flask --app api accounts webhook-secret ACCOUNT`."
+                    ]
+                }
+            )
+    service.check_allowed(g.account.id, command.fun)
+    job = service.submit(_client(), device, command)
+    return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
+
+
+@bp.post("/dongle/devices/<device_id>/execute/")
+@require_token("user")
+def execute(device_id: str):
+    return _submit(device_id, parse_structured(json_body()))
+
+
+@bp.post("/dongle/devices/<device_id>/execute_raw/")
+@require_token("user")
+def execute_raw(device_id: str):
+    return _submit(device_id, parse_raw(json_body()))
+
+
+@bp.get("/dongle/devices/<device_id>/execute/<jid>/")
+@require_token("user")
+def execute_result(device_id: str, jid: str):
+    device = owned_or_404(Device, device_id)
+    job = db.session.scalars(
+        select(ExecuteJob).where(
+            ExecuteJob.jid == jid, ExecuteJob.device_id == device.id, ExecuteJob.account_id == g.account.id
+        )
+    ).one_or_none()
+    if job is None:
+        raise NotFound()
+    if job.state == "PENDING":
+        try:
+            client = current_client()
+        except SaltApiError:
+            client = None
+        service.refresh(client, job)
+    return jsonify(job.result())

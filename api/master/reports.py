@@ -1,0 +1,142 @@
+"""Applying a device's release report to its deployment.
+
+Idempotent: the same report twice changes nothing, and a report older than what
+is recorded (``finished_at`` before the recorded one) is ignored, so a spooled
+report delivered late cannot overwrite a newer result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+
+from api.errors import NotFound, ValidationError
+from api.extensions import db
+from api.models import Deployment, Device, Project, Release
+from api.models.types import utcnow
+from api.validation import FieldError, Validator, integer, string
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("applying", "succeeded", "failed")
+
+
+@dataclass
+class Report:
+    unit_id: str
+    release_id: int
+    version_hash: str | None
+    outcome: str
+    error: str | None
+    containers: list[dict[str, Any]]
+    finished_at: datetime | None
+
+
+def _outcome(value: Any) -> str:
+    if value not in OUTCOMES:
+        raise FieldError(f'"{value}" is not a valid choice: {", ".join(OUTCOMES)}.')
+    return value
+
+
+def _datetime(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise FieldError("Datetime has wrong format. Use ISO-8601.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _containers(value: Any) -> list:
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise FieldError("Expected a list of container objects.")
+    return value
+
+
+def parse(data: dict[str, Any]) -> Report:
+    v = Validator(data)
+    report = Report(
+        unit_id=v.field("unit_id", string(max_length=255)),
+        release_id=v.field("release_id", integer),
+        version_hash=v.field("version_hash", string(max_length=8), required=False, default=None, allow_null=True),
+        outcome=v.field("outcome", _outcome),
+        error=v.field("error", string(max_length=10_000, allow_blank=True), required=False, default=None, allow_null=True),
+        containers=v.field("containers", _containers, required=False, default=list, allow_null=True) or [],
+        finished_at=v.field("finished_at", _datetime, required=False, default=None, allow_null=True),
+    )
+    v.raise_if_errors()
+    return report
+
+
+def apply(account_id: int, device: Device, report: Report) -> Deployment:
+    release = db.session.scalars(
+        select(Release).join(Project).where(Release.id == report.release_id, Project.account_id == account_id)
+    ).one_or_none()
+    if release is None:
+        raise NotFound(f"No release {report.release_id} in this account.")
+    if report.version_hash and report.version_hash != release.version_hash:
+        raise ValidationError(
+            {"version_hash": [f'Release {release.id} has version_hash "{release.version_hash}", not "{report.version_hash}".']}
+        )
+    deployment = db.session.scalars(
+        select(Deployment).where(Deployment.release_id == release.id, Deployment.device_id == device.id)
+    ).one_or_none()
+    if deployment is None:
+        # The device ran a release that no longer lists it (or never got a row): still record what happened.
+        deployment = Deployment(release_id=release.id, device_id=device.id, status="queued", attempts=0)
+        db.session.add(deployment)
+    changed = _apply_outcome(deployment, report)
+    if changed and report.outcome == "succeeded":
+        db.session.execute(
+            update(Deployment)
+            .where(
+                Deployment.device_id == device.id,
+                Deployment.release_id < release.id,
+                Deployment.status.in_(("queued", "applying")),
+            )
+            .values(status="superseded")
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    if changed:
+        log.info(
+            "device %s release %s (%s): %s%s",
+            device.unit_id, release.id, release.version_hash, report.outcome,
+            f" ({report.error})" if report.error else "",
+        )
+    return deployment
+
+
+def _apply_outcome(deployment: Deployment, report: Report) -> bool:
+    """Update ``deployment`` from ``report``; False when the report changes nothing."""
+    now = utcnow()
+    if report.outcome == "applying":
+        if deployment.status == "applying":
+            return False
+        if report.finished_at and deployment.finished_at and report.finished_at <= deployment.finished_at:
+            return False  # an "applying" older than the recorded result
+        deployment.status = "applying"
+        deployment.attempts = (deployment.attempts or 0) + 1
+        deployment.started_at = report.finished_at or now
+        deployment.error = None
+        deployment.finished_at = None
+        return True
+    error = report.error if report.outcome == "failed" else None
+    finished = report.finished_at or now
+    if deployment.status == report.outcome and (deployment.error or None) == (error or None):
+        return False  # the same result again (a retried or re-synced report)
+    if deployment.finished_at and report.finished_at and report.finished_at < deployment.finished_at:
+        return False
+    if deployment.status != "applying":
+        deployment.attempts = (deployment.attempts or 0) + 1
+    deployment.status = report.outcome
+    deployment.error = error
+    deployment.finished_at = finished
+    if deployment.started_at is None:
+        deployment.started_at = finished
+    return True

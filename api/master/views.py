@@ -1,0 +1,125 @@
+"""Master-scope API (token scope ``master``): what the Salt master needs from the fleet API.
+
+* ``GET /master/minions/{unit_id}/pillar/`` -- the device's target release and registries
+  (with decrypted passwords: this is the only place they leave the API);
+* ``POST /master/deployments/report/`` -- a device's apply result (idempotent);
+* ``POST /master/devices/sync/`` -- register accepted minion keys as devices.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, g, jsonify
+from sqlalchemy import select
+
+from api.auth import require_token
+from api.errors import NotFound
+from api.extensions import db
+from api.master import reports
+from api.models import Device, Registry, Release
+from api.payload import json_body
+from api.resources.devices import unit_id as unit_id_field
+from api.resources.releases import serialize_container, serialize_deployment
+from api.models.types import isoformat
+from api.services.deployments import target_release_id
+from api.validation import FieldError, Validator
+
+bp = Blueprint("master", __name__)
+log = logging.getLogger(__name__)
+
+MAX_SYNC = 10_000
+
+
+def _device_by_unit_id(unit_id: str) -> Device:
+    device = db.session.scalars(
+        select(Device).where(Device.unit_id == unit_id, Device.account_id == g.account.id)
+    ).one_or_none()
+    if device is None:
+        raise NotFound(f'No device with unit_id "{unit_id}" in this account.')
+    return device
+
+
+def release_pillar(release: Release) -> dict:
+    """``docker:release``: the release as the API returns it, without the fleet-wide lists
+    (``devices``, ``successful_deployments``) a device does not need."""
+    return {
+        "id": release.id,
+        "project": release.project_id,
+        "version": release.version,
+        "version_hash": release.version_hash,
+        "containers": [serialize_container(c) for c in release.containers],
+        "remove_containers": list(release.remove_containers),
+        "created": isoformat(release.created),
+    }
+
+
+@bp.get("/master/minions/<unit_id>/pillar/")
+@require_token("master")
+def minion_pillar(unit_id: str):
+    device = _device_by_unit_id(unit_id)
+    release_id = target_release_id(device)
+    release = db.session.get(Release, release_id) if release_id is not None else None
+    registries = db.session.scalars(
+        select(Registry).where(Registry.account_id == g.account.id).order_by(Registry.id)
+    ).all()
+    return jsonify(
+        {
+            "release": release_pillar(release) if release is not None else None,
+            "registries": {
+                str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()} for r in registries
+            },
+        }
+    )
+
+
+@bp.post("/master/deployments/report/")
+@require_token("master")
+def deployment_report():
+    report = reports.parse(json_body())
+    device = _device_by_unit_id(report.unit_id)
+    deployment = reports.apply(g.account.id, device, report)
+    return jsonify(serialize_deployment(deployment))
+
+
+def _unit_ids(value) -> list[str]:
+    if not isinstance(value, list):
+        raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
+    if len(value) > MAX_SYNC:
+        raise FieldError(f"Ensure this field has no more than {MAX_SYNC} elements.")
+    result, errors = [], {}
+    for i, item in enumerate(value):
+        try:
+            item = unit_id_field(item)
+        except FieldError as exc:
+            errors[str(i)] = exc.detail
+            continue
+        if item not in result:
+            result.append(item)
+    if errors:
+        raise FieldError(errors)
+    return result
+
+
+@bp.post("/master/devices/sync/")
+@require_token("master")
+def devices_sync():
+    v = Validator(json_body())
+    unit_ids = v.field("unit_ids", _unit_ids)
+    v.raise_if_errors()
+    known = dict(db.session.execute(select(Device.unit_id, Device.account_id).where(Device.unit_id.in_(unit_ids))).all())
+    created, existing, other_account = [], [], []
+    for uid in unit_ids:
+        if uid not in known:
+            db.session.add(Device(account_id=g.account.id, unit_id=uid, display=uid))
+            created.append(uid)
+        elif known[uid] == g.account.id:
+            existing.append(uid)
+        else:
+            other_account.append(uid)
+    db.session.commit()
+    for uid in created:
+        log.info("registered minion %s as a device of account %s", uid, g.account.name)
+    if other_account:
+        log.warning("minions already registered to another account, not synced: %s", ", ".join(other_account))
+    return jsonify({"created": created, "existing": existing, "other_account": other_account})

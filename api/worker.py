@@ -1,0 +1,180 @@
+"""``flask --app api worker``: drains the outbox and follows execute jobs.
+
+Everything the worker does is read from the database on every pass, so it can be
+stopped, restarted or run twice (PostgreSQL) without losing or duplicating work:
+
+* salt outbox messages -> salt-api ``local_async`` (batched list targets), step by step,
+  retried with backoff until delivered;
+* execute jobs with a ``callback_url``, and any job past its deadline -> looked up via
+  salt-api, marked COMMAND_EXECUTED / TIMEOUT, their webhook queued;
+* webhook outbox messages -> signed POST, retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import datetime, timedelta
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import or_, select
+
+from api.execute import service as execute_service
+from api.execute import webhooks
+from api.execute.models import ExecuteJob
+from api.extensions import db
+from api.models.types import utcnow
+from api.outbox import OutboxMessage, backoff, due_messages
+from api.salt_client import SaltApiClient, SaltApiError, current_client
+
+log = logging.getLogger(__name__)
+
+# Between the steps of a salt message: how often to look at the previous step's job,
+# and how long to wait at most for minions that do not return (offline ones never do).
+STEP_POLL = timedelta(seconds=1)
+DEFAULT_STEP_WAIT = 30
+DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
+
+
+def _config_number(name: str, default: float) -> float:
+    import os
+
+    value = current_app.config.get(name) or os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def _client() -> SaltApiClient | None:
+    try:
+        return current_client()
+    except SaltApiError as exc:
+        log.warning("worker: %s", exc)
+        return None
+
+
+def _advance_salt(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) -> None:
+    """Send the message's next step, or wait for the previous one. Raises SaltApiError to retry."""
+    if client is None:
+        raise SaltApiError("salt-api is not configured (BERTH_SALT_API_URL/USER/PASSWORD)")
+    payload = dict(msg.payload)
+    steps, step = payload["steps"], payload["step"]
+    if payload.get("jid"):
+        sent_at = datetime.fromisoformat(payload["sent_at"])
+        step_wait = timedelta(seconds=_config_number("BERTH_OUTBOX_STEP_WAIT", DEFAULT_STEP_WAIT))
+        if now - sent_at < step_wait:
+            info = client.job(payload["jid"])
+            if info.found and not set(info.minions) <= set(info.returns):
+                msg.next_attempt_at = now + STEP_POLL
+                return
+        step, payload["jid"] = step + 1, None
+    if step < len(steps):
+        fun, arg, kwarg = steps[step]
+        jid, minions = client.local_async(payload["minions"], fun, arg, kwarg)
+        log.info(
+            "outbox %s (%s): %s sent to %d of %d minion(s), jid %s",
+            msg.id, msg.reason, fun, len(minions), len(payload["minions"]), jid,
+        )
+        if jid is None:
+            # The master accepts none of these minions yet; they catch up on minion start.
+            step = len(steps)
+        else:
+            payload.update(jid=jid, sent_at=now.isoformat())
+    payload["step"] = step
+    msg.payload = payload
+    last_step_sent = step >= len(steps) - 1
+    if last_step_sent:
+        msg.delivered_at = now
+        log.info("outbox %s (%s): delivered", msg.id, msg.reason)
+    else:
+        msg.next_attempt_at = now + STEP_POLL
+
+
+def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) -> None:
+    try:
+        if msg.kind == "salt":
+            _advance_salt(msg, client, now)
+        elif msg.kind == "webhook":
+            webhooks.deliver(msg.payload["url"], msg.payload["account_id"], msg.payload["body"])
+            msg.delivered_at = now
+            log.info("outbox %s (%s): webhook delivered to %s", msg.id, msg.reason, msg.payload["url"])
+        else:
+            msg.gave_up_at, msg.last_error = now, f"unknown outbox message kind {msg.kind!r}"
+            log.error("outbox %s: %s", msg.id, msg.last_error)
+    except (SaltApiError, webhooks.WebhookFailed) as exc:
+        msg.attempts += 1
+        msg.last_error = str(exc)[:2000]
+        max_attempts = _config_number("BERTH_WEBHOOK_MAX_ATTEMPTS", DEFAULT_WEBHOOK_MAX_ATTEMPTS)
+        if msg.kind == "webhook" and msg.attempts >= max_attempts:
+            msg.gave_up_at = now
+            log.error("outbox %s (%s): giving up after %d attempts: %s", msg.id, msg.reason, msg.attempts, exc)
+        else:
+            msg.next_attempt_at = now + backoff(msg.attempts)
+            log.warning(
+                "outbox %s (%s): attempt %d failed, retrying at %s: %s",
+                msg.id, msg.reason, msg.attempts, msg.next_attempt_at.isoformat(timespec="seconds"), exc,
+            )
+
+
+def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
+    """Jobs someone waits for (a callback) or that ran out of time."""
+    now = utcnow()
+    jobs = db.session.scalars(
+        select(ExecuteJob)
+        .where(ExecuteJob.state == "PENDING", or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now))
+        .order_by(ExecuteJob.id)
+        .limit(limit)
+    ).all()
+    finished = 0
+    for job in jobs:
+        execute_service.refresh(client, job)
+        finished += job.state != "PENDING"
+    return finished
+
+
+def drain_outbox(client: SaltApiClient | None, limit: int = 100) -> int:
+    processed = 0
+    while processed < limit:
+        # One at a time, so a row lock (PostgreSQL) is held only while that message is handled.
+        batch = due_messages(1)
+        if not batch:
+            break
+        _process(batch[0], client, utcnow())
+        db.session.commit()
+        processed += 1
+    db.session.commit()
+    return processed
+
+
+def run_once() -> int:
+    """One pass; returns how much work was done (0 = idle)."""
+    client = _client()
+    work = follow_jobs(client)
+    work += drain_outbox(client)
+    return work
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
+@with_appcontext
+def worker_command(once: bool, interval: float) -> None:
+    """Deliver the outbox to salt-api and webhooks; follow execute jobs."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    log.info("worker started")
+    while not stopping:
+        try:
+            work = run_once()
+        except Exception:  # a database hiccup must not kill the worker; the work stays in the DB
+            log.exception("worker pass failed")
+            db.session.rollback()
+            work = 0
+        if once:
+            break
+        if not work:
+            time.sleep(interval)
+        db.session.remove()
+    log.info("worker stopped")
