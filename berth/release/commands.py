@@ -6,6 +6,7 @@ Minion options read here:
 ``docker.release_settle_seconds``   how long new containers must stay running (default 3)
 ``docker.release_health_timeout``   how long a HEALTHCHECK may take to report healthy (default 60)
 ``docker.release_stop_timeout``     seconds ``docker stop`` waits before killing (default 10)
+``docker.release_state_dir``        journal, lock and applied record (default ``<cachedir>/berth``)
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 def state_dir(opts: dict) -> str:
-    return os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth")
+    return str(opts.get("docker.release_state_dir")
+               or os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth"))
 
 
 def client(opts: dict):

@@ -1,0 +1,278 @@
+"""Docker on the device: container helpers and Berth's release engine.
+
+Thin Salt wrappers around :mod:`berth.release` and :mod:`berth.dockerutil`. The
+engine is the minion option ``docker.url``, else ``$DOCKER_HOST``, else the
+default socket. Registry credentials come only from pillar ``docker:registries``.
+
+CLI examples::
+
+    salt-call docker.logs curveball tail=50
+    salt-call docker.ps
+    salt-call docker.release_plan
+    salt-call docker.release_apply
+    salt-call docker.release_status
+"""
+
+import logging
+
+try:
+    from berth import dockerutil
+    from berth.release import commands
+    from berth.release.executor import ReleaseBusy
+    from berth.release.images import ReleaseError
+
+    HAS_BERTH = True
+except ImportError as _exc:  # docker SDK or berth not installed
+    HAS_BERTH = False
+    _IMPORT_ERROR = str(_exc)
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "docker"
+
+RESULT_EVENT_TAG = "berth/release/result"
+
+
+def __virtual__():
+    if not HAS_BERTH:
+        return False, f"berth docker module: cannot import berth / docker SDK: {_IMPORT_ERROR}"
+    return __virtualname__
+
+
+def _pillar(key, default=None):
+    # Salt 3008 masks pillar values returned by pillar.get unless asked for the real ones
+    return __salt__["pillar.get"](key, default, unmask=True)
+
+
+def _fail(message):
+    from salt.exceptions import CommandExecutionError
+
+    raise CommandExecutionError(message)
+
+
+def _pillar_release(release, registries):
+    if release is None:
+        error = _pillar("docker:error")
+        if error:
+            _fail(f"pillar docker:error is set, refusing to act on it: {error}")
+        release = _pillar("docker:release", None)
+    if registries is None:
+        registries = _pillar("docker:registries", {}) or {}
+    return release, registries
+
+
+def _target(release, registries):
+    try:
+        return commands.target(release, registries)
+    except ReleaseError as exc:
+        _fail(f"invalid release: {exc}")
+
+
+def _executor(**overrides):
+    try:
+        return commands.executor(__opts__, **overrides)
+    except (dockerutil.DockerUnavailable, ReleaseError) as exc:
+        _fail(str(exc))
+
+
+def _client():
+    try:
+        return commands.client(__opts__)
+    except dockerutil.DockerUnavailable as exc:
+        _fail(str(exc))
+
+
+def logs(name, tail=100, since=None, timestamps=False):
+    """
+    Output of a container: NAME is a container name or the short name of a
+    container of the current release (``curveball`` -> ``deployment-curveball-7``).
+
+    tail
+        number of lines from the end, or ``all``
+    since
+        UNIX timestamp or datetime; only lines after it
+    timestamps
+        prefix lines with their timestamp
+
+    CLI Example: ``salt '*' docker.logs curveball tail=20``
+    """
+    cli = _client()
+    try:
+        full = commands.resolve_container(__opts__, cli, str(name))
+    except ReleaseError as exc:
+        _fail(str(exc))
+    if isinstance(tail, str) and tail != "all":
+        try:
+            tail = int(tail)
+        except ValueError:
+            _fail(f"tail must be a number of lines or 'all', got {tail!r}")
+    if isinstance(since, str) and since.isdigit():
+        since = int(since)
+    try:
+        return dockerutil.logs(cli, full, tail=tail, since=since, timestamps=timestamps)
+    except Exception as exc:  # noqa: BLE001 - report the engine's message
+        _fail(f"logs of {full}: {dockerutil.api_message(exc)}")
+
+
+def ps(all=False):  # pylint: disable=redefined-builtin
+    """
+    Containers on the engine (running only unless ``all=True``): name, state, status, image, and
+    the Berth release labels.
+
+    CLI Example: ``salt '*' docker.ps all=True``
+    """
+    cli = _client()
+    out = []
+    for c in dockerutil.list_containers(cli):
+        if not all and c["state"] != "running":
+            continue
+        out.append({"name": c["name"], "id": c["id"][:12], "state": c["state"], "status": c["status"],
+                    "image": c["image"], "labels": {k: v for k, v in c["labels"].items() if k.startswith("io.berth.")}})
+    return out
+
+
+def login(registry):
+    """
+    Log in to one registry of pillar ``docker:registries``, given by id or url.
+
+    CLI Example: ``salt '*' docker.login 1``
+    """
+    registries = _pillar("docker:registries", {}) or {}
+    try:
+        result = commands.login_registries(__opts__, registries, only=registry)
+    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
+        _fail(str(exc))
+    failed = {k: v for k, v in result.items() if v not in ("logged in", "already logged in")}
+    if failed:
+        _fail("; ".join(failed.values()))
+    return result
+
+
+def registries():
+    """
+    Log in to every registry in pillar ``docker:registries``, skipping the ones already
+    logged in with the same credentials. Returns ``{registry: outcome}``.
+
+    CLI Example: ``salt '*' docker.registries``
+    """
+    regs = _pillar("docker:registries", {}) or {}
+    try:
+        return commands.login_registries(__opts__, regs)
+    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
+        _fail(str(exc))
+
+
+def pull(image, registry=None):
+    """
+    Pull IMAGE (``name:tag``); with ``registry`` (a pillar registry id) as
+    ``<registry url>/name:tag`` using that registry's credentials.
+
+    CLI Example: ``salt '*' docker.pull curveball:base registry=1``
+    """
+    from berth.release.images import find_registry, ref
+
+    name, tag = dockerutil.split_ref(str(image))
+    auth = None
+    entry = None
+    if registry is not None:
+        try:
+            entry = find_registry(_pillar("docker:registries", {}) or {}, registry)
+        except ReleaseError as exc:
+            _fail(str(exc))
+        auth = {"username": entry.get("username"), "password": entry.get("password")}
+    full = ref(name, tag, entry)
+    try:
+        image_id = dockerutil.pull(_client(), full, auth)
+    except dockerutil.PullError as exc:
+        _fail(str(exc))
+    return {"image": full, "id": image_id}
+
+
+def release_plan(release=None, registries=None):
+    """
+    The steps that would bring the engine to the release (default: pillar
+    ``docker:release``); an empty list when it is applied and running. Changes nothing.
+
+    CLI Example: ``salt '*' docker.release_plan``
+    """
+    release, registries = _pillar_release(release, registries)
+    target = _target(release, registries)
+    if target is None:
+        return []
+    return _executor().plan(target)
+
+
+def release_apply(release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True):
+    """
+    Apply the release (default: pillar ``docker:release``) with the SPEC §3 flow and
+    rollback. Returns ``{"outcome": "succeeded"|"failed"|"unchanged", "error", "changes",
+    "containers", ...}``. After a real apply (not a no-op) the result event
+    ``berth/release/result`` is fired.
+
+    CLI Example: ``salt '*' docker.release_apply``
+    """
+    release, registries = _pillar_release(release, registries)
+    target = _target(release, registries)
+    if target is None:
+        return {"outcome": "unchanged", "error": None, "changes": {}, "comment": "no release for this device"}
+    ex = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout)
+    try:
+        result = ex.apply(target)
+    except ReleaseBusy as exc:
+        _fail(str(exc))
+    if fire_event and result["outcome"] != "unchanged":
+        _fire_result(result)
+    return result
+
+
+def _fire_result(result):
+    data = commands.result_event(result)
+    try:
+        sent = __salt__["event.send"](RESULT_EVENT_TAG, data)
+        if not sent:
+            log.warning("berth release %s: result event %s was not sent", result.get("release_id"), RESULT_EVENT_TAG)
+    except Exception as exc:  # noqa: BLE001 - never let reporting break the apply
+        log.warning("berth release %s: cannot fire %s: %s", result.get("release_id"), RESULT_EVENT_TAG, exc)
+
+
+def release_pull(release=None, registries=None):
+    """
+    Log in and pull the images of the release (default: pillar ``docker:release``)
+    without stopping or starting anything, so the apply at the next idle moment is quick.
+
+    CLI Example: ``salt '*' docker.release_pull``
+    """
+    release, registries = _pillar_release(release, registries)
+    target = _target(release, registries)
+    if target is None:
+        return {}
+    try:
+        return _executor().pull(target)
+    except (dockerutil.PullError, dockerutil.RegistryLoginError) as exc:
+        _fail(str(exc))
+
+
+def release_recover():
+    """
+    Finish or roll back an apply that was interrupted (power loss, killed minion).
+    Run at minion start; ``release_apply`` also does it first.
+
+    CLI Example: ``salt '*' docker.release_recover``
+    """
+    try:
+        return _executor().recover() or "nothing to recover"
+    except ReleaseBusy as exc:
+        _fail(str(exc))
+
+
+def release_status():
+    """
+    The applied release (id, version, version_hash, applied_at), its state
+    (``none``, ``running``, ``degraded`` or ``interrupted``) and the release containers.
+
+    CLI Example: ``salt '*' docker.release_status``
+    """
+    try:
+        return commands.status(__opts__)
+    except dockerutil.DockerUnavailable as exc:
+        _fail(str(exc))

@@ -1,0 +1,157 @@
+"""
+States for Berth releases.
+
+.. code-block:: yaml
+
+    berth-release:
+      docker_release.applied: []        # the release in pillar docker:release
+
+    berth-registries:
+      docker_release.registries_logged_in: []
+"""
+
+import logging
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "docker_release"
+
+
+def __virtual__():
+    if "docker.release_apply" not in __salt__:
+        return False, "docker_release: the berth docker execution module is not available"
+    return __virtualname__
+
+
+def _pillar(key, default=None):
+    # Salt 3008 masks pillar values returned by pillar.get unless asked for the real ones
+    return __salt__["pillar.get"](key, default, unmask=True)
+
+
+def _ret(name):
+    return {"name": name, "result": False, "changes": {}, "comment": ""}
+
+
+def _describe(step):
+    action = step["action"]
+    if action in ("pull",):
+        return f"pull {step['ref']}"
+    if action == "login":
+        return f"log in to {step['url']}"
+    if action == "stop":
+        return f"stop {step['name']}"
+    if action == "purge":
+        return f"move {step['path']} aside"
+    if action == "create":
+        return f"create {step['name']} from {step['image']}"
+    if action in ("start", "verify", "remove"):
+        return f"{action} {', '.join(step['names'])}"
+    if action == "drop_purged":
+        return f"delete purged copies {', '.join(step['paths'])}"
+    if action == "prune":
+        return f"remove images {', '.join(step['refs'])}"
+    if action == "record":
+        return f"record release {step['release_id']} ({step['version_hash']}) as applied"
+    return action
+
+
+def _planned_changes(steps):
+    changes = {}
+    for step in steps:
+        action = step["action"]
+        if action == "pull":
+            changes.setdefault("pulled", []).append(step["ref"])
+        elif action == "stop" and step["was_running"]:
+            changes.setdefault("stopped", []).append(step["name"])
+        elif action == "start":
+            changes.setdefault("started", []).extend(step["names"])
+        elif action == "remove":
+            changes.setdefault("removed", []).extend(step["names"])
+        elif action == "prune":
+            changes.setdefault("images_removed", []).extend(step["refs"])
+        elif action == "purge":
+            changes.setdefault("purged", []).append(step["path"])
+    return changes
+
+
+def applied(name, release=None, registries=None, settle_seconds=None, health_timeout=None):
+    """
+    Ensure the release is applied and all its containers run.
+
+    release / registries
+        default: pillar ``docker:release`` / ``docker:registries``. The state refuses
+        to run when pillar ``docker:error`` is set (the API could not be asked).
+    settle_seconds / health_timeout
+        override the minion options ``docker.release_settle_seconds`` / ``docker.release_health_timeout``.
+    """
+    ret = _ret(name)
+    if release is None:
+        error = _pillar("docker:error")
+        if error:
+            ret["comment"] = f"Refusing to apply: the release pillar could not be built: {error}"
+            return ret
+        release = _pillar("docker:release", None)
+    if registries is None:
+        registries = _pillar("docker:registries", {}) or {}
+    if not release:
+        ret["result"] = True
+        ret["comment"] = "No release for this device"
+        return ret
+
+    release_id = release.get("id") if isinstance(release, dict) else None
+    try:
+        if __opts__.get("test"):
+            steps = __salt__["docker.release_plan"](release=release, registries=registries)
+            if not steps:
+                ret["result"] = True
+                ret["comment"] = f"Release {release_id} is applied and running"
+                return ret
+            ret["result"] = None
+            ret["changes"] = {"plan": [_describe(s) for s in steps], **_planned_changes(steps)}
+            ret["comment"] = f"Release {release_id} would be applied in {len(steps)} steps"
+            return ret
+        result = __salt__["docker.release_apply"](release=release, registries=registries,
+                                                  settle_seconds=settle_seconds, health_timeout=health_timeout)
+    except Exception as exc:  # noqa: BLE001 - CommandExecutionError carries a clear message
+        ret["comment"] = str(exc)
+        return ret
+
+    outcome = result["outcome"]
+    ret["changes"] = {k: v for k, v in (result.get("changes") or {}).items() if v}
+    recovered = f" ({result['recovered']})" if result.get("recovered") else ""
+    if outcome == "unchanged":
+        ret["result"] = True
+        ret["comment"] = f"Release {release_id} is already applied and running{recovered}"
+    elif outcome == "succeeded":
+        ret["result"] = True
+        ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
+    else:
+        ret["comment"] = f"Release {release_id} failed and was rolled back: {result.get('error')}{recovered}"
+    return ret
+
+
+def registries_logged_in(name, registries=None):
+    """Log in to every registry in pillar ``docker:registries`` (skipping those already logged in)."""
+    ret = _ret(name)
+    if __opts__.get("test"):
+        ret["result"] = None
+        ret["comment"] = "Registries would be logged in"
+        return ret
+    try:
+        if registries is None:
+            result = __salt__["docker.registries"]()
+        else:
+            from berth.release import commands
+
+            result = commands.login_registries(__opts__, registries)
+    except Exception as exc:  # noqa: BLE001
+        ret["comment"] = str(exc)
+        return ret
+    failed = {k: v for k, v in result.items() if v not in ("logged in", "already logged in")}
+    new = [k for k, v in result.items() if v == "logged in"]
+    if new:
+        ret["changes"] = {"logged_in": new}
+    ret["result"] = not failed
+    ret["comment"] = "; ".join(failed.values()) if failed else (
+        f"Logged in to {len(result)} registr{'y' if len(result) == 1 else 'ies'}" if result else "No registries in pillar")
+    return ret
