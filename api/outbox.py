@@ -94,8 +94,12 @@ def enqueue_release_notification(release_id: int, unit_ids: Iterable[str]) -> li
     return enqueue_salt(unit_ids, [REFRESH_PILLAR, RELEASE_PULL], f"release {release_id} queued")
 
 
-def enqueue_registry_login(account_id: int, unit_ids: Iterable[str]) -> list[OutboxMessage]:
-    """A registry was added or changed: refresh the devices' pillar, then log them in (``docker.registries``)."""
+def enqueue_registry_login(account_id: int) -> list[OutboxMessage]:
+    """A registry was added or changed: refresh the account's devices' pillar, then log them in
+    (``state.sls docker.registries``)."""
+    from api.models import Device
+
+    unit_ids = db.session.scalars(select(Device.unit_id).where(Device.account_id == account_id)).all()
     return enqueue_salt(unit_ids, [REFRESH_PILLAR, REGISTRIES_LOGIN], f"registries of account {account_id} changed")
 
 

@@ -13,6 +13,7 @@ from api.errors import Conflict
 from api.extensions import db
 from api.models import Registry, ReleaseContainer
 from api.models.types import isoformat
+from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
@@ -87,6 +88,7 @@ def create_registry():
     registry = Registry(account_id=g.account.id)
     _apply(registry, values)
     db.session.add(registry)
+    enqueue_registry_login(g.account.id)
     db.session.commit()
     log.info("registry %s (%s) created in account %s", registry.id, registry.url, g.account.id)
     return serialize_registry(registry), 201
@@ -104,6 +106,8 @@ def update_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)
     values = _validate(json_body(), registry)
     _apply(registry, values)
+    if values:
+        enqueue_registry_login(g.account.id)
     db.session.commit()
     log.info("registry %s updated: %s", registry.id, ", ".join(sorted(values)) or "nothing")
     return serialize_registry(registry)

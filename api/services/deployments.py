@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 
 from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
+from api.outbox import enqueue_release_notification
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def queue_release(release: Release, devices: Iterable[Device]) -> list[Deploymen
     """
     db.session.flush()
     queued: list[Deployment] = []
+    queued_unit_ids: list[str] = []
     for device in devices:
         deployment = db.session.scalars(
             select(Deployment).where(Deployment.release_id == release.id, Deployment.device_id == device.id)
@@ -59,9 +61,12 @@ def queue_release(release: Release, devices: Iterable[Device]) -> list[Deploymen
             .execution_options(synchronize_session="fetch")
         )
         queued.append(deployment)
+        queued_unit_ids.append(device.unit_id)
         log.info("release %s (%s) queued on device %s", release.id, release.version_hash, device.unit_id)
     db.session.flush()
-    # FLEET-OUTBOX: tell Salt about the newly queued deployments here (fleet engineer).
+    if queued:
+        # Same transaction as the deployments: the worker tells Salt, retrying until delivered.
+        enqueue_release_notification(release.id, queued_unit_ids)
     return queued
 
 
