@@ -34,8 +34,11 @@ cells(c) AS (
 
 
 def _rollup_sql(parent_width):
+    # inside a broken cell the cell bounds must drive the index search, so the
+    # window bounds are hidden from the planner there with a unary plus
+    start = "r.start" if parent_width is None else "+r.start"
     where = (
-        "r.field_id = :field_id AND r.width = :w AND r.start >= :f AND r.start <= :t - :w"
+        f"r.field_id = :field_id AND r.width = :w AND {start} >= :f AND {start} <= :t - :w"
         " AND ((r.start - :f) % :i) + :w <= :i"
     )
     select = (
@@ -52,7 +55,8 @@ def _rollup_sql(parent_width):
 def _raw_sql(value_column, parent_width):
     value = f"CAST(s.{value_column} AS DOUBLE PRECISION)"
     partials = _PARTIALS.format(v=value, t="s.ts")
-    where = f"s.field_id = :field_id AND s.ts >= :f AND s.ts < :t AND s.{value_column} IS NOT NULL"
+    ts = "s.ts" if parent_width is None else "+s.ts"
+    where = f"s.field_id = :field_id AND {ts} >= :f AND {ts} < :t AND s.{value_column} IS NOT NULL"
     select = f"SELECT (s.ts - :f) / :i AS k, {partials}"
     if parent_width is None:
         return f"{select} FROM logbook_samples s WHERE {where} GROUP BY k"

@@ -29,6 +29,8 @@ def _number(value):
 
 
 def _check_float(value):
+    if type(value) is float and math.isfinite(value):
+        return value, None
     if not _number(value):
         return None, "expected a finite number"
     return float(value), None
@@ -97,6 +99,26 @@ def validate(records):
 
 
 def _validate_one(index, record):
+    # fast path for a well-formed record; anything unusual gets the full check below
+    if type(record) is dict and len(record) == 4:
+        ts, field, field_type, value = (record.get(key) for key in ("ts", "field", "field_type", "value"))
+        check = VALUE_CHECKS.get(field_type)
+        if check and type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and field.strip():
+            if type(ts) is int and 0 <= ts <= timestamps.MAX_US // 1000:
+                ts = ts * 1000
+            else:
+                try:
+                    ts = timestamps.parse(ts)
+                except timestamps.TimeError:
+                    ts = None
+            if ts is not None:
+                value, message = check(value)
+                if not message:
+                    return Sample(index, field, field_type, ts, value), None
+    return _validate_slowly(index, record)
+
+
+def _validate_slowly(index, record):
     if not isinstance(record, dict):
         return None, {"non_field_errors": ["expected an object with ts, field, field_type, value"]}
     problems = {}

@@ -7,8 +7,6 @@ added to the rollups, so a retried batch changes nothing. On PostgreSQL two
 concurrent writers of the same sample are serialised by the conflict check
 itself; rollup rows are updated with ``count = count + excluded.count``.
 """
-from collections import defaultdict
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -61,19 +59,41 @@ def _resolve_fields(conn, device_id, batch):
     return {name: field_id for name, (field_id, _) in catalog.items()}
 
 
+SAMPLE_COLUMNS = ("field_id", "ts", "value_float", "value_int", "value_text", "lat", "lon")
+ROWS_PER_STATEMENT = 1000  # 7 parameters per row stays below SQLite's 32766 limit
+
+
 def _row(field_id, sample):
-    row = {"field_id": field_id, "ts": sample.ts, "value_float": None, "value_int": None,
-           "value_text": None, "lat": None, "lon": None}
     kind, value = sample.field_type, sample.value
     if kind == "float":
-        row["value_float"] = value
-    elif kind in ("long", "bool"):
-        row["value_int"] = int(value)
-    elif kind == "string":
-        row["value_text"] = value
-    else:
-        row["lat"], row["lon"] = value
-    return row
+        return (field_id, sample.ts, value, None, None, None, None)
+    if kind in ("long", "bool"):
+        return (field_id, sample.ts, None, int(value), None, None, None)
+    if kind == "string":
+        return (field_id, sample.ts, None, None, value, None, None)
+    return (field_id, sample.ts, None, None, None, value[0], value[1])
+
+
+def _insert_new(conn, rows):
+    """Insert rows, skipping existing (field_id, ts); returns the keys really inserted.
+
+    Multi-row VALUES statements on the driver cursor: the per-row parameter
+    processing of an ORM/Core executemany costs more than the insert itself.
+    """
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    one = "(" + ", ".join([mark] * len(SAMPLE_COLUMNS)) + ")"
+    head = f"INSERT INTO {samples.name} ({', '.join(SAMPLE_COLUMNS)}) VALUES "
+    tail = " ON CONFLICT (field_id, ts) DO NOTHING RETURNING field_id, ts"
+    cursor = conn.connection.driver_connection.cursor()
+    inserted = []
+    try:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            cursor.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
+            inserted.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return inserted
 
 
 def write(conn, device_id, batch):
@@ -87,30 +107,47 @@ def write(conn, device_id, batch):
     by_key = {}
     for sample in batch:
         by_key.setdefault((field_ids[sample.field], sample.ts), sample)
-    rows = [_row(field_id, sample) for (field_id, _), sample in by_key.items()]
-    inserted = conn.execute(
-        _insert(conn, samples).on_conflict_do_nothing().returning(samples.c.field_id, samples.c.ts),
-        rows,
-    ).all()
+    inserted = _insert_new(conn, [_row(field_id, sample) for (field_id, _), sample in by_key.items()])
     _add_to_rollups(conn, [(key, by_key[key]) for key in map(tuple, inserted)])
     return len(inserted)
 
 
 def _add_to_rollups(conn, inserted):
-    cells = defaultdict(lambda: [0, 0.0, None, None, 0])  # count, sum, min, max, max_ts
+    finest, *coarser = sorted(ROLLUP_WIDTHS)
+    cells = {}  # (field_id, width, start) -> [count, sum, min, max, max_ts]
     for (field_id, ts), sample in inserted:
         if sample.field_type not in NUMERIC_TYPES:
             continue
         value = float(sample.value)
-        for width in ROLLUP_WIDTHS:
-            cell = cells[(field_id, width, ts - ts % width)]
+        key = (field_id, finest, ts - ts % finest)
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = [1, value, value, value, ts]
+        else:
             cell[0] += 1
             cell[1] += value
-            cell[2] = value if cell[2] is None or value < cell[2] else cell[2]
-            cell[3] = value if cell[3] is None or value > cell[3] else cell[3]
-            cell[4] = max(cell[4], ts)
+            if value < cell[2]:
+                cell[2] = value
+            if value > cell[3]:
+                cell[3] = value
+            if ts > cell[4]:
+                cell[4] = ts
     if not cells:
         return
+    for width in coarser:  # coarser cells are sums of the finest ones
+        for (field_id, _, start), (count, total, low, high, newest) in list(cells.items()):
+            if _ != finest:
+                continue
+            key = (field_id, width, start - start % width)
+            cell = cells.get(key)
+            if cell is None:
+                cells[key] = [count, total, low, high, newest]
+            else:
+                cell[0] += count
+                cell[1] += total
+                cell[2] = min(cell[2], low)
+                cell[3] = max(cell[3], high)
+                cell[4] = max(cell[4], newest)
     stmt = _insert(conn, rollups)
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(

@@ -13,6 +13,8 @@
 """
 import sqlalchemy as sa
 
+from api.extensions import db
+
 FIELD_TYPES = ("float", "long", "bool", "string", "geo_point")
 NUMERIC_TYPES = ("float", "long", "bool")
 
@@ -20,22 +22,23 @@ MINUTE_US = 60 * 1_000_000
 HOUR_US = 60 * MINUTE_US
 ROLLUP_WIDTHS = (HOUR_US, MINUTE_US)  # coarse to fine
 
-metadata = sa.MetaData()
+metadata = db.metadata
 
 fields = sa.Table(
     "logbook_fields",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("device_id", sa.Integer, nullable=False),
+    sa.Column("device_id", sa.String(36), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("field_type", sa.String(16), nullable=False),
-    sa.UniqueConstraint("device_id", "name", name="uq_logbook_fields_device_name"),
+    sa.UniqueConstraint("device_id", "name"),
 )
 
 samples = sa.Table(
     "logbook_samples",
     metadata,
-    sa.Column("field_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("field_id", sa.Integer, sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("value_float", sa.Double),
     sa.Column("value_int", sa.BigInteger),
@@ -48,7 +51,8 @@ samples = sa.Table(
 rollups = sa.Table(
     "logbook_rollups",
     metadata,
-    sa.Column("field_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("field_id", sa.Integer, sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
     sa.Column("width", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("start", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("count", sa.BigInteger, nullable=False),

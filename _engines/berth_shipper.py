@@ -1,0 +1,52 @@
+"""
+Logbook shipper: spools telemetry samples on the device and sends them to the
+Berth API (see :mod:`berth.telemetry` and ``docs/logbook.md``).
+
+Samples arrive on the minion event bus::
+
+    salt-call event.fire '{"records": [{"field": "obd.bat.voltage", "field_type": "float", "value": 13.5}]}' berth/logbook/record
+
+Connection settings come from pillar ``berth:logbook`` (``url``, ``token`` --
+a device-scope API token -- and ``device_id``); engine options of the same
+names override the pillar. Minion configuration:
+
+.. code-block:: yaml
+
+    engines:
+      - berth_shipper:
+          interval: 10        # seconds between drains; default 10
+          batch_size: 1000    # records per POST; default 1000
+          spool: /var/cache/salt/minion/berth_logbook_spool.sqlite3   # default under cachedir
+"""
+
+import logging
+import os
+
+import salt.utils.event
+
+from berth.telemetry import shipper
+from berth.telemetry.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device_id=None):
+    unit_id = __opts__["id"]
+    path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool.sqlite3")
+    overrides = {key: value for key, value in (("url", url), ("token", token), ("device_id", device_id)) if value}
+
+    def get_config():
+        return dict(__salt__["pillar.get"]("berth:logbook", {}) or {}, **overrides)
+
+    bus = salt.utils.event.get_event("minion", opts=__opts__, listen=True)
+    bus.subscribe(shipper.RECORD_TAG)
+
+    def next_event(timeout):
+        event = bus.get_event(wait=timeout, tag=shipper.RECORD_TAG, full=True)
+        return event["data"] if event else None
+
+    log.info("berth_shipper on %s: spooling to %s, draining every %ss", unit_id, path, interval)
+    try:
+        shipper.run(Spool(path), unit_id, get_config, next_event, float(interval), int(batch_size))
+    finally:
+        bus.destroy()

@@ -1,0 +1,75 @@
+"""HTTP endpoints of the logbook: /logbook/storage/{write,read,fields}/."""
+import logging
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import select
+
+from api.auth import require_token
+from api.errors import NotFound, PermissionDenied, ValidationError
+from api.extensions import db
+from api.models import Device
+from api.payload import json_body
+
+from . import query as read_query
+from . import read, records, store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("logbook", __name__, url_prefix="/logbook/storage")
+
+
+def _device(device_id):
+    """The device of the token's account (404 otherwise); a device token only reaches itself."""
+    if not isinstance(device_id, str) or not device_id.strip():
+        raise ValidationError({"device_id": ["this field is required"]})
+    device = db.session.scalars(
+        select(Device).where(Device.id == device_id.strip(), Device.account_id == g.account.id)
+    ).one_or_none()
+    if device is None:
+        raise NotFound()
+    if g.device is not None and g.device.id != device.id:
+        raise PermissionDenied("A device token can only write the telemetry of its own device.")
+    return device
+
+
+@bp.post("/write/")
+@require_token("user", "device")
+def write():
+    body = json_body()
+    device = _device(body.get("device_id"))
+    batch, errors = records.validate(body.get("records"))
+    if errors:
+        raise ValidationError(errors)
+    try:
+        written = store.write(db.session.connection(), device.id, batch)
+    except store.BatchRejected as rejected:
+        db.session.rollback()
+        raise ValidationError(rejected.errors) from None
+    db.session.commit()
+    log.info("logbook: device %s (%s) wrote %d samples, %d new", device.id, device.unit_id, len(batch), written)
+    return jsonify({"device_id": device.id, "received": len(batch), "written": written}), 201
+
+
+@bp.get("/read/")
+@require_token("user")
+def read_samples():
+    parsed, errors = read_query.parse(request.args)
+    if errors:
+        raise ValidationError(errors)
+    device = _device(parsed.device_id)
+    conn = db.session.connection()
+    known = store.field_catalog(conn, device.id).get(parsed.field)
+    if known is None:
+        return jsonify([])
+    field_id, field_type = known
+    if field_type != parsed.field_type:
+        raise ValidationError({"field_type": [f"field '{parsed.field}' of this device is {field_type}, not {parsed.field_type}"]})
+    return jsonify(read.read(conn, field_id, field_type, parsed))
+
+
+@bp.get("/fields/")
+@require_token("user")
+def list_fields():
+    device = _device(request.args.get("device_id"))
+    catalog = store.field_catalog(db.session.connection(), device.id)
+    return jsonify([{"field": name, "field_type": field_type} for name, (_, field_type) in sorted(catalog.items())])

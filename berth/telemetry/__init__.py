@@ -1,0 +1,1 @@
+"""Device-side telemetry: a durable on-disk spool and the sender that drains it to the logbook API."""

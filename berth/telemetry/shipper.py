@@ -1,0 +1,59 @@
+"""The shipper loop run by the ``berth_shipper`` engine on the device.
+
+It spools every sample that arrives on the minion's event bus (tag
+``berth/logbook/record``) and drains the spool to the API every ``interval``
+seconds. Offline, the spool simply grows; the next successful drain sends it
+oldest first.
+"""
+import logging
+import time
+
+from .sender import Sender, drain
+from .spool import SpoolError
+
+log = logging.getLogger(__name__)
+
+RECORD_TAG = "berth/logbook/record"
+CONFIG_KEYS = ("url", "token", "device_id")
+
+
+def records_of(data):
+    """Event data -> records: ``{"records": [...]}`` or a single record mapping."""
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        return data["records"]
+    if isinstance(data, dict) and "field" in data:
+        return [{key: data[key] for key in ("ts", "field", "field_type", "value") if key in data}]
+    raise SpoolError("event data holds neither 'records' nor a single record")
+
+
+def missing_config(config):
+    return [key for key in CONFIG_KEYS if not (config or {}).get(key)]
+
+
+def run(spool, unit_id, get_config, next_event, interval=10.0, batch_size=1000, keep_running=lambda: True):
+    """``next_event(timeout)`` -> event data or None; ``get_config()`` -> {url, token, device_id}."""
+    last_drain = float("-inf")
+    warned = False
+    while keep_running():
+        wait = max(0.0, last_drain + interval - time.monotonic())
+        data = next_event(wait)
+        if data is not None:
+            try:
+                count = spool.add(records_of(data))
+                log.debug("logbook on %s: spooled %d records", unit_id, count)
+            except SpoolError as exc:
+                log.warning("logbook on %s: dropped a malformed record event: %s", unit_id, exc)
+        if time.monotonic() - last_drain < interval:
+            continue
+        last_drain = time.monotonic()
+        config = get_config() or {}
+        missing = missing_config(config)
+        if missing:
+            if not warned:
+                log.warning("logbook on %s: not sending, pillar berth:logbook lacks %s", unit_id, ", ".join(missing))
+                warned = True
+            continue
+        warned = False
+        sent = drain(spool, Sender(config["url"], config["token"], config["device_id"]), batch_size)
+        if sent:
+            log.info("logbook on %s: sent %d records to %s", unit_id, sent, config["url"])
