@@ -11,6 +11,7 @@ Minion configuration:
       - berth_localapi:
           host: 127.0.0.1   # bind address; default 127.0.0.1
           port: 9000        # default 9000
+          commands: ["*"]   # glob patterns of allowed commands; default all
 """
 
 import logging
@@ -20,7 +21,7 @@ from berth import localapi
 log = logging.getLogger(__name__)
 
 
-def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT):
+def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None):
     unit_id = __opts__["id"]
     try:
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
@@ -29,8 +30,8 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT):
     # __salt__ is a loader-context proxy that resolves only in this thread;
     # the HTTP server's worker threads need the loader object itself.
     functions = __salt__.value() if hasattr(__salt__, "value") else __salt__
-    app = localapi.LocalAPI(unit_id, functions, opts=dict(__opts__))
     try:
+        app = localapi.LocalAPI(unit_id, functions, opts=dict(__opts__), commands=commands)
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
         # Returning ends the engine process; the minion's process manager
@@ -38,6 +39,12 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT):
         log.error("berth_localapi on %s: cannot serve on %s:%s: %s", unit_id, host, port, exc)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.server_port)
+    if not localapi.is_loopback(host) and app.commands == ["*"]:
+        log.warning(
+            "berth_localapi on %s: listening on %s with every command allowed; "
+            "anyone who can reach it can run any command (set the engine option 'commands')",
+            unit_id, host,
+        )
     try:
         httpd.serve_forever()
     finally:

@@ -26,6 +26,8 @@ Commands run one at a time (a lock), so two callers never share the loader's
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import json
 import logging
 import os
@@ -40,7 +42,7 @@ import salt.syspaths
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,16 @@ class LocalAPI:
     functions use as ``__context__`` (where Salt functions leave ``retcode``).
     """
 
-    def __init__(self, unit_id: str, functions: Mapping, opts: Mapping | None = None, context: dict | None = None):
+    def __init__(
+        self,
+        unit_id: str,
+        functions: Mapping,
+        opts: Mapping | None = None,
+        context: dict | None = None,
+        commands: list[str] | None = None,
+    ):
         self.unit_id = str(unit_id)
+        self.commands = check_commands(commands)
         self.functions = functions
         self.opts = dict(opts or {})
         if context is None:
@@ -168,6 +178,9 @@ class LocalAPI:
             command, arg, kwarg = parse_body(request.get_data())
         except BadRequest as exc:
             return _json(400, exc.errors)
+        if not any(fnmatch.fnmatchcase(command, pattern) for pattern in self.commands):
+            log.warning("berth_localapi on %s: refused %s (not in the engine's commands)", self.unit_id, command)
+            return _json(403, {"detail": f"The local API of this device does not allow '{command}'."})
         if command not in self.functions:
             return _json(400, {"command": [f"'{command}' is not available on this device."]})
         jid = salt.utils.jid.gen_jid(self.opts)
@@ -254,6 +267,18 @@ def ensure_minion_id_file(path: str, unit_id: str) -> None:
         )
 
 
+def check_commands(commands) -> list[str]:
+    """Validate the engine's ``commands`` option: glob patterns of allowed
+    commands (``["*"]``, everything, when not given)."""
+    if commands is None:
+        return ["*"]
+    if isinstance(commands, str):
+        commands = [commands]
+    if not isinstance(commands, list) or not all(isinstance(c, str) and c for c in commands):
+        raise ValueError(f"commands: must be a list of command patterns like 'docker.*', got {commands!r}")
+    return list(commands)
+
+
 def check_address(host, port) -> tuple[str, int]:
     """Validate the engine's ``host``/``port`` options."""
     if not isinstance(host, str) or not host:
@@ -268,7 +293,27 @@ def check_address(host, port) -> tuple[str, int]:
     return host, number
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
     """A threaded HTTP server for ``app``; call ``serve_forever()`` / ``shutdown()``."""
     host, port = check_address(host, port)
-    return make_server(host, port, app, threaded=True)
+
+    class RequestLog(WSGIRequestHandler):
+        # One plain line per request in the minion log, naming the device.
+        def log_request(self, code="-", size="-"):
+            log.info(
+                "berth_localapi on %s: %s %s %s -> %s", app.unit_id, self.address_string(), self.command, self.path, code
+            )
+
+        def log(self, type, message, *args):  # noqa: A002 - werkzeug's signature
+            getattr(log, type if type in ("info", "warning", "error") else "info")(
+                "berth_localapi on %s: " + message, app.unit_id, *args
+            )
+
+    return make_server(host, port, app, threaded=True, request_handler=RequestLog)

@@ -184,7 +184,8 @@ def docker_device(device_master):
             "module_dirs": [str(REPO)],
             "docker.url": docker_host,
             "log_level_logfile": "info",
-            "engines": [{"berth_localapi": {"port": port}}],
+            # host left at its default (127.0.0.1); only these commands allowed
+            "engines": [{"berth_localapi": {"port": port, "commands": ["docker.*", "minionutil.*"]}}],
         }
         factory = device_master.salt_minion_daemon(str(uuid.uuid4()), overrides=overrides)
         with factory.started(start_timeout=120):
@@ -204,3 +205,12 @@ def test_execute_docker_logs_through_the_local_api(docker_device):
     response = resp.json()["response"]
     assert response["success"] is True, response
     assert "hello from the container" in str(response["return"])
+
+
+@pytest.mark.docker
+def test_commands_outside_the_engines_allow_list_are_refused(docker_device):
+    resp = execute(docker_device, {"command": "cmd.run", "arg": ["id"]})
+    assert resp.status_code == 403
+    assert "does not allow 'cmd.run'" in resp.json()["detail"]
+    resp = execute(docker_device, {"command": "minionutil.unit_id"})
+    assert resp.json()["response"]["return"] == docker_device.id

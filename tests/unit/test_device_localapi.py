@@ -182,3 +182,24 @@ def test_ensure_minion_id_file_writes_once_and_never_overwrites(tmp_path):
     assert localapi.read_minion_id(path) == UNIT
     localapi.ensure_minion_id_file(path, "other")
     assert localapi.read_minion_id(path) == UNIT
+
+
+def test_commands_allow_list_refuses_other_commands():
+    context = {}
+    app = localapi.LocalAPI(UNIT, make_functions(context), context=context, commands=["docker.*"])
+    client = Client(app)
+    assert execute(client, {"command": "docker.logs", "arg": ["c"]}).json["response"]["success"] is True
+    resp = execute(client, {"command": "test.echo", "arg": ["a"]})
+    assert resp.status_code == 403
+    assert "does not allow 'test.echo'" in resp.json["detail"]
+
+
+@pytest.mark.parametrize("commands", [[], "", [""], [5], {"a": 1}])
+def test_bad_commands_option(commands):
+    with pytest.raises(ValueError, match="^commands: "):
+        localapi.check_commands(commands if commands != [] else 5)
+
+
+def test_is_loopback():
+    assert localapi.is_loopback("127.0.0.1") and localapi.is_loopback("::1") and localapi.is_loopback("localhost")
+    assert not localapi.is_loopback("0.0.0.0") and not localapi.is_loopback("192.168.1.5")
