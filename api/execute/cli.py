@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api.execute.models import settings_for_update
@@ -28,6 +29,7 @@ def _account(name: str) -> Account:
 @click.argument("name")
 @click.option("--allow", "patterns", multiple=True, help="A module.function glob, e.g. 'docker.*' (repeatable).")
 @click.option("--allow-all", is_flag=True, help="Lift the restriction: every command may be executed.")
+@with_appcontext
 def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> None:
     """Show or set which commands account NAME's tokens may execute."""
     account = _account(name)
@@ -50,6 +52,7 @@ def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> N
 
 @click.command("webhook-secret")
 @click.argument("name")
+@with_appcontext
 def webhook_secret_command(name: str) -> None:
     """Create (or replace) account NAME's webhook signing secret; it is printed once, on the last line."""
     account = _account(name)
