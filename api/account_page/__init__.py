@@ -1,0 +1,142 @@
+"""Account page (server-rendered HTML): log in with email/password, list, create and revoke API tokens.
+
+Every form carries a CSRF token (Flask-WTF). A new token is shown once, in the
+response to the form that created it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timezone
+from functools import wraps
+
+from flask import Blueprint, g, redirect, render_template, session, url_for
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms.fields.choices import SelectChoice
+
+from api.account_page.forms import CreateTokenForm, LoginForm, LogoutForm, RevokeTokenForm
+from api.extensions import db
+from api.models import ApiToken, Device, User
+from api.models.types import utcnow
+from api.tokens import create_token
+
+bp = Blueprint("account_page", __name__, url_prefix="/account", template_folder="templates")
+log = logging.getLogger(__name__)
+
+# Compared against when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("berth-no-such-user")
+
+
+def login_required(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        user_id = session.get("user_id")
+        user = db.session.get(User, user_id) if user_id is not None else None
+        if user is None:
+            session.clear()
+            return redirect(url_for("account_page.login"))
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _page(create_form=None, new_token=None, new_token_row=None, status=200):
+    user = g.user
+    devices = db.session.scalars(
+        select(Device).where(Device.account_id == user.account_id).order_by(Device.unit_id)
+    ).all()
+    form = create_form or CreateTokenForm()
+    form.device.choices = [SelectChoice("", "—")] + [
+        SelectChoice(d.id, f"{d.unit_id} {d.display}".strip()) for d in devices
+    ]
+    tokens = db.session.scalars(
+        select(ApiToken).where(ApiToken.account_id == user.account_id).order_by(ApiToken.id.desc())
+    ).all()
+    return (
+        render_template(
+            "account/index.html",
+            user=user,
+            tokens=tokens,
+            create_form=form,
+            revoke_form=RevokeTokenForm(),
+            logout_form=LogoutForm(),
+            new_token=new_token,
+            new_token_row=new_token_row,
+            now=utcnow(),
+        ),
+        status,
+    )
+
+
+@bp.route("/login/", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        user = db.session.scalar(select(User).where(User.email == email))
+        if user is not None and user.check_password(form.password.data):
+            session.clear()
+            session["user_id"] = user.id
+            log.info("account page: user %s logged in", user.id)
+            return redirect(url_for("account_page.index"))
+        if user is None:
+            check_password_hash(_DUMMY_HASH, form.password.data)
+        log.info("account page: failed login")
+        error = "Wrong email or password."
+    status = 400 if form.is_submitted() else 200
+    return render_template("account/login.html", form=form, error=error), status
+
+
+@bp.post("/logout/")
+@login_required
+def logout():
+    if LogoutForm().validate_on_submit():
+        session.clear()
+    return redirect(url_for("account_page.login"))
+
+
+@bp.get("/")
+@login_required
+def index():
+    return _page()
+
+
+@bp.post("/tokens/")
+@login_required
+def create():
+    form = CreateTokenForm()
+    devices = db.session.scalars(select(Device.id).where(Device.account_id == g.user.account_id)).all()
+    form.device.choices = [SelectChoice("", "—")] + [SelectChoice(d, d) for d in devices]
+    if not form.validate_on_submit():
+        return _page(create_form=form, status=400)
+    device = db.session.get(Device, form.device.data) if form.device.data else None
+    expires = form.expires.data.replace(tzinfo=timezone.utc) if form.expires.data else None
+    try:
+        row, plaintext = create_token(
+            g.user, scope=form.scope.data, device=device, expires=expires, name=form.name.data or ""
+        )
+    except ValueError as exc:
+        form.scope.errors = [str(exc)]
+        db.session.rollback()
+        return _page(create_form=form, status=400)
+    db.session.commit()
+    log.info("account page: user %s created token %s (scope %s)", g.user.id, row.id, row.scope)
+    return _page(new_token=plaintext, new_token_row=row, status=201)
+
+
+@bp.post("/tokens/<int:token_id>/revoke/")
+@login_required
+def revoke(token_id: int):
+    form = RevokeTokenForm()
+    if not form.validate_on_submit():
+        return _page(status=400)
+    token = db.session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == g.user.account_id))
+    if token is None:
+        return _page(status=404)
+    token.revoke()
+    db.session.commit()
+    log.info("account page: user %s revoked token %s", g.user.id, token.id)
+    return redirect(url_for("account_page.index"))

@@ -1,0 +1,42 @@
+"""Account page forms; Flask-WTF adds and checks the CSRF token on each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_wtf import FlaskForm
+from wtforms import DateTimeLocalField, EmailField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from api.models import TOKEN_SCOPES
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+class LogoutForm(FlaskForm):
+    pass
+
+
+class RevokeTokenForm(FlaskForm):
+    pass
+
+
+class CreateTokenForm(FlaskForm):
+    name = StringField("Name", validators=[Optional(), Length(max=100)])
+    scope = SelectField("Scope", choices=[SelectChoice(s, s) for s in TOKEN_SCOPES], default="user")
+    device = SelectField("Device (device scope only)", choices=[], validate_choice=True)
+    expires = DateTimeLocalField("Expires (UTC, optional)", validators=[Optional()], format="%Y-%m-%dT%H:%M")
+
+    def validate_expires(self, field):
+        if field.data and field.data.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc):
+            raise ValidationError("The expiry must be in the future.")
+
+    def validate_device(self, field):
+        if self.scope.data == "device" and not field.data:
+            raise ValidationError("A device-scope token needs a device.")
+        if self.scope.data != "device" and field.data:
+            raise ValidationError("Only device-scope tokens name a device.")
