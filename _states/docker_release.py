@@ -126,7 +126,8 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         ret["result"] = True
         ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
     else:
-        ret["comment"] = f"Release {release_id} failed and was rolled back: {result.get('error')}{recovered}"
+        after = "it was rolled back" if result.get("rolled_back") else "the running release was left untouched"
+        ret["comment"] = f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
     return ret
 
 

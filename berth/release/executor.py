@@ -180,11 +180,12 @@ class Executor:
                                                       dockerutil.RegistryLoginError)) else (
                     f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
                 log.error("berth release %s on %s failed: %s; rolling back", target.release_id, self.device, reason)
+                touched = any(self._journal["undo"].values())
                 rollback_errors = self._rollback()
                 self._clear_journal()
                 if rollback_errors:
                     reason += "; rollback problems: " + "; ".join(rollback_errors)
-                result.update(outcome="failed", error=reason, changes=changes,
+                result.update(outcome="failed", error=reason, changes=changes, rolled_back=touched,
                               containers=self._container_report(target))
                 return result
             self._journal["phase"] = "committing"
