@@ -1,0 +1,87 @@
+"""/openapi.json and /docs/ are public and describe every endpoint."""
+
+import json
+
+from api.openapi import _openapi_path
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_openapi_document_is_public_and_complete(app, client):
+    r = client.get("/openapi.json")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    doc = r.json
+    assert doc["openapi"].startswith("3.")
+    assert doc["components"]["securitySchemes"]["APIToken"]["name"] == "Authorization"
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith(("openapi.", "account_page.")):
+            continue
+        path = _openapi_path(rule.rule)
+        assert path in doc["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            op = doc["paths"][path][method.lower()]
+            assert op["summary"] and op["responses"], (path, method)
+    schemas = doc["components"]["schemas"]
+    for ref in _refs(doc):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+
+
+def test_release_schema_matches_seed_fields(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    assert set(schemas["Release"]["properties"]) >= {
+        "id",
+        "version",
+        "version_hash",
+        "devices",
+        "containers",
+        "successful_deployments",
+        "remove_containers",
+    }
+    assert schemas["RegistryInput"]["properties"]["password"]["writeOnly"] is True
+    assert "password" not in schemas["Registry"]["properties"]
+    assert set(schemas["StartupParameters"]["properties"]) == {
+        "environment",
+        "binds",
+        "volumes",
+        "ports",
+        "network_mode",
+        "restart_policy",
+        "privileged",
+        "command",
+        "entrypoint",
+        "labels",
+        "devices",
+        "cap_add",
+        "mem_limit",
+        "user",
+        "working_dir",
+        "log_config",
+    }
+
+
+def test_startup_parameters_schema_lists_what_the_validator_supports(client):
+    from berth import startup_params
+
+    documented = client.get("/openapi.json").json["components"]["schemas"]["StartupParameters"]["properties"]
+    for key in documented:
+        messages = startup_params.validate({key: object()}).get(key, [])
+        assert not any(m.startswith("Unknown startup parameter") for m in messages), key
+    assert startup_params.validate({"not_a_key": 1})["not_a_key"][0].startswith("Unknown startup parameter")
+
+
+def test_docs_page_is_public_html(client):
+    r = client.get("/docs/")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert b"/docker/projects/{project_id}/releases/" in r.data
+    assert b"/openapi.json" in r.data
+    json.loads(client.get("/openapi.json").data)
