@@ -47,8 +47,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
 
     for name in CORE_BLUEPRINTS:
-        if importlib.util.find_spec(name) is not None:
-            app.register_blueprint(importlib.import_module(name).bp)
+        app.register_blueprint(importlib.import_module(name).bp)
     for name in FEATURE_PACKAGES:
         if importlib.util.find_spec(name) is not None:
             init_feature = getattr(importlib.import_module(name), "init_app", None)
