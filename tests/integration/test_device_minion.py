@@ -3,6 +3,7 @@ reading the log file that minion really wrote."""
 
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import time
@@ -196,6 +197,8 @@ def docker_device(device_master):
         container.remove(force=True)
     finally:
         subprocess.run([str(TESTBED), "engine-down", engine], capture_output=True, timeout=120)
+        state = pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed"))
+        shutil.rmtree(state / "engines" / engine, ignore_errors=True)
 
 
 @pytest.mark.docker
