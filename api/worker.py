@@ -80,7 +80,7 @@ def _advance_salt(msg: OutboxMessage, client: SaltApiClient | None, now: datetim
             # The master accepts none of these minions yet; they catch up on minion start.
             step = len(steps)
         else:
-            payload.update(jid=jid, sent_at=now.isoformat())
+            payload.update(jid=jid, sent_at=now.isoformat(), jids=[*payload.get("jids", []), jid])
     payload["step"] = step
     msg.payload = payload
     last_step_sent = step >= len(steps) - 1
