@@ -5,7 +5,8 @@ Routes:
 ``GET /``
     ``200 {"unit_id": "<minion id>"}``.
 
-``POST /dongle/<unit_id>/execute/``
+``POST /dongle/<unit_id>/execute/`` (and ``.../execute_raw/`` with
+``{"command": "docker.logs curveball tail=10"}``, as in the cloud)
     Body as for the cloud endpoint: ``{"command": "docker.logs", "arg": [...],
     "kwarg": {...}}`` (``arg`` and ``kwarg`` optional). The command runs
     synchronously through the minion's execution modules and the answer has
@@ -32,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import threading
 from collections.abc import Mapping
 
@@ -39,6 +41,7 @@ import salt.defaults.exitcodes
 import salt.exceptions
 import salt.minion
 import salt.syspaths
+import salt.utils.args
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -50,8 +53,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 
-_COMMAND = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
-_FIELDS = {"command", "arg", "kwarg"}
+_COMMAND = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_KWARG_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class BadRequest(Exception):
@@ -72,37 +75,66 @@ def _jsonable(value):
     return str(value)
 
 
-def parse_body(raw: bytes) -> tuple[str, list, dict]:
-    """Validate an execute body; raises :class:`BadRequest` naming the field."""
+def _json_object(raw: bytes, fields: set[str]) -> dict:
     try:
         body = json.loads(raw or b"")
     except ValueError as exc:
         raise BadRequest({"non_field_errors": [f"The body is not valid JSON: {exc}"]}) from None
     if not isinstance(body, dict):
         raise BadRequest({"non_field_errors": ["The body must be a JSON object."]})
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        supported = ", ".join(sorted(fields))
+        raise BadRequest({name: [f"Not supported by the local API (fields: {supported})."] for name in unknown})
+    return body
+
+
+def _check_kwarg_names(kwarg: dict) -> list[str]:
+    bad = sorted(k for k in kwarg if not _KWARG_NAME.match(k) or k.startswith("__"))
+    return [f"Not valid keyword argument names: {', '.join(bad)}."] if bad else []
+
+
+def parse_body(raw: bytes) -> tuple[str, list, dict]:
+    """Validate an execute body; raises :class:`BadRequest` naming the field."""
+    body = _json_object(raw, {"command", "arg", "kwarg"})
     errors: dict[str, list[str]] = {}
-    for unknown in sorted(set(body) - _FIELDS):
-        errors[unknown] = ["Not supported by the local API (fields: command, arg, kwarg)."]
     command = body.get("command")
     if command is None:
         errors["command"] = ["This field is required."]
     elif not isinstance(command, str) or not _COMMAND.match(command):
         errors["command"] = ["Must be a module function name like 'docker.logs'."]
-    arg = body.get("arg", [])
-    if arg is None:
-        arg = []
+    arg = [] if body.get("arg") is None else body["arg"]
     if not isinstance(arg, list):
         errors["arg"] = ["Must be a list of positional arguments."]
-    kwarg = body.get("kwarg", {})
-    if kwarg is None:
-        kwarg = {}
+    kwarg = {} if body.get("kwarg") is None else body["kwarg"]
     if not isinstance(kwarg, dict):
         errors["kwarg"] = ["Must be an object of keyword arguments."]
-    elif any(k.startswith("__") for k in kwarg):
-        errors["kwarg"] = ["Keyword argument names must not start with '__'."]
+    elif problems := _check_kwarg_names(kwarg):
+        errors["kwarg"] = problems
     if errors:
         raise BadRequest(errors)
     return command, arg, kwarg
+
+
+def parse_raw_body(raw: bytes) -> tuple[str, list, dict]:
+    """Validate an execute_raw body ``{"command": "docker.logs curveball tail=10"}``:
+    the command line is split like a shell and parsed like the ``salt`` CLI does."""
+    body = _json_object(raw, {"command"})
+    line = body.get("command")
+    if line is None:
+        raise BadRequest({"command": ["This field is required."]})
+    if not isinstance(line, str):
+        raise BadRequest({"command": ["Must be a command line like 'docker.logs curveball'."]})
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        raise BadRequest({"command": [f"Cannot parse the command line: {exc}."]}) from None
+    if not tokens or not _COMMAND.match(tokens[0]):
+        raise BadRequest({"command": ["Must start with a module function name like 'docker.logs'."]})
+    arg, kwarg = salt.utils.args.parse_input(tokens[1:], condition=False)
+    if problems := _check_kwarg_names(kwarg):
+        raise BadRequest({"command": problems})
+    return tokens[0], list(arg), dict(kwarg)
 
 
 class LocalAPI:
@@ -134,6 +166,7 @@ class LocalAPI:
             [
                 Rule("/", endpoint="root", methods=["GET"]),
                 Rule("/dongle/<unit_id>/execute/", endpoint="execute", methods=["POST"]),
+                Rule("/dongle/<unit_id>/execute_raw/", endpoint="execute_raw", methods=["POST"]),
             ],
             strict_slashes=True,
         )
@@ -159,12 +192,13 @@ class LocalAPI:
         try:
             if endpoint == "root":
                 return _json(200, {"unit_id": self.unit_id})
-            return self.execute_view(request, values["unit_id"])
+            parse = parse_raw_body if endpoint == "execute_raw" else parse_body
+            return self.execute_view(request, values["unit_id"], parse)
         except Exception:  # never a traceback to the caller; the log has it
             log.exception("berth_localapi on %s: %s %s failed", self.unit_id, request.method, request.path)
             return _json(500, {"detail": "Internal error; see the minion log."})
 
-    def execute_view(self, request: Request, unit_id: str) -> Response:
+    def execute_view(self, request: Request, unit_id: str, parse) -> Response:
         if unit_id != self.unit_id:
             log.warning(
                 "berth_localapi on %s: refused a command meant for unit %r from %s",
@@ -175,7 +209,7 @@ class LocalAPI:
                 {"detail": f"This device is unit {self.unit_id!r}; the request is meant for unit {unit_id!r}."},
             )
         try:
-            command, arg, kwarg = parse_body(request.get_data())
+            command, arg, kwarg = parse(request.get_data())
         except BadRequest as exc:
             return _json(400, exc.errors)
         if not any(fnmatch.fnmatchcase(command, pattern) for pattern in self.commands):
@@ -195,7 +229,8 @@ class LocalAPI:
 
     def run(self, jid: str, command: str, arg: list, kwarg: dict) -> dict:
         """Run like the minion runs a published job; returns the job return."""
-        fun_args = list(arg) + ([dict(kwarg)] if kwarg else [])
+        # As Salt publishes a job (and reports it back in fun_args): keyword
+        # arguments travel as a trailing dict marked with __kwarg__.
         published = list(arg) + ([dict(kwarg, __kwarg__=True)] if kwarg else [])
         func = self.functions[command]
         with self._lock:
@@ -223,7 +258,7 @@ class LocalAPI:
                 retcode = salt.defaults.exitcodes.EX_GENERIC
         return {
             "fun": command,
-            "fun_args": fun_args,
+            "fun_args": published,
             "return": result,
             "retcode": retcode,
             "success": retcode == salt.defaults.exitcodes.EX_OK,

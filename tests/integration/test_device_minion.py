@@ -101,6 +101,18 @@ def test_execute_test_echo(device_minion):
     }
 
 
+def test_execute_raw_command_line(device_minion):
+    resp = requests.post(
+        f"{device_minion.localapi_url}/dongle/{device_minion.id}/execute_raw/",
+        json={"command": "minionutil.last_logs match='listening on' count=1"},
+        timeout=120,
+    )
+    assert resp.status_code == 200, resp.text
+    response = resp.json()["response"]
+    assert response["fun_args"] == [{"match": "listening on", "count": 1, "__kwarg__": True}]
+    assert len(response["return"]) == 1
+
+
 def test_execute_minionutil_unit_id(device_minion):
     resp = execute(device_minion, {"command": "minionutil.unit_id", "arg": [], "kwarg": {}})
     assert resp.json()["response"]["return"] == device_minion.id

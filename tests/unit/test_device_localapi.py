@@ -73,7 +73,7 @@ def test_execute_returns_cloud_poll_shape(client):
     assert len(body["jid"]) == 20 and body["jid"].isdigit()
     assert body["response"] == {
         "fun": "docker.logs",
-        "fun_args": ["curveball", {"tail": 3}],
+        "fun_args": ["curveball", {"tail": 3, "__kwarg__": True}],
         "return": "curveball:3",
         "retcode": 0,
         "success": True,
@@ -140,6 +140,8 @@ def test_wrong_unit_id_is_refused(client):
         ({"command": "test.echo", "arg": "a"}, "arg"),
         ({"command": "test.echo", "kwarg": ["a"]}, "kwarg"),
         ({"command": "test.echo", "kwarg": {"__pub_fun": "x"}}, "kwarg"),
+        ({"command": "test.echo", "kwarg": {"not a name": 1}}, "kwarg"),
+        ({"command": "test.echo", "arg": ""}, "arg"),
         ({"command": "test.echo", "callback_url": "http://x/"}, "callback_url"),
         ([1, 2], "non_field_errors"),
     ],
@@ -203,3 +205,36 @@ def test_bad_commands_option(commands):
 def test_is_loopback():
     assert localapi.is_loopback("127.0.0.1") and localapi.is_loopback("::1") and localapi.is_loopback("localhost")
     assert not localapi.is_loopback("0.0.0.0") and not localapi.is_loopback("192.168.1.5")
+
+
+def execute_raw(client, body, unit=UNIT):
+    return client.post(f"/dongle/{unit}/execute_raw/", json=body)
+
+
+def test_execute_raw_parses_like_the_salt_cli(client):
+    resp = execute_raw(client, {"command": "docker.logs 'cur veball' tail=5"})
+    assert resp.status_code == 200
+    assert resp.json["response"]["return"] == "cur veball:5"
+    # key=value values are YAML-typed as on the salt command line
+    assert resp.json["response"]["fun_args"] == ["cur veball", {"tail": 5, "__kwarg__": True}]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "command"),
+        ({"command": ""}, "command"),
+        ({"command": "docker.logs 'unclosed"}, "command"),
+        ({"command": "rm -rf /"}, "command"),
+        ({"command": ["docker.logs"]}, "command"),
+        ({"command": "test.echo x", "arg": []}, "arg"),
+    ],
+)
+def test_execute_raw_bad_bodies(client, body, field):
+    resp = execute_raw(client, body)
+    assert resp.status_code == 400
+    assert list(resp.json) == [field]
+
+
+def test_execute_raw_checks_the_unit_id(client):
+    assert execute_raw(client, {"command": "test.echo a"}, unit="other").status_code == 403
