@@ -18,8 +18,9 @@ Routes:
     A command that fails still answers 200 with ``success: false`` and the
     error text in ``return``, exactly as the minion would report it to the
     cloud. Errors of the request itself: a ``unit_id`` other than this
-    device's -> 403 ``{"detail": ...}``; a malformed body or a command this
-    device does not have -> 400 ``{"<field>": ["message"]}``.
+    device's, or a command outside the engine's ``commands`` patterns -> 403
+    ``{"detail": ...}``; a malformed body or a command this device does not
+    have -> 400 ``{"<field>": ["message"]}``.
 
 Commands run one at a time (a lock), so two callers never share the loader's
 ``__context__``; ``GET /`` never waits for them.
@@ -35,6 +36,7 @@ import os
 import re
 import shlex
 import threading
+import types
 from collections.abc import Mapping
 
 import salt.defaults.exitcodes
@@ -240,6 +242,8 @@ class LocalAPI:
                     func, published, {"fun": command, "jid": jid, "arg": published, "tgt": self.unit_id}
                 )
                 result = func(*args, **kwargs)
+                if isinstance(result, types.GeneratorType):  # as the minion does
+                    result = list(result)
                 retcode = self.context.get("retcode", salt.defaults.exitcodes.EX_OK)
                 if retcode == salt.defaults.exitcodes.EX_OK and isinstance(result, dict):
                     # Salt's rule: a dict return with result/success False is a failure.
