@@ -84,11 +84,11 @@ def buckets(conn, field_id, value_column, from_us, to_us, interval_us):
                 continue
             cell = merged.get(k)
             if cell is None:
-                merged[k] = [count, float(total), float(low), float(high), newest]
+                merged[k] = [int(count), float(total), float(low), float(high), int(newest)]
             else:
-                cell[0] += count
+                cell[0] += int(count)
                 cell[1] += float(total)
                 cell[2] = min(cell[2], float(low))
                 cell[3] = max(cell[3], float(high))
-                cell[4] = max(cell[4], newest)
+                cell[4] = max(cell[4], int(newest))
     return merged
