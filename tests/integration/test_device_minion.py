@@ -71,6 +71,17 @@ def salt_call(device_minion):
     return device_minion.salt_call_cli(timeout=120)
 
 
+def eventually(check, timeout=20):
+    """Log lines of the engine process reach the log file through the minion's
+    logging queue, a moment after they were emitted: retry ``check`` briefly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
 def execute(device_minion, body, unit=None):
     unit = unit or device_minion.id
     return requests.post(f"{device_minion.localapi_url}/dongle/{unit}/execute/", json=body, timeout=120)
@@ -104,13 +115,13 @@ def test_execute_test_echo(device_minion):
 def test_execute_raw_command_line(device_minion):
     resp = requests.post(
         f"{device_minion.localapi_url}/dongle/{device_minion.id}/execute_raw/",
-        json={"command": "minionutil.last_logs match='listening on' count=1"},
+        json={"command": "minionutil.last_logs match='Setting up the Salt Minion' count=1"},
         timeout=120,
     )
     assert resp.status_code == 200, resp.text
     response = resp.json()["response"]
-    assert response["fun_args"] == [{"match": "listening on", "count": 1, "__kwarg__": True}]
-    assert len(response["return"]) == 1
+    assert response["fun_args"] == [{"match": "Setting up the Salt Minion", "count": 1, "__kwarg__": True}]
+    assert len(response["return"]) == 1 and device_minion.id in response["return"][0]
 
 
 def test_execute_minionutil_unit_id(device_minion):
@@ -120,11 +131,13 @@ def test_execute_minionutil_unit_id(device_minion):
 
 def test_execute_minionutil_last_logs_reads_the_minions_own_log(device_minion):
     # The engine logged this line itself when it started listening.
-    resp = execute(
-        device_minion,
-        {"command": "minionutil.last_logs", "arg": [], "kwarg": {"match": "berth_localapi on .*listening", "count": 1}},
-    )
-    response = resp.json()["response"]
+    body = {"command": "minionutil.last_logs", "arg": [], "kwarg": {"match": "berth_localapi on .*listening", "count": 1}}
+
+    def found():
+        response = execute(device_minion, body).json()["response"]
+        return response if response["return"] else None
+
+    response = eventually(found) or execute(device_minion, body).json()["response"]
     assert response["success"] is True, response
     assert len(response["return"]) == 1
     assert f"berth_localapi on {device_minion.id}: listening on {device_minion.localapi_url}/" in response["return"][0]
@@ -134,9 +147,13 @@ def test_wrong_unit_id_is_refused_and_logged(device_minion, salt_call):
     resp = execute(device_minion, {"command": "test.echo", "arg": ["x"]}, unit="not-this-device")
     assert resp.status_code == 403
     assert "not-this-device" in resp.json()["detail"]
-    ret = salt_call.run("minionutil.last_logs", "match=refused a command meant for unit 'not-this-device'", "count=1")
-    assert ret.returncode == 0, ret
-    assert len(ret.data) == 1
+
+    def logged():
+        ret = salt_call.run("minionutil.last_logs", "match=refused a command meant for unit 'not-this-device'", "count=1")
+        assert ret.returncode == 0, ret
+        return ret.data
+
+    assert len(eventually(logged)) == 1
 
 
 def test_malformed_body_is_400_naming_the_field(device_minion):
@@ -172,7 +189,7 @@ def test_salt_call_last_errors(device_minion, salt_call):
 @pytest.fixture(scope="module")
 def docker_device(device_master):
     """A second minion with its own dockerd and the local API, plus a container that printed a line."""
-    docker = pytest.importorskip("docker")
+    import docker
     engine = f"device-{os.getpid()}"
     proc = subprocess.run([str(TESTBED), "engine", engine], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
