@@ -57,5 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api.cli import register_cli
 
     register_cli(app)
+    if not logging.root.handlers:  # e.g. under gunicorn or flask run; pytest and embedders bring their own
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("api").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     return app

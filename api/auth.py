@@ -2,26 +2,71 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Callable
 
 from flask import g, request
-from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Boolean, text, update
 
 from api.crypto import token_digest
 from api.errors import AuthenticationFailed, PermissionDenied
 from api.extensions import db
-from api.models import TOKEN_SCOPES, ApiToken
-from api.models.types import utcnow
+from api.models import TOKEN_SCOPES, ApiToken, Device
+from api.models.types import UTCDateTime, utcnow
 
 KEYWORD = "apitoken"
 # last_used is written at most this often per token so reads stay read-only.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
-def authenticate() -> ApiToken:
+# Every authenticated request runs this, so it is one plain SQL statement (no ORM
+# statement building, no ORM objects).
+_TOKEN_COLUMNS = ("id", "account_id", "user_id", "name", "scope", "device_id", "expires", "revoked", "last_used")
+_TOKEN_QUERY = text(
+    "SELECT " + ", ".join(f"t.{c}" for c in _TOKEN_COLUMNS) + ", a.name AS account_name"
+    " FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.digest = :digest"
+).columns(
+    expires=UTCDateTime,
+    last_used=UTCDateTime,
+    revoked=Boolean,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAccount:
+    """The authenticated account (``g.account``): a read-only snapshot, not a session object."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthToken:
+    """The authenticated token (``g.token``): a read-only snapshot, not a session object."""
+
+    id: int
+    account_id: int
+    user_id: int | None
+    name: str
+    scope: str
+    device_id: str | None
+    expires: datetime | None
+    revoked: bool
+    last_used: datetime | None
+
+
+def _load_token(digest: str) -> tuple[AuthToken, AuthAccount] | None:
+    row = db.session.execute(_TOKEN_QUERY, {"digest": digest}).one_or_none()
+    if row is None:
+        return None
+    token = AuthToken(**{c: getattr(row, c) for c in _TOKEN_COLUMNS})
+    return token, AuthAccount(row.account_id, row.account_name)
+
+
+def authenticate() -> tuple[AuthToken, AuthAccount]:
+    """The request's valid token and its account, or :class:`AuthenticationFailed`."""
     header = request.headers.get("Authorization", "")
     parts = header.split()
     if not parts or parts[0].lower() != KEYWORD:
@@ -30,24 +75,25 @@ def authenticate() -> ApiToken:
         raise AuthenticationFailed("Invalid token header. No credentials provided.")
     if len(parts) > 2:
         raise AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
-    token = db.session.scalars(
-        select(ApiToken).options(joinedload(ApiToken.account)).where(ApiToken.digest == token_digest(parts[1]))
-    ).one_or_none()
-    if token is None or token.revoked:
+    found = _load_token(token_digest(parts[1]))
+    if found is None or found[0].revoked:
         raise AuthenticationFailed("Invalid token.")
+    token, account = found
     now = utcnow()
     if token.expires is not None and token.expires <= now:
         raise AuthenticationFailed("Token expired.")
     if token.last_used is None or now - token.last_used >= LAST_USED_RESOLUTION:
         db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used=now))
         db.session.commit()
-    return token
+    return token, account
 
 
 def require_token(*scopes: str) -> Callable:
     """Decorator: the request needs a valid token of one of ``scopes`` (default: ``user``).
 
-    Sets ``g.token``, ``g.account`` and, for device-scope tokens, ``g.device``.
+    Sets ``g.token`` (:class:`AuthToken`), ``g.account`` (:class:`AuthAccount`; use
+    ``g.account.id`` in queries) and, for device-scope tokens, ``g.device`` (the
+    ORM :class:`~api.models.Device`, else ``None``).
     """
     scopes = scopes or ("user",)
     unknown = set(scopes) - set(TOKEN_SCOPES)
@@ -57,14 +103,14 @@ def require_token(*scopes: str) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args, **kwargs):
-            token = authenticate()
+            token, account = authenticate()
             if token.scope not in scopes:
                 raise PermissionDenied(
                     f"This endpoint needs a token with scope {' or '.join(scopes)}; this token has scope {token.scope}."
                 )
             g.token = token
-            g.account = token.account
-            g.device = token.device if token.scope == "device" else None
+            g.account = account
+            g.device = db.session.get(Device, token.device_id) if token.scope == "device" else None
             return view(*args, **kwargs)
 
         wrapper.required_scopes = scopes

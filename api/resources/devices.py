@@ -7,12 +7,13 @@ import re
 from typing import Any
 
 from flask import Blueprint, g, request
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from api.auth import require_token
 from api.extensions import db
 from api.models import Deployment, Device
-from api.models.types import isoformat
+from api.errors import NotFound
+from api.models.types import UTCDateTime, isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
@@ -93,10 +94,28 @@ def create_device():
     return serialize_device(device, []), 201
 
 
+# The hottest read: one plain SQL statement for the device and its successful releases.
+_DEVICE_WITH_RELEASES = text(
+    "SELECT d.id, d.unit_id, d.display, d.created, dep.release_id FROM devices d"
+    " LEFT JOIN deployments dep ON dep.device_id = d.id AND dep.status = 'succeeded'"
+    " WHERE d.id = :device_id AND d.account_id = :account_id ORDER BY dep.release_id"
+).columns(created=UTCDateTime)
+
+
 @bp.get("/devices/<device_id>/")
 @require_token("user", "master")
 def get_device(device_id: str):
-    return serialize_device(owned_or_404(Device, device_id))
+    rows = db.session.execute(_DEVICE_WITH_RELEASES, {"device_id": device_id, "account_id": g.account.id}).all()
+    if not rows:
+        raise NotFound()
+    first = rows[0]
+    return {
+        "id": first.id,
+        "unit_id": first.unit_id,
+        "display": first.display,
+        "created": isoformat(first.created),
+        "docker_releases": [r.release_id for r in rows if r.release_id is not None],
+    }
 
 
 @bp.route("/devices/<device_id>/", methods=["PUT", "PATCH"])
