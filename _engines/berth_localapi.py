@@ -38,7 +38,7 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None)
         # starts it again later (e.g. once the port is free).
         log.error("berth_localapi on %s: cannot serve on %s:%s: %s", unit_id, host, port, exc)
         return
-    log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.server_port)
+    log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
     if not localapi.is_loopback(host) and app.commands == ["*"]:
         log.warning(
             "berth_localapi on %s: listening on %s with every command allowed; "

@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import shlex
+import socket
 import threading
 import types
 from collections.abc import Mapping
@@ -355,4 +356,7 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
                 "berth_localapi on %s: " + message, app.unit_id, *args
             )
 
-    return make_server(host, port, app, threaded=True, request_handler=RequestLog)
+    # Bind here: werkzeug's make_server calls sys.exit() when it cannot bind,
+    # while the engine needs an OSError it can log.
+    with socket.create_server((host, port)) as listener:
+        return make_server(host, port, app, threaded=True, request_handler=RequestLog, fd=listener.fileno())

@@ -46,7 +46,7 @@ def base_url(loaders, minion_opts):
     httpd = localapi.server(app, "127.0.0.1", 0)  # 0: the OS picks a free port
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
+    yield f"http://127.0.0.1:{httpd.port}"
     httpd.shutdown()
     httpd.server_close()
 
@@ -110,3 +110,38 @@ def test_wrong_unit_and_unknown_command(base_url):
 def test_engine_module_loads_from_module_dirs(minion_opts, loaders):
     engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
     assert "berth_localapi.start" in engines
+
+
+def test_engine_with_bad_options_logs_why_and_returns(minion_opts, loaders, caplog):
+    engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
+    with caplog.at_level("ERROR"):
+        assert engines["berth_localapi.start"](port="http") is None
+    assert f"berth_localapi on {UNIT}: cannot serve on 127.0.0.1:http: port: must be a TCP port number" in caplog.text
+
+
+def test_engine_with_port_in_use_logs_why_and_returns(minion_opts, loaders, caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
+        with caplog.at_level("ERROR"):
+            assert engines["berth_localapi.start"](port=port) is None
+    assert f"cannot serve on 127.0.0.1:{port}" in caplog.text
+
+
+def test_bind_address_is_honoured(loaders, minion_opts):
+    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts)
+    httpd = localapi.server(app, "127.0.0.2", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.port
+        assert requests.get(f"http://127.0.0.2:{port}/", timeout=10).json() == {"unit_id": UNIT}
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
