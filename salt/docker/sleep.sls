@@ -30,7 +30,7 @@ berth-before-sleep-script:
         # Run by berth-before-sleep.service (Before=sleep.target) or by the power manager.
         # Exit status 0 = release applied or nothing to do; the device reports the
         # outcome to the fleet API either way.
-        exec {{ salt_call }} -c {{ opts['conf_dir'] }} --retcode-passthrough --log-level=quiet --out=quiet state.sls docker.release "$@"
+        exec {{ salt_call }} -c {{ opts['conf_file'].rsplit('/', 1)[0] }} --retcode-passthrough --log-level=quiet --out=quiet state.sls docker.release "$@"
 
 berth-before-sleep-unit:
   file.managed:

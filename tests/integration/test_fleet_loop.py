@@ -159,9 +159,12 @@ def test_register_minions_is_idempotent(fleet, salt_run_cli):
 
 def test_device_without_release_gets_empty_release_pillar(fleet, salt_cli):
     minion = fleet.minions[0]
-    ret = salt_cli.run("pillar.item", "docker", minion_tgt=minion.id)
+    ret = salt_cli.run("pillar.items", minion_tgt=minion.id)
     assert ret.returncode == 0, ret
-    assert ret.data["docker"] == {"release": None, "registries": {}}
+    assert ret.data["docker"]["release"] is None
+    assert "error" not in ret.data["docker"]
+    # the account's registries are there anyway, so minion start can log in to them
+    assert len(ret.data["docker"]["registries"]) == 1
 
 
 def test_release_applied_on_sleep_signal_on_both_devices(fleet):
@@ -185,8 +188,11 @@ def test_release_applied_on_sleep_signal_on_both_devices(fleet):
 
 def test_second_release_supersedes_the_first(fleet):
     first = fleet.first_release
+    # queued but never applied: the newer release that lists the device wins
+    skipped = fleet.release("1.1.0-rc1", [("app", "app", "v3")], fleet.minions)
     second = fleet.release("1.1.0", [("app", "app", "v2")], fleet.minions)
-    assert {row["status"] for row in fleet.deployments(first["id"]).values()} == {"superseded"}
+    assert {row["status"] for row in fleet.deployments(skipped["id"]).values()} == {"superseded"}
+    assert {row["status"] for row in fleet.deployments(second["id"]).values()} == {"queued"}
 
     for minion in fleet.minions:
         done = sleep_signal(minion)
@@ -197,6 +203,8 @@ def test_second_release_supersedes_the_first(fleet):
         assert names.get(f"deployment-app-{second['id']}") == "running"
         assert f"deployment-app-{first['id']}" not in names
         assert second["id"] in fleet.device(minion)["docker_releases"]
+        assert f"deployment-app-{skipped['id']}" not in names
+    assert fleet.get_release(skipped["id"])["successful_deployments"] == []
     fleet.second_release = second
 
 
@@ -221,7 +229,7 @@ def test_api_down_pillar_carries_error_and_release_state_refuses(fleet, salt_cli
     minion = fleet.minions[1]
     fleet.api.stop()
     try:
-        ret = salt_cli.run("pillar.item", "docker", minion_tgt=minion.id)
+        ret = salt_cli.run("pillar.items", minion_tgt=minion.id)
         assert "error" in ret.data["docker"], ret.data
         assert "release" not in ret.data["docker"]
         done = sleep_signal(minion)
