@@ -48,7 +48,7 @@ import salt.utils.args
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger(__name__)
@@ -358,5 +358,5 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
 
     # Bind here: werkzeug's make_server calls sys.exit() when it cannot bind,
     # while the engine needs an OSError it can log.
-    with socket.create_server((host, port)) as listener:
+    with socket.create_server((host, port), family=select_address_family(host, port)) as listener:
         return make_server(host, port, app, threaded=True, request_handler=RequestLog, fd=listener.fileno())

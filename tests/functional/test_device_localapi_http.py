@@ -145,3 +145,15 @@ def test_bind_address_is_honoured(loaders, minion_opts):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_ipv6_loopback_bind(loaders, minion_opts):
+    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts)
+    httpd = localapi.server(app, "::1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert requests.get(f"http://[::1]:{httpd.port}/", timeout=10).json() == {"unit_id": UNIT}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
