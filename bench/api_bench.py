@@ -152,6 +152,7 @@ def main() -> int:
     data = seed(env)
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    server_log = open(tmp / "gunicorn.log", "w")
     server = subprocess.Popen(
         [
             str(gunicorn),
@@ -163,6 +164,8 @@ def main() -> int:
         ],
         env=env,
         cwd=REPO,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -212,9 +215,14 @@ def main() -> int:
             script=script,
             headers={},
         )
+    except Exception:
+        server_log.flush()
+        print((tmp / "gunicorn.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        server_log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     db_kind = env["DATABASE_URL"].split(":", 1)[0]
