@@ -12,16 +12,18 @@ Minion configuration:
           host: 127.0.0.1   # bind address; default 127.0.0.1
           port: 9000        # default 9000
           commands: ["*"]   # glob patterns of allowed commands; default all
+          retry_seconds: 30 # pause before a retry when it cannot listen
 """
 
 import logging
+import time
 
 from berth import localapi
 
 log = logging.getLogger(__name__)
 
 
-def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None):
+def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None, retry_seconds=30):
     unit_id = __opts__["id"]
     try:
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
@@ -34,9 +36,18 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None)
         app = localapi.LocalAPI(unit_id, functions, opts=dict(__opts__), commands=commands)
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
-        # Returning ends the engine process; the minion's process manager
-        # starts it again later (e.g. once the port is free).
-        log.error("berth_localapi on %s: cannot serve on %s:%s: %s", unit_id, host, port, exc)
+        # Returning ends the engine process and the minion's process manager
+        # starts it again (e.g. once the port is free); the pause keeps that
+        # from filling the log.
+        log.error(
+            "berth_localapi on %s: cannot serve on %s:%s: %s (trying again in %ss)",
+            unit_id, host, port, exc, retry_seconds,
+        )
+        try:
+            time.sleep(max(0.0, float(retry_seconds)))
+        except (TypeError, ValueError):
+            log.error("berth_localapi on %s: retry_seconds %r is not a number; using 30", unit_id, retry_seconds)
+            time.sleep(30)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
     if not localapi.is_loopback(host) and app.commands == ["*"]:

@@ -115,7 +115,7 @@ def test_engine_module_loads_from_module_dirs(minion_opts, loaders):
 def test_engine_with_bad_options_logs_why_and_returns(minion_opts, loaders, caplog):
     engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
     with caplog.at_level("ERROR"):
-        assert engines["berth_localapi.start"](port="http") is None
+        assert engines["berth_localapi.start"](port="http", retry_seconds=0) is None
     assert f"berth_localapi on {UNIT}: cannot serve on 127.0.0.1:http: port: must be a TCP port number" in caplog.text
 
 
@@ -128,7 +128,7 @@ def test_engine_with_port_in_use_logs_why_and_returns(minion_opts, loaders, capl
         port = taken.getsockname()[1]
         engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
         with caplog.at_level("ERROR"):
-            assert engines["berth_localapi.start"](port=port) is None
+            assert engines["berth_localapi.start"](port=port, retry_seconds=0) is None
     assert f"cannot serve on 127.0.0.1:{port}" in caplog.text
 
 
