@@ -14,7 +14,7 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, g, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import require_token
@@ -60,14 +60,16 @@ def serialize_container(container: ReleaseContainer) -> dict:
     }
 
 
-def serialize_release(release: Release, successful: list[str] | None = None) -> dict:
+def serialize_release(
+    release: Release, successful: list[str] | None = None, device_ids: list[str] | None = None
+) -> dict:
     """The release as the API returns it (also the pillar's ``docker:release``, which adds ``project``)."""
     return {
         "id": release.id,
         "project": release.project_id,
         "version": release.version,
         "version_hash": release.version_hash,
-        "devices": [d.id for d in release.devices],
+        "devices": [d.id for d in release.devices] if device_ids is None else device_ids,
         "containers": [serialize_container(c) for c in release.containers],
         "successful_deployments": release.successful_device_ids() if successful is None else successful,
         "remove_containers": list(release.remove_containers),
@@ -170,14 +172,14 @@ def _containers(value: Any) -> list[dict]:
 def _device_ids(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
-    ids: list[str] = []
     for item in value:
         if not isinstance(item, str):
             raise FieldError(f"Incorrect type. Expected pk value, received {type(item).__name__}.")
-        if item not in ids:
-            ids.append(item)
+    ids = list(dict.fromkeys(value))  # de-duplicated, order kept; O(n) for fleets of 10,000
     if ids:
-        found = set(db.session.scalars(select(Device.id).where(Device.id.in_(ids), Device.account_id == g.account.id)))
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            found.update(db.session.scalars(select(Device.id).where(Device.id.in_(chunk), Device.account_id == g.account.id)))
         missing = [i for i in ids if i not in found]
         if missing:
             raise FieldError([f'Invalid pk "{i}" - object does not exist.' for i in missing])
@@ -215,6 +217,11 @@ def _new_version_hash() -> str:
         candidate = secrets.token_hex(4)
         if db.session.scalar(select(Release.id).where(Release.version_hash == candidate)) is None:
             return candidate
+
+
+def _chunks(ids: list[str], size: int = 5000):
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
 
 
 def _devices(ids: list[str]) -> list[Device]:
@@ -268,7 +275,7 @@ def list_releases(project_id: int):
 def create_release(project_id: int):
     project = owned_or_404(Project, project_id)
     values = _validate(json_body(), project, None)
-    devices = _devices(values["devices"])
+    device_ids = values["devices"]
     release = Release(
         project_id=project.id,
         version=values["version"],
@@ -288,10 +295,12 @@ def create_release(project_id: int):
         )
         for i, c in enumerate(values["containers"])
     ]
-    release.devices = devices
     db.session.add(release)
     db.session.flush()
-    queue_release(release, devices)
+    # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
+    if device_ids:
+        db.session.execute(insert(release_devices), [{"release_id": release.id, "device_id": i} for i in device_ids])
+    queue_release(release)
     _commit(release.version)
     log.info(
         "release %s (%s, version %s) created in project %s for %d device(s)",
@@ -299,9 +308,15 @@ def create_release(project_id: int):
         release.version_hash,
         release.version,
         project.id,
-        len(devices),
+        len(device_ids),
     )
-    return serialize_release(release), 201
+    listed = db.session.scalars(
+        select(Device.id)
+        .join(release_devices, release_devices.c.device_id == Device.id)
+        .where(release_devices.c.release_id == release.id)
+        .order_by(Device.created)
+    ).all()
+    return serialize_release(release, successful=[], device_ids=list(listed)), 201
 
 
 @bp.get("/docker/projects/<int:project_id>/releases/<int:release_id>/")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, literal, select, update
 
 from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
-from api.models.types import utcnow
+from api.models.types import UTCDateTime, utcnow
 from api.outbox import enqueue_release_notification
 
 log = logging.getLogger(__name__)
@@ -33,96 +33,114 @@ def _chunks(ids: list[str]) -> Iterable[list[str]]:
         yield ids[i : i + _CHUNK]
 
 
-def queue_release(release: Release, devices: Iterable[Device]) -> list[str]:
-    """Record a ``queued`` deployment of ``release`` on each device (the devices are already listed on it).
+def queue_release(release: Release, devices: Iterable[Device] | None = None) -> list[str]:
+    """Record a ``queued`` deployment of ``release`` on each device (the devices are already listed on it;
+    ``None``: every device the release lists).
 
     The device's deployments of older releases that have not finished become
     ``superseded``. If a newer release already lists a device, this release will
     never run there and its deployment is recorded as ``superseded`` at once.
-    Set-based (a few statements whatever the number of devices), and writes the
+    Set-based: a handful of INSERT ... SELECT / UPDATE statements whatever the
+    number of devices (10,000 devices must not cost 10,000 round trips). Writes the
     outbox rows that tell Salt. Flushes, does not commit: the caller commits with
     the rest of its change. Returns the ids of the devices it queued.
     """
-    devices = list(devices)
-    if not devices:
-        return []
     db.session.flush()
-    ids = [d.id for d in devices]
-    newest: dict[str, int] = {}
-    existing: dict[str, str] = {}
-    for chunk in _chunks(ids):
-        newest.update(
-            db.session.execute(
-                select(release_devices.c.device_id, func.max(release_devices.c.release_id))
-                .where(release_devices.c.device_id.in_(chunk))
-                .group_by(release_devices.c.device_id)
-            ).all()
-        )
-        existing.update(
-            db.session.execute(
-                select(Deployment.device_id, Deployment.status).where(
-                    Deployment.release_id == release.id, Deployment.device_id.in_(chunk)
-                )
-            ).all()
-        )
-    superseded = [d for d in devices if (newest.get(d.id) or 0) > release.id]
-    queued = [d for d in devices if (newest.get(d.id) or 0) <= release.id]
-    superseded_ids = {d.id for d in superseded}
+    if devices is None:
+        listed = select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
+        filters = [lambda column: column.in_(listed)]
+    else:
+        ids = [d.id for d in devices]
+        if not ids:
+            return []
+        filters = [lambda column, chunk=chunk: column.in_(chunk) for chunk in _chunks(ids)]
     now = utcnow()
-
-    new_rows = [
-        {
-            "release_id": release.id,
-            "device_id": d.id,
-            "status": "superseded" if d.id in superseded_ids else "queued",
-            "attempts": 0,
-            "created": now,
-            "updated": now,
-        }
-        for d in devices
-        if d.id not in existing
-    ]
-    if new_rows:
-        db.session.execute(insert(Deployment), new_rows)
-    stale = [d.id for d in superseded if existing.get(d.id) in ACTIVE_STATUSES]
-    requeued = [d.id for d in queued if d.id in existing]
-    queued_ids = [d.id for d in queued]
-    for chunk in _chunks(stale):
-        db.session.execute(
-            update(Deployment)
-            .where(Deployment.release_id == release.id, Deployment.device_id.in_(chunk))
-            .values(status="superseded", updated=now)
-        )
-    for chunk in _chunks(requeued):
-        db.session.execute(
-            update(Deployment)
-            .where(Deployment.release_id == release.id, Deployment.device_id.in_(chunk))
-            .values(status="queued", error=None, started_at=None, finished_at=None, updated=now)
-        )
-    for chunk in _chunks(queued_ids):
-        db.session.execute(
-            update(Deployment)
-            .where(
-                Deployment.device_id.in_(chunk),
-                Deployment.release_id < release.id,
-                Deployment.status.in_(ACTIVE_STATUSES),
-            )
-            .values(status="superseded", updated=now)
-        )
+    queued: list[tuple[str, str]] = []
+    superseded: list[str] = []
+    for device_filter in filters:
+        q, s = _queue_set(release, device_filter, now)
+        queued.extend(q)
+        superseded.extend(s)
+    # The statements above bypass the ORM: reload any deployment the session holds.
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Deployment):
+            db.session.expire(obj)
     if superseded:
         log.info(
             "release %s: superseded by a newer release on %d device(s): %s",
-            release.id, len(superseded), _some(d.unit_id for d in superseded),
+            release.id, len(superseded), _some(superseded),
         )
     if queued:
         log.info(
             "release %s (%s) queued on %d device(s): %s",
-            release.id, release.version_hash, len(queued), _some(d.unit_id for d in queued),
+            release.id, release.version_hash, len(queued), _some(unit for _, unit in queued),
         )
         # Same transaction as the deployments: the worker tells Salt, retrying until delivered.
-        enqueue_release_notification(release.id, [d.unit_id for d in queued])
-    db.session.flush()
-    return queued_ids
+        enqueue_release_notification(release.id, [unit for _, unit in queued])
+        db.session.flush()
+    return [device_id for device_id, _ in queued]
+
+
+def _queue_set(release: Release, device_filter, now) -> tuple[list[tuple[str, str]], list[str]]:
+    """Queue ``release`` on the devices ``device_filter(column)`` selects; returns
+    ``([(device id, unit_id) queued], [unit_id superseded])``."""
+    deployments = Deployment.__table__
+    rd_newer = release_devices.alias("rd_newer")
+
+    def has_newer(device_id_column):
+        """A release newer than this one lists the device: this one will never run there."""
+        return (
+            select(rd_newer.c.device_id)
+            .where(rd_newer.c.device_id == device_id_column, rd_newer.c.release_id > release.id)
+            .exists()
+        )
+
+    rows = db.session.execute(
+        select(Device.id, Device.unit_id, has_newer(Device.id).label("newer")).where(device_filter(Device.id))
+    ).all()
+    queued = [(r.id, r.unit_id) for r in rows if not r.newer]
+    superseded = [r.unit_id for r in rows if r.newer]
+
+    this_release = (deployments.c.release_id == release.id, device_filter(deployments.c.device_id))
+    db.session.execute(
+        update(deployments)
+        .where(*this_release, deployments.c.status.in_(ACTIVE_STATUSES), has_newer(deployments.c.device_id))
+        .values(status="superseded", updated=now)
+    )
+    db.session.execute(
+        update(deployments)
+        .where(*this_release, ~has_newer(deployments.c.device_id))
+        .values(status="queued", error=None, started_at=None, finished_at=None, updated=now)
+    )
+    db.session.execute(
+        update(deployments)
+        .where(
+            deployments.c.release_id < release.id,
+            deployments.c.status.in_(ACTIVE_STATUSES),
+            device_filter(deployments.c.device_id),
+            ~has_newer(deployments.c.device_id),
+        )
+        .values(status="superseded", updated=now)
+    )
+    existing = (
+        select(deployments.c.id)
+        .where(deployments.c.release_id == release.id, deployments.c.device_id == release_devices.c.device_id)
+        .exists()
+    )
+    new_rows = select(
+        literal(release.id),
+        release_devices.c.device_id,
+        case((has_newer(release_devices.c.device_id), literal("superseded")), else_=literal("queued")),
+        literal(0),
+        literal(now, UTCDateTime),
+        literal(now, UTCDateTime),
+    ).where(release_devices.c.release_id == release.id, device_filter(release_devices.c.device_id), ~existing)
+    db.session.execute(
+        insert(deployments).from_select(
+            ["release_id", "device_id", "status", "attempts", "created", "updated"], new_rows
+        )
+    )
+    return queued, superseded
 
 
 def _some(names: Iterable[str], limit: int = 50) -> str:
