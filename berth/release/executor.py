@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -83,6 +84,7 @@ class Executor:
         self.logins_path = self.dir / "logins.json"
         self.lock_path = self.dir / "release.lock"
         self._journal: dict | None = None
+        self._journal_lock = threading.Lock()
 
     # ---- observation -------------------------------------------------------------------
 
@@ -143,11 +145,13 @@ class Executor:
     # ---- journal -----------------------------------------------------------------------
 
     def _save(self) -> None:
-        _write_json(self.journal_path, self._journal)
+        with self._journal_lock:
+            _write_json(self.journal_path, self._journal)
 
     def _undo(self, kind: str, entry) -> None:
-        self._journal["undo"][kind].append(entry)
-        self._save()
+        with self._journal_lock:
+            self._journal["undo"][kind].append(entry)
+            _write_json(self.journal_path, self._journal)
 
     # ---- apply -------------------------------------------------------------------------
 
@@ -171,9 +175,10 @@ class Executor:
             changes: dict[str, list] = {}
             forward = [s for s in steps if s["action"] not in COMMIT]
             try:
-                for step in forward:
-                    self._forward(step, target, changes)
-                    self._journal["done"] += 1
+                for batch in _batches(forward):
+                    # independent stops (and creates) run side by side; each journals itself first
+                    self._parallel(lambda step: self._forward(step, target, changes), batch)
+                    self._journal["done"] += len(batch)
                     self._save()
             except Exception as exc:  # noqa: BLE001 - every failure leads to rollback and a report
                 reason = str(exc) if isinstance(exc, (StepFailed, dockerutil.PullError,
@@ -279,13 +284,13 @@ class Executor:
         except docker.errors.NotFound:
             pass
 
-    def _parallel(self, fn, names: list[str]) -> None:
-        if len(names) <= 1:
-            for n in names:
-                fn(n)
+    def _parallel(self, fn, items: list) -> None:
+        if len(items) <= 1:
+            for item in items:
+                fn(item)
             return
-        with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-            for fut in [pool.submit(fn, n) for n in names]:
+        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+            for fut in [pool.submit(fn, item) for item in items]:
                 fut.result()
 
     def _verify(self, names: list[str]) -> None:
@@ -407,6 +412,17 @@ class Executor:
         by_name = {c["name"]: c for c in dockerutil.list_containers(self.cli)}
         return [{"name": tc.name, "fully_qualified_name": tc.fq_name, "image": tc.image,
                  "status": (by_name.get(tc.fq_name) or {}).get("state", "missing")} for tc in target.containers]
+
+
+def _batches(steps: list[dict]) -> list[list[dict]]:
+    """Consecutive stop steps (and create steps) form one batch; every other step is alone."""
+    out: list[list[dict]] = []
+    for step in steps:
+        if out and step["action"] in ("stop", "create") and out[-1][0]["action"] == step["action"]:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
 
 
 def _key_in(mapping: dict, key: str):
