@@ -14,6 +14,7 @@ MAX_BATCH = 50_000
 MAX_FIELD_NAME = 255
 MAX_STRING = 65_536
 INT64 = 2**63
+MAX_EPOCH_MS = timestamps.MAX_US // 1000
 
 
 class Sample(NamedTuple):
@@ -100,21 +101,20 @@ def validate(records):
 
 def _validate_one(index, record):
     # fast path for a well-formed record; anything unusual gets the full check below
-    if type(record) is dict and len(record) == 4:
-        ts, field, field_type, value = (record.get(key) for key in ("ts", "field", "field_type", "value"))
-        check = VALUE_CHECKS.get(field_type)
-        if check and type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and field.strip():
-            if type(ts) is int and 0 <= ts <= timestamps.MAX_US // 1000:
-                ts = ts * 1000
-            else:
-                try:
+    try:
+        if len(record) == 4:
+            ts, field, field_type, value = record["ts"], record["field"], record["field_type"], record["value"]
+            check = VALUE_CHECKS[field_type]
+            if type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace():
+                if type(ts) is int and 0 <= ts <= MAX_EPOCH_MS:
+                    ts *= 1000
+                else:
                     ts = timestamps.parse(ts)
-                except timestamps.TimeError:
-                    ts = None
-            if ts is not None:
                 value, message = check(value)
-                if not message:
+                if message is None:
                     return Sample(index, field, field_type, ts, value), None
+    except (TypeError, KeyError, timestamps.TimeError):
+        pass
     return _validate_slowly(index, record)
 
 

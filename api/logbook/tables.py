@@ -8,8 +8,8 @@
   its type: float -> value_float, long/bool -> value_int, string -> value_text,
   geo_point -> lat/lon.
 * ``logbook_rollups`` count/sum/min/max/max_ts per (field_id, width, start)
-  for numeric fields, maintained at ingest for widths of one minute and one
-  hour; aggregated reads answer whole cells from here.
+  for numeric fields, maintained at ingest for widths of 1 minute, 10 minutes
+  and 1 hour; aggregated reads answer whole cells from here.
 """
 import sqlalchemy as sa
 
@@ -20,7 +20,8 @@ NUMERIC_TYPES = ("float", "long", "bool")
 
 MINUTE_US = 60 * 1_000_000
 HOUR_US = 60 * MINUTE_US
-ROLLUP_WIDTHS = (HOUR_US, MINUTE_US)  # coarse to fine
+# coarse to fine; each width divides the next coarser one
+ROLLUP_WIDTHS = (HOUR_US, 10 * MINUTE_US, MINUTE_US)
 
 metadata = db.metadata
 

@@ -55,19 +55,17 @@ def _parse_iso(text: str) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-def to_datetime(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def iso_ms(us: int) -> str:
     """Bucket start as in the seed: '2020-07-09T10:03:37.566Z'."""
-    moment = to_datetime(us)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="milliseconds") + "Z"
 
 
 def iso_us(us: int) -> str:
     """Raw sample time as in the seed: '2020-07-09T10:11:53.811839Z'."""
-    return to_datetime(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
 
 
 def epoch_ms(us: int) -> int:
