@@ -1,0 +1,74 @@
+"""The Salt options a Berth fleet needs: one definition, used by the test harness and
+``scripts/demo`` (``python -m berth.master.config master|minion KEY=VALUE...`` prints YAML).
+``conf/master.d/berth.conf`` and ``conf/minion.d/berth.conf`` document the same options.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def master_options(*, api_url, token_file, spool_dir, salt_api_port, sharedsecret,
+                   salt_api_user="berth", flush_seconds=30, repo=REPO) -> dict:
+    return {
+        "module_dirs": [str(repo)],
+        "file_roots": {"base": [str(pathlib.Path(repo) / "salt")]},
+        "ext_pillar": [{"berth_api": {}}],
+        "berth_api": {"url": api_url, "token_file": str(token_file), "timeout": 5, "spool_dir": str(spool_dir)},
+        "pillar_cache": False,
+        "reactor": [
+            {"berth/release/result": ["salt://reactor/release_result.sls"]},
+            {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
+        ],
+        "schedule": {"berth-flush": {"function": "berth.flush", "seconds": int(flush_seconds)}},
+        "external_auth": {"sharedsecret": {salt_api_user: [".*", "@runner", "@jobs", "@wheel"]}},
+        "sharedsecret": sharedsecret,
+        "netapi_enable_clients": ["local", "local_async", "runner", "runner_async", "wheel"],
+        "rest_cherrypy": {"host": "127.0.0.1", "port": int(salt_api_port), "disable_ssl": True},
+    }
+
+
+def minion_options(*, docker_host, hook_dir, settle_seconds=3, repo=REPO) -> dict:
+    hook_dir = pathlib.Path(hook_dir)
+    return {
+        "module_dirs": [str(repo)],
+        "docker.url": docker_host,
+        "docker.release_settle_seconds": float(settle_seconds),
+        # state.sls docker.sleep installs the hook here (default /usr/local/sbin, /etc/systemd/system)
+        "berth": {"sleep": {"script": str(hook_dir / "berth-before-sleep"), "unit_dir": str(hook_dir / "systemd")}},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("master", "minion"):
+        print("usage: python -m berth.master.config master|minion KEY=VALUE... [--extra KEY=VALUE...]", file=sys.stderr)
+        return 2
+    kind, pairs = argv[0], argv[1:]
+    known, extra, target = {}, {}, None
+    for pair in pairs:
+        if pair == "--extra":
+            target = extra
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep:
+            print(f"config: expected KEY=VALUE, got {pair!r}", file=sys.stderr)
+            return 2
+        (target if target is not None else known)[key] = yaml.safe_load(value) if target is not None else value
+    builder = master_options if kind == "master" else minion_options
+    try:
+        options = builder(**known)
+    except TypeError as exc:
+        print(f"config: {exc}", file=sys.stderr)
+        return 2
+    options.update(extra)
+    yaml.safe_dump(options, sys.stdout, default_flow_style=False, sort_keys=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
