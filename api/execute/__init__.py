@@ -12,5 +12,9 @@ def init_app(app: Flask) -> None:
     from api.worker import worker_command
 
     app.register_blueprint(bp)
+    from api import openapi
+    from api.execute.openapi import PATHS, SCHEMAS
+
+    openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)
     app.cli.add_command(worker_command)

@@ -57,6 +57,7 @@ def release_pillar(release: Release) -> dict:
 @bp.get("/master/minions/<unit_id>/pillar/")
 @require_token("master")
 def minion_pillar(unit_id: str):
+    """The minion's target release and its account's registries (passwords decrypted), for the ext_pillar."""
     device = _device_by_unit_id(unit_id)
     release_id = target_release_id(device)
     release = db.session.get(Release, release_id) if release_id is not None else None
@@ -76,6 +77,7 @@ def minion_pillar(unit_id: str):
 @bp.post("/master/deployments/report/")
 @require_token("master")
 def deployment_report():
+    """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
     report = reports.parse(json_body())
     device = _device_by_unit_id(report.unit_id)
     deployment = reports.apply(g.account.id, device, report)
@@ -104,6 +106,7 @@ def _unit_ids(value) -> list[str]:
 @bp.post("/master/devices/sync/")
 @require_token("master")
 def devices_sync():
+    """Register accepted minion keys as devices of the token's account."""
     v = Validator(json_body())
     unit_ids = v.field("unit_ids", _unit_ids)
     v.raise_if_errors()
