@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 from api.config import base_config
 from api.errors import register_error_handlers
@@ -29,6 +30,15 @@ CORE_BLUEPRINTS = (
 FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook")
 
 
+class AccountPageSessions(SecureCookieSessionInterface):
+    """Cookie sessions for the account page only: API requests carry a token, so they skip the cookie work."""
+
+    def open_session(self, app, request):
+        if not request.path.startswith("/account/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
@@ -38,6 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config.pop("DATABASE_URL", None)
     app.config.update(config)
     app.json.sort_keys = False
+    app.session_interface = AccountPageSessions()
     app.url_map.strict_slashes = True
 
     import api.models  # noqa: F401  (registers the models)
