@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 
 from api.execute import service as execute_service
 from api.execute import webhooks
@@ -147,6 +147,20 @@ def drain_outbox(client: SaltApiClient | None, limit: int = 100) -> int:
     return processed
 
 
+def purge_delivered(now: datetime | None = None) -> int:
+    """Forget delivered (or abandoned) outbox rows after ``BERTH_OUTBOX_RETENTION_DAYS`` (default 7)."""
+    cutoff = (now or utcnow()) - timedelta(days=_config_number("BERTH_OUTBOX_RETENTION_DAYS", 7))
+    deleted = db.session.execute(
+        delete(OutboxMessage).where(
+            or_(OutboxMessage.delivered_at < cutoff, OutboxMessage.gave_up_at < cutoff)
+        )
+    ).rowcount
+    db.session.commit()
+    if deleted:
+        log.info("outbox: purged %d delivered message(s) older than %s", deleted, cutoff.isoformat(timespec="seconds"))
+    return deleted
+
+
 def run_once() -> int:
     """One pass; returns how much work was done (0 = idle)."""
     client = _client()
@@ -165,8 +179,12 @@ def worker_command(once: bool, interval: float) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
+    last_purge = 0.0
     while not stopping:
         try:
+            if time.monotonic() - last_purge > 3600:
+                purge_delivered()
+                last_purge = time.monotonic()
             work = run_once()
         except Exception:  # a database hiccup must not kill the worker; the work stays in the DB
             log.exception("worker pass failed")

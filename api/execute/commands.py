@@ -34,6 +34,9 @@ def function_name(value: Any) -> str:
 def arg_list(value: Any) -> list:
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of positional arguments but got type "{type(value).__name__}".')
+    if any(isinstance(item, dict) and "__kwarg__" in item for item in value):
+        # Salt would turn such an item into keyword arguments, bypassing the kwarg checks.
+        raise FieldError('Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".')
     return value
 
 

@@ -170,3 +170,15 @@ def test_worker_cli_once(app):
     app.config.update(UNREACHABLE)
     result = app.test_cli_runner().invoke(args=["worker", "--once"])
     assert result.exit_code == 0, result.output
+
+
+def test_worker_purges_old_delivered_messages(app, device):
+    from api.worker import purge_delivered
+
+    with app.app_context():
+        old, fresh, pending = (enqueue_release_notification(n, [device.unit_id])[0] for n in (1, 2, 3))
+        old.delivered_at = utcnow() - timedelta(days=8)
+        fresh.delivered_at = utcnow()
+        db.session.commit()
+        assert purge_delivered() == 1
+        assert sorted(m.reason for m in db.session.scalars(select(OutboxMessage))) == ["release 2 queued", "release 3 queued"]

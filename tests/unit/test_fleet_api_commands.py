@@ -26,6 +26,7 @@ def test_structured_all_fields():
         ({"command": "docker"}, "command", 'expected "module.function"'),
         ({"command": "test.ping", "arg": "x"}, "arg", "Expected a list"),
         ({"command": "test.ping", "kwarg": [1]}, "kwarg", "Expected an object"),
+        ({"command": "test.ping", "arg": [{"__kwarg__": True, "x": 1}]}, "arg", 'not as {"__kwarg__": true}'),
         ({"command": "test.ping", "kwarg": {"__pub_user": 1}}, "kwarg", "Not valid keyword argument names"),
         ({"command": "test.ping", "callback_url": "ftp://x"}, "callback_url", "valid http or https URL"),
         ({"command": "test.ping", "callback_timeout": 0}, "callback_timeout", "between 1 and 600"),
