@@ -179,7 +179,7 @@ def worker_command(once: bool, interval: float) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    last_purge = 0.0
+    last_purge = float("-inf")
     while not stopping:
         try:
             if time.monotonic() - last_purge > 3600:
