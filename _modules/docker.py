@@ -13,9 +13,13 @@ CLI examples::
     salt-call docker.release_status
 """
 
+import functools
 import logging
 
 try:
+    import docker.errors
+    import requests.exceptions
+
     from berth import dockerutil
     from berth.release import commands
     from berth.release.executor import ReleaseBusy
@@ -50,6 +54,22 @@ def _fail(message):
     raise CommandExecutionError(message)
 
 
+def _clear_errors(func):
+    """Known failures become a CommandExecutionError with a clear message (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ReleaseError, ReleaseBusy, dockerutil.DockerUnavailable, dockerutil.PullError,
+                dockerutil.RegistryLoginError) as exc:
+            _fail(str(exc))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            _fail(f"Docker engine error ({dockerutil.engine_url(__opts__)}): {dockerutil.api_message(exc)}")
+
+    return wrapper
+
+
 def _pillar_release(release, registries):
     if release is None:
         error = _pillar("docker:error")
@@ -65,23 +85,18 @@ def _target(release, registries):
     try:
         return commands.target(release, registries)
     except ReleaseError as exc:
-        _fail(f"invalid release: {exc}")
+        raise ReleaseError(f"invalid release: {exc}") from None
 
 
 def _executor(**overrides):
-    try:
-        return commands.executor(__opts__, **overrides)
-    except (dockerutil.DockerUnavailable, ReleaseError) as exc:
-        _fail(str(exc))
+    return commands.executor(__opts__, **overrides)
 
 
 def _client():
-    try:
-        return commands.client(__opts__)
-    except dockerutil.DockerUnavailable as exc:
-        _fail(str(exc))
+    return commands.client(__opts__)
 
 
+@_clear_errors
 def logs(name, tail=100, since=None, timestamps=False):
     """
     Output of a container: NAME is a container name or the short name of a
@@ -97,10 +112,7 @@ def logs(name, tail=100, since=None, timestamps=False):
     CLI Example: ``salt '*' docker.logs curveball tail=20``
     """
     cli = _client()
-    try:
-        full = commands.resolve_container(__opts__, cli, str(name))
-    except ReleaseError as exc:
-        _fail(str(exc))
+    full = commands.resolve_container(__opts__, cli, str(name))
     if isinstance(tail, str) and tail != "all":
         try:
             tail = int(tail)
@@ -110,10 +122,11 @@ def logs(name, tail=100, since=None, timestamps=False):
         since = int(since)
     try:
         return dockerutil.logs(cli, full, tail=tail, since=since, timestamps=timestamps)
-    except Exception as exc:  # noqa: BLE001 - report the engine's message
+    except docker.errors.APIError as exc:
         _fail(f"logs of {full}: {dockerutil.api_message(exc)}")
 
 
+@_clear_errors
 def ps(all=False):  # pylint: disable=redefined-builtin
     """
     Containers on the engine (running only unless ``all=True``): name, state, status, image, and
@@ -131,6 +144,7 @@ def ps(all=False):  # pylint: disable=redefined-builtin
     return out
 
 
+@_clear_errors
 def login(registry):
     """
     Log in to one registry of pillar ``docker:registries``, given by id or url.
@@ -138,16 +152,14 @@ def login(registry):
     CLI Example: ``salt '*' docker.login 1``
     """
     registries = _pillar("docker:registries", {}) or {}
-    try:
-        result = commands.login_registries(__opts__, registries, only=registry)
-    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
-        _fail(str(exc))
+    result = commands.login_registries(__opts__, registries, only=registry)
     failed = {k: v for k, v in result.items() if v not in ("logged in", "already logged in")}
     if failed:
         _fail("; ".join(failed.values()))
     return result
 
 
+@_clear_errors
 def registries():
     """
     Log in to every registry in pillar ``docker:registries``, skipping the ones already
@@ -156,12 +168,10 @@ def registries():
     CLI Example: ``salt '*' docker.registries``
     """
     regs = _pillar("docker:registries", {}) or {}
-    try:
-        return commands.login_registries(__opts__, regs)
-    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
-        _fail(str(exc))
+    return commands.login_registries(__opts__, regs)
 
 
+@_clear_errors
 def pull(image, registry=None):
     """
     Pull IMAGE (``name:tag``); with ``registry`` (a pillar registry id) as
@@ -175,19 +185,14 @@ def pull(image, registry=None):
     auth = None
     entry = None
     if registry is not None:
-        try:
-            entry = find_registry(_pillar("docker:registries", {}) or {}, registry)
-        except ReleaseError as exc:
-            _fail(str(exc))
+        entry = find_registry(_pillar("docker:registries", {}) or {}, registry)
         auth = {"username": entry.get("username"), "password": entry.get("password")}
     full = ref(name, tag, entry)
-    try:
-        image_id = dockerutil.pull(_client(), full, auth)
-    except dockerutil.PullError as exc:
-        _fail(str(exc))
+    image_id = dockerutil.pull(_client(), full, auth)
     return {"image": full, "id": image_id}
 
 
+@_clear_errors
 def release_plan(release=None, registries=None):
     """
     The steps that would bring the engine to the release (default: pillar
@@ -202,6 +207,7 @@ def release_plan(release=None, registries=None):
     return _executor().plan(target)
 
 
+@_clear_errors
 def release_apply(release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True):
     """
     Apply the release (default: pillar ``docker:release``) with the SPEC §3 flow and
@@ -212,14 +218,19 @@ def release_apply(release=None, registries=None, settle_seconds=None, health_tim
     CLI Example: ``salt '*' docker.release_apply``
     """
     release, registries = _pillar_release(release, registries)
-    target = _target(release, registries)
-    if target is None:
+    if not release:
         return {"outcome": "unchanged", "error": None, "changes": {}, "comment": "no release for this device"}
-    ex = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout)
     try:
-        result = ex.apply(target)
-    except ReleaseBusy as exc:
-        _fail(str(exc))
+        target = _target(release, registries)
+        result = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout).apply(target)
+    except ReleaseBusy:
+        raise  # the apply that holds the lock reports
+    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
+        # the operator must hear that this device cannot apply the release at all
+        if fire_event and isinstance(release, dict) and release.get("id") is not None:
+            _fire_result({"release_id": release.get("id"), "version_hash": release.get("version_hash"),
+                          "outcome": "failed", "error": str(exc), "containers": []})
+        raise
     if fire_event and result["outcome"] != "unchanged":
         _fire_result(result)
     return result
@@ -235,6 +246,7 @@ def _fire_result(result):
         log.warning("berth release %s: cannot fire %s: %s", result.get("release_id"), RESULT_EVENT_TAG, exc)
 
 
+@_clear_errors
 def release_pull(release=None, registries=None):
     """
     Log in and pull the images of the release (default: pillar ``docker:release``)
@@ -246,12 +258,10 @@ def release_pull(release=None, registries=None):
     target = _target(release, registries)
     if target is None:
         return {}
-    try:
-        return _executor().pull(target)
-    except (dockerutil.PullError, dockerutil.RegistryLoginError) as exc:
-        _fail(str(exc))
+    return _executor().pull(target)
 
 
+@_clear_errors
 def release_recover():
     """
     Finish or roll back an apply that was interrupted (power loss, killed minion).
@@ -259,12 +269,10 @@ def release_recover():
 
     CLI Example: ``salt '*' docker.release_recover``
     """
-    try:
-        return _executor().recover() or "nothing to recover"
-    except ReleaseBusy as exc:
-        _fail(str(exc))
+    return _executor().recover() or "nothing to recover"
 
 
+@_clear_errors
 def release_status():
     """
     The applied release (id, version, version_hash, applied_at), its state
@@ -272,7 +280,4 @@ def release_status():
 
     CLI Example: ``salt '*' docker.release_status``
     """
-    try:
-        return commands.status(__opts__)
-    except dockerutil.DockerUnavailable as exc:
-        _fail(str(exc))
+    return commands.status(__opts__)

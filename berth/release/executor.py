@@ -195,8 +195,11 @@ class Executor:
                 return result
             self._journal["phase"] = "committing"
             self._save()
-            self._commit(changes)
-            self._clear_journal()
+            problems = self._commit(changes)
+            if problems:
+                result["warnings"] = [f"cleanup will be retried on the next run: {p}" for p in problems]
+            else:
+                self._clear_journal()
             log.info("berth release %s (%s) on %s: succeeded", target.release_id, target.version_hash, self.device)
             result.update(outcome="succeeded", changes=changes, containers=self._container_report(target))
             return result
@@ -253,30 +256,41 @@ class Executor:
         else:
             raise StepFailed(f"unknown step {action!r}")
 
-    def _commit(self, changes: dict) -> None:
-        journal = self._journal
-        for step in journal["steps"]:
+    def _commit(self, changes: dict) -> list[str]:
+        """The post-verification steps; each is idempotent and tried even if an earlier one failed.
+
+        Returns the problems; the journal is kept while there are any, so the next run retries."""
+        problems = []
+        for step in self._journal["steps"]:
             action = step["action"]
-            if action == "remove":
-                self._parallel(lambda n: self._remove_container(n), step["names"])
-                changes.setdefault("removed", []).extend(step["names"])
-            elif action == "drop_purged":
-                for aside in step["paths"]:
-                    shutil.rmtree(aside, ignore_errors=True) if os.path.isdir(aside) else _unlink(aside)
-            elif action == "prune":
-                for ref in step["refs"]:
-                    try:
-                        self.cli.api.remove_image(ref)
-                        changes.setdefault("images_removed", []).append(ref)
-                    except docker.errors.NotFound:
-                        pass
-                    except docker.errors.APIError as exc:
-                        log.warning("berth release on %s: keeping image %s: %s", self.device, ref,
-                                    dockerutil.api_message(exc))
-            elif action == "record":
-                record = {k: v for k, v in step.items() if k != "action"}
-                record["applied_at"] = _now()
-                _write_json(self.applied_path, record)
+            try:
+                if action == "remove":
+                    self._parallel(self._remove_container, step["names"])
+                    changes.setdefault("removed", []).extend(step["names"])
+                elif action == "drop_purged":
+                    for aside in step["paths"]:
+                        shutil.rmtree(aside) if os.path.isdir(aside) else _unlink(aside)
+                elif action == "prune":
+                    for ref in step["refs"]:
+                        try:
+                            self.cli.api.remove_image(ref)
+                            changes.setdefault("images_removed", []).append(ref)
+                        except docker.errors.NotFound:
+                            pass
+                        except docker.errors.APIError as exc:
+                            # in use by a container started meanwhile: keeping it is correct
+                            log.warning("berth release on %s: keeping image %s: %s", self.device, ref,
+                                        dockerutil.api_message(exc))
+                elif action == "record":
+                    record = {k: v for k, v in step.items() if k != "action"}
+                    record["applied_at"] = _now()
+                    _write_json(self.applied_path, record)
+            except Exception as exc:  # noqa: BLE001 - the new release runs; cleanup is retried later
+                problems.append(f"{action}: {dockerutil.api_message(exc)}")
+        if problems:
+            log.warning("berth release %s on %s: cleanup incomplete, will retry: %s",
+                        self._journal.get("release_id"), self.device, "; ".join(problems))
+        return problems
 
     def _remove_container(self, name: str) -> None:
         try:
@@ -383,7 +397,9 @@ class Executor:
         release = journal.get("release_id")
         if journal.get("phase") == "committing":
             log.warning("berth release %s on %s: finishing an interrupted apply", release, self.device)
-            self._commit({})
+            problems = self._commit({})
+            if problems:
+                return f"interrupted apply of release {release}: cleanup still incomplete: {'; '.join(problems)}"
             self._clear_journal()
             return f"finished interrupted apply of release {release}"
         log.warning("berth release %s on %s: rolling back an interrupted apply", release, self.device)

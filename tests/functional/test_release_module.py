@@ -116,3 +116,20 @@ def test_invalid_release_is_a_clear_error(device, testbed):
     with pytest.raises(CommandExecutionError, match="registry 9 is not in pillar docker:registries"):
         loaders.modules.docker.release_plan(release={**release, "containers": [
             {**release["containers"][0], "registry": 9}]}, registries=testbed.registries_pillar())
+
+
+def test_unreachable_engine_is_a_clear_error_and_reported(testbed, release_images, release_pillar, release_loaders,
+                                                          tmp_path):
+    release = release_pillar(42, seed_containers(release_images, tmp_path))
+    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
+                              docker_host=f"unix://{tmp_path}/no-engine.sock")
+    sent = []
+    loaders.modules["event.send"] = lambda tag, data=None, **kw: sent.append((tag, data)) or True
+    with pytest.raises(CommandExecutionError, match="cannot reach the Docker engine at unix://"):
+        loaders.modules.docker.release_apply()
+    assert [(t, d["release_id"], d["outcome"]) for t, d in sent] == [("berth/release/result", 42, "failed")]
+    assert "cannot reach the Docker engine" in sent[0][1]["error"]
+    with pytest.raises(CommandExecutionError, match="cannot reach the Docker engine"):
+        loaders.modules.docker.ps()
+    (state,) = list(loaders.modules.state.sls("docker.release"))
+    assert state.result is False and "cannot reach the Docker engine" in state.comment
