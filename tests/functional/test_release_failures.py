@@ -232,3 +232,42 @@ def test_pillar_error_refuses_to_run(running_release, testbed):
     assert result.result is False
     assert "Refusing to apply" in result.comment and "timed out" in result.comment
     assert snapshot(cli) == before
+
+
+DIE_IN_COMMIT = """
+import json, os, sys
+from berth.release import commands
+from berth.release.executor import Executor
+
+opts, release, registries = json.load(open(sys.argv[1]))
+Executor._commit = lambda self, changes: os._exit(137)  # the process dies right after verification
+commands.executor(opts).apply(commands.target(release, registries))
+"""
+
+
+def test_run_killed_after_verification_is_finished_on_next_run(running_release, testbed, release_images,
+                                                                release_pillar, fresh_engine, tmp_path):
+    import subprocess
+    import sys
+
+    cli, loaders, data = running_release
+    release = release_pillar(29, seed_containers(release_images, data, curveball="curveball_v2"))
+    regs = {"1": testbed.registries_pillar()[1]}
+    opts = {"docker.url": fresh_engine, "docker.release_state_dir": str(tmp_path / "device-state"),
+            "docker.release_settle_seconds": 0.5, "id": "killed-device"}
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps([opts, release, regs]))
+    proc = subprocess.run([sys.executable, "-c", DIE_IN_COMMIT, str(args)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 137, proc.stderr
+    state = snapshot(cli)
+    assert state["deployment-curveball-29"][1] == "running" and state["deployment-curveball-20"][1] == "exited"
+    assert loaders.modules.docker.release_status()["state"] == "interrupted"
+
+    set_pillar(loaders, {"docker": {"release": release, "registries": regs}})
+    result = loaders.modules.docker.release_apply()
+
+    assert result["recovered"] == "finished interrupted apply of release 29"
+    assert result["outcome"] == "unchanged"
+    assert set(snapshot(cli)) == {"deployment-curveball-29", "deployment-ravendb-29"}
+    assert loaders.modules.docker.release_status()["state"] == "running"
