@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -120,14 +121,49 @@ def parse_wrk(output: str) -> dict:
     }
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the gunicorn master and its workers."""
+    import psutil
+
+    master = psutil.Process(pid)
+    total = 0.0
+    for proc in [master, *master.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def run_wrk(url: str, *, duration: int, connections: int, threads: int, script: Path | None, headers: dict) -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
     if script:
         cmd += ["-s", str(script)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, timeout=duration + 60).stdout
-    return parse_wrk(out)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = parse_wrk(out)
+    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
+
+
+def measure(server_pid: int, url: str, **kwargs) -> dict:
+    """One wrk run, plus the CPU time the server and the load generator spent per request.
+
+    On a shared machine req/s depends on what else runs; CPU ms per request does not,
+    so ``cpu_bound_rps`` (all cores busy with this server and wrk only) is printed too.
+    """
+    cpu_before = server_cpu_seconds(server_pid)
+    result = run_wrk(url, **kwargs)
+    server_cpu = server_cpu_seconds(server_pid) - cpu_before
+    n = max(result["requests"], 1)
+    result["server_cpu_ms"] = server_cpu / n * 1000
+    result["client_cpu_ms"] = result["client_cpu_s"] / n * 1000
+    result["cpu_bound_rps"] = (os.cpu_count() or 1) * 1000 / (result["server_cpu_ms"] + result["client_cpu_ms"])
+    return result
 
 
 def main() -> int:
@@ -156,10 +192,14 @@ def main() -> int:
     server = subprocess.Popen(
         [
             str(gunicorn),
-            "--workers", str(args.workers),
-            "--worker-class", args.worker_class,
-            "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
             "api:create_app()",
         ],
         env=env,
@@ -177,7 +217,8 @@ def main() -> int:
         req = urllib.request.Request(device_url, headers=auth)
         assert json.loads(urllib.request.urlopen(req).read())["id"] == data["device"]
         run_wrk(device_url, duration=2, connections=args.connections, threads=args.threads, script=None, headers=auth)
-        results["GET /devices/{id}/"] = run_wrk(
+        results["GET /devices/{id}/"] = measure(
+            server.pid,
             device_url,
             duration=args.duration,
             connections=args.connections,
@@ -194,20 +235,27 @@ def main() -> int:
                     "image": "bench/app",
                     "tag": "1.0",
                     "required_tags": ["base"],
-                    "startup_parameters": {"environment": "A='b c'", "network_mode": "host", "restart_policy": "always"},
+                    "startup_parameters": {
+                        "environment": "A='b c'",
+                        "network_mode": "host",
+                        "restart_policy": "always",
+                    },
                     "purge_data": False,
                     "registry": data["registry"],
                 }
             ],
         }
         lua = (
-            WRK_POST_LUA.replace("BODY_TEMPLATE", json.dumps(json.dumps(release_body).replace("%", "%%").replace("%%d", "%d")))
+            WRK_POST_LUA.replace(
+                "BODY_TEMPLATE", json.dumps(json.dumps(release_body).replace("%", "%%").replace("%%d", "%d"))
+            )
             .replace("PATH", json.dumps(f"/docker/projects/{data['project']}/releases/"))
             .replace("AUTH", json.dumps(auth["Authorization"]))
         )
         script = tmp / "post.lua"
         script.write_text(lua)
-        results["POST /docker/projects/{p}/releases/"] = run_wrk(
+        results["POST /docker/projects/{p}/releases/"] = measure(
+            server.pid,
             f"{base}/",
             duration=args.duration,
             connections=max(2, args.connections // 2),
@@ -230,9 +278,17 @@ def main() -> int:
         f"\nBerth API benchmark: gunicorn {args.workers} {args.worker_class} workers, {db_kind}, "
         f"wrk {args.threads} thread(s), {os.cpu_count()} CPUs, {args.duration}s per scenario"
     )
-    print(f"{'scenario':40} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{'scenario':38} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}"
+        f" {'srv cpu ms/req':>14} {'wrk cpu ms/req':>14} {'cpu-bound req/s':>15}"
+    )
     for name, r in results.items():
-        print(f"{name:40} {r['requests']:>9} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8}")
+        print(
+            f"{name:38} {r['requests']:>8} {r['rps']:>7.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['non_2xx']:>7}"
+            f" {r['server_cpu_ms']:>14.3f} {r['client_cpu_ms']:>14.3f} {r['cpu_bound_rps']:>15.0f}"
+        )
         if r["socket_errors"]:
             print(f"  socket errors: {r['socket_errors']}")
     get = results["GET /devices/{id}/"]

@@ -120,3 +120,20 @@ def test_token_lookup_uses_unique_digest_index(app):
     with app.app_context():
         assert ApiToken.__table__.c.digest.unique
         assert db.session.scalars(select(ApiToken)).all() == []
+
+
+def test_last_used_is_written_at_most_once_a_minute(app, client, user_token):
+    from sqlalchemy import update
+
+    client.get("/devices/", headers=user_token.headers)
+    with app.app_context():
+        first = db.session.get(ApiToken, user_token.id).last_used
+    client.get("/devices/", headers=user_token.headers)
+    with app.app_context():
+        assert db.session.get(ApiToken, user_token.id).last_used == first
+        stale = datetime.now(timezone.utc) - timedelta(minutes=5)
+        db.session.execute(update(ApiToken).where(ApiToken.id == user_token.id).values(last_used=stale))
+        db.session.commit()
+    client.get("/devices/", headers=user_token.headers)
+    with app.app_context():
+        assert db.session.get(ApiToken, user_token.id).last_used > stale + timedelta(minutes=4)
