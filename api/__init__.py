@@ -8,11 +8,12 @@ import logging
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.routing import IntegerConverter
 
 from api.config import base_config
-from api.errors import register_error_handlers
+from api.errors import ApiError, NotFound, register_error_handlers
 from api.extensions import db, migrate
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
@@ -39,6 +40,21 @@ class AccountPageSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:...>`` in URLs: only ids a database integer column can hold (others are 404, not 500)."""
+
+    def __init__(self, map, fixed_digits=0, min=1, max=2**31 - 1, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def _refuse_null_characters(endpoint, values) -> None:
+    # PostgreSQL cannot store or compare NUL in text; refuse it before any query sees it.
+    if any(isinstance(v, str) and "\x00" in v for v in (values or {}).values()):
+        raise NotFound()
+    if any("\x00" in v for v in request.args.values()):
+        raise ApiError({"detail": "Null characters are not allowed in query parameters."}, 400)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
@@ -50,6 +66,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.session_interface = AccountPageSessions()
     app.url_map.strict_slashes = True
+    app.url_map.converters["int"] = DatabaseIdConverter
+    app.url_value_preprocessor(_refuse_null_characters)
 
     import api.models  # noqa: F401  (registers the models)
 

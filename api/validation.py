@@ -8,6 +8,7 @@ from typing import Any, Callable
 from api.errors import ValidationError
 
 MISSING: Any = object()
+MAX_DB_ID = 2**31 - 1
 
 # distribution/reference grammar (github.com/distribution/reference, regexp.go)
 _ALNUM = r"[a-z0-9]+"
@@ -83,6 +84,8 @@ def string(*, max_length: int, allow_blank: bool = False, strip: bool = True) ->
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("Not a valid string.")
+        if "\x00" in value:
+            raise FieldError("Null characters are not allowed.")
         if strip:
             value = value.strip()
         if not value and not allow_blank:

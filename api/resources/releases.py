@@ -27,6 +27,7 @@ from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
 from api.services.deployments import queue_release, retarget_devices_of_deleted_releases, unqueue_device
 from api.validation import (
+    MAX_DB_ID,
     MISSING,
     FieldError,
     Validator,
@@ -110,6 +111,8 @@ def serialize_deployment(deployment: Deployment) -> dict:
 def _registry_ref(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldError(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
+    if not 1 <= value <= MAX_DB_ID:
+        raise FieldError(f'Invalid pk "{value}" - object does not exist.')
     owned = select(Registry.id).where(Registry.id == value, Registry.account_id == g.account.id)
     if db.session.scalar(owned) is None:
         raise FieldError(f'Invalid pk "{value}" - object does not exist.')
@@ -175,6 +178,8 @@ def _device_ids(value: Any) -> list[str]:
     for item in value:
         if not isinstance(item, str):
             raise FieldError(f"Incorrect type. Expected pk value, received {type(item).__name__}.")
+        if "\x00" in item or len(item) > 36:
+            raise FieldError(f'Invalid pk "{item[:40]}" - object does not exist.')
     ids = list(dict.fromkeys(value))  # de-duplicated, order kept; O(n) for fleets of 10,000
     if ids:
         found: set[str] = set()
