@@ -12,9 +12,15 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from api.models import TOKEN_SCOPES
 
 
+def no_null_characters(form, field):
+    # PostgreSQL cannot compare or store NUL in text.
+    if field.data and "\x00" in field.data:
+        raise ValidationError("Null characters are not allowed.")
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired()])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), no_null_characters])
+    password = PasswordField("Password", validators=[DataRequired(), no_null_characters])
 
 
 class LogoutForm(FlaskForm):
@@ -26,7 +32,7 @@ class RevokeTokenForm(FlaskForm):
 
 
 class CreateTokenForm(FlaskForm):
-    name = StringField("Name", validators=[Optional(), Length(max=100)])
+    name = StringField("Name", validators=[Optional(), Length(max=100), no_null_characters])
     scope = SelectField("Scope", choices=[SelectChoice(s, s) for s in TOKEN_SCOPES], default="user")
     device = SelectField("Device (device scope only)", choices=[], validate_choice=True)
     expires = DateTimeLocalField("Expires (UTC, optional)", validators=[Optional()], format="%Y-%m-%dT%H:%M")

@@ -123,3 +123,9 @@ def test_logout(logged_in):
     r = client.post("/account/logout/", data={"csrf_token": csrf(client.get("/account/").data)})
     assert r.status_code == 302
     assert client.get("/account/").status_code == 302
+
+
+def test_null_character_login_is_refused_not_500(client, user):
+    page = client.get("/account/login/")
+    r = client.post("/account/login/", data={"email": "a\x00@b.c", "password": "x", "csrf_token": csrf(page.data)})
+    assert r.status_code == 400 and b"Null characters" in r.data
