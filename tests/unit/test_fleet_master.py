@@ -190,3 +190,24 @@ def test_status_to_result():
     assert degraded["outcome"] == "failed" and "deployment-b-7" in degraded["error"]
     assert reports.status_to_result({**base, "state": "interrupted"}) is None
     assert reports.status_to_result({"release_id": None, "state": "none", "containers": []}) is None
+
+
+def test_config_cli_prints_master_and_minion_options(capsys):
+    import yaml
+
+    from berth.master import config
+
+    assert config.main(["master", "api_url=http://api", "token_file=/t", "spool_dir=/s",
+                        "salt_api_port=8001", "sharedsecret=x", "--extra", "interface=127.0.0.1"]) == 0
+    master = yaml.safe_load(capsys.readouterr().out)
+    assert master["ext_pillar"] == [{"berth_api": {}}]
+    assert master["berth_api"]["token_file"] == "/t"
+    assert master["rest_cherrypy"] == {"host": "127.0.0.1", "port": 8001, "disable_ssl": True}
+    assert master["interface"] == "127.0.0.1"
+    assert {"berth/release/result": ["salt://reactor/release_result.sls"]} in master["reactor"]
+    assert config.main(["minion", "docker_host=unix:///d.sock", "hook_dir=/h"]) == 0
+    minion = yaml.safe_load(capsys.readouterr().out)
+    assert minion["docker.url"] == "unix:///d.sock"
+    assert minion["berth"]["sleep"]["script"] == "/h/berth-before-sleep"
+    assert config.main(["minion", "nonsense"]) == 2
+    assert config.main(["minion", "bogus=1"]) == 2
