@@ -184,8 +184,9 @@ class Executor:
                 reason = str(exc) if isinstance(exc, (StepFailed, dockerutil.PullError,
                                                       dockerutil.RegistryLoginError)) else (
                     f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
-                log.error("berth release %s on %s failed: %s; rolling back", target.release_id, self.device, reason)
                 touched = any(self._journal["undo"].values())
+                log.error("berth release %s on %s failed: %s%s", target.release_id, self.device, reason,
+                          "; rolling back" if touched else "; nothing was changed")
                 rollback_errors = self._rollback()
                 self._clear_journal()
                 if rollback_errors:
