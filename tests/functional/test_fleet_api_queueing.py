@@ -49,7 +49,8 @@ def test_statement_count_does_not_grow_with_devices(app, client, user_token, acc
     n_small, resp_small = _count_statements(app, lambda: _create(client, user_token.headers, project, "s", small))
     n_large, resp_large = _count_statements(app, lambda: _create(client, user_token.headers, project, "l", large))
     assert resp_small.status_code == resp_large.status_code == 201
-    assert n_large == n_small, (n_small, n_large)
+    # (1 of slack: the token's last_used is written at most once a minute)
+    assert abs(n_large - n_small) <= 1, (n_small, n_large)
 
 
 def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, client, user_token, account):
