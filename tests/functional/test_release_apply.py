@@ -159,3 +159,24 @@ def test_test_mode_lists_plan_and_changes_nothing(device, fresh_engine, testbed,
     assert sorted(result.changes["started"]) == ["deployment-curveball-13", "deployment-ravendb-13"]
     assert (cli.api.containers(all=True), local_refs(cli)) == before
     assert loaders.modules.docker.release_status()["state"] == "none"
+
+
+def test_degraded_release_is_reapplied(device, fresh_engine, testbed, release_images, release_pillar,
+                                       release_loaders):
+    cli, data = device
+    release = release_pillar(14, seed_containers(release_images, data))
+    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
+                              docker_host=fresh_engine)
+    assert apply_sls(loaders).result is True
+    cli.api.stop("deployment-ravendb-14", timeout=1)
+    assert loaders.modules.docker.release_status()["state"] == "degraded"
+
+    result = apply_sls(loaders)
+
+    assert result.result is True, result.comment
+    # the stale copies were moved aside, replaced, then removed
+    assert sorted(result.changes["removed"]) == ["deployment-curveball-14.berth-previous",
+                                                 "deployment-ravendb-14.berth-previous"]
+    names = {c["Names"][0].lstrip("/"): c["State"] for c in cli.api.containers(all=True)}
+    assert names == {"deployment-curveball-14": "running", "deployment-ravendb-14": "running"}
+    assert loaders.modules.docker.release_status()["state"] == "running"
