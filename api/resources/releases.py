@@ -14,10 +14,11 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, g, request
-from sqlalchemy import insert, select
+from sqlalchemy import insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import require_token
+from api.bulk import id_rows
 from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Registry, Release, ReleaseContainer, release_devices
@@ -182,10 +183,15 @@ def _device_ids(value: Any) -> list[str]:
             raise FieldError(f'Invalid pk "{item[:40]}" - object does not exist.')
     ids = list(dict.fromkeys(value))  # de-duplicated, order kept; O(n) for fleets of 10,000
     if ids:
-        found: set[str] = set()
-        for chunk in _chunks(ids):
-            found.update(db.session.scalars(select(Device.id).where(Device.id.in_(chunk), Device.account_id == g.account.id)))
-        missing = [i for i in ids if i not in found]
+        given = id_rows(ids)
+        unknown = set(
+            db.session.scalars(
+                select(given.c.value).where(
+                    given.c.value.not_in(select(Device.id).where(Device.account_id == g.account.id))
+                )
+            )
+        )
+        missing = [i for i in ids if i in unknown]
         if missing:
             raise FieldError([f'Invalid pk "{i}" - object does not exist.' for i in missing])
     return ids
@@ -222,11 +228,6 @@ def _new_version_hash() -> str:
         candidate = secrets.token_hex(4)
         if db.session.scalar(select(Release.id).where(Release.version_hash == candidate)) is None:
             return candidate
-
-
-def _chunks(ids: list[str], size: int = 5000):
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
 
 
 def _devices(ids: list[str]) -> list[Device]:
@@ -304,7 +305,10 @@ def create_release(project_id: int):
     db.session.flush()
     # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
     if device_ids:
-        db.session.execute(insert(release_devices), [{"release_id": release.id, "device_id": i} for i in device_ids])
+        given = id_rows(device_ids)
+        db.session.execute(
+            insert(release_devices).from_select(["release_id", "device_id"], select(literal(release.id), given.c.value))
+        )
     queue_release(release)
     _commit(release.version)
     log.info(

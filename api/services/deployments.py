@@ -7,6 +7,7 @@ from typing import Iterable
 
 from sqlalchemy import case, func, insert, literal, select, update
 
+from api.bulk import id_select
 from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
 from api.models.types import UTCDateTime, utcnow
@@ -24,15 +25,6 @@ def target_release_id(device: Device) -> int | None:
     )
 
 
-# Rows per IN (...) list: below SQLite's and PostgreSQL's bind-parameter limits.
-_CHUNK = 5000
-
-
-def _chunks(ids: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i : i + _CHUNK]
-
-
 def queue_release(release: Release, devices: Iterable[Device] | None = None) -> list[str]:
     """Record a ``queued`` deployment of ``release`` on each device (the devices are already listed on it;
     ``None``: every device the release lists).
@@ -47,20 +39,18 @@ def queue_release(release: Release, devices: Iterable[Device] | None = None) -> 
     """
     db.session.flush()
     if devices is None:
-        listed = select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
-        filters = [lambda column: column.in_(listed)]
+        device_set = select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
     else:
         ids = [d.id for d in devices]
         if not ids:
             return []
-        filters = [lambda column, chunk=chunk: column.in_(chunk) for chunk in _chunks(ids)]
+        device_set = id_select(ids)
+
+    def device_filter(column):
+        return column.in_(device_set)
+
     now = utcnow()
-    queued: list[tuple[str, str]] = []
-    superseded: list[str] = []
-    for device_filter in filters:
-        q, s = _queue_set(release, device_filter, now)
-        queued.extend(q)
-        superseded.extend(s)
+    queued, superseded = _queue_set(release, device_filter, now)
     # The statements above bypass the ORM: reload any deployment the session holds.
     for obj in list(db.session.identity_map.values()):
         if isinstance(obj, Deployment):
