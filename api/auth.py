@@ -58,7 +58,7 @@ class AuthToken:
 
 
 def _load_token(digest: str) -> tuple[AuthToken, AuthAccount] | None:
-    row = db.session.execute(_TOKEN_QUERY, {"digest": digest}).one_or_none()
+    row = db.session.connection().execute(_TOKEN_QUERY, {"digest": digest}).one_or_none()
     if row is None:
         return None
     token = AuthToken(**{c: getattr(row, c) for c in _TOKEN_COLUMNS})

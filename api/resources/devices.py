@@ -105,7 +105,11 @@ _DEVICE_WITH_RELEASES = text(
 @bp.get("/devices/<device_id>/")
 @require_token("user", "master")
 def get_device(device_id: str):
-    rows = db.session.execute(_DEVICE_WITH_RELEASES, {"device_id": device_id, "account_id": g.account.id}).all()
+    rows = (
+        db.session.connection()
+        .execute(_DEVICE_WITH_RELEASES, {"device_id": device_id, "account_id": g.account.id})
+        .all()
+    )
     if not rows:
         raise NotFound()
     first = rows[0]
