@@ -122,7 +122,7 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
             raise ReleaseError(f"registry {only!r} is not in pillar docker:registries (give its id or url)")
         registries = {k: registries[k] for k in matches}
     ex = executor(opts)
-    logged = (ex.observe(with_images=False)).logged_in
+    logged = ex.verified_logins()
     out = {}
     for rid in registries:
         entry = find_registry(registries, rid)

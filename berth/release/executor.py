@@ -91,13 +91,15 @@ class Executor:
     def applied(self) -> dict | None:
         return read_json(self.applied_path)
 
-    def observe(self, with_images: bool = True) -> EngineState:
-        logins = read_json(self.logins_path) or {}
+    def verified_logins(self) -> set[str]:
+        return set((read_json(self.logins_path) or {}).get("verified") or [])
+
+    def observe(self) -> EngineState:
         return EngineState(
             containers=dockerutil.list_containers(self.cli),
-            images=dockerutil.local_image_refs(self.cli) if with_images else set(),
+            images=dockerutil.local_image_refs(self.cli),
             applied=self.applied(),
-            logged_in=set(logins.get("verified") or []),
+            logged_in=self.verified_logins(),
         )
 
     def login_key(self, entry: dict) -> str:
@@ -419,9 +421,6 @@ class Executor:
         verified = [k for k in data.get("verified", []) if k.split("|")[0] != key.split("|")[0]]
         verified.append(key)
         _write_json(self.logins_path, {"verified": verified})
-
-    def forget_logins(self) -> None:
-        _unlink(self.logins_path)
 
     # ---- reporting ---------------------------------------------------------------------
 
