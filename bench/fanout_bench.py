@@ -208,21 +208,19 @@ class Bench:
         env = testbed_env()
         print(f"testbed up; starting API with {max(self.args.sizes)} devices", flush=True)
         self.start_api()
-        print(f"starting salt-master and {self.args.minions} minions with their own engines", flush=True)
-        self.start_salt()
-        print(f"set-up took {time.monotonic() - t0:.0f}s", flush=True)
         repo = f"fanout-{uuid.uuid4().hex[:6]}"
         image = f"{env['BERTH_REGISTRY']}/{repo}/app"
-        subprocess.run([str(TESTBED), "image", f"{image}:v1"], check=True, capture_output=True,
-                       env={**os.environ, **env}, timeout=300)
+        for tag in ("v1", "v2"):
+            subprocess.run([str(TESTBED), "image", f"{image}:{tag}"], check=True, capture_output=True,
+                           env={**os.environ, **env}, timeout=300)
         registry = self.call("POST", "/docker/registries/", 201, json={
             "name": repo, "url": env["BERTH_REGISTRY"], "username": env["BERTH_REGISTRY_USER"],
             "password": env["BERTH_REGISTRY_PASSWORD"]})
         project = self.call("POST", "/docker/projects/", 201, json={"name": repo})
 
-        def release_body(version, devices):
+        def release_body(version, devices, tag="v1"):
             return {"version": version, "devices": devices, "remove_containers": [], "containers": [{
-                "name": "app", "image": f"{repo}/app", "tag": "v1", "required_tags": [], "purge_data": False,
+                "name": "app", "image": f"{repo}/app", "tag": tag, "required_tags": [], "purge_data": False,
                 "startup_parameters": {"network_mode": "none", "restart_policy": "always"},
                 "registry": registry["id"]}]}
 
@@ -239,7 +237,17 @@ class Bench:
             print(f"N={n:>6}: release creation median {statistics.median(timings):7.1f} ms, "
                   f"max {max(timings):7.1f} ms over {len(timings)}", flush=True)
 
-        live = self.minion_ids[: min(self.args.minions, max(self.args.sizes))]
+        # the live fleet: salt-master + minions, then a release for all N devices (minions included)
+        print(f"starting salt-master and {self.args.minions} minions with their own engines", flush=True)
+        self.start_salt()
+        print(f"set-up took {time.monotonic() - t0:.0f}s", flush=True)
+        n = max(self.args.sizes)
+        start = time.perf_counter()
+        release = self.call("POST", f"/docker/projects/{project['id']}/releases/", 201,
+                            json=release_body(f"{n}.live", self.device_ids[:n]))
+        loaded_ms = (time.perf_counter() - start) * 1000
+        print(f"N={n:>6}: release creation with the live fleet running: {loaded_ms:.1f} ms", flush=True)
+        live = self.minion_ids[: min(self.args.minions, n)]
         live_devices = set(self.device_ids[: len(live)])
         # install the sleep hook everywhere (state.sls docker.sleep)
         out = self.salt("salt", "*", "state.sls", "docker.sleep", "--out=json", "--static", "-t", "300")
@@ -255,19 +263,56 @@ class Bench:
               flush=True)
 
         start = time.monotonic()
-        hooks = [subprocess.Popen([str(self.minion_dir(m) / "hook" / "berth-before-sleep")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for m in live]
-
-        def all_succeeded():
+        hooks = {m: subprocess.Popen([str(self.minion_dir(m) / "hook" / "berth-before-sleep")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for m in live}
+        hook_done, seen = {}, {}
+        deadline = start + self.args.timeout
+        while len(seen) < len(live_devices):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"fanout_bench: only {len(seen)}/{len(live)} minions succeeded in {self.args.timeout}s")
+            for m, proc in hooks.items():
+                if m not in hook_done and proc.poll() is not None:
+                    hook_done[m] = (time.monotonic() - start, proc.returncode)
             rel = self.call("GET", f"/docker/projects/{project['id']}/releases/{release['id']}/", 200)
-            return live_devices <= set(rel["successful_deployments"])
-
-        wait_for(all_succeeded, self.args.timeout, f"{len(live)} minions to report success", interval=0.5)
-        elapsed = time.monotonic() - start
-        codes = [h.wait() for h in hooks]
+            now = time.monotonic() - start
+            for device in live_devices & set(rel["successful_deployments"]):
+                seen.setdefault(device, now)
+            time.sleep(0.5)
+        elapsed = max(seen.values())
+        for m, proc in hooks.items():
+            if m not in hook_done:
+                proc.wait()
+                hook_done[m] = (time.monotonic() - start, proc.returncode)
+        firsts = sorted(seen.values())
+        hook_times = sorted(t for t, _ in hook_done.values())
         print(f"sleep signal -> all {len(live)} live minions in successful_deployments: {elapsed:.1f}s "
-              f"(hook exit codes: {sorted(set(codes))})", flush=True)
-        return {"creation_ms": results, "prepull_s": prepull, "sleep_to_success_s": elapsed}
+              f"(first {firsts[0]:.1f}s, median {statistics.median(firsts):.1f}s; hook runs "
+              f"median {statistics.median(hook_times):.1f}s, max {hook_times[-1]:.1f}s, "
+              f"exit codes {sorted({rc for _, rc in hook_done.values()})})", flush=True)
+        # The same fan-out applied through the master (what the execute endpoint's
+        # `state.sls docker.release` does): the minion daemons are loaded, no salt-call start-up.
+        release2 = self.call("POST", f"/docker/projects/{project['id']}/releases/", 201,
+                             json=release_body(f"{n}.live2", self.device_ids[:n], tag="v2"))
+        self.salt("salt", "*", "saltutil.refresh_pillar", "wait=True", "--out=quiet", "-t", "300")
+        self.salt("salt", "*", "docker.release_pull", "--out=json", "--static", "-t", "600")
+        start = time.monotonic()
+        self.salt("salt", "*", "state.sls", "docker.release", "--async")
+        seen2 = {}
+        while len(seen2) < len(live_devices):
+            if time.monotonic() - start > self.args.timeout:
+                raise SystemExit(f"fanout_bench: only {len(seen2)}/{len(live)} minions applied release 2")
+            rel = self.call("GET", f"/docker/projects/{project['id']}/releases/{release2['id']}/", 200)
+            now = time.monotonic() - start
+            for device in live_devices & set(rel["successful_deployments"]):
+                seen2.setdefault(device, now)
+            time.sleep(0.5)
+        via_master = max(seen2.values())
+        print(f"state.sls docker.release through the master -> all {len(live)} in successful_deployments: "
+              f"{via_master:.1f}s (first {min(seen2.values()):.1f}s, median {statistics.median(seen2.values()):.1f}s)",
+              flush=True)
+        return {"creation_ms": results, "creation_ms_live_fleet": loaded_ms, "prepull_s": prepull,
+                "sleep_to_success_s": elapsed, "first_success_s": firsts[0],
+                "median_success_s": statistics.median(firsts), "via_master_s": via_master}
 
     def close(self):
         for proc in reversed(self.procs):

@@ -28,9 +28,9 @@ berth-before-sleep-script:
         #!/bin/sh
         # Berth: apply the pending Docker release before this device sleeps.
         # Run by berth-before-sleep.service (Before=sleep.target) or by the power manager.
-        # Exit status 0 = release applied or nothing to do; the device reports the
-        # outcome to the fleet API either way.
-        exec {{ salt_call }} -c {{ opts['conf_file'].rsplit('/', 1)[0] }} --retcode-passthrough --log-level=quiet --out=quiet state.sls docker.release "$@"
+        # Exit status 0 = release applied or nothing to do; output (what changed) goes to
+        # the journal. The device reports the outcome to the fleet API either way.
+        exec {{ salt_call }} -c {{ opts['conf_file'].rsplit('/', 1)[0] }} --retcode-passthrough --log-level=warning --out=highstate --state-output=changes --state-verbose=False state.sls docker.release "$@"
 
 berth-before-sleep-unit:
   file.managed:
