@@ -7,7 +7,7 @@ it expires, and renews it once when salt-api answers 401.
 
 Configuration (Flask config or environment): ``BERTH_SALT_API_URL``,
 ``BERTH_SALT_API_USER``, ``BERTH_SALT_API_PASSWORD``, ``BERTH_SALT_API_EAUTH``
-(default ``sharedsecret``), ``BERTH_SALT_API_TIMEOUT`` (seconds, default 5).
+(default ``sharedsecret``), ``BERTH_SALT_API_TIMEOUT`` (seconds, default 10).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class JobInfo:
 
 
 class SaltApiClient:
-    def __init__(self, url: str, username: str, password: str, eauth: str = "sharedsecret", timeout: float = 5.0):
+    def __init__(self, url: str, username: str, password: str, eauth: str = "sharedsecret", timeout: float = 10.0):
         if not url:
             raise SaltApiNotConfigured("salt-api is not configured: set BERTH_SALT_API_URL")
         if not username or not password:
@@ -97,7 +97,7 @@ class SaltApiClient:
             username=get("BERTH_SALT_API_USER") or "",
             password=get("BERTH_SALT_API_PASSWORD") or "",
             eauth=get("BERTH_SALT_API_EAUTH", "sharedsecret"),
-            timeout=float(get("BERTH_SALT_API_TIMEOUT", "5")),
+            timeout=float(get("BERTH_SALT_API_TIMEOUT", "10")),
         )
 
     def __repr__(self) -> str:  # never include the password or token
