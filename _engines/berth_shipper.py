@@ -7,8 +7,8 @@ Samples arrive on the minion event bus::
     salt-call event.fire '{"records": [{"field": "obd.bat.voltage", "field_type": "float", "value": 13.5}]}' berth/logbook/record
 
 Connection settings come from pillar ``berth:logbook`` (``url``, ``token`` --
-a device-scope API token -- and ``device_id``); engine options of the same
-names override the pillar. Minion configuration:
+a device-scope API token -- and ``device_id``), fetched fresh from the master
+at start and every 5 minutes; engine options of the same names override the pillar. Minion configuration:
 
 .. code-block:: yaml
 
@@ -22,6 +22,8 @@ names override the pillar. Minion configuration:
 import logging
 import os
 
+import salt.minion
+import salt.pillar
 import salt.utils.event
 
 from berth.telemetry import shipper
@@ -35,8 +37,21 @@ def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device
     path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool.sqlite3")
     overrides = {key: value for key, value in (("url", url), ("token", token), ("device_id", device_id)) if value}
 
-    def get_config():
-        return dict(__salt__["pillar.get"]("berth:logbook", {}) or {}, **overrides)
+    def fresh_pillar_config():
+        # The engine process starts before the minion has connected (its opts lack
+        # master_uri and its pillar may be empty) and never sees a pillar refresh,
+        # so it asks the master for this minion's pillar itself.
+        opts = dict(__opts__)
+        opts.update(salt.minion.resolve_dns(opts))
+        remote = salt.pillar.get_pillar(opts, opts.get("grains", {}), opts["id"], pillarenv=opts.get("pillarenv"))
+        try:
+            pillar = remote.compile_pillar()
+        finally:
+            remote.destroy()
+        logbook = (pillar.get("berth") or {}).get("logbook") or {}
+        return dict(logbook, **overrides)
+
+    get_config = shipper.RefreshingConfig(fresh_pillar_config)
 
     bus = salt.utils.event.get_event("minion", opts=__opts__, listen=True)
     bus.subscribe(shipper.RECORD_TAG)

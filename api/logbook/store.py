@@ -59,36 +59,39 @@ def _resolve_fields(conn, device_id, batch):
     return {name: field_id for name, (field_id, _) in catalog.items()}
 
 
-SAMPLE_COLUMNS = ("field_id", "ts", "value_float", "value_int", "value_text", "lat", "lon")
-ROWS_PER_STATEMENT = 1000  # 7 parameters per row stays below SQLite's 32766 limit
+# the value columns each type fills; a statement binds only those (binding the
+# NULLs of the other columns costs more than the insert itself)
+VALUE_COLUMNS = {"float": ("value_float",), "long": ("value_int",), "bool": ("value_int",),
+                 "string": ("value_text",), "geo_point": ("lat", "lon")}
+MAX_PARAMETERS = 8000  # per statement; SQLite allows 32766
 
 
-def _row(field_id, sample):
+def _values(sample):
     kind, value = sample.field_type, sample.value
-    if kind == "float":
-        return (field_id, sample.ts, value, None, None, None, None)
-    if kind in ("long", "bool"):
-        return (field_id, sample.ts, None, int(value), None, None, None)
-    if kind == "string":
-        return (field_id, sample.ts, None, None, value, None, None)
-    return (field_id, sample.ts, None, None, None, value[0], value[1])
+    if kind == "geo_point":
+        return value
+    if kind == "bool":
+        return (int(value),)
+    return (value,)
 
 
-def _insert_new(conn, rows):
-    """Insert rows, skipping existing (field_id, ts); returns the keys really inserted.
+def _insert_new(conn, columns, rows):
+    """Insert (field_id, ts, *values) rows, skipping existing (field_id, ts); returns the keys inserted.
 
     Multi-row VALUES statements on the driver cursor: the per-row parameter
-    processing of an ORM/Core executemany costs more than the insert itself.
+    processing of a Core executemany costs more than the insert itself.
     """
+    names = ("field_id", "ts", *columns)
     mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    one = "(" + ", ".join([mark] * len(SAMPLE_COLUMNS)) + ")"
-    head = f"INSERT INTO {samples.name} ({', '.join(SAMPLE_COLUMNS)}) VALUES "
+    one = "(" + ", ".join([mark] * len(names)) + ")"
+    head = f"INSERT INTO {samples.name} ({', '.join(names)}) VALUES "
     tail = " ON CONFLICT (field_id, ts) DO NOTHING RETURNING field_id, ts"
+    per_statement = MAX_PARAMETERS // len(names)
     cursor = conn.connection.driver_connection.cursor()
     inserted = []
     try:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start : start + ROWS_PER_STATEMENT]
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
             cursor.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
             inserted.extend(cursor.fetchall())
     finally:
@@ -107,7 +110,10 @@ def write(conn, device_id, batch):
     by_key = {}
     for sample in batch:
         by_key.setdefault((field_ids[sample.field], sample.ts), sample)
-    inserted = _insert_new(conn, [_row(field_id, sample) for (field_id, _), sample in by_key.items()])
+    rows = {}
+    for (field_id, ts), sample in by_key.items():
+        rows.setdefault(VALUE_COLUMNS[sample.field_type], []).append((field_id, ts, *_values(sample)))
+    inserted = [key for columns, group in rows.items() for key in _insert_new(conn, columns, group)]
     _add_to_rollups(conn, [(key, by_key[key]) for key in map(tuple, inserted)])
     return len(inserted)
 

@@ -26,6 +26,26 @@ def records_of(data):
     raise SpoolError("event data holds neither 'records' nor a single record")
 
 
+class RefreshingConfig:
+    """``fetch()`` -> {url, token, device_id}, called again after ``max_age`` seconds,
+    or after ``retry`` seconds while incomplete (engines start before the minion
+    has its pillar, and never see a pillar refresh otherwise)."""
+
+    def __init__(self, fetch, max_age=300.0, retry=10.0):
+        self.fetch, self.max_age, self.retry = fetch, max_age, retry
+        self.value, self.fetched = {}, float("-inf")
+
+    def __call__(self):
+        age = time.monotonic() - self.fetched
+        if age >= self.max_age or (missing_config(self.value) and age >= self.retry):
+            self.fetched = time.monotonic()
+            try:
+                self.value = self.fetch() or {}
+            except Exception as exc:  # noqa: BLE001 -- a master hiccup must not end the engine
+                log.warning("logbook: cannot read the pillar berth:logbook: %s", exc)
+        return self.value
+
+
 def missing_config(config):
     return [key for key in CONFIG_KEYS if not (config or {}).get(key)]
 
