@@ -42,3 +42,14 @@ def test_unexpected_exception_is_json_500(app):
     assert r.status_code == 500
     assert r.json == {"detail": "Internal server error."}
     assert b"secret internals" not in r.data
+
+
+def test_missing_trailing_slash_redirects(client, user_token):
+    r = client.get("/devices", headers=user_token.headers)
+    assert r.status_code == 308 and r.headers["Location"].endswith("/devices/")
+
+
+def test_oversized_body_is_json_413(app, client, user_token):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    r = client.post("/devices/", data="x" * 5000, headers=user_token.headers, content_type="application/json")
+    assert r.status_code == 413 and "detail" in r.json
