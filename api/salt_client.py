@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import requests
@@ -33,6 +34,16 @@ class SaltApiError(Exception):
 
 class SaltApiNotConfigured(SaltApiError):
     pass
+
+
+class SaltApiTimeout(SaltApiError):
+    """salt-api accepted the connection but did not answer in time: the request may have been carried out."""
+
+
+def new_jid() -> str:
+    """A Salt-format job id (``%Y%m%d%H%M%S%f``, UTC), chosen by the caller so a job can be
+    recorded before it is published."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
 
 
 @dataclass(frozen=True)
@@ -114,8 +125,12 @@ class SaltApiClient:
                 headers={"Accept": "application/json", **kwargs.pop("headers", {})},
                 **kwargs,
             )
+        except requests.ConnectTimeout:
+            raise SaltApiError(f"salt-api at {self.url} is unreachable ({method} {path}): connect timeout") from None
         except requests.Timeout:
-            raise SaltApiError(f"salt-api at {self.url} did not answer {method} {path} within {self.timeout}s") from None
+            raise SaltApiTimeout(
+                f"salt-api at {self.url} did not answer {method} {path} within {self.timeout}s"
+            ) from None
         except requests.RequestException as exc:
             raise SaltApiError(f"salt-api at {self.url} is unreachable ({method} {path}): {exc}") from None
 
@@ -183,15 +198,19 @@ class SaltApiClient:
         fun: str,
         arg: list | None = None,
         kwarg: dict | None = None,
+        jid: str | None = None,
     ) -> tuple[str | None, list[str]]:
         """Publish ``fun`` to the listed minions without waiting for them.
 
         Returns ``(jid, minions the master targeted)``; ``(None, [])`` when the
-        master knows none of the minions (no accepted key).
+        master knows none of the minions (no accepted key). ``jid``: use this job id
+        (see ``new_jid``) instead of one the master chooses.
         """
         low = {"client": "local_async", "tgt": list(minions), "tgt_type": "list", "fun": fun, "arg": list(arg or [])}
         if kwarg:
             low["kwarg"] = dict(kwarg)
+        if jid:
+            low["jid"] = jid
         what = f"local_async {fun} on {len(minions)} minion(s)"
         body = self._authed("POST", "/", what, json=[low])
         try:

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from api.errors import ApiError, Conflict, PermissionDenied
 from api.execute.commands import Command
@@ -14,7 +15,7 @@ from api.extensions import db
 from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
-from api.salt_client import SaltApiClient, SaltApiError
+from api.salt_client import SaltApiClient, SaltApiError, SaltApiTimeout, new_jid
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,13 @@ def check_allowed(account_id: int, fun: str) -> None:
 def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJob:
     """Publish the command to the device's minion; never waits for the device.
 
-    The caller has checked the account's allow-list (``check_allowed``)."""
-    try:
-        jid, minions = client.local_async([device.unit_id], command.fun, command.arg, command.kwarg)
-    except SaltApiError as exc:
-        log.warning("execute %s on device %s: %s", command.fun, device.unit_id, exc)
-        raise SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
-    if not jid:
-        raise Conflict(
-            f'Device {device.id} (unit_id "{device.unit_id}") is not known to the Salt master: '
-            "its minion key is not accepted."
-        )
+    The job is recorded under a jid chosen here *before* it is published, so a
+    publish that times out (salt-api slow, the job may well run) is still followed
+    to its result or TIMEOUT instead of running untracked. The caller has checked
+    the account's allow-list (``check_allowed``).
+    """
     now = utcnow()
-    job = ExecuteJob(
-        jid=jid,
+    values = dict(
         account_id=device.account_id,
         device_id=device.id,
         unit_id=device.unit_id,
@@ -61,10 +55,41 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
         deadline=now + timedelta(seconds=command.timeout),
         created=now,
     )
-    db.session.add(job)
-    db.session.commit()
+    for attempt in range(5):
+        job = ExecuteJob(jid=new_jid(), **values)
+        db.session.add(job)
+        try:
+            db.session.commit()
+            break
+        except IntegrityError:  # another request took the same microsecond
+            db.session.rollback()
+            if attempt == 4:
+                raise
+    try:
+        jid, _ = client.local_async([device.unit_id], command.fun, command.arg, command.kwarg, jid=job.jid)
+    except SaltApiTimeout as exc:
+        log.warning("execute %s on device %s (jid %s): %s; following the job anyway", command.fun, device.unit_id, job.jid, exc)
+        return job
+    except SaltApiError as exc:
+        _forget(job)
+        log.warning("execute %s on device %s: %s", command.fun, device.unit_id, exc)
+        raise SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
+    if not jid:
+        _forget(job)
+        raise Conflict(
+            f'Device {device.id} (unit_id "{device.unit_id}") is not known to the Salt master: '
+            "its minion key is not accepted."
+        )
+    if jid != job.jid:  # a master that ignores the requested jid
+        job.jid = jid
+        db.session.commit()
     log.info("execute %s sent to device %s (jid %s, timeout %ss)", command.fun, device.unit_id, jid, command.timeout)
     return job
+
+
+def _forget(job: ExecuteJob) -> None:
+    db.session.delete(job)
+    db.session.commit()
 
 
 def _finish(job: ExecuteJob, state: str, response: dict | None) -> bool:

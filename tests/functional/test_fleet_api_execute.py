@@ -182,3 +182,47 @@ def test_worker_purges_old_delivered_messages(app, device):
         db.session.commit()
         assert purge_delivered() == 1
         assert sorted(m.reason for m in db.session.scalars(select(OutboxMessage))) == ["release 2 queued", "release 3 queued"]
+
+
+def test_publish_timeout_still_records_and_follows_the_job(app, client, user_token, device):
+    """salt-api slower than BERTH_SALT_API_TIMEOUT: the command may run, so it is tracked (202), not lost."""
+    import json as _json
+    import threading
+    import time as _time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class SlowSaltApi(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path != "/login":
+                _time.sleep(2)
+            body = _json.dumps({"return": [{"token": "t", "expire": _time.time() + 3600}]}).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except BrokenPipeError:  # the API gave up waiting, as it should
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowSaltApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app.config.update(
+            BERTH_SALT_API_URL=f"http://127.0.0.1:{server.server_address[1]}",
+            BERTH_SALT_API_USER="berth", BERTH_SALT_API_PASSWORD="x", BERTH_SALT_API_TIMEOUT="0.5",
+        )
+        resp = client.post(
+            f"/dongle/devices/{device.id}/execute/", json={"command": "test.ping", "callback_timeout": 1},
+            headers=user_token.headers,
+        )
+        assert resp.status_code == 202, resp.json
+        assert resp.json["minions"] == [device.unit_id]
+        with app.app_context():
+            job = db.session.scalars(select(ExecuteJob)).one()
+            assert job.jid == resp.json["jid"] and job.state == "PENDING"
+    finally:
+        server.shutdown()

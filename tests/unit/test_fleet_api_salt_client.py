@@ -7,13 +7,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from api.salt_client import SaltApiClient, SaltApiError, SaltApiNotConfigured
+from api.salt_client import SaltApiClient, SaltApiError, SaltApiNotConfigured, SaltApiTimeout, new_jid
 
 
 class FakeSaltApi:
     def __init__(self):
         self.logins = 0
         self.publish_answer = (200, {"return": [{"jid": "1", "minions": ["m1"]}]})
+        self.publish_delay = 0.0
+        self.published = []
         self.token_expire_offset = 3600
         fake = self
 
@@ -41,6 +43,10 @@ class FakeSaltApi:
                     return self._send(200, {"return": [{"token": token, "expire": time.time() + fake.token_expire_offset}]})
                 if self.headers.get("X-Auth-Token") != f"tok{fake.logins}":
                     return self._send(401, b"<html>401</html>")
+                fake.published.append(body)
+                import time
+
+                time.sleep(fake.publish_delay)
                 self._send(*fake.publish_answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -103,3 +109,23 @@ def test_missing_configuration_is_named(monkeypatch):
 
 def test_repr_hides_the_password():
     assert "pw" not in repr(SaltApiClient("http://x", "u", "pw"))
+
+
+def test_slow_answer_is_a_timeout_that_may_have_been_carried_out(fake):
+    fake.publish_delay = 2
+    client = SaltApiClient(fake.url, "u", "pw", timeout=0.5)
+    client.login()
+    with pytest.raises(SaltApiTimeout, match="did not answer POST / within 0.5s"):
+        client.local_async(["m1"], "test.ping", jid="20260101000000000001")
+    assert fake.published[-1][0]["jid"] == "20260101000000000001"
+
+
+def test_refused_connection_is_not_a_timeout():
+    with pytest.raises(SaltApiError) as exc:
+        SaltApiClient("http://127.0.0.1:9", "u", "p", timeout=1).job("1")
+    assert not isinstance(exc.value, SaltApiTimeout)
+
+
+def test_new_jid_has_salts_format():
+    jid = new_jid()
+    assert len(jid) == 20 and jid.isdigit()
