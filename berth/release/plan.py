@@ -58,15 +58,18 @@ def plan(current: EngineState, target: Target, login_keys: dict[str, str] | None
     steps: list[dict] = []
     login_keys = login_keys or {}
 
-    for registry_id, entry in target.registries.items():
-        key = login_keys.get(str(registry_id))
-        if key is None or key not in current.logged_in:
-            steps.append({"action": "login", "registry": str(registry_id), "url": entry["url"]})
-
+    pulls = []
     for ref in target.refs:
         if ref not in current.images:
             registry = target.registry_of(ref)
-            steps.append({"action": "pull", "ref": ref, "registry": None if registry is None else str(registry)})
+            pulls.append({"action": "pull", "ref": ref, "registry": None if registry is None else str(registry)})
+    # only registries something is pulled from: with every image cached an offline device still applies
+    pulling_from = {p["registry"] for p in pulls}
+    for registry_id, entry in target.registries.items():
+        key = login_keys.get(str(registry_id))
+        if str(registry_id) in pulling_from and (key is None or key not in current.logged_in):
+            steps.append({"action": "login", "registry": str(registry_id), "url": entry["url"]})
+    steps.extend(pulls)
 
     old = old_containers(current, target)
     target_names = {c.fq_name for c in target.containers}

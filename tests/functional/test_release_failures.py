@@ -94,6 +94,7 @@ def test_stopped_registry_fails_with_running_release_untouched(running_release, 
 
     assert result.result is False
     assert f"pull of {private_registry.url}/{image}:private failed" in result.comment
+    assert "connection refused" in result.comment  # unreachable, not a missing image
     assert snapshot(cli) == before
 
 

@@ -133,3 +133,24 @@ def test_unreachable_engine_is_a_clear_error_and_reported(testbed, release_image
         loaders.modules.docker.ps()
     (state,) = list(loaders.modules.state.sls("docker.release"))
     assert state.result is False and "cannot reach the Docker engine" in state.comment
+
+
+def test_prepulled_release_applies_while_registry_is_unreachable(fresh_engine, testbed, release_images,
+                                                                 release_pillar, release_loaders, private_registry,
+                                                                 build_image, tmp_path):
+    """Pre-pull while awake, apply at sleep time with no network: no registry is contacted."""
+    image, _ = release_images["curveball_v2"]
+    build_image(f"{private_registry.url}/{image}:offline")
+    regs = {5: {"url": private_registry.url, "username": testbed.user, "password": testbed.password}}
+    release = release_pillar(43, [{"name": "app", "image": image, "tag": "offline", "registry": 5,
+                                   "startup_parameters": {"network_mode": "none"}}])
+    loaders = release_loaders({"docker": {"release": release, "registries": regs}}, docker_host=fresh_engine)
+    assert loaders.modules.docker.release_pull()["pulled"] == [f"{private_registry.url}/{image}:offline"]
+    private_registry.stop()
+    # a device whose login record is gone (e.g. cache wiped) still applies from its cached images
+    (tmp_path / "device-state" / "logins.json").unlink()
+
+    result = loaders.modules.docker.release_apply()
+
+    assert result["outcome"] == "succeeded", result["error"]
+    assert "logged_in" not in result["changes"] and "pulled" not in result["changes"]
