@@ -136,8 +136,10 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_wrk(url: str, *, duration: int, connections: int, threads: int, script: Path | None, headers: dict) -> dict:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+def run_wrk(
+    url: str, *, duration: int, connections: int, threads: int, script: Path | None, headers: dict, nice: int = 0
+) -> dict:
+    cmd = ["nice", "-n", str(nice), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
     if script:
@@ -173,6 +175,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness for gunicorn and wrk (negative needs root; for a shared box)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package wrk)", file=sys.stderr)
@@ -191,6 +196,9 @@ def main() -> int:
     server_log = open(tmp / "gunicorn.log", "w")
     server = subprocess.Popen(
         [
+            "nice",
+            "-n",
+            str(args.nice),
             str(gunicorn),
             "--workers",
             str(args.workers),
@@ -216,7 +224,15 @@ def main() -> int:
         device_url = f"{base}/devices/{data['device']}/"
         req = urllib.request.Request(device_url, headers=auth)
         assert json.loads(urllib.request.urlopen(req).read())["id"] == data["device"]
-        run_wrk(device_url, duration=2, connections=args.connections, threads=args.threads, script=None, headers=auth)
+        run_wrk(
+            device_url,
+            duration=2,
+            connections=args.connections,
+            threads=args.threads,
+            script=None,
+            headers=auth,
+            nice=args.nice,
+        )
         results["GET /devices/{id}/"] = measure(
             server.pid,
             device_url,
@@ -225,6 +241,7 @@ def main() -> int:
             threads=args.threads,
             script=None,
             headers=auth,
+            nice=args.nice,
         )
         release_body = {
             "version": "v%d-%d",
@@ -262,6 +279,7 @@ def main() -> int:
             threads=args.threads,
             script=script,
             headers={},
+            nice=args.nice,
         )
     except Exception:
         server_log.flush()
@@ -276,7 +294,7 @@ def main() -> int:
     db_kind = env["DATABASE_URL"].split(":", 1)[0]
     print(
         f"\nBerth API benchmark: gunicorn {args.workers} {args.worker_class} workers, {db_kind}, "
-        f"wrk {args.threads} thread(s), {os.cpu_count()} CPUs, {args.duration}s per scenario"
+        f"wrk {args.threads} thread(s), {os.cpu_count()} CPUs, {args.duration}s per scenario, nice {args.nice}"
     )
     load = os.getloadavg()[0]
     print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} CPUs")
