@@ -73,7 +73,7 @@ def test_seed_release_body_is_accepted_verbatim(app, client, setup):
     assert body["successful_deployments"] == []
     assert body["remove_containers"] == ["curveball", "ravendb"]
     assert [c["name"] for c in body["containers"]] == ["curveball", "ravendb"]
-    for got, sent in zip(body["containers"], SEED_RELEASE["containers"]):
+    for got, sent in zip(body["containers"], SEED_RELEASE["containers"], strict=True):
         assert set(got) == set(sent)
         for key in ("name", "image", "tag", "required_tags", "startup_parameters", "purge_data"):
             assert got[key] == sent[key]

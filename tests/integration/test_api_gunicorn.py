@@ -46,7 +46,7 @@ def gunicorn_api(app, api_database_url, tmp_path):
                 break
             except requests.RequestException:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "gunicorn.log").read_text())
+                    raise RuntimeError((tmp_path / "gunicorn.log").read_text()) from None
                 time.sleep(0.2)
         yield base
     finally:
