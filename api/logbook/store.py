@@ -36,9 +36,13 @@ def field_catalog(conn, device_id):
 
 def _resolve_fields(conn, device_id, batch):
     """Field ids for every name in the batch, creating new fields; errors on type clashes."""
+    pairs = {(sample.field, sample.field_type) for sample in batch}
     wanted = {}
-    for sample in batch:
-        wanted.setdefault(sample.field, sample.field_type)
+    for sample in batch:  # the first type named for a new field is its type
+        if sample.field not in wanted:
+            wanted[sample.field] = sample.field_type
+            if len(wanted) == len(pairs):
+                break
     catalog = field_catalog(conn, device_id)
     missing = [name for name in wanted if name not in catalog]
     if missing:
@@ -47,14 +51,14 @@ def _resolve_fields(conn, device_id, batch):
             [{"device_id": device_id, "name": name, "field_type": wanted[name]} for name in missing],
         )
         catalog = field_catalog(conn, device_id)
-    errors = {}
-    for sample in batch:
-        known_type = catalog[sample.field][1]
-        if sample.field_type != known_type:
-            errors[str(sample.index)] = {
-                "field_type": [f"field '{sample.field}' of this device is {known_type}, not {sample.field_type}"]
-            }
-    if errors:
+    if any(catalog[name][1] != field_type for name, field_type in pairs):
+        errors = {}
+        for sample in batch:
+            known_type = catalog[sample.field][1]
+            if sample.field_type != known_type:
+                errors[str(sample.index)] = {
+                    "field_type": [f"field '{sample.field}' of this device is {known_type}, not {sample.field_type}"]
+                }
         raise BatchRejected({"records": errors})
     return {name: field_id for name, (field_id, _) in catalog.items()}
 
@@ -66,17 +70,19 @@ VALUE_COLUMNS = {"float": ("value_float",), "long": ("value_int",), "bool": ("va
 MAX_PARAMETERS = 8000  # per statement; SQLite allows 32766
 
 
-def _values(sample):
-    kind, value = sample.field_type, sample.value
-    if kind == "geo_point":
-        return value
-    if kind == "bool":
-        return (int(value),)
-    return (value,)
+def _rows(field_type, field_ids, batch):
+    """(field_id, ts, *values) tuples for samples of one type."""
+    if field_type == "geo_point":
+        return [(field_ids[s.field], s.ts, s.value[0], s.value[1]) for s in batch]
+    if field_type == "bool":
+        return [(field_ids[s.field], s.ts, int(s.value)) for s in batch]
+    return [(field_ids[s.field], s.ts, s.value) for s in batch]
 
 
 def _insert_new(conn, columns, rows):
-    """Insert (field_id, ts, *values) rows, skipping existing (field_id, ts); returns the keys inserted.
+    """Insert (field_id, ts, *values) rows, skipping existing (field_id, ts); returns the rows inserted.
+
+    A duplicate inside the batch is skipped like one already stored (the first wins).
 
     Multi-row VALUES statements on the driver cursor: the per-row parameter
     processing of a Core executemany costs more than the insert itself.
@@ -85,7 +91,7 @@ def _insert_new(conn, columns, rows):
     mark = "%s" if conn.dialect.name == "postgresql" else "?"
     one = "(" + ", ".join([mark] * len(names)) + ")"
     head = f"INSERT INTO {samples.name} ({', '.join(names)}) VALUES "
-    tail = " ON CONFLICT (field_id, ts) DO NOTHING RETURNING field_id, ts"
+    tail = f" ON CONFLICT (field_id, ts) DO NOTHING RETURNING {', '.join(names)}"
     per_statement = MAX_PARAMETERS // len(names)
     cursor = conn.connection.driver_connection.cursor()
     inserted = []
@@ -107,24 +113,25 @@ def write(conn, device_id, batch):
     the caller's transaction must then be rolled back.
     """
     field_ids = _resolve_fields(conn, device_id, batch)
-    by_key = {}
+    by_type = {}
     for sample in batch:
-        by_key.setdefault((field_ids[sample.field], sample.ts), sample)
-    rows = {}
-    for (field_id, ts), sample in by_key.items():
-        rows.setdefault(VALUE_COLUMNS[sample.field_type], []).append((field_id, ts, *_values(sample)))
-    inserted = [key for columns, group in rows.items() for key in _insert_new(conn, columns, group)]
-    _add_to_rollups(conn, [(key, by_key[key]) for key in map(tuple, inserted)])
-    return len(inserted)
+        by_type.setdefault(sample.field_type, []).append(sample)
+    written, numeric = 0, []
+    for field_type, same_type in by_type.items():
+        inserted = _insert_new(conn, VALUE_COLUMNS[field_type], _rows(field_type, field_ids, same_type))
+        written += len(inserted)
+        if field_type in NUMERIC_TYPES:
+            numeric.extend(inserted)
+    _add_to_rollups(conn, numeric)
+    return written
 
 
 def _add_to_rollups(conn, inserted):
+    """Add newly inserted (field_id, ts, numeric value) rows to every rollup width."""
     finest, *coarser = sorted(ROLLUP_WIDTHS)
     cells = {}  # (field_id, width, start) -> [count, sum, min, max, max_ts]
-    for (field_id, ts), sample in inserted:
-        if sample.field_type not in NUMERIC_TYPES:
-            continue
-        value = float(sample.value)
+    for field_id, ts, value in inserted:
+        value = float(value)
         key = (field_id, finest, ts - ts % finest)
         cell = cells.get(key)
         if cell is None:
