@@ -125,6 +125,8 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
     elif outcome == "succeeded":
         ret["result"] = True
         ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
+        if result.get("warnings"):
+            ret["comment"] += "; " + "; ".join(result["warnings"])
     else:
         after = "it was rolled back" if result.get("rolled_back") else "the running release was left untouched"
         ret["comment"] = f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
