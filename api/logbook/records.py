@@ -90,8 +90,31 @@ def validate(records):
     if len(records) > MAX_BATCH:
         return [], {"records": [f"at most {MAX_BATCH} records per batch, got {len(records)}"]}
     samples, errors = [], {}
+    good_names = set()
+    make = Sample._make
     for index, record in enumerate(records):
-        sample, problems = _validate_one(index, record)
+        # fast path for a well-formed record (the hot loop of every write);
+        # anything unusual gets the full check, which names every problem
+        try:
+            if len(record) == 4:
+                ts, field, field_type, value = record["ts"], record["field"], record["field_type"], record["value"]
+                if field not in good_names and _good_name(field):
+                    good_names.add(field)
+                if field in good_names:
+                    if type(ts) is int and 0 <= ts <= MAX_EPOCH_MS:
+                        ts *= 1000
+                    else:
+                        ts = timestamps.parse(ts)
+                    if field_type == "float" and type(value) is float and math.isfinite(value):
+                        samples.append(make((index, field, field_type, ts, value)))
+                        continue
+                    value, message = VALUE_CHECKS[field_type](value)
+                    if message is None:
+                        samples.append(make((index, field, field_type, ts, value)))
+                        continue
+        except (TypeError, KeyError, timestamps.TimeError):
+            pass
+        sample, problems = _validate_slowly(index, record)
         if problems:
             errors[str(index)] = problems
         else:
@@ -99,23 +122,8 @@ def validate(records):
     return samples, ({"records": errors} if errors else {})
 
 
-def _validate_one(index, record):
-    # fast path for a well-formed record; anything unusual gets the full check below
-    try:
-        if len(record) == 4:
-            ts, field, field_type, value = record["ts"], record["field"], record["field_type"], record["value"]
-            check = VALUE_CHECKS[field_type]
-            if type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace():
-                if type(ts) is int and 0 <= ts <= MAX_EPOCH_MS:
-                    ts *= 1000
-                else:
-                    ts = timestamps.parse(ts)
-                value, message = check(value)
-                if message is None:
-                    return Sample(index, field, field_type, ts, value), None
-    except (TypeError, KeyError, timestamps.TimeError):
-        pass
-    return _validate_slowly(index, record)
+def _good_name(field):
+    return type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace()
 
 
 def _validate_slowly(index, record):
