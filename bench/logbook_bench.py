@@ -14,7 +14,7 @@ Both get the same client: request bodies are built before the clock starts and
 sent by ``--senders`` threads. Reads: one warm-up, then the median of 5, of
 avg over 30 days at 1h and avg over 1 day at 10m (the 1-day window is day 15).
 
-    .venv/bin/python bench/logbook_bench.py [--days 30] [--workers 3] [--senders 2] [--batch 10000]
+    .venv/bin/python bench/logbook_bench.py [--days 30] [--workers 3] [--senders 2] [--batch 50000]
 """
 from __future__ import annotations
 
@@ -251,7 +251,7 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers for the Berth API")
     parser.add_argument("--senders", type=int, default=2, help="concurrent client threads, both systems")
-    parser.add_argument("--batch", type=int, default=10_000, help="records per Berth write request")
+    parser.add_argument("--batch", type=int, default=50_000, help="records per Berth write request (the API maximum)")
     args = parser.parse_args()
     count = args.days * 86_400
     root = Path(tempfile.mkdtemp(prefix="logbook-bench-"))
