@@ -8,12 +8,12 @@
   Settings (minion config or pillar, via config.get):
     berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)
     berth:sleep:unit_dir  systemd unit directory    (/etc/systemd/system)
-    berth:sleep:timeout   TimeoutStartSec           (20min: pulls were done while awake)
+    berth:sleep:timeout   seconds the apply may take (1200: pulls were done while awake)
     berth:sleep:salt_call salt-call to run          (next to the minion's python, else PATH)
 -#}
 {%- set script = salt['config.get']('berth:sleep:script', '/usr/local/sbin/berth-before-sleep') %}
 {%- set unit_dir = salt['config.get']('berth:sleep:unit_dir', '/etc/systemd/system') %}
-{%- set timeout = salt['config.get']('berth:sleep:timeout', '20min') %}
+{%- set timeout = salt['config.get']('berth:sleep:timeout', 1200) | int %}
 {%- set beside_python = grains['pythonexecutable'].rsplit('/', 1)[0] ~ '/salt-call' %}
 {%- set salt_call = salt['config.get']('berth:sleep:salt_call',
       beside_python if salt['file.file_exists'](beside_python) else 'salt-call') %}
