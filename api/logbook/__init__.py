@@ -2,7 +2,11 @@
 
 
 def init_app(app):
+    from api import openapi
+
     from . import tables  # noqa: F401  (registers the tables on db.metadata)
+    from .openapi import PATHS, SCHEMAS
     from .views import bp
 
     app.register_blueprint(bp)
+    openapi.add_paths(app, PATHS, SCHEMAS)

@@ -220,3 +220,12 @@ def test_malformed_json_is_a_400_not_a_500(logbook, client):
     response = client.post("/logbook/storage/write/", data="{nope", content_type="application/json",
                            headers=logbook.token.headers)
     assert response.status_code == 400
+
+
+def test_openapi_documents_the_logbook(client):
+    document = client.get("/openapi.json").json
+    for path in ("/logbook/storage/write/", "/logbook/storage/read/", "/logbook/storage/fields/"):
+        assert path in document["paths"]
+    parameters = {p["name"] for p in document["paths"]["/logbook/storage/read/"]["get"]["parameters"]}
+    assert {"device_id", "field", "field_type", "from_utc", "to_utc", "aggregation", "interval", "size"} <= parameters
+    assert "LogbookRecord" in document["components"]["schemas"]
