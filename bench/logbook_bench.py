@@ -155,13 +155,17 @@ class Influx:
             out.append((url, "\n".join(lines).encode(), {"Content-Type": "text/plain"}))
         return out
 
-    def settle(self, timeout: float = 180) -> float:
-        """Wait until the WAL is written out to TSM files; returns the seconds waited."""
+    def settle(self, timeout: float = 180, quiet: float = 15) -> float:
+        """Wait until the WAL is written out and the TSM files stop changing (full
+        compaction done) for ``quiet`` seconds; returns the seconds waited."""
         began = time.monotonic()
+        last, since = None, time.monotonic()
         while time.monotonic() - began < timeout:
             wal = sum(p.stat().st_size for p in (self.root / "wal").rglob("*.wal"))
-            tsm = list((self.root / "data").rglob("*.tsm"))
-            if tsm and wal == 0:
+            tsm = sorted(str(p) for p in (self.root / "data").rglob("*.tsm"))
+            if tsm != last or wal:
+                last, since = tsm, time.monotonic()
+            elif tsm and time.monotonic() - since >= quiet:
                 break
             time.sleep(1)
         return time.monotonic() - began
@@ -268,7 +272,7 @@ def main() -> int:
             elapsed = send_all(requests.Session, bodies, args.senders)
             results[name] = {"ingest": count / elapsed}
             print(f"{name:9s} ingest: {count / elapsed:12,.0f} samples/s ({elapsed:.1f} s, {len(bodies)} requests)")
-        print(f"InfluxDB  cache written out to TSM files after {influx.settle():.0f} s (not counted)")
+        print(f"InfluxDB  cache written out and compacted after {influx.settle():.0f} s (not counted)")
         day = START + timedelta(days=min(14, args.days - 1))
         queries = [("avg 30d @1h", START, START + timedelta(days=args.days), "1h"),
                    ("avg 1d @10m", day, day + timedelta(days=1), "10m")]
