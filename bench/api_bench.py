@@ -171,7 +171,8 @@ def measure(server_pid: int, url: str, **kwargs) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--worker-class", default="gthread", help="gthread keeps connections alive; sync does not")
+    parser.add_argument("--worker-threads", type=int, default=2, help="threads per gthread worker")
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
@@ -204,6 +205,10 @@ def main() -> int:
             str(args.workers),
             "--worker-class",
             args.worker_class,
+            "--threads",
+            str(args.worker_threads),
+            "--keep-alive",
+            "30",
             "--bind",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -293,7 +298,8 @@ def main() -> int:
 
     db_kind = env["DATABASE_URL"].split(":", 1)[0]
     print(
-        f"\nBerth API benchmark: gunicorn {args.workers} {args.worker_class} workers, {db_kind}, "
+        f"\nBerth API benchmark: gunicorn {args.workers} {args.worker_class} workers"
+        f"{f' x {args.worker_threads} threads' if args.worker_class == 'gthread' else ''}, {db_kind}, "
         f"wrk {args.threads} thread(s), {os.cpu_count()} CPUs, {args.duration}s per scenario, nice {args.nice}"
     )
     load = os.getloadavg()[0]
