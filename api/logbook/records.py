@@ -58,6 +58,8 @@ def _check_string(value):
         return None, "expected a string"
     if len(value) > MAX_STRING:
         return None, f"string longer than {MAX_STRING} characters"
+    if "\x00" in value:  # PostgreSQL text cannot hold it
+        return None, "NUL characters are not allowed"
     return value, None
 
 
@@ -123,7 +125,7 @@ def validate(records):
 
 
 def _good_name(field):
-    return type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace()
+    return type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace() and "\x00" not in field
 
 
 def _validate_slowly(index, record):
@@ -146,6 +148,8 @@ def _validate_slowly(index, record):
         problems["field"] = ["expected a non-empty field name"]
     elif len(field) > MAX_FIELD_NAME:
         problems["field"] = [f"field name longer than {MAX_FIELD_NAME} characters"]
+    elif "\x00" in field:
+        problems["field"] = ["NUL characters are not allowed in a field name"]
     field_type = record.get("field_type")
     if field_type not in FIELD_TYPES:
         problems["field_type"] = [f"expected one of {', '.join(FIELD_TYPES)}"]

@@ -104,6 +104,11 @@ def test_first_value_written_wins(logbook):
     ({"ts": 1, "field": "v", "field_type": "geo_point", "value": [57, 9]}, "value", "lat"),
     ({"ts": 1, "field": "v", "field_type": "float"}, "value", "required"),
     ({"ts": -5, "field": "v", "field_type": "float", "value": 1}, "ts", "range"),
+    ({"ts": 10**30, "field": "v", "field_type": "float", "value": 1}, "ts", "range"),
+    ({"ts": 1, "field": "v\x00", "field_type": "float", "value": 1}, "field", "NUL"),
+    ({"ts": 1, "field": "v", "field_type": "string", "value": "a\x00b"}, "value", "NUL"),
+    ({"ts": 1, "field": "v", "field_type": "long", "value": 2**63}, "value", "64-bit"),
+    ({"ts": 1, "field": "v", "field_type": "float", "value": 1, "unit": "V"}, "non_field_errors", "unknown keys"),
 ])
 def test_a_bad_record_is_reported_by_index_and_nothing_is_written(logbook, record, key, fragment):
     batch = volts(5)
@@ -204,6 +209,7 @@ def test_another_accounts_device_is_not_found(logbook, api_factory):
     foreign = api_factory.device()  # a device of another account
     assert logbook.write(volts(1), device=foreign).status_code == 404
     assert logbook.write(volts(1), device="no-such-device").status_code == 404
+    assert logbook.write(volts(1), device="nul\x00device").status_code == 404
     assert logbook.read(**{**BASE, "device_id": foreign.id}).status_code == 404
     assert logbook.fields(device_id=foreign.id).status_code == 404
     foreign_user = api_factory.token("user", account=api_factory.account())
