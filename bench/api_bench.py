@@ -174,7 +174,7 @@ def main() -> int:
     parser.add_argument("--worker-class", default="gthread", help="gthread keeps connections alive; sync does not")
     parser.add_argument("--worker-threads", type=int, default=2, help="threads per gthread worker")
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (8 keeps 4x2 workers busy)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
         "--nice", type=int, default=0, help="niceness for gunicorn and wrk (negative needs root; for a shared box)"
