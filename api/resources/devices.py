@@ -7,13 +7,13 @@ import re
 from typing import Any
 
 from flask import Blueprint, g, request
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select
 
 from api.auth import require_token
 from api.extensions import db
 from api.models import Deployment, Device
 from api.errors import NotFound
-from api.models.types import UTCDateTime, isoformat
+from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
@@ -94,12 +94,20 @@ def create_device():
     return serialize_device(device, []), 201
 
 
-# The hottest read: one plain SQL statement for the device and its successful releases.
-_DEVICE_WITH_RELEASES = text(
-    "SELECT d.id, d.unit_id, d.display, d.created, dep.release_id FROM devices d"
-    " LEFT JOIN deployments dep ON dep.device_id = d.id AND dep.status = 'succeeded'"
-    " WHERE d.id = :device_id AND d.account_id = :account_id ORDER BY dep.release_id"
-).columns(created=UTCDateTime)
+# The hottest read: one statement built once at import (compiled form and result
+# metadata cached by SQLAlchemy) for the device and its successful releases.
+_devices, _deployments = Device.__table__, Deployment.__table__
+_DEVICE_WITH_RELEASES = (
+    select(_devices.c.id, _devices.c.unit_id, _devices.c.display, _devices.c.created, _deployments.c.release_id)
+    .join_from(
+        _devices,
+        _deployments,
+        (_deployments.c.device_id == _devices.c.id) & (_deployments.c.status == "succeeded"),
+        isouter=True,
+    )
+    .where(_devices.c.id == bindparam("device_id"), _devices.c.account_id == bindparam("account_id"))
+    .order_by(_deployments.c.release_id)
+)
 
 
 @bp.get("/devices/<device_id>/")
