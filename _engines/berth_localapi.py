@@ -29,11 +29,13 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None,
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
     except OSError as exc:
         log.warning("berth_localapi on %s: cannot write the minion_id file: %s", unit_id, exc)
-    # __salt__ is a loader-context proxy that resolves only in this thread;
-    # the HTTP server's worker threads need the loader object itself.
-    functions = __salt__.value() if hasattr(__salt__, "value") else __salt__
     try:
-        app = localapi.LocalAPI(unit_id, functions, opts=dict(__opts__), commands=commands)
+        # A loader of its own rather than __salt__: the engine's opts were
+        # copied before the minion connected and lack the master's address
+        # that state.sls needs (and __salt__, a loader-context proxy, does not
+        # resolve in the HTTP server's worker threads).
+        functions, opts = localapi.minion_functions(__opts__)
+        app = localapi.LocalAPI(unit_id, functions, opts=opts, commands=commands)
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
         # Returning ends the engine process and the minion's process manager

@@ -270,6 +270,79 @@ class LocalAPI:
         }
 
 
+def with_master_address(opts: Mapping) -> dict:
+    """A copy of the minion ``opts`` with the master's address resolved
+    (``master_ip``, ``master_uri``) as ``salt.minion`` does when it connects.
+
+    The engine process is forked before the minion has connected, so its opts
+    lack ``master_uri``; without it every function that talks to the master
+    (``state.sls`` fetching files and pillar) fails with ``KeyError:
+    'master_uri'``. An address that does not resolve is logged and left out:
+    the commands that need no master still work."""
+    opts = dict(opts)
+    if opts.get("master_uri"):
+        return opts
+    master = opts.get("master")
+    if isinstance(master, list):  # multi-master/failover: the first one, as the minion tries first
+        master = master[0] if master else ""
+    try:
+        resolved = dict(opts, master=master, retry_dns=0)
+        resolved.update(salt.minion.prep_ip_port(resolved))
+        address = salt.minion.resolve_dns(resolved, fallback=False)
+    except (
+        salt.exceptions.SaltClientError,
+        salt.exceptions.SaltMasterUnresolvableError,
+        salt.exceptions.SaltSystemExit,
+        ValueError,
+    ) as exc:
+        log.warning(
+            "berth_localapi on %s: cannot resolve the master address %r (%s); "
+            "commands that need the master (state.sls) will fail",
+            opts.get("id"), master, exc,
+        )
+        return opts
+    opts.update(master=resolved["master"], master_port=resolved["master_port"], **address)
+    return opts
+
+
+def minion_functions(opts: Mapping):
+    """The execution modules of a minion whose ``opts`` may still lack the
+    master's address (see :func:`with_master_address`), loaded afresh."""
+    import salt.loader  # pylint: disable=import-outside-toplevel
+
+    opts = with_master_address(opts)
+    utils = salt.loader.utils(opts)
+    return salt.loader.minion_mods(opts, utils=utils), opts
+
+
+def local_api_url(opts: Mapping) -> str | None:
+    """Where a process on this device reaches the ``berth_localapi`` engine
+    configured in the minion ``opts`` (``http://127.0.0.1:9000`` by default), or
+    None when the engine is not configured or listens on a port chosen at start
+    (``port: 0``). A wildcard bind address is reached on loopback."""
+    engines = opts.get("engines") or []
+    if isinstance(engines, Mapping):
+        engines = [{name: conf} for name, conf in engines.items()]
+    for entry in engines:
+        if not isinstance(entry, Mapping):
+            entry = {entry: None}
+        for name, conf in entry.items():
+            conf = conf if isinstance(conf, Mapping) else {}
+            if conf.get("engine_module", name) != "berth_localapi":
+                continue
+            try:
+                host, port = check_address(conf.get("host", DEFAULT_HOST), conf.get("port", DEFAULT_PORT))
+            except ValueError:
+                return None
+            if port == 0:
+                return None
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+            if ":" in host:
+                host = f"[{host}]"
+            return f"http://{host}:{port}"
+    return None
+
+
 def minion_id_path(opts: Mapping) -> str:
     """Where Salt caches the minion id (``/etc/salt/minion_id``), computed as
     ``salt.config.get_id`` does, so it follows a relocated ``root_dir``."""
