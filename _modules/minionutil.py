@@ -19,11 +19,12 @@ CLI examples:
     salt '*' minionutil.last_errors limit=20
     salt '*' minionutil.last_startup
     salt '*' minionutil.unit_id
+    salt '*' minionutil.local_api_url
 """
 
 import logging
 
-from berth import minionlogs
+from berth import localapi, minionlogs, sleephook
 from salt.exceptions import SaltInvocationError
 
 log = logging.getLogger(__name__)
@@ -130,3 +131,32 @@ def unit_id():
         salt '*' minionutil.unit_id
     """
     return __opts__["id"]
+
+
+def local_api_url():
+    """
+    The URL where processes on this device reach the local API (the
+    ``berth_localapi`` engine of this minion's config), or None when the engine
+    is not configured. ``state.sls docker.sleep`` points the sleep hook there.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.local_api_url
+    """
+    return localapi.local_api_url(__opts__)
+
+
+def sleep_hook_program():
+    """
+    The path of the sleep hook program (:mod:`berth.sleephook`), which
+    ``state.sls docker.sleep`` runs with the minion's Python.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.sleep_hook_program
+    """
+    return sleephook.__file__

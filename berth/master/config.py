@@ -33,10 +33,13 @@ def master_options(*, api_url, token_file, spool_dir, salt_api_port, sharedsecre
     }
 
 
-def minion_options(*, docker_host, hook_dir, settle_seconds=3, repo=REPO) -> dict:
+def minion_options(*, docker_host, hook_dir, localapi_port, settle_seconds=3, repo=REPO) -> dict:
     hook_dir = pathlib.Path(hook_dir)
     return {
         "module_dirs": [str(repo)],
+        # The on-device local API; the sleep hook applies through it (docs/fleet.md).
+        # Several minions on one machine each need their own port.
+        "engines": [{"berth_localapi": {"host": "127.0.0.1", "port": int(localapi_port)}}],
         "docker.url": docker_host,
         "docker.release_settle_seconds": float(settle_seconds),
         # state.sls docker.sleep installs the hook here (default /usr/local/sbin, /etc/systemd/system)

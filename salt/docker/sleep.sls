@@ -5,6 +5,11 @@
   while the device is idle. A power manager that does not go through sleep.target
   runs the script itself and waits for it to exit before suspending.
 
+  When the minion runs the berth_localapi engine, the hook (berth.sleephook, a few
+  milliseconds of stdlib Python) asks the running minion to apply through the local
+  API and waits for the answer; salt-call (a new Salt process, seconds of CPU) is
+  only the fallback when the local API cannot be reached.
+
   Settings (minion config or pillar, via config.get):
     berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)
     berth:sleep:unit_dir  systemd unit directory    (/etc/systemd/system)
@@ -18,6 +23,10 @@
 {%- set salt_call = salt['config.get']('berth:sleep:salt_call',
       beside_python if salt['file.file_exists'](beside_python) else 'salt-call') %}
 {%- set unit = unit_dir ~ '/berth-before-sleep.service' %}
+{%- set local_api = salt['minionutil.local_api_url']() %}
+{%- set salt_call_line = salt_call ~ ' -c ' ~ opts['conf_file'].rsplit('/', 1)[0] ~
+      ' --retcode-passthrough --log-level=warning --out=highstate --state-output=changes'
+      ~ ' --state-verbose=False state.sls docker.release' %}
 
 berth-before-sleep-script:
   file.managed:
@@ -30,7 +39,12 @@ berth-before-sleep-script:
         # Run by berth-before-sleep.service (Before=sleep.target) or by the power manager.
         # Exit status 0 = release applied or nothing to do; output (what changed) goes to
         # the journal. The device reports the outcome to the fleet API either way.
-        exec {{ salt_call }} -c {{ opts['conf_file'].rsplit('/', 1)[0] }} --retcode-passthrough --log-level=warning --out=highstate --state-output=changes --state-verbose=False state.sls docker.release "$@"
+        {%- if local_api %}
+        # The running minion applies (local API {{ local_api }}); salt-call only if unreachable.
+        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --local-api '{{ local_api }}' --timeout {{ timeout }} -- {{ salt_call_line }}
+        {%- else %}
+        exec {{ salt_call_line }}
+        {%- endif %}
 
 berth-before-sleep-unit:
   file.managed:

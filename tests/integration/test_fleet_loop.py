@@ -148,6 +148,8 @@ def test_sleep_state_installs_a_unit_ordered_before_sleep(fleet):
     assert "TimeoutStartSec=1200" in unit
     script = minion.sleep_hook.read_text()
     assert "state.sls docker.release" in script and minion.config_dir in script
+    # the running minion applies through its local API; salt-call is the fallback
+    assert f"--local-api '{minion.localapi_url}'" in script
 
 
 def test_register_minions_is_idempotent(fleet, salt_run_cli):
@@ -175,6 +177,7 @@ def test_release_applied_on_sleep_signal_on_both_devices(fleet):
     for minion in fleet.minions:
         done = sleep_signal(minion)
         assert done.returncode == 0, done.stdout + done.stderr
+        assert f"state.sls docker.release via {minion.localapi_url}: succeeded" in done.stderr, done.stderr
 
     final = fleet.wait_successful(release["id"], fleet.minions)
     assert sorted(final["successful_deployments"]) == sorted(fleet.device_ids[m.id] for m in fleet.minions)

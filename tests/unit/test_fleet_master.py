@@ -205,9 +205,10 @@ def test_config_cli_prints_master_and_minion_options(capsys):
     assert master["rest_cherrypy"] == {"host": "127.0.0.1", "port": 8001, "disable_ssl": True}
     assert master["interface"] == "127.0.0.1"
     assert {"berth/release/result": ["salt://reactor/release_result.sls"]} in master["reactor"]
-    assert config.main(["minion", "docker_host=unix:///d.sock", "hook_dir=/h"]) == 0
+    assert config.main(["minion", "docker_host=unix:///d.sock", "hook_dir=/h", "localapi_port=9123"]) == 0
     minion = yaml.safe_load(capsys.readouterr().out)
     assert minion["docker.url"] == "unix:///d.sock"
+    assert minion["engines"] == [{"berth_localapi": {"host": "127.0.0.1", "port": 9123}}]
     assert minion["berth"]["sleep"]["script"] == "/h/berth-before-sleep"
     assert config.main(["minion", "nonsense"]) == 2
     assert config.main(["minion", "bogus=1"]) == 2

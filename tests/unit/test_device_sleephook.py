@@ -1,0 +1,149 @@
+"""The sleep hook (berth.sleephook) against the real local API app served over HTTP,
+with plain Python functions as the minion's "state.sls"; the hook in a real
+minion is exercised by tests/integration/test_fleet_loop.py. Also the engine's
+address helpers in berth.localapi."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+from salt.config import DEFAULT_MINION_OPTS
+
+from berth import localapi, sleephook
+
+UNIT = "dev-sleephook"
+FALLBACK = ["sh", "-c", "echo fell back; exit 7"]
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(state_sls, commands=None, retcode=0):
+        calls, context = [], {}
+
+        def fun(*args, **kwargs):
+            calls.append(args)
+            context["retcode"] = retcode  # as state.sls does (2 when a state failed)
+            return state_sls()
+
+        app = localapi.LocalAPI(UNIT, {"state.sls": fun}, context=context, commands=commands)
+        httpd = localapi.server(app, "127.0.0.1", 0)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.port}", calls
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def run_hook(url, *fallback):
+    return subprocess.run(
+        [sys.executable, sleephook.__file__, "--local-api", url, "--timeout", "30", "--", *fallback],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_applies_through_the_local_api(serve):
+    url, calls = serve(lambda: {"docker_release_|-berth-docker-release_|-x_|-applied": {
+        "__id__": "berth-docker-release", "result": True, "comment": "release 7 applied",
+        "changes": {"started": ["app"]}, "__run_num__": 0}})
+    done = run_hook(url, *FALLBACK)
+    assert done.returncode == 0, done.stderr
+    assert calls == [("docker.release",)]
+    assert "changed berth-docker-release: release 7 applied" in done.stdout
+    assert '"started": ["app"]' in done.stdout
+    assert "fell back" not in done.stdout
+    assert f"state.sls docker.release via {url}: succeeded" in done.stderr
+
+
+@pytest.mark.parametrize(("retcode", "exit_status"), [(2, 2), (0, 1)])
+def test_a_failed_apply_exits_non_zero_without_falling_back(serve, retcode, exit_status):
+    url, _ = serve(lambda: {"x": {"__id__": "berth-docker-release", "result": False,
+                                  "comment": "container app exited (3)", "changes": {}}}, retcode=retcode)
+    done = run_hook(url, *FALLBACK)
+    assert done.returncode == exit_status
+    assert "FAILED berth-docker-release: container app exited (3)" in done.stdout
+    assert "fell back" not in done.stdout
+
+
+def test_salt_errors_as_a_list_are_a_failure(serve):
+    url, _ = serve(lambda: ["No matching sls found for 'docker.release' in env 'base'"], retcode=1)
+    done = run_hook(url, *FALLBACK)
+    assert done.returncode == 1
+    assert "No matching sls found" in done.stdout
+
+
+def test_unreachable_local_api_runs_the_fallback():
+    done = run_hook(f"http://127.0.0.1:{closed_port()}", *FALLBACK)
+    assert done.returncode == 7
+    assert "fell back" in done.stdout
+    assert "local API unavailable" in done.stderr
+
+
+def test_local_api_that_refuses_state_sls_runs_the_fallback(serve):
+    url, calls = serve(lambda: {}, commands=["docker.*"])
+    done = run_hook(url, *FALLBACK)
+    assert done.returncode == 7
+    assert calls == []
+    assert "refused the job (403)" in done.stderr
+
+
+def test_no_local_api_and_no_fallback_is_an_error():
+    done = run_hook(f"http://127.0.0.1:{closed_port()}")
+    assert done.returncode == 1
+    assert "no fallback command" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("engines", "url"),
+    [
+        ([{"berth_localapi": {"host": "127.0.0.1", "port": 9100}}], "http://127.0.0.1:9100"),
+        ([{"berth_localapi": None}], "http://127.0.0.1:9000"),
+        (["berth_localapi"], "http://127.0.0.1:9000"),
+        ({"berth_localapi": {"host": "0.0.0.0", "port": 9001}}, "http://127.0.0.1:9001"),
+        ([{"api": {"engine_module": "berth_localapi", "host": "::", "port": 9002}}], "http://[::1]:9002"),
+        ([{"berth_localapi": {"port": 0}}], None),
+        ([{"berth_localapi": {"port": "http"}}], None),
+        ([{"other": {}}], None),
+        (None, None),
+    ],
+)
+def test_local_api_url_from_the_engine_config(engines, url):
+    assert localapi.local_api_url({"engines": engines}) == url
+
+
+def minion_opts(**overrides):
+    opts = dict(DEFAULT_MINION_OPTS)
+    opts.update(id=UNIT, **overrides)
+    return opts
+
+
+def test_master_address_is_resolved_as_the_minion_does():
+    opts = localapi.with_master_address(minion_opts(master="127.0.0.1:4606"))
+    assert opts["master_uri"] == "tcp://127.0.0.1:4606"
+    assert opts["master_ip"] == "127.0.0.1"
+    assert opts["master"] == "127.0.0.1"
+
+
+def test_an_existing_master_uri_is_kept():
+    opts = localapi.with_master_address(minion_opts(master="127.0.0.1", master_uri="tcp://10.0.0.1:4506"))
+    assert opts["master_uri"] == "tcp://10.0.0.1:4506"
+
+
+def test_an_unresolvable_master_is_logged_not_fatal(caplog):
+    with caplog.at_level("WARNING"):
+        opts = localapi.with_master_address(minion_opts(master="no-such-host.invalid", retry_dns=30))
+    assert "master_uri" not in opts
+    assert f"berth_localapi on {UNIT}: cannot resolve the master address 'no-such-host.invalid'" in caplog.text
