@@ -143,8 +143,12 @@ class Influx:
             """))
         self.log = open(root / "influxd.log", "wb")
         self.process = subprocess.Popen(["influxd", "-config", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self.url + "/ping")
-        requests.post(self.url + "/query", data={"q": "CREATE DATABASE bench"}).raise_for_status()
+        try:
+            wait_for(self.url + "/ping")
+            requests.post(self.url + "/query", data={"q": "CREATE DATABASE bench"}).raise_for_status()
+        except Exception:
+            self.close()
+            raise
 
     def bodies(self, count: int):
         url = self.url + "/write?db=bench&precision=ms"
@@ -221,7 +225,11 @@ class Berth:
              "--log-level", "warning", "api:create_app()"],
             env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_for(self.url + "/logbook/storage/fields/")
+        try:
+            wait_for(self.url + "/logbook/storage/fields/")
+        except Exception:
+            self.close()
+            raise
 
     def bodies(self, count: int, batch: int):
         url = self.url + "/logbook/storage/write/"
