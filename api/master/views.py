@@ -1,7 +1,8 @@
 """Master-scope API (token scope ``master``): what the Salt master needs from the fleet API.
 
-* ``GET /master/minions/{unit_id}/pillar/`` -- the device's target release and registries
-  (with decrypted passwords: this is the only place they leave the API);
+* ``GET /master/minions/{unit_id}/pillar/`` -- the device's target release, registries
+  (with decrypted passwords) and logbook settings (with the device's shipper token):
+  this is the only place those secrets leave the API;
 * ``POST /master/deployments/report/`` -- a device's apply result (idempotent);
 * ``POST /master/devices/sync/`` -- register accepted minion keys as devices.
 """
@@ -17,6 +18,7 @@ from api.auth import require_token
 from api.errors import NotFound
 from api.extensions import db
 from api.master import reports
+from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
 from api.payload import json_body
 from api.resources.devices import unit_id as unit_id_field
@@ -57,7 +59,8 @@ def release_pillar(release: Release) -> dict:
 @bp.get("/master/minions/<unit_id>/pillar/")
 @require_token("master")
 def minion_pillar(unit_id: str):
-    """The minion's target release and its account's registries (passwords decrypted), for the ext_pillar."""
+    """The minion's target release, its account's registries (passwords decrypted) and its logbook
+    settings (API URL, device id, the device's shipper token), for the ext_pillar."""
     device = _device_by_unit_id(unit_id)
     release_id = target_release_id(device)
     release = db.session.get(Release, release_id) if release_id is not None else None
@@ -70,6 +73,7 @@ def minion_pillar(unit_id: str):
             "registries": {
                 str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()} for r in registries
             },
+            "logbook": logbook_pillar(device, g.token.user_id),
         }
     )
 
