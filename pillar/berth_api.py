@@ -1,4 +1,4 @@
-"""ext_pillar ``berth_api``: each minion's target release and registries, from the Berth API.
+"""ext_pillar ``berth_api``: each minion's target release, registries and logbook settings, from the Berth API.
 
 Master config (see conf/master.d/berth.conf)::
 
@@ -9,8 +9,9 @@ Master config (see conf/master.d/berth.conf)::
     ext_pillar:
       - berth_api: {}          # keys given here override the top-level berth_api ones
 
-Produces ``docker:release`` / ``docker:registries``; when the API cannot be asked,
-``docker:error`` instead, and the release state refuses to run.
+Produces ``docker:release`` / ``docker:registries`` and ``berth:logbook`` (``url``, ``token``,
+``device_id``: what the ``berth_shipper`` engine sends samples with); when the API cannot be
+asked, ``docker:error`` instead, and the release state refuses to run.
 """
 
 from berth.master.pillar import release_pillar

@@ -1,4 +1,4 @@
-"""The ``docker`` pillar of one minion, as the API describes it."""
+"""The pillar of one minion, as the API describes it: ``docker`` (release, registries) and ``berth:logbook``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ log = logging.getLogger(__name__)
 
 
 def release_pillar(conf: dict, minion_id: str) -> dict:
-    """``{"docker": {"release": ..., "registries": ...}}``, or ``{"docker": {"error": ...}}``.
+    """``{"docker": {"release": ..., "registries": ...}, "berth": {"logbook": {"url", "token", "device_id"}}}``,
+    or ``{"docker": {"error": ...}}``.
+
+    ``berth:logbook`` (what the ``berth_shipper`` engine sends samples with) is there only
+    when the API gave the device's logbook settings.
 
     An unknown device (404) has no release. Any other failure puts the error in the
     pillar so the release state refuses to act on a missing or partial release.
@@ -34,4 +38,20 @@ def release_pillar(conf: dict, minion_id: str) -> dict:
         minion_id,
         release and f"{release.get('id')} ({release.get('version_hash')})",
     )
-    return {"docker": {"release": release, "registries": registries}}
+    pillar = {"docker": {"release": release, "registries": registries}}
+    logbook = logbook_settings(data.get("logbook"))
+    if logbook is not None:
+        pillar["berth"] = {"logbook": logbook}
+    else:
+        log.warning("berth_api: minion %s: the API gave no logbook settings; its samples stay spooled", minion_id)
+    return pillar
+
+
+LOGBOOK_KEYS = ("url", "token", "device_id")
+
+
+def logbook_settings(value) -> dict | None:
+    """The API's ``logbook`` object as pillar ``berth:logbook``; None unless it has every key as a non-empty string."""
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k] for k in LOGBOOK_KEYS):
+        return None
+    return {k: value[k] for k in LOGBOOK_KEYS}
