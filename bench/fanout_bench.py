@@ -252,10 +252,17 @@ class Bench:
         live = self.minion_ids[: min(self.args.minions, n)]
         live_devices = set(self.device_ids[: len(live)])
         # install the sleep hook everywhere (state.sls docker.sleep)
-        out = self.salt("salt", "*", "state.sls", "docker.sleep", "--out=json", "--static", "-t", "300")
+        # queue=True: the minion-start state (pre-pull) may still be running on some minions
+        out = self.salt("salt", "*", "state.sls", "docker.sleep", "queue=True", "--out=json", "--static", "-t", "300")
         missing = [m for m in live if not (self.minion_dir(m) / "hook" / "berth-before-sleep").exists()]
         if missing:
-            raise SystemExit(f"fanout_bench: sleep hook not installed on {missing}: {out.stdout[-2000:]}")
+            try:
+                returns = json.loads(out.stdout or "{}")
+            except ValueError:
+                returns = out.stdout[-2000:]
+            if isinstance(returns, dict):
+                returns = {m: returns.get(m, "no return") for m in missing}
+            raise SystemExit(f"fanout_bench: sleep hook not installed on {missing}: {str(returns)[:4000]}")
 
         start = time.monotonic()
         self.salt("salt", "*", "saltutil.refresh_pillar", "wait=True", "--out=quiet", "-t", "300")
