@@ -70,14 +70,21 @@ def shipper_token(device: Device, owner_id: int | None) -> str | None:
             try:
                 return crypto.decrypt(row.token_encrypted)
             except ValueError:
-                log.warning("logbook shipper token of device %s cannot be decrypted (secret key changed); minting a new one", device.unit_id)
+                log.warning(
+                    "device %s: its logbook shipper token cannot be decrypted (secret key changed); minting a new one",
+                    device.unit_id,
+                )
         owner = _owner(device, owner_id)
         if owner is None:
-            log.warning("device %s: no user in account %s to own a logbook shipper token", device.unit_id, device.account_id)
+            log.warning(
+                "device %s: no user in account %s to own a logbook shipper token", device.unit_id, device.account_id
+            )
             return None
         token, plaintext = create_token(owner, scope="device", device=device, name=TOKEN_NAME)
         if row is None:
-            db.session.add(LogbookShipperToken(device_id=device.id, token_id=token.id, token_encrypted=crypto.encrypt(plaintext)))
+            db.session.add(
+                LogbookShipperToken(device_id=device.id, token_id=token.id, token_encrypted=crypto.encrypt(plaintext))
+            )
             try:
                 db.session.commit()
             except IntegrityError:
@@ -107,4 +114,6 @@ def _owner(device: Device, owner_id: int | None) -> User | None:
     owner = db.session.get(User, owner_id) if owner_id is not None else None
     if owner is not None and owner.account_id == device.account_id:
         return owner
-    return db.session.scalars(select(User).where(User.account_id == device.account_id).order_by(User.id).limit(1)).first()
+    return db.session.scalars(
+        select(User).where(User.account_id == device.account_id).order_by(User.id).limit(1)
+    ).first()
