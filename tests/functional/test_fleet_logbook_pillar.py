@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from api.extensions import db
 from api.master.logbook_settings import TOKEN_NAME, LogbookShipperToken
-from api.models import ApiToken
+from api.models import ApiToken, User
 from api.models.types import utcnow
 
 pytestmark = pytest.mark.db
@@ -168,3 +168,25 @@ def test_unknown_device_has_no_token(app, client, master_token):
     assert resp.status_code == 404
     with app.app_context():
         assert db.session.scalars(select(LogbookShipperToken)).all() == []
+
+
+def test_account_without_users_gets_no_logbook_but_its_release_pillar(app, client, master_token, device, caplog):
+    with app.app_context():
+        db.session.query(User).delete()  # the master token stays valid (user_id SET NULL)
+        db.session.commit()
+    body = pillar(client, master_token, device)
+    assert body["logbook"] is None and body["release"] is None
+    assert f"device {device.unit_id}: no user" in caplog.text
+
+
+def test_master_token_owner_gone_token_owned_by_another_user_of_the_account(
+    app, client, master_token, user, api_factory, account, device
+):
+    other = api_factory.user(account)
+    with app.app_context():
+        db.session.delete(db.session.get(User, user.id))
+        db.session.commit()
+    token = pillar(client, master_token, device)["logbook"]["token"]
+    assert write(client, token, device.id).status_code == 201
+    [row] = shipper_tokens(app, device)
+    assert row.user_id == other.id
