@@ -59,7 +59,9 @@ release_devices = Table(
     "release_devices",
     db.metadata,
     Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
-    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    # Covers "does a newer release list this device" (queueing) and a device's target release.
+    Index("ix_release_devices_device_id_release_id", "device_id", "release_id"),
 )
 
 
@@ -75,7 +77,7 @@ class Release(db.Model):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="releases")
-    devices: Mapped[list[Device]] = relationship(secondary=release_devices, order_by=Device.created)
+    devices: Mapped[list[Device]] = relationship(secondary=release_devices, order_by=[Device.created, Device.id])
     containers: Mapped[list["ReleaseContainer"]] = relationship(
         back_populates="release", order_by="ReleaseContainer.position", cascade="all, delete-orphan"
     )
@@ -124,7 +126,8 @@ class Deployment(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    # No index of its own: uq_deployments_release_id (release_id, device_id) serves release_id lookups.
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(12), default="queued")
     error: Mapped[str | None] = mapped_column(Text)

@@ -174,6 +174,8 @@ def _containers(value: Any) -> list[dict]:
 
 
 def _device_ids(value: Any) -> list[str]:
+    """The account's devices ``value`` names, de-duplicated, in the order a release lists its devices
+    (by device creation), so a new release's response needs no second read."""
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
     for item in value:
@@ -182,19 +184,19 @@ def _device_ids(value: Any) -> list[str]:
         if "\x00" in item or len(item) > 36:
             raise FieldError(f'Invalid pk "{item[:40]}" - object does not exist.')
     ids = list(dict.fromkeys(value))  # de-duplicated, order kept; O(n) for fleets of 10,000
-    if ids:
-        given = id_rows(ids)
-        unknown = set(
-            db.session.scalars(
-                select(given.c.value).where(
-                    given.c.value.not_in(select(Device.id).where(Device.account_id == g.account.id))
-                )
-            )
-        )
-        missing = [i for i in ids if i in unknown]
-        if missing:
-            raise FieldError([f'Invalid pk "{i}" - object does not exist.' for i in missing])
-    return ids
+    if not ids:
+        return []
+    given = id_rows(ids)
+    known = db.session.scalars(
+        select(Device.id)
+        .join(given, given.c.value == Device.id)
+        .where(Device.account_id == g.account.id)
+        .order_by(Device.created, Device.id)
+    ).all()
+    if len(known) < len(ids):
+        found = set(known)
+        raise FieldError([f'Invalid pk "{i}" - object does not exist.' for i in ids if i not in found])
+    return list(known)
 
 
 def _validate(data: dict, project: Project, release: Release | None) -> dict:
@@ -319,13 +321,7 @@ def create_release(project_id: int):
         project.id,
         len(device_ids),
     )
-    listed = db.session.scalars(
-        select(Device.id)
-        .join(release_devices, release_devices.c.device_id == Device.id)
-        .where(release_devices.c.release_id == release.id)
-        .order_by(Device.created)
-    ).all()
-    return serialize_release(release, successful=[], device_ids=list(listed)), 201
+    return serialize_release(release, successful=[], device_ids=device_ids), 201
 
 
 @bp.get("/docker/projects/<int:project_id>/releases/<int:release_id>/")
