@@ -50,7 +50,7 @@ def queue_release(release: Release, devices: Iterable[Device] | None = None) -> 
         return column.in_(device_set)
 
     now = utcnow()
-    queued, superseded = _queue_set(release, device_filter, now)
+    queued, superseded = _queue_set(release, device_filter, now, all_listed=devices is None)
     # The statements above bypass the ORM: reload any deployment the session holds.
     for obj in list(db.session.identity_map.values()):
         if isinstance(obj, Deployment):
@@ -71,9 +71,9 @@ def queue_release(release: Release, devices: Iterable[Device] | None = None) -> 
     return [device_id for device_id, _ in queued]
 
 
-def _queue_set(release: Release, device_filter, now) -> tuple[list[tuple[str, str]], list[str]]:
-    """Queue ``release`` on the devices ``device_filter(column)`` selects; returns
-    ``([(device id, unit_id) queued], [unit_id superseded])``."""
+def _queue_set(release: Release, device_filter, now, all_listed: bool) -> tuple[list[tuple[str, str]], list[str]]:
+    """Queue ``release`` on the devices ``device_filter(column)`` selects (``all_listed``: every device
+    the release lists); returns ``([(device id, unit_id) queued], [unit_id superseded])``."""
     deployments = Deployment.__table__
     rd_newer = release_devices.alias("rd_newer")
 
@@ -124,7 +124,11 @@ def _queue_set(release: Release, device_filter, now) -> tuple[list[tuple[str, st
         literal(0),
         literal(now, UTCDateTime),
         literal(now, UTCDateTime),
-    ).where(release_devices.c.release_id == release.id, device_filter(release_devices.c.device_id), ~existing)
+    ).where(release_devices.c.release_id == release.id, ~existing)
+    if not all_listed:
+        # Not a self-join when it would select every listed device: PostgreSQL, whose statistics
+        # do not know the new release yet, would plan it as a 10,000 x 10,000 nested loop.
+        new_rows = new_rows.where(device_filter(release_devices.c.device_id))
     db.session.execute(
         insert(deployments).from_select(
             ["release_id", "device_id", "status", "attempts", "created", "updated"], new_rows
