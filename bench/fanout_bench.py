@@ -207,17 +207,19 @@ class Bench:
     # -- the run ----------------------------------------------------------------------
     def run(self):
         t0 = time.monotonic()
-        env = testbed_env()
-        print(f"testbed up; starting API with {max(self.args.sizes)} devices", flush=True)
+        env = {} if self.args.creation_only else testbed_env()
+        print(f"starting API with {max(self.args.sizes)} devices", flush=True)
         self.start_api()
         repo = f"fanout-{uuid.uuid4().hex[:6]}"
-        image = f"{env['BERTH_REGISTRY']}/{repo}/app"
-        for tag in ("v1", "v2"):
-            subprocess.run([str(TESTBED), "image", f"{image}:{tag}"], check=True, capture_output=True,
-                           env={**os.environ, **env}, timeout=300)
-        registry = self.call("POST", "/docker/registries/", 201, json={
-            "name": repo, "url": env["BERTH_REGISTRY"], "username": env["BERTH_REGISTRY_USER"],
-            "password": env["BERTH_REGISTRY_PASSWORD"]})
+        registry = {"id": None}
+        if not self.args.creation_only:
+            image = f"{env['BERTH_REGISTRY']}/{repo}/app"
+            for tag in ("v1", "v2"):
+                subprocess.run([str(TESTBED), "image", f"{image}:{tag}"], check=True, capture_output=True,
+                               env={**os.environ, **env}, timeout=300)
+            registry = self.call("POST", "/docker/registries/", 201, json={
+                "name": repo, "url": env["BERTH_REGISTRY"], "username": env["BERTH_REGISTRY_USER"],
+                "password": env["BERTH_REGISTRY_PASSWORD"]})
         project = self.call("POST", "/docker/projects/", 201, json={"name": repo})
 
         def release_body(version, devices, tag="v1"):
@@ -239,6 +241,8 @@ class Bench:
             print(f"N={n:>6}: release creation median {statistics.median(timings):7.1f} ms, "
                   f"max {max(timings):7.1f} ms over {len(timings)}", flush=True)
 
+        if self.args.creation_only:
+            return {"creation_ms": results}
         # the live fleet: salt-master + minions, then a release for all N devices (minions included)
         print(f"starting salt-master and {self.args.minions} minions with their own engines", flush=True)
         self.start_salt()
@@ -354,6 +358,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--settle", type=float, default=2.0, help="docker.release_settle_seconds on the minions")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--creation-only", action="store_true",
+                        help="only time release creation (API on its own: no testbed, salt or minions)")
     parser.add_argument("--keep", action="store_true", help="keep the state dir (logs) afterwards")
     args = parser.parse_args()
     args.sizes = sorted(int(n) for n in args.sizes.split(","))
