@@ -309,7 +309,10 @@ def create_release(project_id: int):
     if device_ids:
         given = id_rows(device_ids)
         db.session.execute(
-            insert(release_devices).from_select(["release_id", "device_id"], select(literal(release.id), given.c.value))
+            insert(release_devices).from_select(
+                # in key order: index pages are filled one after the other, not at random
+                ["release_id", "device_id"], select(literal(release.id), given.c.value).order_by(given.c.value)
+            )
         )
     queue_release(release)
     _commit(release.version)
