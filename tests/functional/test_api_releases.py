@@ -287,3 +287,24 @@ def test_release_of_other_project_is_404(client, setup):
     assert (
         client.get(f"/docker/projects/{other['id']}/releases/{rel['id']}/", headers=setup["headers"]).status_code == 404
     )
+
+
+def test_created_release_lists_its_devices_as_get_does(app, client, setup, api_factory, account):
+    """The 201 body's devices come from validation, not a re-read: de-duplicated, in the GET order."""
+    d1, d2 = setup["devices"]
+    d3 = api_factory.device(account)
+    given = [d3.id, d1.id, d3.id, d2.id]
+    r = client.post(setup["url"], json={**simple_body(), "devices": given}, headers=setup["headers"])
+    assert r.status_code == 201, r.json
+    fetched = client.get(f"{setup['url']}{r.json['id']}/", headers=setup["headers"]).json
+    assert r.json["devices"] == fetched["devices"]
+    assert sorted(r.json["devices"]) == sorted({d1.id, d2.id, d3.id})
+    assert _deployments(app, r.json["id"]) == {d1.id: "queued", d2.id: "queued", d3.id: "queued"}
+    # unknown ids are named in the order given
+    r = client.post(
+        setup["url"], json={**simple_body("2"), "devices": ["nope-2", d1.id, "nope-1"]}, headers=setup["headers"]
+    )
+    assert r.status_code == 400
+    assert r.json == {
+        "devices": ['Invalid pk "nope-2" - object does not exist.', 'Invalid pk "nope-1" - object does not exist.']
+    }
