@@ -5,9 +5,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from flask import request
 
 from api.errors import ApiError, UnsupportedMediaType, ValidationError
+
+# bytes.translate table: every ASCII digit -> "0", every other byte -> " "
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 19  # 2**63 has 19 digits
+
+
+def loads(raw: bytes) -> Any:
+    """``json.loads(raw)``, the same value or the same exception, decoded by
+    orjson (in C, about twice as fast on a telemetry batch) when that gives the
+    same value.
+
+    orjson is stricter than the standard library in a few places (NaN and
+    Infinity literals, numbers that overflow to infinity, lone surrogates,
+    a UTF-8 byte order mark, UTF-16/32 bodies): it raises, and the standard
+    library then decides, accepting or failing exactly as before. Where it is
+    *looser* -- an integer beyond 64 bits becomes a float instead of an int --
+    it is not asked at all: a body with a run of 19 or more digits (any such
+    integer has one) goes to the standard library directly.
+    """
+    if raw.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def json_body() -> dict[str, Any]:
@@ -19,7 +45,7 @@ def json_body() -> dict[str, Any]:
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(request.content_type or mimetype)
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError({"detail": f"JSON parse error - {exc}"}, 400) from None
     if not isinstance(data, dict):

@@ -1,12 +1,21 @@
 """Writing samples: field catalog, idempotent insert, rollup maintenance.
 
 Idempotency: samples are inserted with ``ON CONFLICT (field_id, ts) DO
-NOTHING ... RETURNING`` -- the first value written for a (device, field, ts)
-wins, a re-sent sample is skipped, and only the rows really inserted are
-added to the rollups, so a retried batch changes nothing. On PostgreSQL two
-concurrent writers of the same sample are serialised by the conflict check
+NOTHING`` -- the first value written for a (device, field, ts) wins, a
+re-sent sample is skipped, and only the rows really inserted are added to the
+rollups, so a retried batch changes nothing. Which rows were inserted: each
+statement runs inside a savepoint; when its row count says every row went in
+(the usual case: new data), the rows are the ones sent; otherwise the
+statement is rolled back to the savepoint and run again with ``RETURNING``,
+which names the rows inserted (SQLite's ``RETURNING`` costs more than the
+insert itself, so it is only paid when something was skipped). On PostgreSQL
+two concurrent writers of the same sample are serialised by the conflict check
 itself; rollup rows are updated with ``count = count + excluded.count``.
 """
+import functools
+import itertools
+from bisect import bisect_left
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -36,13 +45,9 @@ def field_catalog(conn, device_id):
 
 def _resolve_fields(conn, device_id, batch):
     """Field ids for every name in the batch, creating new fields; errors on type clashes."""
-    pairs = {(sample.field, sample.field_type) for sample in batch}
     wanted = {}
-    for sample in batch:  # the first type named for a new field is its type
-        if sample.field not in wanted:
-            wanted[sample.field] = sample.field_type
-            if len(wanted) == len(pairs):
-                break
+    for field, field_type in batch.series:  # the first type named for a new field is its type
+        wanted.setdefault(field, field_type)
     catalog = field_catalog(conn, device_id)
     missing = [name for name in wanted if name not in catalog]
     if missing:
@@ -51,13 +56,14 @@ def _resolve_fields(conn, device_id, batch):
             [{"device_id": device_id, "name": name, "field_type": wanted[name]} for name in missing],
         )
         catalog = field_catalog(conn, device_id)
-    if any(catalog[name][1] != field_type for name, field_type in pairs):
+    clashes = {pair for pair in batch.series if catalog[pair[0]][1] != pair[1]}
+    if clashes:
         errors = {}
-        for sample in batch:
-            known_type = catalog[sample.field][1]
-            if sample.field_type != known_type:
-                errors[str(sample.index)] = {
-                    "field_type": [f"field '{sample.field}' of this device is {known_type}, not {sample.field_type}"]
+        for index, record in enumerate(batch.records):  # every record is valid: name them by index
+            if (record["field"], record["field_type"]) in clashes:
+                known_type = catalog[record["field"]][1]
+                errors[str(index)] = {
+                    "field_type": [f"field '{record['field']}' of this device is {known_type}, not {record['field_type']}"]
                 }
         raise BatchRejected({"records": errors})
     return {name: field_id for name, (field_id, _) in catalog.items()}
@@ -70,67 +76,124 @@ VALUE_COLUMNS = {"float": ("value_float",), "long": ("value_int",), "bool": ("va
 MAX_PARAMETERS = 8000  # per statement; SQLite allows 32766
 
 
-def _rows(field_type, field_ids, batch):
-    """(field_id, ts, *values) tuples for samples of one type."""
-    if field_type == "geo_point":
-        return [(field_ids[s.field], s.ts, s.value[0], s.value[1]) for s in batch]
-    if field_type == "bool":
-        return [(field_ids[s.field], s.ts, int(s.value)) for s in batch]
-    return [(field_ids[s.field], s.ts, s.value) for s in batch]
+def _parameters(field_id, series):
+    """The flat parameter list (field_id, ts, *values, field_id, ts, ...) of a series."""
+    values = series.values
+    if series.field_type == "geo_point":
+        columns = (series.ts, [lat for lat, _ in values], [lon for _, lon in values])
+    elif series.field_type == "bool":
+        columns = (series.ts, [int(value) for value in values])
+    else:
+        columns = (series.ts, values)
+    width = 1 + len(columns)
+    flat = [field_id] * (width * len(series))
+    for offset, column in enumerate(columns, 1):
+        flat[offset::width] = column
+    return flat, width
 
 
-def _insert_new(conn, columns, rows):
-    """Insert (field_id, ts, *values) rows, skipping existing (field_id, ts); returns the rows inserted.
+@functools.lru_cache(maxsize=32)
+def _insert_sql(mark, columns, rows, returning):
+    names = ", ".join(("field_id", "ts", *columns))
+    one = "(" + ", ".join([mark] * (2 + len(columns))) + ")"
+    sql = f"INSERT INTO {samples.name} ({names}) VALUES {', '.join([one] * rows)} ON CONFLICT (field_id, ts) DO NOTHING"
+    return sql + f" RETURNING {names}" if returning else sql
 
+
+def _insert_new(conn, columns, flat, width):
+    """Insert the (field_id, ts, *values) rows of ``flat``, skipping existing (field_id, ts).
+
+    Returns ``(written, inserted)``: the number of rows inserted, and either
+    None when every row was inserted, or the list of the rows inserted.
     A duplicate inside the batch is skipped like one already stored (the first wins).
 
     Multi-row VALUES statements on the driver cursor: the per-row parameter
     processing of a Core executemany costs more than the insert itself.
     """
-    names = ("field_id", "ts", *columns)
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    one = "(" + ", ".join([mark] * len(names)) + ")"
-    head = f"INSERT INTO {samples.name} ({', '.join(names)}) VALUES "
-    tail = f" ON CONFLICT (field_id, ts) DO NOTHING RETURNING {', '.join(names)}"
-    per_statement = MAX_PARAMETERS // len(names)
-    cursor = conn.connection.driver_connection.cursor()
-    inserted = []
+    postgres = conn.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    per_statement = (MAX_PARAMETERS // width) * width
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor()
+    written, inserted = 0, None
     try:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(head + ", ".join([one] * len(chunk)) + tail, [v for row in chunk for v in row])
-            inserted.extend(cursor.fetchall())
+        if not postgres and not driver.in_transaction:
+            # pysqlite opens the transaction only before an INSERT; a SAVEPOINT
+            # outside one would be the transaction, and its RELEASE a COMMIT
+            cursor.execute("BEGIN")
+        for start in range(0, len(flat), per_statement):
+            chunk = flat[start : start + per_statement]
+            rows = len(chunk) // width
+            cursor.execute("SAVEPOINT logbook_insert")
+            cursor.execute(_insert_sql(mark, columns, rows, False), chunk)
+            if cursor.rowcount == rows:
+                cursor.execute("RELEASE SAVEPOINT logbook_insert")
+                written += rows
+                if inserted is not None:
+                    inserted.extend(zip(*[iter(chunk)] * width))
+                continue
+            # something was skipped: ask which rows go in
+            cursor.execute("ROLLBACK TO SAVEPOINT logbook_insert")
+            cursor.execute("RELEASE SAVEPOINT logbook_insert")
+            cursor.execute(_insert_sql(mark, columns, rows, True), chunk)
+            returned = cursor.fetchall()
+            if inserted is None:
+                inserted = list(zip(*[iter(flat[:start])] * width))
+            inserted.extend(returned)
+            written += len(returned)
     finally:
         cursor.close()
-    return inserted
+    return written, inserted
 
 
 def write(conn, device_id, batch):
-    """Write validated samples of one device in the caller's transaction.
+    """Write the validated :class:`~.records.Batch` of one device in the caller's transaction.
 
     Returns the number of samples newly stored (duplicates are skipped).
     Raises :class:`BatchRejected` when a record's type clashes with the catalog;
     the caller's transaction must then be rolled back.
     """
     field_ids = _resolve_fields(conn, device_id, batch)
-    by_type = {}
-    for sample in batch:
-        by_type.setdefault(sample.field_type, []).append(sample)
-    written, numeric = 0, []
-    for field_type, same_type in by_type.items():
-        inserted = _insert_new(conn, VALUE_COLUMNS[field_type], _rows(field_type, field_ids, same_type))
-        written += len(inserted)
-        if field_type in NUMERIC_TYPES:
-            numeric.extend(inserted)
-    _add_to_rollups(conn, numeric)
+    written, cells = 0, {}
+    for series in batch.series.values():
+        field_id = field_ids[series.field]
+        flat, width = _parameters(field_id, series)
+        count, inserted = _insert_new(conn, VALUE_COLUMNS[series.field_type], flat, width)
+        written += count
+        if series.field_type in NUMERIC_TYPES and count:
+            if inserted is None:
+                _add_series_cells(cells, field_id, series)
+            else:
+                _add_row_cells(cells, inserted)
+    _upsert_rollups(conn, cells)
     return written
 
 
-def _add_to_rollups(conn, inserted):
-    """Add newly inserted (field_id, ts, numeric value) rows to every rollup width."""
-    finest, *coarser = sorted(ROLLUP_WIDTHS)
-    cells = {}  # (field_id, width, start) -> [count, sum, min, max, max_ts]
-    for field_id, ts, value in inserted:
+FINEST, *COARSER = sorted(ROLLUP_WIDTHS)
+
+
+def _add_series_cells(cells, field_id, series):
+    """Add every sample of a (wholly inserted) numeric series to the finest rollup cells."""
+    ts = series.ts
+    values = series.values if series.field_type == "float" else [float(value) for value in series.values]
+    # every sample was inserted, so no two share a ts: sorted means strictly increasing
+    if sorted(ts) != ts:
+        _add_row_cells(cells, zip(itertools.repeat(field_id), ts, values))
+        return
+    # strictly increasing: each cell is a slice, summed in record order
+    start, end, width = 0, len(ts), FINEST
+    while start < end:
+        cell_start = ts[start] - ts[start] % width
+        stop = bisect_left(ts, cell_start + width, start)
+        part = values[start:stop]
+        _merge(cells, (field_id, width, cell_start), [stop - start, sum(part), min(part), max(part), ts[stop - 1]])
+        start = stop
+
+
+def _add_row_cells(cells, rows):
+    """Add (field_id, ts, numeric value) rows to the finest rollup cells."""
+    finest = FINEST
+    for field_id, ts, value in rows:
         value = float(value)
         key = (field_id, finest, ts - ts % finest)
         cell = cells.get(key)
@@ -145,38 +208,59 @@ def _add_to_rollups(conn, inserted):
                 cell[3] = value
             if ts > cell[4]:
                 cell[4] = ts
+
+
+def _merge(cells, key, new):
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = new
+    else:
+        cell[0] += new[0]
+        cell[1] += new[1]
+        cell[2] = min(cell[2], new[2])
+        cell[3] = max(cell[3], new[3])
+        cell[4] = max(cell[4], new[4])
+
+
+ROLLUP_COLUMNS = ("field_id", "width", "start", "count", "sum", "min", "max", "max_ts")
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_sql(mark, rows):
+    table = rollups.name
+    one = "(" + ", ".join([mark] * len(ROLLUP_COLUMNS)) + ")"
+    names = ", ".join(f'"{name}"' for name in ROLLUP_COLUMNS)
+
+    def extreme(name, op):
+        return f'"{name}" = CASE WHEN excluded."{name}" {op} {table}."{name}" THEN excluded."{name}" ELSE {table}."{name}" END'
+
+    return (
+        f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * rows)} "
+        f'ON CONFLICT ("field_id", "width", "start") DO UPDATE SET '
+        f'"count" = {table}."count" + excluded."count", "sum" = {table}."sum" + excluded."sum", '
+        f'{extreme("min", "<")}, {extreme("max", ">")}, {extreme("max_ts", ">")}'
+    )
+
+
+def _upsert_rollups(conn, cells):
+    """Add the finest cells, and the coarser cells summed from them, to the rollups.
+
+    The cells' keys are unique, so one multi-row statement may upsert them
+    (PostgreSQL refuses to update a row twice in one statement).
+    """
     if not cells:
         return
-    for width in coarser:  # coarser cells are sums of the finest ones
-        for (field_id, _, start), (count, total, low, high, newest) in list(cells.items()):
-            if _ != finest:
-                continue
-            key = (field_id, width, start - start % width)
-            cell = cells.get(key)
-            if cell is None:
-                cells[key] = [count, total, low, high, newest]
-            else:
-                cell[0] += count
-                cell[1] += total
-                cell[2] = min(cell[2], low)
-                cell[3] = max(cell[3], high)
-                cell[4] = max(cell[4], newest)
-    stmt = _insert(conn, rollups)
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[rollups.c.field_id, rollups.c.width, rollups.c.start],
-        set_={
-            "count": rollups.c["count"] + new["count"],
-            "sum": rollups.c["sum"] + new["sum"],
-            "min": sa.case((new["min"] < rollups.c["min"], new["min"]), else_=rollups.c["min"]),
-            "max": sa.case((new["max"] > rollups.c["max"], new["max"]), else_=rollups.c["max"]),
-            "max_ts": sa.case((new["max_ts"] > rollups.c["max_ts"], new["max_ts"]), else_=rollups.c["max_ts"]),
-        },
-    )
-    conn.execute(
-        stmt,
-        [
-            {"field_id": f, "width": w, "start": s, "count": c[0], "sum": c[1], "min": c[2], "max": c[3], "max_ts": c[4]}
-            for (f, w, s), c in cells.items()
-        ],
-    )
+    finest = list(cells.items())
+    for width in COARSER:  # coarser cells are sums of the finest ones
+        for (field_id, _, start), cell in finest:
+            _merge(cells, (field_id, width, start - start % width), list(cell))
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    rows = [(*key, *cell) for key, cell in cells.items()]
+    per_statement = MAX_PARAMETERS // len(ROLLUP_COLUMNS)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(_upsert_sql(mark, len(chunk)), [value for row in chunk for value in row])
+    finally:
+        cursor.close()

@@ -38,8 +38,9 @@ def _device(device_id):
 
 @contextmanager
 def _gc_paused():
-    """A batch allocates ~10 objects per record, all alive until the response;
-    the cyclic collector would walk them again and again for nothing."""
+    """A batch allocates a dict and a few objects per record, all alive until
+    the write is done; the cyclic collector would walk them again and again
+    for nothing. They are dropped before it is enabled again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -49,23 +50,30 @@ def _gc_paused():
             gc.enable()
 
 
+def _write_batch():
+    """Validate and store the request's batch -> (device, received, written);
+    the decoded body and the batch die with this frame."""
+    body = json_body()
+    device = _device(body.get("device_id"))
+    batch, errors = records.validate(body.get("records"))
+    if errors:
+        raise ValidationError(errors)
+    try:
+        written = store.write(db.session.connection(), device.id, batch)
+    except store.BatchRejected as rejected:
+        db.session.rollback()
+        raise ValidationError(rejected.errors) from None
+    return device, len(batch), written
+
+
 @bp.post("/write/")
 @require_token("user", "device")
 def write():
     with _gc_paused():
-        body = json_body()
-        device = _device(body.get("device_id"))
-        batch, errors = records.validate(body.get("records"))
-        if errors:
-            raise ValidationError(errors)
-        try:
-            written = store.write(db.session.connection(), device.id, batch)
-        except store.BatchRejected as rejected:
-            db.session.rollback()
-            raise ValidationError(rejected.errors) from None
+        device, received, written = _write_batch()
     db.session.commit()
-    log.info("logbook: device %s (%s) wrote %d samples, %d new", device.id, device.unit_id, len(batch), written)
-    return jsonify({"device_id": device.id, "received": len(batch), "written": written}), 201
+    log.info("logbook: device %s (%s) wrote %d samples, %d new", device.id, device.unit_id, received, written)
+    return jsonify({"device_id": device.id, "received": received, "written": written}), 201
 
 
 @bp.get("/read/")
