@@ -293,7 +293,6 @@ SCHEMAS: dict[str, Any] = {
     "Deployment": {
         "type": "object",
         "properties": {
-            "id": {"type": "integer"},
             "release": {"type": "integer"},
             "device": {"type": "string"},
             "unit_id": {"type": "string"},

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import request
@@ -42,10 +43,12 @@ def paginate(
     serialize: Callable[[Any], dict],
     *,
     batch: Callable[[list[Any]], list[dict]] | None = None,
+    rows: bool = False,
 ) -> dict:
     """Run ``stmt`` (a select of ORM entities, already ordered) one page at a time.
 
     ``batch``, if given, serializes the whole page at once (to avoid a query per row).
+    ``rows``: ``stmt`` selects columns, not an entity; ``serialize`` gets each row.
     """
     page = _positive_int("page", 1)
     page_size = min(_positive_int("page_size", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
@@ -53,10 +56,11 @@ def paginate(
     last_page = max(1, -(-count // page_size))
     if page > last_page:
         raise NotFound("Invalid page.")
-    rows = db.session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)).all()
+    result = db.session.execute(stmt.limit(page_size).offset((page - 1) * page_size))
+    page_rows = (result if rows else result.scalars()).all()
     return {
         "count": count,
         "next": _page_url(page + 1) if page < last_page else None,
         "previous": _page_url(page - 1) if page > 1 else None,
-        "results": batch(list(rows)) if batch else [serialize(row) for row in rows],
+        "results": batch(list(page_rows)) if batch else [serialize(row) for row in page_rows],
     }

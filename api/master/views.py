@@ -20,10 +20,10 @@ from api.extensions import db
 from api.master import reports
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
+from api.models.types import isoformat
 from api.payload import json_body
 from api.resources.devices import unit_id as unit_id_field
 from api.resources.releases import serialize_container, serialize_deployment
-from api.models.types import isoformat
 from api.services.deployments import target_release_id
 from api.validation import FieldError, Validator
 
@@ -85,7 +85,7 @@ def deployment_report():
     report = reports.parse(json_body())
     device = _device_by_unit_id(report.unit_id)
     deployment = reports.apply(g.account.id, device, report)
-    return jsonify(serialize_deployment(deployment))
+    return jsonify(serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id))
 
 
 def _unit_ids(value) -> list[str]:

@@ -1,21 +1,30 @@
-"""Queueing releases on devices. A device runs the newest release (highest id) that lists it."""
+"""Queueing releases on devices. A device runs the newest release (highest id) that lists it.
+
+A deployment is stored only once something happened to it: the device reported
+(``applying``, ``succeeded``, ``failed``), or a stored deployment was superseded or
+queued again. A device a release lists with no stored deployment is ``queued``
+there -- or ``superseded`` when a newer release lists the device too. That part is
+derived on read (:func:`deployments_of`), so creating a release for 10,000 devices
+writes their ``release_devices`` rows and no deployment rows.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import case, func, insert, literal, select, update
+from sqlalchemy import case, exists, func, literal, null, select, union_all, update
 
 from api.bulk import id_select
 from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
-from api.models.types import UTCDateTime, utcnow
+from api.models.types import utcnow
 from api.outbox import enqueue_release_notification
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = ("queued", "applying")
+_deployments = Deployment.__table__
 
 
 def target_release_id(device: Device) -> int | None:
@@ -25,116 +34,118 @@ def target_release_id(device: Device) -> int | None:
     )
 
 
-def queue_release(release: Release, devices: Iterable[Device] | None = None) -> list[str]:
-    """Record a ``queued`` deployment of ``release`` on each device (the devices are already listed on it;
-    ``None``: every device the release lists).
+def _listed_by_newer(release_id: int, device_id_column):
+    """A release newer than ``release_id`` lists the device: ``release_id`` will never run there."""
+    newer = release_devices.alias("rd_newer")
+    return exists().where(newer.c.device_id == device_id_column, newer.c.release_id > release_id)
 
-    The device's deployments of older releases that have not finished become
-    ``superseded``. If a newer release already lists a device, this release will
-    never run there and its deployment is recorded as ``superseded`` at once.
-    Set-based: a handful of INSERT ... SELECT / UPDATE statements whatever the
-    number of devices (10,000 devices must not cost 10,000 round trips). Writes the
-    outbox rows that tell Salt. Flushes, does not commit: the caller commits with
-    the rest of its change. Returns the ids of the devices it queued.
+
+def deployments_of(release_id: int):
+    """Every deployment of a release, stored or derived, as one subquery with the columns
+    ``device_id, status, error, attempts, started_at, finished_at``."""
+    rd = release_devices
+    stored = select(
+        _deployments.c.device_id,
+        _deployments.c.status,
+        _deployments.c.error,
+        _deployments.c.attempts,
+        _deployments.c.started_at,
+        _deployments.c.finished_at,
+    ).where(_deployments.c.release_id == release_id)
+    has_row = exists().where(_deployments.c.release_id == release_id, _deployments.c.device_id == rd.c.device_id)
+    derived = select(
+        rd.c.device_id,
+        case((_listed_by_newer(release_id, rd.c.device_id), literal("superseded")), else_=literal("queued")),
+        null(),
+        literal(0),
+        null(),
+        null(),
+    ).where(rd.c.release_id == release_id, ~has_row)
+    return union_all(stored, derived).subquery("deployments_of")
+
+
+def deployment_status(release_id: int, device_id: str) -> str | None:
+    """The status of ``release_id`` on ``device_id`` (``None``: no such deployment)."""
+    rows = deployments_of(release_id)
+    return db.session.scalar(select(rows.c.status).where(rows.c.device_id == device_id))
+
+
+def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[str]:
+    """Queue ``release`` on ``devices``, ``(device id, unit_id)`` pairs (tuples or rows) of devices
+    the release already lists.
+
+    Older releases' stored deployments on those devices that have not finished become
+    ``superseded``; this release's stored deployments there (a device listed again) are
+    ``queued`` again, or ``superseded`` if a newer release already lists the device.
+    Set-based: a handful of statements whatever the number of devices. Writes the outbox
+    rows that tell Salt. Flushes, does not commit: the caller commits with the rest of its
+    change. Returns the ids of the devices it queued.
     """
+    if not devices:
+        return []
     db.session.flush()
-    if devices is None:
-        device_set = select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
-    else:
-        ids = [d.id for d in devices]
-        if not ids:
-            return []
-        device_set = id_select(ids)
-
-    def device_filter(column):
-        return column.in_(device_set)
-
-    now = utcnow()
-    queued, superseded = _queue_set(release, device_filter, now, all_listed=devices is None)
-    # The statements above bypass the ORM: reload any deployment the session holds.
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, Deployment):
-            db.session.expire(obj)
-    if superseded:
+    device_set = id_select([d[0] for d in devices])
+    newer = set()
+    if db.session.scalar(select(exists().where(release_devices.c.release_id > release.id))):
+        newer = set(
+            db.session.scalars(
+                select(release_devices.c.device_id).where(
+                    release_devices.c.release_id > release.id, release_devices.c.device_id.in_(device_set)
+                )
+            )
+        )
+    queued = [d for d in devices if d[0] not in newer] if newer else devices
+    _update_stored(release, device_set, utcnow())
+    if newer:
+        superseded = [d[1] for d in devices if d[0] in newer]
         log.info(
             "release %s: superseded by a newer release on %d device(s): %s",
             release.id, len(superseded), _some(superseded),
         )
     if queued:
+        unit_ids = [d[1] for d in queued]
         log.info(
             "release %s (%s) queued on %d device(s): %s",
-            release.id, release.version_hash, len(queued), _some(unit for _, unit in queued),
+            release.id, release.version_hash, len(queued), _some(unit_ids),
         )
-        # Same transaction as the deployments: the worker tells Salt, retrying until delivered.
-        enqueue_release_notification(release.id, [unit for _, unit in queued])
+        # Same transaction as the release: the worker tells Salt, retrying until delivered.
+        enqueue_release_notification(release.id, unit_ids)
         db.session.flush()
-    return [device_id for device_id, _ in queued]
+    return [d[0] for d in queued]
 
 
-def _queue_set(release: Release, device_filter, now, all_listed: bool) -> tuple[list[tuple[str, str]], list[str]]:
-    """Queue ``release`` on the devices ``device_filter(column)`` selects (``all_listed``: every device
-    the release lists); returns ``([(device id, unit_id) queued], [unit_id superseded])``."""
-    deployments = Deployment.__table__
-    rd_newer = release_devices.alias("rd_newer")
-
-    def has_newer(device_id_column):
-        """A release newer than this one lists the device: this one will never run there."""
-        return (
-            select(rd_newer.c.device_id)
-            .where(rd_newer.c.device_id == device_id_column, rd_newer.c.release_id > release.id)
-            .exists()
+def _update_stored(release: Release, device_set, now) -> None:
+    """The stored deployments that queueing ``release`` on ``device_set`` changes."""
+    in_set = _deployments.c.device_id.in_(device_set)
+    newer = _listed_by_newer(release.id, _deployments.c.device_id)
+    this_release = (_deployments.c.release_id == release.id, in_set)
+    if db.session.scalar(select(exists().where(_deployments.c.release_id == release.id))):
+        db.session.execute(
+            update(_deployments)
+            .where(*this_release, _deployments.c.status.in_(ACTIVE_STATUSES), newer)
+            .values(status="superseded", updated=now)
         )
-
-    rows = db.session.execute(
-        select(Device.id, Device.unit_id, has_newer(Device.id).label("newer")).where(device_filter(Device.id))
-    ).all()
-    queued = [(r.id, r.unit_id) for r in rows if not r.newer]
-    superseded = [r.unit_id for r in rows if r.newer]
-
-    this_release = (deployments.c.release_id == release.id, device_filter(deployments.c.device_id))
+        db.session.execute(
+            update(_deployments)
+            .where(*this_release, ~newer)
+            .values(status="queued", error=None, started_at=None, finished_at=None, updated=now)
+        )
+    # Only unfinished deployments are touched: found through the status index, they are few
+    # (devices applying right now, or queued again), whatever the size of the fleet.
     db.session.execute(
-        update(deployments)
-        .where(*this_release, deployments.c.status.in_(ACTIVE_STATUSES), has_newer(deployments.c.device_id))
-        .values(status="superseded", updated=now)
-    )
-    db.session.execute(
-        update(deployments)
-        .where(*this_release, ~has_newer(deployments.c.device_id))
-        .values(status="queued", error=None, started_at=None, finished_at=None, updated=now)
-    )
-    db.session.execute(
-        update(deployments)
+        update(_deployments)
         .where(
-            deployments.c.release_id < release.id,
-            deployments.c.status.in_(ACTIVE_STATUSES),
-            device_filter(deployments.c.device_id),
-            ~has_newer(deployments.c.device_id),
+            _deployments.c.status.in_(ACTIVE_STATUSES),
+            _deployments.c.release_id < release.id,
+            in_set,
+            ~newer,
         )
         .values(status="superseded", updated=now)
     )
-    existing = (
-        select(deployments.c.id)
-        .where(deployments.c.release_id == release.id, deployments.c.device_id == release_devices.c.device_id)
-        .exists()
-    )
-    new_rows = select(
-        literal(release.id),
-        release_devices.c.device_id,
-        case((has_newer(release_devices.c.device_id), literal("superseded")), else_=literal("queued")),
-        literal(0),
-        literal(now, UTCDateTime),
-        literal(now, UTCDateTime),
-    ).where(release_devices.c.release_id == release.id, ~existing)
-    if not all_listed:
-        # Not a self-join when it would select every listed device: PostgreSQL, whose statistics
-        # do not know the new release yet, would plan it as a 10,000 x 10,000 nested loop.
-        new_rows = new_rows.where(device_filter(release_devices.c.device_id))
-    db.session.execute(
-        insert(deployments).from_select(
-            ["release_id", "device_id", "status", "attempts", "created", "updated"], new_rows
-        )
-    )
-    return queued, superseded
+    # The statements above bypass the ORM: reload any deployment the session holds.
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Deployment):
+            db.session.expire(obj)
 
 
 def _some(names: Iterable[str], limit: int = 50) -> str:
@@ -160,8 +171,8 @@ def unqueue_device(release: Release, device: Device) -> None:
             deployment.status = "superseded"
     log.info("release %s removed from device %s", release.id, device.unit_id)
     target_id = target_release_id(device)
-    if target_id is None:
-        return
+    if target_id is None or target_id > release.id:
+        return  # no release left for the device, or its target (a newer release) is unchanged
     target = db.session.get(Release, target_id)
     current = db.session.scalars(
         select(Deployment).where(Deployment.release_id == target_id, Deployment.device_id == device.id)
@@ -170,7 +181,7 @@ def unqueue_device(release: Release, device: Device) -> None:
         return
     if current is not None and current.status == "succeeded" and not device_may_run_it:
         return
-    queue_release(target, [device])
+    queue_release(target, [(device.id, device.unit_id)])
 
 
 def retarget_devices_of_deleted_releases(releases: Iterable[Release]) -> None:
