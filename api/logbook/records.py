@@ -86,6 +86,18 @@ def _check_bool(value):
     return value, None
 
 
+def _unicode(text):
+    """False for a string with a lone surrogate (a valid JSON escape, but no
+    database can store it: it has no UTF-8 encoding)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_string(value):
     if not isinstance(value, str):
         return None, "expected a string"
@@ -93,6 +105,8 @@ def _check_string(value):
         return None, f"string longer than {MAX_STRING} characters"
     if "\x00" in value:  # PostgreSQL text cannot hold it
         return None, "NUL characters are not allowed"
+    if not _unicode(value):
+        return None, "lone surrogates are not allowed"
     return value, None
 
 
@@ -172,7 +186,8 @@ def validate(records):
 
 
 def _good_name(field):
-    return type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace() and "\x00" not in field
+    return (type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace() and "\x00" not in field
+            and _unicode(field))
 
 
 def _validate_slowly(record):
@@ -198,6 +213,8 @@ def _validate_slowly(record):
         problems["field"] = [f"field name longer than {MAX_FIELD_NAME} characters"]
     elif "\x00" in field:
         problems["field"] = ["NUL characters are not allowed in a field name"]
+    elif not _unicode(field):
+        problems["field"] = ["lone surrogates are not allowed in a field name"]
     field_type = record.get("field_type")
     if field_type not in FIELD_TYPES:
         problems["field_type"] = [f"expected one of {', '.join(FIELD_TYPES)}"]

@@ -29,6 +29,8 @@ def parse(value) -> int:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise TimeError("epoch milliseconds must be a finite number")
+        if not -1 < value < MAX_US // US_PER_MS + 1:  # before round(): 1e306 ms would overflow to infinity
+            raise TimeError("timestamp out of range (1970-01-01 .. 9999-12-31)")
         us = round(value * US_PER_MS) if isinstance(value, float) else value * US_PER_MS
     elif isinstance(value, str):
         text = value.strip()

@@ -24,8 +24,8 @@ def _device(device_id):
     """The device of the token's account (404 otherwise); a device token only reaches itself."""
     if not isinstance(device_id, str) or not device_id.strip():
         raise ValidationError({"device_id": ["this field is required"]})
-    if len(device_id) > 64 or "\x00" in device_id:  # cannot be a device id; PostgreSQL rejects NUL
-        raise NotFound()
+    if len(device_id) > 64 or "\x00" in device_id or not device_id.isascii():
+        raise NotFound()  # cannot be a device id (ids are ASCII); PostgreSQL rejects NUL
     device = db.session.scalars(
         select(Device).where(Device.id == device_id.strip(), Device.account_id == g.account.id)
     ).one_or_none()
