@@ -76,74 +76,105 @@ VALUE_COLUMNS = {"float": ("value_float",), "long": ("value_int",), "bool": ("va
 MAX_PARAMETERS = 8000  # per statement; SQLite allows 32766
 
 
-def _parameters(field_id, series):
-    """The flat parameter list (field_id, ts, *values, field_id, ts, ...) of a series."""
+def _columns(series):
+    """The ts column and the value column(s) of a series, as the table stores them."""
     values = series.values
     if series.field_type == "geo_point":
-        columns = (series.ts, [lat for lat, _ in values], [lon for _, lon in values])
-    elif series.field_type == "bool":
-        columns = (series.ts, [int(value) for value in values])
-    else:
-        columns = (series.ts, values)
-    width = 1 + len(columns)
-    flat = [field_id] * (width * len(series))
-    for offset, column in enumerate(columns, 1):
-        flat[offset::width] = column
-    return flat, width
+        return series.ts, [lat for lat, _ in values], [lon for _, lon in values]
+    if series.field_type == "bool":
+        return series.ts, [int(value) for value in values]
+    return series.ts, values
 
 
 @functools.lru_cache(maxsize=32)
-def _insert_sql(mark, columns, rows, returning):
+def _values_sql(columns, rows, returning):
+    """SQLite: a multi-row VALUES insert of ``rows`` (field_id, ts, *columns) rows."""
     names = ", ".join(("field_id", "ts", *columns))
-    one = "(" + ", ".join([mark] * (2 + len(columns))) + ")"
+    one = "(" + ", ".join(["?"] * (2 + len(columns))) + ")"
     sql = f"INSERT INTO {samples.name} ({names}) VALUES {', '.join([one] * rows)} ON CONFLICT (field_id, ts) DO NOTHING"
     return sql + f" RETURNING {names}" if returning else sql
 
 
-def _insert_new(conn, columns, flat, width):
-    """Insert the (field_id, ts, *values) rows of ``flat``, skipping existing (field_id, ts).
+SQL_TYPES = {"value_float": "double precision", "value_int": "bigint", "value_text": "text",
+             "lat": "double precision", "lon": "double precision"}
+
+
+@functools.lru_cache(maxsize=32)
+def _unnest_sql(columns, returning):
+    """PostgreSQL: one insert of a whole series, each column bound as one array
+    (half the time of multi-row VALUES, whose 8,000 parameters PostgreSQL parses one by one)."""
+    names = ", ".join(("field_id", "ts", *columns))
+    arrays = ", ".join(["%s::bigint[]", *(f"%s::{SQL_TYPES[column]}[]" for column in columns)])
+    sql = (f"INSERT INTO {samples.name} ({names}) SELECT %s::integer, u.* FROM unnest({arrays}) AS u "
+           "ON CONFLICT (field_id, ts) DO NOTHING")
+    return sql + f" RETURNING {names}" if returning else sql
+
+
+def _insert_or_return(cursor, plain, returning, parameters, rows):
+    """Run ``plain`` (an insert of ``rows`` rows that skips conflicts) in a savepoint.
+
+    -> None when every row went in, else the rows it inserts, from ``returning``
+    (the same insert with RETURNING) run instead.
+    """
+    cursor.execute("SAVEPOINT logbook_insert")
+    cursor.execute(plain, parameters)
+    if cursor.rowcount == rows:
+        cursor.execute("RELEASE SAVEPOINT logbook_insert")
+        return None
+    # something was skipped: ask which rows go in
+    cursor.execute("ROLLBACK TO SAVEPOINT logbook_insert")
+    cursor.execute("RELEASE SAVEPOINT logbook_insert")
+    cursor.execute(returning, parameters)
+    return cursor.fetchall()
+
+
+def _insert_new(conn, field_id, names, columns):
+    """Insert the samples of one series -- ``columns`` is (ts, *values) for the
+    table columns ``names`` -- skipping existing (field_id, ts).
 
     Returns ``(written, inserted)``: the number of rows inserted, and either
-    None when every row was inserted, or the list of the rows inserted.
-    A duplicate inside the batch is skipped like one already stored (the first wins).
+    None when every row was inserted, or the list of the (field_id, ts, *values)
+    rows inserted. A duplicate inside the batch is skipped like one already
+    stored (the first wins).
 
-    Multi-row VALUES statements on the driver cursor: the per-row parameter
-    processing of a Core executemany costs more than the insert itself.
+    Statements on the driver cursor: the per-row parameter processing of a
+    Core executemany costs more than the insert itself.
     """
-    postgres = conn.dialect.name == "postgresql"
-    mark = "%s" if postgres else "?"
-    per_statement = (MAX_PARAMETERS // width) * width
+    rows = len(columns[0])
     driver = conn.connection.driver_connection
     cursor = driver.cursor()
-    written, inserted = 0, None
     try:
-        if not postgres and not driver.in_transaction:
+        if conn.dialect.name == "postgresql":
+            inserted = _insert_or_return(cursor, _unnest_sql(names, False), _unnest_sql(names, True),
+                                         [field_id, *columns], rows)
+            return (rows, None) if inserted is None else (len(inserted), inserted)
+        if not driver.in_transaction:
             # pysqlite opens the transaction only before an INSERT; a SAVEPOINT
             # outside one would be the transaction, and its RELEASE a COMMIT
             cursor.execute("BEGIN")
+        width = 1 + len(columns)
+        flat = [field_id] * (width * rows)  # field_id, ts, *values, field_id, ts, ...
+        for offset, column in enumerate(columns, 1):
+            flat[offset::width] = column
+        per_statement = (MAX_PARAMETERS // width) * width
+        written, inserted = 0, None
         for start in range(0, len(flat), per_statement):
             chunk = flat[start : start + per_statement]
-            rows = len(chunk) // width
-            cursor.execute("SAVEPOINT logbook_insert")
-            cursor.execute(_insert_sql(mark, columns, rows, False), chunk)
-            if cursor.rowcount == rows:
-                cursor.execute("RELEASE SAVEPOINT logbook_insert")
-                written += rows
+            count = len(chunk) // width
+            returned = _insert_or_return(cursor, _values_sql(names, count, False), _values_sql(names, count, True),
+                                         chunk, count)
+            if returned is None:
+                written += count
                 if inserted is not None:
                     inserted.extend(zip(*[iter(chunk)] * width))
                 continue
-            # something was skipped: ask which rows go in
-            cursor.execute("ROLLBACK TO SAVEPOINT logbook_insert")
-            cursor.execute("RELEASE SAVEPOINT logbook_insert")
-            cursor.execute(_insert_sql(mark, columns, rows, True), chunk)
-            returned = cursor.fetchall()
             if inserted is None:
                 inserted = list(zip(*[iter(flat[:start])] * width))
             inserted.extend(returned)
             written += len(returned)
+        return written, inserted
     finally:
         cursor.close()
-    return written, inserted
 
 
 def write(conn, device_id, batch):
@@ -157,8 +188,7 @@ def write(conn, device_id, batch):
     written, cells = 0, {}
     for series in batch.series.values():
         field_id = field_ids[series.field]
-        flat, width = _parameters(field_id, series)
-        count, inserted = _insert_new(conn, VALUE_COLUMNS[series.field_type], flat, width)
+        count, inserted = _insert_new(conn, field_id, VALUE_COLUMNS[series.field_type], _columns(series))
         written += count
         if series.field_type in NUMERIC_TYPES and count:
             if inserted is None:

@@ -202,3 +202,16 @@ def test_unstorable_records_are_400s_by_index(logbook, record_json, key, fragmen
 def test_a_device_id_with_a_lone_surrogate_is_not_found(logbook):
     body = '{"device_id": "x\\ud800", "records": [' + json.dumps(record(0, 1.0)) + "]}"
     assert post(logbook, body.encode()).status_code == 404
+
+
+def test_strings_and_points_that_need_quoting_round_trip(logbook):
+    """PostgreSQL binds each column of a series as one array: its quoting must not change a value."""
+    texts = ['NULL', '', ' ', '"', '\\', '{a,b}', '{"x": [1, 2]}', "it's", 'é😀', 'a\nb\tc', ',', '()']
+    batch = [{"ts": BASE_MS + i, "field": "note", "field_type": "string", "value": text} for i, text in enumerate(texts)]
+    batch += [{"ts": BASE_MS + i, "field": "pos", "field_type": "geo_point", "value": {"lat": -90 + i, "lon": 180 - i * 0.5}}
+              for i in range(3)]
+    assert logbook.write(batch).json["written"] == len(texts) + 3
+    window = {"from_utc": iso_ms(BASE_MS), "to_utc": iso_ms(BASE_MS + 100)}
+    assert [r["value"] for r in logbook.read(field="note", field_type="string", **window).json] == texts
+    assert [r["location"] for r in logbook.read(field="pos", field_type="geo_point", **window).json] == [
+        {"lat": -90.0, "lon": 180.0}, {"lat": -89.0, "lon": 179.5}, {"lat": -88.0, "lon": 179.0}]
