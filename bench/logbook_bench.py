@@ -273,7 +273,9 @@ def main() -> int:
         influx = Influx(root / "influx")
         (root / "berth").mkdir()
         berth = Berth(root / "berth", args.workers)
-        print(f"samples: {count:,} ({args.days} days at 1 Hz, one device, one field)")
+        print(f"samples: {count:,} ({args.days} days at 1 Hz, one device, one field); "
+              f"Berth: {args.workers} gunicorn workers, {args.batch:,} records per request; {args.senders} senders; "
+              f"load average {os.getloadavg()[0]:.2f}")
         results = {}
         for name, system, bodies in [("InfluxDB", influx, influx.bodies(count)),
                                      ("Berth", berth, berth.bodies(count, args.batch))]:
@@ -291,6 +293,7 @@ def main() -> int:
             agree = "same values" if same_values(influx_rows, berth_rows) else "VALUES DIFFER"
             print(f"{label}: InfluxDB {influx_ms:8.1f} ms  Berth {berth_ms:8.1f} ms  "
                   f"({len(berth_rows)} buckets, {agree})")
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
         print()
         print(f"{'':22s}{'InfluxDB':>14s}{'Berth':>14s}{'Berth/InfluxDB':>16s}")
         ingest_ratio = results["Berth"]["ingest"] / results["InfluxDB"]["ingest"]
