@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api import crypto
@@ -50,7 +61,7 @@ class Project(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    releases: Mapped[list["Release"]] = relationship(
+    releases: Mapped[list[Release]] = relationship(
         back_populates="project", order_by="Release.id", cascade="all, delete-orphan", passive_deletes=True
     )
 
@@ -77,8 +88,11 @@ class Release(db.Model):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="releases")
-    devices: Mapped[list[Device]] = relationship(secondary=release_devices, order_by=[Device.created, Device.id])
-    containers: Mapped[list["ReleaseContainer"]] = relationship(
+    # passive_deletes: the database's ON DELETE CASCADE drops the rows, the ORM does not load 10,000 devices first
+    devices: Mapped[list[Device]] = relationship(
+        secondary=release_devices, order_by=[Device.created, Device.id], passive_deletes=True
+    )
+    containers: Mapped[list[ReleaseContainer]] = relationship(
         back_populates="release", order_by="ReleaseContainer.position", cascade="all, delete-orphan"
     )
 

@@ -14,7 +14,7 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
-from api.services.deployments import retarget_devices_of_deleted_releases
+from api.services.deployments import unlist_devices
 from api.validation import MISSING, Validator, string
 
 bp = Blueprint("projects", __name__)
@@ -82,7 +82,7 @@ def update_project(project_id: int):
 @require_token("user")
 def delete_project(project_id: int):
     project = owned_or_404(Project, project_id)
-    retarget_devices_of_deleted_releases(project.releases)
+    unlist_devices([release.id for release in project.releases])
     db.session.delete(project)
     db.session.commit()
     log.info("project %s deleted with its releases", project_id)

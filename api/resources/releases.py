@@ -34,12 +34,7 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
-from api.services.deployments import (
-    deployments_of,
-    queue_release,
-    retarget_devices_of_deleted_releases,
-    unqueue_device,
-)
+from api.services.deployments import deployments_of, queue_release, unlist_devices
 from api.validation import (
     MAX_DB_ID,
     MISSING,
@@ -247,11 +242,31 @@ def _new_version_hash() -> str:
             return candidate
 
 
-def _devices(ids: list[str]) -> list[Device]:
-    if not ids:
-        return []
-    by_id = {d.id: d for d in db.session.scalars(select(Device).where(Device.id.in_(ids)))}
-    return [by_id[i] for i in ids]
+def _list_devices(release: Release, device_ids: list[str]) -> None:
+    """Add ``release_devices`` rows (Core: a release may list 10,000 devices)."""
+    if device_ids:
+        given = id_rows(device_ids)
+        db.session.execute(
+            insert(release_devices).from_select(
+                # in key order: index pages are filled one after the other, not at random
+                ["release_id", "device_id"], select(literal(release.id), given.c.value).order_by(given.c.value)
+            )
+        )
+    db.session.expire(release, ["devices"])
+
+
+def _set_devices(release: Release, wanted: list[Row]) -> None:
+    """The release now lists ``wanted`` (rows of ``id``, ``unit_id``): queue it on the added devices;
+    the removed ones fall back to their previous release."""
+    current = set(db.session.scalars(select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)))
+    wanted_ids = {d[0] for d in wanted}
+    added = [d for d in wanted if d[0] not in current]
+    removed = [i for i in current if i not in wanted_ids]
+    unlist_devices([release.id], removed)
+    _list_devices(release, [d[0] for d in added])
+    queue_release(release, added)
+    if added or removed:
+        log.info("release %s devices changed: %d added, %d removed", release.id, len(added), len(removed))
 
 
 def _commit(version: str) -> None:
@@ -322,14 +337,7 @@ def create_release(project_id: int):
     db.session.add(release)
     db.session.flush()
     # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
-    if device_ids:
-        given = id_rows(device_ids)
-        db.session.execute(
-            insert(release_devices).from_select(
-                # in key order: index pages are filled one after the other, not at random
-                ["release_id", "device_id"], select(literal(release.id), given.c.value).order_by(given.c.value)
-            )
-        )
+    _list_devices(release, device_ids)
     queue_release(release, devices)
     _commit(release.version)
     log.info(
@@ -361,25 +369,7 @@ def update_release(project_id: int, release_id: int):
     if "version" in values:
         release.version = values["version"]
     if "devices" in values:
-        wanted = [d[0] for d in values["devices"]]
-        current = {d.id for d in release.devices}
-        added = _devices([i for i in wanted if i not in current])
-        wanted = set(wanted)
-        removed = [d for d in release.devices if d.id not in wanted]
-        for device in removed:
-            release.devices.remove(device)
-        release.devices.extend(added)
-        db.session.flush()
-        for device in removed:
-            unqueue_device(release, device)
-        queue_release(release, [(d.id, d.unit_id) for d in added])
-        if added or removed:
-            log.info(
-                "release %s devices changed: added %s, removed %s",
-                release.id,
-                [d.unit_id for d in added],
-                [d.unit_id for d in removed],
-            )
+        _set_devices(release, values["devices"])
     _commit(release.version)
     return serialize_release(release)
 
@@ -388,7 +378,7 @@ def update_release(project_id: int, release_id: int):
 @require_token("user")
 def delete_release(project_id: int, release_id: int):
     _, release = _release_of(project_id, release_id)
-    retarget_devices_of_deleted_releases([release])
+    unlist_devices([release.id])
     db.session.delete(release)
     db.session.commit()
     log.info("release %s deleted", release_id)

@@ -13,7 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import case, exists, func, literal, null, select, union_all, update
+from sqlalchemy import (
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 
 from api.bulk import id_select
 from api.extensions import db
@@ -154,43 +164,67 @@ def _some(names: Iterable[str], limit: int = 50) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def unqueue_device(release: Release, device: Device) -> None:
-    """``device`` was removed from ``release``: forget its pending deployment and re-target the device.
+def unlist_devices(release_ids: Sequence[int], device_ids: Sequence[str] | None = None) -> None:
+    """Take devices off releases (``None``: every device they list, as when they are deleted) and
+    queue, on each device whose target was one of them, the older release it falls back to.
 
-    Call after the device is unlinked from the release.
+    The releases' unfinished stored deployments on those devices end: ``queued`` ones are
+    forgotten, ``applying`` ones become ``superseded``. A fallback release the device already
+    runs (``succeeded``, and it never started one of these) is not queued again. Set-based: a
+    fixed number of statements for any number of devices. Flushes, does not commit.
     """
+    rd, dep = release_devices, _deployments
+    taken = [rd.c.release_id.in_(release_ids)]
+    if device_ids is not None:
+        if not device_ids:
+            return
+        taken.append(rd.c.device_id.in_(id_select(device_ids)))
     db.session.flush()
-    deployment = db.session.scalars(
-        select(Deployment).where(Deployment.release_id == release.id, Deployment.device_id == device.id)
-    ).one_or_none()
-    device_may_run_it = deployment is not None and deployment.status in ("applying", "succeeded", "failed")
-    if deployment is not None and deployment.status in ACTIVE_STATUSES:
-        if deployment.status == "queued":
-            db.session.delete(deployment)
-        else:
-            deployment.status = "superseded"
-    log.info("release %s removed from device %s", release.id, device.unit_id)
-    target_id = target_release_id(device)
-    if target_id is None or target_id > release.id:
-        return  # no release left for the device, or its target (a newer release) is unchanged
-    target = db.session.get(Release, target_id)
-    current = db.session.scalars(
-        select(Deployment).where(Deployment.release_id == target_id, Deployment.device_id == device.id)
-    ).one_or_none()
-    if current is not None and current.status in ACTIVE_STATUSES:
+    unlisted = {
+        row.device_id: row
+        for row in db.session.execute(
+            select(rd.c.device_id, Device.unit_id, func.max(rd.c.release_id).label("newest"))
+            .join(Device, Device.id == rd.c.device_id)
+            .where(*taken)
+            .group_by(rd.c.device_id, Device.unit_id)
+        )
+    }
+    if not unlisted:
         return
-    if current is not None and current.status == "succeeded" and not device_may_run_it:
+    db.session.execute(delete(rd).where(*taken))
+    devices = id_select(list(unlisted))
+    theirs = (dep.c.release_id.in_(release_ids), dep.c.device_id.in_(devices))
+    started = set(
+        db.session.scalars(select(dep.c.device_id).where(*theirs, dep.c.status.in_(("applying", "succeeded", "failed"))))
+    )
+    db.session.execute(delete(dep).where(*theirs, dep.c.status == "queued"))
+    db.session.execute(update(dep).where(*theirs, dep.c.status == "applying").values(status="superseded", updated=utcnow()))
+    log.info(
+        "release(s) %s: %d device(s) taken off: %s",
+        ", ".join(map(str, release_ids)), len(unlisted), _some(row.unit_id for row in unlisted.values()),
+    )
+
+    fallback = db.session.execute(
+        select(rd.c.device_id, func.max(rd.c.release_id)).where(rd.c.device_id.in_(devices)).group_by(rd.c.device_id)
+    ).all()
+    # devices whose target was one of these releases (not those a newer release still targets)
+    moving = {device_id: target for device_id, target in fallback if target < unlisted[device_id].newest}
+    if not moving:
         return
-    queue_release(target, [(device.id, device.unit_id)])
-
-
-def retarget_devices_of_deleted_releases(releases: Iterable[Release]) -> None:
-    """``releases`` are about to be deleted: unlink their devices and queue each device's new target."""
-    removed = []
-    for release in releases:
-        for device in list(release.devices):
-            release.devices.remove(device)
-            removed.append((release, device))
-    db.session.flush()
-    for release, device in removed:
-        unqueue_device(release, device)
+    stored = {
+        device_id: status
+        for device_id, release_id, status in db.session.execute(
+            select(dep.c.device_id, dep.c.release_id, dep.c.status).where(
+                dep.c.release_id.in_(set(moving.values())), dep.c.device_id.in_(id_select(list(moving)))
+            )
+        )
+        if moving[device_id] == release_id
+    }
+    requeue: dict[int, list[tuple[str, str]]] = {}
+    for device_id, target in moving.items():
+        status = stored.get(device_id)
+        if status in ACTIVE_STATUSES or (status == "succeeded" and device_id not in started):
+            continue
+        requeue.setdefault(target, []).append((device_id, unlisted[device_id].unit_id))
+    for target, devices_of_target in sorted(requeue.items()):
+        queue_release(db.session.get(Release, target), devices_of_target)

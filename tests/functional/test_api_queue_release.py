@@ -8,8 +8,7 @@ from api.outbox import OutboxMessage
 from api.services.deployments import (
     deployment_status,
     queue_release,
-    retarget_devices_of_deleted_releases,
-    unqueue_device,
+    unlist_devices,
 )
 
 
@@ -98,8 +97,7 @@ def test_removing_device_requeues_previous_release(app, account, api_factory):
         _stored(r1, dev1).status = "succeeded"
         r2 = _release(project, "2", [dev1])
         _stored(r2, dev1).status = "applying"
-        r2.devices.remove(dev1)
-        unqueue_device(r2, dev1)
+        unlist_devices([r2.id], [dev1.id])
         db.session.commit()
         assert _status(r2, dev1) == "superseded"
         assert _status(r1, dev1) == "queued"
@@ -144,8 +142,7 @@ def test_removing_device_from_older_release_leaves_its_target_alone(app, account
         r1 = _release(project, "1", [dev1])
         r2 = _release(project, "2", [dev1])
         before = len(db.session.scalars(select(OutboxMessage)).all())
-        r1.devices.remove(dev1)
-        unqueue_device(r1, dev1)
+        unlist_devices([r1.id], [dev1.id])
         db.session.commit()
         assert _status(r1, dev1) is None
         assert _status(r2, dev1) == "queued"
@@ -162,7 +159,7 @@ def test_deleting_newest_release_queues_the_previous_one_again(app, account, api
         r1 = _release(project, "1", [dev1])
         r2 = _release(project, "2", [dev1])
         assert _status(r1, dev1) == "superseded"
-        retarget_devices_of_deleted_releases([r2])
+        unlist_devices([r2.id])
         db.session.delete(r2)
         db.session.commit()
         assert _status(r1, dev1) == "queued"

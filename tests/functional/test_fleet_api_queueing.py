@@ -81,3 +81,72 @@ def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, clie
     assert listed["count"] == 2500 and len(listed["results"]) == 1000
     assert {row["status"] for row in listed["results"]} == {"superseded"}
     print(f"release creation for 2,500 devices: {elapsed * 1000:.0f} ms")
+
+
+def _statuses(app, release_id):
+    with app.app_context():
+        rows = deployments_of(release_id)
+        return dict(db.session.execute(select(rows.c.device_id, rows.c.status)).all())
+
+
+def _outbox(app):
+    with app.app_context():
+        return [(m.reason, sorted(m.payload["minions"])) for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+
+
+def _unit_ids(app, device_ids):
+    with app.app_context():
+        return sorted(db.session.scalars(select(Device.unit_id).where(Device.id.in_(device_ids))))
+
+
+def test_deleting_a_large_release_falls_back_in_bulk(app, client, user_token, account):
+    headers = user_token.headers
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
+    small, large = _devices(app, account, 20), _devices(app, account, 600)
+    url = f"/docker/projects/{project}/releases/"
+    # each group: an older release, then a newer one deleted afterwards
+    old_small, old_large = (_create(client, headers, project, f"old-{len(g)}", g).json for g in (small, large))
+    new_small, new_large = (_create(client, headers, project, f"new-{len(g)}", g).json for g in (small, large))
+    assert set(_statuses(app, old_large["id"]).values()) == {"superseded"}
+    n_small, resp_small = _count_statements(app, lambda: client.delete(f"{url}{new_small['id']}/", headers=headers))
+    n_large, resp_large = _count_statements(app, lambda: client.delete(f"{url}{new_large['id']}/", headers=headers))
+    assert resp_small.status_code == resp_large.status_code == 204
+    assert abs(n_large - n_small) <= 1, (n_small, n_large)
+    assert _statuses(app, old_large["id"]) == {d: "queued" for d in large}
+    assert _statuses(app, old_small["id"]) == {d: "queued" for d in small}
+    # the devices are told (in batches of 1,000 minions) that their target changed back
+    assert _outbox(app)[-1] == (f"release {old_large['id']} queued", _unit_ids(app, large))
+    assert client.get(f"{url}{new_large['id']}/deployments/", headers=headers).status_code == 404
+
+
+def test_patch_removing_devices_falls_back_and_ends_their_deployments(app, client, user_token, account, master_token):
+    headers = user_token.headers
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
+    ran_old, applying, queued, stays = _devices(app, account, 4)
+    url = f"/docker/projects/{project}/releases/"
+    old = _create(client, headers, project, "1", [ran_old, applying, queued, stays]).json
+    with app.app_context():
+        units = {d.id: d.unit_id for d in db.session.scalars(select(Device))}
+
+    def report(device, release, outcome):
+        body = {"unit_id": units[device], "release_id": release["id"], "version_hash": release["version_hash"], "outcome": outcome}
+        assert client.post("/master/deployments/report/", json=body, headers=master_token.headers).status_code == 200
+
+    for device in (ran_old, applying, queued):
+        report(device, old, "succeeded")
+    new = _create(client, headers, project, "2", [ran_old, applying, queued, stays]).json
+    report(applying, new, "applying")
+    before = len(_outbox(app))
+    r = client.patch(f"{url}{new['id']}/", json={"devices": [stays]}, headers=headers)
+    assert r.status_code == 200, r.json
+    assert r.json["devices"] == [stays]
+    assert _statuses(app, new["id"]) == {applying: "superseded", stays: "queued"}
+    # `applying` may have half-run the new release: the old one is queued again; `ran_old` and
+    # `queued` still run the old release, nothing to do for them
+    assert _statuses(app, old["id"]) == {ran_old: "succeeded", applying: "queued", queued: "succeeded", stays: "superseded"}
+    assert _outbox(app)[before:] == [(f"release {old['id']} queued", [units[applying]])]
+    # adding one back queues the new release on it again
+    r = client.patch(f"{url}{new['id']}/", json={"devices": [stays, queued]}, headers=headers)
+    assert r.status_code == 200 and sorted(r.json["devices"]) == sorted([stays, queued])
+    assert _statuses(app, new["id"])[queued] == "queued"
+    assert _outbox(app)[-1] == (f"release {new['id']} queued", [units[queued]])
