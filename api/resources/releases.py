@@ -79,12 +79,28 @@ def serialize_release(
         "project": release.project_id,
         "version": release.version,
         "version_hash": release.version_hash,
-        "devices": [d.id for d in release.devices] if device_ids is None else device_ids,
+        "devices": _listed_devices([release.id])[release.id] if device_ids is None else device_ids,
         "containers": [serialize_container(c) for c in release.containers],
         "successful_deployments": release.successful_device_ids() if successful is None else successful,
         "remove_containers": list(release.remove_containers),
         "created": isoformat(release.created),
     }
+
+
+def _listed_devices(release_ids: list[int]) -> dict[int, list[str]]:
+    """{release id: its device ids in the order it lists them}, in one query (Core: no ORM
+    objects for releases of 10,000 devices)."""
+    listed: dict[int, list[str]] = {release_id: [] for release_id in release_ids}
+    devices = Device.__table__
+    rows = db.session.connection().execute(
+        select(release_devices.c.release_id, release_devices.c.device_id)
+        .join(devices, devices.c.id == release_devices.c.device_id)
+        .where(release_devices.c.release_id.in_(release_ids))
+        .order_by(release_devices.c.release_id, devices.c.created, devices.c.id)
+    )
+    for release_id, device_id in rows:
+        listed[release_id].append(device_id)
+    return listed
 
 
 def serialize_releases(releases: list[Release]) -> list[dict]:
@@ -97,7 +113,8 @@ def serialize_releases(releases: list[Release]) -> list[dict]:
         )
         for release_id, device_id in rows:
             succeeded[release_id].append(device_id)
-    return [serialize_release(r, succeeded[r.id]) for r in releases]
+    listed = _listed_devices(list(succeeded))
+    return [serialize_release(r, succeeded[r.id], listed[r.id]) for r in releases]
 
 
 def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
