@@ -201,6 +201,22 @@ class Bench:
 
         wait_for(all_answer, 600, f"{self.args.minions} minions to answer", interval=3)
 
+    def wait_for_success(self, project_id, release_id, devices, start, on_poll=lambda: None) -> dict:
+        """Poll the release until all ``devices`` are in its successful_deployments
+        -> {device id: seconds from ``start`` (a monotonic time) to its success}."""
+        seen = {}
+        while len(seen) < len(devices):
+            if time.monotonic() - start > self.args.timeout:
+                raise SystemExit(f"fanout_bench: only {len(seen)}/{len(devices)} minions succeeded on "
+                                 f"release {release_id} in {self.args.timeout}s")
+            on_poll()
+            rel = self.call("GET", f"/docker/projects/{project_id}/releases/{release_id}/", 200)
+            now = time.monotonic() - start
+            for device in devices & set(rel["successful_deployments"]):
+                seen.setdefault(device, now)
+            time.sleep(0.5)
+        return seen
+
     def fleet_idle(self) -> bool:
         """No job running on any minion (``saltutil.running`` empty everywhere)."""
         out = self.salt("salt", "*", "saltutil.running", "--out=json", "--static", "-t", "60")
@@ -299,19 +315,14 @@ class Bench:
         hook_logs = {m: self.minion_dir(m) / "hook" / "sleep.log" for m in live}
         hooks = {m: subprocess.Popen([str(self.minion_dir(m) / "hook" / "berth-before-sleep")],
                                      stdout=subprocess.DEVNULL, stderr=open(hook_logs[m], "w")) for m in live}
-        hook_done, seen = {}, {}
-        deadline = start + self.args.timeout
-        while len(seen) < len(live_devices):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"fanout_bench: only {len(seen)}/{len(live)} minions succeeded in {self.args.timeout}s")
+        hook_done = {}
+
+        def note_finished_hooks():
             for m, proc in hooks.items():
                 if m not in hook_done and proc.poll() is not None:
                     hook_done[m] = (time.monotonic() - start, proc.returncode)
-            rel = self.call("GET", f"/docker/projects/{project['id']}/releases/{release['id']}/", 200)
-            now = time.monotonic() - start
-            for device in live_devices & set(rel["successful_deployments"]):
-                seen.setdefault(device, now)
-            time.sleep(0.5)
+
+        seen = self.wait_for_success(project["id"], release["id"], live_devices, start, note_finished_hooks)
         elapsed = max(seen.values())
         for m, proc in hooks.items():
             if m not in hook_done:
@@ -334,15 +345,7 @@ class Bench:
         self.salt("salt", "*", "docker.release_pull", "--out=json", "--static", "-t", "600")
         start = time.monotonic()
         self.salt("salt", "*", "state.sls", "docker.release", "--async")
-        seen2 = {}
-        while len(seen2) < len(live_devices):
-            if time.monotonic() - start > self.args.timeout:
-                raise SystemExit(f"fanout_bench: only {len(seen2)}/{len(live)} minions applied release 2")
-            rel = self.call("GET", f"/docker/projects/{project['id']}/releases/{release2['id']}/", 200)
-            now = time.monotonic() - start
-            for device in live_devices & set(rel["successful_deployments"]):
-                seen2.setdefault(device, now)
-            time.sleep(0.5)
+        seen2 = self.wait_for_success(project["id"], release2["id"], live_devices, start)
         via_master = max(seen2.values())
         print(f"state.sls docker.release through the master -> all {len(live)} in successful_deployments: "
               f"{via_master:.1f}s (first {min(seen2.values()):.1f}s, median {statistics.median(seen2.values()):.1f}s)",

@@ -73,7 +73,7 @@ def serialize_container(container: ReleaseContainer) -> dict:
 def serialize_release(
     release: Release, successful: list[str] | None = None, device_ids: list[str] | None = None
 ) -> dict:
-    """The release as the API returns it (also the pillar's ``docker:release``, which adds ``project``)."""
+    """The release as the API returns it (the pillar has its own, leaner one: ``api.master.views.release_pillar``)."""
     return {
         "id": release.id,
         "project": release.project_id,

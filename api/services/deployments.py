@@ -74,12 +74,6 @@ def deployments_of(release_id: int):
     return union_all(stored, derived).subquery("deployments_of")
 
 
-def deployment_status(release_id: int, device_id: str) -> str | None:
-    """The status of ``release_id`` on ``device_id`` (``None``: no such deployment)."""
-    rows = deployments_of(release_id)
-    return db.session.scalar(select(rows.c.status).where(rows.c.device_id == device_id))
-
-
 def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[str]:
     """Queue ``release`` on ``devices``, ``(device id, unit_id)`` pairs (tuples or rows) of devices
     the release already lists.

@@ -5,11 +5,8 @@ from sqlalchemy import select
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
 from api.outbox import OutboxMessage
-from api.services.deployments import (
-    deployment_status,
-    queue_release,
-    unlist_devices,
-)
+from api.services.deployments import queue_release, unlist_devices
+from tests.fixtures.api import deployment_statuses
 
 
 def _pairs(devices):
@@ -27,7 +24,14 @@ def _release(project, version, devices):
 
 
 def _status(release, device):
-    return deployment_status(release.id, device.id)
+    return deployment_statuses(release.id).get(device.id)
+
+
+def _project(account):
+    project = Project(account_id=account.id, name="p")
+    db.session.add(project)
+    db.session.flush()
+    return project
 
 
 def _stored(release, device):
@@ -45,9 +49,7 @@ def test_newer_release_supersedes_older_pending(app, account, api_factory):
     d1, d2 = api_factory.device(account), api_factory.device(account)
     with app.app_context():
         dev1, dev2 = db.session.get(Device, d1.id), db.session.get(Device, d2.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1, dev2])
         assert _status(r1, dev1) == _status(r1, dev2) == "queued"
         r2 = _release(project, "2", [dev1])
@@ -60,9 +62,7 @@ def test_succeeded_deployments_stay_succeeded(app, account, api_factory):
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1])
         _stored(r1, dev1).status = "succeeded"
         db.session.commit()
@@ -74,9 +74,7 @@ def test_adding_device_to_older_release_is_superseded_at_once(app, account, api_
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [])
         r2 = _release(project, "2", [dev1])
         r1.devices.append(dev1)
@@ -90,9 +88,7 @@ def test_removing_device_requeues_previous_release(app, account, api_factory):
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1])
         _stored(r1, dev1).status = "succeeded"
         r2 = _release(project, "2", [dev1])
@@ -107,9 +103,7 @@ def test_applying_deployment_of_older_release_is_superseded(app, account, api_fa
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1])
         _stored(r1, dev1).status = "applying"
         db.session.commit()
@@ -122,9 +116,7 @@ def test_queueing_stores_no_deployment_until_the_device_reports(app, account, ap
     devices = [api_factory.device(account) for _ in range(3)]
     with app.app_context():
         rows = [db.session.get(Device, d.id) for d in devices]
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", rows)
         assert db.session.scalars(select(Deployment)).all() == []
         assert [_status(r1, d) for d in rows] == ["queued"] * 3
@@ -136,9 +128,7 @@ def test_removing_device_from_older_release_leaves_its_target_alone(app, account
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1])
         r2 = _release(project, "2", [dev1])
         before = len(db.session.scalars(select(OutboxMessage)).all())
@@ -153,9 +143,7 @@ def test_deleting_newest_release_queues_the_previous_one_again(app, account, api
     d1 = api_factory.device(account)
     with app.app_context():
         dev1 = db.session.get(Device, d1.id)
-        project = Project(account_id=account.id, name="p")
-        db.session.add(project)
-        db.session.flush()
+        project = _project(account)
         r1 = _release(project, "1", [dev1])
         r2 = _release(project, "2", [dev1])
         assert _status(r1, dev1) == "superseded"

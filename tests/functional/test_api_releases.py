@@ -5,11 +5,10 @@ import json
 import re
 
 import pytest
-from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Deployment
-from api.services.deployments import deployments_of
+from tests.fixtures.api import deployment_statuses
 
 # The release body from the seed document ("Deploying docker containers on devices"), verbatim.
 SEED_RELEASE = json.loads("""
@@ -53,10 +52,8 @@ def simple_body(version="1", devices=(), **container):
 
 
 def _deployments(app, release_id):
-    """{device id: status} of the release's deployments, stored or derived."""
     with app.app_context():
-        rows = deployments_of(release_id)
-        return dict(db.session.execute(select(rows.c.device_id, rows.c.status)).all())
+        return deployment_statuses(release_id)
 
 
 def test_seed_release_body_is_accepted_verbatim(app, client, setup):

@@ -3,14 +3,15 @@ number of devices) and one outbox row per 1,000 minions."""
 
 import time
 import uuid
+from collections import Counter
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from api.extensions import db
 from api.models import Device
 from api.outbox import OutboxMessage
-from api.services.deployments import deployments_of
+from tests.fixtures.api import deployment_statuses
 
 pytestmark = pytest.mark.db
 
@@ -66,12 +67,7 @@ def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, clie
     with app.app_context():
         rows = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         assert [len(m.payload["minions"]) for m in rows] == [1000, 1000, 500, 1000, 1000, 500]
-        counts = {}
-        for release in (first.json["id"], second["id"]):
-            rows = deployments_of(release)
-            counts[release] = dict(
-                db.session.execute(select(rows.c.status, func.count()).group_by(rows.c.status)).all()
-            )
+        counts = {release: Counter(deployment_statuses(release).values()) for release in (first.json["id"], second["id"])}
         # the list endpoint derives the same, page by page
         listed = client.get(
             f"/docker/projects/{project}/releases/{first.json['id']}/deployments/?status=superseded&page_size=1000",
@@ -85,8 +81,7 @@ def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, clie
 
 def _statuses(app, release_id):
     with app.app_context():
-        rows = deployments_of(release_id)
-        return dict(db.session.execute(select(rows.c.device_id, rows.c.status)).all())
+        return deployment_statuses(release_id)
 
 
 def _outbox(app):
