@@ -23,8 +23,7 @@ class BuildPyWithSaltDirs(build_py):
             dest = Path(self.build_lib, "berth", "salt_ext", name)
             self.mkpath(str(dest))
             for src in sorted((ROOT / name).glob("*.py")):
-                self.copy_file(str(src), str(dest / src.name),
-                               preserve_mode=False)
+                self.copy_file(str(src), str(dest / src.name), preserve_mode=False)
 
 
 setup(cmdclass={"build_py": BuildPyWithSaltDirs})

@@ -43,12 +43,20 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None,
         # from filling the log.
         log.error(
             "berth_localapi on %s: cannot serve on %s:%s: %s (trying again in %ss)",
-            unit_id, host, port, exc, retry_seconds,
+            unit_id,
+            host,
+            port,
+            exc,
+            retry_seconds,
         )
         try:
             time.sleep(max(0.0, float(retry_seconds)))
         except (TypeError, ValueError):
-            log.error("berth_localapi on %s: retry_seconds %r is not a number; using 30", unit_id, retry_seconds)
+            log.error(
+                "berth_localapi on %s: retry_seconds %r is not a number; using 30",
+                unit_id,
+                retry_seconds,
+            )
             time.sleep(30)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
@@ -56,7 +64,8 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None,
         log.warning(
             "berth_localapi on %s: listening on %s with every command allowed; "
             "anyone who can reach it can run any command (set the engine option 'commands')",
-            unit_id, host,
+            unit_id,
+            host,
         )
     try:
         httpd.serve_forever()

@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device_id=None):
     unit_id = __opts__["id"]
     path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool.sqlite3")
-    overrides = {key: value for key, value in (("url", url), ("token", token), ("device_id", device_id)) if value}
+    overrides = {
+        key: value
+        for key, value in (("url", url), ("token", token), ("device_id", device_id))
+        if value
+    }
 
     def fresh_pillar_config():
         # The engine process starts before the minion has connected (its opts lack
@@ -43,7 +47,9 @@ def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device
         # so it asks the master for this minion's pillar itself.
         opts = dict(__opts__)
         opts.update(salt.minion.resolve_dns(opts))
-        remote = salt.pillar.get_pillar(opts, opts.get("grains", {}), opts["id"], pillarenv=opts.get("pillarenv"))
+        remote = salt.pillar.get_pillar(
+            opts, opts.get("grains", {}), opts["id"], pillarenv=opts.get("pillarenv")
+        )
         try:
             pillar = remote.compile_pillar()
         finally:

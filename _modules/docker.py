@@ -61,11 +61,18 @@ def _clear_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (ReleaseError, ReleaseBusy, dockerutil.DockerUnavailable, dockerutil.PullError,
-                dockerutil.RegistryLoginError) as exc:
+        except (
+            ReleaseError,
+            ReleaseBusy,
+            dockerutil.DockerUnavailable,
+            dockerutil.PullError,
+            dockerutil.RegistryLoginError,
+        ) as exc:
             _fail(str(exc))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            _fail(f"Docker engine error ({dockerutil.engine_url(__opts__)}): {dockerutil.api_message(exc)}")
+            _fail(
+                f"Docker engine error ({dockerutil.engine_url(__opts__)}): {dockerutil.api_message(exc)}"
+            )
 
     return wrapper
 
@@ -139,8 +146,16 @@ def ps(all=False):  # pylint: disable=redefined-builtin
     for c in dockerutil.list_containers(cli):
         if not all and c["state"] != "running":
             continue
-        out.append({"name": c["name"], "id": c["id"][:12], "state": c["state"], "status": c["status"],
-                    "image": c["image"], "labels": {k: v for k, v in c["labels"].items() if k.startswith("io.berth.")}})
+        out.append(
+            {
+                "name": c["name"],
+                "id": c["id"][:12],
+                "state": c["state"],
+                "status": c["status"],
+                "image": c["image"],
+                "labels": {k: v for k, v in c["labels"].items() if k.startswith("io.berth.")},
+            }
+        )
     return out
 
 
@@ -208,7 +223,9 @@ def release_plan(release=None, registries=None):
 
 
 @_clear_errors
-def release_apply(release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True):
+def release_apply(
+    release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True
+):
     """
     Apply the release (default: pillar ``docker:release``) with the SPEC §3 flow and
     rollback. Returns ``{"outcome": "succeeded"|"failed"|"unchanged", "error", "changes",
@@ -219,17 +236,31 @@ def release_apply(release=None, registries=None, settle_seconds=None, health_tim
     """
     release, registries = _pillar_release(release, registries)
     if not release:
-        return {"outcome": "unchanged", "error": None, "changes": {}, "comment": "no release for this device"}
+        return {
+            "outcome": "unchanged",
+            "error": None,
+            "changes": {},
+            "comment": "no release for this device",
+        }
     try:
         target = _target(release, registries)
-        result = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout).apply(target)
+        result = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout).apply(
+            target
+        )
     except ReleaseBusy:
         raise  # the apply that holds the lock reports
     except (ReleaseError, dockerutil.DockerUnavailable) as exc:
         # the operator must hear that this device cannot apply the release at all
         if fire_event and isinstance(release, dict) and release.get("id") is not None:
-            _fire_result({"release_id": release.get("id"), "version_hash": release.get("version_hash"),
-                          "outcome": "failed", "error": str(exc), "containers": []})
+            _fire_result(
+                {
+                    "release_id": release.get("id"),
+                    "version_hash": release.get("version_hash"),
+                    "outcome": "failed",
+                    "error": str(exc),
+                    "containers": [],
+                }
+            )
         raise
     if fire_event and result["outcome"] != "unchanged":
         _fire_result(result)
@@ -241,9 +272,15 @@ def _fire_result(result):
     try:
         sent = __salt__["event.send"](RESULT_EVENT_TAG, data)
         if not sent:
-            log.warning("berth release %s: result event %s was not sent", result.get("release_id"), RESULT_EVENT_TAG)
+            log.warning(
+                "berth release %s: result event %s was not sent",
+                result.get("release_id"),
+                RESULT_EVENT_TAG,
+            )
     except Exception as exc:  # noqa: BLE001 - never let reporting break the apply
-        log.warning("berth release %s: cannot fire %s: %s", result.get("release_id"), RESULT_EVENT_TAG, exc)
+        log.warning(
+            "berth release %s: cannot fire %s: %s", result.get("release_id"), RESULT_EVENT_TAG, exc
+        )
 
 
 @_clear_errors

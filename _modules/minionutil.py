@@ -24,8 +24,9 @@ CLI examples:
 
 import logging
 
-from berth import localapi, minionlogs, sleephook
 from salt.exceptions import SaltInvocationError
+
+from berth import localapi, minionlogs, sleephook
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,14 @@ def last_logs(file="minion", until="$", match=".*", count=0, before=0, after=0, 
         salt '*' minionutil.last_logs match='docker' count=3 before=1
     """
     return _query(
-        minionlogs.last_logs, file=file, until=until, match=match,
-        count=count, before=before, after=after, limit=limit,
+        minionlogs.last_logs,
+        file=file,
+        until=until,
+        match=match,
+        count=count,
+        before=before,
+        after=after,
+        limit=limit,
     )
 
 
@@ -85,8 +92,14 @@ def last_errors(file="minion", until="$", level="error", count=0, before=0, afte
         salt '*' minionutil.last_errors level=warning limit=20
     """
     return _query(
-        minionlogs.last_errors, file=file, until=until, level=level,
-        count=count, before=before, after=after, limit=limit,
+        minionlogs.last_errors,
+        file=file,
+        until=until,
+        level=level,
+        count=count,
+        before=before,
+        after=after,
+        limit=limit,
     )
 
 

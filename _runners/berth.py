@@ -83,14 +83,18 @@ def resync(tgt="*", timeout=60):
     for minion_id, status in sorted(returns.items()):
         if not isinstance(status, dict):
             summary["errors"][minion_id] = str(status)
-            log.warning("berth.resync: device %s did not return its release status: %s", minion_id, status)
+            log.warning(
+                "berth.resync: device %s did not return its release status: %s", minion_id, status
+            )
             continue
         result = reports.status_to_result(status)
         if result is None:
             summary["nothing_to_report"].append(minion_id)
             continue
         outcome = reports.deliver(client, spool, reports.build_report(minion_id, result))
-        summary["reported"].append({"minion_id": minion_id, "release_id": result["release_id"], "status": outcome})
+        summary["reported"].append(
+            {"minion_id": minion_id, "release_id": result["release_id"], "status": outcome}
+        )
     return summary
 
 

@@ -110,8 +110,12 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
             ret["changes"] = {"plan": [_describe(s) for s in steps], **_planned_changes(steps)}
             ret["comment"] = f"Release {release_id} would be applied in {len(steps)} steps"
             return ret
-        result = __salt__["docker.release_apply"](release=release, registries=registries,
-                                                  settle_seconds=settle_seconds, health_timeout=health_timeout)
+        result = __salt__["docker.release_apply"](
+            release=release,
+            registries=registries,
+            settle_seconds=settle_seconds,
+            health_timeout=health_timeout,
+        )
     except Exception as exc:  # noqa: BLE001 - CommandExecutionError carries a clear message
         ret["comment"] = str(exc)
         return ret
@@ -128,7 +132,11 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         if result.get("warnings"):
             ret["comment"] += "; " + "; ".join(result["warnings"])
     else:
-        after = "it was rolled back" if result.get("rolled_back") else "the running release was left untouched"
+        after = (
+            "it was rolled back"
+            if result.get("rolled_back")
+            else "the running release was left untouched"
+        )
         ret["comment"] = f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
     return ret
 
@@ -155,6 +163,13 @@ def registries_logged_in(name, registries=None):
     if new:
         ret["changes"] = {"logged_in": new}
     ret["result"] = not failed
-    ret["comment"] = "; ".join(failed.values()) if failed else (
-        f"Logged in to {len(result)} registr{'y' if len(result) == 1 else 'ies'}" if result else "No registries in pillar")
+    ret["comment"] = (
+        "; ".join(failed.values())
+        if failed
+        else (
+            f"Logged in to {len(result)} registr{'y' if len(result) == 1 else 'ies'}"
+            if result
+            else "No registries in pillar"
+        )
+    )
     return ret

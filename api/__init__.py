@@ -58,7 +58,11 @@ def _refuse_null_characters(endpoint, values) -> None:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
-    app = Flask(__name__, static_folder=None, instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app = Flask(
+        __name__,
+        static_folder=None,
+        instance_path=os.path.abspath(instance_path) if instance_path else None,
+    )
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(base_config(app.instance_path, config))
     config.pop("DATABASE_URL", None)
@@ -86,7 +90,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api.cli import register_cli
 
     register_cli(app)
-    if not logging.root.handlers:  # e.g. under gunicorn or flask run; pytest and embedders bring their own
+    if (
+        not logging.root.handlers
+    ):  # e.g. under gunicorn or flask run; pytest and embedders bring their own
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("api").setLevel(app.config.get("LOG_LEVEL", "INFO"))
     return app

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
-from typing import Callable
 
 from flask import g, request
 from sqlalchemy import bindparam, select, update
@@ -23,10 +23,27 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # Every authenticated request runs this: one statement built once at import, whose
 # compiled form and result metadata SQLAlchemy caches (no ORM objects either).
-_TOKEN_COLUMNS = ("id", "account_id", "user_id", "name", "scope", "device_id", "expires", "revoked", "last_used")
+_TOKEN_COLUMNS = (
+    "id",
+    "account_id",
+    "user_id",
+    "name",
+    "scope",
+    "device_id",
+    "expires",
+    "revoked",
+    "last_used",
+)
 _TOKEN_QUERY = (
-    select(*(ApiToken.__table__.c[c] for c in _TOKEN_COLUMNS), Account.__table__.c.name.label("account_name"))
-    .join_from(ApiToken.__table__, Account.__table__, ApiToken.__table__.c.account_id == Account.__table__.c.id)
+    select(
+        *(ApiToken.__table__.c[c] for c in _TOKEN_COLUMNS),
+        Account.__table__.c.name.label("account_name"),
+    )
+    .join_from(
+        ApiToken.__table__,
+        Account.__table__,
+        ApiToken.__table__.c.account_id == Account.__table__.c.id,
+    )
     .where(ApiToken.__table__.c.digest == bindparam("digest"))
 )
 

@@ -8,7 +8,7 @@ bind-parameter limits; ``json_each`` (SQLite) / ``jsonb_array_elements_text``
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -19,7 +19,11 @@ from api.extensions import db
 def id_rows(ids: Sequence[str]):
     """A one-column (``value``) table of ``ids``, usable in FROM, ``IN (SELECT ...)`` and INSERT ... SELECT."""
     if db.session.get_bind().dialect.name == "postgresql":
-        return func.jsonb_array_elements_text(bindparam(None, list(ids), type_=JSONB)).table_valued("value").alias("ids")
+        return (
+            func.jsonb_array_elements_text(bindparam(None, list(ids), type_=JSONB))
+            .table_valued("value")
+            .alias("ids")
+        )
     return func.json_each(json.dumps(list(ids))).table_valued("value").alias("ids")
 
 

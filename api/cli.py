@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 from flask import Flask
@@ -23,9 +23,11 @@ def _parse_expires(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 datetime", param_hint="--expires") from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 datetime", param_hint="--expires"
+        ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -43,7 +45,9 @@ def accounts_create(name: str) -> None:
 
 @users.command("create")
 @click.argument("email")
-@click.option("--account", "account_name", required=True, help="Name of the account the user belongs to.")
+@click.option(
+    "--account", "account_name", required=True, help="Name of the account the user belongs to."
+)
 @click.option("--password", required=True, help="The user's password (for the account page).")
 def users_create(email: str, account_name: str, password: str) -> None:
     """Create user EMAIL in an account."""
@@ -70,7 +74,9 @@ def users_create(email: str, account_name: str, password: str) -> None:
 @click.option("--device", "device_ref", help="Device id or unit_id (required for --scope device).")
 @click.option("--expires", help="Expiry as ISO-8601 (UTC if no offset).")
 @click.option("--name", default="", help="A label for the token.")
-def tokens_create(email: str, scope: str, device_ref: str | None, expires: str | None, name: str) -> None:
+def tokens_create(
+    email: str, scope: str, device_ref: str | None, expires: str | None, name: str
+) -> None:
     """Create an API token for user EMAIL; the token is printed alone on the last line."""
     user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
@@ -79,17 +85,22 @@ def tokens_create(email: str, scope: str, device_ref: str | None, expires: str |
     if device_ref:
         device = db.session.scalar(
             select(Device).where(
-                Device.account_id == user.account_id, (Device.id == device_ref) | (Device.unit_id == device_ref)
+                Device.account_id == user.account_id,
+                (Device.id == device_ref) | (Device.unit_id == device_ref),
             )
         )
         if device is None:
             raise click.ClickException(f"no device {device_ref!r} in the user's account")
     try:
-        token, plaintext = create_token(user, scope=scope, device=device, expires=_parse_expires(expires), name=name)
+        token, plaintext = create_token(
+            user, scope=scope, device=device, expires=_parse_expires(expires), name=name
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     db.session.commit()
-    click.echo(f"created token {token.id} (scope {token.scope}) for {user.email}; it is shown only once:")
+    click.echo(
+        f"created token {token.id} (scope {token.scope}) for {user.email}; it is shown only once:"
+    )
     click.echo(plaintext)
 
 

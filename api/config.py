@@ -49,7 +49,11 @@ def load_or_create_secret_key(instance_path: str) -> str:
 
 
 def base_config(instance_path: str, overrides: dict) -> dict:
-    url = overrides.get("SQLALCHEMY_DATABASE_URI") or overrides.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    url = (
+        overrides.get("SQLALCHEMY_DATABASE_URI")
+        or overrides.get("DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+    )
     if not url:
         url = "sqlite:///" + str(Path(instance_path) / SQLITE_FILE)
     secret = overrides.get("SECRET_KEY") or os.environ.get("BERTH_SECRET_KEY")

@@ -18,9 +18,9 @@ def derive_key(secret_key: str, purpose: bytes) -> bytes:
     """A 32-byte key for ``purpose``, so one leaked derived key does not expose the others."""
     cached = _cache.get((secret_key, purpose))
     if cached is None:
-        cached = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"berth:" + purpose).derive(
-            secret_key.encode()
-        )
+        cached = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"berth:" + purpose
+        ).derive(secret_key.encode())
         _cache[(secret_key, purpose)] = cached
     return cached
 
@@ -46,4 +46,6 @@ def decrypt(ciphertext: str) -> str:
     try:
         return _fernet().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
-        raise ValueError("cannot decrypt: BERTH_SECRET_KEY differs from the one used to encrypt") from None
+        raise ValueError(
+            "cannot decrypt: BERTH_SECRET_KEY differs from the one used to encrypt"
+        ) from None

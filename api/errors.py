@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     status_code = 400
 
-    def __init__(self, body: Any, status_code: int | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, body: Any, status_code: int | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(body)
         self.body = body
         if status_code is not None:

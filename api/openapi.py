@@ -42,19 +42,33 @@ def _page_of(name: str) -> dict:
 
 
 _ERRORS = {
-    "400": _json(_ref("ValidationErrors"), "Invalid input: field -> messages (nested for containers)."),
-    "401": _json(_ref("Detail"), "Missing, invalid, revoked or expired token (`WWW-Authenticate: APIToken`)."),
+    "400": _json(
+        _ref("ValidationErrors"), "Invalid input: field -> messages (nested for containers)."
+    ),
+    "401": _json(
+        _ref("Detail"), "Missing, invalid, revoked or expired token (`WWW-Authenticate: APIToken`)."
+    ),
     "403": _json(_ref("Detail"), "The token's scope does not allow this endpoint."),
     "404": _json(_ref("Detail"), "Unknown id, or an object of another account."),
 }
 _PAGE_PARAMS = [
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    {
+        "name": "page_size",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    },
 ]
 
 
 def _path_param(name: str, type_: str = "integer", description: str = "") -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": type_}, "description": description}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": type_},
+        "description": description,
+    }
 
 
 def _crud(
@@ -92,7 +106,9 @@ def _crud(
         },
     }
     params = collection_params + item_params
-    conflict = {"409": _json(_ref("Detail"), text)} if (text := (extra_409 or {}).get("update")) else {}
+    conflict = (
+        {"409": _json(_ref("Detail"), text)} if (text := (extra_409 or {}).get("update")) else {}
+    )
     item = {
         "get": {
             "tags": [tag],
@@ -115,7 +131,10 @@ def _crud(
             "summary": f"Update some fields of a {name}",
             "security": sec,
             "parameters": params,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(input_name)}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(input_name)}},
+            },
             "responses": {"200": _json(_ref(name)), **_ERRORS, **conflict},
         },
         "delete": {
@@ -141,21 +160,39 @@ _STARTUP_PARAMETERS = {
             "oneOf": [
                 {"type": "string"},
                 {"type": "array", "items": {"type": "string"}},
-                {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
             ],
         },
-        "binds": {"type": "array", "items": {"type": "string"}, "description": "/host:/container[:ro|rw]"},
+        "binds": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "/host:/container[:ro|rw]",
+        },
         "volumes": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
         "ports": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
-        "network_mode": {"type": "string", "description": "host, none, bridge, container:<name> or a network"},
-        "restart_policy": {"type": "string", "description": "no, always, unless-stopped, on-failure[:N]"},
+        "network_mode": {
+            "type": "string",
+            "description": "host, none, bridge, container:<name> or a network",
+        },
+        "restart_policy": {
+            "type": "string",
+            "description": "no, always, unless-stopped, on-failure[:N]",
+        },
         "privileged": {"type": "boolean"},
         "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "entrypoint": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "entrypoint": {
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+        },
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "devices": {"type": "array", "items": {"type": "string"}},
         "cap_add": {"type": "array", "items": {"type": "string"}},
-        "mem_limit": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "bytes or 512m, 1g"},
+        "mem_limit": {
+            "oneOf": [{"type": "integer"}, {"type": "string"}],
+            "description": "bytes or 512m, 1g",
+        },
         "user": {"type": "string"},
         "working_dir": {"type": "string"},
         "log_config": {
@@ -169,18 +206,32 @@ _CONTAINER_INPUT = {
     "type": "object",
     "required": ["name", "image", "tag"],
     "properties": {
-        "name": {"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "description": "Unique in the release."},
-        "image": {"type": "string", "description": "Docker repository name without tag, e.g. `curveball`."},
+        "name": {
+            "type": "string",
+            "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+            "description": "Unique in the release.",
+        },
+        "image": {
+            "type": "string",
+            "description": "Docker repository name without tag, e.g. `curveball`.",
+        },
         "tag": {"type": "string", "pattern": "^[\\w][\\w.-]{0,127}$"},
         "required_tags": {"type": "array", "items": {"type": "string"}, "default": []},
         "startup_parameters": _ref("StartupParameters"),
         "purge_data": {"type": "boolean", "default": False},
-        "registry": {"type": ["integer", "null"], "description": "Registry id; pulled as `<url>/<image>:<tag>`."},
+        "registry": {
+            "type": ["integer", "null"],
+            "description": "Registry id; pulled as `<url>/<image>:<tag>`.",
+        },
     },
 }
 
 SCHEMAS: dict[str, Any] = {
-    "Detail": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+    "Detail": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}},
+    },
     "ValidationErrors": {
         "type": "object",
         "description": 'DRF shape: {"field": ["message"], "non_field_errors": [...]}; containers nest per index.',
@@ -204,7 +255,10 @@ SCHEMAS: dict[str, Any] = {
     "DeviceInput": {
         "type": "object",
         "required": ["unit_id"],
-        "properties": {"unit_id": {"type": "string", "maxLength": 255}, "display": {"type": "string"}},
+        "properties": {
+            "unit_id": {"type": "string", "maxLength": 255},
+            "display": {"type": "string"},
+        },
     },
     "Registry": {
         "type": "object",
@@ -267,7 +321,11 @@ SCHEMAS: dict[str, Any] = {
         "description": "Read-only fields (id, version_hash, successful_deployments, fully_qualified_name) are ignored.",
         "properties": {
             "version": {"type": "string", "description": "Unique within the project."},
-            "devices": {"type": "array", "items": {"type": "string"}, "description": "Device ids; may change."},
+            "devices": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Device ids; may change.",
+            },
             "containers": {
                 "type": "array",
                 "items": _ref("ContainerInput"),
@@ -285,7 +343,11 @@ SCHEMAS: dict[str, Any] = {
             "version_hash": {"type": "string", "pattern": "^[0-9a-f]{8}$", "readOnly": True},
             "devices": {"type": "array", "items": {"type": "string"}},
             "containers": {"type": "array", "items": _ref("Container")},
-            "successful_deployments": {"type": "array", "items": {"type": "string"}, "readOnly": True},
+            "successful_deployments": {
+                "type": "array",
+                "items": {"type": "string"},
+                "readOnly": True,
+            },
             "remove_containers": {"type": "array", "items": {"type": "string"}},
             "created": {"type": "string", "format": "date-time", "readOnly": True},
         },
@@ -327,7 +389,9 @@ def _core_paths() -> dict:
     )
     paths["/docker/registries/"] = reg_c
     paths["/docker/registries/{registry_id}/"] = reg_i
-    pro_c, pro_i = _crud("projects", "Project", input_name="ProjectInput", item_params=[_path_param("project_id")])
+    pro_c, pro_i = _crud(
+        "projects", "Project", input_name="ProjectInput", item_params=[_path_param("project_id")]
+    )
     paths["/docker/projects/"] = pro_c
     paths["/docker/projects/{project_id}/"] = pro_i
     rel_c, rel_i = _crud(
@@ -338,9 +402,16 @@ def _core_paths() -> dict:
         item_params=[_path_param("release_id")],
         list_params=[
             {"name": "version_hash", "in": "query", "schema": {"type": "string"}},
-            {"name": "device", "in": "query", "schema": {"type": "string"}, "description": "Releases listing it."},
+            {
+                "name": "device",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Releases listing it.",
+            },
         ],
-        extra_409={"update": "Containers or remove_containers of an existing release cannot be changed."},
+        extra_409={
+            "update": "Containers or remove_containers of an existing release cannot be changed."
+        },
     )
     rel_c["post"]["description"] = (
         "Creates the release and queues it on every listed device. Token scope: user. "
@@ -399,7 +470,10 @@ def build_document(app: Flask) -> dict:
                 "summary": doc.splitlines()[0],
                 "description": doc + (f"\n\nToken scope: {' or '.join(scopes)}." if scopes else ""),
                 "parameters": [
-                    _path_param(arg, "integer" if conv.__class__.__name__ == "IntegerConverter" else "string")
+                    _path_param(
+                        arg,
+                        "integer" if conv.__class__.__name__ == "IntegerConverter" else "string",
+                    )
                     for arg, conv in rule._converters.items()
                 ],
                 "responses": {"200": {"description": "OK"}, **_ERRORS},
@@ -407,7 +481,9 @@ def build_document(app: Flask) -> dict:
             if scopes:
                 entry["security"] = [{"APIToken": []}]
             if method in ("POST", "PUT", "PATCH"):
-                entry["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+                entry["requestBody"] = {
+                    "content": {"application/json": {"schema": {"type": "object"}}}
+                }
             paths[path][method.lower()] = entry
     return {
         "openapi": "3.1.0",

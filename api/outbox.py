@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import JSON, Index, String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -84,7 +85,9 @@ def enqueue_salt(minions: Iterable[str], steps: list[list], reason: str) -> list
         db.session.add(row)
         rows.append(row)
     if rows:
-        log.info("outbox: queued %s for %d minion(s) in %d message(s)", reason, len(minions), len(rows))
+        log.info(
+            "outbox: queued %s for %d minion(s) in %d message(s)", reason, len(minions), len(rows)
+        )
     return rows
 
 
@@ -99,8 +102,12 @@ def enqueue_registry_login(account_id: int) -> list[OutboxMessage]:
     (``state.sls docker.registries``)."""
     from api.models import Device
 
-    unit_ids = db.session.scalars(select(Device.unit_id).where(Device.account_id == account_id)).all()
-    return enqueue_salt(unit_ids, [REFRESH_PILLAR, REGISTRIES_LOGIN], f"registries of account {account_id} changed")
+    unit_ids = db.session.scalars(
+        select(Device.unit_id).where(Device.account_id == account_id)
+    ).all()
+    return enqueue_salt(
+        unit_ids, [REFRESH_PILLAR, REGISTRIES_LOGIN], f"registries of account {account_id} changed"
+    )
 
 
 def enqueue_webhook(url: str, account_id: int, body: dict[str, Any], reason: str) -> OutboxMessage:

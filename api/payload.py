@@ -49,5 +49,7 @@ def json_body() -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError({"detail": f"JSON parse error - {exc}"}, 400) from None
     if not isinstance(data, dict):
-        raise ValidationError(f"Invalid data. Expected a dictionary, but got {type(data).__name__}.")
+        raise ValidationError(
+            f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
+        )
     return data

@@ -16,9 +16,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
@@ -43,7 +44,7 @@ class SaltApiTimeout(SaltApiError):
 def new_jid() -> str:
     """A Salt-format job id (``%Y%m%d%H%M%S%f``, UTC), chosen by the caller so a job can be
     recorded before it is published."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,14 @@ class JobInfo:
 
 
 class SaltApiClient:
-    def __init__(self, url: str, username: str, password: str, eauth: str = "sharedsecret", timeout: float = 10.0):
+    def __init__(
+        self,
+        url: str,
+        username: str,
+        password: str,
+        eauth: str = "sharedsecret",
+        timeout: float = 10.0,
+    ):
         if not url:
             raise SaltApiNotConfigured("salt-api is not configured: set BERTH_SALT_API_URL")
         if not username or not password:
@@ -95,7 +103,7 @@ class SaltApiClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | None = None) -> "SaltApiClient":
+    def from_config(cls, config: Mapping[str, Any] | None = None) -> SaltApiClient:
         """Build a client from a Flask config, falling back to the environment."""
         config = config or {}
 
@@ -126,27 +134,35 @@ class SaltApiClient:
                 **kwargs,
             )
         except requests.ConnectTimeout:
-            raise SaltApiError(f"salt-api at {self.url} is unreachable ({method} {path}): connect timeout") from None
+            raise SaltApiError(
+                f"salt-api at {self.url} is unreachable ({method} {path}): connect timeout"
+            ) from None
         except requests.Timeout:
             raise SaltApiTimeout(
                 f"salt-api at {self.url} did not answer {method} {path} within {self.timeout}s"
             ) from None
         except requests.RequestException as exc:
-            raise SaltApiError(f"salt-api at {self.url} is unreachable ({method} {path}): {exc}") from None
+            raise SaltApiError(
+                f"salt-api at {self.url} is unreachable ({method} {path}): {exc}"
+            ) from None
 
     @staticmethod
     def _json(resp: requests.Response, what: str) -> dict:
         try:
             body = resp.json()
         except ValueError:
-            raise SaltApiError(f"salt-api answered {what} with HTTP {resp.status_code} and no JSON body") from None
+            raise SaltApiError(
+                f"salt-api answered {what} with HTTP {resp.status_code} and no JSON body"
+            ) from None
         if not isinstance(body, dict):
             raise SaltApiError(f"salt-api answered {what} with unexpected JSON: {str(body)[:200]}")
         return body
 
     def login(self) -> str:
         resp = self._request(
-            "POST", "/login", json={"username": self.username, "password": self._password, "eauth": self.eauth}
+            "POST",
+            "/login",
+            json={"username": self.username, "password": self._password, "eauth": self.eauth},
         )
         if resp.status_code == 401:
             raise SaltApiError(
@@ -162,7 +178,12 @@ class SaltApiClient:
             raise SaltApiError("salt-api login answer has no token") from None
         expire = float(entry.get("expire") or (time.time() + 3600))
         self._token, self._token_expires = token, expire
-        log.info("logged in to salt-api %s as %s (token valid until %s)", self.url, self.username, int(expire))
+        log.info(
+            "logged in to salt-api %s as %s (token valid until %s)",
+            self.url,
+            self.username,
+            int(expire),
+        )
         return token
 
     def _token_value(self) -> str:
@@ -182,9 +203,13 @@ class SaltApiClient:
                         self._token = None
                 continue
             if resp.status_code == 401:
-                raise SaltApiError(f"salt-api refused {what} for user {self.username!r} after a fresh login")
+                raise SaltApiError(
+                    f"salt-api refused {what} for user {self.username!r} after a fresh login"
+                )
             if resp.status_code == 403:
-                raise SaltApiError(f"salt-api user {self.username!r} is not permitted to run {what}")
+                raise SaltApiError(
+                    f"salt-api user {self.username!r} is not permitted to run {what}"
+                )
             if resp.status_code != 200:
                 raise SaltApiError(f"salt-api answered {what} with HTTP {resp.status_code}")
             return self._json(resp, what)
@@ -206,7 +231,13 @@ class SaltApiClient:
         master knows none of the minions (no accepted key). ``jid``: use this job id
         (see ``new_jid``) instead of one the master chooses.
         """
-        low = {"client": "local_async", "tgt": list(minions), "tgt_type": "list", "fun": fun, "arg": list(arg or [])}
+        low = {
+            "client": "local_async",
+            "tgt": list(minions),
+            "tgt_type": "list",
+            "fun": fun,
+            "arg": list(arg or []),
+        }
         if kwarg:
             low["kwarg"] = dict(kwarg)
         if jid:
@@ -247,7 +278,11 @@ class SaltApiClient:
                 success=result.get("success"),
             )
         return JobInfo(
-            jid=jid, fun=fun, fun_args=fun_args, minions=list(info.get("Minions") or []), returns=returns
+            jid=jid,
+            fun=fun,
+            fun_args=fun_args,
+            minions=list(info.get("Minions") or []),
+            returns=returns,
         )
 
 
@@ -258,7 +293,12 @@ def current_client() -> SaltApiClient:
     config = current_app.config
     key = tuple(
         config.get(name) or os.environ.get(name)
-        for name in ("BERTH_SALT_API_URL", "BERTH_SALT_API_USER", "BERTH_SALT_API_PASSWORD", "BERTH_SALT_API_EAUTH")
+        for name in (
+            "BERTH_SALT_API_URL",
+            "BERTH_SALT_API_USER",
+            "BERTH_SALT_API_PASSWORD",
+            "BERTH_SALT_API_EAUTH",
+        )
     )
     cached = current_app.extensions.get("berth_salt_client")
     if cached is None or cached[0] != key:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from api.errors import ValidationError
 
@@ -80,7 +81,9 @@ class Validator:
             raise ValidationError(self.errors)
 
 
-def string(*, max_length: int, allow_blank: bool = False, strip: bool = True) -> Callable[[Any], str]:
+def string(
+    *, max_length: int, allow_blank: bool = False, strip: bool = True
+) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("Not a valid string.")

@@ -74,7 +74,12 @@ def _advance_salt(msg: OutboxMessage, client: SaltApiClient | None, now: datetim
         jid, minions = client.local_async(payload["minions"], fun, arg, kwarg)
         log.info(
             "outbox %s (%s): %s sent to %d of %d minion(s), jid %s",
-            msg.id, msg.reason, fun, len(minions), len(payload["minions"]), jid,
+            msg.id,
+            msg.reason,
+            fun,
+            len(minions),
+            len(payload["minions"]),
+            jid,
         )
         if jid is None:
             # The master accepts none of these minions yet; they catch up on minion start.
@@ -98,7 +103,9 @@ def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) ->
         elif msg.kind == "webhook":
             webhooks.deliver(msg.payload["url"], msg.payload["account_id"], msg.payload["body"])
             msg.delivered_at = now
-            log.info("outbox %s (%s): webhook delivered to %s", msg.id, msg.reason, msg.payload["url"])
+            log.info(
+                "outbox %s (%s): webhook delivered to %s", msg.id, msg.reason, msg.payload["url"]
+            )
         else:
             msg.gave_up_at, msg.last_error = now, f"unknown outbox message kind {msg.kind!r}"
             log.error("outbox %s: %s", msg.id, msg.last_error)
@@ -108,12 +115,22 @@ def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) ->
         max_attempts = _config_number("BERTH_WEBHOOK_MAX_ATTEMPTS", DEFAULT_WEBHOOK_MAX_ATTEMPTS)
         if msg.kind == "webhook" and msg.attempts >= max_attempts:
             msg.gave_up_at = now
-            log.error("outbox %s (%s): giving up after %d attempts: %s", msg.id, msg.reason, msg.attempts, exc)
+            log.error(
+                "outbox %s (%s): giving up after %d attempts: %s",
+                msg.id,
+                msg.reason,
+                msg.attempts,
+                exc,
+            )
         else:
             msg.next_attempt_at = now + backoff(msg.attempts)
             log.warning(
                 "outbox %s (%s): attempt %d failed, retrying at %s: %s",
-                msg.id, msg.reason, msg.attempts, msg.next_attempt_at.isoformat(timespec="seconds"), exc,
+                msg.id,
+                msg.reason,
+                msg.attempts,
+                msg.next_attempt_at.isoformat(timespec="seconds"),
+                exc,
             )
 
 
@@ -122,7 +139,10 @@ def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
     now = utcnow()
     jobs = db.session.scalars(
         select(ExecuteJob)
-        .where(ExecuteJob.state == "PENDING", or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now))
+        .where(
+            ExecuteJob.state == "PENDING",
+            or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now),
+        )
         .order_by(ExecuteJob.id)
         .limit(limit)
     ).all()
@@ -157,7 +177,11 @@ def purge_delivered(now: datetime | None = None) -> int:
     ).rowcount
     db.session.commit()
     if deleted:
-        log.info("outbox: purged %d delivered message(s) older than %s", deleted, cutoff.isoformat(timespec="seconds"))
+        log.info(
+            "outbox: purged %d delivered message(s) older than %s",
+            deleted,
+            cutoff.isoformat(timespec="seconds"),
+        )
     return deleted
 
 
@@ -175,7 +199,9 @@ def run_once() -> int:
 @with_appcontext
 def worker_command(once: bool, interval: float) -> None:
     """Deliver the outbox to salt-api and webhooks; follow execute jobs."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")

@@ -137,15 +137,33 @@ def server_cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(
-    url: str, *, duration: int, connections: int, threads: int, script: Path | None, headers: dict, nice: int = 0
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    threads: int,
+    script: Path | None,
+    headers: dict,
+    nice: int = 0,
 ) -> dict:
-    cmd = ["nice", "-n", str(nice), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    cmd = [
+        "nice",
+        "-n",
+        str(nice),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+    ]
     for key, value in headers.items():
         cmd += ["-H", f"{key}: {value}"]
     if script:
         cmd += ["-s", str(script)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    out = subprocess.run(
+        cmd + [url], capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = parse_wrk(out)
     result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -164,20 +182,34 @@ def measure(server_pid: int, url: str, **kwargs) -> dict:
     n = max(result["requests"], 1)
     result["server_cpu_ms"] = server_cpu / n * 1000
     result["client_cpu_ms"] = result["client_cpu_s"] / n * 1000
-    result["cpu_bound_rps"] = (os.cpu_count() or 1) * 1000 / (result["server_cpu_ms"] + result["client_cpu_ms"])
+    result["cpu_bound_rps"] = (
+        (os.cpu_count() or 1) * 1000 / (result["server_cpu_ms"] + result["client_cpu_ms"])
+    )
     return result
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--worker-class", default="gthread", help="gthread keeps connections alive; sync does not")
+    parser.add_argument(
+        "--worker-class", default="gthread", help="gthread keeps connections alive; sync does not"
+    )
     parser.add_argument("--worker-threads", type=int, default=2, help="threads per gthread worker")
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (8 keeps 4x2 workers busy)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="concurrent connections (8 keeps 4x2 workers busy)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument(
-        "--nice", type=int, default=0, help="niceness for gunicorn and wrk (negative needs root; for a shared box)"
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for gunicorn and wrk (negative needs root; for a shared box)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -269,7 +301,8 @@ def main() -> int:
         }
         lua = (
             WRK_POST_LUA.replace(
-                "BODY_TEMPLATE", json.dumps(json.dumps(release_body).replace("%", "%%").replace("%%d", "%d"))
+                "BODY_TEMPLATE",
+                json.dumps(json.dumps(release_body).replace("%", "%%").replace("%%d", "%d")),
             )
             .replace("PATH", json.dumps(f"/docker/projects/{data['project']}/releases/"))
             .replace("AUTH", json.dumps(auth["Authorization"]))
@@ -317,7 +350,9 @@ def main() -> int:
             print(f"  socket errors: {r['socket_errors']}")
     get = results["GET /devices/{id}/"]
     ok = get["rps"] >= TARGET_RPS and get["p99_ms"] < TARGET_P99_MS and get["non_2xx"] == 0
-    print(f"target GET >= {TARGET_RPS} req/s with p99 < {TARGET_P99_MS} ms: {'met' if ok else 'NOT met'}")
+    print(
+        f"target GET >= {TARGET_RPS} req/s with p99 < {TARGET_P99_MS} ms: {'met' if ok else 'NOT met'}"
+    )
     return 0 if ok else 1
 
 

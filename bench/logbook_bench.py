@@ -16,6 +16,7 @@ avg over 30 days at 1h and avg over 1 day at 10m (the 1-day window is day 15).
 
     .venv/bin/python bench/logbook_bench.py [--days 30] [--workers 3] [--senders 2] [--batch 50000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,13 @@ import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-START = datetime(2020, 7, 1, tzinfo=timezone.utc)
+START = datetime(2020, 7, 1, tzinfo=UTC)
 START_MS = int(START.timestamp() * 1000)
 FIELD = "obd.bat.voltage"
 MEASUREMENT = "obd_bat_voltage"
@@ -117,7 +118,8 @@ class Influx:
         self.port, rpc = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = root / "influxdb.conf"
-        config.write_text(textwrap.dedent(f"""\
+        config.write_text(
+            textwrap.dedent(f"""\
             reporting-disabled = true
             bind-address = "127.0.0.1:{rpc}"
             [meta]
@@ -140,12 +142,17 @@ class Influx:
               enabled = false
             [logging]
               level = "warn"
-            """))
+            """)
+        )
         self.log = open(root / "influxd.log", "wb")
-        self.process = subprocess.Popen(["influxd", "-config", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            ["influxd", "-config", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         try:
             wait_for(self.url + "/ping")
-            requests.post(self.url + "/query", data={"q": "CREATE DATABASE bench"}).raise_for_status()
+            requests.post(
+                self.url + "/query", data={"q": "CREATE DATABASE bench"}
+            ).raise_for_status()
         except Exception:
             self.close()
             raise
@@ -154,8 +161,10 @@ class Influx:
         url = self.url + "/write?db=bench&precision=ms"
         out = []
         for first in range(0, count, INFLUX_BATCH):
-            lines = [f"{MEASUREMENT},device=bench value={value(i)} {START_MS + i * 1000}"
-                     for i in range(first, min(count, first + INFLUX_BATCH))]
+            lines = [
+                f"{MEASUREMENT},device=bench value={value(i)} {START_MS + i * 1000}"
+                for i in range(first, min(count, first + INFLUX_BATCH))
+            ]
             out.append((url, "\n".join(lines).encode(), {"Content-Type": "text/plain"}))
         return out
 
@@ -175,9 +184,13 @@ class Influx:
         return time.monotonic() - began
 
     def avg(self, begin: datetime, end: datetime, interval: str):
-        q = (f"SELECT mean(value) FROM {MEASUREMENT} WHERE device='bench' AND time >= '{iso(begin)}' "
-             f"AND time < '{iso(end)}' GROUP BY time({interval}) fill(none)")
-        response = requests.get(self.url + "/query", params={"db": "bench", "q": q, "epoch": "ms"}, timeout=60)
+        q = (
+            f"SELECT mean(value) FROM {MEASUREMENT} WHERE device='bench' AND time >= '{iso(begin)}' "
+            f"AND time < '{iso(end)}' GROUP BY time({interval}) fill(none)"
+        )
+        response = requests.get(
+            self.url + "/query", params={"db": "bench", "q": q, "epoch": "ms"}, timeout=60
+        )
         response.raise_for_status()
         series = response.json()["results"][0].get("series") or [{"values": []}]
         return [(ts, v) for ts, v in series[0]["values"]]
@@ -213,17 +226,38 @@ class Berth:
     def __init__(self, root: Path, workers: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, BERTH_INSTANCE_PATH=str(root / "instance"), BERTH_SECRET_KEY="logbook-bench")
+        self.env = dict(
+            os.environ, BERTH_INSTANCE_PATH=str(root / "instance"), BERTH_SECRET_KEY="logbook-bench"
+        )
         self.env.setdefault("DATABASE_URL", f"sqlite:///{root}/berth.sqlite3")
-        seeded = subprocess.run([sys.executable, "-c", SEED], env=self.env, cwd=REPO, check=True,
-                                capture_output=True, text=True).stdout
+        seeded = subprocess.run(
+            [sys.executable, "-c", SEED],
+            env=self.env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         self.ids = json.loads(seeded.strip().splitlines()[-1])
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.log = open(root / "gunicorn.log", "wb")
         self.process = subprocess.Popen(
-            [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "--timeout", "300",
-             "--log-level", "warning", "api:create_app()"],
-            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                str(gunicorn),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "300",
+                "--log-level",
+                "warning",
+                "api:create_app()",
+            ],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for(self.url + "/logbook/storage/fields/")
@@ -233,19 +267,46 @@ class Berth:
 
     def bodies(self, count: int, batch: int):
         url = self.url + "/logbook/storage/write/"
-        headers = {"Content-Type": "application/json", "Authorization": f"APIToken {self.ids['device_token']}"}
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"APIToken {self.ids['device_token']}",
+        }
         out = []
         for first in range(0, count, batch):
-            records = [{"ts": START_MS + i * 1000, "field": FIELD, "field_type": "float", "value": value(i)}
-                       for i in range(first, min(count, first + batch))]
-            out.append((url, json.dumps({"device_id": self.ids["device"], "records": records}).encode(), headers))
+            records = [
+                {
+                    "ts": START_MS + i * 1000,
+                    "field": FIELD,
+                    "field_type": "float",
+                    "value": value(i),
+                }
+                for i in range(first, min(count, first + batch))
+            ]
+            out.append(
+                (
+                    url,
+                    json.dumps({"device_id": self.ids["device"], "records": records}).encode(),
+                    headers,
+                )
+            )
         return out
 
     def avg(self, begin: datetime, end: datetime, interval: str):
-        params = {"device_id": self.ids["device"], "field": FIELD, "field_type": "float", "aggregation": "avg",
-                  "interval": interval, "from_utc": iso(begin), "to_utc": iso(end)}
-        response = requests.get(self.url + "/logbook/storage/read/", params=params, timeout=60,
-                                headers={"Authorization": f"APIToken {self.ids['user']}"})
+        params = {
+            "device_id": self.ids["device"],
+            "field": FIELD,
+            "field_type": "float",
+            "aggregation": "avg",
+            "interval": interval,
+            "from_utc": iso(begin),
+            "to_utc": iso(end),
+        }
+        response = requests.get(
+            self.url + "/logbook/storage/read/",
+            params=params,
+            timeout=60,
+            headers={"Authorization": f"APIToken {self.ids['user']}"},
+        )
         response.raise_for_status()
         return [(row["ts"], row["value"]) for row in response.json()]
 
@@ -255,15 +316,26 @@ class Berth:
 
 
 def same_values(a, b) -> bool:
-    return len(a) == len(b) and all(math.isclose(x[1], y[1], rel_tol=1e-9) for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        math.isclose(x[1], y[1], rel_tol=1e-9) for x, y in zip(a, b, strict=False)
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers for the Berth API")
-    parser.add_argument("--senders", type=int, default=2, help="concurrent client threads, both systems")
-    parser.add_argument("--batch", type=int, default=50_000, help="records per Berth write request (the API maximum)")
+    parser.add_argument(
+        "--senders", type=int, default=2, help="concurrent client threads, both systems"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=50_000,
+        help="records per Berth write request (the API maximum)",
+    )
     args = parser.parse_args()
     count = args.days * 86_400
     root = Path(tempfile.mkdtemp(prefix="logbook-bench-"))
@@ -273,36 +345,54 @@ def main() -> int:
         influx = Influx(root / "influx")
         (root / "berth").mkdir()
         berth = Berth(root / "berth", args.workers)
-        print(f"samples: {count:,} ({args.days} days at 1 Hz, one device, one field); "
-              f"Berth: {args.workers} gunicorn workers, {args.batch:,} records per request; {args.senders} senders; "
-              f"load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"samples: {count:,} ({args.days} days at 1 Hz, one device, one field); "
+            f"Berth: {args.workers} gunicorn workers, {args.batch:,} records per request; {args.senders} senders; "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
         results = {}
-        for name, system, bodies in [("InfluxDB", influx, influx.bodies(count)),
-                                     ("Berth", berth, berth.bodies(count, args.batch))]:
+        for name, _system, bodies in [
+            ("InfluxDB", influx, influx.bodies(count)),
+            ("Berth", berth, berth.bodies(count, args.batch)),
+        ]:
             elapsed = send_all(requests.Session, bodies, args.senders)
             results[name] = {"ingest": count / elapsed}
-            print(f"{name:9s} ingest: {count / elapsed:12,.0f} samples/s ({elapsed:.1f} s, {len(bodies)} requests)")
-        print(f"InfluxDB  cache written out and compacted after {influx.settle():.0f} s (not counted)")
+            print(
+                f"{name:9s} ingest: {count / elapsed:12,.0f} samples/s ({elapsed:.1f} s, {len(bodies)} requests)"
+            )
+        print(
+            f"InfluxDB  cache written out and compacted after {influx.settle():.0f} s (not counted)"
+        )
         day = START + timedelta(days=min(14, args.days - 1))
-        queries = [("avg 30d @1h", START, START + timedelta(days=args.days), "1h"),
-                   ("avg 1d @10m", day, day + timedelta(days=1), "10m")]
+        queries = [
+            ("avg 30d @1h", START, START + timedelta(days=args.days), "1h"),
+            ("avg 1d @10m", day, day + timedelta(days=1), "10m"),
+        ]
         for label, begin, end, interval in queries:
-            influx_ms, influx_rows = median_ms(lambda: influx.avg(begin, end, interval))
-            berth_ms, berth_rows = median_ms(lambda: berth.avg(begin, end, interval))
+            influx_ms, influx_rows = median_ms(
+                lambda b=begin, e=end, i=interval: influx.avg(b, e, i)
+            )
+            berth_ms, berth_rows = median_ms(lambda b=begin, e=end, i=interval: berth.avg(b, e, i))
             results["InfluxDB"][label], results["Berth"][label] = influx_ms, berth_ms
             agree = "same values" if same_values(influx_rows, berth_rows) else "VALUES DIFFER"
-            print(f"{label}: InfluxDB {influx_ms:8.1f} ms  Berth {berth_ms:8.1f} ms  "
-                  f"({len(berth_rows)} buckets, {agree})")
+            print(
+                f"{label}: InfluxDB {influx_ms:8.1f} ms  Berth {berth_ms:8.1f} ms  "
+                f"({len(berth_rows)} buckets, {agree})"
+            )
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
         print()
         print(f"{'':22s}{'InfluxDB':>14s}{'Berth':>14s}{'Berth/InfluxDB':>16s}")
         ingest_ratio = results["Berth"]["ingest"] / results["InfluxDB"]["ingest"]
-        print(f"{'ingest samples/s':22s}{results['InfluxDB']['ingest']:14,.0f}{results['Berth']['ingest']:14,.0f}"
-              f"{ingest_ratio:16.2f}   (target >= 0.5)")
+        print(
+            f"{'ingest samples/s':22s}{results['InfluxDB']['ingest']:14,.0f}{results['Berth']['ingest']:14,.0f}"
+            f"{ingest_ratio:16.2f}   (target >= 0.5)"
+        )
         for label, *_ in queries:
             ratio = results["Berth"][label] / results["InfluxDB"][label]
-            print(f"{label + ' median ms':22s}{results['InfluxDB'][label]:14.1f}{results['Berth'][label]:14.1f}"
-                  f"{ratio:16.2f}   (target <= 1.0)")
+            print(
+                f"{label + ' median ms':22s}{results['InfluxDB'][label]:14.1f}{results['Berth'][label]:14.1f}"
+                f"{ratio:16.2f}   (target <= 1.0)"
+            )
         return 0
     finally:
         for system in (berth, influx):

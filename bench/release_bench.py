@@ -41,11 +41,23 @@ def sh(*args, env=None, check=True):
 
 def release(rid: int, tag: str) -> dict:
     return {
-        "id": rid, "version": f"bench-{rid}", "version_hash": f"{rid:08x}", "project": 1,
+        "id": rid,
+        "version": f"bench-{rid}",
+        "version_hash": f"{rid:08x}",
+        "project": 1,
         # both tags required: the switch back and forth must find its images cached
-        "containers": [{"name": n, "image": f"bench-{n}", "tag": tag, "required_tags": ["1", "2"],
-                        "startup_parameters": {"network_mode": "host"}, "purge_data": False, "registry": None}
-                       for n in ("alpha", "beta")],
+        "containers": [
+            {
+                "name": n,
+                "image": f"bench-{n}",
+                "tag": tag,
+                "required_tags": ["1", "2"],
+                "startup_parameters": {"network_mode": "host"},
+                "purge_data": False,
+                "registry": None,
+            }
+            for n in ("alpha", "beta")
+        ],
         "remove_containers": [],
     }
 
@@ -53,7 +65,8 @@ def release(rid: int, tag: str) -> dict:
 def compose_file(path: pathlib.Path, tag: str) -> None:
     services = "".join(
         f"  {n}:\n    image: bench-{n}:{tag}\n    network_mode: host\n    restart: always\n"
-        for n in ("alpha", "beta"))
+        for n in ("alpha", "beta")
+    )
     path.write_text(f"version: '2.4'\nservices:\n{services}")
 
 
@@ -62,8 +75,12 @@ def median_ms(samples):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=10, help="switches per contender (default 10)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="switches per contender (default 10)"
+    )
     parser.add_argument("--noop-rounds", type=int, default=50)
     args = parser.parse_args()
 
@@ -75,20 +92,36 @@ def main() -> int:
     try:
         for n in ("alpha", "beta"):
             for tag in ("1", "2"):
-                sh(str(TESTBED), "image", f"bench-{n}:{tag}", "--cmd", json.dumps(QUICK_STOP), env=env)
+                sh(
+                    str(TESTBED),
+                    "image",
+                    f"bench-{n}:{tag}",
+                    "--cmd",
+                    json.dumps(QUICK_STOP),
+                    env=env,
+                )
         cli = dockerutil.client(docker_host)
 
         def executor(settle):
-            return Executor(cli, work / "state", settle_seconds=settle, health_timeout=30, stop_timeout=10,
-                            device="bench")
+            return Executor(
+                cli,
+                work / "state",
+                settle_seconds=settle,
+                health_timeout=30,
+                stop_timeout=10,
+                device="bench",
+            )
 
-        releases = [target_from_pillar(release(100 + i, str(1 + i % 2)), {}) for i in range(2 * args.rounds + 1)]
+        releases = [
+            target_from_pillar(release(100 + i, str(1 + i % 2)), {})
+            for i in range(2 * args.rounds + 1)
+        ]
 
         # (b) Berth switch, settle 0
         ex = executor(0)
         assert ex.apply(releases[0])["outcome"] == "succeeded"
         berth_switch = []
-        for t in releases[1:args.rounds + 1]:
+        for t in releases[1 : args.rounds + 1]:
             t0 = time.perf_counter()
             result = ex.apply(t)
             berth_switch.append(time.perf_counter() - t0)
@@ -105,7 +138,7 @@ def main() -> int:
         # (c) the switch with the default settle time
         settled = []
         ex_settle = executor(DEFAULT_SETTLE_SECONDS)
-        for t in releases[args.rounds + 1:args.rounds + 4]:
+        for t in releases[args.rounds + 1 : args.rounds + 4]:
             t0 = time.perf_counter()
             assert ex_settle.apply(t)["outcome"] == "succeeded"
             settled.append(time.perf_counter() - t0)
@@ -142,14 +175,20 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     b, c = median_ms(berth_switch), median_ms(compose_switch)
-    print(f"no-op apply (in-process)        median {median_ms(noop):8.1f} ms  (n={len(noop)}, target < 500 ms)")
+    print(
+        f"no-op apply (in-process)        median {median_ms(noop):8.1f} ms  (n={len(noop)}, target < 500 ms)"
+    )
     print(f"2-container switch, Berth, settle 0   median {b:8.1f} ms  (n={len(berth_switch)})")
     print(f"2-container switch, docker-compose    median {c:8.1f} ms  (n={len(compose_switch)})")
     print(f"ratio Berth / docker-compose           {b / c:8.2f}     (target <= 1.30)")
-    print(f"  (part of every compose switch is its CLI starting: 'docker-compose version' median "
-          f"{median_ms(compose_start):.0f} ms; Berth runs in-process, as in a Salt job)")
-    print(f"2-container switch, Berth, settle {DEFAULT_SETTLE_SECONDS:g} s median {median_ms(settled):8.1f} ms  "
-          f"(n={len(settled)}; settling adds ~{median_ms(settled) - b:.0f} ms)")
+    print(
+        f"  (part of every compose switch is its CLI starting: 'docker-compose version' median "
+        f"{median_ms(compose_start):.0f} ms; Berth runs in-process, as in a Salt job)"
+    )
+    print(
+        f"2-container switch, Berth, settle {DEFAULT_SETTLE_SECONDS:g} s median {median_ms(settled):8.1f} ms  "
+        f"(n={len(settled)}; settling adds ~{median_ms(settled) - b:.0f} ms)"
+    )
     return 0
 
 

@@ -47,16 +47,18 @@ def list_containers(cli: docker.DockerClient) -> list[dict]:
     out = []
     for c in cli.api.containers(all=True):
         names = c.get("Names") or []
-        out.append({
-            "name": names[0].lstrip("/") if names else c["Id"][:12],
-            "id": c["Id"],
-            "state": c.get("State", ""),
-            "status": c.get("Status", ""),
-            "image": c.get("Image", ""),
-            "image_id": c.get("ImageID", ""),
-            "labels": c.get("Labels") or {},
-            "created": c.get("Created", 0),
-        })
+        out.append(
+            {
+                "name": names[0].lstrip("/") if names else c["Id"][:12],
+                "id": c["Id"],
+                "state": c.get("State", ""),
+                "status": c.get("Status", ""),
+                "image": c.get("Image", ""),
+                "image_id": c.get("ImageID", ""),
+                "labels": c.get("Labels") or {},
+                "created": c.get("Created", 0),
+            }
+        )
     return out
 
 
@@ -72,7 +74,7 @@ def registry_host(url: str) -> str:
     url = url.strip()
     for scheme in ("https://", "http://"):
         if url.startswith(scheme):
-            url = url[len(scheme):]
+            url = url[len(scheme) :]
     return url.rstrip("/")
 
 
@@ -119,12 +121,15 @@ def api_message(exc: Exception) -> str:
     return str(exc)
 
 
-def logs(cli: docker.DockerClient, name: str, tail: int | str = "all", since: Any = None,
-         timestamps: bool = False) -> str:
+def logs(
+    cli: docker.DockerClient,
+    name: str,
+    tail: int | str = "all",
+    since: Any = None,
+    timestamps: bool = False,
+) -> str:
     kwargs: dict = {"stdout": True, "stderr": True, "timestamps": bool(timestamps), "tail": tail}
     if since is not None:
         kwargs["since"] = since
     data = cli.api.logs(name, **kwargs)
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-
-

@@ -88,7 +88,9 @@ def _json_object(raw: bytes, fields: set[str]) -> dict:
     unknown = sorted(set(body) - fields)
     if unknown:
         supported = ", ".join(sorted(fields))
-        raise BadRequest({name: [f"Not supported by the local API (fields: {supported})."] for name in unknown})
+        raise BadRequest(
+            {name: [f"Not supported by the local API (fields: {supported})."] for name in unknown}
+        )
     return body
 
 
@@ -133,7 +135,9 @@ def parse_raw_body(raw: bytes) -> tuple[str, list, dict]:
     except ValueError as exc:
         raise BadRequest({"command": [f"Cannot parse the command line: {exc}."]}) from None
     if not tokens or not _COMMAND.match(tokens[0]):
-        raise BadRequest({"command": ["Must start with a module function name like 'docker.logs'."]})
+        raise BadRequest(
+            {"command": ["Must start with a module function name like 'docker.logs'."]}
+        )
     arg, kwarg = salt.utils.args.parse_input(tokens[1:], condition=False)
     if problems := _check_kwarg_names(kwarg):
         raise BadRequest({"command": problems})
@@ -198,33 +202,55 @@ class LocalAPI:
             parse = parse_raw_body if endpoint == "execute_raw" else parse_body
             return self.execute_view(request, values["unit_id"], parse)
         except Exception:  # never a traceback to the caller; the log has it
-            log.exception("berth_localapi on %s: %s %s failed", self.unit_id, request.method, request.path)
+            log.exception(
+                "berth_localapi on %s: %s %s failed", self.unit_id, request.method, request.path
+            )
             return _json(500, {"detail": "Internal error; see the minion log."})
 
     def execute_view(self, request: Request, unit_id: str, parse) -> Response:
         if unit_id != self.unit_id:
             log.warning(
                 "berth_localapi on %s: refused a command meant for unit %r from %s",
-                self.unit_id, unit_id, request.remote_addr,
+                self.unit_id,
+                unit_id,
+                request.remote_addr,
             )
             return _json(
                 403,
-                {"detail": f"This device is unit {self.unit_id!r}; the request is meant for unit {unit_id!r}."},
+                {
+                    "detail": f"This device is unit {self.unit_id!r}; the request is meant for unit {unit_id!r}."
+                },
             )
         try:
             command, arg, kwarg = parse(request.get_data())
         except BadRequest as exc:
             return _json(400, exc.errors)
         if not any(fnmatch.fnmatchcase(command, pattern) for pattern in self.commands):
-            log.warning("berth_localapi on %s: refused %s (not in the engine's commands)", self.unit_id, command)
-            return _json(403, {"detail": f"The local API of this device does not allow '{command}'."})
+            log.warning(
+                "berth_localapi on %s: refused %s (not in the engine's commands)",
+                self.unit_id,
+                command,
+            )
+            return _json(
+                403, {"detail": f"The local API of this device does not allow '{command}'."}
+            )
         if command not in self.functions:
             return _json(400, {"command": [f"'{command}' is not available on this device."]})
         jid = salt.utils.jid.gen_jid(self.opts)
-        log.info("berth_localapi on %s: job %s runs %s from %s", self.unit_id, jid, command, request.remote_addr)
+        log.info(
+            "berth_localapi on %s: job %s runs %s from %s",
+            self.unit_id,
+            jid,
+            command,
+            request.remote_addr,
+        )
         response = self.run(jid, command, arg, kwarg)
         log.info(
-            "berth_localapi on %s: job %s %s finished, retcode %s", self.unit_id, jid, command, response["retcode"]
+            "berth_localapi on %s: job %s %s finished, retcode %s",
+            self.unit_id,
+            jid,
+            command,
+            response["retcode"],
         )
         return _json(200, {"jid": jid, "state": "COMMAND_EXECUTED", "response": response})
 
@@ -240,7 +266,9 @@ class LocalAPI:
             self.context["retcode"] = salt.defaults.exitcodes.EX_OK
             try:
                 args, kwargs = salt.minion.load_args_and_kwargs(
-                    func, published, {"fun": command, "jid": jid, "arg": published, "tgt": self.unit_id}
+                    func,
+                    published,
+                    {"fun": command, "jid": jid, "arg": published, "tgt": self.unit_id},
                 )
                 result = func(*args, **kwargs)
                 if isinstance(result, types.GeneratorType):  # as the minion does
@@ -253,7 +281,10 @@ class LocalAPI:
             except salt.exceptions.CommandExecutionError as exc:
                 result, retcode = f"ERROR: {exc}", salt.defaults.exitcodes.EX_GENERIC
             except salt.exceptions.SaltInvocationError as exc:
-                result, retcode = f"ERROR executing '{command}': {exc}", salt.defaults.exitcodes.EX_GENERIC
+                result, retcode = (
+                    f"ERROR executing '{command}': {exc}",
+                    salt.defaults.exitcodes.EX_GENERIC,
+                )
             except TypeError as exc:
                 result = f"Passed invalid arguments to {command}: {exc}"
                 retcode = salt.defaults.exitcodes.EX_GENERIC
@@ -298,7 +329,9 @@ def with_master_address(opts: Mapping) -> dict:
         log.warning(
             "berth_localapi on %s: cannot resolve the master address %r (%s); "
             "commands that need the master (state.sls) will fail",
-            opts.get("id"), master, exc,
+            opts.get("id"),
+            master,
+            exc,
         )
         return opts
     opts.update(master=resolved["master"], master_port=resolved["master_port"], **address)
@@ -331,7 +364,9 @@ def local_api_url(opts: Mapping) -> str | None:
             if conf.get("engine_module", name) != "berth_localapi":
                 continue
             try:
-                host, port = check_address(conf.get("host", DEFAULT_HOST), conf.get("port", DEFAULT_PORT))
+                host, port = check_address(
+                    conf.get("host", DEFAULT_HOST), conf.get("port", DEFAULT_PORT)
+                )
             except ValueError:
                 return None
             if port == 0:
@@ -376,7 +411,9 @@ def ensure_minion_id_file(path: str, unit_id: str) -> None:
     elif current != unit_id:
         log.warning(
             "berth_localapi on %s: %s holds a different id (%r); the configured minion id is used",
-            unit_id, path, current,
+            unit_id,
+            path,
+            current,
         )
 
 
@@ -388,7 +425,9 @@ def check_commands(commands) -> list[str]:
     if isinstance(commands, str):
         commands = [commands]
     if not isinstance(commands, list) or not all(isinstance(c, str) and c for c in commands):
-        raise ValueError(f"commands: must be a list of command patterns like 'docker.*', got {commands!r}")
+        raise ValueError(
+            f"commands: must be a list of command patterns like 'docker.*', got {commands!r}"
+        )
     return list(commands)
 
 
@@ -421,7 +460,12 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
         # One plain line per request in the minion log, naming the device.
         def log_request(self, code="-", size="-"):
             log.info(
-                "berth_localapi on %s: %s %s %s -> %s", app.unit_id, self.address_string(), self.command, self.path, code
+                "berth_localapi on %s: %s %s %s -> %s",
+                app.unit_id,
+                self.address_string(),
+                self.command,
+                self.path,
+                code,
             )
 
         def log(self, type, message, *args):  # noqa: A002 - werkzeug's signature
@@ -432,4 +476,6 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
     # Bind here: werkzeug's make_server calls sys.exit() when it cannot bind,
     # while the engine needs an OSError it can log.
     with socket.create_server((host, port), family=select_address_family(host, port)) as listener:
-        return make_server(host, port, app, threaded=True, request_handler=RequestLog, fd=listener.fileno())
+        return make_server(
+            host, port, app, threaded=True, request_handler=RequestLog, fd=listener.fileno()
+        )

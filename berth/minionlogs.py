@@ -127,14 +127,16 @@ def rotations(path: str) -> list[str]:
     for entry in entries:
         if not entry.startswith(name) or entry == name:
             continue
-        suffix = entry[len(name):]
+        suffix = entry[len(name) :]
         if m := _NUMBERED.match(suffix):
             numbered.append((int(m.group(1)), entry))
         elif m := _DATED.match(suffix):
             dated.append((m.group(1), entry))
     ordered = [e for _, e in sorted(numbered)] + [e for _, e in sorted(dated, reverse=True)]
     files = [path] if os.path.isfile(path) else []
-    return files + [os.path.join(directory, e) for e in ordered if os.path.isfile(os.path.join(directory, e))]
+    return files + [
+        os.path.join(directory, e) for e in ordered if os.path.isfile(os.path.join(directory, e))
+    ]
 
 
 def log_files(log_file: str) -> list[str]:
@@ -199,7 +201,9 @@ def _regex(name: str, pattern) -> re.Pattern:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise LogQueryError(f"{name}: {pattern!r} is not a valid regular expression: {exc}") from None
+        raise LogQueryError(
+            f"{name}: {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
 
 
 def _count(name: str, value) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -59,12 +58,12 @@ def apply_via_local_api(base_url: str, timeout: float) -> dict:
     base_url = base_url.rstrip("/")
     try:
         unit_id = _request(base_url + "/", None, timeout=10)["unit_id"]
-    except socket.timeout:
+    except TimeoutError:
         raise Unreachable(f"{base_url}/ did not answer within 10s") from None
     url = f"{base_url}/dongle/{urllib.parse.quote(unit_id, safe='')}/execute/"
     try:
         answer = _request(url, COMMAND, timeout=timeout)
-    except socket.timeout:
+    except TimeoutError:
         # The job was accepted and may still be running: not a reason to start a second one.
         raise RuntimeError(f"no answer from {url} within {timeout:g}s") from None
     return answer["response"]
@@ -77,7 +76,9 @@ def failed_steps(ret) -> list[str]:
         return ["state.sls"]
     if not isinstance(ret, dict):
         return []
-    return [key for key, step in ret.items() if isinstance(step, dict) and step.get("result") is False]
+    return [
+        key for key, step in ret.items() if isinstance(step, dict) and step.get("result") is False
+    ]
 
 
 def summary(ret) -> list[str]:
@@ -85,8 +86,10 @@ def summary(ret) -> list[str]:
     if not isinstance(ret, dict):
         return [str(ret)] if not isinstance(ret, list) else [str(line) for line in ret]
     lines = []
-    for key, step in sorted(ret.items(), key=lambda item: item[1].get("__run_num__", 0)
-                            if isinstance(item[1], dict) else 0):
+    for key, step in sorted(
+        ret.items(),
+        key=lambda item: item[1].get("__run_num__", 0) if isinstance(item[1], dict) else 0,
+    ):
         if not isinstance(step, dict):
             lines.append(f"{key}: {step}")
             continue
@@ -100,10 +103,20 @@ def summary(ret) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="berth-before-sleep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--local-api", help="base URL of the device's local API, e.g. http://127.0.0.1:9000")
-    parser.add_argument("--timeout", type=float, default=1200, help="seconds the apply may take (default 1200)")
-    parser.add_argument("fallback", nargs=argparse.REMAINDER, help="-- command to run when the local API is unreachable")
+    parser = argparse.ArgumentParser(
+        prog="berth-before-sleep", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--local-api", help="base URL of the device's local API, e.g. http://127.0.0.1:9000"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1200, help="seconds the apply may take (default 1200)"
+    )
+    parser.add_argument(
+        "fallback",
+        nargs=argparse.REMAINDER,
+        help="-- command to run when the local API is unreachable",
+    )
     args = parser.parse_args(argv)
     fallback = args.fallback[1:] if args.fallback[:1] == ["--"] else args.fallback
 
@@ -111,18 +124,27 @@ def main(argv: list[str] | None = None) -> int:
         try:
             response = apply_via_local_api(args.local_api, args.timeout)
         except Unreachable as exc:
-            print(f"berth-before-sleep: local API unavailable ({exc}); running {' '.join(fallback[:1])}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"berth-before-sleep: local API unavailable ({exc}); running {' '.join(fallback[:1])}",
+                file=sys.stderr,
+                flush=True,
+            )
         except (RuntimeError, KeyError, ValueError) as exc:
-            print(f"berth-before-sleep: the apply through the local API failed: {exc}", file=sys.stderr)
+            print(
+                f"berth-before-sleep: the apply through the local API failed: {exc}",
+                file=sys.stderr,
+            )
             return 1
         else:
             for line in summary(response.get("return")):
                 print(line)
             retcode = response.get("retcode")
             ok = bool(response.get("success")) and not failed_steps(response.get("return"))
-            print(f"berth-before-sleep: state.sls docker.release via {args.local_api}: "
-                  f"{'succeeded' if ok else 'failed'} (retcode {retcode})", file=sys.stderr)
+            print(
+                f"berth-before-sleep: state.sls docker.release via {args.local_api}: "
+                f"{'succeeded' if ok else 'failed'} (retcode {retcode})",
+                file=sys.stderr,
+            )
             if ok:
                 return 0
             return retcode if isinstance(retcode, int) and 0 < retcode < 256 else 1

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 RESERVED_LABEL_PREFIX = "io.berth."
 
@@ -139,22 +140,31 @@ def _binds(value: Any) -> list[str]:
     for spec in value:
         src, dst, mode = _split_mount(spec)
         if not src.startswith("/"):
-            raise _Invalid(f"{spec!r}: the host path must be absolute (use 'volumes' for named volumes).")
+            raise _Invalid(
+                f"{spec!r}: the host path must be absolute (use 'volumes' for named volumes)."
+            )
         out.append(f"{src}:{dst}:{mode}")
     return out
 
 
 def _volumes(value: Any) -> list[str]:
     if isinstance(value, dict):
-        value = [f"{k}:{v}" for k, v in value.items() if isinstance(v, str)] if all(
-            isinstance(v, str) for v in value.values()) else None
+        value = (
+            [f"{k}:{v}" for k, v in value.items() if isinstance(v, str)]
+            if all(isinstance(v, str) for v in value.values())
+            else None
+        )
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid("Expected a list of 'NAME:/container/path[:ro|rw]' strings or a map NAME -> path.")
+        raise _Invalid(
+            "Expected a list of 'NAME:/container/path[:ro|rw]' strings or a map NAME -> path."
+        )
     out = []
     for spec in value:
         src, dst, mode = _split_mount(spec)
         if not _NAMED_VOLUME.match(src):
-            raise _Invalid(f"{spec!r}: {src!r} is not a valid volume name (host paths go in 'binds').")
+            raise _Invalid(
+                f"{spec!r}: {src!r} is not a valid volume name (host paths go in 'binds')."
+            )
         out.append(f"{src}:{dst}:{mode}")
     return out
 
@@ -198,7 +208,9 @@ def _ports(value: Any) -> dict:
                 raise _Invalid(f"{spec!r} is not '[ip:]host:container[/proto]'.")
             ports[_container_port(container)] = _host_port(head, spec)
     else:
-        raise _Invalid("Expected a map {container_port: host_port} or a list of '[ip:]host:container' strings.")
+        raise _Invalid(
+            "Expected a map {container_port: host_port} or a list of '[ip:]host:container' strings."
+        )
     return ports
 
 
@@ -210,7 +222,9 @@ def _network_mode(value: Any) -> str:
 
 def _restart_policy(value: Any) -> dict:
     if not isinstance(value, str) or not _RESTART.match(value):
-        raise _Invalid("Expected one of 'no', 'always', 'unless-stopped', 'on-failure', 'on-failure:N'.")
+        raise _Invalid(
+            "Expected one of 'no', 'always', 'unless-stopped', 'on-failure', 'on-failure:N'."
+        )
     name, _, count = value.partition(":")
     policy = {"Name": "" if name == "no" else name}
     if name == "on-failure":
@@ -240,8 +254,11 @@ def _devices(value: Any) -> list[str]:
         raise _Invalid("Expected a list of '/dev/host[:/dev/container[:rwm]]' strings.")
     for spec in value:
         parts = spec.split(":")
-        if len(parts) > 3 or not all(p.startswith("/") for p in parts[:2]) or (
-                len(parts) == 3 and not re.fullmatch(r"[rwm]{1,3}", parts[2])):
+        if (
+            len(parts) > 3
+            or not all(p.startswith("/") for p in parts[:2])
+            or (len(parts) == 3 and not re.fullmatch(r"[rwm]{1,3}", parts[2]))
+        ):
             raise _Invalid(f"{spec!r} is not '/dev/host[:/dev/container[:rwm]]'.")
     return list(value)
 
@@ -254,7 +271,9 @@ def _cap_add(value: Any) -> list[str]:
 
 def _mem_limit(value: Any):
     if isinstance(value, bool) or not (
-            (isinstance(value, int) and value > 0) or (isinstance(value, str) and _MEM.match(value.strip()))):
+        (isinstance(value, int) and value > 0)
+        or (isinstance(value, str) and _MEM.match(value.strip()))
+    ):
         raise _Invalid("Expected a positive number of bytes or a size like '512m' or '1g'.")
     return value.strip().lower() if isinstance(value, str) else value
 

@@ -7,7 +7,7 @@ response to the form that created it.
 from __future__ import annotations
 
 import logging
-from datetime import timezone
+from datetime import UTC
 from functools import wraps
 
 from flask import Blueprint, g, redirect, render_template, session, url_for
@@ -108,12 +108,14 @@ def index():
 @login_required
 def create():
     form = CreateTokenForm()
-    devices = db.session.scalars(select(Device.id).where(Device.account_id == g.user.account_id)).all()
+    devices = db.session.scalars(
+        select(Device.id).where(Device.account_id == g.user.account_id)
+    ).all()
     form.device.choices = [SelectChoice("", "—")] + [SelectChoice(d, d) for d in devices]
     if not form.validate_on_submit():
         return _page(create_form=form, status=400)
     device = db.session.get(Device, form.device.data) if form.device.data else None
-    expires = form.expires.data.replace(tzinfo=timezone.utc) if form.expires.data else None
+    expires = form.expires.data.replace(tzinfo=UTC) if form.expires.data else None
     try:
         row, plaintext = create_token(
             g.user, scope=form.scope.data, device=device, expires=expires, name=form.name.data or ""
@@ -133,7 +135,9 @@ def revoke(token_id: int):
     form = RevokeTokenForm()
     if not form.validate_on_submit():
         return _page(status=400)
-    token = db.session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == g.user.account_id))
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == g.user.account_id)
+    )
     if token is None:
         return _page(status=404)
     token.revoke()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField, EmailField, PasswordField, SelectField, StringField
@@ -35,10 +35,12 @@ class CreateTokenForm(FlaskForm):
     name = StringField("Name", validators=[Optional(), Length(max=100), no_null_characters])
     scope = SelectField("Scope", choices=[SelectChoice(s, s) for s in TOKEN_SCOPES], default="user")
     device = SelectField("Device (device scope only)", choices=[], validate_choice=True)
-    expires = DateTimeLocalField("Expires (UTC, optional)", validators=[Optional()], format="%Y-%m-%dT%H:%M")
+    expires = DateTimeLocalField(
+        "Expires (UTC, optional)", validators=[Optional()], format="%Y-%m-%dT%H:%M"
+    )
 
     def validate_expires(self, field):
-        if field.data and field.data.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc):
+        if field.data and field.data.replace(tzinfo=UTC) <= datetime.now(UTC):
             raise ValidationError("The expiry must be in the future.")
 
     def validate_device(self, field):

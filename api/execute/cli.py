@@ -27,8 +27,15 @@ def _account(name: str) -> Account:
 
 @click.command("commands")
 @click.argument("name")
-@click.option("--allow", "patterns", multiple=True, help="A module.function glob, e.g. 'docker.*' (repeatable).")
-@click.option("--allow-all", is_flag=True, help="Lift the restriction: every command may be executed.")
+@click.option(
+    "--allow",
+    "patterns",
+    multiple=True,
+    help="A module.function glob, e.g. 'docker.*' (repeatable).",
+)
+@click.option(
+    "--allow-all", is_flag=True, help="Lift the restriction: every command may be executed."
+)
 @with_appcontext
 def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> None:
     """Show or set which commands account NAME's tokens may execute."""
@@ -38,7 +45,9 @@ def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> N
         raise click.ClickException("give either --allow PATTERN... or --allow-all, not both")
     for pattern in patterns:
         if "." not in pattern or not set(pattern) <= _PATTERN_CHARS:
-            raise click.ClickException(f"{pattern!r} is not a module.function glob like 'docker.*' or 'test.ping'")
+            raise click.ClickException(
+                f"{pattern!r} is not a module.function glob like 'docker.*' or 'test.ping'"
+            )
     if allow_all:
         settings.allowed_commands = None
     elif patterns:
@@ -47,7 +56,9 @@ def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> N
     if settings.allowed_commands is None:
         click.echo(f"account {account.name}: every command may be executed")
     else:
-        click.echo(f"account {account.name}: allowed commands: {' '.join(settings.allowed_commands) or '(none)'}")
+        click.echo(
+            f"account {account.name}: allowed commands: {' '.join(settings.allowed_commands) or '(none)'}"
+        )
 
 
 @click.command("webhook-secret")
@@ -59,7 +70,9 @@ def webhook_secret_command(name: str) -> None:
     settings = settings_for_update(account.id)
     secret = settings.new_webhook_secret()
     db.session.commit()
-    click.echo(f"new webhook secret for account {account.name} (callbacks are signed with it; shown only once):")
+    click.echo(
+        f"new webhook secret for account {account.name} (callbacks are signed with it; shown only once):"
+    )
     click.echo(secret)
 
 

@@ -27,22 +27,30 @@ class Command:
 def function_name(value: Any) -> str:
     value = string(max_length=255)(value)
     if not FUN_RE.match(value):
-        raise FieldError(f'"{value}" is not a Salt function: expected "module.function", e.g. "docker.logs".')
+        raise FieldError(
+            f'"{value}" is not a Salt function: expected "module.function", e.g. "docker.logs".'
+        )
     return value
 
 
 def arg_list(value: Any) -> list:
     if not isinstance(value, list):
-        raise FieldError(f'Expected a list of positional arguments but got type "{type(value).__name__}".')
+        raise FieldError(
+            f'Expected a list of positional arguments but got type "{type(value).__name__}".'
+        )
     if any(isinstance(item, dict) and "__kwarg__" in item for item in value):
         # Salt would turn such an item into keyword arguments, bypassing the kwarg checks.
-        raise FieldError('Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".')
+        raise FieldError(
+            'Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".'
+        )
     return value
 
 
 def kwarg_map(value: Any) -> dict:
     if not isinstance(value, dict):
-        raise FieldError(f'Expected an object of keyword arguments but got type "{type(value).__name__}".')
+        raise FieldError(
+            f'Expected an object of keyword arguments but got type "{type(value).__name__}".'
+        )
     bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or k.startswith("__")]
     if bad:
         raise FieldError(f"Not valid keyword argument names: {', '.join(sorted(bad))}.")
@@ -68,7 +76,9 @@ def callback_timeout(value: Any) -> int:
 
 def _common(v: Validator) -> tuple[str | None, int]:
     url = v.field("callback_url", callback_url, required=False, default=None, allow_null=True)
-    timeout = v.field("callback_timeout", callback_timeout, required=False, default=CALLBACK_TIMEOUT_DEFAULT)
+    timeout = v.field(
+        "callback_timeout", callback_timeout, required=False, default=CALLBACK_TIMEOUT_DEFAULT
+    )
     return url, timeout
 
 

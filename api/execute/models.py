@@ -31,7 +31,9 @@ class ExecuteJob(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     jid: Mapped[str] = mapped_column(String(32), unique=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     unit_id: Mapped[str] = mapped_column(String(255))
     fun: Mapped[str] = mapped_column(String(255))
@@ -49,7 +51,9 @@ class ExecuteJob(db.Model):
         """The poll/webhook body. Until the minion returns, ``response`` echoes the request with no return."""
         response = self.response
         if response is None:
-            fun_args = list(self.arg or []) + ([dict(self.kwarg, __kwarg__=True)] if self.kwarg else [])
+            fun_args = list(self.arg or []) + (
+                [dict(self.kwarg, __kwarg__=True)] if self.kwarg else []
+            )
             response = {
                 "fun": self.fun,
                 "fun_args": fun_args,
@@ -57,7 +61,12 @@ class ExecuteJob(db.Model):
                 "retcode": None,
                 "success": False if self.state == "TIMEOUT" else None,
             }
-        return {"jid": self.jid, "device_id": self.device_id, "state": self.state, "response": response}
+        return {
+            "jid": self.jid,
+            "device_id": self.device_id,
+            "state": self.state,
+            "response": response,
+        }
 
 
 class ExecuteSettings(db.Model):
@@ -70,7 +79,9 @@ class ExecuteSettings(db.Model):
 
     __tablename__ = "execute_settings"
 
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
     allowed_commands: Mapped[list[str] | None] = mapped_column(JSON)
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -15,7 +15,13 @@ def _detail(description: str) -> dict:
     return _json(_ref("Detail"), description)
 
 
-_DEVICE = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Device id (UUID)."}
+_DEVICE = {
+    "name": "device_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Device id (UUID).",
+}
 _SECURITY = [{"APIToken": []}]
 _COMMON_ERRORS = {
     "400": _json(_ref("ValidationErrors"), "Invalid body: field -> messages."),
@@ -26,15 +32,21 @@ _SUBMIT_ERRORS = {
     **_COMMON_ERRORS,
     "403": _detail("The token is not a user token, or the account may not execute this command."),
     "409": _detail("The Salt master has no accepted key for the device's minion."),
-    "503": _detail("salt-api is unreachable, refused the login, or is not configured; nothing was sent."),
+    "503": _detail(
+        "salt-api is unreachable, refused the login, or is not configured; nothing was sent."
+    ),
 }
 _CALLBACK_PROPS = {
     "callback_url": {
-        "type": ["string", "null"], "format": "uri",
+        "type": ["string", "null"],
+        "format": "uri",
         "description": "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>.",
     },
     "callback_timeout": {
-        "type": "integer", "minimum": 1, "maximum": 600, "default": 120,
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 600,
+        "default": 120,
         "description": "Seconds until the job is TIMEOUT (with or without a callback).",
     },
 }
@@ -53,11 +65,17 @@ SCHEMAS = {
     "ExecuteRawInput": {
         "type": "object",
         "required": ["command"],
-        "properties": {"command": {"type": "string", "example": "docker.logs curveball tail=20"}, **_CALLBACK_PROPS},
+        "properties": {
+            "command": {"type": "string", "example": "docker.logs curveball tail=20"},
+            **_CALLBACK_PROPS,
+        },
     },
     "ExecuteAccepted": {
         "type": "object",
-        "properties": {"jid": {"type": "string"}, "minions": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "jid": {"type": "string"},
+            "minions": {"type": "array", "items": {"type": "string"}},
+        },
     },
     "ExecuteResult": {
         "type": "object",
@@ -89,21 +107,31 @@ def _submit(summary: str, input_name: str) -> dict:
             "at once; poll the job or receive the callback. Token scope: user.",
             "security": _SECURITY,
             "parameters": [_DEVICE],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(input_name)}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(input_name)}},
+            },
             "responses": {"202": _json(_ref("ExecuteAccepted"), "Sent."), **_SUBMIT_ERRORS},
         }
     }
 
 
 PATHS = {
-    "/dongle/devices/{device_id}/execute/": _submit("Run a Salt function on the device", "ExecuteInput"),
-    "/dongle/devices/{device_id}/execute_raw/": _submit("Run a Salt command line on the device", "ExecuteRawInput"),
+    "/dongle/devices/{device_id}/execute/": _submit(
+        "Run a Salt function on the device", "ExecuteInput"
+    ),
+    "/dongle/devices/{device_id}/execute_raw/": _submit(
+        "Run a Salt command line on the device", "ExecuteRawInput"
+    ),
     "/dongle/devices/{device_id}/execute/{jid}/": {
         "get": {
             "tags": ["execute"],
             "summary": "The state and return of an execute job",
             "security": _SECURITY,
-            "parameters": [_DEVICE, {"name": "jid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                _DEVICE,
+                {"name": "jid", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
             "responses": {"200": _json(_ref("ExecuteResult"), "The job."), **_COMMON_ERRORS},
         }
     },

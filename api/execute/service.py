@@ -31,7 +31,9 @@ def check_allowed(account_id: int, fun: str) -> None:
     settings = settings_for(account_id)
     if settings is not None and not settings.allows(fun):
         allowed = ", ".join(settings.allowed_commands) or "none"
-        raise PermissionDenied(f'This account may not execute "{fun}" (allowed commands: {allowed}).')
+        raise PermissionDenied(
+            f'This account may not execute "{fun}" (allowed commands: {allowed}).'
+        )
 
 
 def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJob:
@@ -66,9 +68,17 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
             if attempt == 4:
                 raise
     try:
-        jid, _ = client.local_async([device.unit_id], command.fun, command.arg, command.kwarg, jid=job.jid)
+        jid, _ = client.local_async(
+            [device.unit_id], command.fun, command.arg, command.kwarg, jid=job.jid
+        )
     except SaltApiTimeout as exc:
-        log.warning("execute %s on device %s (jid %s): %s; following the job anyway", command.fun, device.unit_id, job.jid, exc)
+        log.warning(
+            "execute %s on device %s (jid %s): %s; following the job anyway",
+            command.fun,
+            device.unit_id,
+            job.jid,
+            exc,
+        )
         return job
     except SaltApiError as exc:
         _forget(job)
@@ -83,7 +93,13 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
     if jid != job.jid:  # a master that ignores the requested jid
         job.jid = jid
         db.session.commit()
-    log.info("execute %s sent to device %s (jid %s, timeout %ss)", command.fun, device.unit_id, jid, command.timeout)
+    log.info(
+        "execute %s sent to device %s (jid %s, timeout %ss)",
+        command.fun,
+        device.unit_id,
+        jid,
+        command.timeout,
+    )
     return job
 
 
@@ -104,7 +120,9 @@ def _finish(job: ExecuteJob, state: str, response: dict | None) -> bool:
     if changed:
         db.session.refresh(job)
         if job.callback_url:
-            enqueue_webhook(job.callback_url, job.account_id, job.result(), f"execute {job.jid} {state}")
+            enqueue_webhook(
+                job.callback_url, job.account_id, job.result(), f"execute {job.jid} {state}"
+            )
         log.info("execute job %s on device %s: %s", job.jid, job.unit_id, state)
     db.session.commit()
     if not changed:

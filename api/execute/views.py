@@ -23,7 +23,9 @@ def _client():
     try:
         return current_client()
     except SaltApiError as exc:
-        raise service.SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
+        raise service.SaltUnavailable(
+            f"Salt is unavailable, the command was not sent: {exc}"
+        ) from None
 
 
 def _submit(device_id: str, command: Command):
@@ -39,7 +41,9 @@ def _submit(device_id: str, command: Command):
                     ]
                 }
             )
-    service.check_allowed(g.account.id, command.fun)  # before asking for a client: 403 even when Salt is down
+    service.check_allowed(
+        g.account.id, command.fun
+    )  # before asking for a client: 403 even when Salt is down
     job = service.submit(_client(), device, command)
     return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
 
@@ -62,7 +66,9 @@ def execute_result(device_id: str, jid: str):
     device = owned_or_404(Device, device_id)
     job = db.session.scalars(
         select(ExecuteJob).where(
-            ExecuteJob.jid == jid, ExecuteJob.device_id == device.id, ExecuteJob.account_id == g.account.id
+            ExecuteJob.jid == jid,
+            ExecuteJob.device_id == device.id,
+            ExecuteJob.account_id == g.account.id,
         )
     ).one_or_none()
     if job is None:

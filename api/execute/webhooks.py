@@ -45,7 +45,9 @@ def deliver(url: str, account_id: int, body: dict) -> None:
     settings = settings_for(account_id)
     secret = settings.webhook_secret() if settings is not None else None
     if not secret:
-        raise WebhookFailed("the account has no webhook secret (flask --app api accounts webhook-secret NAME)")
+        raise WebhookFailed(
+            "the account has no webhook secret (flask --app api accounts webhook-secret NAME)"
+        )
     data = encode(body)
     try:
         resp = requests.post(

@@ -11,6 +11,7 @@ enumerated in SQL by a recursive CTE over the edges. Raw samples fill what
 the minute cells could not. Every level returns per-bucket count/sum/min/
 max/max_ts and the partial results are merged, so avg is exactly sum/count.
 """
+
 import sqlalchemy as sa
 
 from .tables import ROLLUP_WIDTHS
@@ -41,9 +42,7 @@ def _rollup_sql(parent_width):
         f"r.field_id = :field_id AND r.width = :w AND {start} >= :f AND {start} <= :t - :w"
         " AND ((r.start - :f) % :i) + :w <= :i"
     )
-    select = (
-        "SELECT (r.start - :f) / :i AS k, sum(r.count), sum(r.sum), min(r.min), max(r.max), max(r.max_ts)"
-    )
+    select = "SELECT (r.start - :f) / :i AS k, sum(r.count), sum(r.sum), min(r.min), max(r.max), max(r.max_ts)"
     if parent_width is None:
         return f"{select} FROM logbook_rollups r WHERE {where} GROUP BY k"
     return (

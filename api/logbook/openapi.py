@@ -1,4 +1,5 @@
 """OpenAPI description of the logbook endpoints (added to /openapi.json by ``init_app``)."""
+
 from .query import MAX_BUCKETS, MAX_SIZE
 from .records import MAX_BATCH
 from .tables import FIELD_TYPES
@@ -15,7 +16,9 @@ def _json(schema, description):
 
 
 _ERRORS = {
-    "400": _json(_ref("ValidationErrors"), "Invalid input, naming the parameter (or the record index)."),
+    "400": _json(
+        _ref("ValidationErrors"), "Invalid input, naming the parameter (or the record index)."
+    ),
     "401": _json(_ref("Detail"), "Missing, invalid, revoked or expired token."),
     "403": _json(_ref("Detail"), "Wrong token scope, or a device token for another device."),
     "404": _json(_ref("Detail"), "Unknown device, or a device of another account."),
@@ -23,8 +26,13 @@ _ERRORS = {
 
 
 def _query(name, description, required=False, **schema):
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": {"type": "string", **schema}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
 
 
 SCHEMAS = {
@@ -32,11 +40,16 @@ SCHEMAS = {
         "type": "object",
         "required": ["ts", "field", "field_type", "value"],
         "properties": {
-            "ts": {"description": "ISO-8601 (offset or Z; naive = UTC) or epoch milliseconds",
-                   "oneOf": [{"type": "string"}, {"type": "number"}], "example": "2020-07-09T10:11:53.811839Z"},
+            "ts": {
+                "description": "ISO-8601 (offset or Z; naive = UTC) or epoch milliseconds",
+                "oneOf": [{"type": "string"}, {"type": "number"}],
+                "example": "2020-07-09T10:11:53.811839Z",
+            },
             "field": {"type": "string", "maxLength": 255, "example": "obd.bat.voltage"},
             "field_type": {"type": "string", "enum": list(FIELD_TYPES)},
-            "value": {"description": "number, integer, boolean, string, or {lat, lon} for geo_point"},
+            "value": {
+                "description": "number, integer, boolean, string, or {lat, lon} for geo_point"
+            },
         },
     },
     "LogbookWrite": {
@@ -44,28 +57,42 @@ SCHEMAS = {
         "required": ["device_id", "records"],
         "properties": {
             "device_id": {"type": "string"},
-            "records": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("LogbookRecord")},
+            "records": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": _ref("LogbookRecord"),
+            },
         },
     },
     "LogbookWritten": {
         "type": "object",
-        "properties": {"device_id": {"type": "string"}, "received": {"type": "integer"},
-                       "written": {"type": "integer", "description": "samples that were new"}},
+        "properties": {
+            "device_id": {"type": "string"},
+            "received": {"type": "integer"},
+            "written": {"type": "integer", "description": "samples that were new"},
+        },
     },
     "LogbookRow": {
         "type": "object",
         "description": "aggregated: {ts (bucket start, ms, Z), max_ts (epoch ms), value}; "
-                       "raw: {ts (µs, Z), value}; raw geo_point: {ts, location: {lat, lon}}",
+        "raw: {ts (µs, Z), value}; raw geo_point: {ts, location: {lat, lon}}",
         "properties": {
             "ts": {"type": "string", "example": "2020-07-09T10:00:00.000Z"},
             "max_ts": {"type": "integer", "example": 1594289021415},
             "value": {},
-            "location": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+            "location": {
+                "type": "object",
+                "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+            },
         },
     },
     "LogbookField": {
         "type": "object",
-        "properties": {"field": {"type": "string"}, "field_type": {"type": "string", "enum": list(FIELD_TYPES)}},
+        "properties": {
+            "field": {"type": "string"},
+            "field_type": {"type": "string", "enum": list(FIELD_TYPES)},
+        },
     },
 }
 
@@ -85,7 +112,7 @@ PATHS = {
             "tags": ["logbook"],
             "summary": "Raw samples or aggregated buckets of one field over [from_utc, to_utc)",
             "description": f"Token scope: user. Buckets aligned to from_utc, empty ones omitted, "
-                           f"at most {MAX_BUCKETS} buckets.",
+            f"at most {MAX_BUCKETS} buckets.",
             "security": _SECURITY,
             "parameters": [
                 _query("device_id", "device id", True),
@@ -95,11 +122,17 @@ PATHS = {
                 _query("to_utc", "window end (ISO-8601 or epoch ms), exclusive", True),
                 _query("aggregation", "avg|average|min|max|sum (any case) or none"),
                 _query("interval", "bucket width: 500ms, 30s, 10m, 1h, 1d, 1w"),
-                {"name": "size", "in": "query", "description": "row cap",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE}},
+                {
+                    "name": "size",
+                    "in": "query",
+                    "description": "row cap",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
+                },
             ],
-            "responses": {"200": _json({"type": "array", "items": _ref("LogbookRow")}, "Rows, oldest first."),
-                          **_ERRORS},
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("LogbookRow")}, "Rows, oldest first."),
+                **_ERRORS,
+            },
         }
     },
     "/logbook/storage/fields/": {
@@ -109,8 +142,10 @@ PATHS = {
             "description": "Token scope: user.",
             "security": _SECURITY,
             "parameters": [_query("device_id", "device id", True)],
-            "responses": {"200": _json({"type": "array", "items": _ref("LogbookField")}, "Fields by name."),
-                          **_ERRORS},
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("LogbookField")}, "Fields by name."),
+                **_ERRORS,
+            },
         }
     },
 }

@@ -1,4 +1,5 @@
 """Parsing and checking the parameters of GET /logbook/storage/read/."""
+
 import re
 from typing import NamedTuple
 
@@ -9,8 +10,14 @@ MAX_BUCKETS = 10_000
 DEFAULT_SIZE = 10_000
 MAX_SIZE = 100_000
 AGGREGATIONS = {"avg": "avg", "average": "avg", "min": "min", "max": "max", "sum": "sum"}
-_UNITS_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
-             "d": 86_400_000_000, "w": 604_800_000_000}
+_UNITS_US = {
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+    "w": 604_800_000_000,
+}
 _INTERVAL = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 REQUIRED = ("device_id", "field", "field_type", "from_utc", "to_utc")
 
@@ -44,7 +51,9 @@ def parse(args):
             errors[name] = ["this parameter is required"]
     field_type = args.get("field_type")
     if field_type and field_type not in FIELD_TYPES:
-        errors["field_type"] = [f"'{field_type}' is not a field type; expected one of {', '.join(FIELD_TYPES)}"]
+        errors["field_type"] = [
+            f"'{field_type}' is not a field type; expected one of {', '.join(FIELD_TYPES)}"
+        ]
     times = {}
     for name in ("from_utc", "to_utc"):
         if args.get(name) and name not in errors:
@@ -59,11 +68,15 @@ def parse(args):
     if aggregation == "none":
         aggregation = None
     elif aggregation not in AGGREGATIONS:
-        errors["aggregation"] = [f"'{args['aggregation']}' is not an aggregation; expected avg, average, min, max, sum or none"]
+        errors["aggregation"] = [
+            f"'{args['aggregation']}' is not an aggregation; expected avg, average, min, max, sum or none"
+        ]
     else:
         aggregation = AGGREGATIONS[aggregation]
         if field_type in FIELD_TYPES and field_type not in NUMERIC_TYPES:
-            errors["aggregation"] = [f"a {field_type} field cannot be aggregated; omit aggregation for raw samples"]
+            errors["aggregation"] = [
+                f"a {field_type} field cannot be aggregated; omit aggregation for raw samples"
+            ]
 
     interval_us = None
     if aggregation and "aggregation" not in errors:
@@ -77,7 +90,9 @@ def parse(args):
     if interval_us and len(times) == 2 and "from_utc" not in errors:
         count = -(-(times["to_utc"] - times["from_utc"]) // interval_us)
         if count > MAX_BUCKETS:
-            errors["interval"] = [f"{count} buckets between from_utc and to_utc; at most {MAX_BUCKETS} allowed"]
+            errors["interval"] = [
+                f"{count} buckets between from_utc and to_utc; at most {MAX_BUCKETS} allowed"
+            ]
 
     size = DEFAULT_SIZE
     if args.get("size") not in (None, ""):
@@ -89,5 +104,13 @@ def parse(args):
             errors["size"] = [f"expected an integer from 1 to {MAX_SIZE}"]
     if errors:
         return None, errors
-    return ReadQuery(args["device_id"].strip(), args["field"], field_type, times["from_utc"], times["to_utc"],
-                     aggregation, interval_us, size), {}
+    return ReadQuery(
+        args["device_id"].strip(),
+        args["field"],
+        field_type,
+        times["from_utc"],
+        times["to_utc"],
+        aggregation,
+        interval_us,
+        size,
+    ), {}

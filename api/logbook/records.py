@@ -10,6 +10,7 @@ samples, and a tuple or NamedTuple per sample is most of what validation
 would otherwise cost; the columns also turn into insert parameters and rollup
 cells with slice operations.
 """
+
 import math
 
 from . import timestamps
@@ -151,7 +152,12 @@ def validate(records):
         # anything unusual gets the full check, which names every problem
         try:
             if len(record) == 4:
-                ts, field, field_type, value = record["ts"], record["field"], record["field_type"], record["value"]
+                ts, field, field_type, value = (
+                    record["ts"],
+                    record["field"],
+                    record["field_type"],
+                    record["value"],
+                )
                 if field_type != last_type or field != last_field:
                     if not (_good_name(field) and field_type in VALUE_CHECKS):
                         raise TypeError
@@ -186,8 +192,13 @@ def validate(records):
 
 
 def _good_name(field):
-    return (type(field) is str and 0 < len(field) <= MAX_FIELD_NAME and not field.isspace() and "\x00" not in field
-            and _unicode(field))
+    return (
+        type(field) is str
+        and 0 < len(field) <= MAX_FIELD_NAME
+        and not field.isspace()
+        and "\x00" not in field
+        and _unicode(field)
+    )
 
 
 def _validate_slowly(record):

@@ -12,6 +12,7 @@ insert itself, so it is only paid when something was skipped). On PostgreSQL
 two concurrent writers of the same sample are serialised by the conflict check
 itself; rollup rows are updated with ``count = count + excluded.count``.
 """
+
 import functools
 import itertools
 from bisect import bisect_left
@@ -38,7 +39,9 @@ def _insert(conn, table):
 def field_catalog(conn, device_id):
     """{name: (field_id, field_type)} of one device."""
     rows = conn.execute(
-        sa.select(fields.c.name, fields.c.id, fields.c.field_type).where(fields.c.device_id == device_id)
+        sa.select(fields.c.name, fields.c.id, fields.c.field_type).where(
+            fields.c.device_id == device_id
+        )
     )
     return {name: (field_id, field_type) for name, field_id, field_type in rows}
 
@@ -53,7 +56,10 @@ def _resolve_fields(conn, device_id, batch):
     if missing:
         conn.execute(
             _insert(conn, fields).on_conflict_do_nothing(),
-            [{"device_id": device_id, "name": name, "field_type": wanted[name]} for name in missing],
+            [
+                {"device_id": device_id, "name": name, "field_type": wanted[name]}
+                for name in missing
+            ],
         )
         catalog = field_catalog(conn, device_id)
     clashes = {pair for pair in batch.series if catalog[pair[0]][1] != pair[1]}
@@ -63,7 +69,9 @@ def _resolve_fields(conn, device_id, batch):
             if (record["field"], record["field_type"]) in clashes:
                 known_type = catalog[record["field"]][1]
                 errors[str(index)] = {
-                    "field_type": [f"field '{record['field']}' of this device is {known_type}, not {record['field_type']}"]
+                    "field_type": [
+                        f"field '{record['field']}' of this device is {known_type}, not {record['field_type']}"
+                    ]
                 }
         raise BatchRejected({"records": errors})
     return {name: field_id for name, (field_id, _) in catalog.items()}
@@ -71,8 +79,13 @@ def _resolve_fields(conn, device_id, batch):
 
 # the value columns each type fills; a statement binds only those (binding the
 # NULLs of the other columns costs more than the insert itself)
-VALUE_COLUMNS = {"float": ("value_float",), "long": ("value_int",), "bool": ("value_int",),
-                 "string": ("value_text",), "geo_point": ("lat", "lon")}
+VALUE_COLUMNS = {
+    "float": ("value_float",),
+    "long": ("value_int",),
+    "bool": ("value_int",),
+    "string": ("value_text",),
+    "geo_point": ("lat", "lon"),
+}
 MAX_PARAMETERS = 8000  # per statement; SQLite allows 32766
 
 
@@ -95,8 +108,13 @@ def _values_sql(columns, rows, returning):
     return sql + f" RETURNING {names}" if returning else sql
 
 
-SQL_TYPES = {"value_float": "double precision", "value_int": "bigint", "value_text": "text",
-             "lat": "double precision", "lon": "double precision"}
+SQL_TYPES = {
+    "value_float": "double precision",
+    "value_int": "bigint",
+    "value_text": "text",
+    "lat": "double precision",
+    "lon": "double precision",
+}
 
 
 @functools.lru_cache(maxsize=32)
@@ -105,8 +123,10 @@ def _unnest_sql(columns, returning):
     (half the time of multi-row VALUES, whose 8,000 parameters PostgreSQL parses one by one)."""
     names = ", ".join(("field_id", "ts", *columns))
     arrays = ", ".join(["%s::bigint[]", *(f"%s::{SQL_TYPES[column]}[]" for column in columns)])
-    sql = (f"INSERT INTO {samples.name} ({names}) SELECT %s::integer, u.* FROM unnest({arrays}) AS u "
-           "ON CONFLICT (field_id, ts) DO NOTHING")
+    sql = (
+        f"INSERT INTO {samples.name} ({names}) SELECT %s::integer, u.* FROM unnest({arrays}) AS u "
+        "ON CONFLICT (field_id, ts) DO NOTHING"
+    )
     return sql + f" RETURNING {names}" if returning else sql
 
 
@@ -145,8 +165,13 @@ def _insert_new(conn, field_id, names, columns):
     cursor = driver.cursor()
     try:
         if conn.dialect.name == "postgresql":
-            inserted = _insert_or_return(cursor, _unnest_sql(names, False), _unnest_sql(names, True),
-                                         [field_id, *columns], rows)
+            inserted = _insert_or_return(
+                cursor,
+                _unnest_sql(names, False),
+                _unnest_sql(names, True),
+                [field_id, *columns],
+                rows,
+            )
             return (rows, None) if inserted is None else (len(inserted), inserted)
         if not driver.in_transaction:
             # pysqlite opens the transaction only before an INSERT; a SAVEPOINT
@@ -161,15 +186,20 @@ def _insert_new(conn, field_id, names, columns):
         for start in range(0, len(flat), per_statement):
             chunk = flat[start : start + per_statement]
             count = len(chunk) // width
-            returned = _insert_or_return(cursor, _values_sql(names, count, False), _values_sql(names, count, True),
-                                         chunk, count)
+            returned = _insert_or_return(
+                cursor,
+                _values_sql(names, count, False),
+                _values_sql(names, count, True),
+                chunk,
+                count,
+            )
             if returned is None:
                 written += count
                 if inserted is not None:
-                    inserted.extend(zip(*[iter(chunk)] * width))
+                    inserted.extend(zip(*[iter(chunk)] * width, strict=False))
                 continue
             if inserted is None:
-                inserted = list(zip(*[iter(flat[:start])] * width))
+                inserted = list(zip(*[iter(flat[:start])] * width, strict=False))
             inserted.extend(returned)
             written += len(returned)
         return written, inserted
@@ -188,7 +218,9 @@ def write(conn, device_id, batch):
     written, cells = 0, {}
     for series in batch.series.values():
         field_id = field_ids[series.field]
-        count, inserted = _insert_new(conn, field_id, VALUE_COLUMNS[series.field_type], _columns(series))
+        count, inserted = _insert_new(
+            conn, field_id, VALUE_COLUMNS[series.field_type], _columns(series)
+        )
         written += count
         if series.field_type in NUMERIC_TYPES and count:
             if inserted is None:
@@ -205,7 +237,9 @@ FINEST, *COARSER = sorted(ROLLUP_WIDTHS)
 def _add_series_cells(cells, field_id, series):
     """Add every sample of a (wholly inserted) numeric series to the finest rollup cells."""
     ts = series.ts
-    values = series.values if series.field_type == "float" else [float(value) for value in series.values]
+    values = (
+        series.values if series.field_type == "float" else [float(value) for value in series.values]
+    )
     # every sample was inserted, so no two share a ts: sorted means strictly increasing
     if sorted(ts) != ts:
         _add_row_cells(cells, zip(itertools.repeat(field_id), ts, values))
@@ -216,7 +250,11 @@ def _add_series_cells(cells, field_id, series):
         cell_start = ts[start] - ts[start] % width
         stop = bisect_left(ts, cell_start + width, start)
         part = values[start:stop]
-        _merge(cells, (field_id, width, cell_start), [stop - start, sum(part), min(part), max(part), ts[stop - 1]])
+        _merge(
+            cells,
+            (field_id, width, cell_start),
+            [stop - start, sum(part), min(part), max(part), ts[stop - 1]],
+        )
         start = stop
 
 
@@ -268,7 +306,7 @@ def _upsert_sql(mark, rows):
         f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * rows)} "
         f'ON CONFLICT ("field_id", "width", "start") DO UPDATE SET '
         f'"count" = {table}."count" + excluded."count", "sum" = {table}."sum" + excluded."sum", '
-        f'{extreme("min", "<")}, {extreme("max", ">")}, {extreme("max_ts", ">")}'
+        f"{extreme('min', '<')}, {extreme('max', '>')}, {extreme('max_ts', '>')}"
     )
 
 

@@ -11,6 +11,7 @@
   for numeric fields, maintained at ingest for widths of 1 minute, 10 minutes
   and 1 hour; aggregated reads answer whole cells from here.
 """
+
 import sqlalchemy as sa
 
 from api.extensions import db
@@ -29,7 +30,9 @@ fields = sa.Table(
     "logbook_fields",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("device_id", sa.String(36), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "device_id", sa.String(36), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("field_type", sa.String(16), nullable=False),
     sa.UniqueConstraint("device_id", "name"),
@@ -38,8 +41,13 @@ fields = sa.Table(
 samples = sa.Table(
     "logbook_samples",
     metadata,
-    sa.Column("field_id", sa.Integer, sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"), primary_key=True,
-              autoincrement=False),
+    sa.Column(
+        "field_id",
+        sa.Integer,
+        sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("ts", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("value_float", sa.Double),
     sa.Column("value_int", sa.BigInteger),
@@ -52,8 +60,13 @@ samples = sa.Table(
 rollups = sa.Table(
     "logbook_rollups",
     metadata,
-    sa.Column("field_id", sa.Integer, sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"), primary_key=True,
-              autoincrement=False),
+    sa.Column(
+        "field_id",
+        sa.Integer,
+        sa.ForeignKey("logbook_fields.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("width", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("start", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("count", sa.BigInteger, nullable=False),

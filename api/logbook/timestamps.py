@@ -3,15 +3,16 @@
 Accepted on input: ISO-8601 strings (``Z``, ``+02:00`` offsets, naive = UTC)
 and epoch milliseconds as JSON numbers (or digit strings in query parameters).
 """
+
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
 # year 10000 is where ISO formatting stops working
-MAX_US = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+MAX_US = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
 
 # a '+' in an unencoded query string arrives as a space: "...T02:00:00 02:00"
 _SPACED_OFFSET = re.compile(r"^(.*T.*\d) (\d{2}:?\d{2})$")
@@ -29,7 +30,9 @@ def parse(value) -> int:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise TimeError("epoch milliseconds must be a finite number")
-        if not -1 < value < MAX_US // US_PER_MS + 1:  # before round(): 1e306 ms would overflow to infinity
+        if (
+            not -1 < value < MAX_US // US_PER_MS + 1
+        ):  # before round(): 1e306 ms would overflow to infinity
             raise TimeError("timestamp out of range (1970-01-01 .. 9999-12-31)")
         us = round(value * US_PER_MS) if isinstance(value, float) else value * US_PER_MS
     elif isinstance(value, str):
@@ -53,7 +56,7 @@ def _parse_iso(text: str) -> int:
     except ValueError:
         raise TimeError(f"'{text}' is not an ISO-8601 date-time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 

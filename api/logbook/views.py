@@ -1,4 +1,5 @@
 """HTTP endpoints of the logbook: /logbook/storage/{write,read,fields}/."""
+
 import gc
 import logging
 from contextlib import contextmanager
@@ -72,7 +73,13 @@ def write():
     with _gc_paused():
         device, received, written = _write_batch()
     db.session.commit()
-    log.info("logbook: device %s (%s) wrote %d samples, %d new", device.id, device.unit_id, received, written)
+    log.info(
+        "logbook: device %s (%s) wrote %d samples, %d new",
+        device.id,
+        device.unit_id,
+        received,
+        written,
+    )
     return jsonify({"device_id": device.id, "received": received, "written": written}), 201
 
 
@@ -89,7 +96,13 @@ def read_samples():
         return jsonify([])
     field_id, field_type = known
     if field_type != parsed.field_type:
-        raise ValidationError({"field_type": [f"field '{parsed.field}' of this device is {field_type}, not {parsed.field_type}"]})
+        raise ValidationError(
+            {
+                "field_type": [
+                    f"field '{parsed.field}' of this device is {field_type}, not {parsed.field_type}"
+                ]
+            }
+        )
     return jsonify(read.read(conn, field_id, field_type, parsed))
 
 
@@ -98,4 +111,9 @@ def read_samples():
 def list_fields():
     device = _device(request.args.get("device_id"))
     catalog = store.field_catalog(db.session.connection(), device.id)
-    return jsonify([{"field": name, "field_type": field_type} for name, (_, field_type) in sorted(catalog.items())])
+    return jsonify(
+        [
+            {"field": name, "field_type": field_type}
+            for name, (_, field_type) in sorted(catalog.items())
+        ]
+    )

@@ -33,8 +33,12 @@ class LogbookShipperToken(db.Model):
 
     __tablename__ = "logbook_shipper_tokens"
 
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), unique=True)
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), unique=True
+    )
     token_encrypted: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -46,7 +50,11 @@ class LogbookShipperToken(db.Model):
 
 def public_url() -> str:
     """Base URL devices reach the API at: ``BERTH_PUBLIC_URL`` (config or env), else this request's root."""
-    url = current_app.config.get("BERTH_PUBLIC_URL") or os.environ.get("BERTH_PUBLIC_URL") or request.url_root
+    url = (
+        current_app.config.get("BERTH_PUBLIC_URL")
+        or os.environ.get("BERTH_PUBLIC_URL")
+        or request.url_root
+    )
     return url.rstrip("/")
 
 
@@ -59,7 +67,11 @@ def logbook_pillar(device: Device, owner_id: int | None) -> dict | None:
 
 
 def _usable(token: ApiToken | None) -> bool:
-    return token is not None and not token.revoked and (token.expires is None or token.expires > utcnow())
+    return (
+        token is not None
+        and not token.revoked
+        and (token.expires is None or token.expires > utcnow())
+    )
 
 
 def shipper_token(device: Device, owner_id: int | None) -> str | None:
@@ -77,13 +89,19 @@ def shipper_token(device: Device, owner_id: int | None) -> str | None:
         owner = _owner(device, owner_id)
         if owner is None:
             log.warning(
-                "device %s: no user in account %s to own a logbook shipper token", device.unit_id, device.account_id
+                "device %s: no user in account %s to own a logbook shipper token",
+                device.unit_id,
+                device.account_id,
             )
             return None
         token, plaintext = create_token(owner, scope="device", device=device, name=TOKEN_NAME)
         if row is None:
             db.session.add(
-                LogbookShipperToken(device_id=device.id, token_id=token.id, token_encrypted=crypto.encrypt(plaintext))
+                LogbookShipperToken(
+                    device_id=device.id,
+                    token_id=token.id,
+                    token_encrypted=crypto.encrypt(plaintext),
+                )
             )
             try:
                 db.session.commit()
@@ -96,8 +114,13 @@ def shipper_token(device: Device, owner_id: int | None) -> str | None:
                 row.token.revoke()  # expired or undecryptable: make sure it is dead too
             swapped = db.session.execute(
                 update(LogbookShipperToken)
-                .where(LogbookShipperToken.device_id == device.id, LogbookShipperToken.token_id == old_id)
-                .values(token_id=token.id, token_encrypted=crypto.encrypt(plaintext), created=utcnow())
+                .where(
+                    LogbookShipperToken.device_id == device.id,
+                    LogbookShipperToken.token_id == old_id,
+                )
+                .values(
+                    token_id=token.id, token_encrypted=crypto.encrypt(plaintext), created=utcnow()
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount
             if swapped != 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -49,7 +49,7 @@ def _datetime(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _containers(value: Any) -> list:
@@ -63,11 +63,22 @@ def parse(data: dict[str, Any]) -> Report:
     report = Report(
         unit_id=v.field("unit_id", string(max_length=255)),
         release_id=v.field("release_id", integer),
-        version_hash=v.field("version_hash", string(max_length=8), required=False, default=None, allow_null=True),
+        version_hash=v.field(
+            "version_hash", string(max_length=8), required=False, default=None, allow_null=True
+        ),
         outcome=v.field("outcome", _outcome),
-        error=v.field("error", string(max_length=10_000, allow_blank=True), required=False, default=None, allow_null=True),
-        containers=v.field("containers", _containers, required=False, default=list, allow_null=True) or [],
-        finished_at=v.field("finished_at", _datetime, required=False, default=None, allow_null=True),
+        error=v.field(
+            "error",
+            string(max_length=10_000, allow_blank=True),
+            required=False,
+            default=None,
+            allow_null=True,
+        ),
+        containers=v.field("containers", _containers, required=False, default=list, allow_null=True)
+        or [],
+        finished_at=v.field(
+            "finished_at", _datetime, required=False, default=None, allow_null=True
+        ),
     )
     v.raise_if_errors()
     return report
@@ -75,20 +86,30 @@ def parse(data: dict[str, Any]) -> Report:
 
 def apply(account_id: int, device: Device, report: Report) -> Deployment:
     release = db.session.scalars(
-        select(Release).join(Project).where(Release.id == report.release_id, Project.account_id == account_id)
+        select(Release)
+        .join(Project)
+        .where(Release.id == report.release_id, Project.account_id == account_id)
     ).one_or_none()
     if release is None:
         raise NotFound(f"No release {report.release_id} in this account.")
     if report.version_hash and report.version_hash != release.version_hash:
         raise ValidationError(
-            {"version_hash": [f'Release {release.id} has version_hash "{release.version_hash}", not "{report.version_hash}".']}
+            {
+                "version_hash": [
+                    f'Release {release.id} has version_hash "{release.version_hash}", not "{report.version_hash}".'
+                ]
+            }
         )
     deployment = db.session.scalars(
-        select(Deployment).where(Deployment.release_id == release.id, Deployment.device_id == device.id)
+        select(Deployment).where(
+            Deployment.release_id == release.id, Deployment.device_id == device.id
+        )
     ).one_or_none()
     if deployment is None:
         # The device ran a release that no longer lists it (or never got a row): still record what happened.
-        deployment = Deployment(release_id=release.id, device_id=device.id, status="queued", attempts=0)
+        deployment = Deployment(
+            release_id=release.id, device_id=device.id, status="queued", attempts=0
+        )
         db.session.add(deployment)
     changed = _apply_outcome(deployment, report)
     if changed and report.outcome == "succeeded":
@@ -106,7 +127,10 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
     if changed:
         log.info(
             "device %s release %s (%s): %s%s",
-            device.unit_id, release.id, release.version_hash, report.outcome,
+            device.unit_id,
+            release.id,
+            release.version_hash,
+            report.outcome,
             f" ({report.error})" if report.error else "",
         )
     return deployment
@@ -118,7 +142,11 @@ def _apply_outcome(deployment: Deployment, report: Report) -> bool:
     if report.outcome == "applying":
         if deployment.status == "applying":
             return False
-        if report.finished_at and deployment.finished_at and report.finished_at <= deployment.finished_at:
+        if (
+            report.finished_at
+            and deployment.finished_at
+            and report.finished_at <= deployment.finished_at
+        ):
             return False  # an "applying" older than the recorded result
         deployment.status = "applying"
         deployment.attempts = (deployment.attempts or 0) + 1
@@ -130,7 +158,11 @@ def _apply_outcome(deployment: Deployment, report: Report) -> bool:
     finished = report.finished_at or now
     if deployment.status == report.outcome and (deployment.error or None) == (error or None):
         return False  # the same result again (a retried or re-synced report)
-    if deployment.finished_at and report.finished_at and report.finished_at < deployment.finished_at:
+    if (
+        deployment.finished_at
+        and report.finished_at
+        and report.finished_at < deployment.finished_at
+    ):
         return False
     if deployment.status != "applying":
         deployment.attempts = (deployment.attempts or 0) + 1

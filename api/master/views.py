@@ -71,7 +71,8 @@ def minion_pillar(unit_id: str):
         {
             "release": release_pillar(release) if release is not None else None,
             "registries": {
-                str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()} for r in registries
+                str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()}
+                for r in registries
             },
             "logbook": logbook_pillar(device, g.token.user_id),
         }
@@ -85,7 +86,9 @@ def deployment_report():
     report = reports.parse(json_body())
     device = _device_by_unit_id(report.unit_id)
     deployment = reports.apply(g.account.id, device, report)
-    return jsonify(serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id))
+    return jsonify(
+        serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
+    )
 
 
 def _unit_ids(value) -> list[str]:
@@ -114,7 +117,11 @@ def devices_sync():
     v = Validator(json_body())
     unit_ids = v.field("unit_ids", _unit_ids)
     v.raise_if_errors()
-    known = dict(db.session.execute(select(Device.unit_id, Device.account_id).where(Device.unit_id.in_(unit_ids))).all())
+    known = dict(
+        db.session.execute(
+            select(Device.unit_id, Device.account_id).where(Device.unit_id.in_(unit_ids))
+        ).all()
+    )
     created, existing, other_account = [], [], []
     for uid in unit_ids:
         if uid not in known:
@@ -128,5 +135,8 @@ def devices_sync():
     for uid in created:
         log.info("registered minion %s as a device of account %s", uid, g.account.name)
     if other_account:
-        log.warning("minions already registered to another account, not synced: %s", ", ".join(other_account))
+        log.warning(
+            "minions already registered to another account, not synced: %s",
+            ", ".join(other_account),
+        )
     return jsonify({"created": created, "existing": existing, "other_account": other_account})

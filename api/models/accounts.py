@@ -29,7 +29,9 @@ class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -49,15 +51,23 @@ class ApiToken(db.Model):
     __tablename__ = "api_tokens"
     __table_args__ = (
         CheckConstraint("scope IN ('user', 'master', 'device')", name="scope"),
-        CheckConstraint("scope <> 'device' OR device_id IS NOT NULL", name="device_scope_has_device"),
+        CheckConstraint(
+            "scope <> 'device' OR device_id IS NOT NULL", name="device_scope_has_device"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100), default="")
     scope: Mapped[str] = mapped_column(String(10))
-    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked: Mapped[bool] = mapped_column(default=False)
@@ -67,7 +77,7 @@ class ApiToken(db.Model):
 
     account: Mapped[Account] = relationship()
     user: Mapped[User | None] = relationship()
-    device: Mapped["Device | None"] = relationship()  # noqa: F821
+    device: Mapped[Device | None] = relationship()  # noqa: F821
 
     def revoke(self) -> None:
         if not self.revoked:

@@ -33,7 +33,9 @@ class Registry(db.Model):
     __table_args__ = (UniqueConstraint("account_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     url: Mapped[str] = mapped_column(String(255))
     username: Mapped[str] = mapped_column(String(255))
@@ -56,13 +58,18 @@ class Project(db.Model):
     __table_args__ = (UniqueConstraint("account_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     releases: Mapped[list[Release]] = relationship(
-        back_populates="project", order_by="Release.id", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="project",
+        order_by="Release.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
 
@@ -81,7 +88,9 @@ class Release(db.Model):
     __table_args__ = (UniqueConstraint("project_id", "version"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     version: Mapped[str] = mapped_column(String(100))
     version_hash: Mapped[str] = mapped_column(String(8), unique=True)
     remove_containers: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -111,7 +120,9 @@ class ReleaseContainer(db.Model):
     __table_args__ = (UniqueConstraint("release_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
     position: Mapped[int] = mapped_column(default=0)
     name: Mapped[str] = mapped_column(String(100))
     image: Mapped[str] = mapped_column(String(255))
@@ -119,7 +130,9 @@ class ReleaseContainer(db.Model):
     required_tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     startup_parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     purge_data: Mapped[bool] = mapped_column(default=False)
-    registry_id: Mapped[int | None] = mapped_column(ForeignKey("registries.id", ondelete="RESTRICT"), index=True)
+    registry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registries.id", ondelete="RESTRICT"), index=True
+    )
 
     release: Mapped[Release] = relationship(back_populates="containers")
     pull_registry: Mapped[Registry | None] = relationship()
@@ -135,7 +148,9 @@ class Deployment(db.Model):
     __tablename__ = "deployments"
     __table_args__ = (
         UniqueConstraint("release_id", "device_id"),
-        CheckConstraint("status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"),
+        CheckConstraint(
+            "status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"
+        ),
         Index("ix_deployments_device_id_status", "device_id", "status"),
     )
 

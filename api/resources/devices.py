@@ -10,9 +10,9 @@ from flask import Blueprint, g, request
 from sqlalchemy import bindparam, select
 
 from api.auth import require_token
+from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
-from api.errors import NotFound
 from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
@@ -43,7 +43,9 @@ def serialize_device(device: Device, docker_releases: list[int] | None = None) -
         "unit_id": device.unit_id,
         "display": device.display,
         "created": isoformat(device.created),
-        "docker_releases": device.docker_release_ids() if docker_releases is None else docker_releases,
+        "docker_releases": device.docker_release_ids()
+        if docker_releases is None
+        else docker_releases,
     }
 
 
@@ -64,7 +66,9 @@ def _validate(data: dict, device: Device | None) -> dict:
     v = Validator(data, partial=is_partial())
     values = {
         "unit_id": v.field("unit_id", unit_id),
-        "display": v.field("display", string(max_length=200, allow_blank=True), required=False, default=""),
+        "display": v.field(
+            "display", string(max_length=200, allow_blank=True), required=False, default=""
+        ),
     }
     new_unit_id = values["unit_id"]
     if new_unit_id is not MISSING and (device is None or new_unit_id != device.unit_id):
@@ -77,7 +81,9 @@ def _validate(data: dict, device: Device | None) -> dict:
 @bp.get("/devices/")
 @require_token("user", "master")
 def list_devices():
-    stmt = select(Device).where(Device.account_id == g.account.id).order_by(Device.created, Device.id)
+    stmt = (
+        select(Device).where(Device.account_id == g.account.id).order_by(Device.created, Device.id)
+    )
     if "unit_id" in request.args:
         stmt = stmt.where(Device.unit_id == request.args["unit_id"])
     return paginate(stmt, serialize_device, batch=serialize_devices)
@@ -98,14 +104,22 @@ def create_device():
 # metadata cached by SQLAlchemy) for the device and its successful releases.
 _devices, _deployments = Device.__table__, Deployment.__table__
 _DEVICE_WITH_RELEASES = (
-    select(_devices.c.id, _devices.c.unit_id, _devices.c.display, _devices.c.created, _deployments.c.release_id)
+    select(
+        _devices.c.id,
+        _devices.c.unit_id,
+        _devices.c.display,
+        _devices.c.created,
+        _deployments.c.release_id,
+    )
     .join_from(
         _devices,
         _deployments,
         (_deployments.c.device_id == _devices.c.id) & (_deployments.c.status == "succeeded"),
         isouter=True,
     )
-    .where(_devices.c.id == bindparam("device_id"), _devices.c.account_id == bindparam("account_id"))
+    .where(
+        _devices.c.id == bindparam("device_id"), _devices.c.account_id == bindparam("account_id")
+    )
     .order_by(_deployments.c.release_id)
 )
 
@@ -138,7 +152,12 @@ def update_device(device_id: str):
     for key, value in values.items():
         setattr(device, key, value)
     db.session.commit()
-    log.info("device %s (%s) updated: %s", device.unit_id, device.id, ", ".join(sorted(values)) or "nothing")
+    log.info(
+        "device %s (%s) updated: %s",
+        device.unit_id,
+        device.id,
+        ", ".join(sorted(values)) or "nothing",
+    )
     return serialize_device(device)
 
 

@@ -34,7 +34,9 @@ def _validate(data: dict, project: Project | None) -> dict:
     v = Validator(data, partial=is_partial())
     values = {
         "name": v.field("name", string(max_length=100)),
-        "description": v.field("description", string(max_length=10000, allow_blank=True), required=False, default=""),
+        "description": v.field(
+            "description", string(max_length=10000, allow_blank=True), required=False, default=""
+        ),
     }
     name = values["name"]
     if name is not MISSING and (project is None or name != project.name):

@@ -55,11 +55,15 @@ def _validate(data: dict, registry: Registry | None) -> dict:
         "url": v.field("url", registry_url),
         "username": v.field("username", string(max_length=255)),
         # Keeps the stored password when omitted on update.
-        "password": v.field("password", string(max_length=1024, strip=False), required=registry is None),
+        "password": v.field(
+            "password", string(max_length=1024, strip=False), required=registry is None
+        ),
     }
     name = values["name"]
     if name is not MISSING and (registry is None or name != registry.name):
-        taken = select(Registry.id).where(Registry.account_id == g.account.id, Registry.name == name)
+        taken = select(Registry.id).where(
+            Registry.account_id == g.account.id, Registry.name == name
+        )
         if db.session.scalar(taken) is not None:
             v.error("name", "registry with this name already exists.")
     v.raise_if_errors()
@@ -117,9 +121,13 @@ def update_registry(registry_id: int):
 @require_token("user")
 def delete_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)
-    used = db.session.scalar(select(func.count()).where(ReleaseContainer.registry_id == registry.id))
+    used = db.session.scalar(
+        select(func.count()).where(ReleaseContainer.registry_id == registry.id)
+    )
     if used:
-        raise Conflict(f"This registry is used by {used} release container(s); delete those releases first.")
+        raise Conflict(
+            f"This registry is used by {used} release container(s); delete those releases first."
+        )
     db.session.delete(registry)
     db.session.commit()
     log.info("registry %s deleted", registry_id)

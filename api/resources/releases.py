@@ -52,7 +52,15 @@ from berth import startup_params
 bp = Blueprint("releases", __name__)
 log = logging.getLogger(__name__)
 
-CONTAINER_FIELDS = ("name", "image", "tag", "required_tags", "startup_parameters", "purge_data", "registry")
+CONTAINER_FIELDS = (
+    "name",
+    "image",
+    "tag",
+    "required_tags",
+    "startup_parameters",
+    "purge_data",
+    "registry",
+)
 
 # -- serialization -----------------------------------------------------------
 
@@ -81,7 +89,9 @@ def serialize_release(
         "version_hash": release.version_hash,
         "devices": _listed_devices([release.id])[release.id] if device_ids is None else device_ids,
         "containers": [serialize_container(c) for c in release.containers],
-        "successful_deployments": release.successful_device_ids() if successful is None else successful,
+        "successful_deployments": release.successful_device_ids()
+        if successful is None
+        else successful,
         "remove_containers": list(release.remove_containers),
         "created": isoformat(release.created),
     }
@@ -157,17 +167,27 @@ def _startup_parameters(value: Any) -> dict:
 def _container(value: Any) -> dict:
     if not isinstance(value, dict):
         raise FieldError(
-            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(value).__name__}."]}
+            {
+                "non_field_errors": [
+                    f"Invalid data. Expected a dictionary, but got {type(value).__name__}."
+                ]
+            }
         )
     v = Validator(value)
     container = {
         "name": v.field("name", container_name),
         "image": v.field("image", docker_image),
         "tag": v.field("tag", docker_tag),
-        "required_tags": v.field("required_tags", list_of(docker_tag), required=False, default=list),
-        "startup_parameters": v.field("startup_parameters", _startup_parameters, required=False, default=dict),
+        "required_tags": v.field(
+            "required_tags", list_of(docker_tag), required=False, default=list
+        ),
+        "startup_parameters": v.field(
+            "startup_parameters", _startup_parameters, required=False, default=dict
+        ),
         "purge_data": v.field("purge_data", boolean, required=False, default=False),
-        "registry": v.field("registry", _registry_ref, required=False, default=None, allow_null=True),
+        "registry": v.field(
+            "registry", _registry_ref, required=False, default=None, allow_null=True
+        ),
     }
     if v.errors:
         raise FieldError(v.errors)
@@ -188,7 +208,13 @@ def _containers(value: Any) -> list[dict]:
             results.append({})
             continue
         if container["name"] in seen:
-            errors.append({"name": [f'Container name "{container["name"]}" is used more than once in this release.']})
+            errors.append(
+                {
+                    "name": [
+                        f'Container name "{container["name"]}" is used more than once in this release.'
+                    ]
+                }
+            )
         else:
             errors.append({})
         seen.add(container["name"])
@@ -214,15 +240,21 @@ def _device_ids(value: Any) -> list[Row]:
         return []
     given = id_rows(ids)
     devices = Device.__table__
-    known = db.session.connection().execute(  # Core: no ORM row processing for 10,000 rows
-        select(devices.c.id, devices.c.unit_id)
-        .join(given, given.c.value == devices.c.id)
-        .where(devices.c.account_id == g.account.id)
-        .order_by(devices.c.created, devices.c.id)
-    ).all()
+    known = (
+        db.session.connection()
+        .execute(  # Core: no ORM row processing for 10,000 rows
+            select(devices.c.id, devices.c.unit_id)
+            .join(given, given.c.value == devices.c.id)
+            .where(devices.c.account_id == g.account.id)
+            .order_by(devices.c.created, devices.c.id)
+        )
+        .all()
+    )
     if len(known) < len(ids):
         found = {row.id for row in known}
-        raise FieldError([f'Invalid pk "{i}" - object does not exist.' for i in ids if i not in found])
+        raise FieldError(
+            [f'Invalid pk "{i}" - object does not exist.' for i in ids if i not in found]
+        )
     return known
 
 
@@ -238,9 +270,13 @@ def _validate(data: dict, project: Project, release: Release | None) -> dict:
     }
     version = values["version"]
     if version is not MISSING and (release is None or version != release.version):
-        taken = select(Release.id).where(Release.project_id == project.id, Release.version == version)
+        taken = select(Release.id).where(
+            Release.project_id == project.id, Release.version == version
+        )
         if db.session.scalar(taken) is not None:
-            v.error("version", f'A release with version "{version}" already exists in this project.')
+            v.error(
+                "version", f'A release with version "{version}" already exists in this project.'
+            )
     v.raise_if_errors()
     return {k: val for k, val in values.items() if val is not MISSING}
 
@@ -266,7 +302,8 @@ def _list_devices(release: Release, device_ids: list[str]) -> None:
         db.session.execute(
             insert(release_devices).from_select(
                 # in key order: index pages are filled one after the other, not at random
-                ["release_id", "device_id"], select(literal(release.id), given.c.value).order_by(given.c.value)
+                ["release_id", "device_id"],
+                select(literal(release.id), given.c.value).order_by(given.c.value),
             )
         )
     db.session.expire(release, ["devices"])
@@ -275,7 +312,11 @@ def _list_devices(release: Release, device_ids: list[str]) -> None:
 def _set_devices(release: Release, wanted: list[Row]) -> None:
     """The release now lists ``wanted`` (rows of ``id``, ``unit_id``): queue it on the added devices;
     the removed ones fall back to their previous release."""
-    current = set(db.session.scalars(select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)))
+    current = set(
+        db.session.scalars(
+            select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
+        )
+    )
     wanted_ids = {d[0] for d in wanted}
     added = [d for d in wanted if d[0] not in current]
     removed = [i for i in current if i not in wanted_ids]
@@ -283,7 +324,9 @@ def _set_devices(release: Release, wanted: list[Row]) -> None:
     _list_devices(release, [d[0] for d in added])
     queue_release(release, added)
     if added or removed:
-        log.info("release %s devices changed: %d added, %d removed", release.id, len(added), len(removed))
+        log.info(
+            "release %s devices changed: %d added, %d removed", release.id, len(added), len(removed)
+        )
 
 
 def _commit(version: str) -> None:
@@ -319,7 +362,9 @@ def list_releases(project_id: int):
     if "device" in request.args:
         stmt = stmt.where(
             Release.id.in_(
-                select(release_devices.c.release_id).where(release_devices.c.device_id == request.args["device"])
+                select(release_devices.c.release_id).where(
+                    release_devices.c.device_id == request.args["device"]
+                )
             )
         )
     return paginate(stmt, serialize_release, batch=serialize_releases)
@@ -379,10 +424,16 @@ def get_release(project_id: int, release_id: int):
 def update_release(project_id: int, release_id: int):
     project, release = _release_of(project_id, release_id)
     values = _validate(json_body(), project, release)
-    if "containers" in values and values["containers"] != [_container_spec(c) for c in release.containers]:
+    if "containers" in values and values["containers"] != [
+        _container_spec(c) for c in release.containers
+    ]:
         raise Conflict("Containers of an existing release cannot be changed; create a new release.")
-    if "remove_containers" in values and values["remove_containers"] != list(release.remove_containers):
-        raise Conflict("remove_containers of an existing release cannot be changed; create a new release.")
+    if "remove_containers" in values and values["remove_containers"] != list(
+        release.remove_containers
+    ):
+        raise Conflict(
+            "remove_containers of an existing release cannot be changed; create a new release."
+        )
     if "version" in values:
         release.version = values["version"]
     if "devices" in values:

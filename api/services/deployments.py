@@ -40,7 +40,9 @@ _deployments = Deployment.__table__
 def target_release_id(device: Device) -> int | None:
     """The release the device should run: the newest release that lists it."""
     return db.session.scalar(
-        select(func.max(release_devices.c.release_id)).where(release_devices.c.device_id == device.id)
+        select(func.max(release_devices.c.release_id)).where(
+            release_devices.c.device_id == device.id
+        )
     )
 
 
@@ -62,10 +64,15 @@ def deployments_of(release_id: int):
         _deployments.c.started_at,
         _deployments.c.finished_at,
     ).where(_deployments.c.release_id == release_id)
-    has_row = exists().where(_deployments.c.release_id == release_id, _deployments.c.device_id == rd.c.device_id)
+    has_row = exists().where(
+        _deployments.c.release_id == release_id, _deployments.c.device_id == rd.c.device_id
+    )
     derived = select(
         rd.c.device_id,
-        case((_listed_by_newer(release_id, rd.c.device_id), literal("superseded")), else_=literal("queued")),
+        case(
+            (_listed_by_newer(release_id, rd.c.device_id), literal("superseded")),
+            else_=literal("queued"),
+        ),
         null(),
         literal(0),
         null(),
@@ -94,7 +101,8 @@ def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[st
         newer = set(
             db.session.scalars(
                 select(release_devices.c.device_id).where(
-                    release_devices.c.release_id > release.id, release_devices.c.device_id.in_(device_set)
+                    release_devices.c.release_id > release.id,
+                    release_devices.c.device_id.in_(device_set),
                 )
             )
         )
@@ -104,13 +112,18 @@ def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[st
         superseded = [d[1] for d in devices if d[0] in newer]
         log.info(
             "release %s: superseded by a newer release on %d device(s): %s",
-            release.id, len(superseded), _some(superseded),
+            release.id,
+            len(superseded),
+            _some(superseded),
         )
     if queued:
         unit_ids = [d[1] for d in queued]
         log.info(
             "release %s (%s) queued on %d device(s): %s",
-            release.id, release.version_hash, len(queued), _some(unit_ids),
+            release.id,
+            release.version_hash,
+            len(queued),
+            _some(unit_ids),
         )
         # Same transaction as the release: the worker tells Salt, retrying until delivered.
         enqueue_release_notification(release.id, unit_ids)
@@ -189,27 +202,42 @@ def unlist_devices(release_ids: Sequence[int], device_ids: Sequence[str] | None 
     devices = id_select(list(unlisted))
     theirs = (dep.c.release_id.in_(release_ids), dep.c.device_id.in_(devices))
     started = set(
-        db.session.scalars(select(dep.c.device_id).where(*theirs, dep.c.status.in_(("applying", "succeeded", "failed"))))
+        db.session.scalars(
+            select(dep.c.device_id).where(
+                *theirs, dep.c.status.in_(("applying", "succeeded", "failed"))
+            )
+        )
     )
     db.session.execute(delete(dep).where(*theirs, dep.c.status == "queued"))
-    db.session.execute(update(dep).where(*theirs, dep.c.status == "applying").values(status="superseded", updated=utcnow()))
+    db.session.execute(
+        update(dep)
+        .where(*theirs, dep.c.status == "applying")
+        .values(status="superseded", updated=utcnow())
+    )
     log.info(
         "release(s) %s: %d device(s) taken off: %s",
-        ", ".join(map(str, release_ids)), len(unlisted), _some(row.unit_id for row in unlisted.values()),
+        ", ".join(map(str, release_ids)),
+        len(unlisted),
+        _some(row.unit_id for row in unlisted.values()),
     )
 
     fallback = db.session.execute(
-        select(rd.c.device_id, func.max(rd.c.release_id)).where(rd.c.device_id.in_(devices)).group_by(rd.c.device_id)
+        select(rd.c.device_id, func.max(rd.c.release_id))
+        .where(rd.c.device_id.in_(devices))
+        .group_by(rd.c.device_id)
     ).all()
     # devices whose target was one of these releases (not those a newer release still targets)
-    moving = {device_id: target for device_id, target in fallback if target < unlisted[device_id].newest}
+    moving = {
+        device_id: target for device_id, target in fallback if target < unlisted[device_id].newest
+    }
     if not moving:
         return
     stored = {
         device_id: status
         for device_id, release_id, status in db.session.execute(
             select(dep.c.device_id, dep.c.release_id, dep.c.status).where(
-                dep.c.release_id.in_(set(moving.values())), dep.c.device_id.in_(id_select(list(moving)))
+                dep.c.release_id.in_(set(moving.values())),
+                dep.c.device_id.in_(id_select(list(moving))),
             )
         )
         if moving[device_id] == release_id

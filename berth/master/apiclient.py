@@ -52,26 +52,41 @@ class ApiClient:
         self.timeout = float(timeout or DEFAULT_TIMEOUT)
 
     @classmethod
-    def from_config(cls, conf: dict) -> "ApiClient":
-        return cls(conf.get("url", ""), conf.get("token_file", ""), conf.get("timeout", DEFAULT_TIMEOUT))
+    def from_config(cls, conf: dict) -> ApiClient:
+        return cls(
+            conf.get("url", ""), conf.get("token_file", ""), conf.get("timeout", DEFAULT_TIMEOUT)
+        )
 
     def _request(self, method: str, path: str, payload=None):
         url = f"{self.url}{path}"
-        headers = {"Authorization": f"APIToken {read_token(self.token_file)}", "Accept": "application/json"}
+        headers = {
+            "Authorization": f"APIToken {read_token(self.token_file)}",
+            "Accept": "application/json",
+        }
         try:
-            resp = requests.request(method, url, json=payload, headers=headers, timeout=self.timeout)
+            resp = requests.request(
+                method, url, json=payload, headers=headers, timeout=self.timeout
+            )
         except requests.RequestException as exc:
-            raise ApiError(f"berth_api: {method} {url} failed: {exc.__class__.__name__}: {exc}") from None
+            raise ApiError(
+                f"berth_api: {method} {url} failed: {exc.__class__.__name__}: {exc}"
+            ) from None
         if resp.status_code >= 400:
             detail = resp.text[:300].strip()
-            raise ApiError(f"berth_api: {method} {url} returned {resp.status_code}: {detail}", resp.status_code)
+            raise ApiError(
+                f"berth_api: {method} {url} returned {resp.status_code}: {detail}", resp.status_code
+            )
         try:
             return resp.json()
         except ValueError:
-            raise ApiError(f"berth_api: {method} {url} returned invalid JSON", resp.status_code) from None
+            raise ApiError(
+                f"berth_api: {method} {url} returned invalid JSON", resp.status_code
+            ) from None
 
     def minion_pillar(self, minion_id: str) -> dict:
-        return self._request("GET", f"/master/minions/{requests.utils.quote(minion_id, safe='')}/pillar/")
+        return self._request(
+            "GET", f"/master/minions/{requests.utils.quote(minion_id, safe='')}/pillar/"
+        )
 
     def report_deployment(self, report: dict) -> dict:
         return self._request("POST", "/master/deployments/report/", report)

@@ -13,13 +13,27 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def master_options(*, api_url, token_file, spool_dir, salt_api_port, sharedsecret,
-                   salt_api_user="berth", flush_seconds=30, repo=REPO) -> dict:
+def master_options(
+    *,
+    api_url,
+    token_file,
+    spool_dir,
+    salt_api_port,
+    sharedsecret,
+    salt_api_user="berth",
+    flush_seconds=30,
+    repo=REPO,
+) -> dict:
     return {
         "module_dirs": [str(repo)],
         "file_roots": {"base": [str(pathlib.Path(repo) / "salt")]},
         "ext_pillar": [{"berth_api": {}}],
-        "berth_api": {"url": api_url, "token_file": str(token_file), "timeout": 5, "spool_dir": str(spool_dir)},
+        "berth_api": {
+            "url": api_url,
+            "token_file": str(token_file),
+            "timeout": 5,
+            "spool_dir": str(spool_dir),
+        },
         "pillar_cache": False,
         "reactor": [
             {"berth/release/result": ["salt://reactor/release_result.sls"]},
@@ -43,13 +57,21 @@ def minion_options(*, docker_host, hook_dir, localapi_port, settle_seconds=3, re
         "docker.url": docker_host,
         "docker.release_settle_seconds": float(settle_seconds),
         # state.sls docker.sleep installs the hook here (default /usr/local/sbin, /etc/systemd/system)
-        "berth": {"sleep": {"script": str(hook_dir / "berth-before-sleep"), "unit_dir": str(hook_dir / "systemd")}},
+        "berth": {
+            "sleep": {
+                "script": str(hook_dir / "berth-before-sleep"),
+                "unit_dir": str(hook_dir / "systemd"),
+            }
+        },
     }
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("master", "minion"):
-        print("usage: python -m berth.master.config master|minion KEY=VALUE... [--extra KEY=VALUE...]", file=sys.stderr)
+        print(
+            "usage: python -m berth.master.config master|minion KEY=VALUE... [--extra KEY=VALUE...]",
+            file=sys.stderr,
+        )
         return 2
     kind, pairs = argv[0], argv[1:]
     known, extra, target = {}, {}, None
@@ -61,7 +83,9 @@ def main(argv: list[str]) -> int:
         if not sep:
             print(f"config: expected KEY=VALUE, got {pair!r}", file=sys.stderr)
             return 2
-        (target if target is not None else known)[key] = yaml.safe_load(value) if target is not None else value
+        (target if target is not None else known)[key] = (
+            yaml.safe_load(value) if target is not None else value
+        )
     builder = master_options if kind == "master" else minion_options
     try:
         options = builder(**known)

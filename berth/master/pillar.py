@@ -43,7 +43,10 @@ def release_pillar(conf: dict, minion_id: str) -> dict:
     if logbook is not None:
         pillar["berth"] = {"logbook": logbook}
     else:
-        log.warning("berth_api: minion %s: the API gave no logbook settings; its samples stay spooled", minion_id)
+        log.warning(
+            "berth_api: minion %s: the API gave no logbook settings; its samples stay spooled",
+            minion_id,
+        )
     return pillar
 
 
@@ -52,6 +55,8 @@ LOGBOOK_KEYS = ("url", "token", "device_id")
 
 def logbook_settings(value) -> dict | None:
     """The API's ``logbook`` object as pillar ``berth:logbook``; None unless it has every key as a non-empty string."""
-    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k] for k in LOGBOOK_KEYS):
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(k), str) and value[k] for k in LOGBOOK_KEYS
+    ):
         return None
     return {k: value[k] for k in LOGBOOK_KEYS}

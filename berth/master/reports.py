@@ -17,7 +17,9 @@ def build_report(minion_id: str, result: dict) -> dict:
     if not minion_id:
         raise ValueError("report: minion_id is required")
     if not isinstance(result, dict):
-        raise ValueError(f"report from {minion_id}: result must be a mapping, got {type(result).__name__}")
+        raise ValueError(
+            f"report from {minion_id}: result must be a mapping, got {type(result).__name__}"
+        )
     missing = [field for field in ("release_id", "outcome") if result.get(field) in (None, "")]
     if missing:
         raise ValueError(f"report from {minion_id}: missing {', '.join(missing)}")
@@ -41,9 +43,15 @@ def status_to_result(status) -> dict | None:
     if state == "running":
         outcome, error = "succeeded", None
     elif state == "degraded":
-        stopped = [c.get("fully_qualified_name") for c in status.get("containers") or []
-                   if c.get("version_hash") == status.get("version_hash") and c.get("status") != "running"]
-        outcome, error = "failed", "release containers not running: " + (", ".join(filter(None, stopped)) or "missing")
+        stopped = [
+            c.get("fully_qualified_name")
+            for c in status.get("containers") or []
+            if c.get("version_hash") == status.get("version_hash") and c.get("status") != "running"
+        ]
+        outcome, error = (
+            "failed",
+            "release containers not running: " + (", ".join(filter(None, stopped)) or "missing"),
+        )
     else:
         return None
     return {
@@ -51,7 +59,11 @@ def status_to_result(status) -> dict | None:
         "version_hash": status.get("version_hash"),
         "outcome": outcome,
         "error": error,
-        "containers": [c for c in status.get("containers") or [] if c.get("version_hash") == status.get("version_hash")],
+        "containers": [
+            c
+            for c in status.get("containers") or []
+            if c.get("version_hash") == status.get("version_hash")
+        ],
         "finished_at": status.get("applied_at"),
     }
 
@@ -78,7 +90,12 @@ def deliver(client: ApiClient, spool: Spool, report: dict) -> str:
         except ApiError as exc:
             if exc.retryable:
                 path = spool.put(report)
-                log.warning("berth: could not report %s (%s); spooled as %s", describe(report), exc, path.name)
+                log.warning(
+                    "berth: could not report %s (%s); spooled as %s",
+                    describe(report),
+                    exc,
+                    path.name,
+                )
                 return "spooled"
             log.error("berth: API refused report for %s: %s", describe(report), exc)
             spool.reject(spool.put(report))
@@ -109,7 +126,11 @@ def _flush(client: ApiClient, spool: Spool) -> dict:
         except ApiError as exc:
             if exc.retryable:
                 counts["remaining"] = len(entries) - index
-                log.info("berth: API unavailable (%s); %d spooled report(s) kept", exc, counts["remaining"])
+                log.info(
+                    "berth: API unavailable (%s); %d spooled report(s) kept",
+                    exc,
+                    counts["remaining"],
+                )
                 return counts
             log.error("berth: API refused spooled report for %s: %s", describe(report), exc)
             spool.reject(path)

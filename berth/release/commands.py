@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from datetime import datetime, timezone
 
 from berth import dockerutil
 from berth.release.executor import Executor, read_json
@@ -29,8 +29,10 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 def state_dir(opts: dict) -> str:
-    return str(opts.get("docker.release_state_dir")
-               or os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth"))
+    return str(
+        opts.get("docker.release_state_dir")
+        or os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth")
+    )
 
 
 def client(opts: dict):
@@ -46,7 +48,8 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
             raise ReleaseError(f"{key} must be a number of seconds, got {value!r}") from None
 
     return Executor(
-        client(opts), state_dir(opts),
+        client(opts),
+        state_dir(opts),
         settle_seconds=opt(settle_seconds, "docker.release_settle_seconds", DEFAULT_SETTLE_SECONDS),
         health_timeout=opt(health_timeout, "docker.release_health_timeout", DEFAULT_HEALTH_TIMEOUT),
         stop_timeout=int(opt(stop_timeout, "docker.release_stop_timeout", DEFAULT_STOP_TIMEOUT)),
@@ -62,7 +65,7 @@ def result_event(result: dict) -> dict:
         "outcome": "failed" if result.get("outcome") == "failed" else "succeeded",
         "error": result.get("error"),
         "containers": result.get("containers") or [],
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
 
 
@@ -70,9 +73,17 @@ def status(opts: dict) -> dict:
     ex = executor(opts)
     applied = ex.applied()
     containers = [c for c in dockerutil.list_containers(ex.cli) if LABEL_RELEASE in c["labels"]]
-    report = [{"name": c["labels"].get(LABEL_NAME), "fully_qualified_name": c["name"], "image": c["image"],
-               "release_id": c["labels"].get(LABEL_RELEASE), "version_hash": c["labels"].get(LABEL_VERSION_HASH),
-               "status": c["state"]} for c in containers]
+    report = [
+        {
+            "name": c["labels"].get(LABEL_NAME),
+            "fully_qualified_name": c["name"],
+            "image": c["image"],
+            "release_id": c["labels"].get(LABEL_RELEASE),
+            "version_hash": c["labels"].get(LABEL_VERSION_HASH),
+            "status": c["state"],
+        }
+        for c in containers
+    ]
     if applied is None:
         state = "none"
     elif ex.journal_path.exists():
@@ -98,16 +109,22 @@ def resolve_container(opts: dict, cli, name: str) -> str:
     applied_record = read_json(Path(state_dir(opts)) / "applied.json")
     if applied_record:
         for c in containers:
-            if (c["labels"].get(LABEL_NAME) == name
-                    and c["labels"].get(LABEL_VERSION_HASH) == applied_record.get("version_hash")):
+            if c["labels"].get(LABEL_NAME) == name and c["labels"].get(
+                LABEL_VERSION_HASH
+            ) == applied_record.get("version_hash"):
                 return c["name"]
     if any(c["name"] == name for c in containers):
         return name
-    release_matches = sorted((c for c in containers if c["labels"].get(LABEL_NAME) == name),
-                             key=lambda c: (c["state"] == "running", c["created"]), reverse=True)
+    release_matches = sorted(
+        (c for c in containers if c["labels"].get(LABEL_NAME) == name),
+        key=lambda c: (c["state"] == "running", c["created"]),
+        reverse=True,
+    )
     if release_matches:
         return release_matches[0]["name"]
-    raise ReleaseError(f"no container named {name!r} (neither a container name nor a release container's short name)")
+    raise ReleaseError(
+        f"no container named {name!r} (neither a container name nor a release container's short name)"
+    )
 
 
 def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
@@ -115,11 +132,17 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
     skipping ones whose credentials were already verified. Returns ``{url: "logged in"|"already logged in"|error}``."""
     registries = registries or {}
     if only is not None:
-        matches = [k for k, v in registries.items()
-                   if str(k) == str(only) or dockerutil.registry_host(str((v or {}).get("url", ""))) ==
-                   dockerutil.registry_host(str(only))]
+        matches = [
+            k
+            for k, v in registries.items()
+            if str(k) == str(only)
+            or dockerutil.registry_host(str((v or {}).get("url", "")))
+            == dockerutil.registry_host(str(only))
+        ]
         if not matches:
-            raise ReleaseError(f"registry {only!r} is not in pillar docker:registries (give its id or url)")
+            raise ReleaseError(
+                f"registry {only!r} is not in pillar docker:registries (give its id or url)"
+            )
         registries = {k: registries[k] for k in matches}
     ex = executor(opts)
     logged = ex.verified_logins()
@@ -132,7 +155,12 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
             out[host] = "already logged in"
             continue
         try:
-            dockerutil.login(ex.cli, entry["url"], str(entry.get("username") or ""), str(entry.get("password") or ""))
+            dockerutil.login(
+                ex.cli,
+                entry["url"],
+                str(entry.get("username") or ""),
+                str(entry.get("password") or ""),
+            )
         except dockerutil.RegistryLoginError as exc:
             log.error("berth on %s: %s", opts.get("id"), exc)
             out[host] = str(exc)
@@ -147,4 +175,3 @@ def target(release, registries):
     if not release:
         return None
     return target_from_pillar(release, registries)
-

@@ -24,14 +24,14 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker.errors
 
 from berth import dockerutil
-from berth.release.model import EngineState, Target
 from berth.release import plan as planner
+from berth.release.model import EngineState, Target
 from berth.release.plan import COMMIT, plan
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class StepFailed(RuntimeError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _write_json(path: Path, data) -> None:
@@ -70,8 +70,16 @@ def read_json(path: Path):
 
 
 class Executor:
-    def __init__(self, cli, state_dir, *, settle_seconds: float = 3.0, health_timeout: float = 60.0,
-                 stop_timeout: int = 10, device: str = "device"):
+    def __init__(
+        self,
+        cli,
+        state_dir,
+        *,
+        settle_seconds: float = 3.0,
+        health_timeout: float = 60.0,
+        stop_timeout: int = 10,
+        device: str = "device",
+    ):
         self.cli = cli
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -105,8 +113,12 @@ class Executor:
     def login_key(self, entry: dict) -> str:
         # the password is kept only as a keyed digest; the key is private to this device
         secret = self._device_secret()
-        digest = hmac.new(secret, str(entry.get("password") or "").encode(), hashlib.sha256).hexdigest()
-        return planner.login_key(dockerutil.registry_host(entry["url"]), str(entry.get("username") or ""), digest)
+        digest = hmac.new(
+            secret, str(entry.get("password") or "").encode(), hashlib.sha256
+        ).hexdigest()
+        return planner.login_key(
+            dockerutil.registry_host(entry["url"]), str(entry.get("username") or ""), digest
+        )
 
     def _device_secret(self) -> bytes:
         path = self.dir / "secret"
@@ -137,7 +149,9 @@ class Executor:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise ReleaseBusy(f"another release apply is already running (pid {holder}); try again later") from None
+                raise ReleaseBusy(
+                    f"another release apply is already running (pid {holder}); try again later"
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
@@ -163,16 +177,33 @@ class Executor:
             recovered = self._recover_locked()
             current = self.observe()
             steps = plan(current, target, self.login_keys(target))
-            result = {**target.summary(), "outcome": "unchanged", "error": None, "recovered": recovered,
-                      "changes": {}, "steps": steps}
+            result = {
+                **target.summary(),
+                "outcome": "unchanged",
+                "error": None,
+                "recovered": recovered,
+                "changes": {},
+                "steps": steps,
+            }
             if not steps:
                 result["containers"] = self._container_report(target)
                 return result
-            log.info("berth release %s (%s) on %s: applying %d steps", target.release_id, target.version_hash,
-                     self.device, len(steps))
-            self._journal = {"release_id": str(target.release_id), "version_hash": target.version_hash,
-                             "phase": "applying", "started_at": _now(), "steps": steps, "done": 0,
-                             "undo": {"stopped": [], "purged": [], "created": []}}
+            log.info(
+                "berth release %s (%s) on %s: applying %d steps",
+                target.release_id,
+                target.version_hash,
+                self.device,
+                len(steps),
+            )
+            self._journal = {
+                "release_id": str(target.release_id),
+                "version_hash": target.version_hash,
+                "phase": "applying",
+                "started_at": _now(),
+                "steps": steps,
+                "done": 0,
+                "undo": {"stopped": [], "purged": [], "created": []},
+            }
             self._save()
             changes: dict[str, list] = {}
             forward = [s for s in steps if s["action"] not in COMMIT]
@@ -183,28 +214,51 @@ class Executor:
                     self._journal["done"] += len(batch)
                     self._save()
             except Exception as exc:  # noqa: BLE001 - every failure leads to rollback and a report
-                reason = str(exc) if isinstance(exc, (StepFailed, dockerutil.PullError,
-                                                      dockerutil.RegistryLoginError)) else (
-                    f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
+                reason = (
+                    str(exc)
+                    if isinstance(
+                        exc, (StepFailed, dockerutil.PullError, dockerutil.RegistryLoginError)
+                    )
+                    else (f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
+                )
                 touched = any(self._journal["undo"].values())
-                log.error("berth release %s on %s failed: %s%s", target.release_id, self.device, reason,
-                          "; rolling back" if touched else "; nothing was changed")
+                log.error(
+                    "berth release %s on %s failed: %s%s",
+                    target.release_id,
+                    self.device,
+                    reason,
+                    "; rolling back" if touched else "; nothing was changed",
+                )
                 rollback_errors = self._rollback()
                 self._clear_journal()
                 if rollback_errors:
                     reason += "; rollback problems: " + "; ".join(rollback_errors)
-                result.update(outcome="failed", error=reason, changes=changes, rolled_back=touched,
-                              containers=self._container_report(target))
+                result.update(
+                    outcome="failed",
+                    error=reason,
+                    changes=changes,
+                    rolled_back=touched,
+                    containers=self._container_report(target),
+                )
                 return result
             self._journal["phase"] = "committing"
             self._save()
             problems = self._commit(changes)
             if problems:
-                result["warnings"] = [f"cleanup will be retried on the next run: {p}" for p in problems]
+                result["warnings"] = [
+                    f"cleanup will be retried on the next run: {p}" for p in problems
+                ]
             else:
                 self._clear_journal()
-            log.info("berth release %s (%s) on %s: succeeded", target.release_id, target.version_hash, self.device)
-            result.update(outcome="succeeded", changes=changes, containers=self._container_report(target))
+            log.info(
+                "berth release %s (%s) on %s: succeeded",
+                target.release_id,
+                target.version_hash,
+                self.device,
+            )
+            result.update(
+                outcome="succeeded", changes=changes, containers=self._container_report(target)
+            )
             return result
 
     def pull(self, target: Target) -> dict:
@@ -220,7 +274,12 @@ class Executor:
         action = step["action"]
         if action == "login":
             entry = target.registries[_key_in(target.registries, step["registry"])]
-            dockerutil.login(self.cli, entry["url"], str(entry.get("username") or ""), str(entry.get("password") or ""))
+            dockerutil.login(
+                self.cli,
+                entry["url"],
+                str(entry.get("username") or ""),
+                str(entry.get("password") or ""),
+            )
             self.remember_login(self.login_key(entry))
             changes.setdefault("logged_in", []).append(dockerutil.registry_host(entry["url"]))
         elif action == "pull":
@@ -228,27 +287,44 @@ class Executor:
             if step["registry"] is not None:
                 entry = target.registries[_key_in(target.registries, step["registry"])]
                 auth = {"username": entry.get("username"), "password": entry.get("password")}
-            log.info("berth release %s on %s: pulling %s", target.release_id, self.device, step["ref"])
+            log.info(
+                "berth release %s on %s: pulling %s", target.release_id, self.device, step["ref"]
+            )
             dockerutil.pull(self.cli, step["ref"], auth)
             changes.setdefault("pulled", []).append(step["ref"])
         elif action == "stop":
-            self._undo("stopped", {"name": step["name"], "was_running": step["was_running"],
-                                   "renamed_to": step["rename_to"]})
+            self._undo(
+                "stopped",
+                {
+                    "name": step["name"],
+                    "was_running": step["was_running"],
+                    "renamed_to": step["rename_to"],
+                },
+            )
             if step["was_running"]:
-                log.info("berth release %s on %s: stopping %s", target.release_id, self.device, step["name"])
+                log.info(
+                    "berth release %s on %s: stopping %s",
+                    target.release_id,
+                    self.device,
+                    step["name"],
+                )
                 self.cli.api.stop(step["name"], timeout=self.stop_timeout)
                 changes.setdefault("stopped", []).append(step["name"])
             if step["rename_to"]:
                 self.cli.api.rename(step["name"], step["rename_to"])
         elif action == "purge":
             if os.path.lexists(step["aside"]):
-                raise StepFailed(f"purge of {step['path']}: {step['aside']} already exists; refusing to overwrite it")
+                raise StepFailed(
+                    f"purge of {step['path']}: {step['aside']} already exists; refusing to overwrite it"
+                )
             self._undo("purged", {"path": step["path"], "aside": step["aside"]})
             _purge(step["path"], step["aside"])
             changes.setdefault("purged", []).append(step["path"])
         elif action == "create":
             self._undo("created", step["name"])
-            kwargs = dict(next(c for c in target.containers if c.fq_name == step["name"]).create_kwargs)
+            kwargs = dict(
+                next(c for c in target.containers if c.fq_name == step["name"]).create_kwargs
+            )
             image = kwargs.pop("image")
             self.cli.containers.create(image, **kwargs)
         elif action == "start":
@@ -282,8 +358,12 @@ class Executor:
                             pass
                         except docker.errors.APIError as exc:
                             # in use by a container started meanwhile: keeping it is correct
-                            log.warning("berth release on %s: keeping image %s: %s", self.device, ref,
-                                        dockerutil.api_message(exc))
+                            log.warning(
+                                "berth release on %s: keeping image %s: %s",
+                                self.device,
+                                ref,
+                                dockerutil.api_message(exc),
+                            )
                 elif action == "record":
                     record = {k: v for k, v in step.items() if k != "action"}
                     record["applied_at"] = _now()
@@ -291,8 +371,12 @@ class Executor:
             except Exception as exc:  # noqa: BLE001 - the new release runs; cleanup is retried later
                 problems.append(f"{action}: {dockerutil.api_message(exc)}")
         if problems:
-            log.warning("berth release %s on %s: cleanup incomplete, will retry: %s",
-                        self._journal.get("release_id"), self.device, "; ".join(problems))
+            log.warning(
+                "berth release %s on %s: cleanup incomplete, will retry: %s",
+                self._journal.get("release_id"),
+                self.device,
+                "; ".join(problems),
+            )
         return problems
 
     def _remove_container(self, name: str) -> None:
@@ -320,10 +404,16 @@ class Executor:
             for name in names:
                 attrs = self.cli.api.inspect_container(name)
                 state = attrs.get("State") or {}
-                if state.get("Status") != "running" or state.get("Restarting") or attrs.get("RestartCount", 0):
+                if (
+                    state.get("Status") != "running"
+                    or state.get("Restarting")
+                    or attrs.get("RestartCount", 0)
+                ):
                     tail = _last_lines(dockerutil.logs(self.cli, name, tail=5))
-                    raise StepFailed(f"container {name} did not stay running (status {state.get('Status')}, "
-                                     f"exit code {state.get('ExitCode')}){tail}")
+                    raise StepFailed(
+                        f"container {name} did not stay running (status {state.get('Status')}, "
+                        f"exit code {state.get('ExitCode')}){tail}"
+                    )
                 health = state.get("Health")
                 if health:
                     status = health.get("Status")
@@ -335,8 +425,10 @@ class Executor:
             if now >= settle_until and not pending_health:
                 return
             if now >= health_until:
-                raise StepFailed(f"container(s) {', '.join(pending_health)} not healthy after "
-                                 f"{self.health_timeout:g} s")
+                raise StepFailed(
+                    f"container(s) {', '.join(pending_health)} not healthy after "
+                    f"{self.health_timeout:g} s"
+                )
             time.sleep(min(0.1, max(0.0, settle_until - now)) or 0.1)
 
     # ---- rollback and recovery ---------------------------------------------------------
@@ -399,17 +491,26 @@ class Executor:
         self._journal = journal
         release = journal.get("release_id")
         if journal.get("phase") == "committing":
-            log.warning("berth release %s on %s: finishing an interrupted apply", release, self.device)
+            log.warning(
+                "berth release %s on %s: finishing an interrupted apply", release, self.device
+            )
             problems = self._commit({})
             if problems:
                 return f"interrupted apply of release {release}: cleanup still incomplete: {'; '.join(problems)}"
             self._clear_journal()
             return f"finished interrupted apply of release {release}"
-        log.warning("berth release %s on %s: rolling back an interrupted apply", release, self.device)
+        log.warning(
+            "berth release %s on %s: rolling back an interrupted apply", release, self.device
+        )
         errors = self._rollback()
         self._clear_journal()
         if errors:
-            log.error("berth release %s on %s: rollback problems: %s", release, self.device, "; ".join(errors))
+            log.error(
+                "berth release %s on %s: rollback problems: %s",
+                release,
+                self.device,
+                "; ".join(errors),
+            )
         return f"rolled back interrupted apply of release {release}"
 
     def _clear_journal(self) -> None:
@@ -426,8 +527,15 @@ class Executor:
 
     def _container_report(self, target: Target) -> list[dict]:
         by_name = {c["name"]: c for c in dockerutil.list_containers(self.cli)}
-        return [{"name": tc.name, "fully_qualified_name": tc.fq_name, "image": tc.image,
-                 "status": (by_name.get(tc.fq_name) or {}).get("state", "missing")} for tc in target.containers]
+        return [
+            {
+                "name": tc.name,
+                "fully_qualified_name": tc.fq_name,
+                "image": tc.image,
+                "status": (by_name.get(tc.fq_name) or {}).get("state", "missing"),
+            }
+            for tc in target.containers
+        ]
 
 
 def _batches(steps: list[dict]) -> list[list[dict]]:

@@ -24,7 +24,9 @@ def find_registry(registries: dict | None, registry_id) -> dict:
         try:
             entry = registries[int(registry_id)]
         except (KeyError, ValueError, TypeError):
-            raise ReleaseError(f"registry {registry_id!r} is not in pillar docker:registries") from None
+            raise ReleaseError(
+                f"registry {registry_id!r} is not in pillar docker:registries"
+            ) from None
     if not isinstance(entry, dict) or not entry.get("url"):
         raise ReleaseError(f"registry {registry_id!r} in pillar docker:registries has no url")
     return entry
@@ -38,7 +40,11 @@ def ref(image: str, tag: str, registry: dict | None = None) -> str:
 
 def container_refs(container: dict, registries: dict | None) -> tuple[str, list[str]]:
     """(the image the container runs, the refs of its required tags)."""
-    registry = find_registry(registries, container["registry"]) if container.get("registry") is not None else None
+    registry = (
+        find_registry(registries, container["registry"])
+        if container.get("registry") is not None
+        else None
+    )
     main = ref(container["image"], container["tag"], registry)
     required = [ref(container["image"], t, registry) for t in container.get("required_tags") or []]
     return main, [r for r in required if r != main]

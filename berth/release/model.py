@@ -18,12 +18,12 @@ LABEL_NAME = "io.berth.name"
 
 @dataclass(frozen=True)
 class TargetContainer:
-    name: str                 # short name, e.g. "curveball"
-    fq_name: str              # container name on the engine, "deployment-curveball-7"
-    image: str                # reference the container runs
+    name: str  # short name, e.g. "curveball"
+    fq_name: str  # container name on the engine, "deployment-curveball-7"
+    image: str  # reference the container runs
     required: tuple[str, ...]  # references of its required tags
-    registry_id: object       # pillar registry id or None
-    create_kwargs: dict       # docker SDK containers.create kwargs (name/image/labels included)
+    registry_id: object  # pillar registry id or None
+    create_kwargs: dict  # docker SDK containers.create kwargs (name/image/labels included)
     purge_paths: tuple[str, ...]
 
 
@@ -54,15 +54,19 @@ class Target:
         return None
 
     def summary(self) -> dict:
-        return {"release_id": self.release_id, "version": self.version, "version_hash": self.version_hash,
-                "project": self.project}
+        return {
+            "release_id": self.release_id,
+            "version": self.version,
+            "version_hash": self.version_hash,
+            "project": self.project,
+        }
 
 
 @dataclass
 class EngineState:
-    containers: list[dict]              # dockerutil.list_containers() summaries
-    images: set[str]                    # local image references
-    applied: dict | None = None         # record of the last successfully applied release
+    containers: list[dict]  # dockerutil.list_containers() summaries
+    images: set[str]  # local image references
+    applied: dict | None = None  # record of the last successfully applied release
     logged_in: set[str] = field(default_factory=set)  # login keys already verified (see executor)
 
 
@@ -114,11 +118,26 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
         kwargs["image"] = image
         purge = ()
         if raw.get("purge_data"):
-            purge = tuple(dict.fromkeys(v.split(":", 1)[0] for v in kwargs.get("volumes", []) if v.startswith("/")))
-        containers.append(TargetContainer(name, fq_name, image, tuple(required), raw.get("registry"), kwargs, purge))
+            purge = tuple(
+                dict.fromkeys(
+                    v.split(":", 1)[0] for v in kwargs.get("volumes", []) if v.startswith("/")
+                )
+            )
+        containers.append(
+            TargetContainer(
+                name, fq_name, image, tuple(required), raw.get("registry"), kwargs, purge
+            )
+        )
 
     remove = release.get("remove_containers") or []
     if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
         raise ReleaseError("docker:release: 'remove_containers' must be a list of container names")
-    return Target(release_id, str(release.get("version") or ""), version_hash, project, tuple(containers),
-                  tuple(remove), used_registries)
+    return Target(
+        release_id,
+        str(release.get("version") or ""),
+        version_hash,
+        project,
+        tuple(containers),
+        tuple(remove),
+        used_registries,
+    )

@@ -24,12 +24,19 @@ def login_key(host: str, username: str, password_digest: str) -> str:
 
 def is_applied(current: EngineState, target: Target) -> bool:
     applied = current.applied or {}
-    if str(applied.get("release_id")) != str(target.release_id) or applied.get("version_hash") != target.version_hash:
+    if (
+        str(applied.get("release_id")) != str(target.release_id)
+        or applied.get("version_hash") != target.version_hash
+    ):
         return False
     by_name = {c["name"]: c for c in current.containers}
     for tc in target.containers:
         c = by_name.get(tc.fq_name)
-        if c is None or c["state"] != "running" or c["labels"].get(LABEL_VERSION_HASH) != target.version_hash:
+        if (
+            c is None
+            or c["state"] != "running"
+            or c["labels"].get(LABEL_VERSION_HASH) != target.version_hash
+        ):
             return False
     return True
 
@@ -41,13 +48,18 @@ def old_containers(current: EngineState, target: Target) -> list[dict]:
     out = []
     for c in current.containers:
         release = c["labels"].get(LABEL_RELEASE)
-        if c["name"] in target_names or c["name"] in initial or (
-                release is not None and release != str(target.release_id)):
+        if (
+            c["name"] in target_names
+            or c["name"] in initial
+            or (release is not None and release != str(target.release_id))
+        ):
             out.append(c)
     return out
 
 
-def plan(current: EngineState, target: Target, login_keys: dict[str, str] | None = None) -> list[dict]:
+def plan(
+    current: EngineState, target: Target, login_keys: dict[str, str] | None = None
+) -> list[dict]:
     """Ordered steps taking the engine from ``current`` to ``target``.
 
     ``login_keys`` maps a registry id to its :func:`login_key`; a registry whose key is
@@ -62,7 +74,13 @@ def plan(current: EngineState, target: Target, login_keys: dict[str, str] | None
     for ref in target.refs:
         if ref not in current.images:
             registry = target.registry_of(ref)
-            pulls.append({"action": "pull", "ref": ref, "registry": None if registry is None else str(registry)})
+            pulls.append(
+                {
+                    "action": "pull",
+                    "ref": ref,
+                    "registry": None if registry is None else str(registry),
+                }
+            )
     # only registries something is pulled from: with every image cached an offline device still applies
     pulling_from = {p["registry"] for p in pulls}
     for registry_id, entry in target.registries.items():
@@ -74,42 +92,65 @@ def plan(current: EngineState, target: Target, login_keys: dict[str, str] | None
     old = old_containers(current, target)
     target_names = {c.fq_name for c in target.containers}
     for c in old:
-        steps.append({
-            "action": "stop",
-            "name": c["name"],
-            "was_running": c["state"] in ("running", "restarting"),
-            # a stale container with a target name moves aside so the new one can take the name
-            "rename_to": c["name"] + PREVIOUS_SUFFIX if c["name"] in target_names else None,
-        })
+        steps.append(
+            {
+                "action": "stop",
+                "name": c["name"],
+                "was_running": c["state"] in ("running", "restarting"),
+                # a stale container with a target name moves aside so the new one can take the name
+                "rename_to": c["name"] + PREVIOUS_SUFFIX if c["name"] in target_names else None,
+            }
+        )
 
     purged = []
     for tc in target.containers:
         for path in tc.purge_paths:
             if path not in purged:
                 purged.append(path)
-                steps.append({"action": "purge", "path": path,
-                              "aside": f"{path}{PURGED_SUFFIX}-{target.release_id}"})
+                steps.append(
+                    {
+                        "action": "purge",
+                        "path": path,
+                        "aside": f"{path}{PURGED_SUFFIX}-{target.release_id}",
+                    }
+                )
 
     for tc in target.containers:
-        steps.append({"action": "create", "name": tc.fq_name, "short_name": tc.name, "image": tc.image})
+        steps.append(
+            {"action": "create", "name": tc.fq_name, "short_name": tc.name, "image": tc.image}
+        )
     names = [tc.fq_name for tc in target.containers]
     if names:
         steps.append({"action": "start", "names": names})
         steps.append({"action": "verify", "names": names})
 
-    removed = [(c["name"] + PREVIOUS_SUFFIX) if c["name"] in target_names else c["name"] for c in old]
+    removed = [
+        (c["name"] + PREVIOUS_SUFFIX) if c["name"] in target_names else c["name"] for c in old
+    ]
     if removed:
         steps.append({"action": "remove", "names": removed})
     if purged:
-        steps.append({"action": "drop_purged", "paths": [s["aside"] for s in steps if s["action"] == "purge"]})
+        steps.append(
+            {
+                "action": "drop_purged",
+                "paths": [s["aside"] for s in steps if s["action"] == "purge"],
+            }
+        )
 
     prune = prunable_images(current, target, old)
     if prune:
         steps.append({"action": "prune", "refs": prune})
-    steps.append({"action": "record", **target.summary(),
-                  "containers": [{"name": c.name, "fully_qualified_name": c.fq_name, "image": c.image}
-                                 for c in target.containers],
-                  "images": target.refs})
+    steps.append(
+        {
+            "action": "record",
+            **target.summary(),
+            "containers": [
+                {"name": c.name, "fully_qualified_name": c.fq_name, "image": c.image}
+                for c in target.containers
+            ],
+            "images": target.refs,
+        }
+    )
     return steps
 
 

@@ -1,4 +1,5 @@
 """Sending spooled records to ``POST /logbook/storage/write/``, oldest first."""
+
 import logging
 
 import requests
@@ -32,7 +33,9 @@ class Sender:
         """POST one batch; returns the API's answer. Raises SendError or Rejected."""
         try:
             response = self.session.post(
-                self.endpoint, json={"device_id": self.device_id, "records": records}, timeout=self.timeout
+                self.endpoint,
+                json={"device_id": self.device_id, "records": records},
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise SendError(f"{self.endpoint} unreachable: {exc}") from None
@@ -70,12 +73,21 @@ def drain(spool, sender, batch_size=1000):
             sender.send([record for _, record in batch])
         except Rejected as rejected:
             bad = [ids[index] for index in rejected.errors if index < len(ids)]
-            log.warning("logbook: device %s: API rejected %d spooled records, dropping them: %s",
-                        sender.device_id, len(bad), rejected.errors)
+            log.warning(
+                "logbook: device %s: API rejected %d spooled records, dropping them: %s",
+                sender.device_id,
+                len(bad),
+                rejected.errors,
+            )
             spool.remove(bad)
             continue
         except SendError as exc:
-            log.info("logbook: device %s: %d records stay spooled (%s)", sender.device_id, len(spool), exc)
+            log.info(
+                "logbook: device %s: %d records stay spooled (%s)",
+                sender.device_id,
+                len(spool),
+                exc,
+            )
             return acknowledged
         spool.remove(ids)
         acknowledged += len(ids)

@@ -5,6 +5,7 @@ It spools every sample that arrives on the minion's event bus (tag
 seconds. Offline, the spool simply grows; the next successful drain sends it
 oldest first.
 """
+
 import logging
 import time
 
@@ -50,7 +51,15 @@ def missing_config(config):
     return [key for key in CONFIG_KEYS if not (config or {}).get(key)]
 
 
-def run(spool, unit_id, get_config, next_event, interval=10.0, batch_size=1000, keep_running=lambda: True):
+def run(
+    spool,
+    unit_id,
+    get_config,
+    next_event,
+    interval=10.0,
+    batch_size=1000,
+    keep_running=lambda: True,
+):
     """``next_event(timeout)`` -> event data or None; ``get_config()`` -> {url, token, device_id}."""
     last_drain = float("-inf")
     warned = False
@@ -70,7 +79,11 @@ def run(spool, unit_id, get_config, next_event, interval=10.0, batch_size=1000, 
         missing = missing_config(config)
         if missing:
             if not warned:
-                log.warning("logbook on %s: not sending, pillar berth:logbook lacks %s", unit_id, ", ".join(missing))
+                log.warning(
+                    "logbook on %s: not sending, pillar berth:logbook lacks %s",
+                    unit_id,
+                    ", ".join(missing),
+                )
                 warned = True
             continue
         warned = False

@@ -5,13 +5,16 @@ spool only after the API acknowledged them, so a crash between sending and
 acknowledging re-sends them -- harmless, the API is idempotent on
 (device, field, ts).
 """
+
 import json
 import os
 import sqlite3
 import time
 from contextlib import closing
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL)"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL)"
+)
 
 
 class SpoolError(ValueError):
@@ -20,7 +23,9 @@ class SpoolError(ValueError):
 
 def _normalise(index, record):
     if not isinstance(record, dict):
-        raise SpoolError(f"record {index}: expected a mapping with field, field_type, value and optionally ts")
+        raise SpoolError(
+            f"record {index}: expected a mapping with field, field_type, value and optionally ts"
+        )
     missing = [key for key in ("field", "field_type", "value") if key not in record]
     if missing:
         raise SpoolError(f"record {index}: missing {', '.join(missing)}")
@@ -45,7 +50,10 @@ class Spool:
 
     def add(self, records):
         """Append records (all or none); returns how many were spooled."""
-        rows = [(json.dumps(_normalise(n, record), separators=(",", ":")),) for n, record in enumerate(records)]
+        rows = [
+            (json.dumps(_normalise(n, record), separators=(",", ":")),)
+            for n, record in enumerate(records)
+        ]
         with closing(self._connect()) as conn, conn:
             conn.executemany("INSERT INTO spool (record) VALUES (?)", rows)
         return len(rows)
@@ -53,7 +61,9 @@ class Spool:
     def oldest(self, limit):
         """[(id, record)] of the oldest ``limit`` records, oldest first."""
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT id, record FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = conn.execute(
+                "SELECT id, record FROM spool ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
         return [(row_id, json.loads(text)) for row_id, text in rows]
 
     def remove(self, ids):

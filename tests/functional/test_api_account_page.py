@@ -39,7 +39,10 @@ def test_requires_login(client):
 
 def test_wrong_password_is_refused(client, user):
     page = client.get("/account/login/")
-    r = client.post("/account/login/", data={"email": user.email, "password": "nope", "csrf_token": csrf(page.data)})
+    r = client.post(
+        "/account/login/",
+        data={"email": user.email, "password": "nope", "csrf_token": csrf(page.data)},
+    )
     assert r.status_code == 400 and b"Wrong email or password." in r.data
     assert client.get("/account/").status_code == 302
 
@@ -54,12 +57,15 @@ def test_create_token_shown_once_and_works(app, logged_in):
     client = logged_in
     page = client.get("/account/")
     r = client.post(
-        "/account/tokens/", data={"name": "ci", "scope": "user", "device": "", "csrf_token": csrf(page.data)}
+        "/account/tokens/",
+        data={"name": "ci", "scope": "user", "device": "", "csrf_token": csrf(page.data)},
     )
     assert r.status_code == 201
     token = re.search(rb'id="new-token">([^<]+)<', r.data).group(1).decode()
     assert token.startswith("berth_")
-    assert client.get("/devices/", headers={"Authorization": f"APIToken {token}"}).status_code == 200
+    assert (
+        client.get("/devices/", headers={"Authorization": f"APIToken {token}"}).status_code == 200
+    )
     listing = client.get("/account/")
     assert token.encode() not in listing.data
     assert b"ci" in listing.data
@@ -70,7 +76,12 @@ def test_create_with_expiry_and_device_scope(app, logged_in, device):
     page = client.get("/account/")
     r = client.post(
         "/account/tokens/",
-        data={"scope": "device", "device": device.id, "expires": "2099-05-01T10:00", "csrf_token": csrf(page.data)},
+        data={
+            "scope": "device",
+            "device": device.id,
+            "expires": "2099-05-01T10:00",
+            "csrf_token": csrf(page.data),
+        },
     )
     assert r.status_code == 201
     with app.app_context():
@@ -85,7 +96,10 @@ def test_create_validation(app, logged_in):
     before = _token_count(app)
     r = client.post("/account/tokens/", data={"scope": "device", "device": "", "csrf_token": token})
     assert r.status_code == 400 and b"needs a device" in r.data
-    r = client.post("/account/tokens/", data={"scope": "user", "expires": "2000-01-01T00:00", "csrf_token": token})
+    r = client.post(
+        "/account/tokens/",
+        data={"scope": "user", "expires": "2000-01-01T00:00", "csrf_token": token},
+    )
     assert r.status_code == 400 and b"future" in r.data
     assert _token_count(app) == before
 
@@ -102,7 +116,10 @@ def test_revoke(app, logged_in, api_factory, user):
     client = logged_in
     assert client.post(f"/account/tokens/{made.id}/revoke/").status_code == 400  # no CSRF token
     assert client.get("/devices/", headers=made.headers).status_code == 200
-    r = client.post(f"/account/tokens/{made.id}/revoke/", data={"csrf_token": csrf(client.get("/account/").data)})
+    r = client.post(
+        f"/account/tokens/{made.id}/revoke/",
+        data={"csrf_token": csrf(client.get("/account/").data)},
+    )
     assert r.status_code == 302
     assert client.get("/devices/", headers=made.headers).status_code == 401
     assert b"revoked" in client.get("/account/").data
@@ -127,5 +144,8 @@ def test_logout(logged_in):
 
 def test_null_character_login_is_refused_not_500(client, user):
     page = client.get("/account/login/")
-    r = client.post("/account/login/", data={"email": "a\x00@b.c", "password": "x", "csrf_token": csrf(page.data)})
+    r = client.post(
+        "/account/login/",
+        data={"email": "a\x00@b.c", "password": "x", "csrf_token": csrf(page.data)},
+    )
     assert r.status_code == 400 and b"Null characters" in r.data

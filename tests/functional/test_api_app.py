@@ -51,7 +51,9 @@ def test_foreign_keys_enforced_on_any_database(app):
             assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         with pytest.raises(IntegrityError):
             db.session.execute(
-                text("INSERT INTO projects (account_id, name, description, created) VALUES (424242, 'p', '', :now)"),
+                text(
+                    "INSERT INTO projects (account_id, name, description, created) VALUES (424242, 'p', '', :now)"
+                ),
                 {"now": "2020-01-01 00:00:00"},
             )
             db.session.flush()

@@ -1,6 +1,6 @@
 """API token authentication, scopes, error bodies (real database)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -43,7 +43,7 @@ def test_valid_token_and_last_used_recorded(app, client, user_token):
     with app.app_context():
         row = db.session.get(ApiToken, user_token.id)
         assert row.last_used is not None
-        assert (datetime.now(timezone.utc) - row.last_used) < timedelta(minutes=1)
+        assert (datetime.now(UTC) - row.last_used) < timedelta(minutes=1)
 
 
 def test_keyword_is_case_insensitive(client, user_token):
@@ -52,14 +52,14 @@ def test_keyword_is_case_insensitive(client, user_token):
 
 
 def test_expired_token(client, api_factory, user):
-    token = api_factory.token("user", user=user, expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    token = api_factory.token("user", user=user, expires=datetime.now(UTC) - timedelta(seconds=1))
     r = client.get("/devices/", headers=token.headers)
     assert r.status_code == 401
     assert r.json == {"detail": "Token expired."}
 
 
 def test_future_expiry_is_accepted(client, api_factory, user):
-    token = api_factory.token("user", user=user, expires=datetime.now(timezone.utc) + timedelta(hours=1))
+    token = api_factory.token("user", user=user, expires=datetime.now(UTC) + timedelta(hours=1))
     assert client.get("/devices/", headers=token.headers).status_code == 200
 
 
@@ -91,7 +91,9 @@ def test_digest_is_keyed_by_secret(app, user_token):
     import hashlib
 
     with app.app_context():
-        assert token_digest(user_token.token) != hashlib.sha256(user_token.token.encode()).hexdigest()
+        assert (
+            token_digest(user_token.token) != hashlib.sha256(user_token.token.encode()).hexdigest()
+        )
 
 
 def test_tokens_are_long_and_random(api_factory, user):
@@ -131,8 +133,10 @@ def test_last_used_is_written_at_most_once_a_minute(app, client, user_token):
     client.get("/devices/", headers=user_token.headers)
     with app.app_context():
         assert db.session.get(ApiToken, user_token.id).last_used == first
-        stale = datetime.now(timezone.utc) - timedelta(minutes=5)
-        db.session.execute(update(ApiToken).where(ApiToken.id == user_token.id).values(last_used=stale))
+        stale = datetime.now(UTC) - timedelta(minutes=5)
+        db.session.execute(
+            update(ApiToken).where(ApiToken.id == user_token.id).values(last_used=stale)
+        )
         db.session.commit()
     client.get("/devices/", headers=user_token.headers)
     with app.app_context():

@@ -7,7 +7,9 @@ BIG = 10**30
 
 @pytest.fixture
 def project_id(client, user_token):
-    return client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json["id"]
+    return client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -37,10 +39,14 @@ def test_null_character_in_query_is_400(client, user_token):
 
 
 def test_null_characters_in_body_are_400(client, user_token, project_id):
-    r = client.post("/devices/", json={"unit_id": "ok", "display": "a\x00b"}, headers=user_token.headers)
+    r = client.post(
+        "/devices/", json={"unit_id": "ok", "display": "a\x00b"}, headers=user_token.headers
+    )
     assert r.status_code == 400 and r.json == {"display": ["Null characters are not allowed."]}
     body = {"version": "1", "devices": ["\x00"], "containers": []}
-    r = client.post(f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers)
+    r = client.post(
+        f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers
+    )
     assert r.status_code == 400 and list(r.json) == ["devices"]
     r = client.post(
         f"/docker/projects/{project_id}/releases/",
@@ -51,8 +57,13 @@ def test_null_characters_in_body_are_400(client, user_token, project_id):
 
 
 def test_huge_registry_id_in_body_is_400(client, user_token, project_id):
-    body = {"version": "1", "containers": [{"name": "app", "image": "app", "tag": "1", "registry": BIG}]}
-    r = client.post(f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers)
+    body = {
+        "version": "1",
+        "containers": [{"name": "app", "image": "app", "tag": "1", "registry": BIG}],
+    }
+    r = client.post(
+        f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers
+    )
     assert r.status_code == 400
     assert r.json["containers"][0] == {"registry": [f'Invalid pk "{BIG}" - object does not exist.']}
 
@@ -69,7 +80,9 @@ def test_huge_registry_id_in_body_is_400(client, user_token, project_id):
     ],
 )
 def test_ill_typed_release_fields(client, user_token, project_id, body, field):
-    r = client.post(f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers)
+    r = client.post(
+        f"/docker/projects/{project_id}/releases/", json=body, headers=user_token.headers
+    )
     assert r.status_code == 400 and list(r.json) == [field]
 
 

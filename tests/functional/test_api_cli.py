@@ -3,7 +3,7 @@
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,9 @@ def flask_cli(app, api_database_url, tmp_path):
     }
 
     def run(*args, check=True):
-        proc = subprocess.run([FLASK, "--app", "api", *args], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [FLASK, "--app", "api", *args], env=env, capture_output=True, text=True, timeout=60
+        )
         if check:
             assert proc.returncode == 0, proc.stderr
         return proc
@@ -43,23 +45,40 @@ def test_cli_account_user_token_flow(app, client, flask_cli):
     assert client.get("/devices/", headers=headers).status_code == 200
     device = client.post("/devices/", json={"unit_id": "m-1"}, headers=headers).json
 
-    out = flask_cli("tokens", "create", "ops@example.com", "--scope", "device", "--device", device["id"]).stdout
+    out = flask_cli(
+        "tokens", "create", "ops@example.com", "--scope", "device", "--device", device["id"]
+    ).stdout
     device_token = out.strip().splitlines()[-1]
     with app.app_context():
-        from api.crypto import token_digest
         from sqlalchemy import select
 
-        row = db.session.scalars(select(ApiToken).where(ApiToken.digest == token_digest(device_token))).one()
+        from api.crypto import token_digest
+
+        row = db.session.scalars(
+            select(ApiToken).where(ApiToken.digest == token_digest(device_token))
+        ).one()
         assert row.scope == "device" and row.device_id == device["id"]
 
-    out = flask_cli("tokens", "create", "ops@example.com", "--scope", "master", "--expires", "2099-01-01T00:00:00Z")
+    out = flask_cli(
+        "tokens",
+        "create",
+        "ops@example.com",
+        "--scope",
+        "master",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+    )
     master = out.stdout.strip().splitlines()[-1]
     with app.app_context():
-        row = db.session.scalars(select(ApiToken).where(ApiToken.digest == token_digest(master))).one()
-        assert row.expires == datetime(2099, 1, 1, tzinfo=timezone.utc) and row.scope == "master"
+        row = db.session.scalars(
+            select(ApiToken).where(ApiToken.digest == token_digest(master))
+        ).one()
+        assert row.expires == datetime(2099, 1, 1, tzinfo=UTC) and row.scope == "master"
 
     with app.app_context():
-        token_id = db.session.scalars(select(ApiToken.id).where(ApiToken.digest == token_digest(token))).one()
+        token_id = db.session.scalars(
+            select(ApiToken.id).where(ApiToken.digest == token_digest(token))
+        ).one()
     flask_cli("tokens", "revoke", str(token_id))
     r = client.get("/devices/", headers=headers)
     assert r.status_code == 401 and r.json == {"detail": "Invalid token."}
@@ -69,7 +88,9 @@ def test_cli_errors_are_clear(flask_cli):
     flask_cli("accounts", "create", "acme")
     proc = flask_cli("accounts", "create", "acme", check=False)
     assert proc.returncode != 0 and "already exists" in proc.stderr
-    proc = flask_cli("users", "create", "a@b.c", "--account", "nope", "--password", "x", check=False)
+    proc = flask_cli(
+        "users", "create", "a@b.c", "--account", "nope", "--password", "x", check=False
+    )
     assert proc.returncode != 0 and "no account named 'nope'" in proc.stderr
     proc = flask_cli("tokens", "create", "ghost@example.com", check=False)
     assert proc.returncode != 0 and "no user" in proc.stderr

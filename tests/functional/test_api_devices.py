@@ -7,7 +7,9 @@ import pytest
 
 def test_create_device_returns_its_own_id(client, user_token):
     unit = str(uuid.uuid4())
-    r = client.post("/devices/", json={"unit_id": unit, "display": "Van 12"}, headers=user_token.headers)
+    r = client.post(
+        "/devices/", json={"unit_id": unit, "display": "Van 12"}, headers=user_token.headers
+    )
     assert r.status_code == 201, r.json
     body = r.json
     assert body["unit_id"] == unit
@@ -17,14 +19,18 @@ def test_create_device_returns_its_own_id(client, user_token):
 
 
 def test_get_list_update_delete(client, user_token):
-    created = client.post("/devices/", json={"unit_id": "minion-1"}, headers=user_token.headers).json
+    created = client.post(
+        "/devices/", json={"unit_id": "minion-1"}, headers=user_token.headers
+    ).json
     url = f"/devices/{created['id']}/"
     r = client.get(url, headers=user_token.headers)
     assert r.status_code == 200 and r.json == created
     r = client.get("/devices/", headers=user_token.headers)
     assert r.json["count"] == 1 and r.json["results"] == [created]
     r = client.patch(url, json={"display": "renamed"}, headers=user_token.headers)
-    assert r.status_code == 200 and r.json["display"] == "renamed" and r.json["unit_id"] == "minion-1"
+    assert (
+        r.status_code == 200 and r.json["display"] == "renamed" and r.json["unit_id"] == "minion-1"
+    )
     r = client.put(url, json={"display": "x"}, headers=user_token.headers)
     assert r.status_code == 400 and r.json == {"unit_id": ["This field is required."]}
     r = client.put(url, json={"unit_id": "minion-2", "display": "x"}, headers=user_token.headers)

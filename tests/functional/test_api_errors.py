@@ -14,7 +14,9 @@ def test_wrong_method_is_json_405(client):
 
 
 def test_malformed_json_is_400(client, user_token):
-    r = client.post("/devices/", data="{not json", headers=user_token.headers, content_type="application/json")
+    r = client.post(
+        "/devices/", data="{not json", headers=user_token.headers, content_type="application/json"
+    )
     assert r.status_code == 400
     assert r.json["detail"].startswith("JSON parse error")
 
@@ -26,7 +28,9 @@ def test_non_object_json_is_400(client, user_token):
 
 
 def test_other_media_type_is_415(client, user_token):
-    r = client.post("/devices/", data="unit_id=x", headers=user_token.headers, content_type="text/plain")
+    r = client.post(
+        "/devices/", data="unit_id=x", headers=user_token.headers, content_type="text/plain"
+    )
     assert r.status_code == 415
     assert "Unsupported media type" in r.json["detail"]
 
@@ -51,5 +55,7 @@ def test_missing_trailing_slash_redirects(client, user_token):
 
 def test_oversized_body_is_json_413(app, client, user_token):
     app.config["MAX_CONTENT_LENGTH"] = 1000
-    r = client.post("/devices/", data="x" * 5000, headers=user_token.headers, content_type="application/json")
+    r = client.post(
+        "/devices/", data="x" * 5000, headers=user_token.headers, content_type="application/json"
+    )
     assert r.status_code == 413 and "detail" in r.json

@@ -72,11 +72,15 @@ def test_release_schema_matches_seed_fields(client):
 def test_startup_parameters_schema_lists_what_the_validator_supports(client):
     from berth import startup_params
 
-    documented = client.get("/openapi.json").json["components"]["schemas"]["StartupParameters"]["properties"]
+    documented = client.get("/openapi.json").json["components"]["schemas"]["StartupParameters"][
+        "properties"
+    ]
     for key in documented:
         messages = startup_params.validate({key: object()}).get(key, [])
         assert not any(m.startswith("Unknown startup parameter") for m in messages), key
-    assert startup_params.validate({"not_a_key": 1})["not_a_key"][0].startswith("Unknown startup parameter")
+    assert startup_params.validate({"not_a_key": 1})["not_a_key"][0].startswith(
+        "Unknown startup parameter"
+    )
 
 
 def test_docs_page_is_public_html(client):

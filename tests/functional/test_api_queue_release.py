@@ -14,7 +14,9 @@ def _pairs(devices):
 
 
 def _release(project, version, devices):
-    release = Release(project_id=project.id, version=version, version_hash=f"{abs(hash(version)) % 16**8:08x}")
+    release = Release(
+        project_id=project.id, version=version, version_hash=f"{abs(hash(version)) % 16**8:08x}"
+    )
     release.devices = devices
     db.session.add(release)
     db.session.flush()
@@ -37,7 +39,9 @@ def _project(account):
 def _stored(release, device):
     """The release's stored deployment on the device (a device report writes it)."""
     deployment = db.session.scalar(
-        select(Deployment).where(Deployment.release_id == release.id, Deployment.device_id == device.id)
+        select(Deployment).where(
+            Deployment.release_id == release.id, Deployment.device_id == device.id
+        )
     )
     if deployment is None:
         deployment = Deployment(release_id=release.id, device_id=device.id, attempts=1)
@@ -136,7 +140,9 @@ def test_removing_device_from_older_release_leaves_its_target_alone(app, account
         db.session.commit()
         assert _status(r1, dev1) is None
         assert _status(r2, dev1) == "queued"
-        assert len(db.session.scalars(select(OutboxMessage)).all()) == before  # nothing new to tell the device
+        assert (
+            len(db.session.scalars(select(OutboxMessage)).all()) == before
+        )  # nothing new to tell the device
 
 
 def test_deleting_newest_release_queues_the_previous_one_again(app, account, api_factory):
@@ -152,4 +158,6 @@ def test_deleting_newest_release_queues_the_previous_one_again(app, account, api
         db.session.commit()
         assert _status(r1, dev1) == "queued"
         last = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc())).first()
-        assert last.reason == f"release {r1.id} queued" and last.payload["minions"] == [dev1.unit_id]
+        assert last.reason == f"release {r1.id} queued" and last.payload["minions"] == [
+            dev1.unit_id
+        ]

@@ -8,7 +8,12 @@ from sqlalchemy import select, text
 from api.extensions import db
 from api.models import Registry
 
-REGISTRY = {"name": "private", "url": "registry.example.com:5000", "username": "deploy", "password": "s3cr3t-pw"}
+REGISTRY = {
+    "name": "private",
+    "url": "registry.example.com:5000",
+    "username": "deploy",
+    "password": "s3cr3t-pw",
+}
 
 
 def test_registry_crud_never_returns_password(client, user_token):
@@ -34,7 +39,9 @@ def test_registry_crud_never_returns_password(client, user_token):
 def test_registry_password_encrypted_at_rest_and_decryptable(app, client, user_token):
     rid = client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers).json["id"]
     with app.app_context():
-        raw = db.session.execute(text("SELECT password_encrypted FROM registries WHERE id = :i"), {"i": rid}).scalar()
+        raw = db.session.execute(
+            text("SELECT password_encrypted FROM registries WHERE id = :i"), {"i": rid}
+        ).scalar()
         assert "s3cr3t-pw" not in raw
         assert db.session.get(Registry, rid).get_password() == "s3cr3t-pw"
         dump = " ".join(str(v) for v in db.session.execute(text("SELECT * FROM registries")).one())
@@ -43,10 +50,14 @@ def test_registry_password_encrypted_at_rest_and_decryptable(app, client, user_t
 
 def test_password_update_keeps_or_replaces(app, client, user_token):
     rid = client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers).json["id"]
-    client.patch(f"/docker/registries/{rid}/", json={"url": "r2.example.com"}, headers=user_token.headers)
+    client.patch(
+        f"/docker/registries/{rid}/", json={"url": "r2.example.com"}, headers=user_token.headers
+    )
     with app.app_context():
         assert db.session.get(Registry, rid).get_password() == "s3cr3t-pw"
-    client.patch(f"/docker/registries/{rid}/", json={"password": "new-pw"}, headers=user_token.headers)
+    client.patch(
+        f"/docker/registries/{rid}/", json={"password": "new-pw"}, headers=user_token.headers
+    )
     with app.app_context():
         assert db.session.get(Registry, rid).get_password() == "new-pw"
 
@@ -54,13 +65,17 @@ def test_password_update_keeps_or_replaces(app, client, user_token):
 def test_password_never_logged(client, user_token, caplog):
     caplog.set_level(logging.DEBUG)
     client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers)
-    client.post("/docker/registries/", json={**REGISTRY, "url": "bad url"}, headers=user_token.headers)
+    client.post(
+        "/docker/registries/", json={**REGISTRY, "url": "bad url"}, headers=user_token.headers
+    )
     assert "s3cr3t-pw" not in caplog.text
 
 
 def test_scheme_and_trailing_slash_are_dropped(client, user_token):
     r = client.post(
-        "/docker/registries/", json={**REGISTRY, "url": "https://127.0.0.1:5000/"}, headers=user_token.headers
+        "/docker/registries/",
+        json={**REGISTRY, "url": "https://127.0.0.1:5000/"},
+        headers=user_token.headers,
     )
     assert r.status_code == 201 and r.json["url"] == "127.0.0.1:5000"
 
@@ -88,11 +103,16 @@ def test_registry_password_required_on_create(client, user_token):
 
 
 def test_registry_name_unique_per_account(client, api_factory, user_token):
-    assert client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers).status_code == 201
+    assert (
+        client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers).status_code
+        == 201
+    )
     r = client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers)
     assert r.status_code == 400 and list(r.json) == ["name"]
     other = api_factory.token("user")
-    assert client.post("/docker/registries/", json=REGISTRY, headers=other.headers).status_code == 201
+    assert (
+        client.post("/docker/registries/", json=REGISTRY, headers=other.headers).status_code == 201
+    )
 
 
 def test_registries_are_tenant_scoped(client, api_factory, user_token):
@@ -100,21 +120,37 @@ def test_registries_are_tenant_scoped(client, api_factory, user_token):
     rid = client.post("/docker/registries/", json=REGISTRY, headers=other.headers).json["id"]
     assert client.get("/docker/registries/", headers=user_token.headers).json["count"] == 0
     for method in ("get", "patch", "delete"):
-        r = getattr(client, method)(f"/docker/registries/{rid}/", json={}, headers=user_token.headers)
+        r = getattr(client, method)(
+            f"/docker/registries/{rid}/", json={}, headers=user_token.headers
+        )
         assert r.status_code == 404 and r.json == {"detail": "Not found."}
 
 
 def test_registry_in_use_cannot_be_deleted(client, user_token):
     rid = client.post("/docker/registries/", json=REGISTRY, headers=user_token.headers).json["id"]
-    pid = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json["id"]
-    body = {"version": "1", "containers": [{"name": "app", "image": "app", "tag": "1", "registry": rid}]}
-    assert client.post(f"/docker/projects/{pid}/releases/", json=body, headers=user_token.headers).status_code == 201
+    pid = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
+    body = {
+        "version": "1",
+        "containers": [{"name": "app", "image": "app", "tag": "1", "registry": rid}],
+    }
+    assert (
+        client.post(
+            f"/docker/projects/{pid}/releases/", json=body, headers=user_token.headers
+        ).status_code
+        == 201
+    )
     r = client.delete(f"/docker/registries/{rid}/", headers=user_token.headers)
     assert r.status_code == 409 and "used by 1" in r.json["detail"]
 
 
 def test_project_crud(client, user_token):
-    r = client.post("/docker/projects/", json={"name": "fleet", "description": "main"}, headers=user_token.headers)
+    r = client.post(
+        "/docker/projects/",
+        json={"name": "fleet", "description": "main"},
+        headers=user_token.headers,
+    )
     assert r.status_code == 201
     project = r.json
     assert set(project) == {"id", "name", "description", "created"}
@@ -140,18 +176,34 @@ def test_project_validation_and_uniqueness(client, user_token):
 
 def test_projects_are_tenant_scoped(client, api_factory, user_token):
     other = api_factory.token("user")
-    pid = client.post("/docker/projects/", json={"name": "theirs"}, headers=other.headers).json["id"]
+    pid = client.post("/docker/projects/", json={"name": "theirs"}, headers=other.headers).json[
+        "id"
+    ]
     assert client.get(f"/docker/projects/{pid}/", headers=user_token.headers).status_code == 404
-    assert client.get(f"/docker/projects/{pid}/releases/", headers=user_token.headers).status_code == 404
+    assert (
+        client.get(f"/docker/projects/{pid}/releases/", headers=user_token.headers).status_code
+        == 404
+    )
     r = client.post(f"/docker/projects/{pid}/releases/", json={}, headers=user_token.headers)
     assert r.status_code == 404
 
 
 def test_deleting_project_deletes_releases(app, client, user_token, device):
-    pid = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json["id"]
-    body = {"version": "1", "devices": [device.id], "containers": [{"name": "app", "image": "app", "tag": "1"}]}
+    pid = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
+    body = {
+        "version": "1",
+        "devices": [device.id],
+        "containers": [{"name": "app", "image": "app", "tag": "1"}],
+    }
     client.post(f"/docker/projects/{pid}/releases/", json=body, headers=user_token.headers)
     assert client.delete(f"/docker/projects/{pid}/", headers=user_token.headers).status_code == 204
     with app.app_context():
-        assert db.session.execute(select(text("count(*)")).select_from(text("releases"))).scalar() == 0
-        assert db.session.execute(select(text("count(*)")).select_from(text("deployments"))).scalar() == 0
+        assert (
+            db.session.execute(select(text("count(*)")).select_from(text("releases"))).scalar() == 0
+        )
+        assert (
+            db.session.execute(select(text("count(*)")).select_from(text("deployments"))).scalar()
+            == 0
+        )

@@ -105,7 +105,11 @@ def test_duplicate_version_in_project_is_400(client, setup):
     assert r.status_code == 400
     assert list(r.json) == ["version"]
     other = client.post("/docker/projects/", json={"name": "other"}, headers=setup["headers"]).json
-    r = client.post(f"/docker/projects/{other['id']}/releases/", json=simple_body("1.0.0"), headers=setup["headers"])
+    r = client.post(
+        f"/docker/projects/{other['id']}/releases/",
+        json=simple_body("1.0.0"),
+        headers=setup["headers"],
+    )
     assert r.status_code == 201
 
 
@@ -147,7 +151,9 @@ def test_valid_docker_references_are_accepted(client, setup):
 
 
 def test_startup_parameters_errors_name_the_subfield(client, setup):
-    body = simple_body(startup_parameters={"restart_policy": "sometimes", "bogus": 1, "privileged": True})
+    body = simple_body(
+        startup_parameters={"restart_policy": "sometimes", "bogus": 1, "privileged": True}
+    )
     r = client.post(setup["url"], json=body, headers=setup["headers"])
     assert r.status_code == 400
     errors = r.json["containers"][0]["startup_parameters"]
@@ -169,16 +175,27 @@ def test_container_names_unique_within_release(client, setup):
     body["containers"].append({"name": "app", "image": "other", "tag": "1"})
     r = client.post(setup["url"], json=body, headers=setup["headers"])
     assert r.status_code == 400
-    assert r.json["containers"][1]["name"][0].startswith('Container name "app" is used more than once')
+    assert r.json["containers"][1]["name"][0].startswith(
+        'Container name "app" is used more than once'
+    )
 
 
 def test_missing_fields(client, setup):
     r = client.post(setup["url"], json={}, headers=setup["headers"])
     assert r.status_code == 400
-    assert r.json == {"version": ["This field is required."], "containers": ["This field is required."]}
-    r = client.post(setup["url"], json={"version": "1", "containers": [{}]}, headers=setup["headers"])
-    assert r.json["containers"][0] == {k: ["This field is required."] for k in ("name", "image", "tag")}
-    r = client.post(setup["url"], json={"version": "1", "containers": ["x"]}, headers=setup["headers"])
+    assert r.json == {
+        "version": ["This field is required."],
+        "containers": ["This field is required."],
+    }
+    r = client.post(
+        setup["url"], json={"version": "1", "containers": [{}]}, headers=setup["headers"]
+    )
+    assert r.json["containers"][0] == {
+        k: ["This field is required."] for k in ("name", "image", "tag")
+    }
+    r = client.post(
+        setup["url"], json={"version": "1", "containers": ["x"]}, headers=setup["headers"]
+    )
     assert "non_field_errors" in r.json["containers"][0]
 
 
@@ -196,16 +213,24 @@ def test_devices_and_registry_of_another_account_are_400(client, setup, api_fact
         json={"name": "x", "url": "h.example", "username": "u", "password": "p"},
         headers=other_user.headers,
     ).json["id"]
-    r = client.post(setup["url"], json=simple_body(devices=[other_device]), headers=setup["headers"])
+    r = client.post(
+        setup["url"], json=simple_body(devices=[other_device]), headers=setup["headers"]
+    )
     assert r.status_code == 400
     assert r.json == {"devices": [f'Invalid pk "{other_device.id}" - object does not exist.']}
-    r = client.post(setup["url"], json=simple_body(registry=other_registry), headers=setup["headers"])
+    r = client.post(
+        setup["url"], json=simple_body(registry=other_registry), headers=setup["headers"]
+    )
     assert r.status_code == 400
-    assert r.json["containers"][0] == {"registry": [f'Invalid pk "{other_registry}" - object does not exist.']}
+    assert r.json["containers"][0] == {
+        "registry": [f'Invalid pk "{other_registry}" - object does not exist.']
+    }
 
 
 def test_malformed_json_release(client, setup):
-    r = client.post(setup["url"], data='{"version": ', headers=setup["headers"], content_type="application/json")
+    r = client.post(
+        setup["url"], data='{"version": ', headers=setup["headers"], content_type="application/json"
+    )
     assert r.status_code == 400 and "JSON parse error" in r.json["detail"]
 
 
@@ -246,7 +271,9 @@ def test_deployments_endpoint(app, client, setup):
     rel = client.post(setup["url"], json=simple_body("1", [d1, d2]), headers=setup["headers"]).json
     with app.app_context():
         # what a device's success report stores
-        db.session.add(Deployment(release_id=rel["id"], device_id=d1.id, status="succeeded", attempts=1))
+        db.session.add(
+            Deployment(release_id=rel["id"], device_id=d1.id, status="succeeded", attempts=1)
+        )
         db.session.commit()
     url = f"{setup['url']}{rel['id']}/deployments/"
     r = client.get(url, headers=setup["headers"])
@@ -255,16 +282,29 @@ def test_deployments_endpoint(app, client, setup):
     assert set(rows) == {d1.id, d2.id}
     assert rows[d1.id]["status"] == "succeeded" and rows[d1.id]["attempts"] == 1
     assert rows[d2.id]["status"] == "queued"
-    assert set(rows[d2.id]) >= {"device", "status", "error", "attempts", "started_at", "finished_at"}
+    assert set(rows[d2.id]) >= {
+        "device",
+        "status",
+        "error",
+        "attempts",
+        "started_at",
+        "finished_at",
+    }
     r = client.get(f"{url}?device={d2.id}", headers=setup["headers"])
     assert [row["device"] for row in r.json["results"]] == [d2.id]
     # computed fields: successful_deployments and the device's docker_releases
-    assert client.get(f"{setup['url']}{rel['id']}/", headers=setup["headers"]).json["successful_deployments"] == [d1.id]
-    assert client.get(f"/devices/{d1.id}/", headers=setup["headers"]).json["docker_releases"] == [rel["id"]]
+    assert client.get(f"{setup['url']}{rel['id']}/", headers=setup["headers"]).json[
+        "successful_deployments"
+    ] == [d1.id]
+    assert client.get(f"/devices/{d1.id}/", headers=setup["headers"]).json["docker_releases"] == [
+        rel["id"]
+    ]
     assert client.get(f"/devices/{d2.id}/", headers=setup["headers"]).json["docker_releases"] == []
     listed = client.get("/devices/", headers=setup["headers"]).json["results"]
     assert {d["id"]: d["docker_releases"] for d in listed} == {d1.id: [rel["id"]], d2.id: []}
-    assert client.get(setup["url"], headers=setup["headers"]).json["results"][0]["successful_deployments"] == [d1.id]
+    assert client.get(setup["url"], headers=setup["headers"]).json["results"][0][
+        "successful_deployments"
+    ] == [d1.id]
 
 
 def test_delete_release_requeues_previous(app, client, setup):
@@ -281,7 +321,10 @@ def test_release_of_other_project_is_404(client, setup):
     rel = client.post(setup["url"], json=simple_body("1"), headers=setup["headers"]).json
     other = client.post("/docker/projects/", json={"name": "other"}, headers=setup["headers"]).json
     assert (
-        client.get(f"/docker/projects/{other['id']}/releases/{rel['id']}/", headers=setup["headers"]).status_code == 404
+        client.get(
+            f"/docker/projects/{other['id']}/releases/{rel['id']}/", headers=setup["headers"]
+        ).status_code
+        == 404
     )
 
 
@@ -290,7 +333,9 @@ def test_created_release_lists_its_devices_as_get_does(app, client, setup, api_f
     d1, d2 = setup["devices"]
     d3 = api_factory.device(account)
     given = [d3.id, d1.id, d3.id, d2.id]
-    r = client.post(setup["url"], json={**simple_body(), "devices": given}, headers=setup["headers"])
+    r = client.post(
+        setup["url"], json={**simple_body(), "devices": given}, headers=setup["headers"]
+    )
     assert r.status_code == 201, r.json
     fetched = client.get(f"{setup['url']}{r.json['id']}/", headers=setup["headers"]).json
     assert r.json["devices"] == fetched["devices"]
@@ -298,9 +343,14 @@ def test_created_release_lists_its_devices_as_get_does(app, client, setup, api_f
     assert _deployments(app, r.json["id"]) == {d1.id: "queued", d2.id: "queued", d3.id: "queued"}
     # unknown ids are named in the order given
     r = client.post(
-        setup["url"], json={**simple_body("2"), "devices": ["nope-2", d1.id, "nope-1"]}, headers=setup["headers"]
+        setup["url"],
+        json={**simple_body("2"), "devices": ["nope-2", d1.id, "nope-1"]},
+        headers=setup["headers"],
     )
     assert r.status_code == 400
     assert r.json == {
-        "devices": ['Invalid pk "nope-2" - object does not exist.', 'Invalid pk "nope-1" - object does not exist.']
+        "devices": [
+            'Invalid pk "nope-2" - object does not exist.',
+            'Invalid pk "nope-1" - object does not exist.',
+        ]
     }

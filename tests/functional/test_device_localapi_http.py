@@ -19,7 +19,9 @@ UNIT = "dev-localapi-fn"
 def minion_opts(tmp_path_factory):
     root = tmp_path_factory.mktemp("minion-root")
     (root / "log").mkdir()
-    (root / "log" / "minion").write_text("2026-11-27 11:00:00,500 [salt.minion :1][INFO    ][1] hello from the log\n")
+    (root / "log" / "minion").write_text(
+        "2026-11-27 11:00:00,500 [salt.minion :1][INFO    ][1] hello from the log\n"
+    )
     opts = salt.config.minion_config(None)
     opts.update(
         id=UNIT,
@@ -116,7 +118,10 @@ def test_engine_with_bad_options_logs_why_and_returns(minion_opts, loaders, capl
     engines = salt.loader.engines(minion_opts, loaders.modules, [], loaders.utils)
     with caplog.at_level("ERROR"):
         assert engines["berth_localapi.start"](port="http", retry_seconds=0) is None
-    assert f"berth_localapi on {UNIT}: cannot serve on 127.0.0.1:http: port: must be a TCP port number" in caplog.text
+    assert (
+        f"berth_localapi on {UNIT}: cannot serve on 127.0.0.1:http: port: must be a TCP port number"
+        in caplog.text
+    )
 
 
 def test_engine_with_port_in_use_logs_why_and_returns(minion_opts, loaders, caplog):

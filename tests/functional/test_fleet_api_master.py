@@ -32,10 +32,20 @@ def make_release(client, fleet, version="1.0.0", devices=None, **container):
     body = {
         "version": version,
         "devices": [d.id for d in (devices if devices is not None else fleet["devices"])],
-        "containers": [{"name": "curveball", "image": "curveball", "tag": "r1", "registry": fleet["registry"], **container}],
+        "containers": [
+            {
+                "name": "curveball",
+                "image": "curveball",
+                "tag": "r1",
+                "registry": fleet["registry"],
+                **container,
+            }
+        ],
         "remove_containers": ["old"],
     }
-    resp = client.post(f"/docker/projects/{fleet['project']}/releases/", json=body, headers=fleet["user"])
+    resp = client.post(
+        f"/docker/projects/{fleet['project']}/releases/", json=body, headers=fleet["user"]
+    )
     assert resp.status_code == 201, resp.json
     return resp.json
 
@@ -47,7 +57,13 @@ def report(client, fleet, device, release, outcome="succeeded", **extra):
         "version_hash": release["version_hash"],
         "outcome": outcome,
         "error": None,
-        "containers": [{"name": "curveball", "fully_qualified_name": f"deployment-curveball-{release['id']}", "status": "running"}],
+        "containers": [
+            {
+                "name": "curveball",
+                "fully_qualified_name": f"deployment-curveball-{release['id']}",
+                "status": "running",
+            }
+        ],
         "finished_at": "2026-11-27T10:00:00.000Z",
         **extra,
     }
@@ -59,7 +75,9 @@ def report(client, fleet, device, release, outcome="succeeded", **extra):
 
 def test_pillar_has_target_release_and_decrypted_registry(client, fleet):
     release = make_release(client, fleet)
-    resp = client.get(f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"])
+    resp = client.get(
+        f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"]
+    )
     assert resp.status_code == 200, resp.json
     pillar = resp.json
     assert pillar["release"]["id"] == release["id"]
@@ -75,21 +93,29 @@ def test_pillar_has_target_release_and_decrypted_registry(client, fleet):
 def test_pillar_follows_the_newest_release(client, fleet):
     make_release(client, fleet, "1")
     newer = make_release(client, fleet, "2", devices=fleet["devices"][:1])
-    first = client.get(f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"]).json
-    second = client.get(f"/master/minions/{fleet['devices'][1].unit_id}/pillar/", headers=fleet["master"]).json
+    first = client.get(
+        f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"]
+    ).json
+    second = client.get(
+        f"/master/minions/{fleet['devices'][1].unit_id}/pillar/", headers=fleet["master"]
+    ).json
     assert first["release"]["id"] == newer["id"]
     assert second["release"]["version"] == "1"
 
 
 def test_pillar_without_release_and_unknown_minion(client, fleet):
-    resp = client.get(f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"])
+    resp = client.get(
+        f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["master"]
+    )
     assert resp.status_code == 200 and resp.json["release"] is None
     resp = client.get("/master/minions/no-such-minion/pillar/", headers=fleet["master"])
     assert resp.status_code == 404 and "no-such-minion" in resp.json["detail"]
 
 
 def test_pillar_needs_a_master_token(client, fleet):
-    resp = client.get(f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["user"])
+    resp = client.get(
+        f"/master/minions/{fleet['devices'][0].unit_id}/pillar/", headers=fleet["user"]
+    )
     assert resp.status_code == 403 and "scope master" in resp.json["detail"]
     assert client.get(f"/master/minions/{fleet['devices'][0].unit_id}/pillar/").status_code == 401
 
@@ -110,9 +136,13 @@ def test_success_report_updates_deployment_release_and_device(client, fleet):
     assert resp.status_code == 200, resp.json
     assert resp.json["status"] == "succeeded" and resp.json["attempts"] == 1
     assert resp.json["finished_at"] == "2026-11-27T10:00:00.000Z"
-    got = client.get(f"/docker/projects/{fleet['project']}/releases/{release['id']}/", headers=fleet["user"]).json
+    got = client.get(
+        f"/docker/projects/{fleet['project']}/releases/{release['id']}/", headers=fleet["user"]
+    ).json
     assert got["successful_deployments"] == [device.id]
-    assert client.get(f"/devices/{device.id}/", headers=fleet["user"]).json["docker_releases"] == [release["id"]]
+    assert client.get(f"/devices/{device.id}/", headers=fleet["user"]).json["docker_releases"] == [
+        release["id"]
+    ]
 
 
 def test_report_is_idempotent(client, fleet):
@@ -126,13 +156,24 @@ def test_report_is_idempotent(client, fleet):
 def test_applying_then_failed_counts_one_attempt_and_keeps_the_reason(client, fleet):
     release = make_release(client, fleet)
     device = fleet["devices"][0]
-    applying = report(client, fleet, device, release, "applying", finished_at="2026-11-27T09:59:00Z").json
+    applying = report(
+        client, fleet, device, release, "applying", finished_at="2026-11-27T09:59:00Z"
+    ).json
     assert applying["status"] == "applying" and applying["started_at"] == "2026-11-27T09:59:00.000Z"
-    assert report(client, fleet, device, release, "applying", finished_at="2026-11-27T09:59:00Z").json["attempts"] == 1
-    failed = report(client, fleet, device, release, "failed", error="container curveball exited (code 1)").json
+    assert (
+        report(client, fleet, device, release, "applying", finished_at="2026-11-27T09:59:00Z").json[
+            "attempts"
+        ]
+        == 1
+    )
+    failed = report(
+        client, fleet, device, release, "failed", error="container curveball exited (code 1)"
+    ).json
     assert failed["status"] == "failed" and failed["error"] == "container curveball exited (code 1)"
     assert failed["attempts"] == 1
-    got = client.get(f"/docker/projects/{fleet['project']}/releases/{release['id']}/", headers=fleet["user"]).json
+    got = client.get(
+        f"/docker/projects/{fleet['project']}/releases/{release['id']}/", headers=fleet["user"]
+    ).json
     assert got["successful_deployments"] == []
 
 
@@ -140,7 +181,9 @@ def test_a_late_older_report_does_not_overwrite_a_newer_result(client, fleet):
     release = make_release(client, fleet)
     device = fleet["devices"][0]
     report(client, fleet, device, release, "succeeded", finished_at="2026-11-27T12:00:00Z")
-    stale = report(client, fleet, device, release, "failed", error="old", finished_at="2026-11-27T11:00:00Z").json
+    stale = report(
+        client, fleet, device, release, "failed", error="old", finished_at="2026-11-27T11:00:00Z"
+    ).json
     assert stale["status"] == "succeeded" and stale["error"] is None
 
 
@@ -150,7 +193,8 @@ def test_success_supersedes_older_pending_deployments(client, fleet, app):
     new = make_release(client, fleet, "2", devices=[device])
     report(client, fleet, device, new)
     deployments = client.get(
-        f"/docker/projects/{fleet['project']}/releases/{old['id']}/deployments/", headers=fleet["user"]
+        f"/docker/projects/{fleet['project']}/releases/{old['id']}/deployments/",
+        headers=fleet["user"],
     ).json
     rows = deployments["results"] if isinstance(deployments, dict) else deployments
     assert [d["status"] for d in rows] == ["superseded"]
@@ -193,16 +237,26 @@ def test_sync_registers_new_minions(client, fleet, api_factory):
         headers=fleet["master"],
     )
     assert resp.status_code == 200, resp.json
-    assert resp.json == {"created": ["minion-new-1"], "existing": [known], "other_account": [stranger.unit_id]}
+    assert resp.json == {
+        "created": ["minion-new-1"],
+        "existing": [known],
+        "other_account": [stranger.unit_id],
+    }
     devices = client.get("/devices/", headers=fleet["user"]).json
     rows = devices["results"] if isinstance(devices, dict) else devices
     assert "minion-new-1" in [d["unit_id"] for d in rows]
-    again = client.post("/master/devices/sync/", json={"unit_ids": ["minion-new-1"]}, headers=fleet["master"]).json
+    again = client.post(
+        "/master/devices/sync/", json={"unit_ids": ["minion-new-1"]}, headers=fleet["master"]
+    ).json
     assert again == {"created": [], "existing": ["minion-new-1"], "other_account": []}
 
 
 def test_sync_rejects_bad_ids(client, fleet):
-    resp = client.post("/master/devices/sync/", json={"unit_ids": ["ok", "has space", "../x"]}, headers=fleet["master"])
+    resp = client.post(
+        "/master/devices/sync/",
+        json={"unit_ids": ["ok", "has space", "../x"]},
+        headers=fleet["master"],
+    )
     assert resp.status_code == 400 and set(resp.json["unit_ids"]) == {"1", "2"}
     resp = client.post("/master/devices/sync/", json={"unit_ids": "x"}, headers=fleet["master"])
     assert resp.status_code == 400 and "unit_ids" in resp.json
@@ -213,8 +267,10 @@ def test_sync_rejects_bad_ids(client, fleet):
 
 def _outbox(app):
     with app.app_context():
-        return [(m.reason, m.payload["minions"], [s[0] for s in m.payload["steps"]])
-                for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+        return [
+            (m.reason, m.payload["minions"], [s[0] for s in m.payload["steps"]])
+            for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        ]
 
 
 def test_release_creation_writes_one_outbox_row_for_its_devices(client, fleet, app):
@@ -228,7 +284,9 @@ def test_release_creation_writes_one_outbox_row_for_its_devices(client, fleet, a
     )
 
 
-def test_adding_a_device_to_a_release_queues_only_that_device(client, fleet, app, api_factory, account):
+def test_adding_a_device_to_a_release_queues_only_that_device(
+    client, fleet, app, api_factory, account
+):
     release = make_release(client, fleet, devices=fleet["devices"][:1])
     extra = api_factory.device(account)
     resp = client.patch(
@@ -242,7 +300,8 @@ def test_adding_a_device_to_a_release_queues_only_that_device(client, fleet, app
 
 def test_adding_a_registry_queues_a_login_on_the_accounts_devices(client, fleet, app):
     client.post(
-        "/docker/registries/", json={"name": "r2", "url": "reg.example:443", "username": "a", "password": "b"},
+        "/docker/registries/",
+        json={"name": "r2", "url": "reg.example:443", "username": "a", "password": "b"},
         headers=fleet["user"],
     )
     reason, minions, steps = _outbox(app)[-1]

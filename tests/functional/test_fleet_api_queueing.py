@@ -18,14 +18,26 @@ pytestmark = pytest.mark.db
 
 def _devices(app, account, n):
     with app.app_context():
-        rows = [{"id": str(uuid.uuid4()), "account_id": account.id, "unit_id": str(uuid.uuid4()), "display": ""} for _ in range(n)]
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "account_id": account.id,
+                "unit_id": str(uuid.uuid4()),
+                "display": "",
+            }
+            for _ in range(n)
+        ]
         db.session.execute(Device.__table__.insert(), rows)
         db.session.commit()
         return [r["id"] for r in rows]
 
 
 def _create(client, headers, project, version, device_ids):
-    body = {"version": version, "devices": device_ids, "containers": [{"name": "app", "image": "app", "tag": "1"}]}
+    body = {
+        "version": version,
+        "devices": device_ids,
+        "containers": [{"name": "app", "image": "app", "tag": "1"}],
+    }
     return client.post(f"/docker/projects/{project}/releases/", json=body, headers=headers)
 
 
@@ -46,17 +58,27 @@ def _count_statements(app, action):
 
 
 def test_statement_count_does_not_grow_with_devices(app, client, user_token, account):
-    project = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json["id"]
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
     small, large = _devices(app, account, 20), _devices(app, account, 600)
-    n_small, resp_small = _count_statements(app, lambda: _create(client, user_token.headers, project, "s", small))
-    n_large, resp_large = _count_statements(app, lambda: _create(client, user_token.headers, project, "l", large))
+    n_small, resp_small = _count_statements(
+        app, lambda: _create(client, user_token.headers, project, "s", small)
+    )
+    n_large, resp_large = _count_statements(
+        app, lambda: _create(client, user_token.headers, project, "l", large)
+    )
     assert resp_small.status_code == resp_large.status_code == 201
     # (1 of slack: the token's last_used is written at most once a minute)
     assert abs(n_large - n_small) <= 1, (n_small, n_large)
 
 
-def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, client, user_token, account):
-    project = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json["id"]
+def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(
+    app, client, user_token, account
+):
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
     ids = _devices(app, account, 2500)
     started = time.monotonic()
     first = _create(client, user_token.headers, project, "1", ids)
@@ -67,7 +89,10 @@ def test_large_release_is_batched_in_the_outbox_and_supersedes_in_bulk(app, clie
     with app.app_context():
         rows = db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         assert [len(m.payload["minions"]) for m in rows] == [1000, 1000, 500, 1000, 1000, 500]
-        counts = {release: Counter(deployment_statuses(release).values()) for release in (first.json["id"], second["id"])}
+        counts = {
+            release: Counter(deployment_statuses(release).values())
+            for release in (first.json["id"], second["id"])
+        }
         # the list endpoint derives the same, page by page
         listed = client.get(
             f"/docker/projects/{project}/releases/{first.json['id']}/deployments/?status=superseded&page_size=1000",
@@ -86,7 +111,10 @@ def _statuses(app, release_id):
 
 def _outbox(app):
     with app.app_context():
-        return [(m.reason, sorted(m.payload["minions"])) for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+        return [
+            (m.reason, sorted(m.payload["minions"]))
+            for m in db.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        ]
 
 
 def _unit_ids(app, device_ids):
@@ -100,11 +128,19 @@ def test_deleting_a_large_release_falls_back_in_bulk(app, client, user_token, ac
     small, large = _devices(app, account, 20), _devices(app, account, 600)
     url = f"/docker/projects/{project}/releases/"
     # each group: an older release, then a newer one deleted afterwards
-    old_small, old_large = (_create(client, headers, project, f"old-{len(g)}", g).json for g in (small, large))
-    new_small, new_large = (_create(client, headers, project, f"new-{len(g)}", g).json for g in (small, large))
+    old_small, old_large = (
+        _create(client, headers, project, f"old-{len(g)}", g).json for g in (small, large)
+    )
+    new_small, new_large = (
+        _create(client, headers, project, f"new-{len(g)}", g).json for g in (small, large)
+    )
     assert set(_statuses(app, old_large["id"]).values()) == {"superseded"}
-    n_small, resp_small = _count_statements(app, lambda: client.delete(f"{url}{new_small['id']}/", headers=headers))
-    n_large, resp_large = _count_statements(app, lambda: client.delete(f"{url}{new_large['id']}/", headers=headers))
+    n_small, resp_small = _count_statements(
+        app, lambda: client.delete(f"{url}{new_small['id']}/", headers=headers)
+    )
+    n_large, resp_large = _count_statements(
+        app, lambda: client.delete(f"{url}{new_large['id']}/", headers=headers)
+    )
     assert resp_small.status_code == resp_large.status_code == 204
     assert abs(n_large - n_small) <= 1, (n_small, n_large)
     assert _statuses(app, old_large["id"]) == {d: "queued" for d in large}
@@ -114,7 +150,9 @@ def test_deleting_a_large_release_falls_back_in_bulk(app, client, user_token, ac
     assert client.get(f"{url}{new_large['id']}/deployments/", headers=headers).status_code == 404
 
 
-def test_patch_removing_devices_falls_back_and_ends_their_deployments(app, client, user_token, account, master_token):
+def test_patch_removing_devices_falls_back_and_ends_their_deployments(
+    app, client, user_token, account, master_token
+):
     headers = user_token.headers
     project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
     ran_old, applying, queued, stays = _devices(app, account, 4)
@@ -124,8 +162,18 @@ def test_patch_removing_devices_falls_back_and_ends_their_deployments(app, clien
         units = {d.id: d.unit_id for d in db.session.scalars(select(Device))}
 
     def report(device, release, outcome):
-        body = {"unit_id": units[device], "release_id": release["id"], "version_hash": release["version_hash"], "outcome": outcome}
-        assert client.post("/master/deployments/report/", json=body, headers=master_token.headers).status_code == 200
+        body = {
+            "unit_id": units[device],
+            "release_id": release["id"],
+            "version_hash": release["version_hash"],
+            "outcome": outcome,
+        }
+        assert (
+            client.post(
+                "/master/deployments/report/", json=body, headers=master_token.headers
+            ).status_code
+            == 200
+        )
 
     for device in (ran_old, applying, queued):
         report(device, old, "succeeded")
@@ -138,7 +186,12 @@ def test_patch_removing_devices_falls_back_and_ends_their_deployments(app, clien
     assert _statuses(app, new["id"]) == {applying: "superseded", stays: "queued"}
     # `applying` may have half-run the new release: the old one is queued again; `ran_old` and
     # `queued` still run the old release, nothing to do for them
-    assert _statuses(app, old["id"]) == {ran_old: "succeeded", applying: "queued", queued: "succeeded", stays: "superseded"}
+    assert _statuses(app, old["id"]) == {
+        ran_old: "succeeded",
+        applying: "queued",
+        queued: "succeeded",
+        stays: "superseded",
+    }
     assert _outbox(app)[before:] == [(f"release {old['id']} queued", [units[applying]])]
     # adding one back queues the new release on it again
     r = client.patch(f"{url}{new['id']}/", json={"devices": [stays, queued]}, headers=headers)

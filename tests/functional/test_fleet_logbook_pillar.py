@@ -15,7 +15,12 @@ from api.models.types import utcnow
 
 pytestmark = pytest.mark.db
 
-RECORD = {"ts": "2026-11-27T10:00:00Z", "field": "obd.bat.voltage", "field_type": "float", "value": 13.5}
+RECORD = {
+    "ts": "2026-11-27T10:00:00Z",
+    "field": "obd.bat.voltage",
+    "field_type": "float",
+    "value": 13.5,
+}
 
 
 def pillar(client, master_token, device):
@@ -35,7 +40,9 @@ def write(client, token, device_id):
 def shipper_tokens(app, device):
     with app.app_context():
         return db.session.scalars(
-            select(ApiToken).where(ApiToken.device_id == device.id, ApiToken.name == TOKEN_NAME).order_by(ApiToken.id)
+            select(ApiToken)
+            .where(ApiToken.device_id == device.id, ApiToken.name == TOKEN_NAME)
+            .order_by(ApiToken.id)
         ).all()
 
 
@@ -47,7 +54,10 @@ def csrf(html: bytes) -> str:
 
 def login(client, user):
     page = client.get("/account/login/")
-    r = client.post("/account/login/", data={"email": user.email, "password": user.password, "csrf_token": csrf(page.data)})
+    r = client.post(
+        "/account/login/",
+        data={"email": user.email, "password": user.password, "csrf_token": csrf(page.data)},
+    )
     assert r.status_code == 302
 
 
@@ -60,7 +70,12 @@ def test_pillar_has_logbook_settings_with_a_working_device_token(app, client, ma
     assert resp.status_code == 201, resp.json
     assert resp.json["written"] == 1
     [row] = shipper_tokens(app, device)
-    assert row.scope == "device" and row.device_id == device.id and not row.revoked and row.expires is None
+    assert (
+        row.scope == "device"
+        and row.device_id == device.id
+        and not row.revoked
+        and row.expires is None
+    )
 
 
 def test_public_url_from_config(app, client, master_token, device):
@@ -88,7 +103,9 @@ def test_stored_encrypted_not_in_clear(app, client, master_token, device):
         assert token not in repr(row)
 
 
-def test_each_device_gets_its_own_token_valid_for_it_only(app, client, master_token, api_factory, account):
+def test_each_device_gets_its_own_token_valid_for_it_only(
+    app, client, master_token, api_factory, account
+):
     one, two = api_factory.device(account), api_factory.device(account)
     token_one = pillar(client, master_token, one)["logbook"]["token"]
     token_two = pillar(client, master_token, two)["logbook"]["token"]
@@ -121,7 +138,9 @@ def test_expired_token_is_replaced(app, client, master_token, device):
     old = pillar(client, master_token, device)["logbook"]["token"]
     with app.app_context():
         db.session.execute(
-            update(ApiToken).where(ApiToken.device_id == device.id).values(expires=utcnow() - timedelta(seconds=1))
+            update(ApiToken)
+            .where(ApiToken.device_id == device.id)
+            .values(expires=utcnow() - timedelta(seconds=1))
         )
         db.session.commit()
     assert write(client, old, device.id).status_code == 401
@@ -142,11 +161,19 @@ def test_deleted_token_is_replaced(app, client, master_token, device):
     assert new != old and write(client, new, device.id).status_code == 201
 
 
-def test_token_not_returned_or_logged_anywhere_else(app, client, master_token, user_token, user, device, caplog):
+def test_token_not_returned_or_logged_anywhere_else(
+    app, client, master_token, user_token, user, device, caplog
+):
     caplog.set_level(logging.DEBUG)
     token = pillar(client, master_token, device)["logbook"]["token"]
     assert "minted logbook shipper token" in caplog.text and device.unit_id in caplog.text
-    for path in ("/devices/", f"/devices/{device.id}/", "/docker/registries/", "/docker/projects/", "/openapi.json"):
+    for path in (
+        "/devices/",
+        f"/devices/{device.id}/",
+        "/docker/registries/",
+        "/docker/projects/",
+        "/openapi.json",
+    ):
         resp = client.get(path, headers=user_token.headers)
         assert token not in resp.get_data(as_text=True), path
     login(client, user)
@@ -170,7 +197,9 @@ def test_unknown_device_has_no_token(app, client, master_token):
         assert db.session.scalars(select(LogbookShipperToken)).all() == []
 
 
-def test_account_without_users_gets_no_logbook_but_its_release_pillar(app, client, master_token, device, caplog):
+def test_account_without_users_gets_no_logbook_but_its_release_pillar(
+    app, client, master_token, device, caplog
+):
     with app.app_context():
         db.session.query(User).delete()  # the master token stays valid (user_id SET NULL)
         db.session.commit()

@@ -6,9 +6,10 @@
 * The savepoints never commit: a write rolled back by its caller leaves nothing.
 * Bodies decoded by orjson give the answers json.loads gave (big integers, NaN, duplicate keys, UTF-16, ...).
 """
+
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -27,7 +28,7 @@ def record(i, value, field="v"):
 
 
 def iso_ms(ms):
-    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -40,8 +41,19 @@ def expected(stored, interval_s, aggregation, start_ms=BASE_MS, end_ms=None):
     rows = []
     for k in sorted(groups):
         values = [v for _, v in groups[k]]
-        value = {"avg": sum(values) / len(values), "min": min(values), "max": max(values), "sum": sum(values)}[aggregation]
-        rows.append({"ts": iso_ms(start_ms + k * interval_s * 1000), "max_ts": groups[k][-1][0], "value": value})
+        value = {
+            "avg": sum(values) / len(values),
+            "min": min(values),
+            "max": max(values),
+            "sum": sum(values),
+        }[aggregation]
+        rows.append(
+            {
+                "ts": iso_ms(start_ms + k * interval_s * 1000),
+                "max_ts": groups[k][-1][0],
+                "value": value,
+            }
+        )
     return rows
 
 
@@ -50,15 +62,26 @@ def check_reads(logbook, stored, field="v"):
     window = {"from_utc": iso_ms(BASE_MS), "to_utc": iso_ms(last + 1000)}
     raw = logbook.read(field=field, field_type="float", size=100_000, **window).json
     assert [(r["ts"], r["value"]) for r in raw] == [
-        (iso_ms(ts)[:-1] + "000Z", value) for ts, value in sorted(stored.items())]
+        (iso_ms(ts)[:-1] + "000Z", value) for ts, value in sorted(stored.items())
+    ]
     for aggregation in ("avg", "min", "max", "sum"):
-        for interval_s, start_ms in ((60, BASE_MS), (600, BASE_MS), (3600, BASE_MS), (420, BASE_MS + 17_500)):
+        for interval_s, start_ms in (
+            (60, BASE_MS),
+            (600, BASE_MS),
+            (3600, BASE_MS),
+            (420, BASE_MS + 17_500),
+        ):
             params = {"from_utc": iso_ms(start_ms), "to_utc": window["to_utc"]}
-            rows = logbook.read(field=field, field_type="float", aggregation=aggregation, interval=f"{interval_s}s",
-                                **params).json
+            rows = logbook.read(
+                field=field,
+                field_type="float",
+                aggregation=aggregation,
+                interval=f"{interval_s}s",
+                **params,
+            ).json
             want = expected(stored, interval_s, aggregation, start_ms)
             assert [(r["ts"], r["max_ts"]) for r in rows] == [(w["ts"], w["max_ts"]) for w in want]
-            for row, wanted in zip(rows, want):
+            for row, wanted in zip(rows, want, strict=False):
                 assert row["value"] == pytest.approx(wanted["value"], rel=1e-12, abs=1e-9)
 
 
@@ -72,7 +95,9 @@ def test_overlapping_shuffled_batches_over_several_statements_count_each_sample_
 
     # half old (other values: the first written wins), half new, shuffled, and new ones sent twice in the batch
     second = [record(i, round(rng.uniform(0, 5), 4)) for i in range(n // 2, n + n // 2)]
-    repeats = [record(i, -1.0) for i in range(n, n + 300)]  # same ts as new ones, later in the batch: skipped
+    repeats = [
+        record(i, -1.0) for i in range(n, n + 300)
+    ]  # same ts as new ones, later in the batch: skipped
     batch = second + repeats
     rng.shuffle(batch)
     new_first = {}
@@ -81,7 +106,11 @@ def test_overlapping_shuffled_batches_over_several_statements_count_each_sample_
             new_first.setdefault(r["ts"], r["value"])
     response = logbook.write(batch)
     assert response.status_code == 201
-    assert response.json == {"device_id": logbook.device.id, "received": len(batch), "written": len(new_first)}
+    assert response.json == {
+        "device_id": logbook.device.id,
+        "received": len(batch),
+        "written": len(new_first),
+    }
     stored.update(new_first)
     check_reads(logbook, stored)
 
@@ -90,7 +119,9 @@ def test_overlapping_shuffled_batches_over_several_statements_count_each_sample_
     check_reads(logbook, stored)
 
     # a first statement all new, a second one all old
-    third = [record(i, 3.5) for i in range(n + n // 2, n + n // 2 + ROWS_PER_STATEMENT)] + first[:50]
+    third = [record(i, 3.5) for i in range(n + n // 2, n + n // 2 + ROWS_PER_STATEMENT)] + first[
+        :50
+    ]
     assert logbook.write(third).json["written"] == ROWS_PER_STATEMENT
     stored.update({r["ts"]: r["value"] for r in third[:ROWS_PER_STATEMENT]})
     check_reads(logbook, stored)
@@ -112,41 +143,66 @@ def test_savepoints_do_not_commit_a_write_its_caller_rolls_back(app, device):
     """The insert's SAVEPOINT/RELEASE runs inside the request's transaction: a rollback undoes everything,
     on the all-new path and on the re-run-with-RETURNING path alike."""
     with app.app_context():
-        batch, errors = records.validate([record(i, 1.0 + i) for i in range(ROWS_PER_STATEMENT + 10)])
+        batch, errors = records.validate(
+            [record(i, 1.0 + i) for i in range(ROWS_PER_STATEMENT + 10)]
+        )
         assert not errors
         assert store.write(db.session.connection(), device.id, batch) == ROWS_PER_STATEMENT + 10
         db.session.commit()
 
         def counts():
-            return [db.session.scalar(select(func.count()).select_from(table)) for table in (fields, samples, rollups)]
+            return [
+                db.session.scalar(select(func.count()).select_from(table))
+                for table in (fields, samples, rollups)
+            ]
 
         before = counts()
-        batch, errors = records.validate([record(i, 2.0) for i in range(ROWS_PER_STATEMENT, 3 * ROWS_PER_STATEMENT)]
-                                         + [record(0, 5.0, field="w")])
+        batch, errors = records.validate(
+            [record(i, 2.0) for i in range(ROWS_PER_STATEMENT, 3 * ROWS_PER_STATEMENT)]
+            + [record(0, 5.0, field="w")]
+        )
         assert not errors
-        assert store.write(db.session.connection(), device.id, batch) == 2 * ROWS_PER_STATEMENT - 10 + 1
+        assert (
+            store.write(db.session.connection(), device.id, batch)
+            == 2 * ROWS_PER_STATEMENT - 10 + 1
+        )
         db.session.rollback()
         assert counts() == before
-        sums = db.session.scalars(select(rollups.c.sum).where(rollups.c.width == 3_600_000_000)).all()
+        sums = db.session.scalars(
+            select(rollups.c.sum).where(rollups.c.width == 3_600_000_000)
+        ).all()
         assert sum(sums) == pytest.approx(sum(1.0 + i for i in range(ROWS_PER_STATEMENT + 10)))
 
 
 def post(logbook, body):
-    return logbook.client.post("/logbook/storage/write/", data=body, content_type="application/json",
-                               headers=logbook.token.headers)
+    return logbook.client.post(
+        "/logbook/storage/write/",
+        data=body,
+        content_type="application/json",
+        headers=logbook.token.headers,
+    )
 
 
-@pytest.mark.parametrize("value,field_type,fragment", [
-    ("-9223372036854775809", "long", "64-bit"),  # orjson alone would read -2**63: in range
-    ("18446744073709551616", "long", "64-bit"),
-    ("NaN", "float", "finite number"),  # json.loads accepts the literal; a sample must be finite
-    ("Infinity", "float", "finite number"),
-    ("-1e400", "float", "finite number"),
-    ('"a\\ud800"', "string", "lone surrogates"),
-])
+@pytest.mark.parametrize(
+    "value,field_type,fragment",
+    [
+        ("-9223372036854775809", "long", "64-bit"),  # orjson alone would read -2**63: in range
+        ("18446744073709551616", "long", "64-bit"),
+        (
+            "NaN",
+            "float",
+            "finite number",
+        ),  # json.loads accepts the literal; a sample must be finite
+        ("Infinity", "float", "finite number"),
+        ("-1e400", "float", "finite number"),
+        ('"a\\ud800"', "string", "lone surrogates"),
+    ],
+)
 def test_literals_orjson_reads_otherwise_are_judged_as_before(logbook, value, field_type, fragment):
-    body = (f'{{"device_id": "{logbook.device.id}", "records": [{{"ts": {BASE_MS}, "field": "x", '
-            f'"field_type": "{field_type}", "value": {value}}}]}}')
+    body = (
+        f'{{"device_id": "{logbook.device.id}", "records": [{{"ts": {BASE_MS}, "field": "x", '
+        f'"field_type": "{field_type}", "value": {value}}}]}}'
+    )
     response = post(logbook, body.encode())
     assert response.status_code == 400
     assert fragment in response.json["records"]["0"]["value"][0]
@@ -154,20 +210,27 @@ def test_literals_orjson_reads_otherwise_are_judged_as_before(logbook, value, fi
 
 
 def test_longs_at_the_64_bit_edges_are_stored_exactly(logbook):
-    body = (f'{{"device_id": "{logbook.device.id}", "records": ['
-            f'{{"ts": {BASE_MS}, "field": "n", "field_type": "long", "value": -9223372036854775808}},'
-            f'{{"ts": {BASE_MS + 1}, "field": "n", "field_type": "long", "value": 9223372036854775807}}]}}')
+    body = (
+        f'{{"device_id": "{logbook.device.id}", "records": ['
+        f'{{"ts": {BASE_MS}, "field": "n", "field_type": "long", "value": -9223372036854775808}},'
+        f'{{"ts": {BASE_MS + 1}, "field": "n", "field_type": "long", "value": 9223372036854775807}}]}}'
+    )
     assert post(logbook, body.encode()).status_code == 201
-    rows = logbook.read(field="n", field_type="long", from_utc=iso_ms(BASE_MS), to_utc=iso_ms(BASE_MS + 2)).json
+    rows = logbook.read(
+        field="n", field_type="long", from_utc=iso_ms(BASE_MS), to_utc=iso_ms(BASE_MS + 2)
+    ).json
     assert [r["value"] for r in rows] == [-(2**63), 2**63 - 1]
 
 
-@pytest.mark.parametrize("body", [
-    b"\xff\xfe{}",  # not UTF-8, not UTF-16 either
-    b'{"device_id": "\xc3"}',
-    b'{"device_id": 1,}',
-    b'{"records": [01]}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe{}",  # not UTF-8, not UTF-16 either
+        b'{"device_id": "\xc3"}',
+        b'{"device_id": 1,}',
+        b'{"records": [01]}',
+    ],
+)
 def test_malformed_bodies_give_the_json_loads_message(logbook, body):
     try:
         json.loads(body)
@@ -178,19 +241,36 @@ def test_malformed_bodies_give_the_json_loads_message(logbook, body):
 
 
 def test_duplicate_keys_utf16_and_bom_bodies_read_as_before(logbook):
-    text = (f'{{"device_id": "{logbook.device.id}", "records": ['
-            f'{{"ts": {BASE_MS}, "field": "é", "field_type": "float", "value": 1.0, "value": 2.0}}]}}')
+    text = (
+        f'{{"device_id": "{logbook.device.id}", "records": ['
+        f'{{"ts": {BASE_MS}, "field": "é", "field_type": "float", "value": 1.0, "value": 2.0}}]}}'
+    )
     assert post(logbook, text.encode()).json["written"] == 1  # the last "value" counts
-    assert post(logbook, text.encode("utf-16")).json["written"] == 0  # same sample, decoded as json.loads did
+    assert (
+        post(logbook, text.encode("utf-16")).json["written"] == 0
+    )  # same sample, decoded as json.loads did
     assert post(logbook, b"\xef\xbb\xbf" + text.encode()).status_code == 201
-    rows = logbook.read(field="é", field_type="float", from_utc=iso_ms(BASE_MS), to_utc=iso_ms(BASE_MS + 1)).json
+    rows = logbook.read(
+        field="é", field_type="float", from_utc=iso_ms(BASE_MS), to_utc=iso_ms(BASE_MS + 1)
+    ).json
     assert [r["value"] for r in rows] == [2.0]
 
 
-@pytest.mark.parametrize("record_json,key,fragment", [
-    ('{"ts": 1e306, "field": "v", "field_type": "float", "value": 1}', "ts", "range"),  # was a 500 (overflow)
-    ('{"ts": 1, "field": "v\\udc80", "field_type": "float", "value": 1}', "field", "lone surrogates"),
-])
+@pytest.mark.parametrize(
+    "record_json,key,fragment",
+    [
+        (
+            '{"ts": 1e306, "field": "v", "field_type": "float", "value": 1}',
+            "ts",
+            "range",
+        ),  # was a 500 (overflow)
+        (
+            '{"ts": 1, "field": "v\\udc80", "field_type": "float", "value": 1}',
+            "field",
+            "lone surrogates",
+        ),
+    ],
+)
 def test_unstorable_records_are_400s_by_index(logbook, record_json, key, fragment):
     good = json.dumps(record(0, 1.0))
     body = f'{{"device_id": "{logbook.device.id}", "records": [{good}, {record_json}]}}'
@@ -206,12 +286,38 @@ def test_a_device_id_with_a_lone_surrogate_is_not_found(logbook):
 
 def test_strings_and_points_that_need_quoting_round_trip(logbook):
     """PostgreSQL binds each column of a series as one array: its quoting must not change a value."""
-    texts = ['NULL', '', ' ', '"', '\\', '{a,b}', '{"x": [1, 2]}', "it's", 'é😀', 'a\nb\tc', ',', '()']
-    batch = [{"ts": BASE_MS + i, "field": "note", "field_type": "string", "value": text} for i, text in enumerate(texts)]
-    batch += [{"ts": BASE_MS + i, "field": "pos", "field_type": "geo_point", "value": {"lat": -90 + i, "lon": 180 - i * 0.5}}
-              for i in range(3)]
+    texts = [
+        "NULL",
+        "",
+        " ",
+        '"',
+        "\\",
+        "{a,b}",
+        '{"x": [1, 2]}',
+        "it's",
+        "é😀",
+        "a\nb\tc",
+        ",",
+        "()",
+    ]
+    batch = [
+        {"ts": BASE_MS + i, "field": "note", "field_type": "string", "value": text}
+        for i, text in enumerate(texts)
+    ]
+    batch += [
+        {
+            "ts": BASE_MS + i,
+            "field": "pos",
+            "field_type": "geo_point",
+            "value": {"lat": -90 + i, "lon": 180 - i * 0.5},
+        }
+        for i in range(3)
+    ]
     assert logbook.write(batch).json["written"] == len(texts) + 3
     window = {"from_utc": iso_ms(BASE_MS), "to_utc": iso_ms(BASE_MS + 100)}
-    assert [r["value"] for r in logbook.read(field="note", field_type="string", **window).json] == texts
-    assert [r["location"] for r in logbook.read(field="pos", field_type="geo_point", **window).json] == [
-        {"lat": -90.0, "lon": 180.0}, {"lat": -89.0, "lon": 179.5}, {"lat": -88.0, "lon": 179.0}]
+    assert [
+        r["value"] for r in logbook.read(field="note", field_type="string", **window).json
+    ] == texts
+    assert [
+        r["location"] for r in logbook.read(field="pos", field_type="geo_point", **window).json
+    ] == [{"lat": -90.0, "lon": 180.0}, {"lat": -89.0, "lon": 179.5}, {"lat": -88.0, "lon": 179.0}]

@@ -1,4 +1,5 @@
 """Device spool + sender against the real API in its own process, stopped and started."""
+
 import pytest
 
 from berth.telemetry.sender import Sender, drain
@@ -9,8 +10,15 @@ T0 = 1619827200000  # 2021-05-01T00:00:00Z
 
 
 def samples(first, count):
-    return [{"ts": T0 + i * 1000, "field": "obd.bat.voltage", "field_type": "float", "value": 12 + i / 1000}
-            for i in range(first, first + count)]
+    return [
+        {
+            "ts": T0 + i * 1000,
+            "field": "obd.bat.voltage",
+            "field_type": "float",
+            "value": 12 + i / 1000,
+        }
+        for i in range(first, first + count)
+    ]
 
 
 def stored(logbook):
@@ -18,11 +26,15 @@ def stored(logbook):
 
 
 def stored_sum(logbook):
-    rows = logbook.read(field="obd.bat.voltage", field_type="float", aggregation="sum", interval="1d", **WINDOW).json
+    rows = logbook.read(
+        field="obd.bat.voltage", field_type="float", aggregation="sum", interval="1d", **WINDOW
+    ).json
     return rows[0]["value"] if rows else 0
 
 
-def test_offline_spooling_then_drain_delivers_exactly_the_samples(logbook, logbook_server, device, device_token, tmp_path):
+def test_offline_spooling_then_drain_delivers_exactly_the_samples(
+    logbook, logbook_server, device, device_token, tmp_path
+):
     spool = Spool(str(tmp_path / "spool.sqlite3"))
     sender = Sender(logbook_server.url, device_token.token, device.id, timeout=5)
     spool.add(samples(0, 1500))
@@ -40,8 +52,9 @@ def test_offline_spooling_then_drain_delivers_exactly_the_samples(logbook, logbo
     assert stored_sum(logbook) == pytest.approx(sum(s["value"] for s in samples(0, 2200)))
 
 
-def test_crash_between_send_and_acknowledgement_resends_without_doubling(logbook, logbook_server, device, device_token,
-                                                                         tmp_path):
+def test_crash_between_send_and_acknowledgement_resends_without_doubling(
+    logbook, logbook_server, device, device_token, tmp_path
+):
     spool = Spool(str(tmp_path / "spool.sqlite3"))
     sender = Sender(logbook_server.url, device_token.token, device.id, timeout=5)
     spool.add(samples(0, 900))
@@ -57,10 +70,14 @@ def test_crash_between_send_and_acknowledgement_resends_without_doubling(logbook
     assert stored_sum(logbook) == pytest.approx(sum(s["value"] for s in samples(0, 900)))
 
 
-def test_records_the_api_rejects_for_good_do_not_block_the_spool(logbook, logbook_server, device, device_token, tmp_path):
+def test_records_the_api_rejects_for_good_do_not_block_the_spool(
+    logbook, logbook_server, device, device_token, tmp_path
+):
     spool = Spool(str(tmp_path / "spool.sqlite3"))
     spool.add(samples(0, 3))
-    spool.add([{"ts": T0 + 5000, "field": "obd.bat.voltage", "field_type": "float", "value": "n/a"}])
+    spool.add(
+        [{"ts": T0 + 5000, "field": "obd.bat.voltage", "field_type": "float", "value": "n/a"}]
+    )
     spool.add(samples(10, 3))
     sender = Sender(logbook_server.url, device_token.token, device.id, timeout=5)
     assert drain(spool, sender, batch_size=100) == 6

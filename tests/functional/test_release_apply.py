@@ -34,19 +34,31 @@ def device(fresh_engine, testbed, tmp_path):
 
 
 def test_seed_release_on_fresh_engine_replaces_initial_containers(
-        device, fresh_engine, testbed, release_images, release_pillar, release_loaders):
+    device, fresh_engine, testbed, release_images, release_pillar, release_loaders
+):
     cli, data = device
     reg = testbed.registry
     # the "initial" containers a device shipped with, named in remove_containers
     base_image = "berth-busybox:base"
-    cli.images.pull(f"{reg}/{release_images['ravendb_base'][0]}", tag="base",
-                    auth_config={"username": testbed.user, "password": testbed.password})
+    cli.images.pull(
+        f"{reg}/{release_images['ravendb_base'][0]}",
+        tag="base",
+        auth_config={"username": testbed.user, "password": testbed.password},
+    )
     for name in ("curveball", "ravendb"):
-        cli.containers.run(f"{reg}/{release_images['ravendb_base'][0]}:base", name=name, detach=True,
-                           network_mode="none")
-    release = release_pillar(7, seed_containers(release_images, data), remove_containers=["curveball", "ravendb"])
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine)
+        cli.containers.run(
+            f"{reg}/{release_images['ravendb_base'][0]}:base",
+            name=name,
+            detach=True,
+            network_mode="none",
+        )
+    release = release_pillar(
+        7, seed_containers(release_images, data), remove_containers=["curveball", "ravendb"]
+    )
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+    )
 
     result = apply_sls(loaders)
 
@@ -64,14 +76,18 @@ def test_seed_release_on_fresh_engine_replaces_initial_containers(
     assert attrs["HostConfig"]["NetworkMode"] == "host"
     assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "always"
     assert f"{data}:/opt/RavenDB/Server/RavenData:rw" in attrs["HostConfig"]["Binds"]
-    assert "REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/Adam CA.crt" in attrs["Config"]["Env"]
+    assert (
+        "REQUESTS_CA_BUNDLE=/usr/local/share/ca-certificates/Adam CA.crt" in attrs["Config"]["Env"]
+    )
     labels = attrs["Config"]["Labels"]
     assert labels["io.berth.release"] == "7"
     assert labels["io.berth.version_hash"] == release["version_hash"]
     assert labels["io.berth.project"] == "1"
     assert labels["io.berth.name"] == "curveball"
     # the bind is really mounted: the container sees the host data
-    exec_id = cli.api.exec_create("deployment-ravendb-7", ["cat", "/opt/RavenDB/Server/RavenData/settings.json"])
+    exec_id = cli.api.exec_create(
+        "deployment-ravendb-7", ["cat", "/opt/RavenDB/Server/RavenData/settings.json"]
+    )
     assert b'"seed": true' in cli.api.exec_start(exec_id)
     assert f"{reg}/{cb_image}:base" in local_refs(cli)  # required tag present
     del base_image
@@ -80,11 +96,15 @@ def test_seed_release_on_fresh_engine_replaces_initial_containers(
     assert status["release_id"] == 7 and status["state"] == "running"
 
 
-def test_reapply_is_a_fast_noop(device, fresh_engine, testbed, release_images, release_pillar, release_loaders):
+def test_reapply_is_a_fast_noop(
+    device, fresh_engine, testbed, release_images, release_pillar, release_loaders
+):
     cli, data = device
     release = release_pillar(8, seed_containers(release_images, data))
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine)
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+    )
     assert apply_sls(loaders).result is True
     ids = {c["Id"] for c in cli.api.containers()}
 
@@ -103,12 +123,15 @@ def test_reapply_is_a_fast_noop(device, fresh_engine, testbed, release_images, r
 
 
 def test_upgrade_removes_old_release_and_unused_images_keeps_required(
-        device, fresh_engine, testbed, release_images, release_pillar, release_loaders):
+    device, fresh_engine, testbed, release_images, release_pillar, release_loaders
+):
     cli, data = device
     reg = testbed.registry
     regs = testbed.registries_pillar()
     r1 = release_pillar(10, seed_containers(release_images, data))
-    loaders = release_loaders({"docker": {"release": r1, "registries": regs}}, docker_host=fresh_engine)
+    loaders = release_loaders(
+        {"docker": {"release": r1, "registries": regs}}, docker_host=fresh_engine
+    )
     assert apply_sls(loaders).result is True
 
     r2 = release_pillar(11, seed_containers(release_images, data, curveball="curveball_v2"))
@@ -129,26 +152,43 @@ def test_upgrade_removes_old_release_and_unused_images_keeps_required(
     assert loaders.modules.docker.release_status()["release_id"] == 11
 
 
-def test_healthcheck_is_awaited_before_success(fresh_engine, testbed, release_images, release_pillar,
-                                               release_loaders, tmp_path):
+def test_healthcheck_is_awaited_before_success(
+    fresh_engine, testbed, release_images, release_pillar, release_loaders, tmp_path
+):
     cli = testbed.client(fresh_engine)
     image, tag = release_images["healthy"]
-    release = release_pillar(12, [{"name": "svc", "image": image, "tag": tag, "registry": 1,
-                                   "startup_parameters": {"network_mode": "none"}}])
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine, **{"docker.release_settle_seconds": 0})
+    release = release_pillar(
+        12,
+        [
+            {
+                "name": "svc",
+                "image": image,
+                "tag": tag,
+                "registry": 1,
+                "startup_parameters": {"network_mode": "none"},
+            }
+        ],
+    )
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+        **{"docker.release_settle_seconds": 0},
+    )
     result = apply_sls(loaders)
     assert result.result is True, result.comment
     # success was only reported once the image's HEALTHCHECK said healthy
     assert cli.api.inspect_container("deployment-svc-12")["State"]["Health"]["Status"] == "healthy"
 
 
-def test_test_mode_lists_plan_and_changes_nothing(device, fresh_engine, testbed, release_images, release_pillar,
-                                                  release_loaders):
+def test_test_mode_lists_plan_and_changes_nothing(
+    device, fresh_engine, testbed, release_images, release_pillar, release_loaders
+):
     cli, data = device
     release = release_pillar(13, seed_containers(release_images, data))
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine)
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+    )
     before = (cli.api.containers(all=True), local_refs(cli))
 
     result = apply_sls(loaders, test=True)
@@ -161,12 +201,15 @@ def test_test_mode_lists_plan_and_changes_nothing(device, fresh_engine, testbed,
     assert loaders.modules.docker.release_status()["state"] == "none"
 
 
-def test_degraded_release_is_reapplied(device, fresh_engine, testbed, release_images, release_pillar,
-                                       release_loaders):
+def test_degraded_release_is_reapplied(
+    device, fresh_engine, testbed, release_images, release_pillar, release_loaders
+):
     cli, data = device
     release = release_pillar(14, seed_containers(release_images, data))
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine)
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+    )
     assert apply_sls(loaders).result is True
     cli.api.stop("deployment-ravendb-14", timeout=1)
     assert loaders.modules.docker.release_status()["state"] == "degraded"
@@ -175,8 +218,10 @@ def test_degraded_release_is_reapplied(device, fresh_engine, testbed, release_im
 
     assert result.result is True, result.comment
     # the stale copies were moved aside, replaced, then removed
-    assert sorted(result.changes["removed"]) == ["deployment-curveball-14.berth-previous",
-                                                 "deployment-ravendb-14.berth-previous"]
+    assert sorted(result.changes["removed"]) == [
+        "deployment-curveball-14.berth-previous",
+        "deployment-ravendb-14.berth-previous",
+    ]
     names = {c["Names"][0].lstrip("/"): c["State"] for c in cli.api.containers(all=True)}
     assert names == {"deployment-curveball-14": "running", "deployment-ravendb-14": "running"}
     assert loaders.modules.docker.release_status()["state"] == "running"

@@ -22,33 +22,49 @@ def snapshot(cli):
     out = {}
     for c in cli.api.containers(all=True):
         attrs = cli.api.inspect_container(c["Id"])
-        out[c["Names"][0].lstrip("/")] = (c["Id"], attrs["State"]["Status"], attrs["State"]["StartedAt"])
+        out[c["Names"][0].lstrip("/")] = (
+            c["Id"],
+            attrs["State"]["Status"],
+            attrs["State"]["StartedAt"],
+        )
     return out
 
 
 @pytest.fixture
-def running_release(fresh_engine, testbed, release_images, release_pillar, release_loaders, tmp_path):
+def running_release(
+    fresh_engine, testbed, release_images, release_pillar, release_loaders, tmp_path
+):
     """Release 20 (the seed pair) applied and running; returns (cli, loaders, data dir)."""
     cli = testbed.client(fresh_engine)
     data = tmp_path / "data"
     data.mkdir()
     (data / "settings.json").write_text("original")
     release = release_pillar(20, seed_containers(release_images, data))
-    loaders = release_loaders({"docker": {"release": release, "registries": testbed.registries_pillar()}},
-                              docker_host=fresh_engine)
+    loaders = release_loaders(
+        {"docker": {"release": release, "registries": testbed.registries_pillar()}},
+        docker_host=fresh_engine,
+    )
     assert apply_sls(loaders).result is True
     yield cli, loaders, data
     cli.close()
 
 
-def test_pull_of_missing_tag_fails_with_running_release_untouched(running_release, testbed, release_images,
-                                                                   release_pillar):
+def test_pull_of_missing_tag_fails_with_running_release_untouched(
+    running_release, testbed, release_images, release_pillar
+):
     cli, loaders, data = running_release
     before = snapshot(cli)
     containers = seed_containers(release_images, data)
     containers[0]["tag"] = "no-such-tag"
-    set_pillar(loaders, {"docker": {"release": release_pillar(21, containers),
-                                    "registries": testbed.registries_pillar()}})
+    set_pillar(
+        loaders,
+        {
+            "docker": {
+                "release": release_pillar(21, containers),
+                "registries": testbed.registries_pillar(),
+            }
+        },
+    )
 
     result = apply_sls(loaders)
 
@@ -59,12 +75,16 @@ def test_pull_of_missing_tag_fails_with_running_release_untouched(running_releas
     assert loaders.modules.docker.release_status()["release_id"] == 20
 
 
-def test_wrong_registry_password_fails_with_running_release_untouched(running_release, testbed, release_images,
-                                                                       release_pillar):
+def test_wrong_registry_password_fails_with_running_release_untouched(
+    running_release, testbed, release_images, release_pillar
+):
     cli, loaders, data = running_release
     before = snapshot(cli)
     release = release_pillar(22, seed_containers(release_images, data, curveball="curveball_v2"))
-    set_pillar(loaders, {"docker": {"release": release, "registries": testbed.registries_pillar(password="wrong")}})
+    set_pillar(
+        loaders,
+        {"docker": {"release": release, "registries": testbed.registries_pillar(password="wrong")}},
+    )
 
     result = apply_sls(loaders)
 
@@ -74,14 +94,17 @@ def test_wrong_registry_password_fails_with_running_release_untouched(running_re
     assert snapshot(cli) == before
 
 
-def test_stopped_registry_fails_with_running_release_untouched(running_release, testbed, release_images,
-                                                                release_pillar, private_registry, build_image):
+def test_stopped_registry_fails_with_running_release_untouched(
+    running_release, testbed, release_images, release_pillar, private_registry, build_image
+):
     cli, loaders, data = running_release
     image, _ = release_images["curveball_v2"]
     build_image(f"{private_registry.url}/{image}:private", docker_host=testbed.docker_host)
     # the registry is known and logged in on the device, then goes away before the pull
-    regs = {**testbed.registries_pillar(), 2: {"url": private_registry.url, "username": testbed.user,
-                                               "password": testbed.password}}
+    regs = {
+        **testbed.registries_pillar(),
+        2: {"url": private_registry.url, "username": testbed.user, "password": testbed.password},
+    }
     assert loaders.modules.docker.registries() == {testbed.registry: "already logged in"}
     containers = seed_containers(release_images, data)
     containers[0].update(image=image, tag="private", registry=2)
@@ -98,15 +121,23 @@ def test_stopped_registry_fails_with_running_release_untouched(running_release, 
     assert snapshot(cli) == before
 
 
-def test_container_that_exits_is_rolled_back_and_purged_data_restored(running_release, testbed, release_images,
-                                                                      release_pillar):
+def test_container_that_exits_is_rolled_back_and_purged_data_restored(
+    running_release, testbed, release_images, release_pillar
+):
     cli, loaders, data = running_release
     old_ids = {n: v[0] for n, v in snapshot(cli).items()}
     image, tag = release_images["crash"]
     containers = seed_containers(release_images, data, purge_data=True)
     containers[1].update(image=image, tag=tag)  # "ravendb" now exits at once
-    set_pillar(loaders, {"docker": {"release": release_pillar(24, containers),
-                                    "registries": testbed.registries_pillar()}})
+    set_pillar(
+        loaders,
+        {
+            "docker": {
+                "release": release_pillar(24, containers),
+                "registries": testbed.registries_pillar(),
+            }
+        },
+    )
 
     result = apply_sls(loaders)
 
@@ -122,13 +153,22 @@ def test_container_that_exits_is_rolled_back_and_purged_data_restored(running_re
     assert loaders.modules.docker.release_status()["release_id"] == 20
 
 
-def test_failing_healthcheck_is_rolled_back(running_release, testbed, release_images, release_pillar):
+def test_failing_healthcheck_is_rolled_back(
+    running_release, testbed, release_images, release_pillar
+):
     cli, loaders, data = running_release
     image, tag = release_images["unhealthy"]
     containers = seed_containers(release_images, data)
     containers[0].update(image=image, tag=tag, required_tags=[])
-    set_pillar(loaders, {"docker": {"release": release_pillar(25, containers),
-                                    "registries": testbed.registries_pillar()}})
+    set_pillar(
+        loaders,
+        {
+            "docker": {
+                "release": release_pillar(25, containers),
+                "registries": testbed.registries_pillar(),
+            }
+        },
+    )
 
     result = apply_sls(loaders)
 
@@ -139,12 +179,20 @@ def test_failing_healthcheck_is_rolled_back(running_release, testbed, release_im
     assert all(state == "running" for _, state, _ in after.values())
 
 
-def test_successful_purge_replaces_data_and_drops_the_copy(running_release, testbed, release_images,
-                                                           release_pillar):
+def test_successful_purge_replaces_data_and_drops_the_copy(
+    running_release, testbed, release_images, release_pillar
+):
     cli, loaders, data = running_release
     containers = seed_containers(release_images, data, curveball="curveball_v2", purge_data=True)
-    set_pillar(loaders, {"docker": {"release": release_pillar(26, containers),
-                                    "registries": testbed.registries_pillar()}})
+    set_pillar(
+        loaders,
+        {
+            "docker": {
+                "release": release_pillar(26, containers),
+                "registries": testbed.registries_pillar(),
+            }
+        },
+    )
     result = apply_sls(loaders)
     assert result.result is True, result.comment
     assert result.changes["purged"] == [str(data)]
@@ -152,10 +200,19 @@ def test_successful_purge_replaces_data_and_drops_the_copy(running_release, test
     assert not list(data.parent.glob("data.berth-purged*"))
 
 
-def test_run_killed_after_stopping_old_containers_recovers(running_release, testbed, release_images,
-                                                           release_pillar, salt_call_local, fresh_engine, tmp_path):
+def test_run_killed_after_stopping_old_containers_recovers(
+    running_release,
+    testbed,
+    release_images,
+    release_pillar,
+    salt_call_local,
+    fresh_engine,
+    tmp_path,
+):
     cli, loaders, data = running_release
-    release = release_pillar(27, seed_containers(release_images, data, curveball="curveball_v2", purge_data=True))
+    release = release_pillar(
+        27, seed_containers(release_images, data, curveball="curveball_v2", purge_data=True)
+    )
     pillar = {"docker": {"release": release, "registries": testbed.registries_pillar()}}
     # a real salt-call with a long settle time, killed (SIGKILL: no cleanup) once the old
     # containers are stopped and the data purged
@@ -171,8 +228,11 @@ def test_run_killed_after_stopping_old_containers_recovers(running_release, test
                 state = json.loads(journal.read_text())
             except (OSError, ValueError):
                 state = None
-            if state and any(s["action"] == "verify" for s in state["steps"][:state["done"] + 1]) and \
-                    state["done"] >= [s["action"] for s in state["steps"]].index("verify"):
+            if (
+                state
+                and any(s["action"] == "verify" for s in state["steps"][: state["done"] + 1])
+                and state["done"] >= [s["action"] for s in state["steps"]].index("verify")
+            ):
                 break
             assert time.monotonic() < deadline, "apply never reached verification"
             time.sleep(0.05)
@@ -185,7 +245,9 @@ def test_run_killed_after_stopping_old_containers_recovers(running_release, test
     assert journal.exists()
 
     # next start: the interrupted apply is rolled back, the old release runs again
-    assert loaders.modules.docker.release_recover().startswith("rolled back interrupted apply of release 27")
+    assert loaders.modules.docker.release_recover().startswith(
+        "rolled back interrupted apply of release 27"
+    )
     after = snapshot(cli)
     assert set(after) == {"deployment-curveball-20", "deployment-ravendb-20"}
     assert all(state == "running" for _, state, _ in after.values())
@@ -196,12 +258,21 @@ def test_run_killed_after_stopping_old_containers_recovers(running_release, test
     set_pillar(loaders, pillar)
     result = apply_sls(loaders)
     assert result.result is True, result.comment
-    assert {n for n, v in snapshot(cli).items() if v[1] == "running"} == {"deployment-curveball-27",
-                                                                          "deployment-ravendb-27"}
+    assert {n for n, v in snapshot(cli).items() if v[1] == "running"} == {
+        "deployment-curveball-27",
+        "deployment-ravendb-27",
+    }
 
 
-def test_concurrent_second_apply_is_refused(running_release, testbed, release_images, release_pillar,
-                                            salt_call_local, fresh_engine, tmp_path):
+def test_concurrent_second_apply_is_refused(
+    running_release,
+    testbed,
+    release_images,
+    release_pillar,
+    salt_call_local,
+    fresh_engine,
+    tmp_path,
+):
     cli, loaders, data = running_release
     release = release_pillar(28, seed_containers(release_images, data, curveball="curveball_v2"))
     pillar = {"docker": {"release": release, "registries": testbed.registries_pillar()}}
@@ -228,7 +299,9 @@ def test_concurrent_second_apply_is_refused(running_release, testbed, release_im
 def test_pillar_error_refuses_to_run(running_release, testbed):
     cli, loaders, data = running_release
     before = snapshot(cli)
-    set_pillar(loaders, {"docker": {"error": "berth_api: GET /master/minions/x/pillar/ failed: timed out"}})
+    set_pillar(
+        loaders, {"docker": {"error": "berth_api: GET /master/minions/x/pillar/ failed: timed out"}}
+    )
     result = apply_sls(loaders)
     assert result.result is False
     assert "Refusing to apply" in result.comment and "timed out" in result.comment
@@ -246,23 +319,35 @@ commands.executor(opts).apply(commands.target(release, registries))
 """
 
 
-def test_run_killed_after_verification_is_finished_on_next_run(running_release, testbed, release_images,
-                                                                release_pillar, fresh_engine, tmp_path):
+def test_run_killed_after_verification_is_finished_on_next_run(
+    running_release, testbed, release_images, release_pillar, fresh_engine, tmp_path
+):
     import subprocess
     import sys
 
     cli, loaders, data = running_release
     release = release_pillar(29, seed_containers(release_images, data, curveball="curveball_v2"))
     regs = {"1": testbed.registries_pillar()[1]}
-    opts = {"docker.url": fresh_engine, "docker.release_state_dir": str(tmp_path / "device-state"),
-            "docker.release_settle_seconds": 0.5, "id": "killed-device"}
+    opts = {
+        "docker.url": fresh_engine,
+        "docker.release_state_dir": str(tmp_path / "device-state"),
+        "docker.release_settle_seconds": 0.5,
+        "id": "killed-device",
+    }
     args = tmp_path / "args.json"
     args.write_text(json.dumps([opts, release, regs]))
-    proc = subprocess.run([sys.executable, "-c", DIE_IN_COMMIT, str(args)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", DIE_IN_COMMIT, str(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 137, proc.stderr
     state = snapshot(cli)
-    assert state["deployment-curveball-29"][1] == "running" and state["deployment-curveball-20"][1] == "exited"
+    assert (
+        state["deployment-curveball-29"][1] == "running"
+        and state["deployment-curveball-20"][1] == "exited"
+    )
     assert loaders.modules.docker.release_status()["state"] == "interrupted"
 
     set_pillar(loaders, {"docker": {"release": release, "registries": regs}})

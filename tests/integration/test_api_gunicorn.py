@@ -31,7 +31,14 @@ def gunicorn_api(app, api_database_url, tmp_path):
     }
     log = open(tmp_path / "gunicorn.log", "w")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-w", "3", "-b", f"127.0.0.1:{port}", "api:create_app()"],
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-w",
+            "3",
+            "-b",
+            f"127.0.0.1:{port}",
+            "api:create_app()",
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -59,10 +66,17 @@ def test_release_flow_over_http(gunicorn_api, user_token, device):
     s = requests.Session()
     s.headers.update(user_token.headers)
     project = s.post(f"{gunicorn_api}/docker/projects/", json={"name": "p"}).json()
-    body = {"version": "1", "devices": [device.id], "containers": [{"name": "app", "image": "app", "tag": "1"}]}
+    body = {
+        "version": "1",
+        "devices": [device.id],
+        "containers": [{"name": "app", "image": "app", "tag": "1"}],
+    }
     # many requests so that several workers serve them
     for i in range(20):
-        r = s.post(f"{gunicorn_api}/docker/projects/{project['id']}/releases/", json={**body, "version": str(i)})
+        r = s.post(
+            f"{gunicorn_api}/docker/projects/{project['id']}/releases/",
+            json={**body, "version": str(i)},
+        )
         assert r.status_code == 201, r.text
     for _ in range(30):
         r = s.get(f"{gunicorn_api}/devices/{device.id}/")

@@ -16,20 +16,20 @@ pytestmark = [pytest.mark.salt_daemons]
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TAG = "berth/test/localapi-state"
 
-STATE = """
+STATE = f"""
 localapi-state-file:
   file.managed:
-    - name: {{ pillar['berth_test']['path'] }}
-    - contents: {{ pillar['berth_test']['word'] }}
+    - name: {{{{ pillar['berth_test']['path'] }}}}
+    - contents: {{{{ pillar['berth_test']['word'] }}}}
 
 localapi-state-event:
   event.send:
-    - name: %s
+    - name: {TAG}
     - data:
-        word: {{ pillar['berth_test']['word'] }}
+        word: {{{{ pillar['berth_test']['word'] }}}}
     - require:
       - file: localapi-state-file
-""" % TAG
+"""
 
 FAILING_STATE = """
 localapi-state-fails:
@@ -109,7 +109,9 @@ def state_sls(minion, name):
     return resp.json()["response"]
 
 
-def test_state_sls_runs_through_the_local_api_with_fresh_pillar(master, minion, roots, event_listener):
+def test_state_sls_runs_through_the_local_api_with_fresh_pillar(
+    master, minion, roots, event_listener
+):
     out = roots / "out" / minion.id
     started = time.time()
     response = state_sls(minion, "berthtest")
@@ -126,7 +128,9 @@ def test_state_sls_runs_through_the_local_api_with_fresh_pillar(master, minion, 
     assert event.data["id"] == minion.id
 
     # A pillar change on the master is seen by the next run (no stale engine pillar).
-    (roots / "pillar" / "berth_test.sls").write_text(f"berth_test:\n  path: {out}\n  word: second\n")
+    (roots / "pillar" / "berth_test.sls").write_text(
+        f"berth_test:\n  path: {out}\n  word: second\n"
+    )
     response = state_sls(minion, "berthtest")
     assert response["success"] is True, response
     assert out.read_text().strip() == "second"

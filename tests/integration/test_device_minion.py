@@ -84,7 +84,9 @@ def eventually(check, timeout=20):
 
 def execute(device_minion, body, unit=None):
     unit = unit or device_minion.id
-    return requests.post(f"{device_minion.localapi_url}/dongle/{unit}/execute/", json=body, timeout=120)
+    return requests.post(
+        f"{device_minion.localapi_url}/dongle/{unit}/execute/", json=body, timeout=120
+    )
 
 
 def test_root_answers_the_unit_id(device_minion):
@@ -120,7 +122,9 @@ def test_execute_raw_command_line(device_minion):
     )
     assert resp.status_code == 200, resp.text
     response = resp.json()["response"]
-    assert response["fun_args"] == [{"match": "Setting up the Salt Minion", "count": 1, "__kwarg__": True}]
+    assert response["fun_args"] == [
+        {"match": "Setting up the Salt Minion", "count": 1, "__kwarg__": True}
+    ]
     assert len(response["return"]) == 1 and device_minion.id in response["return"][0]
 
 
@@ -131,7 +135,11 @@ def test_execute_minionutil_unit_id(device_minion):
 
 def test_execute_minionutil_last_logs_reads_the_minions_own_log(device_minion):
     # The engine logged this line itself when it started listening.
-    body = {"command": "minionutil.last_logs", "arg": [], "kwarg": {"match": "berth_localapi on .*listening", "count": 1}}
+    body = {
+        "command": "minionutil.last_logs",
+        "arg": [],
+        "kwarg": {"match": "berth_localapi on .*listening", "count": 1},
+    }
 
     def found():
         response = execute(device_minion, body).json()["response"]
@@ -140,7 +148,10 @@ def test_execute_minionutil_last_logs_reads_the_minions_own_log(device_minion):
     response = eventually(found) or execute(device_minion, body).json()["response"]
     assert response["success"] is True, response
     assert len(response["return"]) == 1
-    assert f"berth_localapi on {device_minion.id}: listening on {device_minion.localapi_url}/" in response["return"][0]
+    assert (
+        f"berth_localapi on {device_minion.id}: listening on {device_minion.localapi_url}/"
+        in response["return"][0]
+    )
 
 
 def test_wrong_unit_id_is_refused_and_logged(device_minion, salt_call):
@@ -149,7 +160,11 @@ def test_wrong_unit_id_is_refused_and_logged(device_minion, salt_call):
     assert "not-this-device" in resp.json()["detail"]
 
     def logged():
-        ret = salt_call.run("minionutil.last_logs", "match=refused a command meant for unit 'not-this-device'", "count=1")
+        ret = salt_call.run(
+            "minionutil.last_logs",
+            "match=refused a command meant for unit 'not-this-device'",
+            "count=1",
+        )
         assert ret.returncode == 0, ret
         return ret.data
 
@@ -190,23 +205,35 @@ def test_salt_call_last_errors(device_minion, salt_call):
 def docker_device(device_master):
     """A second minion with its own dockerd and the local API, plus a container that printed a line."""
     import docker
+
     engine = f"device-{os.getpid()}"
-    proc = subprocess.run([str(TESTBED), "engine", engine], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(TESTBED), "engine", engine], capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr
     docker_host = next(
-        line.split("DOCKER_HOST=", 1)[1].strip() for line in proc.stdout.splitlines() if "DOCKER_HOST=" in line
+        line.split("DOCKER_HOST=", 1)[1].strip()
+        for line in proc.stdout.splitlines()
+        if "DOCKER_HOST=" in line
     )
     try:
         image = "berth-device-test:1"
         proc = subprocess.run(
             [str(TESTBED), "image", image],
-            capture_output=True, text=True, timeout=300, env={**os.environ, "DOCKER_HOST": docker_host},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "DOCKER_HOST": docker_host},
         )
         assert proc.returncode == 0, proc.stderr
         client = docker.DockerClient(base_url=docker_host)
         name = f"berth-device-logs-{uuid.uuid4().hex[:6]}"
         container = client.containers.run(
-            image, ["sh", "-c", "echo hello from the container"], name=name, network_mode="none", detach=True
+            image,
+            ["sh", "-c", "echo hello from the container"],
+            name=name,
+            network_mode="none",
+            detach=True,
         )
         container.wait(timeout=60)
         port = free_port()
@@ -215,7 +242,9 @@ def docker_device(device_master):
             "docker.url": docker_host,
             "log_level_logfile": "info",
             # host left at its default (127.0.0.1); only these commands allowed
-            "engines": [{"berth_localapi": {"port": port, "commands": ["docker.*", "minionutil.*"]}}],
+            "engines": [
+                {"berth_localapi": {"port": port, "commands": ["docker.*", "minionutil.*"]}}
+            ],
         }
         factory = device_master.salt_minion_daemon(str(uuid.uuid4()), overrides=overrides)
         with factory.started(start_timeout=120):
@@ -232,7 +261,10 @@ def docker_device(device_master):
 
 @pytest.mark.docker
 def test_execute_docker_logs_through_the_local_api(docker_device):
-    resp = execute(docker_device, {"command": "docker.logs", "arg": [docker_device.container_name], "kwarg": {}})
+    resp = execute(
+        docker_device,
+        {"command": "docker.logs", "arg": [docker_device.container_name], "kwarg": {}},
+    )
     assert resp.status_code == 200, resp.text
     response = resp.json()["response"]
     assert response["success"] is True, response

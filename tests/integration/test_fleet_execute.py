@@ -44,14 +44,21 @@ def logs_container(salt_minions):
     minion = salt_minions[0]
     image = "berth-fleet-execute:1"
     proc = subprocess.run(
-        [str(TESTBED), "image", image], capture_output=True, text=True, timeout=300,
+        [str(TESTBED), "image", image],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "DOCKER_HOST": minion.docker_host},
     )
     assert proc.returncode == 0, proc.stderr
     client = docker.DockerClient(base_url=minion.docker_host)
     name = f"berth-exec-{uuid.uuid4().hex[:6]}"
     container = client.containers.run(
-        image, ["sh", "-c", "echo hello through salt-api"], name=name, network_mode="none", detach=True
+        image,
+        ["sh", "-c", "echo hello through salt-api"],
+        name=name,
+        network_mode="none",
+        detach=True,
     )
     container.wait(timeout=60)
     yield name
@@ -123,7 +130,10 @@ def worker(app, api_database_url, salt_api, tmp_path):
     log = open(tmp_path / "worker.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "api", "worker", "--interval", "0.2"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     proc.log_path = tmp_path / "worker.log"
     yield proc
@@ -168,16 +178,26 @@ def test_execute_returns_202_at_once_then_poll_gives_the_return(client, fleet):
     device = fleet["devices"][0]
     started = time.monotonic()
     resp = client.post(
-        f"/dongle/devices/{device.id}/execute/", json={"command": "test.sleep", "arg": [10]}, headers=fleet["headers"]
+        f"/dongle/devices/{device.id}/execute/",
+        json={"command": "test.sleep", "arg": [10]},
+        headers=fleet["headers"],
     )
     assert resp.status_code == 202, resp.json
     assert time.monotonic() - started < 10  # never waits for the device (the command takes 10 s)
     assert resp.json["minions"] == [device.unit_id] and resp.json["jid"]
-    pending = client.get(f"/dongle/devices/{device.id}/execute/{resp.json['jid']}/", headers=fleet["headers"]).json
+    pending = client.get(
+        f"/dongle/devices/{device.id}/execute/{resp.json['jid']}/", headers=fleet["headers"]
+    ).json
     assert pending["state"] == "PENDING"
     result = poll(client, fleet["headers"], device, resp.json["jid"])
     assert result["state"] == "COMMAND_EXECUTED"
-    assert result["response"] == {"fun": "test.sleep", "fun_args": [10], "return": True, "retcode": 0, "success": True}
+    assert result["response"] == {
+        "fun": "test.sleep",
+        "fun_args": [10],
+        "return": True,
+        "retcode": 0,
+        "success": True,
+    }
 
 
 def test_execute_raw_docker_logs(client, fleet, logs_container):
@@ -211,7 +231,8 @@ def test_execute_minionutil_last_logs(client, fleet):
 def test_failing_command_reports_retcode(client, fleet):
     device = fleet["devices"][0]
     resp = client.post(
-        f"/dongle/devices/{device.id}/execute/", json={"command": "docker.logs", "arg": ["no-such-container"]},
+        f"/dongle/devices/{device.id}/execute/",
+        json={"command": "docker.logs", "arg": ["no-such-container"]},
         headers=fleet["headers"],
     )
     assert resp.status_code == 202, resp.json
@@ -229,7 +250,9 @@ def test_timeout(client, fleet):
     )
     assert resp.status_code == 202
     time.sleep(1.5)
-    result = client.get(f"/dongle/devices/{device.id}/execute/{resp.json['jid']}/", headers=fleet["headers"]).json
+    result = client.get(
+        f"/dongle/devices/{device.id}/execute/{resp.json['jid']}/", headers=fleet["headers"]
+    ).json
     assert result["state"] == "TIMEOUT" and result["response"]["return"] is None
 
 
@@ -237,20 +260,38 @@ def test_another_accounts_device_is_404_and_forbidden_command_403(app, client, f
     other_account = api_factory.account()
     other_token = api_factory.token("user", account=other_account)
     device = fleet["devices"][0]
-    resp = client.post(f"/dongle/devices/{device.id}/execute/", json={"command": "test.ping"}, headers=other_token.headers)
+    resp = client.post(
+        f"/dongle/devices/{device.id}/execute/",
+        json={"command": "test.ping"},
+        headers=other_token.headers,
+    )
     assert resp.status_code == 404
     runner = app.test_cli_runner()
-    assert runner.invoke(args=["accounts", "commands", fleet["account"].name, "--allow", "docker.*"]).exit_code == 0
+    assert (
+        runner.invoke(
+            args=["accounts", "commands", fleet["account"].name, "--allow", "docker.*"]
+        ).exit_code
+        == 0
+    )
     resp = client.post(
-        f"/dongle/devices/{device.id}/execute_raw/", json={"command": "cmd.run 'cat /etc/shadow'"}, headers=fleet["headers"]
+        f"/dongle/devices/{device.id}/execute_raw/",
+        json={"command": "cmd.run 'cat /etc/shadow'"},
+        headers=fleet["headers"],
     )
     assert resp.status_code == 403
-    assert resp.json["detail"] == 'This account may not execute "cmd.run" (allowed commands: docker.*).'
+    assert (
+        resp.json["detail"]
+        == 'This account may not execute "cmd.run" (allowed commands: docker.*).'
+    )
 
 
 def test_device_without_accepted_minion_key_is_409(client, fleet, api_factory):
     ghost = api_factory.device(fleet["account"], unit_id=f"ghost-{uuid.uuid4().hex[:6]}")
-    resp = client.post(f"/dongle/devices/{ghost.id}/execute/", json={"command": "test.ping"}, headers=fleet["headers"])
+    resp = client.post(
+        f"/dongle/devices/{ghost.id}/execute/",
+        json={"command": "test.ping"},
+        headers=fleet["headers"],
+    )
     assert resp.status_code == 409 and ghost.unit_id in resp.json["detail"]
 
 
@@ -263,7 +304,12 @@ def test_webhook_is_signed_and_retried(app, client, fleet, receiver, worker):
     device = fleet["devices"][1]
     resp = client.post(
         f"/dongle/devices/{device.id}/execute/",
-        json={"command": "test.echo", "arg": ["webhook!"], "callback_url": hook.url, "callback_timeout": 60},
+        json={
+            "command": "test.echo",
+            "arg": ["webhook!"],
+            "callback_url": hook.url,
+            "callback_timeout": 60,
+        },
         headers=fleet["headers"],
     )
     assert resp.status_code == 202, resp.json
@@ -274,8 +320,16 @@ def test_webhook_is_signed_and_retried(app, client, fleet, receiver, worker):
         assert not verify("whsec_wrong", body, headers[SIGNATURE_HEADER])
     payload = json.loads(hook.calls[-1][1])
     assert payload == {
-        "jid": jid, "device_id": device.id, "state": "COMMAND_EXECUTED",
-        "response": {"fun": "test.echo", "fun_args": ["webhook!"], "return": "webhook!", "retcode": 0, "success": True},
+        "jid": jid,
+        "device_id": device.id,
+        "state": "COMMAND_EXECUTED",
+        "response": {
+            "fun": "test.echo",
+            "fun_args": ["webhook!"],
+            "return": "webhook!",
+            "retcode": 0,
+            "success": True,
+        },
     }
     time.sleep(2)
     assert len(hook.calls) == 2  # delivered once it was accepted, not again
@@ -287,7 +341,12 @@ def test_webhook_on_timeout(app, client, fleet, receiver, worker):
     device = fleet["devices"][0]
     resp = client.post(
         f"/dongle/devices/{device.id}/execute/",
-        json={"command": "test.sleep", "arg": [30], "callback_url": hook.url, "callback_timeout": 2},
+        json={
+            "command": "test.sleep",
+            "arg": [30],
+            "callback_url": hook.url,
+            "callback_timeout": 2,
+        },
         headers=fleet["headers"],
     )
     wait_until(lambda: hook.calls, 30, "the TIMEOUT webhook")
@@ -302,7 +361,9 @@ def test_webhook_on_timeout(app, client, fleet, receiver, worker):
 def test_outbox_survives_salt_api_outage_then_reaches_the_minions(app, fleet, salt_api):
     unit_ids = [d.unit_id for d in fleet["devices"]]
     salt_env = salt_api.env()
-    app.config.update(BERTH_SALT_API_URL="http://127.0.0.1:9", BERTH_SALT_API_TIMEOUT="1")  # salt-api "down"
+    app.config.update(
+        BERTH_SALT_API_URL="http://127.0.0.1:9", BERTH_SALT_API_TIMEOUT="1"
+    )  # salt-api "down"
     with app.app_context():
         enqueue_release_notification(4242, unit_ids + ["never-accepted-minion"])
         db.session.commit()
@@ -310,9 +371,13 @@ def test_outbox_survives_salt_api_outage_then_reaches_the_minions(app, fleet, sa
         msg = db.session.scalars(select(OutboxMessage)).one()
         assert msg.delivered_at is None and msg.attempts == 1 and "unreachable" in msg.last_error
 
-    app.config.update(salt_env, BERTH_SALT_API_TIMEOUT="60", BERTH_OUTBOX_STEP_WAIT="60")  # salt-api back
+    app.config.update(
+        salt_env, BERTH_SALT_API_TIMEOUT="60", BERTH_OUTBOX_STEP_WAIT="60"
+    )  # salt-api back
     with app.app_context():
-        db.session.execute(update(OutboxMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(OutboxMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
 
         def delivered():
@@ -329,5 +394,9 @@ def test_outbox_survives_salt_api_outage_then_reaches_the_minions(app, fleet, sa
     assert refresh.fun == "saltutil.refresh_pillar"
     assert sorted(refresh.minions) == sorted(unit_ids)
     assert all(refresh.returns[u].ret is True for u in unit_ids)  # step 2 only after both refreshed
-    pull = wait_until(lambda: (j := client.job(pull_jid)) and set(j.returns) == set(unit_ids) and j, 120, "release_pull")
+    pull = wait_until(
+        lambda: (j := client.job(pull_jid)) and set(j.returns) == set(unit_ids) and j,
+        120,
+        "release_pull",
+    )
     assert pull.fun == "docker.release_pull"

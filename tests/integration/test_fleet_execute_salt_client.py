@@ -28,7 +28,11 @@ def test_local_async_and_job_lookup(salt_api, salt_minions):
     ret = job.returns[minion]
     assert job.found and job.fun == "test.echo" and job.fun_args == ["hello"]
     assert ret.as_response() == {
-        "fun": "test.echo", "fun_args": ["hello"], "return": "hello", "retcode": 0, "success": True,
+        "fun": "test.echo",
+        "fun_args": ["hello"],
+        "return": "hello",
+        "retcode": 0,
+        "success": True,
     }
 
 

@@ -22,7 +22,11 @@ def test_minions_answer_and_each_has_its_own_engine(salt_cli, salt_minions):
 def test_salt_api_sharedsecret_login_and_local_async(salt_api, salt_minions):
     login = requests.post(
         f"{salt_api.url}/login",
-        json={"username": salt_api.username, "password": salt_api.password, "eauth": salt_api.eauth},
+        json={
+            "username": salt_api.username,
+            "password": salt_api.password,
+            "eauth": salt_api.eauth,
+        },
         timeout=30,
     )
     assert login.status_code == 200, login.text

@@ -33,7 +33,9 @@ class Fleet:
         self.device_ids = {}
 
     def call(self, method, path, expect=200, **kwargs):
-        resp = requests.request(method, self.api.url + path, headers=self.api.headers, timeout=30, **kwargs)
+        resp = requests.request(
+            method, self.api.url + path, headers=self.api.headers, timeout=30, **kwargs
+        )
         assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text[:1000]}"
         return resp.json() if resp.content else None
 
@@ -55,13 +57,17 @@ class Fleet:
             ],
             "remove_containers": list(remove_containers),
         }
-        return self.call("POST", f"/docker/projects/{self.project_id}/releases/", expect=201, json=body)
+        return self.call(
+            "POST", f"/docker/projects/{self.project_id}/releases/", expect=201, json=body
+        )
 
     def get_release(self, release_id):
         return self.call("GET", f"/docker/projects/{self.project_id}/releases/{release_id}/")
 
     def deployments(self, release_id):
-        data = self.call("GET", f"/docker/projects/{self.project_id}/releases/{release_id}/deployments/")
+        data = self.call(
+            "GET", f"/docker/projects/{self.project_id}/releases/{release_id}/deployments/"
+        )
         rows = data["results"] if isinstance(data, dict) else data
         return {row["device"]: row for row in rows}
 
@@ -75,7 +81,9 @@ class Fleet:
             release = self.get_release(release_id)
             return wanted <= set(release["successful_deployments"]) and release
 
-        return wait_for(done, timeout=timeout, what=f"release {release_id} successful on {sorted(wanted)}")
+        return wait_for(
+            done, timeout=timeout, what=f"release {release_id} successful on {sorted(wanted)}"
+        )
 
     def wait_status(self, release_id, minion, status, timeout=APPLY_TIMEOUT):
         device_id = self.device_ids[minion.id]
@@ -84,7 +92,9 @@ class Fleet:
             row = self.deployments(release_id).get(device_id)
             return row if row and row["status"] == status else None
 
-        return wait_for(reached, timeout=timeout, what=f"deployment of {release_id} on {device_id} {status}")
+        return wait_for(
+            reached, timeout=timeout, what=f"deployment of {release_id} on {device_id} {status}"
+        )
 
 
 def sleep_signal(minion, timeout=APPLY_TIMEOUT):
@@ -114,20 +124,32 @@ def fleet(fleet_api, salt_minions, salt_cli, salt_run_cli, testbed, build_image)
     # devices come from the accepted minion keys (berth.register_minions, for real)
     ret = salt_run_cli.run("berth.register_minions")
     assert ret.returncode == 0, ret
-    assert set(ret.data["created"]) | set(ret.data.get("existing", [])) >= {m.id for m in salt_minions}, ret.data
+    assert set(ret.data["created"]) | set(ret.data.get("existing", [])) >= {
+        m.id for m in salt_minions
+    }, ret.data
 
     registry = requests.post(
         f"{fleet_api.url}/docker/registries/",
         headers=fleet_api.headers,
-        json={"name": repo, "url": testbed.registry, "username": testbed.user, "password": testbed.password},
+        json={
+            "name": repo,
+            "url": testbed.registry,
+            "username": testbed.user,
+            "password": testbed.password,
+        },
         timeout=30,
     )
     assert registry.status_code == 201, registry.text
     project = requests.post(
-        f"{fleet_api.url}/docker/projects/", headers=fleet_api.headers, json={"name": repo}, timeout=30
+        f"{fleet_api.url}/docker/projects/",
+        headers=fleet_api.headers,
+        json={"name": repo},
+        timeout=30,
     )
     assert project.status_code == 201, project.text
-    fleet = Fleet(fleet_api, salt_minions, registry.json()["id"], project.json()["id"], repo, testbed)
+    fleet = Fleet(
+        fleet_api, salt_minions, registry.json()["id"], project.json()["id"], repo, testbed
+    )
     devices = fleet.call("GET", "/devices/?page_size=100")["results"]
     fleet.device_ids = {d["unit_id"]: d["id"] for d in devices}
 
@@ -177,10 +199,14 @@ def test_release_applied_on_sleep_signal_on_both_devices(fleet):
     for minion in fleet.minions:
         done = sleep_signal(minion)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert f"state.sls docker.release via {minion.localapi_url}: succeeded" in done.stderr, done.stderr
+        assert f"state.sls docker.release via {minion.localapi_url}: succeeded" in done.stderr, (
+            done.stderr
+        )
 
     final = fleet.wait_successful(release["id"], fleet.minions)
-    assert sorted(final["successful_deployments"]) == sorted(fleet.device_ids[m.id] for m in fleet.minions)
+    assert sorted(final["successful_deployments"]) == sorted(
+        fleet.device_ids[m.id] for m in fleet.minions
+    )
     for minion in fleet.minions:
         assert release["id"] in fleet.device(minion)["docker_releases"]
         assert containers_on(minion).get(fqn) == "running"
@@ -221,7 +247,9 @@ def test_crashing_release_fails_with_reason_and_device_keeps_previous(fleet):
 
     row = fleet.wait_status(broken["id"], minion, "failed")
     assert row["error"], row
-    assert fleet.device_ids[minion.id] not in fleet.get_release(broken["id"])["successful_deployments"]
+    assert (
+        fleet.device_ids[minion.id] not in fleet.get_release(broken["id"])["successful_deployments"]
+    )
     names = containers_on(minion)
     assert names.get(f"deployment-app-{previous['id']}") == "running"
     assert f"deployment-app-{broken['id']}" not in names
@@ -237,7 +265,9 @@ def test_api_down_pillar_carries_error_and_release_state_refuses(fleet, salt_cli
         assert "release" not in ret.data["docker"]
         done = sleep_signal(minion)
         assert done.returncode != 0
-        assert containers_on(minion).get(f"deployment-app-{fleet.second_release['id']}") == "running"
+        assert (
+            containers_on(minion).get(f"deployment-app-{fleet.second_release['id']}") == "running"
+        )
     finally:
         fleet.api.start()
 
@@ -255,7 +285,11 @@ def test_result_reported_while_api_down_arrives_after_it_is_back(fleet, salt_cli
         # applies from the device's pillar; the report reaches the master while the API is down
         ret = salt_cli.run("docker.release_apply", minion_tgt=minion.id, _timeout=APPLY_TIMEOUT)
         assert ret.data["outcome"] == "succeeded", ret.data
-        wait_for(lambda: list(spool.glob("*.json")), timeout=60, what="the report to be spooled on the master")
+        wait_for(
+            lambda: list(spool.glob("*.json")),
+            timeout=60,
+            what="the report to be spooled on the master",
+        )
     finally:
         fleet.api.start()
     fleet.wait_successful(release["id"], [minion], timeout=60)
@@ -272,8 +306,11 @@ def test_offline_device_applies_release_after_reconnecting(fleet, salt_minions):
     cli = docker.DockerClient(base_url=minion.docker_host)
     try:
         ref = f"{fleet.testbed.registry}/{fleet.repo}/app:v3"
-        wait_for(lambda: any(ref in img.tags for img in cli.images.list()), timeout=120,
-                 what=f"{ref} pre-pulled on reconnect")
+        wait_for(
+            lambda: any(ref in img.tags for img in cli.images.list()),
+            timeout=120,
+            what=f"{ref} pre-pulled on reconnect",
+        )
     finally:
         cli.close()
 
@@ -303,6 +340,6 @@ def test_resync_reports_what_every_device_runs(fleet, salt_run_cli):
     assert set(reported) == {m.id for m in fleet.minions}
     assert {r["release_id"] for r in reported.values()} == {fleet.current_release["id"]}
     assert {r["status"] for r in reported.values()} == {"sent"}
-    assert sorted(fleet.get_release(fleet.current_release["id"])["successful_deployments"]) == sorted(
-        fleet.device_ids.values()
-    )
+    assert sorted(
+        fleet.get_release(fleet.current_release["id"])["successful_deployments"]
+    ) == sorted(fleet.device_ids.values())

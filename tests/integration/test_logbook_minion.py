@@ -1,6 +1,7 @@
 """A real salt-minion running the berth_shipper engine against the real API process:
 samples fired on the minion's event bus arrive exactly once, across an API outage; and with
 its berth:logbook pillar from the real master's berth_api ext_pillar (the device's shipper token)."""
+
 import json
 import os
 import pathlib
@@ -24,8 +25,15 @@ WINDOW = {"from_utc": "2021-07-01T00:00:00Z", "to_utc": "2021-07-02T00:00:00Z"}
 
 
 def records(first, count):
-    return [{"ts": T0 + i * 1000, "field": "obd.bat.voltage", "field_type": "float", "value": 12 + i / 100}
-            for i in range(first, first + count)]
+    return [
+        {
+            "ts": T0 + i * 1000,
+            "field": "obd.bat.voltage",
+            "field_type": "float",
+            "value": 12 + i / 100,
+        }
+        for i in range(first, first + count)
+    ]
 
 
 def eventually(check, timeout=60, what="condition"):
@@ -49,9 +57,19 @@ def logbook_master(salt_factories):
 
 @pytest.fixture
 def shipping_minion(logbook_master, logbook_server, device, device_token):
-    pillar = {"berth": {"logbook": {"url": logbook_server.url, "token": device_token.token, "device_id": device.id}}}
+    pillar = {
+        "berth": {
+            "logbook": {
+                "url": logbook_server.url,
+                "token": device_token.token,
+                "device_id": device.id,
+            }
+        }
+    }
     minion_id = f"logbook-{uuid.uuid4().hex[:8]}"
-    top = logbook_master.pillar_tree.base.temp_file("top.sls", f"base:\n  '{minion_id}':\n    - logbook\n")
+    top = logbook_master.pillar_tree.base.temp_file(
+        "top.sls", f"base:\n  '{minion_id}':\n    - logbook\n"
+    )
     data = logbook_master.pillar_tree.base.temp_file("logbook.sls", json.dumps(pillar))
     overrides = {
         "module_dirs": [str(REPO)],
@@ -60,12 +78,16 @@ def shipping_minion(logbook_master, logbook_server, device, device_token):
     }
     factory = logbook_master.salt_minion_daemon(minion_id, overrides=overrides)
     with top, data, factory.started(start_timeout=120):
-        factory.spool_path = pathlib.Path(factory.config["cachedir"]) / "berth_logbook_spool.sqlite3"
+        factory.spool_path = (
+            pathlib.Path(factory.config["cachedir"]) / "berth_logbook_spool.sqlite3"
+        )
         yield factory
 
 
 def fire(minion, batch):
-    result = minion.salt_call_cli(timeout=60).run("event.fire", json.dumps({"records": batch}), "berth/logbook/record")
+    result = minion.salt_call_cli(timeout=60).run(
+        "event.fire", json.dumps({"records": batch}), "berth/logbook/record"
+    )
     assert result.returncode == 0 and result.data is True, result
 
 
@@ -73,7 +95,9 @@ def stored(logbook):
     return logbook.read(field="obd.bat.voltage", field_type="float", size=100_000, **WINDOW).json
 
 
-def test_samples_reach_the_api_exactly_once_across_an_outage(logbook, logbook_server, shipping_minion):
+def test_samples_reach_the_api_exactly_once_across_an_outage(
+    logbook, logbook_server, shipping_minion
+):
     fire(shipping_minion, records(0, 20))
     eventually(lambda: len(stored(logbook)) == 20, what="the first 20 samples in the API")
 
@@ -105,7 +129,9 @@ def api_master(salt_factories, logbook_server, master_token, tmp_path):
         "pillar_cache": False,
         "log_level_logfile": "info",
     }
-    factory = salt_factories.salt_master_daemon(f"berth-logbook-api-master-{uuid.uuid4().hex[:8]}", overrides=overrides)
+    factory = salt_factories.salt_master_daemon(
+        f"berth-logbook-api-master-{uuid.uuid4().hex[:8]}", overrides=overrides
+    )
     with factory.started(start_timeout=120):
         yield factory
 
@@ -125,14 +151,21 @@ def test_minion_ships_with_the_logbook_pillar_from_the_masters_ext_pillar(
         # salt masks pillar values in its output, so the API side tells which token the engine used
         fire(minion, records(0, 15))
         logbook = Logbook(client, device, user_token)
-        eventually(lambda: len(stored(logbook)) == 15, what="15 samples shipped with the pillar's token")
+        eventually(
+            lambda: len(stored(logbook)) == 15, what="15 samples shipped with the pillar's token"
+        )
         assert [r["value"] for r in stored(logbook)] == [r["value"] for r in records(0, 15)]
         [token] = shipper_tokens(app, device)
         assert token.scope == "device" and token.last_used is not None and not token.revoked
 
-        assert minion.salt_call_cli(timeout=60).run("saltutil.refresh_pillar", wait=True).returncode == 0
+        assert (
+            minion.salt_call_cli(timeout=60).run("saltutil.refresh_pillar", wait=True).returncode
+            == 0
+        )
         assert minion.salt_call_cli(timeout=60).run("pillar.items").returncode == 0
-        assert [t.id for t in shipper_tokens(app, device)] == [token.id]  # served again, not minted per refresh
+        assert [t.id for t in shipper_tokens(app, device)] == [
+            token.id
+        ]  # served again, not minted per refresh
 
 
 def shipper_tokens(app, device):

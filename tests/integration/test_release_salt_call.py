@@ -16,8 +16,9 @@ from tests.fixtures.docker import REPO, seed_containers
 pytestmark = [pytest.mark.docker]
 
 
-def test_state_sls_docker_release_via_salt_call(fresh_engine, testbed, release_images, release_pillar,
-                                                salt_call_local, tmp_path):
+def test_state_sls_docker_release_via_salt_call(
+    fresh_engine, testbed, release_images, release_pillar, salt_call_local, tmp_path
+):
     cli = testbed.client(fresh_engine)
     data = tmp_path / "data"
     data.mkdir()
@@ -29,8 +30,14 @@ def test_state_sls_docker_release_via_salt_call(fresh_engine, testbed, release_i
     assert code == 0, proc.stderr
     (state,) = out.values()
     assert state["result"] is True, state["comment"]
-    assert sorted(state["changes"]["started"]) == ["deployment-curveball-50", "deployment-ravendb-50"]
-    assert {c["Names"][0] for c in cli.api.containers()} == {"/deployment-curveball-50", "/deployment-ravendb-50"}
+    assert sorted(state["changes"]["started"]) == [
+        "deployment-curveball-50",
+        "deployment-ravendb-50",
+    ]
+    assert {c["Names"][0] for c in cli.api.containers()} == {
+        "/deployment-curveball-50",
+        "/deployment-ravendb-50",
+    }
     assert testbed.password not in proc.stdout + proc.stderr
 
     code, out, _ = call.run("state.sls", "docker.release")
@@ -75,8 +82,24 @@ def test_built_wheel_serves_the_modules(fresh_engine, testbed, salt_call_local, 
     """A real wheel, installed into a fresh environment, carries _modules/_states inside
     ``berth/salt_ext`` and salt-call finds them through the entry point."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheels), str(REPO)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     (wheel,) = wheels.glob("berth-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -91,25 +114,51 @@ def test_built_wheel_serves_the_modules(fresh_engine, testbed, salt_call_local, 
     deps = sysconfig.get_paths()["purelib"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["PYTHONPATH"] = f"{site}"
-    bootstrap = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
-                 f"sys.path.append({deps!r}); "
-                 "import berth.loader, json; print(json.dumps(berth.loader.get_loader_dirs()))")
-    dirs = json.loads(subprocess.run([sys.executable, "-S", "-c", bootstrap], check=True, capture_output=True,
-                                     text=True, env=env, cwd=tmp_path).stdout)
+    bootstrap = (
+        f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
+        f"sys.path.append({deps!r}); "
+        "import berth.loader, json; print(json.dumps(berth.loader.get_loader_dirs()))"
+    )
+    dirs = json.loads(
+        subprocess.run(
+            [sys.executable, "-S", "-c", bootstrap],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        ).stdout
+    )
     assert dirs["modules"] == [str(site / "berth" / "salt_ext" / "_modules")]
 
     call = salt_call_local(fresh_engine)
-    run_salt_call = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
-                     f"sys.path.append({deps!r}); "
-                     "import salt.scripts; sys.argv = ['salt-call'] + sys.argv[1:]; salt.scripts.salt_call()")
+    run_salt_call = (
+        f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
+        f"sys.path.append({deps!r}); "
+        "import salt.scripts; sys.argv = ['salt-call'] + sys.argv[1:]; salt.scripts.salt_call()"
+    )
     args = call.command("docker.ps", "all=True")[1:]
-    proc = subprocess.run([sys.executable, "-S", "-c", run_salt_call, *args], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", run_salt_call, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["local"] == []
     # the function came from the wheel: the checkout is not on this interpreter's path at all
-    check = (f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
-             f"sys.path.append({deps!r}); import berth; print(berth.__file__)")
-    where = subprocess.run([sys.executable, "-S", "-c", check], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, check=True).stdout.strip()
+    check = (
+        f"import sys; sys.path = [p for p in sys.path if not p.startswith({str(REPO)!r})]; "
+        f"sys.path.append({deps!r}); import berth; print(berth.__file__)"
+    )
+    where = subprocess.run(
+        [sys.executable, "-S", "-c", check],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
+    ).stdout.strip()
     assert pathlib.Path(where).is_relative_to(site)

@@ -154,7 +154,9 @@ def test_malformed_bodies_are_400_naming_the_field(client, body, field):
 
 
 def test_invalid_json_is_400(client):
-    resp = client.post(f"/dongle/{UNIT}/execute/", data="{not json", content_type="application/json")
+    resp = client.post(
+        f"/dongle/{UNIT}/execute/", data="{not json", content_type="application/json"
+    )
     assert resp.status_code == 400
     assert "not valid JSON" in resp.json["non_field_errors"][0]
 
@@ -167,14 +169,25 @@ def test_unknown_route_and_method(client):
     assert "POST" in resp.headers["Allow"]
 
 
-@pytest.mark.parametrize("host, port", [("", 9000), ("127.0.0.1", "http"), ("127.0.0.1", -1), ("127.0.0.1", 70000), ("127.0.0.1", True)])
+@pytest.mark.parametrize(
+    "host, port",
+    [
+        ("", 9000),
+        ("127.0.0.1", "http"),
+        ("127.0.0.1", -1),
+        ("127.0.0.1", 70000),
+        ("127.0.0.1", True),
+    ],
+)
 def test_bad_bind_options(host, port):
     with pytest.raises(ValueError, match="^(host|port): "):
         localapi.check_address(host, port)
 
 
 def test_minion_id_file_follows_root_dir(tmp_path):
-    assert localapi.minion_id_path({"root_dir": str(tmp_path)}) == str(tmp_path / "etc" / "salt" / "minion_id")
+    assert localapi.minion_id_path({"root_dir": str(tmp_path)}) == str(
+        tmp_path / "etc" / "salt" / "minion_id"
+    )
 
 
 def test_ensure_minion_id_file_writes_once_and_never_overwrites(tmp_path):
@@ -190,7 +203,10 @@ def test_commands_allow_list_refuses_other_commands():
     context = {}
     app = localapi.LocalAPI(UNIT, make_functions(context), context=context, commands=["docker.*"])
     client = Client(app)
-    assert execute(client, {"command": "docker.logs", "arg": ["c"]}).json["response"]["success"] is True
+    assert (
+        execute(client, {"command": "docker.logs", "arg": ["c"]}).json["response"]["success"]
+        is True
+    )
     resp = execute(client, {"command": "test.echo", "arg": ["a"]})
     assert resp.status_code == 403
     assert "does not allow 'test.echo'" in resp.json["detail"]
@@ -203,7 +219,11 @@ def test_bad_commands_option(commands):
 
 
 def test_is_loopback():
-    assert localapi.is_loopback("127.0.0.1") and localapi.is_loopback("::1") and localapi.is_loopback("localhost")
+    assert (
+        localapi.is_loopback("127.0.0.1")
+        and localapi.is_loopback("::1")
+        and localapi.is_loopback("localhost")
+    )
     assert not localapi.is_loopback("0.0.0.0") and not localapi.is_loopback("192.168.1.5")
 
 

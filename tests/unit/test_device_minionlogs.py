@@ -61,10 +61,23 @@ def test_count_caps_matches(log_file):
 
 def test_until_stops_the_backward_scan_at_the_newest_marker(log_file):
     # "line 2" also occurs as "line 2x" in the current file; the newest match wins.
-    assert nums(minionlogs.last_logs(log_file, until=r"line 24$", limit=0)) == [29, 28, 27, 26, 25, 24]
+    assert nums(minionlogs.last_logs(log_file, until=r"line 24$", limit=0)) == [
+        29,
+        28,
+        27,
+        26,
+        25,
+        24,
+    ]
     # The marker line is returned only if it matches ``match``.
-    assert nums(minionlogs.last_logs(log_file, until=r"line 24$", match="line 2[5-9]", limit=0)) == [
-        29, 28, 27, 26, 25,
+    assert nums(
+        minionlogs.last_logs(log_file, until=r"line 24$", match="line 2[5-9]", limit=0)
+    ) == [
+        29,
+        28,
+        27,
+        26,
+        25,
     ]
 
 
@@ -177,14 +190,14 @@ def test_non_file_log_destination_is_a_clear_error():
 
 
 SALT_LOG = [
-    "2026-11-27 10:00:00,001 [salt.cli.daemons  :309 ][INFO    ][100] Setting up the Salt Minion \"dev1\"",
+    '2026-11-27 10:00:00,001 [salt.cli.daemons  :309 ][INFO    ][100] Setting up the Salt Minion "dev1"',
     "2026-11-27 10:00:00,100 [salt.minion       :1000][ERROR   ][100] old error",
     "2026-11-27 10:00:01,000 [salt.minion       :1000][INFO    ][100] old info",
-    "2026-11-27 11:00:00,001 [salt.cli.daemons  :309 ][INFO    ][200] Setting up the Salt Minion \"dev1\"",
+    '2026-11-27 11:00:00,001 [salt.cli.daemons  :309 ][INFO    ][200] Setting up the Salt Minion "dev1"',
     "2026-11-27 11:00:00,200 [salt.minion       :1000][WARNING ][200] a warning",
     "2026-11-27 11:00:00,300 [salt.minion       :1000][ERROR   ][200] new error",
     "Traceback (most recent call last):",
-    "  File \"x.py\", line 1, in <module>",
+    '  File "x.py", line 1, in <module>',
     "2026-11-27 11:00:00,400 [salt.minion       :1000][CRITICAL][200] critical thing",
     "2026-11-27 11:00:00,500 [salt.minion       :1000][DEBUG   ][200] debug noise",
 ]
@@ -198,7 +211,11 @@ def salt_log(tmp_path):
 
 def test_last_errors_error_and_above_newest_first(salt_log):
     result = minionlogs.last_errors(salt_log)
-    assert [line.rsplit("] ", 1)[1] for line in result] == ["critical thing", "new error", "old error"]
+    assert [line.rsplit("] ", 1)[1] for line in result] == [
+        "critical thing",
+        "new error",
+        "old error",
+    ]
 
 
 def test_last_errors_level_warning_and_after_shows_traceback(salt_log):

@@ -50,15 +50,34 @@ def serve():
 
 def run_hook(url, *fallback):
     return subprocess.run(
-        [sys.executable, sleephook.__file__, "--local-api", url, "--timeout", "30", "--", *fallback],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            sleephook.__file__,
+            "--local-api",
+            url,
+            "--timeout",
+            "30",
+            "--",
+            *fallback,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_applies_through_the_local_api(serve):
-    url, calls = serve(lambda: {"docker_release_|-berth-docker-release_|-x_|-applied": {
-        "__id__": "berth-docker-release", "result": True, "comment": "release 7 applied",
-        "changes": {"started": ["app"]}, "__run_num__": 0}})
+    url, calls = serve(
+        lambda: {
+            "docker_release_|-berth-docker-release_|-x_|-applied": {
+                "__id__": "berth-docker-release",
+                "result": True,
+                "comment": "release 7 applied",
+                "changes": {"started": ["app"]},
+                "__run_num__": 0,
+            }
+        }
+    )
     done = run_hook(url, *FALLBACK)
     assert done.returncode == 0, done.stderr
     assert calls == [("docker.release",)]
@@ -70,8 +89,17 @@ def test_applies_through_the_local_api(serve):
 
 @pytest.mark.parametrize(("retcode", "exit_status"), [(2, 2), (0, 1)])
 def test_a_failed_apply_exits_non_zero_without_falling_back(serve, retcode, exit_status):
-    url, _ = serve(lambda: {"x": {"__id__": "berth-docker-release", "result": False,
-                                  "comment": "container app exited (3)", "changes": {}}}, retcode=retcode)
+    url, _ = serve(
+        lambda: {
+            "x": {
+                "__id__": "berth-docker-release",
+                "result": False,
+                "comment": "container app exited (3)",
+                "changes": {},
+            }
+        },
+        retcode=retcode,
+    )
     done = run_hook(url, *FALLBACK)
     assert done.returncode == exit_status
     assert "FAILED berth-docker-release: container app exited (3)" in done.stdout
@@ -113,7 +141,10 @@ def test_no_local_api_and_no_fallback_is_an_error():
         ([{"berth_localapi": None}], "http://127.0.0.1:9000"),
         (["berth_localapi"], "http://127.0.0.1:9000"),
         ({"berth_localapi": {"host": "0.0.0.0", "port": 9001}}, "http://127.0.0.1:9001"),
-        ([{"api": {"engine_module": "berth_localapi", "host": "::", "port": 9002}}], "http://[::1]:9002"),
+        (
+            [{"api": {"engine_module": "berth_localapi", "host": "::", "port": 9002}}],
+            "http://[::1]:9002",
+        ),
         ([{"berth_localapi": {"port": 0}}], None),
         ([{"berth_localapi": {"port": "http"}}], None),
         ([{"other": {}}], None),
@@ -138,12 +169,19 @@ def test_master_address_is_resolved_as_the_minion_does():
 
 
 def test_an_existing_master_uri_is_kept():
-    opts = localapi.with_master_address(minion_opts(master="127.0.0.1", master_uri="tcp://10.0.0.1:4506"))
+    opts = localapi.with_master_address(
+        minion_opts(master="127.0.0.1", master_uri="tcp://10.0.0.1:4506")
+    )
     assert opts["master_uri"] == "tcp://10.0.0.1:4506"
 
 
 def test_an_unresolvable_master_is_logged_not_fatal(caplog):
     with caplog.at_level("WARNING"):
-        opts = localapi.with_master_address(minion_opts(master="no-such-host.invalid", retry_dns=30))
+        opts = localapi.with_master_address(
+            minion_opts(master="no-such-host.invalid", retry_dns=30)
+        )
     assert "master_uri" not in opts
-    assert f"berth_localapi on {UNIT}: cannot resolve the master address 'no-such-host.invalid'" in caplog.text
+    assert (
+        f"berth_localapi on {UNIT}: cannot resolve the master address 'no-such-host.invalid'"
+        in caplog.text
+    )

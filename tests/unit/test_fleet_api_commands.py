@@ -8,14 +8,30 @@ from api.execute.commands import parse_raw, parse_structured
 
 def test_structured_defaults():
     cmd = parse_structured({"command": "docker.logs", "arg": ["curveball"]})
-    assert (cmd.fun, cmd.arg, cmd.kwarg, cmd.callback_url, cmd.timeout) == ("docker.logs", ["curveball"], {}, None, 120)
+    assert (cmd.fun, cmd.arg, cmd.kwarg, cmd.callback_url, cmd.timeout) == (
+        "docker.logs",
+        ["curveball"],
+        {},
+        None,
+        120,
+    )
 
 
 def test_structured_all_fields():
     cmd = parse_structured(
-        {"command": "test.arg", "arg": [1], "kwarg": {"tail": 5}, "callback_url": "https://x.example/hook", "callback_timeout": 600}
+        {
+            "command": "test.arg",
+            "arg": [1],
+            "kwarg": {"tail": 5},
+            "callback_url": "https://x.example/hook",
+            "callback_timeout": 600,
+        }
     )
-    assert (cmd.kwarg, cmd.callback_url, cmd.timeout) == ({"tail": 5}, "https://x.example/hook", 600)
+    assert (cmd.kwarg, cmd.callback_url, cmd.timeout) == (
+        {"tail": 5},
+        "https://x.example/hook",
+        600,
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,11 +42,27 @@ def test_structured_all_fields():
         ({"command": "docker"}, "command", 'expected "module.function"'),
         ({"command": "test.ping", "arg": "x"}, "arg", "Expected a list"),
         ({"command": "test.ping", "kwarg": [1]}, "kwarg", "Expected an object"),
-        ({"command": "test.ping", "arg": [{"__kwarg__": True, "x": 1}]}, "arg", 'not as {"__kwarg__": true}'),
-        ({"command": "test.ping", "kwarg": {"__pub_user": 1}}, "kwarg", "Not valid keyword argument names"),
-        ({"command": "test.ping", "callback_url": "ftp://x"}, "callback_url", "valid http or https URL"),
+        (
+            {"command": "test.ping", "arg": [{"__kwarg__": True, "x": 1}]},
+            "arg",
+            'not as {"__kwarg__": true}',
+        ),
+        (
+            {"command": "test.ping", "kwarg": {"__pub_user": 1}},
+            "kwarg",
+            "Not valid keyword argument names",
+        ),
+        (
+            {"command": "test.ping", "callback_url": "ftp://x"},
+            "callback_url",
+            "valid http or https URL",
+        ),
         ({"command": "test.ping", "callback_timeout": 0}, "callback_timeout", "between 1 and 600"),
-        ({"command": "test.ping", "callback_timeout": 601}, "callback_timeout", "between 1 and 600"),
+        (
+            {"command": "test.ping", "callback_timeout": 601},
+            "callback_timeout",
+            "between 1 and 600",
+        ),
         ({"command": "test.ping", "callback_timeout": "soon"}, "callback_timeout", "valid integer"),
     ],
 )
@@ -43,12 +75,20 @@ def test_structured_errors_name_the_field(body, field, message):
 
 def test_raw_parses_like_the_salt_cli():
     cmd = parse_raw({"command": "docker.logs curveball tail=10 'two words'"})
-    assert (cmd.fun, cmd.arg, cmd.kwarg) == ("docker.logs", ["curveball", "two words"], {"tail": 10})
+    assert (cmd.fun, cmd.arg, cmd.kwarg) == (
+        "docker.logs",
+        ["curveball", "two words"],
+        {"tail": 10},
+    )
 
 
 @pytest.mark.parametrize(
     "command, message",
-    [("", "may not be blank"), ("docker.logs 'unclosed", "Cannot parse"), ("logs curveball", "module.function")],
+    [
+        ("", "may not be blank"),
+        ("docker.logs 'unclosed", "Cannot parse"),
+        ("logs curveball", "module.function"),
+    ],
 )
 def test_raw_errors(command, message):
     with pytest.raises(ValidationError) as exc:

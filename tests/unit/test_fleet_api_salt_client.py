@@ -7,7 +7,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from api.salt_client import SaltApiClient, SaltApiError, SaltApiNotConfigured, SaltApiTimeout, new_jid
+from api.salt_client import (
+    SaltApiClient,
+    SaltApiError,
+    SaltApiNotConfigured,
+    SaltApiTimeout,
+    new_jid,
+)
 
 
 class FakeSaltApi:
@@ -40,7 +46,14 @@ class FakeSaltApi:
                     import time
 
                     token = f"tok{fake.logins}"
-                    return self._send(200, {"return": [{"token": token, "expire": time.time() + fake.token_expire_offset}]})
+                    return self._send(
+                        200,
+                        {
+                            "return": [
+                                {"token": token, "expire": time.time() + fake.token_expire_offset}
+                            ]
+                        },
+                    )
                 if self.headers.get("X-Auth-Token") != f"tok{fake.logins}":
                     return self._send(401, b"<html>401</html>")
                 fake.published.append(body)

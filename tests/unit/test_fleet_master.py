@@ -26,7 +26,9 @@ class FakeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 api.requests.append((self.command, self.path, dict(self.headers), body))
-                status, payload = api.routes.get((self.command, self.path), (404, {"detail": "Not found."}))
+                status, payload = api.routes.get(
+                    (self.command, self.path), (404, {"detail": "Not found."})
+                )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -86,10 +88,18 @@ def test_pillar_carries_release_and_registries(fake_api, token_file):
     release = {"id": 7, "version_hash": "96a7191f", "containers": []}
     fake_api.routes[("GET", "/master/minions/m-1/pillar/")] = (
         200,
-        {"release": release, "registries": {"1": {"url": "r:5000", "username": "u", "password": "p"}}},
+        {
+            "release": release,
+            "registries": {"1": {"url": "r:5000", "username": "u", "password": "p"}},
+        },
     )
     pillar = release_pillar(conf(fake_api.url, token_file), "m-1")
-    assert pillar == {"docker": {"release": release, "registries": {"1": {"url": "r:5000", "username": "u", "password": "p"}}}}
+    assert pillar == {
+        "docker": {
+            "release": release,
+            "registries": {"1": {"url": "r:5000", "username": "u", "password": "p"}},
+        }
+    }
     method, path, headers, _ = fake_api.requests[0]
     assert headers["Authorization"] == "APIToken s3cret-master-token"
 
@@ -120,8 +130,14 @@ def test_world_readable_token_puts_error_in_pillar_and_is_not_sent(fake_api, tok
     assert fake_api.requests == []
 
 
-RESULT = {"release_id": 7, "version_hash": "96a7191f", "outcome": "succeeded", "error": None,
-          "containers": [], "finished_at": "2026-01-01T00:00:00Z"}
+RESULT = {
+    "release_id": 7,
+    "version_hash": "96a7191f",
+    "outcome": "succeeded",
+    "error": None,
+    "containers": [],
+    "finished_at": "2026-01-01T00:00:00Z",
+}
 
 
 def test_build_report_refuses_missing_fields():
@@ -134,7 +150,11 @@ def test_build_report_refuses_missing_fields():
 def test_report_sent(fake_api, token_file, tmp_path):
     fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
     spool = Spool(str(tmp_path / "spool"))
-    status = reports.deliver(ApiClient.from_config(conf(fake_api.url, token_file)), spool, reports.build_report("m-1", RESULT))
+    status = reports.deliver(
+        ApiClient.from_config(conf(fake_api.url, token_file)),
+        spool,
+        reports.build_report("m-1", RESULT),
+    )
     assert status == "sent"
     assert fake_api.requests[0][3] == {"unit_id": "m-1", **RESULT}
     assert spool.entries() == []
@@ -156,22 +176,36 @@ def test_report_spooled_while_api_down_then_flushed_in_order(fake_api, token_fil
 
     fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
     assert reports.flush(up, spool) == {"sent": 2, "rejected": 0, "remaining": 0}
-    sent = [r[3]["release_id"] for r in fake_api.requests if r[3] and r[1] == "/master/deployments/report/" and r[0] == "POST"]
+    sent = [
+        r[3]["release_id"]
+        for r in fake_api.requests
+        if r[3] and r[1] == "/master/deployments/report/" and r[0] == "POST"
+    ]
     assert sent[-2:] == [7, 8]
     assert spool.entries() == []
 
 
 def test_new_report_waits_behind_spooled_ones(fake_api, token_file, tmp_path):
     spool = Spool(str(tmp_path / "spool"))
-    reports.deliver(ApiClient.from_config(conf("http://127.0.0.1:9", token_file)), spool, reports.build_report("m-1", RESULT))
+    reports.deliver(
+        ApiClient.from_config(conf("http://127.0.0.1:9", token_file)),
+        spool,
+        reports.build_report("m-1", RESULT),
+    )
     fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
     up = ApiClient.from_config(conf(fake_api.url, token_file))
-    assert reports.deliver(up, spool, reports.build_report("m-1", {**RESULT, "release_id": 8})) == "sent"
+    assert (
+        reports.deliver(up, spool, reports.build_report("m-1", {**RESULT, "release_id": 8}))
+        == "sent"
+    )
     assert [r[3]["release_id"] for r in fake_api.requests] == [7, 8]
 
 
 def test_report_refused_by_api_is_set_aside_not_retried(fake_api, token_file, tmp_path):
-    fake_api.routes[("POST", "/master/deployments/report/")] = (400, {"release_id": ["Unknown release."]})
+    fake_api.routes[("POST", "/master/deployments/report/")] = (
+        400,
+        {"release_id": ["Unknown release."]},
+    )
     spool = Spool(str(tmp_path / "spool"))
     client = ApiClient.from_config(conf(fake_api.url, token_file))
     assert reports.deliver(client, spool, reports.build_report("m-1", RESULT)) == "rejected"
@@ -184,7 +218,12 @@ def test_status_to_result():
         {"fully_qualified_name": "deployment-a-7", "version_hash": "96a7191f", "status": "running"},
         {"fully_qualified_name": "deployment-b-7", "version_hash": "96a7191f", "status": "exited"},
     ]
-    base = {"release_id": 7, "version_hash": "96a7191f", "applied_at": "t", "containers": containers}
+    base = {
+        "release_id": 7,
+        "version_hash": "96a7191f",
+        "applied_at": "t",
+        "containers": containers,
+    }
     assert reports.status_to_result({**base, "state": "running"})["outcome"] == "succeeded"
     degraded = reports.status_to_result({**base, "state": "degraded"})
     assert degraded["outcome"] == "failed" and "deployment-b-7" in degraded["error"]
@@ -197,15 +236,31 @@ def test_config_cli_prints_master_and_minion_options(capsys):
 
     from berth.master import config
 
-    assert config.main(["master", "api_url=http://api", "token_file=/t", "spool_dir=/s",
-                        "salt_api_port=8001", "sharedsecret=x", "--extra", "interface=127.0.0.1"]) == 0
+    assert (
+        config.main(
+            [
+                "master",
+                "api_url=http://api",
+                "token_file=/t",
+                "spool_dir=/s",
+                "salt_api_port=8001",
+                "sharedsecret=x",
+                "--extra",
+                "interface=127.0.0.1",
+            ]
+        )
+        == 0
+    )
     master = yaml.safe_load(capsys.readouterr().out)
     assert master["ext_pillar"] == [{"berth_api": {}}]
     assert master["berth_api"]["token_file"] == "/t"
     assert master["rest_cherrypy"] == {"host": "127.0.0.1", "port": 8001, "disable_ssl": True}
     assert master["interface"] == "127.0.0.1"
     assert {"berth/release/result": ["salt://reactor/release_result.sls"]} in master["reactor"]
-    assert config.main(["minion", "docker_host=unix:///d.sock", "hook_dir=/h", "localapi_port=9123"]) == 0
+    assert (
+        config.main(["minion", "docker_host=unix:///d.sock", "hook_dir=/h", "localapi_port=9123"])
+        == 0
+    )
     minion = yaml.safe_load(capsys.readouterr().out)
     assert minion["docker.url"] == "unix:///d.sock"
     assert minion["engines"] == [{"berth_localapi": {"host": "127.0.0.1", "port": 9123}}]

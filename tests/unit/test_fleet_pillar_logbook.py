@@ -9,7 +9,11 @@ from berth.master import pillar as pillar_mod
 from berth.master.apiclient import ApiError
 
 REPO = Path(__file__).resolve().parents[2]
-LOGBOOK = {"url": "https://berth.example.com", "token": "berth_device-token", "device_id": "6f0c-dev"}
+LOGBOOK = {
+    "url": "https://berth.example.com",
+    "token": "berth_device-token",
+    "device_id": "6f0c-dev",
+}
 RELEASE = {"id": 7, "version_hash": "96a7191f", "containers": []}
 REGISTRIES = {"1": {"url": "r:5000", "username": "u", "password": "p"}}
 
@@ -34,7 +38,9 @@ def api(monkeypatch):
 
 
 def load_ext_pillar(opts):
-    spec = importlib.util.spec_from_file_location("berth_api_ext_pillar", REPO / "pillar" / "berth_api.py")
+    spec = importlib.util.spec_from_file_location(
+        "berth_api_ext_pillar", REPO / "pillar" / "berth_api.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.__opts__ = opts
@@ -42,7 +48,11 @@ def load_ext_pillar(opts):
 
 
 def test_ext_pillar_maps_logbook_alongside_release_and_registries(api):
-    api.answer = {"release": RELEASE, "registries": REGISTRIES, "logbook": dict(LOGBOOK, extra="ignored")}
+    api.answer = {
+        "release": RELEASE,
+        "registries": REGISTRIES,
+        "logbook": dict(LOGBOOK, extra="ignored"),
+    }
     ext = load_ext_pillar({"berth_api": {"url": "http://api", "token_file": "/nope"}})
     assert ext.ext_pillar("m-1", {}) == {
         "docker": {"release": RELEASE, "registries": REGISTRIES},
@@ -58,11 +68,20 @@ def test_device_without_release_still_gets_logbook(api):
 
 @pytest.mark.parametrize(
     "logbook",
-    [None, {}, {"url": "u", "token": "t"}, {"url": "u", "token": "", "device_id": "d"}, {"url": 1, "token": "t", "device_id": "d"}, "x"],
+    [
+        None,
+        {},
+        {"url": "u", "token": "t"},
+        {"url": "u", "token": "", "device_id": "d"},
+        {"url": 1, "token": "t", "device_id": "d"},
+        "x",
+    ],
 )
 def test_missing_or_incomplete_logbook_leaves_no_berth_key(api, logbook, caplog):
     api.answer = {"release": RELEASE, "registries": REGISTRIES, "logbook": logbook}
-    assert pillar_mod.release_pillar({}, "m-1") == {"docker": {"release": RELEASE, "registries": REGISTRIES}}
+    assert pillar_mod.release_pillar({}, "m-1") == {
+        "docker": {"release": RELEASE, "registries": REGISTRIES}
+    }
     assert "m-1" in caplog.text and "no logbook settings" in caplog.text
 
 

@@ -1,5 +1,6 @@
 """api.payload.loads (orjson, for the logbook's 4 MB write bodies) reads every body exactly as json.loads did:
 the same value, of the same types, or the same error message (the 400's "JSON parse error - ..." text)."""
+
 import json
 import math
 import random
@@ -21,11 +22,13 @@ def identical(a, b):
     if type(a) is not type(b):
         return False
     if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
     if isinstance(a, dict):
         return list(a) == list(b) and all(identical(a[k], b[k]) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b, strict=False))
     return a == b
 
 
@@ -70,11 +73,11 @@ BODIES = [
     b'{"value": "\\u00e9\\ud83d\\ude00 \\" \\\\ \\/ \\b\\f\\n\\r\\t"}',
     '{"value": "åäö € 😀"}'.encode(),
     b' \t\r\n{"value": [true, false, null, {}, []]} \n',
-    b'[1, 2]',
+    b"[1, 2]",
     b'"text"',
-    b'3',
+    b"3",
     # malformed: the same message
-    b'{nope',
+    b"{nope",
     b'{"value": 1,}',
     b'{"value": [1,]}',
     b'{"value": 01}',
@@ -86,11 +89,11 @@ BODIES = [
     b'{"value": 1} x',
     b'{"value": 1}{}',
     b"{'value': 1}",
-    b'\xff\xfe\xfd',  # not UTF-8
+    b"\xff\xfe\xfd",  # not UTF-8
     b'{"value": "\xc3"}',  # truncated UTF-8 sequence
     b'{"value": "\xed\xa0\x80"}',  # an encoded surrogate
-    b'\x00',
-    b' ',
+    b"\x00",
+    b" ",
 ]
 
 
@@ -112,8 +115,18 @@ def test_random_mutations_of_write_bodies_decode_as_json_loads_did():
         b'{"a": [1, -0, -0.0, 1e308, 5e-324, 123456789012345678, true, false, null, "\\u00e9\\ud83d\\ude00\\n"]}',
     ]
     alphabet = list(b'{}[]",:0123456789-+.eE tfnul\\\t\n\x00\xff\xc3\xa9')
-    inserts = [b"NaN", b"-Infinity", b"99999999999999999999", b"-9223372036854775809", b"1e400", b"\xef\xbb\xbf",
-               b"\\ud800", b'"k":1,', b"1.", b"01"]
+    inserts = [
+        b"NaN",
+        b"-Infinity",
+        b"99999999999999999999",
+        b"-9223372036854775809",
+        b"1e400",
+        b"\xef\xbb\xbf",
+        b"\\ud800",
+        b'"k":1,',
+        b"1.",
+        b"01",
+    ]
     rng = random.Random(20261128)
     for _ in range(3000):
         raw = bytearray(rng.choice(seeds))

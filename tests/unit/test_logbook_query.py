@@ -1,14 +1,22 @@
 """Read-parameter parsing, time handling and the aggregation plan (no database)."""
+
 import pytest
 
 from api.logbook import aggregate, query, timestamps
 from api.logbook.tables import HOUR_US, MINUTE_US
 
 
-@pytest.mark.parametrize("text,us", [
-    ("500ms", 500_000), ("30s", 30_000_000), ("10m", 600_000_000), ("1h", 3_600_000_000),
-    ("1d", 86_400_000_000), ("2w", 1_209_600_000_000),
-])
+@pytest.mark.parametrize(
+    "text,us",
+    [
+        ("500ms", 500_000),
+        ("30s", 30_000_000),
+        ("10m", 600_000_000),
+        ("1h", 3_600_000_000),
+        ("1d", 86_400_000_000),
+        ("2w", 1_209_600_000_000),
+    ],
+)
 def test_intervals(text, us):
     assert query.parse_interval(text) == us
 
@@ -19,20 +27,25 @@ def test_bad_intervals(text):
         query.parse_interval(text)
 
 
-@pytest.mark.parametrize("value,us", [
-    ("2020-07-09T10:11:53.811839Z", 1594289513811839),
-    ("2020-07-09T12:11:53.811839+02:00", 1594289513811839),
-    ("2020-07-09T12:11:53.811839 02:00", 1594289513811839),  # '+' decoded to a space
-    ("2020-07-09T10:11:53.811839", 1594289513811839),  # naive = UTC
-    (1594289513811, 1594289513811000),
-    (1594289513811.5, 1594289513811500),
-    ("1594289513811", 1594289513811000),
-])
+@pytest.mark.parametrize(
+    "value,us",
+    [
+        ("2020-07-09T10:11:53.811839Z", 1594289513811839),
+        ("2020-07-09T12:11:53.811839+02:00", 1594289513811839),
+        ("2020-07-09T12:11:53.811839 02:00", 1594289513811839),  # '+' decoded to a space
+        ("2020-07-09T10:11:53.811839", 1594289513811839),  # naive = UTC
+        (1594289513811, 1594289513811000),
+        (1594289513811.5, 1594289513811500),
+        ("1594289513811", 1594289513811000),
+    ],
+)
 def test_timestamps(value, us):
     assert timestamps.parse(value) == us
 
 
-@pytest.mark.parametrize("value", ["soon", True, None, [], float("nan"), -1, "1969-12-31T23:59:59Z"])
+@pytest.mark.parametrize(
+    "value", ["soon", True, None, [], float("nan"), -1, "1969-12-31T23:59:59Z"]
+)
 def test_bad_timestamps(value):
     with pytest.raises(timestamps.TimeError):
         timestamps.parse(value)
@@ -45,11 +58,22 @@ def test_formats():
 
 
 def test_parse_normalises_aggregation_names():
-    args = {"device_id": "d", "field": "f", "field_type": "float", "from_utc": "2020-01-01T00:00:00Z",
-            "to_utc": "2020-01-01T10:00:00Z", "aggregation": "AVERAGE", "interval": "1h"}
+    args = {
+        "device_id": "d",
+        "field": "f",
+        "field_type": "float",
+        "from_utc": "2020-01-01T00:00:00Z",
+        "to_utc": "2020-01-01T10:00:00Z",
+        "aggregation": "AVERAGE",
+        "interval": "1h",
+    }
     parsed, errors = query.parse(args)
     assert errors == {}
-    assert parsed.aggregation == "avg" and parsed.interval_us == HOUR_US and parsed.size == query.DEFAULT_SIZE
+    assert (
+        parsed.aggregation == "avg"
+        and parsed.interval_us == HOUR_US
+        and parsed.size == query.DEFAULT_SIZE
+    )
     parsed, _ = query.parse({**args, "aggregation": "None"})
     assert parsed.aggregation is None and parsed.interval_us is None
 
@@ -63,4 +87,8 @@ def test_plan_uses_only_rollups_that_fit_in_an_interval():
     assert aggregate.plan_levels(30 * 1_000_000) == [(aggregate.RAW, None)]
     assert aggregate.plan_levels(7 * MINUTE_US) == [(MINUTE_US, None), (aggregate.RAW, MINUTE_US)]
     assert aggregate.plan_levels(HOUR_US) == [
-        (HOUR_US, None), (10 * MINUTE_US, HOUR_US), (MINUTE_US, 10 * MINUTE_US), (aggregate.RAW, MINUTE_US)]
+        (HOUR_US, None),
+        (10 * MINUTE_US, HOUR_US),
+        (MINUTE_US, 10 * MINUTE_US),
+        (aggregate.RAW, MINUTE_US),
+    ]

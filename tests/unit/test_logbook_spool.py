@@ -1,4 +1,5 @@
 """The device spool (a real SQLite file) and the shipper loop's plumbing."""
+
 import pytest
 
 from berth.telemetry import shipper
@@ -32,7 +33,7 @@ def test_a_bad_record_spools_nothing_of_its_batch(tmp_path):
 def test_samples_without_ts_are_stamped_when_taken(tmp_path):
     spool = Spool(str(tmp_path / "s.sqlite3"))
     spool.add([{"field": "f", "field_type": "bool", "value": True}])
-    (_, record), = spool.oldest(1)
+    ((_, record),) = spool.oldest(1)
     assert isinstance(record["ts"], int) and record["ts"] > 1_600_000_000_000
 
 
@@ -44,7 +45,9 @@ def test_event_data_shapes():
 
 
 def test_refreshing_config_retries_while_incomplete_and_survives_errors():
-    answers = iter([RuntimeError("master down"), {"url": "u"}, {"url": "u", "token": "t", "device_id": "d"}])
+    answers = iter(
+        [RuntimeError("master down"), {"url": "u"}, {"url": "u", "token": "t", "device_id": "d"}]
+    )
 
     def fetch():
         answer = next(answers)
@@ -56,13 +59,23 @@ def test_refreshing_config_retries_while_incomplete_and_survives_errors():
     assert config() == {}
     assert config() == {"url": "u"}
     assert config() == {"url": "u", "token": "t", "device_id": "d"}
-    assert config() == {"url": "u", "token": "t", "device_id": "d"}  # complete: cached, not fetched again
+    assert config() == {
+        "url": "u",
+        "token": "t",
+        "device_id": "d",
+    }  # complete: cached, not fetched again
 
 
 def test_run_spools_events_and_does_not_send_without_config(tmp_path):
     spool = Spool(str(tmp_path / "s.sqlite3"))
     events = iter([{"records": [rec(1), rec(2)]}, {"bad": 1}, None])
     turns = iter([True, True, True, False])
-    shipper.run(spool, "unit-1", lambda: {}, lambda timeout: next(events), interval=0,
-                keep_running=lambda: next(turns))
+    shipper.run(
+        spool,
+        "unit-1",
+        lambda: {},
+        lambda timeout: next(events),
+        interval=0,
+        keep_running=lambda: next(turns),
+    )
     assert [r["value"] for _, r in spool.oldest(10)] == [1, 2]

@@ -11,14 +11,35 @@ REGS = {1: {"url": "https://reg.example:5000/", "username": "u", "password": "p"
 
 def release(rid=7, vh="96a7191f", **overrides):
     rel = {
-        "id": rid, "version": "1.0.0", "version_hash": vh, "project": 3,
+        "id": rid,
+        "version": "1.0.0",
+        "version_hash": vh,
+        "project": 3,
         "containers": [
-            {"name": "curveball", "image": "curveball", "tag": "delta-base-r0.0.0.1", "required_tags": ["base"],
-             "startup_parameters": {"environment": "A='x y'", "binds": ["/data:/opt/data"],
-                                    "network_mode": "host", "restart_policy": "always"},
-             "purge_data": True, "registry": 1, "fully_qualified_name": f"deployment-curveball-{rid}"},
-            {"name": "ravendb", "image": "ravendb", "tag": "base", "required_tags": [],
-             "startup_parameters": {}, "purge_data": False, "registry": None},
+            {
+                "name": "curveball",
+                "image": "curveball",
+                "tag": "delta-base-r0.0.0.1",
+                "required_tags": ["base"],
+                "startup_parameters": {
+                    "environment": "A='x y'",
+                    "binds": ["/data:/opt/data"],
+                    "network_mode": "host",
+                    "restart_policy": "always",
+                },
+                "purge_data": True,
+                "registry": 1,
+                "fully_qualified_name": f"deployment-curveball-{rid}",
+            },
+            {
+                "name": "ravendb",
+                "image": "ravendb",
+                "tag": "base",
+                "required_tags": [],
+                "startup_parameters": {},
+                "purge_data": False,
+                "registry": None,
+            },
         ],
         "remove_containers": ["curveball", "ravendb"],
     }
@@ -27,8 +48,16 @@ def release(rid=7, vh="96a7191f", **overrides):
 
 
 def container(name, state="running", image="x:1", **labels):
-    return {"name": name, "id": name, "state": state, "status": "", "image": image, "image_id": "",
-            "labels": labels, "created": 0}
+    return {
+        "name": name,
+        "id": name,
+        "state": state,
+        "status": "",
+        "image": image,
+        "image_id": "",
+        "labels": labels,
+        "created": 0,
+    }
 
 
 def actions(steps):
@@ -37,11 +66,18 @@ def actions(steps):
 
 def test_image_references_use_registry_url_without_scheme():
     t = target_from_pillar(release(), {"1": REGS[1]})  # JSON pillar: string keys
-    assert t.refs == ["reg.example:5000/curveball:delta-base-r0.0.0.1", "reg.example:5000/curveball:base",
-                      "ravendb:base"]
+    assert t.refs == [
+        "reg.example:5000/curveball:delta-base-r0.0.0.1",
+        "reg.example:5000/curveball:base",
+        "ravendb:base",
+    ]
     cb = t.containers[0]
-    assert cb.create_kwargs["labels"] == {"io.berth.release": "7", "io.berth.version_hash": "96a7191f",
-                                          "io.berth.project": "3", "io.berth.name": "curveball"}
+    assert cb.create_kwargs["labels"] == {
+        "io.berth.release": "7",
+        "io.berth.version_hash": "96a7191f",
+        "io.berth.project": "3",
+        "io.berth.name": "curveball",
+    }
     assert cb.create_kwargs["environment"] == {"A": "x y"}
     assert cb.purge_paths == ("/data",)
     assert t.containers[1].fq_name == "deployment-ravendb-7"
@@ -49,13 +85,36 @@ def test_image_references_use_registry_url_without_scheme():
 
 def test_fresh_device_plan_order():
     t = target_from_pillar(release(), REGS)
-    current = EngineState(containers=[container("curveball"), container("ravendb", state="exited"),
-                                      container("unrelated")], images=set())
+    current = EngineState(
+        containers=[
+            container("curveball"),
+            container("ravendb", state="exited"),
+            container("unrelated"),
+        ],
+        images=set(),
+    )
     steps = plan(current, t, {"1": "k"})
-    assert actions(steps) == ["login", "pull", "pull", "pull", "stop", "stop", "purge", "create", "create",
-                              "start", "verify", "remove", "drop_purged", "record"]
+    assert actions(steps) == [
+        "login",
+        "pull",
+        "pull",
+        "pull",
+        "stop",
+        "stop",
+        "purge",
+        "create",
+        "create",
+        "start",
+        "verify",
+        "remove",
+        "drop_purged",
+        "record",
+    ]
     stops = [s for s in steps if s["action"] == "stop"]
-    assert [(s["name"], s["was_running"]) for s in stops] == [("curveball", True), ("ravendb", False)]
+    assert [(s["name"], s["was_running"]) for s in stops] == [
+        ("curveball", True),
+        ("ravendb", False),
+    ]
     assert steps[-3]["names"] == ["curveball", "ravendb"]  # "unrelated" is never touched
 
 
@@ -63,14 +122,22 @@ def test_applied_and_running_is_empty_plan():
     t = target_from_pillar(release(), REGS)
     labels = {"io.berth.release": "7", "io.berth.version_hash": "96a7191f"}
     current = EngineState(
-        containers=[container("deployment-curveball-7", **labels), container("deployment-ravendb-7", **labels)],
-        images=set(t.refs), applied={"release_id": 7, "version_hash": "96a7191f"}, logged_in={"k"})
+        containers=[
+            container("deployment-curveball-7", **labels),
+            container("deployment-ravendb-7", **labels),
+        ],
+        images=set(t.refs),
+        applied={"release_id": 7, "version_hash": "96a7191f"},
+        logged_in={"k"},
+    )
     assert plan(current, t, {"1": "k"}) == []
     current.containers[1]["state"] = "exited"
     steps = plan(current, t, {"1": "k"})
     assert actions(steps)[:2] == ["stop", "stop"]
     assert {s["rename_to"] for s in steps if s["action"] == "stop"} == {
-        "deployment-curveball-7.berth-previous", "deployment-ravendb-7.berth-previous"}
+        "deployment-curveball-7.berth-previous",
+        "deployment-ravendb-7.berth-previous",
+    }
 
 
 def test_cached_images_and_known_login_are_skipped():
@@ -88,25 +155,41 @@ def test_upgrade_prunes_only_images_nothing_keeps():
     t = target_from_pillar(release(), REGS)
     old_cb = "reg.example:5000/curveball:delta-base-r0.0.0.0"
     current = EngineState(
-        containers=[container("deployment-curveball-6", image=old_cb, **old_labels),
-                    container("deployment-ravendb-6", image="ravendb:base", **old_labels),
-                    container("other", image="other:1")],
+        containers=[
+            container("deployment-curveball-6", image=old_cb, **old_labels),
+            container("deployment-ravendb-6", image="ravendb:base", **old_labels),
+            container("other", image="other:1"),
+        ],
         images=set(t.refs) | {old_cb, "other:1", "leftover:9", "prev-required:1"},
-        applied={"release_id": 6, "version_hash": "aaaaaaaa", "images": [old_cb, "prev-required:1"]})
+        applied={
+            "release_id": 6,
+            "version_hash": "aaaaaaaa",
+            "images": [old_cb, "prev-required:1"],
+        },
+    )
     steps = plan(current, t, {"1": "k"})
     (prune,) = [s for s in steps if s["action"] == "prune"]
     # ravendb:base and base are kept (the target needs them); other:1 is in use; leftover:9 was never ours
     assert prune["refs"] == [old_cb, "prev-required:1"]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("version_hash"), "'version_hash' is missing"),
-    (lambda r: r["containers"][0].pop("tag"), "container 'curveball': 'tag' is missing"),
-    (lambda r: r["containers"][0].update(registry=5), "registry 5 is not in pillar docker:registries"),
-    (lambda r: r["containers"][1].update(startup_parameters={"bogus": 1}), "'ravendb': startup_parameters: bogus"),
-    (lambda r: r["containers"].append(dict(r["containers"][0])), "appears twice"),
-    (lambda r: r.update(remove_containers="curveball"), "'remove_containers' must be a list"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.pop("version_hash"), "'version_hash' is missing"),
+        (lambda r: r["containers"][0].pop("tag"), "container 'curveball': 'tag' is missing"),
+        (
+            lambda r: r["containers"][0].update(registry=5),
+            "registry 5 is not in pillar docker:registries",
+        ),
+        (
+            lambda r: r["containers"][1].update(startup_parameters={"bogus": 1}),
+            "'ravendb': startup_parameters: bogus",
+        ),
+        (lambda r: r["containers"].append(dict(r["containers"][0])), "appears twice"),
+        (lambda r: r.update(remove_containers="curveball"), "'remove_containers' must be a list"),
+    ],
+)
 def test_bad_release_names_the_problem(mutate, message):
     rel = release()
     mutate(rel)

@@ -22,39 +22,47 @@ def test_seed_parameters_convert_to_docker_sdk_kwargs():
     }
 
 
-@pytest.mark.parametrize("env", [
-    "A='x y' B=z",
-    ["A=x y", "B=z"],
-    {"A": "x y", "B": "z"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        "A='x y' B=z",
+        ["A=x y", "B=z"],
+        {"A": "x y", "B": "z"},
+    ],
+)
 def test_environment_accepts_string_list_and_map(env):
     assert to_create_kwargs({"environment": env})["environment"] == {"A": "x y", "B": "z"}
 
 
-@pytest.mark.parametrize("policy,expected", [
-    ("no", {"Name": ""}),
-    ("unless-stopped", {"Name": "unless-stopped"}),
-    ("on-failure", {"Name": "on-failure", "MaximumRetryCount": 0}),
-    ("on-failure:5", {"Name": "on-failure", "MaximumRetryCount": 5}),
-])
+@pytest.mark.parametrize(
+    "policy,expected",
+    [
+        ("no", {"Name": ""}),
+        ("unless-stopped", {"Name": "unless-stopped"}),
+        ("on-failure", {"Name": "on-failure", "MaximumRetryCount": 0}),
+        ("on-failure:5", {"Name": "on-failure", "MaximumRetryCount": 5}),
+    ],
+)
 def test_restart_policies(policy, expected):
     assert to_create_kwargs({"restart_policy": policy})["restart_policy"] == expected
 
 
 def test_all_other_keys():
-    kwargs = to_create_kwargs({
-        "volumes": {"cache": "/var/cache/app"},
-        "ports": {"80": 8080, "53/udp": "127.0.0.1:5353"},
-        "command": "sh -c 'echo hi'",
-        "entrypoint": ["/bin/sh"],
-        "labels": {"team": "edge"},
-        "devices": ["/dev/ttyUSB0:/dev/ttyUSB0:rwm"],
-        "cap_add": ["NET_ADMIN"],
-        "mem_limit": "512m",
-        "user": "1000:1000",
-        "working_dir": "/app",
-        "log_config": {"type": "json-file", "config": {"max-size": "10m"}},
-    })
+    kwargs = to_create_kwargs(
+        {
+            "volumes": {"cache": "/var/cache/app"},
+            "ports": {"80": 8080, "53/udp": "127.0.0.1:5353"},
+            "command": "sh -c 'echo hi'",
+            "entrypoint": ["/bin/sh"],
+            "labels": {"team": "edge"},
+            "devices": ["/dev/ttyUSB0:/dev/ttyUSB0:rwm"],
+            "cap_add": ["NET_ADMIN"],
+            "mem_limit": "512m",
+            "user": "1000:1000",
+            "working_dir": "/app",
+            "log_config": {"type": "json-file", "config": {"max-size": "10m"}},
+        }
+    )
     assert kwargs["volumes"] == ["cache:/var/cache/app:rw"]
     assert kwargs["ports"] == {"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353)}
     assert kwargs["command"] == ["sh", "-c", "echo hi"]
@@ -62,29 +70,32 @@ def test_all_other_keys():
     assert kwargs["log_config"] == {"type": "json-file", "config": {"max-size": "10m"}}
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"hostname": "x"}, "hostname"),
-    ({"environment": "A='unterminated"}, "environment"),
-    ({"environment": "1A=x"}, "environment"),
-    ({"environment": 5}, "environment"),
-    ({"binds": ["relative:/x"]}, "binds"),
-    ({"binds": ["/a:b"]}, "binds"),
-    ({"binds": "/a:/b"}, "binds"),
-    ({"volumes": ["/abs:/x"]}, "volumes"),
-    ({"ports": {"http": 80}}, "ports"),
-    ({"ports": {"80": 70000}}, "ports"),
-    ({"network_mode": "host net"}, "network_mode"),
-    ({"restart_policy": "sometimes"}, "restart_policy"),
-    ({"privileged": "yes"}, "privileged"),
-    ({"command": []}, "command"),
-    ({"labels": {"io.berth.release": "1"}}, "labels"),
-    ({"devices": ["ttyUSB0"]}, "devices"),
-    ({"cap_add": ["net admin"]}, "cap_add"),
-    ({"mem_limit": "lots"}, "mem_limit"),
-    ({"user": "a b"}, "user"),
-    ({"working_dir": "app"}, "working_dir"),
-    ({"log_config": {"driver": "json-file"}}, "log_config"),
-])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"hostname": "x"}, "hostname"),
+        ({"environment": "A='unterminated"}, "environment"),
+        ({"environment": "1A=x"}, "environment"),
+        ({"environment": 5}, "environment"),
+        ({"binds": ["relative:/x"]}, "binds"),
+        ({"binds": ["/a:b"]}, "binds"),
+        ({"binds": "/a:/b"}, "binds"),
+        ({"volumes": ["/abs:/x"]}, "volumes"),
+        ({"ports": {"http": 80}}, "ports"),
+        ({"ports": {"80": 70000}}, "ports"),
+        ({"network_mode": "host net"}, "network_mode"),
+        ({"restart_policy": "sometimes"}, "restart_policy"),
+        ({"privileged": "yes"}, "privileged"),
+        ({"command": []}, "command"),
+        ({"labels": {"io.berth.release": "1"}}, "labels"),
+        ({"devices": ["ttyUSB0"]}, "devices"),
+        ({"cap_add": ["net admin"]}, "cap_add"),
+        ({"mem_limit": "lots"}, "mem_limit"),
+        ({"user": "a b"}, "user"),
+        ({"working_dir": "app"}, "working_dir"),
+        ({"log_config": {"driver": "json-file"}}, "log_config"),
+    ],
+)
 def test_bad_values_are_reported_by_field(params, field):
     errors = validate(params)
     assert list(errors) == [field]
