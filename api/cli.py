@@ -8,6 +8,7 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
+from api import audit
 from api.extensions import db
 from api.models import TOKEN_SCOPES, Account, ApiToken, Device, User
 from api.tokens import create_token
@@ -97,6 +98,12 @@ def tokens_create(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    audit.record(
+        "token.create",
+        account_id=user.account_id,
+        target=f"token:{token.id}",
+        details={"scope": token.scope, "name": token.name, "by": "cli"},
+    )
     db.session.commit()
     click.echo(
         f"created token {token.id} (scope {token.scope}) for {user.email}; it is shown only once:"
@@ -112,6 +119,12 @@ def tokens_revoke(token_id: int) -> None:
     if token is None:
         raise click.ClickException(f"no token with id {token_id}")
     token.revoke()
+    audit.record(
+        "token.revoke",
+        account_id=token.account_id,
+        target=f"token:{token.id}",
+        details={"by": "cli"},
+    )
     db.session.commit()
     click.echo(f"revoked token {token.id}")
 

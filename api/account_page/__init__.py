@@ -15,6 +15,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms.fields.choices import SelectChoice
 
+from api import audit
 from api.account_page.forms import CreateTokenForm, LoginForm, LogoutForm, RevokeTokenForm
 from api.extensions import db
 from api.models import ApiToken, Device, User
@@ -80,10 +81,21 @@ def login():
         if user is not None and user.check_password(form.password.data):
             session.clear()
             session["user_id"] = user.id
+            audit.record(
+                "login", account_id=user.account_id, user_id=user.id, user_email=user.email
+            )
+            db.session.commit()
             log.info("account page: user %s logged in", user.id)
             return redirect(url_for("account_page.index"))
         if user is None:
             check_password_hash(_DUMMY_HASH, form.password.data)
+        audit.record(
+            "login.failed",
+            account_id=user.account_id if user is not None else None,
+            user_id=user.id if user is not None else None,
+            details={"email": email[:254]},
+        )
+        db.session.commit()
         log.info("account page: failed login")
         error = "Wrong email or password."
     status = 400 if form.is_submitted() else 200
@@ -124,6 +136,12 @@ def create():
         form.scope.errors = [str(exc)]
         db.session.rollback()
         return _page(create_form=form, status=400)
+    audit.record(
+        "token.create",
+        account_id=g.user.account_id,
+        target=f"token:{row.id}",
+        details={"scope": row.scope, "name": row.name, "device": row.device_id},
+    )
     db.session.commit()
     log.info("account page: user %s created token %s (scope %s)", g.user.id, row.id, row.scope)
     return _page(new_token=plaintext, new_token_row=row, status=201)
@@ -141,6 +159,7 @@ def revoke(token_id: int):
     if token is None:
         return _page(status=404)
     token.revoke()
+    audit.record("token.revoke", account_id=g.user.account_id, target=f"token:{token.id}")
     db.session.commit()
     log.info("account page: user %s revoked token %s", g.user.id, token.id)
     return redirect(url_for("account_page.index"))

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from api import audit
 from api.errors import ApiError, Conflict, PermissionDenied
 from api.execute.commands import Command
 from api.execute.models import ExecuteJob, settings_for
@@ -60,6 +61,13 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
     for attempt in range(5):
         job = ExecuteJob(jid=new_jid(), **values)
         db.session.add(job)
+        audit.record(
+            "execute",
+            account_id=device.account_id,
+            device_id=device.id,
+            target=f"job:{job.jid}",
+            details={"function": command.fun, "arg": command.arg, "kwarg": command.kwarg},
+        )
         try:
             db.session.commit()
             break

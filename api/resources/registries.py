@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, g
 from sqlalchemy import func, select
 
+from api import audit
 from api.auth import require_token
 from api.errors import Conflict
 from api.extensions import db
@@ -93,6 +94,8 @@ def create_registry():
     _apply(registry, values)
     db.session.add(registry)
     enqueue_registry_login(g.account.id)
+    db.session.flush()
+    audit.record("registry.create", target=f"registry:{registry.id}", details={"url": registry.url})
     db.session.commit()
     log.info("registry %s (%s) created in account %s", registry.id, registry.url, g.account.id)
     return serialize_registry(registry), 201
@@ -112,6 +115,9 @@ def update_registry(registry_id: int):
     _apply(registry, values)
     if values:
         enqueue_registry_login(g.account.id)
+        audit.record(
+            "registry.update", target=f"registry:{registry.id}", details={"fields": sorted(values)}
+        )
     db.session.commit()
     log.info("registry %s updated: %s", registry.id, ", ".join(sorted(values)) or "nothing")
     return serialize_registry(registry)
@@ -129,6 +135,7 @@ def delete_registry(registry_id: int):
             f"This registry is used by {used} release container(s); delete those releases first."
         )
     db.session.delete(registry)
+    audit.record("registry.delete", target=f"registry:{registry_id}")
     db.session.commit()
     log.info("registry %s deleted", registry_id)
     return no_content()

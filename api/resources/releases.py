@@ -17,6 +17,7 @@ from flask import Blueprint, g, request
 from sqlalchemy import Row, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
+from api import audit
 from api.auth import require_token
 from api.bulk import id_rows
 from api.errors import Conflict, NotFound, ValidationError
@@ -401,6 +402,11 @@ def create_release(project_id: int):
     # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
     _list_devices(release, device_ids)
     queue_release(release, devices)
+    audit.record(
+        "release.create",
+        target=f"release:{release.id}",
+        details={"project": project.id, "version": release.version, "devices": len(device_ids)},
+    )
     _commit(release.version)
     log.info(
         "release %s (%s, version %s) created in project %s for %d device(s)",
@@ -438,6 +444,11 @@ def update_release(project_id: int, release_id: int):
         release.version = values["version"]
     if "devices" in values:
         _set_devices(release, values["devices"])
+    audit.record(
+        "release.update",
+        target=f"release:{release.id}",
+        details={"project": project.id, "fields": sorted(values)},
+    )
     _commit(release.version)
     return serialize_release(release)
 
@@ -447,6 +458,7 @@ def update_release(project_id: int, release_id: int):
 def delete_release(project_id: int, release_id: int):
     _, release = _release_of(project_id, release_id)
     unlist_devices([release.id])
+    audit.record("release.delete", target=f"release:{release_id}", details={"project": project_id})
     db.session.delete(release)
     db.session.commit()
     log.info("release %s deleted", release_id)

@@ -1,0 +1,147 @@
+"""``GET /audit/``: the account's audit log, newest first (token scope ``user``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, g, request
+from sqlalchemy import select
+
+from api.audit.log import AuditEntry
+from api.auth import require_token
+from api.errors import ValidationError
+from api.models.types import isoformat
+from api.pagination import paginate
+
+bp = Blueprint("audit", __name__)
+
+
+def serialize_entry(entry: AuditEntry) -> dict:
+    return {
+        "id": entry.id,
+        "at": isoformat(entry.at),
+        "action": entry.action,
+        "user": entry.user_id,
+        "user_email": entry.user_email,
+        "token": entry.token_id,
+        "client_address": entry.client_address,
+        "device": entry.device_id,
+        "target": entry.target,
+        "details": entry.details or {},
+    }
+
+
+def _time_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError({name: ["Datetime has wrong format. Use ISO-8601."]}) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@bp.get("/audit/")
+@require_token("user")
+def list_audit():
+    """The account's audit log, newest first; filters action, device, user, since, until."""
+    stmt = select(AuditEntry).where(AuditEntry.account_id == g.account.id)
+    if request.args.get("action"):
+        stmt = stmt.where(AuditEntry.action == request.args["action"])
+    if request.args.get("device"):
+        stmt = stmt.where(AuditEntry.device_id == request.args["device"])
+    if request.args.get("user"):
+        raw = request.args["user"]
+        if not raw.isdigit() or int(raw) > 2**31 - 1:
+            raise ValidationError({"user": ["A valid integer is required."]})
+        stmt = stmt.where(AuditEntry.user_id == int(raw))
+    since, until = _time_arg("since"), _time_arg("until")
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
+    return paginate(stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()), serialize_entry)
+
+
+def _query(name: str, description: str, schema: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or {"type": "string"},
+        "description": description,
+    }
+
+
+SCHEMAS = {
+    "AuditEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "action": {"type": "string", "example": "release.create"},
+            "user": {"type": ["integer", "null"]},
+            "user_email": {"type": ["string", "null"]},
+            "token": {
+                "type": ["integer", "null"],
+                "description": "API token id (never the token).",
+            },
+            "client_address": {"type": ["string", "null"]},
+            "device": {"type": ["string", "null"]},
+            "target": {"type": ["string", "null"], "example": "release:7"},
+            "details": {"type": "object", "description": "What changed; never a secret."},
+        },
+    },
+    "AuditPage": {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "next": {"type": ["string", "null"]},
+            "previous": {"type": ["string", "null"]},
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+        },
+    },
+}
+
+PATHS = {
+    "/audit/": {
+        "get": {
+            "tags": ["audit"],
+            "summary": "The account's audit log (append-only), newest first",
+            "description": "Who (user, token id, client address) did what and when: logins and failed "
+            "logins, tokens and enrollment tokens created/revoked, releases created/changed/deleted, "
+            "rollout actions, execute (function, arguments, device), registries changed. Rows outlive "
+            "the device or user they name and never hold secrets. Token scope: user.",
+            "security": [{"APIToken": []}],
+            "parameters": [
+                _query("action", "Only this action, e.g. release.create, execute, login.failed."),
+                _query("device", "Only rows about this device id."),
+                _query("user", "Only rows by this user id.", {"type": "integer"}),
+                _query(
+                    "since",
+                    "From this time on (ISO-8601).",
+                    {"type": "string", "format": "date-time"},
+                ),
+                _query(
+                    "until",
+                    "Before this time (ISO-8601).",
+                    {"type": "string", "format": "date-time"},
+                ),
+                _query("page", "Page number.", {"type": "integer", "minimum": 1}),
+                _query("page_size", "Rows per page (max 1000).", {"type": "integer", "minimum": 1}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of audit entries.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/AuditPage"}}
+                    },
+                },
+                "400": {"description": "A bad filter (field -> messages)."},
+                "401": {"description": "Missing, invalid, revoked or expired token."},
+                "403": {"description": "Not a user token."},
+            },
+        }
+    }
+}

@@ -1,0 +1,140 @@
+"""The audit log: every audited action leaves a row (who, what, when, from where), rows never
+hold secrets, survive the device/user they name, are append-only, and GET /audit/ shows an
+account only its own rows."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from api.audit import AuditEntry, record
+from api.extensions import db
+
+pytestmark = pytest.mark.db
+
+SEED_CONTAINER = {
+    "name": "curveball",
+    "image": "curveball",
+    "tag": "delta-base-r0.0.0.1",
+    "startup_parameters": {"binds": ["/home/balenaEngine/data:/opt/data"]},
+}
+
+
+def audit(client, headers, **params):
+    resp = client.get("/audit/", headers=headers, query_string=params)
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+def test_release_and_registry_changes_are_audited_without_secrets(
+    client, user_token, device, account
+):
+    resp = client.post(
+        "/docker/registries/",
+        json={
+            "name": "r",
+            "url": "registry.example:5000",
+            "username": "u",
+            "password": "hunter2-secret",
+        },
+        headers=user_token.headers,
+    )
+    assert resp.status_code == 201
+    registry = resp.json["id"]
+    client.patch(
+        f"/docker/registries/{registry}/",
+        json={"password": "other-secret"},
+        headers=user_token.headers,
+    )
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=user_token.headers).json[
+        "id"
+    ]
+    resp = client.post(
+        f"/docker/projects/{project}/releases/",
+        json={"version": "1", "devices": [device.id], "containers": [SEED_CONTAINER]},
+        headers=user_token.headers,
+    )
+    assert resp.status_code == 201, resp.json
+    release = resp.json["id"]
+    assert (
+        client.patch(
+            f"/docker/projects/{project}/releases/{release}/",
+            json={"devices": []},
+            headers=user_token.headers,
+        ).status_code
+        == 200
+    )
+    assert (
+        client.delete(
+            f"/docker/projects/{project}/releases/{release}/", headers=user_token.headers
+        ).status_code
+        == 204
+    )
+
+    page = audit(client, user_token.headers)
+    actions = [r["action"] for r in page["results"]]
+    assert actions == [
+        "release.delete",
+        "release.update",
+        "release.create",
+        "registry.update",
+        "registry.create",
+    ]
+    for row in page["results"]:
+        assert row["token"] == user_token.id
+        assert row["client_address"] == "127.0.0.1"
+        assert row["at"].endswith("Z")
+    assert page["results"][2]["target"] == f"release:{release}"
+    assert page["results"][3]["details"] == {"fields": ["password"]}
+    text = json.dumps(page)
+    assert "hunter2-secret" not in text and "other-secret" not in text
+    assert audit(client, user_token.headers, action="release.create")["count"] == 1
+
+
+def test_another_account_sees_none_of_it_and_filters_work(
+    client, api_factory, user_token, device, app
+):
+    with app.app_context():
+        record(
+            "execute",
+            account_id=user_token.account_id,
+            device_id=device.id,
+            details={"function": "test.ping"},
+        )
+        record("login", account_id=user_token.account_id, user_id=None)
+        db.session.commit()
+    other = api_factory.token("user")
+    assert audit(client, other.headers)["count"] == 0
+    assert audit(client, user_token.headers, device=device.id)["count"] == 1
+    assert audit(client, user_token.headers, since="2000-01-01T00:00:00Z")["count"] == 2
+    assert audit(client, user_token.headers, until="2000-01-01T00:00:00Z")["count"] == 0
+    resp = client.get("/audit/", headers=user_token.headers, query_string={"since": "yesterday"})
+    assert resp.status_code == 400 and "since" in resp.json
+    resp = client.get("/audit/", headers=user_token.headers, query_string={"user": "x"})
+    assert resp.status_code == 400 and "user" in resp.json
+    assert client.get("/audit/").status_code == 401
+
+
+def test_rows_survive_the_device_and_are_append_only(client, app, user_token, device):
+    assert client.delete(f"/devices/{device.id}/", headers=user_token.headers).status_code == 204
+    with app.app_context():
+        record(
+            "execute",
+            account_id=user_token.account_id,
+            device_id=device.id,
+            details={"token": "s3cr3t", "arg": [{"password": "p"}]},
+        )
+        db.session.commit()
+        row = db.session.scalars(sa.select(AuditEntry)).one()
+        assert row.details == {"token": "***", "arg": [{"password": "***"}]}
+        with pytest.raises(sa.exc.DBAPIError):
+            db.session.execute(sa.update(AuditEntry).values(action="nothing happened"))
+            db.session.commit()
+        db.session.rollback()
+    assert audit(client, user_token.headers, device=device.id)["results"][0]["action"] == "execute"
+
+
+def test_audit_is_in_the_openapi_document(client):
+    doc = client.get("/openapi.json").json
+    op = doc["paths"]["/audit/"]["get"]
+    assert {p["name"] for p in op["parameters"]} >= {"action", "device", "user", "since", "until"}
