@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template
 
+from berth.contract import DeploymentState
+
 bp = Blueprint("openapi", __name__, template_folder="templates")
 
 _EXTENSION_KEY = "berth_openapi"
@@ -358,7 +360,7 @@ SCHEMAS: dict[str, Any] = {
             "release": {"type": "integer"},
             "device": {"type": "string"},
             "unit_id": {"type": "string"},
-            "status": {"enum": ["queued", "applying", "succeeded", "failed", "superseded"]},
+            "status": {"enum": list(DeploymentState)},
             "error": {"type": ["string", "null"]},
             "attempts": {"type": "integer"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},

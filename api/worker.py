@@ -29,6 +29,7 @@ from api.extensions import db
 from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
 from api.salt_client import SaltApiClient, SaltApiError, current_client
+from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
     jobs = db.session.scalars(
         select(ExecuteJob)
         .where(
-            ExecuteJob.state == "PENDING",
+            ExecuteJob.state == ExecuteJobState.PENDING,
             or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now),
         )
         .order_by(ExecuteJob.id)
@@ -149,7 +150,7 @@ def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
     finished = 0
     for job in jobs:
         execute_service.refresh(client, job)
-        finished += job.state != "PENDING"
+        finished += job.state != ExecuteJobState.PENDING
     return finished
 
 

@@ -51,6 +51,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 from werkzeug.wrappers import Request, Response
 
+from berth.contract import ExecuteJobState
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -252,7 +254,9 @@ class LocalAPI:
             command,
             response["retcode"],
         )
-        return _json(200, {"jid": jid, "state": "COMMAND_EXECUTED", "response": response})
+        return _json(
+            200, {"jid": jid, "state": ExecuteJobState.COMMAND_EXECUTED, "response": response}
+        )
 
     # --- running a command ---------------------------------------------------
 

@@ -47,7 +47,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-RESERVED_LABEL_PREFIX = "io.berth."
+from berth.contract import RESERVED_LABEL_PREFIX
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAMED_VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -16,8 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from api.crypto import derive_key
 from api.extensions import db
 from api.models.types import UTCDateTime, utcnow
-
-JOB_STATES = ("PENDING", "COMMAND_EXECUTED", "TIMEOUT")
+from berth.contract import ExecuteJobState
 
 
 class ExecuteJob(db.Model):
@@ -25,7 +24,9 @@ class ExecuteJob(db.Model):
 
     __tablename__ = "execute_jobs"
     __table_args__ = (
-        CheckConstraint("state IN ('PENDING', 'COMMAND_EXECUTED', 'TIMEOUT')", name="state"),
+        CheckConstraint(
+            f"state IN ({', '.join(repr(s.value) for s in ExecuteJobState)})", name="state"
+        ),
         Index("ix_execute_jobs_state_deadline", "state", "deadline"),
     )
 
@@ -39,7 +40,7 @@ class ExecuteJob(db.Model):
     fun: Mapped[str] = mapped_column(String(255))
     arg: Mapped[list[Any]] = mapped_column(JSON, default=list)
     kwarg: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    state: Mapped[str] = mapped_column(String(16), default=ExecuteJobState.PENDING.value)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     callback_timeout: Mapped[int] = mapped_column(default=120)
@@ -59,7 +60,7 @@ class ExecuteJob(db.Model):
                 "fun_args": fun_args,
                 "return": None,
                 "retcode": None,
-                "success": False if self.state == "TIMEOUT" else None,
+                "success": False if self.state == ExecuteJobState.TIMEOUT else None,
             }
         return {
             "jid": self.jid,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from berth.contract import ExecuteJobState
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -82,7 +84,7 @@ SCHEMAS = {
         "properties": {
             "jid": {"type": "string"},
             "device_id": {"type": "string"},
-            "state": {"type": "string", "enum": ["PENDING", "COMMAND_EXECUTED", "TIMEOUT"]},
+            "state": {"type": "string", "enum": list(ExecuteJobState)},
             "response": {
                 "type": "object",
                 "properties": {

@@ -17,6 +17,7 @@ from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
 from api.salt_client import SaltApiClient, SaltApiError, SaltApiTimeout, new_jid
+from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,12 @@ def _forget(job: ExecuteJob) -> None:
     db.session.commit()
 
 
-def _finish(job: ExecuteJob, state: str, response: dict | None) -> bool:
+def _finish(job: ExecuteJob, state: ExecuteJobState, response: dict | None) -> bool:
     """Move a PENDING job to ``state`` once, even if a poll and the worker race; queue its webhook."""
     now = utcnow()
     changed = db.session.execute(
         update(ExecuteJob)
-        .where(ExecuteJob.id == job.id, ExecuteJob.state == "PENDING")
+        .where(ExecuteJob.id == job.id, ExecuteJob.state == ExecuteJobState.PENDING)
         .values(state=state, response=response, finished_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
@@ -143,7 +144,7 @@ def refresh(client: SaltApiClient | None, job: ExecuteJob) -> ExecuteJob:
 
     If salt-api cannot be asked the job simply stays PENDING (and is asked again later).
     """
-    if job.state != "PENDING":
+    if job.state != ExecuteJobState.PENDING:
         return job
     try:
         if client is None:
@@ -154,7 +155,7 @@ def refresh(client: SaltApiClient | None, job: ExecuteJob) -> ExecuteJob:
         info = None
     ret = info.returns.get(job.unit_id) if info is not None else None
     if ret is not None:
-        _finish(job, "COMMAND_EXECUTED", ret.as_response())
+        _finish(job, ExecuteJobState.COMMAND_EXECUTED, ret.as_response())
     elif utcnow() >= job.deadline:
-        _finish(job, "TIMEOUT", None)
+        _finish(job, ExecuteJobState.TIMEOUT, None)
     return job

@@ -15,6 +15,7 @@ from api.models import Device
 from api.payload import json_body
 from api.resources.common import owned_or_404
 from api.salt_client import SaltApiError, current_client
+from berth.contract import ExecuteJobState
 
 bp = Blueprint("execute", __name__)
 
@@ -73,7 +74,7 @@ def execute_result(device_id: str, jid: str):
     ).one_or_none()
     if job is None:
         raise NotFound()
-    if job.state == "PENDING":
+    if job.state == ExecuteJobState.PENDING:
         try:
             client = current_client()
         except SaltApiError:

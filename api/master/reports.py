@@ -19,10 +19,9 @@ from api.extensions import db
 from api.models import Deployment, Device, Project, Release
 from api.models.types import utcnow
 from api.validation import FieldError, Validator, integer, string
+from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
 
 log = logging.getLogger(__name__)
-
-OUTCOMES = ("applying", "succeeded", "failed")
 
 
 @dataclass
@@ -37,9 +36,9 @@ class Report:
 
 
 def _outcome(value: Any) -> str:
-    if value not in OUTCOMES:
-        raise FieldError(f'"{value}" is not a valid choice: {", ".join(OUTCOMES)}.')
-    return value
+    if value not in tuple(ReportOutcome):
+        raise FieldError(f'"{value}" is not a valid choice: {", ".join(ReportOutcome)}.')
+    return ReportOutcome(value)
 
 
 def _datetime(value: Any) -> datetime:
@@ -108,19 +107,19 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
     if deployment is None:
         # The device ran a release that no longer lists it (or never got a row): still record what happened.
         deployment = Deployment(
-            release_id=release.id, device_id=device.id, status="queued", attempts=0
+            release_id=release.id, device_id=device.id, status=DeploymentState.QUEUED, attempts=0
         )
         db.session.add(deployment)
     changed = _apply_outcome(deployment, report)
-    if changed and report.outcome == "succeeded":
+    if changed and report.outcome == ReportOutcome.SUCCEEDED:
         db.session.execute(
             update(Deployment)
             .where(
                 Deployment.device_id == device.id,
                 Deployment.release_id < release.id,
-                Deployment.status.in_(("queued", "applying")),
+                Deployment.status.in_(ACTIVE_DEPLOYMENT_STATES),
             )
-            .values(status="superseded")
+            .values(status=DeploymentState.SUPERSEDED)
             .execution_options(synchronize_session=False)
         )
     db.session.commit()
@@ -139,8 +138,8 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
 def _apply_outcome(deployment: Deployment, report: Report) -> bool:
     """Update ``deployment`` from ``report``; False when the report changes nothing."""
     now = utcnow()
-    if report.outcome == "applying":
-        if deployment.status == "applying":
+    if report.outcome == ReportOutcome.APPLYING:
+        if deployment.status == DeploymentState.APPLYING:
             return False
         if (
             report.finished_at
@@ -148,13 +147,13 @@ def _apply_outcome(deployment: Deployment, report: Report) -> bool:
             and report.finished_at <= deployment.finished_at
         ):
             return False  # an "applying" older than the recorded result
-        deployment.status = "applying"
+        deployment.status = DeploymentState.APPLYING
         deployment.attempts = (deployment.attempts or 0) + 1
         deployment.started_at = report.finished_at or now
         deployment.error = None
         deployment.finished_at = None
         return True
-    error = report.error if report.outcome == "failed" else None
+    error = report.error if report.outcome == ReportOutcome.FAILED else None
     finished = report.finished_at or now
     if deployment.status == report.outcome and (deployment.error or None) == (error or None):
         return False  # the same result again (a retried or re-synced report)
@@ -164,9 +163,9 @@ def _apply_outcome(deployment: Deployment, report: Report) -> bool:
         and report.finished_at < deployment.finished_at
     ):
         return False
-    if deployment.status != "applying":
+    if deployment.status != DeploymentState.APPLYING:
         deployment.attempts = (deployment.attempts or 0) + 1
-    deployment.status = report.outcome
+    deployment.status = DeploymentState(report.outcome)
     deployment.error = error
     deployment.finished_at = finished
     if deployment.started_at is None:

@@ -3,8 +3,6 @@
 from api.models.accounts import TOKEN_SCOPES, Account, ApiToken, User
 from api.models.devices import Device
 from api.models.docker import (
-    DEPLOYMENT_STATUSES,
-    FINAL_STATUSES,
     Deployment,
     Project,
     Registry,
@@ -19,8 +17,6 @@ __all__ = [
     "ApiToken",
     "User",
     "Device",
-    "DEPLOYMENT_STATUSES",
-    "FINAL_STATUSES",
     "Deployment",
     "Project",
     "Registry",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
 from api.models.types import UTCDateTime, utcnow
+from berth.contract import DeploymentState
 
 
 def _new_id() -> str:
@@ -34,7 +35,9 @@ class Device(db.Model):
         return list(
             db.session.scalars(
                 select(Deployment.release_id)
-                .where(Deployment.device_id == self.id, Deployment.status == "succeeded")
+                .where(
+                    Deployment.device_id == self.id, Deployment.status == DeploymentState.SUCCEEDED
+                )
                 .order_by(Deployment.release_id)
             )
         )

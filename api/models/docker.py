@@ -23,9 +23,7 @@ from api import crypto
 from api.extensions import db
 from api.models.devices import Device
 from api.models.types import UTCDateTime, utcnow
-
-DEPLOYMENT_STATUSES = ("queued", "applying", "succeeded", "failed", "superseded")
-FINAL_STATUSES = ("succeeded", "failed", "superseded")
+from berth.contract import DeploymentState, fully_qualified_name
 
 
 class Registry(db.Model):
@@ -109,7 +107,9 @@ class Release(db.Model):
         return list(
             db.session.scalars(
                 select(Deployment.device_id)
-                .where(Deployment.release_id == self.id, Deployment.status == "succeeded")
+                .where(
+                    Deployment.release_id == self.id, Deployment.status == DeploymentState.SUCCEEDED
+                )
                 .order_by(Deployment.finished_at, Deployment.device_id)
             )
         )
@@ -139,7 +139,7 @@ class ReleaseContainer(db.Model):
 
     @property
     def fully_qualified_name(self) -> str:
-        return f"deployment-{self.name}-{self.release_id}"
+        return fully_qualified_name(self.name, self.release_id)
 
 
 class Deployment(db.Model):
@@ -149,7 +149,7 @@ class Deployment(db.Model):
     __table_args__ = (
         UniqueConstraint("release_id", "device_id"),
         CheckConstraint(
-            "status IN ('queued', 'applying', 'succeeded', 'failed', 'superseded')", name="status"
+            f"status IN ({', '.join(repr(s.value) for s in DeploymentState)})", name="status"
         ),
         Index("ix_deployments_device_id_status", "device_id", "status"),
     )
@@ -158,7 +158,7 @@ class Deployment(db.Model):
     # No index of its own: uq_deployments_release_id (release_id, device_id) serves release_id lookups.
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(12), default="queued")
+    status: Mapped[str] = mapped_column(String(12), default=DeploymentState.QUEUED.value)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

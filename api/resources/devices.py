@@ -18,6 +18,7 @@ from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
 from api.validation import MISSING, FieldError, Validator, string
+from berth.contract import DeploymentState
 
 bp = Blueprint("devices", __name__)
 log = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ def serialize_devices(devices: list[Device]) -> list[dict]:
     if devices:
         rows = db.session.execute(
             select(Deployment.device_id, Deployment.release_id)
-            .where(Deployment.device_id.in_(list(succeeded)), Deployment.status == "succeeded")
+            .where(
+                Deployment.device_id.in_(list(succeeded)),
+                Deployment.status == DeploymentState.SUCCEEDED,
+            )
             .order_by(Deployment.release_id)
         )
         for device_id, release_id in rows:
@@ -114,7 +118,8 @@ _DEVICE_WITH_RELEASES = (
     .join_from(
         _devices,
         _deployments,
-        (_deployments.c.device_id == _devices.c.id) & (_deployments.c.status == "succeeded"),
+        (_deployments.c.device_id == _devices.c.id)
+        & (_deployments.c.status == DeploymentState.SUCCEEDED),
         isouter=True,
     )
     .where(

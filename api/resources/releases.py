@@ -49,6 +49,7 @@ from api.validation import (
     string,
 )
 from berth import startup_params
+from berth.contract import DeploymentState
 
 bp = Blueprint("releases", __name__)
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ def serialize_releases(releases: list[Release]) -> list[dict]:
     if releases:
         rows = db.session.execute(
             select(Deployment.release_id, Deployment.device_id)
-            .where(Deployment.release_id.in_(list(succeeded)), Deployment.status == "succeeded")
+            .where(
+                Deployment.release_id.in_(list(succeeded)),
+                Deployment.status == DeploymentState.SUCCEEDED,
+            )
             .order_by(Deployment.finished_at, Deployment.device_id)
         )
         for release_id, device_id in rows:

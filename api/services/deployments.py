@@ -30,10 +30,10 @@ from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
 from api.models.types import utcnow
 from api.outbox import enqueue_release_notification
+from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATUSES = ("queued", "applying")
 _deployments = Deployment.__table__
 
 
@@ -70,8 +70,11 @@ def deployments_of(release_id: int):
     derived = select(
         rd.c.device_id,
         case(
-            (_listed_by_newer(release_id, rd.c.device_id), literal("superseded")),
-            else_=literal("queued"),
+            (
+                _listed_by_newer(release_id, rd.c.device_id),
+                literal(DeploymentState.SUPERSEDED.value),
+            ),
+            else_=literal(DeploymentState.QUEUED.value),
         ),
         null(),
         literal(0),
@@ -139,25 +142,31 @@ def _update_stored(release: Release, device_set, now) -> None:
     if db.session.scalar(select(exists().where(_deployments.c.release_id == release.id))):
         db.session.execute(
             update(_deployments)
-            .where(*this_release, _deployments.c.status.in_(ACTIVE_STATUSES), newer)
-            .values(status="superseded", updated=now)
+            .where(*this_release, _deployments.c.status.in_(ACTIVE_DEPLOYMENT_STATES), newer)
+            .values(status=DeploymentState.SUPERSEDED, updated=now)
         )
         db.session.execute(
             update(_deployments)
             .where(*this_release, ~newer)
-            .values(status="queued", error=None, started_at=None, finished_at=None, updated=now)
+            .values(
+                status=DeploymentState.QUEUED,
+                error=None,
+                started_at=None,
+                finished_at=None,
+                updated=now,
+            )
         )
     # Only unfinished deployments are touched: found through the status index, they are few
     # (devices applying right now, or queued again), whatever the size of the fleet.
     db.session.execute(
         update(_deployments)
         .where(
-            _deployments.c.status.in_(ACTIVE_STATUSES),
+            _deployments.c.status.in_(ACTIVE_DEPLOYMENT_STATES),
             _deployments.c.release_id < release.id,
             in_set,
             ~newer,
         )
-        .values(status="superseded", updated=now)
+        .values(status=DeploymentState.SUPERSEDED, updated=now)
     )
     # The statements above bypass the ORM: reload any deployment the session holds.
     for obj in list(db.session.identity_map.values()):
@@ -204,15 +213,18 @@ def unlist_devices(release_ids: Sequence[int], device_ids: Sequence[str] | None 
     started = set(
         db.session.scalars(
             select(dep.c.device_id).where(
-                *theirs, dep.c.status.in_(("applying", "succeeded", "failed"))
+                *theirs,
+                dep.c.status.in_(
+                    (DeploymentState.APPLYING, DeploymentState.SUCCEEDED, DeploymentState.FAILED)
+                ),
             )
         )
     )
-    db.session.execute(delete(dep).where(*theirs, dep.c.status == "queued"))
+    db.session.execute(delete(dep).where(*theirs, dep.c.status == DeploymentState.QUEUED))
     db.session.execute(
         update(dep)
-        .where(*theirs, dep.c.status == "applying")
-        .values(status="superseded", updated=utcnow())
+        .where(*theirs, dep.c.status == DeploymentState.APPLYING)
+        .values(status=DeploymentState.SUPERSEDED, updated=utcnow())
     )
     log.info(
         "release(s) %s: %d device(s) taken off: %s",
@@ -245,7 +257,9 @@ def unlist_devices(release_ids: Sequence[int], device_ids: Sequence[str] | None 
     requeue: dict[int, list[tuple[str, str]]] = {}
     for device_id, target in moving.items():
         status = stored.get(device_id)
-        if status in ACTIVE_STATUSES or (status == "succeeded" and device_id not in started):
+        if status in ACTIVE_DEPLOYMENT_STATES or (
+            status == DeploymentState.SUCCEEDED and device_id not in started
+        ):
             continue
         requeue.setdefault(target, []).append((device_id, unlisted[device_id].unit_id))
     for target, devices_of_target in sorted(requeue.items()):

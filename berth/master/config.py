@@ -10,6 +10,8 @@ import sys
 
 import yaml
 
+from berth.contract import EventTag
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +38,7 @@ def master_options(
         },
         "pillar_cache": False,
         "reactor": [
-            {"berth/release/result": ["salt://reactor/release_result.sls"]},
+            {EventTag.RELEASE_RESULT.value: ["salt://reactor/release_result.sls"]},
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
         ],
         "schedule": {"berth-flush": {"function": "berth.flush", "seconds": int(flush_seconds)}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from berth.contract import AppliedReleaseState, ReportOutcome
 from berth.master.apiclient import ApiClient, ApiError
 from berth.master.spool import Spool
 
@@ -40,16 +41,16 @@ def status_to_result(status) -> dict | None:
     if not isinstance(status, dict) or status.get("release_id") in (None, ""):
         return None
     state = status.get("state")
-    if state == "running":
-        outcome, error = "succeeded", None
-    elif state == "degraded":
+    if state == AppliedReleaseState.RUNNING:
+        outcome, error = ReportOutcome.SUCCEEDED, None
+    elif state == AppliedReleaseState.DEGRADED:
         stopped = [
             c.get("fully_qualified_name")
             for c in status.get("containers") or []
             if c.get("version_hash") == status.get("version_hash") and c.get("status") != "running"
         ]
         outcome, error = (
-            "failed",
+            ReportOutcome.FAILED,
             "release containers not running: " + (", ".join(filter(None, stopped)) or "missing"),
         )
     else:

@@ -9,12 +9,14 @@ oldest first.
 import logging
 import time
 
+from berth.contract import EventTag
+
 from .sender import Sender, drain
 from .spool import SpoolError
 
 log = logging.getLogger(__name__)
 
-RECORD_TAG = "berth/logbook/record"
+RECORD_TAG = EventTag.LOGBOOK_RECORD.value
 CONFIG_KEYS = ("url", "token", "device_id")
 
 

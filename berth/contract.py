@@ -1,0 +1,116 @@
+"""The words the parts of Berth exchange: the one place each of them is spelled.
+
+Imported by the API (``api/``), the master-side code (``berth/master/``), the device's
+release engine (``berth/release/``) and the Salt loader modules. It depends on the
+standard library only, so a device can import it without the API's dependencies.
+
+Every member is a ``StrEnum``: it compares equal to, serialises as and is stored as
+its plain string, so databases, events and JSON bodies carry the same bytes as before.
+``tests/unit/test_contract.py`` fails when a deployment state or an event tag is
+spelled as a string literal anywhere else in the product code.
+
+To add a word: add the member here, then follow docs/architecture.md "Where to change what".
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeploymentState(StrEnum):
+    """``deployments.status``: where one release stands on one device."""
+
+    QUEUED = "queued"
+    APPLYING = "applying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+#: A deployment the device still has to act on (or is acting on).
+ACTIVE_DEPLOYMENT_STATES = (DeploymentState.QUEUED, DeploymentState.APPLYING)
+#: A deployment that will not change again unless the release is queued again.
+FINAL_DEPLOYMENT_STATES = (
+    DeploymentState.SUCCEEDED,
+    DeploymentState.FAILED,
+    DeploymentState.SUPERSEDED,
+)
+
+
+class RolloutState(StrEnum):
+    """Where a staged rollout of one release stands (owned by the rollouts work; empty until then)."""
+
+
+class ReleaseOutcome(StrEnum):
+    """``outcome`` of an apply, as the device reports it (event ``berth/release/result``)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    #: ``docker.release_apply`` only: the release was already applied and running.
+    UNCHANGED = "unchanged"
+
+
+class ReportOutcome(StrEnum):
+    """``outcome`` accepted by ``POST /master/deployments/report/``."""
+
+    APPLYING = "applying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AppliedReleaseState(StrEnum):
+    """``state`` of ``docker.release_status``: the release a device last applied, as it is now."""
+
+    #: no release applied yet
+    NONE = "none"
+    #: an apply is in progress, or died and will be recovered
+    INTERRUPTED = "interrupted"
+    RUNNING = "running"
+    #: a container of the applied release is not running
+    DEGRADED = "degraded"
+
+
+class ExecuteJobState(StrEnum):
+    """``execute_jobs.state``: the remote-command job's life (``/execute/`` API)."""
+
+    PENDING = "PENDING"
+    COMMAND_EXECUTED = "COMMAND_EXECUTED"
+    TIMEOUT = "TIMEOUT"
+
+
+class LoginOutcome(StrEnum):
+    """Per registry, what ``docker.registries`` / ``docker.login`` did; any other value is the error."""
+
+    LOGGED_IN = "logged in"
+    ALREADY_LOGGED_IN = "already logged in"
+
+    @classmethod
+    def succeeded(cls, value: object) -> bool:
+        return value in (cls.LOGGED_IN, cls.ALREADY_LOGGED_IN)
+
+
+class EventTag(StrEnum):
+    """Salt event tags Berth fires or reacts to."""
+
+    #: device -> master after every real apply that did something or failed
+    RELEASE_RESULT = "berth/release/result"
+    #: device-local: one logbook sample (or ``{"records": [...]}``) to ship
+    LOGBOOK_RECORD = "berth/logbook/record"
+
+
+class Label(StrEnum):
+    """Docker labels Berth puts on the containers it creates."""
+
+    PROJECT = "io.berth.project"
+    RELEASE = "io.berth.release"
+    VERSION_HASH = "io.berth.version_hash"
+    NAME = "io.berth.name"
+
+
+#: Keys starting with this are Berth's (``Label``); a release may not set them.
+RESERVED_LABEL_PREFIX = "io.berth."
+
+
+def fully_qualified_name(name: str, release_id: int | str) -> str:
+    """The container name a release container runs as on the device."""
+    return f"deployment-{name}-{release_id}"
