@@ -28,7 +28,7 @@ CORE_BLUEPRINTS = (
     "api.account_page",
 )
 # Packages other parts of Berth add; each exposes ``init_app(app)``.
-FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook", "api.audit")
+FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook", "api.audit", "api.security")
 
 
 class AccountPageSessions(SecureCookieSessionInterface):

@@ -61,7 +61,7 @@ class AuthToken:
     """The authenticated token (``g.token``): a read-only snapshot, not a session object."""
 
     id: int
-    account_id: int
+    account_id: int | None  # None for a platform token (scope "platform")
     user_id: int | None
     name: str
     scope: str
@@ -79,8 +79,20 @@ def _load_token(digest: str) -> tuple[AuthToken, AuthAccount] | None:
     return token, AuthAccount(row.account_id, row.account_name)
 
 
-def authenticate() -> tuple[AuthToken, AuthAccount]:
-    """The request's valid token and its account, or :class:`AuthenticationFailed`."""
+def _load_platform_token(digest: str) -> tuple[AuthToken, None] | None:
+    from api.security import platform
+
+    row = platform.find(digest)
+    if row is None:
+        return None
+    return AuthToken(
+        row.id, None, None, row.name, platform.SCOPE, None, None, False, row.last_used
+    ), None
+
+
+def authenticate() -> tuple[AuthToken, AuthAccount | None]:
+    """The request's valid token and its account (None for a platform token), or
+    :class:`AuthenticationFailed`."""
     header = request.headers.get("Authorization", "")
     parts = header.split()
     if not parts or parts[0].lower() != KEYWORD:
@@ -89,7 +101,12 @@ def authenticate() -> tuple[AuthToken, AuthAccount]:
         raise AuthenticationFailed("Invalid token header. No credentials provided.")
     if len(parts) > 2:
         raise AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
-    found = _load_token(token_digest(parts[1]))
+    digest = token_digest(parts[1])
+    found = _load_token(digest)
+    if found is None:
+        found = _load_platform_token(digest)
+        if found is not None:
+            return found
     if found is None or found[0].revoked:
         raise AuthenticationFailed("Invalid token.")
     token, account = found
@@ -106,11 +123,12 @@ def require_token(*scopes: str) -> Callable:
     """Decorator: the request needs a valid token of one of ``scopes`` (default: ``user``).
 
     Sets ``g.token`` (:class:`AuthToken`), ``g.account`` (:class:`AuthAccount`; use
-    ``g.account.id`` in queries) and, for device-scope tokens, ``g.device`` (the
-    ORM :class:`~api.models.Device`, else ``None``).
+    ``g.account.id`` in queries; None for scope ``platform``, the operator's master
+    credential for every account, docs/security.md) and, for device-scope tokens,
+    ``g.device`` (the ORM :class:`~api.models.Device`, else ``None``).
     """
     scopes = scopes or ("user",)
-    unknown = set(scopes) - set(TOKEN_SCOPES)
+    unknown = set(scopes) - set(TOKEN_SCOPES) - {"platform"}
     if unknown:
         raise ValueError(f"unknown token scopes: {sorted(unknown)}")
 

@@ -26,4 +26,6 @@ def __virtual__():
 def ext_pillar(minion_id, pillar, **kwargs):  # pylint: disable=unused-argument
     conf = dict(__opts__.get("berth_api") or {})
     conf.update(kwargs)
-    return release_pillar(conf, minion_id)
+    # The minion's grains come with every pillar request: an enrollment token among them
+    # (grain berth_enrollment_token) lets a new minion join its account (docs/security.md).
+    return release_pillar(conf, minion_id, grains=__opts__.get("grains"))

@@ -11,11 +11,11 @@ from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from api import audit
 from api.execute.models import settings_for_update
 from api.extensions import db
 from api.models import Account
-
-_PATTERN_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.*?[]!")
+from berth import execpolicy
 
 
 def _account(name: str) -> Account:
@@ -31,33 +31,56 @@ def _account(name: str) -> Account:
     "--allow",
     "patterns",
     multiple=True,
-    help="A module.function glob, e.g. 'docker.*' (repeatable).",
+    help="An allow-list entry: a module.function glob, optionally followed by globs for its "
+    "positional arguments, e.g. 'docker.*' or 'state.sls docker.release' (repeatable; "
+    "replaces the list).",
 )
 @click.option(
-    "--allow-all", is_flag=True, help="Lift the restriction: every command may be executed."
+    "--allow-all",
+    is_flag=True,
+    help="Every function may be executed (keyword arguments stay limited to the safe set).",
 )
+@click.option("--default", "use_default", is_flag=True, help="Back to the safe default.")
 @with_appcontext
-def commands_command(name: str, patterns: tuple[str, ...], allow_all: bool) -> None:
-    """Show or set which commands account NAME's tokens may execute."""
+def commands_command(
+    name: str, patterns: tuple[str, ...], allow_all: bool, use_default: bool
+) -> None:
+    """Show or set which commands account NAME's tokens may execute (docs/security.md)."""
     account = _account(name)
     settings = settings_for_update(account.id)
-    if allow_all and patterns:
-        raise click.ClickException("give either --allow PATTERN... or --allow-all, not both")
+    if sum(map(bool, (patterns, allow_all, use_default))) > 1:
+        raise click.ClickException("give one of --allow ENTRY..., --allow-all or --default")
     for pattern in patterns:
-        if "." not in pattern or not set(pattern) <= _PATTERN_CHARS:
-            raise click.ClickException(
-                f"{pattern!r} is not a module.function glob like 'docker.*' or 'test.ping'"
-            )
+        try:
+            execpolicy.parse_entry(pattern)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    before = settings.allowed_commands
     if allow_all:
+        settings.allowed_commands = [execpolicy.ALLOW_ALL]
+    elif use_default:
         settings.allowed_commands = None
     elif patterns:
-        settings.allowed_commands = sorted(set(patterns))
+        settings.allowed_commands = sorted(set(" ".join(p.split()) for p in patterns))
+    if settings.allowed_commands != before:
+        audit.record(
+            "policy.change",
+            account_id=account.id,
+            target="execute",
+            details={"before": before, "after": settings.allowed_commands, "by": "cli"},
+        )
     db.session.commit()
     if settings.allowed_commands is None:
+        click.echo(
+            f"account {account.name}: allowed commands (safe default): "
+            + " | ".join(execpolicy.SAFE_DEFAULT)
+        )
+    elif settings.allowed_commands == [execpolicy.ALLOW_ALL]:
         click.echo(f"account {account.name}: every command may be executed")
     else:
         click.echo(
-            f"account {account.name}: allowed commands: {' '.join(settings.allowed_commands) or '(none)'}"
+            f"account {account.name}: allowed commands: "
+            + (" | ".join(settings.allowed_commands) or "(none)")
         )
 
 

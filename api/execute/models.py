@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import fnmatch
 import secrets
 from datetime import datetime
 from typing import Any
@@ -73,8 +72,9 @@ class ExecuteJob(db.Model):
 class ExecuteSettings(db.Model):
     """Per-account execute settings, managed by the admin CLI (``flask --app api accounts ...``).
 
-    ``allowed_commands``: ``module.function`` glob patterns the account's tokens
-    may execute; ``None`` means every command. The webhook secret signs callbacks;
+    ``allowed_commands``: the account's execute allow-list (``berth.execpolicy`` entries such
+    as ``docker.*`` or ``state.sls docker.release``; ``["*"]`` = every function); ``None``
+    means the safe default (``berth.execpolicy.SAFE_DEFAULT``). The webhook secret signs callbacks;
     it is stored encrypted (the API must know it to sign) and shown only when created.
     """
 
@@ -86,11 +86,6 @@ class ExecuteSettings(db.Model):
     allowed_commands: Mapped[list[str] | None] = mapped_column(JSON)
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-    def allows(self, fun: str) -> bool:
-        if self.allowed_commands is None:
-            return True
-        return any(fnmatch.fnmatchcase(fun, pattern) for pattern in self.allowed_commands)
 
     def new_webhook_secret(self) -> str:
         secret = "whsec_" + secrets.token_urlsafe(32)

@@ -9,9 +9,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
-from api.errors import ApiError, Conflict, PermissionDenied
+from api.errors import ApiError, Conflict
 from api.execute.commands import Command
-from api.execute.models import ExecuteJob, settings_for
+from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models import Device
 from api.models.types import utcnow
@@ -29,22 +29,13 @@ class SaltUnavailable(ApiError):
         super().__init__({"detail": detail})
 
 
-def check_allowed(account_id: int, fun: str) -> None:
-    settings = settings_for(account_id)
-    if settings is not None and not settings.allows(fun):
-        allowed = ", ".join(settings.allowed_commands) or "none"
-        raise PermissionDenied(
-            f'This account may not execute "{fun}" (allowed commands: {allowed}).'
-        )
-
-
 def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJob:
     """Publish the command to the device's minion; never waits for the device.
 
     The job is recorded under a jid chosen here *before* it is published, so a
     publish that times out (salt-api slow, the job may well run) is still followed
     to its result or TIMEOUT instead of running untracked. The caller has checked
-    the account's allow-list (``check_allowed``).
+    the account's execute policy (``api.policies.execute.check``).
     """
     now = utcnow()
     values = dict(

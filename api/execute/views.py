@@ -13,8 +13,10 @@ from api.execute.models import ExecuteJob, settings_for
 from api.extensions import db
 from api.models import Device
 from api.payload import json_body
+from api.policies import execute as execute_policy
 from api.resources.common import owned_or_404
 from api.salt_client import SaltApiError, current_client
+from api.security import tenancy
 from berth.contract import ExecuteJobState
 
 bp = Blueprint("execute", __name__)
@@ -29,7 +31,7 @@ def _client():
         ) from None
 
 
-def _submit(device_id: str, command: Command):
+def _submit(device_id: str, command: Command, raw: bool = False):
     device = owned_or_404(Device, device_id)
     if command.callback_url:
         settings = settings_for(g.account.id)
@@ -42,9 +44,9 @@ def _submit(device_id: str, command: Command):
                     ]
                 }
             )
-    service.check_allowed(
-        g.account.id, command.fun
-    )  # before asking for a client: 403 even when Salt is down
+    # before asking for a client: 400/403 even when Salt is down
+    execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
+    tenancy.require_enrolled(device)
     job = service.submit(_client(), device, command)
     return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
 
@@ -58,7 +60,7 @@ def execute(device_id: str):
 @bp.post("/dongle/devices/<device_id>/execute_raw/")
 @require_token("user")
 def execute_raw(device_id: str):
-    return _submit(device_id, parse_raw(json_body()))
+    return _submit(device_id, parse_raw(json_body()), raw=True)
 
 
 @bp.get("/dongle/devices/<device_id>/execute/<jid>/")

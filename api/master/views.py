@@ -14,8 +14,9 @@ import logging
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
+from api import audit
 from api.auth import require_token
-from api.errors import NotFound
+from api.errors import PermissionDenied
 from api.extensions import db
 from api.master import reports
 from api.master.logbook_settings import logbook_pillar
@@ -24,6 +25,7 @@ from api.models.types import isoformat
 from api.payload import json_body
 from api.resources.devices import unit_id as unit_id_field
 from api.resources.releases import serialize_container, serialize_deployment
+from api.security import tenancy
 from api.services.deployments import target_release_id
 from api.validation import FieldError, Validator
 
@@ -34,12 +36,8 @@ MAX_SYNC = 10_000
 
 
 def _device_by_unit_id(unit_id: str) -> Device:
-    device = db.session.scalars(
-        select(Device).where(Device.unit_id == unit_id, Device.account_id == g.account.id)
-    ).one_or_none()
-    if device is None:
-        raise NotFound(f'No device with unit_id "{unit_id}" in this account.')
-    return device
+    """The enrolled device of minion ``unit_id`` this master may be served (api.security.tenancy)."""
+    return tenancy.served_device(unit_id)
 
 
 def release_pillar(release: Release) -> dict:
@@ -57,7 +55,7 @@ def release_pillar(release: Release) -> dict:
 
 
 @bp.get("/master/minions/<unit_id>/pillar/")
-@require_token("master")
+@require_token("master", "platform")
 def minion_pillar(unit_id: str):
     """The minion's target release, its account's registries (passwords decrypted) and its logbook
     settings (API URL, device id, the device's shipper token), for the ext_pillar."""
@@ -65,7 +63,7 @@ def minion_pillar(unit_id: str):
     release_id = target_release_id(device)
     release = db.session.get(Release, release_id) if release_id is not None else None
     registries = db.session.scalars(
-        select(Registry).where(Registry.account_id == g.account.id).order_by(Registry.id)
+        select(Registry).where(Registry.account_id == device.account_id).order_by(Registry.id)
     ).all()
     return jsonify(
         {
@@ -80,12 +78,12 @@ def minion_pillar(unit_id: str):
 
 
 @bp.post("/master/deployments/report/")
-@require_token("master")
+@require_token("master", "platform")
 def deployment_report():
     """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
     report = reports.parse(json_body())
     device = _device_by_unit_id(report.unit_id)
-    deployment = reports.apply(g.account.id, device, report)
+    deployment = reports.apply(device.account_id, device, report)
     return jsonify(
         serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
     )
@@ -111,32 +109,32 @@ def _unit_ids(value) -> list[str]:
 
 
 @bp.post("/master/devices/sync/")
-@require_token("master")
+@require_token("master", "platform")
 def devices_sync():
-    """Register accepted minion keys as devices of the token's account."""
+    """Register the minion keys an account's own master accepted as that account's enrolled devices.
+
+    Never moves a minion enrolled in another account: such ids are listed as ``pending``, like
+    any id this request cannot enroll (docs/security.md)."""
+    if g.account is None:
+        raise PermissionDenied(
+            "A platform master serves many accounts: its minions enroll with an enrollment token "
+            "of their account (docs/security.md), not by sync."
+        )
     v = Validator(json_body())
     unit_ids = v.field("unit_ids", _unit_ids)
     v.raise_if_errors()
-    known = dict(
-        db.session.execute(
-            select(Device.unit_id, Device.account_id).where(Device.unit_id.in_(unit_ids))
-        ).all()
-    )
-    created, existing, other_account = [], [], []
-    for uid in unit_ids:
-        if uid not in known:
-            db.session.add(Device(account_id=g.account.id, unit_id=uid, display=uid))
-            created.append(uid)
-        elif known[uid] == g.account.id:
-            existing.append(uid)
-        else:
-            other_account.append(uid)
-    db.session.commit()
-    for uid in created:
-        log.info("registered minion %s as a device of account %s", uid, g.account.name)
-    if other_account:
-        log.warning(
-            "minions already registered to another account, not synced: %s",
-            ", ".join(other_account),
+    result = tenancy.sync(g.account.id, unit_ids)
+    if result["created"]:
+        audit.record(
+            "device.enroll",
+            details={"method": "master_sync", "unit_ids": result["created"][:100]},
         )
-    return jsonify({"created": created, "existing": existing, "other_account": other_account})
+    db.session.commit()
+    for uid in result["created"]:
+        log.info("registered minion %s as a device of account %s", uid, g.account.name)
+    if result["pending"]:
+        log.warning(
+            "minions not enrolled by this sync (they stay pending until they enroll): %s",
+            ", ".join(result["pending"][:20]),
+        )
+    return jsonify(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -18,13 +18,16 @@ def _new_id() -> str:
 
 
 class Device(db.Model):
+    # unit_id is unique per account; which account's device a minion is, is its enrollment
+    # (api/security/tenancy.py, docs/security.md).
     __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("account_id", "unit_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_id)
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    unit_id: Mapped[str] = mapped_column(String(255), unique=True)
+    unit_id: Mapped[str] = mapped_column(String(255), index=True)
     display: Mapped[str] = mapped_column(String(200), default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

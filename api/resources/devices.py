@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, g, request
 from sqlalchemy import bindparam, select
 
+from api import audit
 from api.auth import require_token
 from api.errors import NotFound
 from api.extensions import db
@@ -17,6 +18,7 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
+from api.security import tenancy
 from api.validation import MISSING, FieldError, Validator, string
 from berth.contract import DeploymentState
 
@@ -38,11 +40,14 @@ def unit_id(value: Any) -> str:
     return value
 
 
-def serialize_device(device: Device, docker_releases: list[int] | None = None) -> dict:
+def serialize_device(
+    device: Device, docker_releases: list[int] | None = None, enrolled: bool | None = None
+) -> dict:
     return {
         "id": device.id,
         "unit_id": device.unit_id,
         "display": device.display,
+        "enrolled": tenancy.is_enrolled(device) if enrolled is None else enrolled,
         "created": isoformat(device.created),
         "docker_releases": device.docker_release_ids()
         if docker_releases is None
@@ -63,7 +68,16 @@ def serialize_devices(devices: list[Device]) -> list[dict]:
         )
         for device_id, release_id in rows:
             succeeded[device_id].append(release_id)
-    return [serialize_device(d, succeeded[d.id]) for d in devices]
+    enrolled = (
+        set(
+            db.session.scalars(
+                select(Device.id).where(Device.id.in_(list(succeeded)), tenancy.enrolled_clause())
+            )
+        )
+        if devices
+        else set()
+    )
+    return [serialize_device(d, succeeded[d.id], d.id in enrolled) for d in devices]
 
 
 def _validate(data: dict, device: Device | None) -> dict:
@@ -76,7 +90,11 @@ def _validate(data: dict, device: Device | None) -> dict:
     }
     new_unit_id = values["unit_id"]
     if new_unit_id is not MISSING and (device is None or new_unit_id != device.unit_id):
-        if db.session.scalar(select(Device.id).where(Device.unit_id == new_unit_id)) is not None:
+        # unique per account: another account's device of this unit_id is neither refused nor revealed
+        taken = select(Device.id).where(
+            Device.unit_id == new_unit_id, Device.account_id == g.account.id
+        )
+        if db.session.scalar(taken) is not None:
             v.error("unit_id", "device with this unit id already exists.")
     v.raise_if_errors()
     return {k: val for k, val in values.items() if val is not MISSING}
@@ -99,6 +117,8 @@ def create_device():
     values = _validate(json_body(), None)
     device = Device(account_id=g.account.id, **values)
     db.session.add(device)
+    db.session.flush()
+    audit.record("device.create", device_id=device.id, details={"unit_id": device.unit_id})
     db.session.commit()
     log.info("device %s (%s) created in account %s", device.unit_id, device.id, g.account.id)
     return serialize_device(device, []), 201
@@ -113,6 +133,7 @@ _DEVICE_WITH_RELEASES = (
         _devices.c.unit_id,
         _devices.c.display,
         _devices.c.created,
+        tenancy.enrolled_clause(_devices).label("enrolled"),
         _deployments.c.release_id,
     )
     .join_from(
@@ -144,6 +165,7 @@ def get_device(device_id: str):
         "id": first.id,
         "unit_id": first.unit_id,
         "display": first.display,
+        "enrolled": bool(first.enrolled),
         "created": isoformat(first.created),
         "docker_releases": [r.release_id for r in rows if r.release_id is not None],
     }
@@ -171,6 +193,7 @@ def update_device(device_id: str):
 def delete_device(device_id: str):
     device = owned_or_404(Device, device_id)
     db.session.delete(device)
+    audit.record("device.delete", device_id=device.id, details={"unit_id": device.unit_id})
     db.session.commit()
     log.info("device %s (%s) deleted", device.unit_id, device.id)
     return no_content()

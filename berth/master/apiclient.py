@@ -91,5 +91,12 @@ class ApiClient:
     def report_deployment(self, report: dict) -> dict:
         return self._request("POST", "/master/deployments/report/", report)
 
+    def enroll(self, minion_id: str, enrollment_token: str) -> dict:
+        return self._request(
+            "POST",
+            "/master/devices/enroll/",
+            {"unit_id": minion_id, "enrollment_token": enrollment_token},
+        )
+
     def sync_devices(self, unit_ids: list[str]) -> dict:
         return self._request("POST", "/master/devices/sync/", {"unit_ids": list(unit_ids)})

@@ -9,18 +9,44 @@ from berth.master.apiclient import ApiClient, ApiError
 log = logging.getLogger(__name__)
 
 
-def release_pillar(conf: dict, minion_id: str) -> dict:
+ENROLLMENT_GRAIN = "berth_enrollment_token"
+
+
+def _enroll(client: ApiClient, minion_id: str, grains: dict | None) -> bool:
+    """Present the minion's enrollment token (its grain ``berth_enrollment_token``), if it has
+    one; True once the API enrolled it (docs/security.md)."""
+    token = (grains or {}).get(ENROLLMENT_GRAIN)
+    if not isinstance(token, str) or not token:
+        return False
+    try:
+        client.enroll(minion_id, token)
+    except ApiError as exc:
+        # never the token in the log; the API's answer does not contain it either
+        log.warning("berth_api: minion %s: enrollment refused: %s", minion_id, exc)
+        return False
+    log.info("berth_api: minion %s enrolled with its enrollment token", minion_id)
+    return True
+
+
+def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> dict:
     """``{"docker": {"release": ..., "registries": ...}, "berth": {"logbook": {"url", "token", "device_id"}}}``,
     or ``{"docker": {"error": ...}}``.
 
     ``berth:logbook`` (what the ``berth_shipper`` engine sends samples with) is there only
     when the API gave the device's logbook settings.
 
-    An unknown device (404) has no release. Any other failure puts the error in the
-    pillar so the release state refuses to act on a missing or partial release.
+    An unknown device (404) has no release -- unless the minion has an enrollment token
+    (``grains``), which is presented once and the pillar asked again. Any other failure puts
+    the error in the pillar so the release state refuses to act on a missing or partial release.
     """
+    client = ApiClient.from_config(conf)
     try:
-        data = ApiClient.from_config(conf).minion_pillar(minion_id)
+        try:
+            data = client.minion_pillar(minion_id)
+        except ApiError as exc:
+            if exc.status != 404 or not _enroll(client, minion_id, grains):
+                raise
+            data = client.minion_pillar(minion_id)
     except ApiError as exc:
         if exc.status == 404:
             log.info("berth_api: minion %s is not a registered device; no release", minion_id)

@@ -67,12 +67,17 @@ def test_invalid_device_bodies(client, user_token, body, field):
     assert isinstance(r.json[field], list) and r.json[field][0]
 
 
-def test_unit_id_is_unique_across_accounts(client, api_factory, user_token):
-    other = api_factory.device(unit_id="taken")
-    assert other.account_id != user_token.account_id
-    r = client.post("/devices/", json={"unit_id": "taken"}, headers=user_token.headers)
+def test_unit_id_is_unique_per_account(client, api_factory, user_token):
+    r = client.post("/devices/", json={"unit_id": "mine"}, headers=user_token.headers)
+    assert r.status_code == 201
+    r = client.post("/devices/", json={"unit_id": "mine"}, headers=user_token.headers)
     assert r.status_code == 400
     assert r.json == {"unit_id": ["device with this unit id already exists."]}
+    # another account's device of the same unit_id is neither refused nor revealed
+    # (tests/functional/test_security_tenancy.py)
+    api_factory.device(unit_id="taken")
+    r = client.post("/devices/", json={"unit_id": "taken"}, headers=user_token.headers)
+    assert r.status_code == 201 and r.json["enrolled"] is False
 
 
 def test_other_accounts_device_is_404(client, api_factory, user_token):

@@ -240,7 +240,7 @@ def test_sync_registers_new_minions(client, fleet, api_factory):
     assert resp.json == {
         "created": ["minion-new-1"],
         "existing": [known],
-        "other_account": [stranger.unit_id],
+        "pending": [stranger.unit_id],
     }
     devices = client.get("/devices/", headers=fleet["user"]).json
     rows = devices["results"] if isinstance(devices, dict) else devices
@@ -248,7 +248,7 @@ def test_sync_registers_new_minions(client, fleet, api_factory):
     again = client.post(
         "/master/devices/sync/", json={"unit_ids": ["minion-new-1"]}, headers=fleet["master"]
     ).json
-    assert again == {"created": [], "existing": ["minion-new-1"], "other_account": []}
+    assert again == {"created": [], "existing": ["minion-new-1"], "pending": []}
 
 
 def test_sync_rejects_bad_ids(client, fleet):

@@ -11,6 +11,7 @@ from sqlalchemy import event, select
 from api.extensions import db
 from api.models import Device
 from api.outbox import OutboxMessage
+from api.security.tenancy import MinionEnrollment
 from tests.fixtures.api import deployment_statuses
 
 pytestmark = pytest.mark.db
@@ -28,6 +29,13 @@ def _devices(app, account, n):
             for _ in range(n)
         ]
         db.session.execute(Device.__table__.insert(), rows)
+        db.session.execute(
+            MinionEnrollment.__table__.insert(),
+            [
+                {"unit_id": r["unit_id"], "account_id": account.id, "method": "migration"}
+                for r in rows
+            ],
+        )
         db.session.commit()
         return [r["id"] for r in rows]
 

@@ -1,0 +1,31 @@
+"""The account's execute policy (``berth.execpolicy`` rules) applied to an execute request."""
+
+from __future__ import annotations
+
+from api.errors import PermissionDenied, ValidationError
+from berth import execpolicy
+
+
+def allowed_entries(account_id: int) -> list[str]:
+    """The account's allow-list: what an administrator set (``flask --app api accounts commands``),
+    else the safe default."""
+    from api.execute.models import settings_for
+
+    settings = settings_for(account_id)
+    if settings is None or settings.allowed_commands is None:
+        return list(execpolicy.SAFE_DEFAULT)
+    return list(settings.allowed_commands)
+
+
+def check(account_id: int, fun: str, arg: list, kwarg: dict, *, raw: bool = False) -> None:
+    """400 naming the argument (``kwarg``/``arg``; ``command`` for execute_raw) for a keyword
+    argument outside the function's safe set, 403 for a function or positional argument outside
+    the account's allow-list."""
+    try:
+        execpolicy.check(fun, arg, kwarg, allowed_entries(account_id))
+    except execpolicy.BadArgument as exc:
+        raise ValidationError({"command" if raw else exc.field: [exc.message]}) from None
+    except execpolicy.Forbidden as exc:
+        raise PermissionDenied(
+            f"This account may not execute {exc.what} (allowed commands: {exc.allowed})."
+        ) from None

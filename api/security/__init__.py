@@ -1,0 +1,16 @@
+"""Security features (docs/security.md): the tenancy model (device enrollment, enrollment
+tokens, platform master tokens), login hardening and HTML security headers."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from api import openapi
+    from api.security import cli, platform, tenancy  # noqa: F401  (models)
+    from api.security.enrollment_views import PATHS, SCHEMAS, bp
+
+    app.register_blueprint(bp)
+    openapi.add_paths(app, PATHS, SCHEMAS)
+    cli.register(app)

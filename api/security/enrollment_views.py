@@ -1,0 +1,222 @@
+"""``/enrollment-tokens/`` (the account's enrollment tokens) and ``POST /master/devices/enroll/``
+(a master presents a minion's enrollment token)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, g, jsonify
+from sqlalchemy import select
+
+from api import audit
+from api.auth import require_token
+from api.errors import Conflict, ValidationError
+from api.extensions import db
+from api.models import Device
+from api.models.types import utcnow
+from api.pagination import paginate
+from api.payload import json_body
+from api.resources.common import no_content, owned_or_404
+from api.resources.devices import unit_id as unit_id_field
+from api.security import enrollment, tenancy
+from api.validation import FieldError, Validator, integer, string
+
+bp = Blueprint("enrollment", __name__)
+log = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _expires(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise FieldError("Datetime has wrong format. Use ISO-8601.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed <= utcnow():
+        raise FieldError("The expiry must be in the future.")
+    return parsed
+
+
+def _max_uses(value: Any) -> int:
+    value = integer(value)
+    if not 1 <= value <= 1_000_000:
+        raise FieldError("Ensure this value is between 1 and 1000000.")
+    return value
+
+
+@bp.get("/enrollment-tokens/")
+@require_token("user")
+def list_enrollment_tokens():
+    """The account's enrollment tokens (never the token itself)."""
+    stmt = (
+        select(enrollment.EnrollmentToken)
+        .where(enrollment.EnrollmentToken.account_id == g.account.id)
+        .order_by(enrollment.EnrollmentToken.id)
+    )
+    return paginate(stmt, enrollment.serialize)
+
+
+@bp.post("/enrollment-tokens/")
+@require_token("user")
+def create_enrollment_token():
+    """Create an enrollment token; the token is in this response only."""
+    v = Validator(json_body())
+    name = v.field("name", string(max_length=100, allow_blank=True), required=False, default="")
+    expires = v.field("expires", _expires, required=False, default=None, allow_null=True)
+    max_uses = v.field("max_uses", _max_uses, required=False, default=None, allow_null=True)
+    v.raise_if_errors()
+    row, plaintext = enrollment.create(
+        g.account.id, name=name, expires=expires, max_uses=max_uses, created_by=g.token.user_id
+    )
+    audit.record(
+        "enrollment_token.create",
+        target=f"enrollment_token:{row.id}",
+        details={"name": name, "max_uses": max_uses, "expires": expires and expires.isoformat()},
+    )
+    db.session.commit()
+    return {**enrollment.serialize(row), "token": plaintext}, 201, NO_STORE
+
+
+@bp.delete("/enrollment-tokens/<int:token_id>/")
+@require_token("user")
+def revoke_enrollment_token(token_id: int):
+    """Revoke an enrollment token (devices it enrolled stay enrolled)."""
+    row = owned_or_404(enrollment.EnrollmentToken, token_id)
+    if not row.revoked:
+        row.revoked, row.revoked_at = True, utcnow()
+        audit.record("enrollment_token.revoke", target=f"enrollment_token:{row.id}")
+    db.session.commit()
+    return no_content()
+
+
+@bp.post("/master/devices/enroll/")
+@require_token("master", "platform")
+def enroll_device():
+    """A minion presents an enrollment token through its master: it joins the token's account."""
+    v = Validator(json_body())
+    uid = v.field("unit_id", unit_id_field)
+    token_text = v.field("enrollment_token", string(max_length=200))
+    v.raise_if_errors()
+    token = enrollment.usable(token_text)
+    if token is None or (g.account is not None and token.account_id != g.account.id):
+        db.session.rollback()
+        raise ValidationError(
+            {"enrollment_token": ["Invalid, expired, revoked or used-up enrollment token."]}
+        )
+    current = db.session.get(tenancy.MinionEnrollment, uid)
+    if current is not None and current.account_id != token.account_id:
+        # The minion is enrolled elsewhere; it may move only once that account deleted its device.
+        still_there = db.session.scalar(
+            select(Device.id).where(Device.unit_id == uid, Device.account_id == current.account_id)
+        )
+        if still_there is not None:
+            db.session.rollback()
+            raise Conflict(
+                "This minion is enrolled elsewhere; it cannot be enrolled with this token."
+            )
+    device = tenancy.enroll(uid, token.account_id, "enrollment_token", token.id)
+    token.uses += 1
+    audit.record(
+        "device.enroll",
+        account_id=token.account_id,
+        device_id=device.id,
+        target=f"enrollment_token:{token.id}",
+        details={"unit_id": uid, "method": "enrollment_token"},
+    )
+    db.session.commit()
+    log.info(
+        "minion %s enrolled in account %s with enrollment token %s", uid, token.account_id, token.id
+    )
+    return jsonify({"unit_id": uid, "device_id": device.id, "enrolled": True})
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+SCHEMAS = {
+    "EnrollmentToken": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "expires": {"type": ["string", "null"], "format": "date-time"},
+            "max_uses": {"type": ["integer", "null"]},
+            "uses": {"type": "integer"},
+            "state": {"type": "string", "enum": ["active", "expired", "used up", "revoked"]},
+            "created": {"type": "string", "format": "date-time"},
+            "token": {"type": "string", "description": "Only in the creation response."},
+        },
+    },
+    "EnrollmentTokenInput": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 100},
+            "expires": {"type": ["string", "null"], "format": "date-time"},
+            "max_uses": {"type": ["integer", "null"], "minimum": 1},
+        },
+    },
+    "EnrollInput": {
+        "type": "object",
+        "required": ["unit_id", "enrollment_token"],
+        "properties": {"unit_id": {"type": "string"}, "enrollment_token": {"type": "string"}},
+    },
+}
+_SEC = [{"APIToken": []}]
+PATHS = {
+    "/enrollment-tokens/": {
+        "get": {
+            "tags": ["enrollment"],
+            "summary": "The account's enrollment tokens (without the tokens)",
+            "security": _SEC,
+            "responses": {"200": {"description": "A page of enrollment tokens."}},
+        },
+        "post": {
+            "tags": ["enrollment"],
+            "summary": "Create an enrollment token (shown once); token scope user",
+            "security": _SEC,
+            "requestBody": {
+                "content": {"application/json": {"schema": _ref("EnrollmentTokenInput")}}
+            },
+            "responses": {
+                "201": _json(_ref("EnrollmentToken"), "Created; `token` is shown only here."),
+                "400": {"description": "Invalid body: field -> messages."},
+            },
+        },
+    },
+    "/enrollment-tokens/{token_id}/": {
+        "delete": {
+            "tags": ["enrollment"],
+            "summary": "Revoke an enrollment token",
+            "security": _SEC,
+            "parameters": [
+                {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {"204": {"description": "Revoked."}, "404": {"description": "Not found."}},
+        }
+    },
+    "/master/devices/enroll/": {
+        "post": {
+            "tags": ["master"],
+            "summary": "Enroll a minion with an enrollment token; token scope master or platform",
+            "security": _SEC,
+            "requestBody": {"content": {"application/json": {"schema": _ref("EnrollInput")}}},
+            "responses": {
+                "200": {"description": "Enrolled: `{unit_id, device_id, enrolled: true}`."},
+                "400": {"description": "Bad body, or an invalid/expired/revoked/used-up token."},
+                "409": {
+                    "description": "The minion is enrolled in another account that still has it."
+                },
+            },
+        }
+    },
+}

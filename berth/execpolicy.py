@@ -1,0 +1,158 @@
+"""Which Salt commands may be executed on a device, with which arguments (docs/security.md).
+
+One definition, used by the cloud API (per-account allow-list, ``api/policies/execute.py``)
+and by the on-device local API (``berth/localapi.py``).
+
+An allow-list entry is a ``module.function`` glob, optionally followed by globs its
+positional arguments must match, one for one: ``state.sls docker.release`` allows
+``state.sls`` with exactly the one argument ``docker.release``; ``docker.logs`` allows
+``docker.logs`` with any positional arguments. Keyword arguments are allowed per function
+from :data:`SAFE_KWARGS`; ``pillar``, ``saltenv`` and ``pillarenv`` never (they let a caller
+rewrite what a state renders, e.g. the sleep hook's root script), and a function without an
+entry there takes none. A positional string ``name=value`` is a keyword argument to Salt,
+so it is checked as one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# New accounts, and the on-device local API, start from this.
+SAFE_DEFAULT: tuple[str, ...] = (
+    "test.ping",
+    "docker.logs",
+    "docker.ps",
+    "docker.release_status",
+    "minionutil.*",
+    "state.sls docker.release",
+)
+ALLOW_ALL = "*"
+
+# Keyword arguments each function may be given; everything else is refused.
+SAFE_KWARGS: dict[str, frozenset[str]] = {
+    "test.ping": frozenset(),
+    "docker.logs": frozenset({"tail", "since", "timestamps"}),
+    "docker.ps": frozenset({"all"}),
+    "docker.release_status": frozenset(),
+    "minionutil.last_logs": frozenset(
+        {"file", "until", "match", "count", "before", "after", "limit"}
+    ),
+    "minionutil.last_errors": frozenset(
+        {"file", "until", "level", "count", "before", "after", "limit"}
+    ),
+    "minionutil.last_startup": frozenset({"file", "until", "match", "limit"}),
+    "minionutil.log_files": frozenset(),
+    "minionutil.unit_id": frozenset(),
+    "minionutil.local_api_url": frozenset(),
+    "state.sls": frozenset({"test", "queue"}),
+}
+NEVER_KWARGS = frozenset({"pillar", "saltenv", "pillarenv"})
+
+# salt.utils.args.KWARG_REGEX: what Salt turns from a positional string into a keyword argument.
+_KWARG_STRING = re.compile(r"^([^\d\W][\w.-]*)=(?!=)(.*)$", re.UNICODE)
+_FUN_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]!]+$")
+
+
+class Forbidden(Exception):
+    """The function, or its positional arguments, are outside the allow-list (HTTP 403).
+
+    ``what``: the refused call, e.g. ``"cmd.run"`` or ``"state.sls" with ['docker.sleep']``;
+    ``allowed``: the allow-list as text."""
+
+    def __init__(self, what: str, allowed: str):
+        super().__init__(f"{what} (allowed commands: {allowed})")
+        self.what = what
+        self.allowed = allowed
+
+
+class BadArgument(Exception):
+    """A keyword argument that is never allowed or not in the function's safe set (HTTP 400).
+
+    ``field`` is ``"kwarg"`` or ``"arg"`` (a ``name=value`` string among the positional ones).
+    """
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Entry:
+    fun: str
+    args: tuple[str, ...] | None  # None: any positional arguments
+
+    def __str__(self) -> str:
+        return " ".join((self.fun, *(self.args or ())))
+
+    def allows(self, fun: str, positional: list) -> bool:
+        if not fnmatch.fnmatchcase(fun, self.fun):
+            return False
+        if self.args is None:
+            return True
+        return len(positional) == len(self.args) and all(
+            isinstance(a, str) and fnmatch.fnmatchcase(a, g)
+            for a, g in zip(positional, self.args, strict=True)
+        )
+
+
+def parse_entry(text: str) -> Entry:
+    """``"state.sls docker.release"`` -> Entry; ValueError naming the problem."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("an allow-list entry is a 'module.function' glob, e.g. 'docker.*'")
+    fun, *args = text.split()
+    if fun != ALLOW_ALL and ("." not in fun or not _FUN_GLOB.match(fun)):
+        raise ValueError(
+            f"{text!r}: expected a 'module.function' glob (optionally followed by its "
+            "positional arguments), e.g. 'docker.*' or 'state.sls docker.release'"
+        )
+    return Entry(fun, tuple(args) if args else None)
+
+
+def parse_entries(texts: Iterable[str]) -> list[Entry]:
+    return [parse_entry(t) for t in texts]
+
+
+def split_kwarg_strings(arg: list) -> tuple[list, dict]:
+    """Positional arguments as Salt sees them: ``name=value`` strings are keyword arguments."""
+    positional, implicit = [], {}
+    for item in arg:
+        match = _KWARG_STRING.match(item) if isinstance(item, str) else None
+        if match:
+            implicit[match.group(1)] = match.group(2)
+        else:
+            positional.append(item)
+    return positional, implicit
+
+
+def check(fun: str, arg: list, kwarg: dict, allowed: Iterable[str | Entry]) -> None:
+    """Raise :class:`BadArgument` or :class:`Forbidden` unless ``fun(*arg, **kwarg)`` is allowed."""
+    entries = [e if isinstance(e, Entry) else parse_entry(e) for e in allowed]
+    positional, implicit = split_kwarg_strings(list(arg or []))
+    kwarg = dict(kwarg or {})
+    for field, names in (("kwarg", kwarg), ("arg", implicit)):
+        never = sorted(set(names) & NEVER_KWARGS)
+        if never:
+            raise BadArgument(
+                field,
+                f'Keyword argument "{never[0]}" is never allowed: it would change what the '
+                "device renders or where it reads it from.",
+            )
+    if not any(e.allows(fun, positional) for e in entries):
+        shown = ", ".join(str(e) for e in entries) or "none"
+        if any(fnmatch.fnmatchcase(fun, e.fun) for e in entries):
+            raise Forbidden(f'"{fun}" with the positional arguments {positional!r}', shown)
+        raise Forbidden(f'"{fun}"', shown)
+    safe = SAFE_KWARGS.get(fun, frozenset())
+    for field, names in (("kwarg", kwarg), ("arg", implicit)):
+        extra = sorted(set(names) - safe)
+        if extra:
+            allowed_names = ", ".join(sorted(safe)) or "none"
+            raise BadArgument(
+                field,
+                f'Keyword argument "{extra[0]}" is not allowed for {fun} '
+                f"(allowed keyword arguments: {allowed_names}).",
+            )

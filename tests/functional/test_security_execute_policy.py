@@ -1,0 +1,141 @@
+"""Execute policy (docs/security.md): each request below was accepted (202) before; the
+policy refuses it before anything is recorded or sent to Salt."""
+
+import pytest
+from sqlalchemy import select
+
+from api.execute.models import ExecuteJob
+from api.extensions import db
+
+pytestmark = pytest.mark.db
+
+UNREACHABLE = {
+    "BERTH_SALT_API_URL": "http://127.0.0.1:9",
+    "BERTH_SALT_API_USER": "berth",
+    "BERTH_SALT_API_PASSWORD": "x",
+    "BERTH_SALT_API_TIMEOUT": "1",
+}
+HOOK = {"berth": {"sleep": {"salt_call": '/bin/sh -c "id>/tmp/owned" #'}}}
+
+
+def cli(app, *args):
+    result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def post(app, client, user_token, device):
+    app.config.update(UNREACHABLE)
+
+    def post(body, raw=False):
+        path = "execute_raw" if raw else "execute"
+        return client.post(
+            f"/dongle/devices/{device.id}/{path}/", json=body, headers=user_token.headers
+        )
+
+    return post
+
+
+def _no_jobs(app):
+    with app.app_context():
+        return db.session.scalars(select(ExecuteJob)).all() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"command": "cmd.run", "arg": ["id"]},
+        {"command": "file.write", "arg": ["/etc/cron.d/x", "* * * * * root id"]},
+        {"command": "pillar.get", "arg": ["docker:registries"]},
+        {"command": "state.sls", "arg": ["docker.sleep"]},
+        {"command": "state.sls", "arg": ["docker.release", "docker.sleep"]},
+        {"command": "state.apply", "arg": ["docker.sleep"]},
+    ],
+)
+def test_new_account_safe_default_refuses_with_403(app, post, body):
+    resp = post(body)
+    assert resp.status_code == 403, resp.json
+    assert "may not execute" in resp.json["detail"]
+    assert _no_jobs(app)
+
+
+def test_pillar_injection_is_400_naming_the_argument_even_when_state_sls_is_allowed(
+    app, post, account
+):
+    attack = {"command": "state.sls", "arg": ["docker.sleep"], "kwarg": {"pillar": HOOK}}
+    resp = post(attack)
+    assert resp.status_code == 400 and "pillar" in resp.json["kwarg"][0]
+    cli(app, "accounts", "commands", account.name, "--allow", "state.sls")  # an admin widened it
+    for body, field in (
+        (attack, "kwarg"),
+        (
+            {"command": "state.sls", "arg": ["docker.release"], "kwarg": {"saltenv": "evil"}},
+            "kwarg",
+        ),
+        ({"command": "state.sls", "arg": ["docker.release"], "kwarg": {"pillarenv": "x"}}, "kwarg"),
+        ({"command": "state.sls", "arg": ["docker.sleep", 'pillar={"berth": {}}']}, "arg"),
+        (
+            {"command": "state.sls", "arg": ["docker.release"], "kwarg": {"mods": "docker.sleep"}},
+            "kwarg",
+        ),
+    ):
+        resp = post(body)
+        assert resp.status_code == 400 and list(resp.json) == [field], (body, resp.json)
+    resp = post({"command": "state.sls docker.sleep pillar='{\"a\": 1}'"}, raw=True)
+    assert resp.status_code == 400 and "pillar" in resp.json["command"][0]
+    assert _no_jobs(app)
+
+
+def test_the_safe_default_passes_the_policy(post):
+    # allowed: the answer is Salt being unreachable (503), not 400/403
+    for body in (
+        {"command": "test.ping"},
+        {"command": "docker.logs", "arg": ["curveball"], "kwarg": {"tail": 20}},
+        {"command": "docker.ps", "kwarg": {"all": True}},
+        {"command": "minionutil.last_logs", "kwarg": {"match": "docker", "count": 5}},
+        {"command": "state.sls", "arg": ["docker.release"], "kwarg": {"test": True}},
+        {"command": "docker.release_status"},
+    ):
+        assert post(body).status_code == 503, body
+    assert post({"command": "docker.logs curveball tail=5"}, raw=True).status_code == 503
+    resp = post({"command": "docker.logs", "arg": ["curveball"], "kwarg": {"follow": True}})
+    assert resp.status_code == 400 and "follow" in resp.json["kwarg"][0]
+
+
+def test_widening_is_an_explicit_admin_act(app, post, account):
+    assert "safe default" in cli(app, "accounts", "commands", account.name)
+    out = cli(
+        app,
+        "accounts",
+        "commands",
+        account.name,
+        "--allow",
+        "docker.*",
+        "--allow",
+        "state.sls docker.re*",
+    )
+    assert "docker.* | state.sls docker.re*" in out
+    assert post({"command": "docker.pull", "arg": ["x"]}).status_code == 503
+    assert post({"command": "state.sls", "arg": ["docker.registries"]}).status_code == 503
+    assert post({"command": "test.ping"}).status_code == 403
+    assert "every command" in cli(app, "accounts", "commands", account.name, "--allow-all")
+    assert post({"command": "cmd.run", "arg": ["id"]}).status_code == 503
+    # keyword arguments stay limited even then, and pillar never passes
+    assert (
+        post({"command": "cmd.run", "arg": ["id"], "kwarg": {"runas": "root"}}).status_code == 400
+    )
+    assert "safe default" in cli(app, "accounts", "commands", account.name, "--default")
+    assert post({"command": "cmd.run", "arg": ["id"]}).status_code == 403
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "commands", account.name, "--allow", "cmd"]
+    )
+    assert result.exit_code != 0 and "module.function" in result.output
+
+
+def test_policy_changes_are_audited(app, client, account, user_token):
+    cli(app, "accounts", "commands", account.name, "--allow-all")
+    rows = client.get(
+        "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
+    ).json
+    assert rows["count"] == 1 and rows["results"][0]["details"]["after"] == ["*"]
