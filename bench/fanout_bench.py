@@ -125,6 +125,13 @@ class Bench:
                     for i, u in enumerate(unit_ids)
                 ],
             )
+            from api.security.tenancy import MinionEnrollment
+
+            # the devices' minions enrolled (as berth.register_minions would record it)
+            db.session.execute(
+                insert(MinionEnrollment),
+                [{"unit_id": u, "account_id": account.id, "method": "migration"} for u in unit_ids],
+            )
             db.session.commit()
             db.engine.dispose()
         self.token_file = self.state / "master.token"
