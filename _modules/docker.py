@@ -229,8 +229,10 @@ def release_apply(
     """
     Apply the release (default: pillar ``docker:release``) with the SPEC §3 flow and
     rollback. Returns ``{"outcome": "succeeded"|"failed"|"unchanged", "error", "changes",
-    "containers", ...}``. After a real apply (not a no-op) the result event
-    ``berth/release/result`` is fired.
+    "containers", ...}``. After a real apply (not a no-op), and for an earlier interrupted
+    apply this one finished or rolled back, the result event ``berth/release/result`` is
+    fired; events the minion could not hand over are kept and sent with the next event
+    or by ``release_recover`` at minion start (a no-op apply stays a quick no-op).
 
     CLI Example: ``salt '*' docker.release_apply``
     """
@@ -244,43 +246,88 @@ def release_apply(
         }
     try:
         target = _target(release, registries)
-        result = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout).apply(
-            target
-        )
+        ex = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout)
+        result = ex.apply(target)
     except ReleaseBusy:
         raise  # the apply that holds the lock reports
-    except (ReleaseError, dockerutil.DockerUnavailable) as exc:
-        # the operator must hear that this device cannot apply the release at all
+    except Exception as exc:
+        # the operator must hear that this device could not apply the release, whatever broke
         if fire_event and isinstance(release, dict) and release.get("id") is not None:
             _fire_result(
                 {
                     "release_id": release.get("id"),
                     "version_hash": release.get("version_hash"),
                     "outcome": "failed",
-                    "error": str(exc),
+                    "error": _error_text(exc),
                     "containers": [],
                 }
             )
         raise
-    if fire_event and result["outcome"] != "unchanged":
-        _fire_result(result)
+    if fire_event:
+        recovered = ex.recovery
+        same = recovered and str(recovered["release_id"]) == str(target.release_id)
+        if recovered and not same:
+            _fire_result(recovered)
+        if result["outcome"] != "unchanged":
+            _fire_result(result)
+        elif same:
+            # the interrupted apply of this very release ended with it running: say so
+            _fire_result({**result, "outcome": "succeeded"})
     return result
 
 
+def _error_text(exc):
+    if isinstance(
+        exc,
+        (
+            ReleaseError,
+            dockerutil.DockerUnavailable,
+            dockerutil.PullError,
+            dockerutil.RegistryLoginError,
+        ),
+    ):
+        return str(exc)
+    if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):
+        return f"Docker engine error ({dockerutil.engine_url(__opts__)}): {dockerutil.api_message(exc)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _fire_result(result):
-    data = commands.result_event(result)
+    """Queue the result event on disk, then send everything queued (oldest first)."""
     try:
-        sent = __salt__["event.send"](RESULT_EVENT_TAG, data)
+        commands.queue_result(__opts__, commands.result_event(result))
+    except OSError as exc:
+        log.warning(
+            "berth release %s: cannot queue the result event: %s", result.get("release_id"), exc
+        )
+    _flush_results()
+
+
+def _flush_results():
+    def send(data):
+        try:
+            sent = __salt__["event.send"](RESULT_EVENT_TAG, data)
+        except Exception as exc:  # noqa: BLE001 - never let reporting break the apply
+            log.warning(
+                "berth release %s: cannot fire %s: %s",
+                data.get("release_id"),
+                RESULT_EVENT_TAG,
+                exc,
+            )
+            return False
         if not sent:
             log.warning(
-                "berth release %s: result event %s was not sent",
-                result.get("release_id"),
+                "berth release %s: result event %s was not sent, kept for the next run",
+                data.get("release_id"),
                 RESULT_EVENT_TAG,
             )
-    except Exception as exc:  # noqa: BLE001 - never let reporting break the apply
-        log.warning(
-            "berth release %s: cannot fire %s: %s", result.get("release_id"), RESULT_EVENT_TAG, exc
-        )
+        return bool(sent)
+
+    try:
+        return commands.flush_results(__opts__, send)
+    except OSError as exc:
+        log.warning("berth release: cannot send queued result events: %s", exc)
+        return 0
 
 
 @_clear_errors
@@ -301,12 +348,19 @@ def release_pull(release=None, registries=None):
 @_clear_errors
 def release_recover():
     """
-    Finish or roll back an apply that was interrupted (power loss, killed minion).
-    Run at minion start; ``release_apply`` also does it first.
+    Finish or roll back an apply that was interrupted (power loss, killed minion, engine
+    restart), fire its result event, and send result events queued earlier. Run at minion
+    start; ``release_apply`` also does it first. While the rollback cannot be completed
+    (e.g. the engine is down) the journal stays and the answer says "rollback incomplete".
 
     CLI Example: ``salt '*' docker.release_recover``
     """
-    return _executor().recover() or "nothing to recover"
+    _flush_results()
+    ex = _executor()
+    done = ex.recover()
+    if ex.recovery:
+        _fire_result(ex.recovery)
+    return done or "nothing to recover"
 
 
 @_clear_errors

@@ -132,11 +132,12 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         if result.get("warnings"):
             ret["comment"] += "; " + "; ".join(result["warnings"])
     else:
-        after = (
-            "it was rolled back"
-            if result.get("rolled_back")
-            else "the running release was left untouched"
-        )
+        if result.get("rollback_incomplete"):
+            after = "rollback incomplete, the next run retries it"
+        elif result.get("rolled_back"):
+            after = "it was rolled back"
+        else:
+            after = "the running release was left untouched"
         ret["comment"] = f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
     return ret
 

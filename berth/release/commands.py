@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from berth import dockerutil
-from berth.release.executor import Executor, read_json
+from berth.release.executor import Executor, read_json, write_json
 from berth.release.images import ReleaseError, find_registry
 from berth.release.model import LABEL_NAME, LABEL_RELEASE, LABEL_VERSION_HASH, target_from_pillar
 
@@ -72,6 +72,7 @@ def result_event(result: dict) -> dict:
 def status(opts: dict) -> dict:
     ex = executor(opts)
     applied = ex.applied()
+    journal = ex.pending()
     containers = [c for c in dockerutil.list_containers(ex.cli) if LABEL_RELEASE in c["labels"]]
     report = [
         {
@@ -86,7 +87,7 @@ def status(opts: dict) -> dict:
     ]
     if applied is None:
         state = "none"
-    elif ex.journal_path.exists():
+    elif journal or ex.journal_path.exists():
         state = "interrupted"
     else:
         mine = [c for c in report if c["version_hash"] == applied.get("version_hash")]
@@ -100,7 +101,47 @@ def status(opts: dict) -> dict:
         "applied_at": (applied or {}).get("applied_at"),
         "state": state,
         "containers": report,
+        # an apply not finished or rolled back yet (the next apply or release_recover retries it)
+        "interrupted": None
+        if not journal
+        else {
+            "release_id": journal.get("release_id"),
+            "phase": journal.get("phase"),
+            "started_at": journal.get("started_at"),
+        },
     }
+
+
+RESULTS_OUTBOX = "results-outbox.json"
+OUTBOX_LIMIT = 50
+
+
+def queue_result(opts: dict, event: dict) -> None:
+    """Keep a result event on disk until it was handed to the event bus (:func:`flush_results`)."""
+    path = Path(state_dir(opts)) / RESULTS_OUTBOX
+    queued = (read_json(path) or {}).get("events") or []
+    queued = (queued + [event])[-OUTBOX_LIMIT:]
+    Path(state_dir(opts)).mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_json(path, {"events": queued})
+
+
+def flush_results(opts: dict, send) -> int:
+    """Send the queued result events in order with ``send(data) -> bool``; keep the unsent ones.
+    Returns how many were sent."""
+    path = Path(state_dir(opts)) / RESULTS_OUTBOX
+    queued = (read_json(path) or {}).get("events") or []
+    sent = 0
+    for event in queued:
+        if not send(event):
+            break
+        sent += 1
+    if sent:
+        rest = queued[sent:]
+        if rest:
+            write_json(path, {"events": rest})
+        else:
+            path.unlink(missing_ok=True)
+    return sent
 
 
 def resolve_container(opts: dict, cli, name: str) -> str:

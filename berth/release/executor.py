@@ -5,7 +5,9 @@ State lives in ``state_dir`` (on a minion ``<cachedir>/berth``):
 ``applied.json``  the last successfully applied release (the no-op check reads it)
 ``journal.json``  written before every change while an apply runs; if the process
                   dies, the next :meth:`Executor.recover` finishes the run (when it
-                  had passed verification) or rolls it back (when it had not)
+                  had passed verification) or rolls it back (when it had not). It is
+                  deleted only once that rollback or cleanup fully succeeded: phase
+                  ``applying`` -> ``rolling_back`` or ``committing`` -> gone
 ``logins.json``   registries whose credentials were verified (password digested)
 ``release.lock``  ``flock``-ed while an apply runs; a second apply gets :class:`ReleaseBusy`
 """
@@ -31,7 +33,7 @@ import docker.errors
 
 from berth import dockerutil
 from berth.release import plan as planner
-from berth.release.model import EngineState, Target
+from berth.release.model import LABEL_RELEASE, LABEL_VERSION_HASH, EngineState, Target
 from berth.release.plan import COMMIT, plan
 
 log = logging.getLogger(__name__)
@@ -49,24 +51,55 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: Path, data) -> None:
+    """Atomically replace ``path``: write + fsync a temporary file, rename it, fsync the directory,
+    so after a power cut the file holds the old or the new content, never a torn one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
-def read_json(path: Path):
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Corrupt:
+    """What :func:`read_json` returns for a file that exists but cannot be used."""
+
+    def __bool__(self):
+        return False
+
+
+CORRUPT = Corrupt()
+
+
+def read_json(path: Path, required: tuple[str, ...] = ()):
+    """The JSON object in ``path``; None when missing; :data:`CORRUPT` (falsy) when empty,
+    truncated, not an object or lacking a ``required`` key (e.g. after a power cut on a
+    filesystem that lost the data despite fsync)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except FileNotFoundError:
         return None
-    except ValueError:
-        log.warning("berth release: %s is corrupt, ignoring it", path)
-        return None
+    except (ValueError, OSError) as exc:
+        log.warning("berth release: %s is unreadable (%s), ignoring it", path, exc)
+        return CORRUPT
+    if not isinstance(data, dict) or any(k not in data for k in required):
+        log.warning("berth release: %s does not hold what it should, ignoring it", path)
+        return CORRUPT
+    return data
+
+
+JOURNAL_KEYS = ("release_id", "version_hash", "phase", "steps", "undo")
 
 
 class Executor:
@@ -93,11 +126,24 @@ class Executor:
         self.lock_path = self.dir / "release.lock"
         self._journal: dict | None = None
         self._journal_lock = threading.Lock()
+        # fault-injection tests set this to kill the process at a named point (see _at)
+        self.fault_hook = None
+        # what the last recovery did: {"release_id", "version_hash", "outcome", "error", "message"}
+        self.recovery: dict | None = None
+
+    def _at(self, point: str) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(point)
 
     # ---- observation -------------------------------------------------------------------
 
     def applied(self) -> dict | None:
-        return read_json(self.applied_path)
+        # a truncated record reads as "nothing applied": the next apply replans from the engine
+        return read_json(self.applied_path, ("release_id", "version_hash")) or None
+
+    def pending(self) -> dict | None:
+        """The journal of an apply that is not finished or rolled back yet (None when there is none)."""
+        return read_json(self.journal_path, JOURNAL_KEYS) or None
 
     def verified_logins(self) -> set[str]:
         return set((read_json(self.logins_path) or {}).get("verified") or [])
@@ -162,12 +208,12 @@ class Executor:
 
     def _save(self) -> None:
         with self._journal_lock:
-            _write_json(self.journal_path, self._journal)
+            write_json(self.journal_path, self._journal)
 
     def _undo(self, kind: str, entry) -> None:
         with self._journal_lock:
             self._journal["undo"][kind].append(entry)
-            _write_json(self.journal_path, self._journal)
+            write_json(self.journal_path, self._journal)
 
     # ---- apply -------------------------------------------------------------------------
 
@@ -175,16 +221,28 @@ class Executor:
         """Bring the engine to ``target``; returns a result dict (never raises for a failed step)."""
         with self.locked():
             recovered = self._recover_locked()
-            current = self.observe()
-            steps = plan(current, target, self.login_keys(target))
             result = {
                 **target.summary(),
                 "outcome": "unchanged",
                 "error": None,
                 "recovered": recovered,
                 "changes": {},
-                "steps": steps,
+                "steps": [],
             }
+            if self._journal is not None:
+                # the previous apply's rollback (or cleanup) is still owed: starting another one
+                # would lose what it must undo, so this apply waits for the next run
+                if self._journal.get("phase") != "committing":
+                    result["rollback_incomplete"] = recovered
+                result.update(
+                    outcome="failed",
+                    error=f"not applied: {recovered}",
+                    containers=self._container_report(target),
+                )
+                return result
+            current = self.observe()
+            steps = plan(current, target, self.login_keys(target))
+            result["steps"] = steps
             if not steps:
                 result["containers"] = self._container_report(target)
                 return result
@@ -196,13 +254,14 @@ class Executor:
                 len(steps),
             )
             self._journal = {
-                "release_id": str(target.release_id),
+                "release_id": target.release_id,
                 "version_hash": target.version_hash,
                 "phase": "applying",
                 "started_at": _now(),
                 "steps": steps,
                 "done": 0,
                 "undo": {"stopped": [], "purged": [], "created": []},
+                "undone": [],
             }
             self._save()
             changes: dict[str, list] = {}
@@ -214,13 +273,7 @@ class Executor:
                     self._journal["done"] += len(batch)
                     self._save()
             except Exception as exc:  # noqa: BLE001 - every failure leads to rollback and a report
-                reason = (
-                    str(exc)
-                    if isinstance(
-                        exc, (StepFailed, dockerutil.PullError, dockerutil.RegistryLoginError)
-                    )
-                    else (f"{type(exc).__name__}: {dockerutil.api_message(exc)}")
-                )
+                reason = _reason(exc)
                 touched = any(self._journal["undo"].values())
                 log.error(
                     "berth release %s on %s failed: %s%s",
@@ -230,14 +283,17 @@ class Executor:
                     "; rolling back" if touched else "; nothing was changed",
                 )
                 rollback_errors = self._rollback()
-                self._clear_journal()
                 if rollback_errors:
-                    reason += "; rollback problems: " + "; ".join(rollback_errors)
+                    incomplete = "; ".join(rollback_errors)
+                    reason += f"; rollback incomplete: {incomplete}"
+                    result["rollback_incomplete"] = incomplete
+                else:
+                    self._clear_journal()
                 result.update(
                     outcome="failed",
                     error=reason,
                     changes=changes,
-                    rolled_back=touched,
+                    rolled_back=touched and not rollback_errors,
                     containers=self._container_report(target),
                 )
                 return result
@@ -271,6 +327,11 @@ class Executor:
         return changes
 
     def _forward(self, step: dict, target: Target, changes: dict) -> None:
+        self._at(step["action"])
+        self._forward_step(step, target, changes)
+        self._at(step["action"] + ":done")
+
+    def _forward_step(self, step: dict, target: Target, changes: dict) -> None:
         action = step["action"]
         if action == "login":
             entry = target.registries[_key_in(target.registries, step["registry"])]
@@ -343,6 +404,8 @@ class Executor:
         for step in self._journal["steps"]:
             action = step["action"]
             try:
+                if action in COMMIT:
+                    self._at(f"commit:{action}")
                 if action == "remove":
                     self._parallel(self._remove_container, step["names"])
                     changes.setdefault("removed", []).extend(step["names"])
@@ -367,7 +430,7 @@ class Executor:
                 elif action == "record":
                     record = {k: v for k, v in step.items() if k != "action"}
                     record["applied_at"] = _now()
-                    _write_json(self.applied_path, record)
+                    write_json(self.applied_path, record)
             except Exception as exc:  # noqa: BLE001 - the new release runs; cleanup is retried later
                 problems.append(f"{action}: {dockerutil.api_message(exc)}")
         if problems:
@@ -377,6 +440,22 @@ class Executor:
                 self.device,
                 "; ".join(problems),
             )
+        return problems
+
+    def _ensure_running(self, journal: dict) -> list[str]:
+        """The verified containers of an interrupted commit run (an engine restart since may
+        have stopped those without a restart policy)."""
+        problems = []
+        for step in journal["steps"]:
+            if step["action"] != "start":
+                continue
+            for name in step["names"]:
+                try:
+                    state = self.cli.api.inspect_container(name).get("State") or {}
+                    if not state.get("Running"):
+                        self.cli.api.start(name)
+                except Exception as exc:  # noqa: BLE001 - kept for the next run
+                    problems.append(f"start {name}: {_reason(exc)}")
         return problems
 
     def _remove_container(self, name: str) -> None:
@@ -434,43 +513,84 @@ class Executor:
     # ---- rollback and recovery ---------------------------------------------------------
 
     def _rollback(self) -> list[str]:
-        """Undo what the journal says was done; collect (not raise) problems."""
+        """Undo what the journal says was done; return the problems (empty when all is undone).
+
+        Every undo step is safe to repeat: a retried rollback (next apply, ``release_recover``,
+        minion start) runs the same list again and skips what an earlier attempt finished."""
         self._journal["phase"] = "rolling_back"
+        self._journal.setdefault("undone", [])
         self._save()
         undo = self._journal["undo"]
         errors = []
+
+        def step(key: str, point: str, fn) -> bool:
+            if key in self._journal["undone"]:
+                return True
+            try:
+                self._at(point)
+                fn()
+            except Exception as exc:  # noqa: BLE001 - collected, the journal keeps the step
+                errors.append(f"{key}: {_reason(exc)}")
+                return False
+            with self._journal_lock:
+                self._journal["undone"].append(key)
+            self._save()
+            return True
+
         for name in reversed(undo["created"]):
-            try:
-                self._remove_container(name)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"remove {name}: {dockerutil.api_message(exc)}")
+            step(
+                f"remove {name}", "rollback:remove", lambda name=name: self._remove_container(name)
+            )
         for entry in reversed(undo["purged"]):
-            try:
-                if os.path.lexists(entry["aside"]):
-                    if os.path.isdir(entry["path"]) and not os.path.islink(entry["path"]):
-                        shutil.rmtree(entry["path"])
-                    elif os.path.lexists(entry["path"]):
-                        os.unlink(entry["path"])
-                    os.rename(entry["aside"], entry["path"])
-            except OSError as exc:
-                errors.append(f"restore {entry['path']}: {exc}")
+            step(
+                f"restore {entry['path']}",
+                "rollback:restore",
+                lambda entry=entry: _restore(entry["path"], entry["aside"]),
+            )
         restart = []
         for entry in reversed(undo["stopped"]):
             name = entry["name"]
-            try:
-                if entry["renamed_to"] and self._exists(entry["renamed_to"]):
-                    self.cli.api.rename(entry["renamed_to"], name)
-                if entry["was_running"]:
-                    restart.append(name)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"rename {name}: {dockerutil.api_message(exc)}")
-        for name in restart:
-            try:
-                self.cli.api.start(name)
-                log.info("berth release rollback on %s: restarted %s", self.device, name)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"restart {name}: {dockerutil.api_message(exc)}")
+            if entry["renamed_to"] and not step(
+                f"rename {entry['renamed_to']}",
+                "rollback:rename",
+                lambda entry=entry: self._rename_back(entry["renamed_to"], entry["name"]),
+            ):
+                continue
+            if entry["was_running"]:
+                restart.append(name)
+
+        def restart_one(name):
+            step(f"restart {name}", "rollback:restart", lambda: self._restart(name))
+
+        self._parallel(restart_one, restart)
         return errors
+
+    def _rename_back(self, renamed: str, name: str) -> None:
+        if self._exists(renamed):
+            self.cli.api.rename(renamed, name)
+        elif not self._exists(name):
+            raise StepFailed(f"neither {renamed} nor {name} exists")
+
+    def _restart(self, name: str) -> None:
+        """Start a container the apply stopped, and check it runs.
+
+        A killed apply's ``docker stop`` keeps running inside the engine, and ``start`` on a
+        container that is still stopping is a no-op; so stop first (which waits for a stop in
+        flight to end), then start."""
+        try:
+            self.cli.api.stop(name, timeout=self.stop_timeout)
+        except docker.errors.NotFound:
+            # removed by someone else meanwhile: there is nothing left to start
+            log.warning("berth release rollback on %s: %s no longer exists", self.device, name)
+            return
+        self.cli.api.start(name)
+        state = self.cli.api.inspect_container(name).get("State") or {}
+        if not state.get("Running"):
+            raise StepFailed(
+                f"{name} is not running after start (status {state.get('Status')}, "
+                f"exit code {state.get('ExitCode')})"
+            )
+        log.info("berth release rollback on %s: restarted %s", self.device, name)
 
     def _exists(self, name: str) -> bool:
         try:
@@ -484,55 +604,145 @@ class Executor:
             return self._recover_locked()
 
     def _recover_locked(self) -> str | None:
-        """Finish or roll back a run that died; returns what was done, or None."""
-        journal = read_json(self.journal_path)
+        """Finish or roll back a run that died; returns what was done, or None.
+
+        ``self._journal`` stays set (and the journal on disk) when the rollback or cleanup
+        is still incomplete; ``self.recovery`` says what happened to which release."""
+        self._journal = None
+        self.recovery = None
+        journal = read_json(self.journal_path, JOURNAL_KEYS)
+        if journal is CORRUPT:
+            return self._recover_from_engine()
         if not journal:
             return None
         self._journal = journal
         release = journal.get("release_id")
+        about = {"release_id": release, "version_hash": journal.get("version_hash")}
         if journal.get("phase") == "committing":
             log.warning(
                 "berth release %s on %s: finishing an interrupted apply", release, self.device
             )
-            problems = self._commit({})
+            problems = self._ensure_running(journal) + self._commit({})
             if problems:
-                return f"interrupted apply of release {release}: cleanup still incomplete: {'; '.join(problems)}"
+                message = (
+                    f"interrupted apply of release {release}: cleanup still incomplete: "
+                    f"{'; '.join(problems)}"
+                )
+                # the new release runs; only its cleanup is owed
+                self.recovery = {**about, "outcome": "succeeded", "error": None, "message": message}
+                return message
             self._clear_journal()
-            return f"finished interrupted apply of release {release}"
+            message = f"finished interrupted apply of release {release}"
+            self.recovery = {**about, "outcome": "succeeded", "error": None, "message": message}
+            return message
         log.warning(
             "berth release %s on %s: rolling back an interrupted apply", release, self.device
         )
         errors = self._rollback()
-        self._clear_journal()
         if errors:
-            log.error(
-                "berth release %s on %s: rollback problems: %s",
-                release,
-                self.device,
-                "; ".join(errors),
+            message = (
+                f"interrupted apply of release {release}: rollback incomplete: {'; '.join(errors)}"
             )
-        return f"rolled back interrupted apply of release {release}"
+            log.error("berth release %s on %s: %s", release, self.device, message)
+            self.recovery = {**about, "outcome": "failed", "error": message, "message": message}
+            return message
+        self._clear_journal()
+        message = f"rolled back interrupted apply of release {release}"
+        self.recovery = {
+            **about,
+            "outcome": "failed",
+            "error": f"the apply was interrupted; {message}",
+            "message": message,
+        }
+        return message
+
+    def _recover_from_engine(self) -> str:
+        """The journal is unreadable: bring back the applied release from what the engine shows.
+
+        When every container of the applied record exists, containers of other releases go,
+        ``.berth-previous`` copies get their name back, purged copies made by another release
+        move back (by this one: are dropped) and the applied containers are started. Otherwise
+        nothing is touched and the next apply converges from the engine's state."""
+        applied = self.applied()
+        containers = dockerutil.list_containers(self.cli)
+        by_name = {c["name"]: c for c in containers}
+        note = "journal was unreadable"
+        if not applied:
+            self._set_journal_aside()
+            return f"{note}; no applied release recorded, the next apply starts from the engine"
+        vh = applied.get("version_hash")
+        wanted = [c.get("fully_qualified_name") for c in applied.get("containers") or []]
+        for name in wanted:
+            prev = by_name.get(name + planner.PREVIOUS_SUFFIX)
+            cur = by_name.get(name)
+            if prev and prev["labels"].get(LABEL_VERSION_HASH) == vh:
+                if cur and cur["labels"].get(LABEL_VERSION_HASH) != vh:
+                    self._remove_container(name)
+                    cur = None
+                if cur is None:
+                    self.cli.api.rename(name + planner.PREVIOUS_SUFFIX, name)
+        containers = dockerutil.list_containers(self.cli)
+        by_name = {c["name"]: c for c in containers}
+        if not all(
+            n in by_name and by_name[n]["labels"].get(LABEL_VERSION_HASH) == vh for n in wanted
+        ):
+            self._set_journal_aside()
+            return (
+                f"{note}; the engine does not hold release {applied.get('release_id')} complete, "
+                "left as is for the next apply"
+            )
+        for c in containers:
+            if LABEL_RELEASE in c["labels"] and c["labels"].get(LABEL_VERSION_HASH) != vh:
+                self._remove_container(c["name"])
+        for name in wanted:
+            for bind in (self.cli.api.inspect_container(name).get("HostConfig") or {}).get(
+                "Binds"
+            ) or []:
+                source = bind.split(":", 1)[0]
+                for aside in _asides(source):
+                    suffix = aside.rsplit("-", 1)[-1]
+                    if suffix == str(applied.get("release_id")):
+                        shutil.rmtree(aside) if os.path.isdir(aside) else _unlink(aside)
+                    else:
+                        _restore(source, aside)
+            if by_name[name]["state"] != "running":
+                self._restart(name)
+        self._set_journal_aside()
+        return f"{note}; release {applied.get('release_id')} brought back from the engine's state"
+
+    def _set_journal_aside(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.journal_path, self.dir / "journal.json.unreadable")
+        self._journal = None
 
     def _clear_journal(self) -> None:
         _unlink(self.journal_path)
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.dir)
         self._journal = None
 
     def remember_login(self, key: str) -> None:
         data = read_json(self.logins_path) or {}
         verified = [k for k in data.get("verified", []) if k.split("|")[0] != key.split("|")[0]]
         verified.append(key)
-        _write_json(self.logins_path, {"verified": verified})
+        write_json(self.logins_path, {"verified": verified})
 
     # ---- reporting ---------------------------------------------------------------------
 
     def _container_report(self, target: Target) -> list[dict]:
-        by_name = {c["name"]: c for c in dockerutil.list_containers(self.cli)}
+        try:
+            by_name = {c["name"]: c for c in dockerutil.list_containers(self.cli)}
+        except Exception as exc:  # noqa: BLE001 - the engine went away: report, do not raise
+            log.warning("berth release on %s: cannot list containers: %s", self.device, exc)
+            by_name = None
         return [
             {
                 "name": tc.name,
                 "fully_qualified_name": tc.fq_name,
                 "image": tc.image,
-                "status": (by_name.get(tc.fq_name) or {}).get("state", "missing"),
+                "status": "unknown"
+                if by_name is None
+                else (by_name.get(tc.fq_name) or {}).get("state", "missing"),
             }
             for tc in target.containers
         ]
@@ -559,6 +769,32 @@ def _key_in(mapping: dict, key: str):
 def _unlink(path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def _restore(path: str, aside: str) -> None:
+    """Put purged data back (safe to repeat: does nothing once ``aside`` is gone)."""
+    if not os.path.lexists(aside):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+    os.rename(aside, path)
+
+
+def _asides(path: str) -> list[str]:
+    parent, base = os.path.split(path.rstrip("/"))
+    prefix = base + planner.PURGED_SUFFIX + "-"
+    try:
+        return [os.path.join(parent, n) for n in os.listdir(parent or ".") if n.startswith(prefix)]
+    except OSError:
+        return []
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (StepFailed, dockerutil.PullError, dockerutil.RegistryLoginError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {dockerutil.api_message(exc)}"
 
 
 def _purge(path: str, aside: str) -> None:
