@@ -458,11 +458,20 @@ class Executor:
                     problems.append(f"start {name}: {_reason(exc)}")
         return problems
 
-    def _remove_container(self, name: str) -> None:
-        try:
-            self.cli.api.remove_container(name, force=True)
-        except docker.errors.NotFound:
-            pass
+    def _remove_container(self, name: str, wait: float = 60.0) -> None:
+        """Remove ``name`` (gone already is fine). A removal a killed run left in flight inside
+        the engine answers 409 "already in progress": wait for it to end."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self.cli.api.remove_container(name, force=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _parallel(self, fn, items: list) -> None:
         if len(items) <= 1:
