@@ -22,6 +22,7 @@ try:
 
     from berth import dockerutil
     from berth.release import commands
+    from berth.release import policy as release_policy
     from berth.release.executor import ReleaseBusy
     from berth.release.images import ReleaseError
 
@@ -90,9 +91,11 @@ def _pillar_release(release, registries):
 
 def _target(release, registries):
     try:
-        return commands.target(release, registries)
+        target = commands.target(release, registries)
     except ReleaseError as exc:
         raise ReleaseError(f"invalid release: {exc}") from None
+    release_policy.enforce(target, __opts__)  # docs/security.md: never a system path
+    return target
 
 
 def _executor(**overrides):

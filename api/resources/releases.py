@@ -34,6 +34,7 @@ from api.models import (
 from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
+from api.policies import release as release_policy
 from api.resources.common import is_partial, no_content, owned_or_404
 from api.services.deployments import deployments_of, queue_release, unlist_devices
 from api.validation import (
@@ -194,6 +195,8 @@ def _container(value: Any) -> dict:
             "registry", _registry_ref, required=False, default=None, allow_null=True
         ),
     }
+    if not v.errors:  # docs/security.md "Release policy"
+        v.errors.update(release_policy.container_errors(container))
     if v.errors:
         raise FieldError(v.errors)
     return container
@@ -273,6 +276,9 @@ def _validate(data: dict, project: Project, release: Release | None) -> dict:
             "remove_containers", list_of(container_name, unique=True), required=False, default=list
         ),
     }
+    if values["remove_containers"] is not MISSING:
+        for message in release_policy.remove_containers_errors(values["remove_containers"]):
+            v.error("remove_containers", message)
     version = values["version"]
     if version is not MISSING and (release is None or version != release.version):
         taken = select(Release.id).where(

@@ -136,5 +136,9 @@ def enrollment_list(account_name: str) -> None:
 
 
 def register(app: Flask) -> None:
+    from api.cli import accounts
+    from api.policies.cli import release_policy_command
+
+    accounts.add_command(release_policy_command)
     app.cli.add_command(platform_tokens)
     app.cli.add_command(enrollment_tokens)

@@ -71,6 +71,11 @@ def fleet(app, client, api_factory, account, user_token, salt_api, salt_minions)
     # A generous timeout: a loaded CI machine can make the master slow to publish.
     app.config.update(salt_api.env(), BERTH_SALT_API_TIMEOUT="60")
     devices = [api_factory.device(account, unit_id=m.id) for m in salt_minions]
+    # these tests exercise the execute machinery with test.sleep/test.echo: widen the safe default
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "commands", account.name, "--allow", "test.*", "--allow", "minionutil.*"]
+    )
+    assert result.exit_code == 0, result.output
     return {"headers": user_token.headers, "devices": devices, "account": account}
 
 
