@@ -148,7 +148,10 @@ with app.app_context():
     _, master_token = create_token(user, scope="master", name="soak master")
     units = [{self.minion_id!r}] + [str(uuid.uuid4()) for _ in range({DEVICES - 1})]
     devices = [Device(account_id=account.id, unit_id=u, display="soak") for u in units]
-    db.session.add_all(devices); db.session.commit()
+    db.session.add_all(devices)
+    from api.security.tenancy import MinionEnrollment  # enrolled, as berth.register_minions records it
+    db.session.add_all([MinionEnrollment(unit_id=u, account_id=account.id, method="migration") for u in units])
+    db.session.commit()
     print(json.dumps({{"user": user_token, "master": master_token,
                       "devices": [[d.id, d.unit_id] for d in devices]}}))
 """
