@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.routing import IntegerConverter
 
 from api.config import base_config
-from api.errors import ApiError, NotFound, register_error_handlers
+from api.errors import ApiError, JsonErrorsFlask, NotFound, register_error_handlers
 from api.extensions import db, migrate
+from api.limits import MAX_DB_ID
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -40,17 +40,16 @@ class AccountPageSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-class DatabaseIdConverter(IntegerConverter):
-    """``<int:...>`` in URLs: only ids a database integer column can hold (others are 404, not 500)."""
-
-    def __init__(self, map, fixed_digits=0, min=1, max=2**31 - 1, signed=False):
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
-
-
-def _refuse_null_characters(endpoint, values) -> None:
-    # PostgreSQL cannot store or compare NUL in text; refuse it before any query sees it.
-    if any(isinstance(v, str) and "\x00" in v for v in (values or {}).values()):
-        raise NotFound()
+def _refuse_impossible_url_values(endpoint, values) -> None:
+    """Before authentication and any query: an ``<int:...>`` id a database id column cannot
+    hold (0, or beyond 2^31-1) is 404 like any unknown id, for every method. (The range is
+    checked here, not in the converter: werkzeug answers a converter's refusal with 405 when
+    another rule has the same path.) PostgreSQL cannot store or compare NUL in text."""
+    for value in (values or {}).values():
+        if isinstance(value, int) and not 1 <= value <= MAX_DB_ID:
+            raise NotFound()
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound()
     if any("\x00" in v for v in request.args.values()):
         raise ApiError({"detail": "Null characters are not allowed in query parameters."}, 400)
 
@@ -58,7 +57,7 @@ def _refuse_null_characters(endpoint, values) -> None:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("BERTH_INSTANCE_PATH")
-    app = Flask(
+    app = JsonErrorsFlask(
         __name__,
         static_folder=None,
         instance_path=os.path.abspath(instance_path) if instance_path else None,
@@ -70,8 +69,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.session_interface = AccountPageSessions()
     app.url_map.strict_slashes = True
-    app.url_map.converters["int"] = DatabaseIdConverter
-    app.url_value_preprocessor(_refuse_null_characters)
+    app.url_value_preprocessor(_refuse_impossible_url_values)
 
     import api.models  # noqa: F401  (registers the models)
 

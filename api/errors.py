@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,19 @@ def _http_detail(exc: HTTPException) -> str:
     if exc.code == 400:
         return "Bad request."
     return exc.description or exc.name
+
+
+class JsonErrorsFlask(Flask):
+    """Flask whose routing redirects (``/devices`` -> ``/devices/``, 308) carry a JSON body like
+    every other response, not werkzeug's HTML page (Flask hands them to no error handler)."""
+
+    def handle_http_exception(self, e: HTTPException):
+        if isinstance(e, RequestRedirect):
+            response = jsonify({"detail": f"Moved permanently to {e.new_url}"})
+            response.status_code = e.code
+            response.headers["Location"] = e.new_url
+            return response
+        return super().handle_http_exception(e)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -11,21 +12,22 @@ from sqlalchemy import Select, func, select
 
 from api.errors import NotFound, ValidationError
 from api.extensions import db
+from api.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+_INTEGER_RE = re.compile(r"^\s*-?[0-9]{1,30}\s*$")
 
 
-def _positive_int(name: str, default: int) -> int:
+def _positive_int(name: str, default: int, maximum: int | None = None) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError({name: ["A valid integer is required."]}) from None
+    if not _INTEGER_RE.match(raw):
+        raise ValidationError({name: ["A valid integer is required."]})
+    value = int(raw)
     if value < 1:
         raise ValidationError({name: ["Ensure this value is greater than or equal to 1."]})
+    if maximum is not None and value > maximum:
+        raise ValidationError({name: [f"Ensure this value is less than or equal to {maximum}."]})
     return value
 
 
@@ -51,7 +53,7 @@ def paginate(
     ``rows``: ``stmt`` selects columns, not an entity; ``serialize`` gets each row.
     """
     page = _positive_int("page", 1)
-    page_size = min(_positive_int("page_size", DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
+    page_size = _positive_int("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     count = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     last_page = max(1, -(-count // page_size))
     if page > last_page:

@@ -48,6 +48,8 @@ def json_body() -> dict[str, Any]:
         data = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError({"detail": f"JSON parse error - {exc}"}, 400) from None
+    except RecursionError:
+        raise ApiError({"detail": "JSON parse error - nested too deeply."}, 400) from None
     if not isinstance(data, dict):
         raise ValidationError(
             f"Invalid data. Expected a dictionary, but got {type(data).__name__}."

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 from api.errors import ValidationError
+from api.limits import MAX_DB_ID, MAX_JSON_DEPTH
 
 MISSING: Any = object()
-MAX_DB_ID = 2**31 - 1
 
 # distribution/reference grammar (github.com/distribution/reference, regexp.go)
 _ALNUM = r"[a-z0-9]+"
@@ -19,7 +20,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
 IMAGE_NAME_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$")
-TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)  # Go's \w: ASCII only
 REGISTRY_RE = re.compile(rf"^{_DOMAIN}(?:/{_PATH_COMPONENT})*$")
 IMAGE_NAME_MAX = 255
 # moby daemon/names: RestrictedNamePattern
@@ -81,14 +82,27 @@ class Validator:
             raise ValidationError(self.errors)
 
 
+def text_problem(value: str) -> str | None:
+    """Why a database cannot store ``value`` (a NUL, or a lone UTF-16 surrogate that JSON's
+    ``\\ud800`` escapes can produce), or None."""
+    if "\x00" in value:
+        return "Null characters are not allowed."
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "Lone surrogate characters are not allowed (the text is not valid UTF-8)."
+    return None
+
+
 def string(
     *, max_length: int, allow_blank: bool = False, strip: bool = True
 ) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("Not a valid string.")
-        if "\x00" in value:
-            raise FieldError("Null characters are not allowed.")
+        if problem := text_problem(value):
+            raise FieldError(problem)
         if strip:
             value = value.strip()
         if not value and not allow_blank:
@@ -106,20 +120,47 @@ def boolean(value: Any) -> bool:
     raise FieldError("Must be a valid boolean.")
 
 
+_DIGITS_RE = re.compile(r"^\s*[0-9]{1,30}\s*$")
+
+
 def integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and _DIGITS_RE.fullmatch(value):
             return int(value)
         raise FieldError("A valid integer is required.")
     return value
 
 
-def list_of(item: Callable[[Any], Any], *, unique: bool = False) -> Callable[[Any], list]:
-    """A list whose items pass ``item``; errors come back per index like DRF ``ListField``."""
+def bounded_integer(min_value: int, max_value: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        value = integer(value)
+        if value < min_value:
+            raise FieldError(f"Ensure this value is greater than or equal to {min_value}.")
+        if value > max_value:
+            raise FieldError(f"Ensure this value is less than or equal to {max_value}.")
+        return value
+
+    return check
+
+
+# A reference to a row in a body (e.g. a report's ``release_id``): what an id column can hold.
+db_id = bounded_integer(1, MAX_DB_ID)
+
+
+def list_of(
+    item: Callable[[Any], Any], *, unique: bool = False, max_items: int | None = None
+) -> Callable[[Any], list]:
+    """A list whose items pass ``item``; errors come back per index like DRF ``ListField``.
+
+    Linear in the list's length (duplicates found with a set), and ``max_items`` is checked
+    before any item is, so a request's cost is bounded by the cap, not by the body size.
+    """
 
     def check(value: Any) -> list:
         if not isinstance(value, list):
             raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
+        if max_items is not None and len(value) > max_items:
+            raise FieldError(f"Ensure this field has no more than {max_items} elements.")
         result, errors = [], {}
         for i, element in enumerate(value):
             try:
@@ -129,19 +170,49 @@ def list_of(item: Callable[[Any], Any], *, unique: bool = False) -> Callable[[An
         if errors:
             raise FieldError(errors)
         if unique:
-            dupes = sorted({x for x in result if result.count(x) > 1})
+            seen: set = set()
+            dupes = {x for x in result if x in seen or seen.add(x)}
             if dupes:
-                raise FieldError(f"Duplicate items: {', '.join(map(str, dupes))}.")
+                raise FieldError(f"Duplicate items: {', '.join(sorted(map(str, dupes)))}.")
         return result
 
     return check
+
+
+def json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A free-form JSON value a database and Salt can carry: nesting at most ``max_depth``
+    levels, finite numbers, strings (and keys) without NUL or lone surrogates, integers within 64 bits.
+    Iterative, so a deep value cannot exhaust the stack; returns ``value`` unchanged."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if problem := text_problem(node):
+                raise FieldError(problem)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise FieldError("NaN and Infinity are not valid JSON numbers.")
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int):
+            if not -(2**63) <= node < 2**64:
+                raise FieldError("Integers must fit in 64 bits.")
+        elif isinstance(node, (list, dict)):
+            if depth > max_depth:
+                raise FieldError(f"Nested more than {max_depth} levels deep.")
+            if isinstance(node, dict):
+                stack.extend((key, depth) for key in node)
+                stack.extend((item, depth + 1) for item in node.values())
+            else:
+                stack.extend((item, depth + 1) for item in node)
+    return value
 
 
 def docker_image(value: Any) -> str:
     value = string(max_length=IMAGE_NAME_MAX)(value)
     if "@" in value or (":" in value.rsplit("/", 1)[-1]):
         raise FieldError('Give the image without a tag or digest; put the tag in "tag".')
-    if not IMAGE_NAME_RE.match(value):
+    if not IMAGE_NAME_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a valid Docker image name (lowercase letters, digits and separators . _ -, '
             "optionally prefixed by a registry host)."
@@ -152,7 +223,7 @@ def docker_image(value: Any) -> str:
 def docker_tag(value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError("Not a valid string.")
-    if not TAG_RE.match(value):
+    if not TAG_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a valid Docker tag (up to 128 letters, digits, _ . -, not starting with . or -).'
         )
@@ -161,7 +232,7 @@ def docker_tag(value: Any) -> str:
 
 def container_name(value: Any) -> str:
     value = string(max_length=100)(value)
-    if not CONTAINER_NAME_RE.match(value):
+    if not CONTAINER_NAME_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a valid container name: Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]+ '
             "(at least 2 characters)."

@@ -42,6 +42,7 @@ Supported keys and accepted shapes:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Callable
@@ -51,12 +52,13 @@ from berth.contract import RESERVED_LABEL_PREFIX
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAMED_VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MEM = re.compile(r"^\d+(\.\d+)?\s*([bkmg]b?)?$", re.IGNORECASE)
+_MEM = re.compile(r"^[0-9]+(\.[0-9]+)?\s*([bkmg]b?)?$", re.IGNORECASE)
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 _CAP = re.compile(r"^(CAP_)?[A-Z_]+$")
 _NETWORK = re.compile(r"^(host|none|bridge|container:[A-Za-z0-9_.-]+|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
-_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:(\d+))?)$")
-_PORT = re.compile(r"^(\d{1,5})(/(tcp|udp|sctp))?$")
+_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:([0-9]+))?)$")
+_PORT = re.compile(r"^([0-9]{1,5})(/(tcp|udp|sctp))?$")
+_PORT_NUMBER = re.compile(r"^[0-9]{1,5}$")
 _LOG_DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODES = ("ro", "rw")
 
@@ -115,7 +117,7 @@ def _environment(value: Any) -> dict[str, str]:
             items.append(tuple(entry.split("=", 1)))
     env = {}
     for key, val in items:
-        if not _ENV_KEY.match(key):
+        if not _ENV_KEY.fullmatch(key):
             raise _Invalid(f"{key!r} is not a valid environment variable name.")
         env[key] = val
     return env
@@ -161,12 +163,22 @@ def _volumes(value: Any) -> list[str]:
     out = []
     for spec in value:
         src, dst, mode = _split_mount(spec)
-        if not _NAMED_VOLUME.match(src):
+        if not _NAMED_VOLUME.fullmatch(src):
             raise _Invalid(
                 f"{spec!r}: {src!r} is not a valid volume name (host paths go in 'binds')."
             )
         out.append(f"{src}:{dst}:{mode}")
     return out
+
+
+def _ip_address(text: str) -> bool:
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_port(value: Any, where: str):
@@ -179,9 +191,13 @@ def _host_port(value: Any, where: str):
         ip = None
     elif isinstance(value, str):
         ip, _, port_s = value.rpartition(":")
-        if not port_s.isdigit():
+        if not _PORT_NUMBER.fullmatch(port_s):
             raise _Invalid(f"{where}: {value!r} is not a port or 'ip:port'.")
         port = int(port_s)
+        if ip and not _ip_address(ip):
+            raise _Invalid(
+                f"{where}: {ip!r} is not an IP address (Docker binds host ports to one)."
+            )
     else:
         raise _Invalid(f"{where}: host port must be a number, 'ip:port' or null.")
     if not 1 <= port <= 65535:
@@ -190,7 +206,7 @@ def _host_port(value: Any, where: str):
 
 
 def _container_port(key: str) -> str:
-    match = _PORT.match(key)
+    match = _PORT.fullmatch(key)
     if not match or not 1 <= int(match.group(1)) <= 65535:
         raise _Invalid(f"{key!r} is not a container port like '80' or '80/tcp'.")
     return f"{match.group(1)}/{match.group(3) or 'tcp'}"
@@ -215,13 +231,13 @@ def _ports(value: Any) -> dict:
 
 
 def _network_mode(value: Any) -> str:
-    if not isinstance(value, str) or not _NETWORK.match(value):
+    if not isinstance(value, str) or not _NETWORK.fullmatch(value):
         raise _Invalid("Expected 'host', 'none', 'bridge', 'container:<name>' or a network name.")
     return value
 
 
 def _restart_policy(value: Any) -> dict:
-    if not isinstance(value, str) or not _RESTART.match(value):
+    if not isinstance(value, str) or not _RESTART.fullmatch(value):
         raise _Invalid(
             "Expected one of 'no', 'always', 'unless-stopped', 'on-failure', 'on-failure:N'."
         )
@@ -264,7 +280,9 @@ def _devices(value: Any) -> list[str]:
 
 
 def _cap_add(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and _CAP.match(v) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and _CAP.fullmatch(v) for v in value
+    ):
         raise _Invalid("Expected a list of capability names such as 'NET_ADMIN'.")
     return list(value)
 
@@ -272,7 +290,7 @@ def _cap_add(value: Any) -> list[str]:
 def _mem_limit(value: Any):
     if isinstance(value, bool) or not (
         (isinstance(value, int) and value > 0)
-        or (isinstance(value, str) and _MEM.match(value.strip()))
+        or (isinstance(value, str) and _MEM.fullmatch(value.strip()))
     ):
         raise _Invalid("Expected a positive number of bytes or a size like '512m' or '1g'.")
     return value.strip().lower() if isinstance(value, str) else value
@@ -281,7 +299,7 @@ def _mem_limit(value: Any):
 def _user(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
-    if not isinstance(value, str) or not _USER.match(value):
+    if not isinstance(value, str) or not _USER.fullmatch(value):
         raise _Invalid("Expected a user name or uid, optionally ':group' or ':gid'.")
     return value
 
@@ -295,7 +313,7 @@ def _working_dir(value: Any) -> str:
 def _log_config(value: Any) -> dict:
     if not isinstance(value, dict) or set(value) - {"type", "config"} or "type" not in value:
         raise _Invalid("Expected {'type': driver, 'config': {option: value}}.")
-    if not isinstance(value["type"], str) or not _LOG_DRIVER.match(value["type"]):
+    if not isinstance(value["type"], str) or not _LOG_DRIVER.fullmatch(value["type"]):
         raise _Invalid("'type' must be a logging driver name such as 'json-file'.")
     config = value.get("config") or {}
     if not isinstance(config, dict) or not all(isinstance(v, str) for v in config.values()):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from api.validation import MISSING, FieldError, Validator, integer, string
+from api.validation import MISSING, FieldError, Validator, integer, json_value, string
 
 FUN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 CALLBACK_TIMEOUT_DEFAULT = 120
@@ -26,7 +26,7 @@ class Command:
 
 def function_name(value: Any) -> str:
     value = string(max_length=255)(value)
-    if not FUN_RE.match(value):
+    if not FUN_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a Salt function: expected "module.function", e.g. "docker.logs".'
         )
@@ -43,7 +43,7 @@ def arg_list(value: Any) -> list:
         raise FieldError(
             'Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".'
         )
-    return value
+    return json_value(value)  # stored, returned and sent to Salt as it is
 
 
 def kwarg_map(value: Any) -> dict:
@@ -51,10 +51,10 @@ def kwarg_map(value: Any) -> dict:
         raise FieldError(
             f'Expected an object of keyword arguments but got type "{type(value).__name__}".'
         )
-    bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or k.startswith("__")]
+    bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or k.startswith("__")]
     if bad:
         raise FieldError(f"Not valid keyword argument names: {', '.join(sorted(bad))}.")
-    return value
+    return json_value(value)
 
 
 def callback_url(value: Any) -> str:

@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 
 from api.errors import NotFound, ValidationError
 from api.extensions import db
+from api.limits import MAX_REPORT_CONTAINERS
 from api.models import Deployment, Device, Project, Release
 from api.models.types import utcnow
-from api.validation import FieldError, Validator, integer, string
+from api.validation import FieldError, Validator, db_id, string
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def _datetime(value: Any) -> datetime:
 def _containers(value: Any) -> list:
     if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
         raise FieldError("Expected a list of container objects.")
+    if len(value) > MAX_REPORT_CONTAINERS:
+        raise FieldError(f"Ensure this field has no more than {MAX_REPORT_CONTAINERS} elements.")
     return value
 
 
@@ -61,7 +64,7 @@ def parse(data: dict[str, Any]) -> Report:
     v = Validator(data)
     report = Report(
         unit_id=v.field("unit_id", string(max_length=255)),
-        release_id=v.field("release_id", integer),
+        release_id=v.field("release_id", db_id),
         version_hash=v.field(
             "version_hash", string(max_length=8), required=False, default=None, allow_null=True
         ),

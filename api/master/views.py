@@ -18,6 +18,7 @@ from api import audit
 from api.auth import require_token
 from api.errors import PermissionDenied
 from api.extensions import db
+from api.limits import MAX_SYNC_UNIT_IDS
 from api.master import reports
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
@@ -31,8 +32,6 @@ from api.validation import FieldError, Validator
 
 bp = Blueprint("master", __name__)
 log = logging.getLogger(__name__)
-
-MAX_SYNC = 10_000
 
 
 def _device_by_unit_id(unit_id: str) -> Device:
@@ -92,20 +91,17 @@ def deployment_report():
 def _unit_ids(value) -> list[str]:
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
-    if len(value) > MAX_SYNC:
-        raise FieldError(f"Ensure this field has no more than {MAX_SYNC} elements.")
-    result, errors = [], {}
+    if len(value) > MAX_SYNC_UNIT_IDS:
+        raise FieldError(f"Ensure this field has no more than {MAX_SYNC_UNIT_IDS} elements.")
+    result, errors = {}, {}
     for i, item in enumerate(value):
         try:
-            item = unit_id_field(item)
+            result[unit_id_field(item)] = None  # de-duplicated, order kept, linear
         except FieldError as exc:
             errors[str(i)] = exc.detail
-            continue
-        if item not in result:
-            result.append(item)
     if errors:
         raise FieldError(errors)
-    return result
+    return list(result)
 
 
 @bp.post("/master/devices/sync/")
@@ -130,8 +126,14 @@ def devices_sync():
             details={"method": "master_sync", "unit_ids": result["created"][:100]},
         )
     db.session.commit()
-    for uid in result["created"]:
-        log.info("registered minion %s as a device of account %s", uid, g.account.name)
+    if result["created"]:  # one line, not 10,000
+        log.info(
+            "registered %d minion(s) as devices of account %s: %s%s",
+            len(result["created"]),
+            g.account.name,
+            ", ".join(result["created"][:20]),
+            " ..." if len(result["created"]) > 20 else "",
+        )
     if result["pending"]:
         log.warning(
             "minions not enrolled by this sync (they stay pending until they enroll): %s",

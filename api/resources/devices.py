@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 # Salt refuses ids that could escape its pki directory; whitespace and control
 # characters break command lines and targeting.
 _UNIT_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+UNIT_ID_MAX = 255
+DISPLAY_MAX = 200
 
 
 def unit_id(value: Any) -> str:
-    value = string(max_length=255)(value)
-    if not _UNIT_ID_RE.match(value) or value.startswith(".") or ".." in value:
+    value = string(max_length=UNIT_ID_MAX)(value)
+    if not _UNIT_ID_RE.fullmatch(value) or value.startswith(".") or ".." in value:
         raise FieldError(
             "Not a valid Salt minion id: no whitespace, slashes, control characters, "
             'leading "." or "..". A UUID is recommended.'
@@ -85,7 +87,7 @@ def _validate(data: dict, device: Device | None) -> dict:
     values = {
         "unit_id": v.field("unit_id", unit_id),
         "display": v.field(
-            "display", string(max_length=200, allow_blank=True), required=False, default=""
+            "display", string(max_length=DISPLAY_MAX, allow_blank=True), required=False, default=""
         ),
     }
     new_unit_id = values["unit_id"]

@@ -32,7 +32,7 @@ def registry_url(value: Any) -> str:
         if value.lower().startswith(scheme):
             value = value[len(scheme) :]
     value = value.rstrip("/")
-    if not REGISTRY_RE.match(value):
+    if not REGISTRY_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a registry address: expected host[:port][/path], e.g. "registry.example.com:5000".'
         )

@@ -22,6 +22,12 @@ from api.auth import require_token
 from api.bulk import id_rows
 from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
+from api.limits import (
+    MAX_RELEASE_CONTAINERS,
+    MAX_RELEASE_DEVICES,
+    MAX_REMOVE_CONTAINERS,
+    MAX_REQUIRED_TAGS,
+)
 from api.models import (
     Deployment,
     Device,
@@ -46,8 +52,10 @@ from api.validation import (
     container_name,
     docker_image,
     docker_tag,
+    json_value,
     list_of,
     string,
+    text_problem,
 )
 from berth import startup_params
 from berth.contract import DeploymentState
@@ -167,7 +175,7 @@ def _startup_parameters(value: Any) -> dict:
     errors = startup_params.validate(value)
     if errors:
         raise FieldError(errors)
-    return value
+    return json_value(value)  # stored as JSON: no NUL, lone surrogates or deep nesting
 
 
 def _container(value: Any) -> dict:
@@ -185,7 +193,10 @@ def _container(value: Any) -> dict:
         "image": v.field("image", docker_image),
         "tag": v.field("tag", docker_tag),
         "required_tags": v.field(
-            "required_tags", list_of(docker_tag), required=False, default=list
+            "required_tags",
+            list_of(docker_tag, max_items=MAX_REQUIRED_TAGS),
+            required=False,
+            default=list,
         ),
         "startup_parameters": v.field(
             "startup_parameters", _startup_parameters, required=False, default=dict
@@ -205,6 +216,8 @@ def _container(value: Any) -> dict:
 def _containers(value: Any) -> list[dict]:
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
+    if len(value) > MAX_RELEASE_CONTAINERS:
+        raise FieldError(f"Ensure this field has no more than {MAX_RELEASE_CONTAINERS} elements.")
     results: list[dict] = []
     errors: list[dict] = []
     seen: set[str] = set()
@@ -238,10 +251,12 @@ def _device_ids(value: Any) -> list[Row]:
     second read."""
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
+    if len(value) > MAX_RELEASE_DEVICES:
+        raise FieldError(f"Ensure this field has no more than {MAX_RELEASE_DEVICES} elements.")
     for item in value:
         if not isinstance(item, str):
             raise FieldError(f"Incorrect type. Expected pk value, received {type(item).__name__}.")
-        if "\x00" in item or len(item) > 36:
+        if len(item) > 36 or text_problem(item):
             raise FieldError(f'Invalid pk "{item[:40]}" - object does not exist.')
     ids = list(dict.fromkeys(value))  # de-duplicated, order kept; O(n) for fleets of 10,000
     if not ids:
@@ -273,7 +288,10 @@ def _validate(data: dict, project: Project, release: Release | None) -> dict:
         "devices": v.field("devices", _device_ids, required=False, default=list),
         "containers": v.field("containers", _containers),
         "remove_containers": v.field(
-            "remove_containers", list_of(container_name, unique=True), required=False, default=list
+            "remove_containers",
+            list_of(container_name, unique=True, max_items=MAX_REMOVE_CONTAINERS),
+            required=False,
+            default=list,
         ),
     }
     if values["remove_containers"] is not MISSING:

@@ -170,7 +170,13 @@ def sync(account_id: int, unit_ids: list[str]) -> dict[str, list[str]]:
         if uid in have_device:
             existing.append(uid)
         else:
-            db.session.add(Device(account_id=account_id, unit_id=uid, display=uid))
+            db.session.add(
+                Device(
+                    account_id=account_id,
+                    unit_id=uid,
+                    display=uid[: Device.__table__.c.display.type.length],
+                )
+            )
             created.append(uid)
     return {"created": created, "existing": existing, "pending": pending}
 

@@ -59,3 +59,9 @@ def test_oversized_body_is_json_413(app, client, user_token):
         "/devices/", data="x" * 5000, headers=user_token.headers, content_type="application/json"
     )
     assert r.status_code == 413 and "detail" in r.json
+
+
+def test_missing_trailing_slash_redirect_body_is_json(client):
+    r = client.post("/docker/projects", json={})
+    assert r.status_code == 308 and r.headers["Location"].endswith("/docker/projects/")
+    assert r.json == {"detail": f"Moved permanently to {r.headers['Location']}"}

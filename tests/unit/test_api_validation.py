@@ -78,3 +78,52 @@ def test_string_rules():
         with pytest.raises(FieldError):
             string(max_length=5)(bad)
     assert string(max_length=5, allow_blank=True)("") == ""
+
+
+def test_unique_list_of_100000_names():
+    """The duplicate check is a set (bench/validation_bench.py times it; list.count took minutes)."""
+    check = list_of(container_name, unique=True)
+    names = [f"c{i:06d}" for i in range(100_000)]
+    assert check(names) == names
+    with pytest.raises(FieldError) as exc:
+        check(names + ["c000007", "c000003", "c000007"])
+    assert exc.value.detail == ["Duplicate items: c000003, c000007."]
+
+
+@pytest.mark.parametrize(
+    "check, value",
+    [
+        (docker_tag, "v1\n"),
+        (docker_tag, "\u00e9t\u00e9"),
+        (container_name, "app\nx"),
+        (docker_image, "app\nx"),
+    ],
+)
+def test_trailing_newlines_and_non_ascii_are_refused(check, value):
+    with pytest.raises(FieldError):
+        check(value)
+
+
+def test_capped_list_refuses_before_validating_items():
+    check = list_of(container_name, max_items=2)
+    with pytest.raises(FieldError) as exc:
+        check([None, None, None])
+    assert exc.value.detail == ["Ensure this field has no more than 2 elements."]
+
+
+def test_json_value_rules():
+    from api.validation import json_value
+
+    assert json_value({"a": [1, "x", None, 1.5, {"b": True}]}) == {
+        "a": [1, "x", None, 1.5, {"b": True}]
+    }
+    for bad in ([[[[1]]]], {"k\x00": 1}, ["\ud800"], [float("nan")], [2**64]):
+        with pytest.raises(FieldError):
+            json_value(bad, max_depth=3)
+    deep = []
+    node = deep
+    for _ in range(100_000):  # iterative: no RecursionError
+        node.append([])
+        node = node[0]
+    with pytest.raises(FieldError):
+        json_value(deep)

@@ -83,6 +83,12 @@ def test_all_other_keys():
         ({"volumes": ["/abs:/x"]}, "volumes"),
         ({"ports": {"http": 80}}, "ports"),
         ({"ports": {"80": 70000}}, "ports"),
+        ({"ports": {"80": "$(id):8080"}}, "ports"),
+        ({"ports": ["$(id):8080:80"]}, "ports"),
+        ({"ports": {"80": "\u0661\u0662"}}, "ports"),
+        ({"ports": {"80\n": 80}}, "ports"),
+        ({"network_mode": "host\n"}, "network_mode"),
+        ({"mem_limit": "\u0661m"}, "mem_limit"),
         ({"network_mode": "host net"}, "network_mode"),
         ({"restart_policy": "sometimes"}, "restart_policy"),
         ({"privileged": "yes"}, "privileged"),
@@ -103,6 +109,17 @@ def test_bad_values_are_reported_by_field(params, field):
     with pytest.raises(StartupParameterError) as exc:
         to_create_kwargs(params)
     assert exc.value.errors == errors
+
+
+@pytest.mark.parametrize(
+    "ports, expected",
+    [
+        ({"80": "127.0.0.1:8080"}, {"80/tcp": ("127.0.0.1", 8080)}),
+        (["[::1]:8080:80/udp"], {"80/udp": ("[::1]", 8080)}),
+    ],
+)
+def test_host_ip_must_be_an_address(ports, expected):
+    assert to_create_kwargs({"ports": ports})["ports"] == expected
 
 
 def test_not_a_map():

@@ -1,0 +1,25 @@
+"""Caps on what one request may carry: one home for each number, read by the validators and
+by the OpenAPI document (``maxItems``, ``maximum``).
+
+Every list in a body is capped before its items are validated and every validator is linear,
+so the cost of any request, valid or not, is bounded by these caps rather than by the body
+size limit (``MAX_CONTENT_LENGTH``, 16 MiB): ``bench/validation_bench.py`` prints the figures.
+"""
+
+from __future__ import annotations
+
+MAX_DB_ID = 2**31 - 1  # ids in URLs (else 404) and bodies (else 400): what an id column holds
+
+MAX_PAGE_SIZE = 1000  # ?page_size= above it is a 400 naming it
+DEFAULT_PAGE_SIZE = 100
+
+MAX_RELEASE_DEVICES = 10_000  # a release's ``devices``
+MAX_RELEASE_CONTAINERS = 100  # a release's ``containers``
+MAX_REMOVE_CONTAINERS = 1000  # a release's ``remove_containers``
+MAX_REQUIRED_TAGS = 100  # a container's ``required_tags``
+MAX_SYNC_UNIT_IDS = 10_000  # ``POST /master/devices/sync/`` ``unit_ids``
+MAX_REPORT_CONTAINERS = 1000  # a master report's ``containers``
+
+# Free-form JSON (execute arguments, startup parameters) deeper than this is a 400, so no
+# encoder or decoder later on recurses too deep.
+MAX_JSON_DEPTH = 32
