@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api import audit
@@ -67,6 +68,28 @@ def users_create(email: str, account_name: str, password: str) -> None:
     db.session.add(user)
     db.session.commit()
     click.echo(f"created user {user.id} {user.email} in account {account.name}")
+
+
+@users.command("password")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def users_password(email: str, password: str) -> None:
+    """Set user EMAIL's password; every account-page session of the user ends."""
+    from api.security.login import end_all_sessions
+
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with email {email!r}")
+    if not password:
+        raise click.ClickException("the password may not be empty")
+    user.set_password(password)
+    end_all_sessions(user.id)
+    audit.record(
+        "password.change", account_id=user.account_id, user_id=user.id, details={"by": "cli"}
+    )
+    db.session.commit()
+    click.echo(f"password of {user.email} changed; its sessions ended")
 
 
 @tokens.command("create")

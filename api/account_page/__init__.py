@@ -10,16 +10,23 @@ import logging
 from datetime import UTC
 from functools import wraps
 
-from flask import Blueprint, g, redirect, render_template, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms.fields.choices import SelectChoice
 
 from api import audit
-from api.account_page.forms import CreateTokenForm, LoginForm, LogoutForm, RevokeTokenForm
+from api.account_page.forms import (
+    CreateTokenForm,
+    LoginForm,
+    LogoutForm,
+    PasswordForm,
+    RevokeTokenForm,
+)
 from api.extensions import db
 from api.models import ApiToken, Device, User
 from api.models.types import utcnow
+from api.security import login as login_guard
 from api.tokens import create_token
 
 bp = Blueprint("account_page", __name__, url_prefix="/account", template_folder="templates")
@@ -32,9 +39,10 @@ _DUMMY_HASH = generate_password_hash("berth-no-such-user")
 def login_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        user_id = session.get("user_id")
+        # the server-side session row is what makes the cookie valid (logout, password change)
+        user_id = login_guard.session_user_id(session.get("sid"))
         user = db.session.get(User, user_id) if user_id is not None else None
-        if user is None:
+        if user is None or user.id != session.get("user_id"):
             session.clear()
             return redirect(url_for("account_page.login"))
         g.user = user
@@ -43,7 +51,7 @@ def login_required(view):
     return wrapper
 
 
-def _page(create_form=None, new_token=None, new_token_row=None, status=200):
+def _page(create_form=None, new_token=None, new_token_row=None, status=200, password_form=None):
     user = g.user
     devices = db.session.scalars(
         select(Device).where(Device.account_id == user.account_id).order_by(Device.unit_id)
@@ -63,6 +71,7 @@ def _page(create_form=None, new_token=None, new_token_row=None, status=200):
             create_form=form,
             revoke_form=RevokeTokenForm(),
             logout_form=LogoutForm(),
+            password_form=password_form or PasswordForm(),
             new_token=new_token,
             new_token_row=new_token_row,
             now=utcnow(),
@@ -77,9 +86,31 @@ def login():
     error = None
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
+        address = request.remote_addr or ""
         user = db.session.scalar(select(User).where(User.email == email))
+        wait = login_guard.retry_after(email, address)
+        if wait is not None:
+            # refused without looking at the password: even the right one does not get in now
+            audit.record(
+                "login.locked",
+                account_id=user.account_id if user is not None else None,
+                user_id=user.id if user is not None else None,
+                details={"email": email, "retry_after": wait},
+            )
+            db.session.commit()
+            log.warning("account page: login refused (throttled) for %s from %s", email, address)
+            minutes = -(-wait // 60)
+            page = render_template(
+                "account/login.html",
+                form=form,
+                error="Too many failed logins for this account or from this address. "
+                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            )
+            return page, 429, {"Retry-After": str(wait)}
         if user is not None and user.check_password(form.password.data):
+            login_guard.note(email, address, True)
             session.clear()
+            session["sid"] = login_guard.start_session(user.id)
             session["user_id"] = user.id
             audit.record(
                 "login", account_id=user.account_id, user_id=user.id, user_email=user.email
@@ -89,6 +120,7 @@ def login():
             return redirect(url_for("account_page.index"))
         if user is None:
             check_password_hash(_DUMMY_HASH, form.password.data)
+        login_guard.note(email, address, False)
         audit.record(
             "login.failed",
             account_id=user.account_id if user is not None else None,
@@ -106,8 +138,32 @@ def login():
 @login_required
 def logout():
     if LogoutForm().validate_on_submit():
+        login_guard.end_session(session.get("sid"))
+        audit.record("logout", account_id=g.user.account_id)
+        db.session.commit()
         session.clear()
     return redirect(url_for("account_page.login"))
+
+
+@bp.post("/password/")
+@login_required
+def change_password():
+    form = PasswordForm()
+    valid = form.validate_on_submit()
+    if valid and not g.user.check_password(form.current_password.data):
+        form.current_password.errors = ["Wrong password."]
+        valid = False
+    if not valid:
+        return _page(password_form=form, status=400)
+    g.user.set_password(form.new_password.data)
+    # every session of the user ends (a stolen cookie too); this browser gets a new one
+    login_guard.end_all_sessions(g.user.id)
+    session.clear()
+    session["sid"] = login_guard.start_session(g.user.id)
+    session["user_id"] = g.user.id
+    audit.record("password.change", account_id=g.user.account_id)
+    db.session.commit()
+    return redirect(url_for("account_page.index"))
 
 
 @bp.get("/")

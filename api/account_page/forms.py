@@ -27,13 +27,27 @@ class LogoutForm(FlaskForm):
     pass
 
 
+class PasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), no_null_characters]
+    )
+    new_password = PasswordField(
+        "New password", validators=[DataRequired(), Length(min=12, max=256), no_null_characters]
+    )
+
+
 class RevokeTokenForm(FlaskForm):
     pass
 
 
 class CreateTokenForm(FlaskForm):
     name = StringField("Name", validators=[Optional(), Length(max=100), no_null_characters])
-    scope = SelectField("Scope", choices=[SelectChoice(s, s) for s in TOKEN_SCOPES], default="user")
+    # master-scope tokens are an operator's act (CLI), never made here (docs/security.md)
+    scope = SelectField(
+        "Scope",
+        choices=[SelectChoice(s, s) for s in TOKEN_SCOPES if s != "master"],
+        default="user",
+    )
     device = SelectField("Device (device scope only)", choices=[], validate_choice=True)
     expires = DateTimeLocalField(
         "Expires (UTC, optional)", validators=[Optional()], format="%Y-%m-%dT%H:%M"

@@ -8,9 +8,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from api import openapi
-    from api.security import cli, platform, tenancy  # noqa: F401  (models)
+    from api.security import cli, headers, login, platform, tenancy  # noqa: F401  (models)
     from api.security.enrollment_views import PATHS, SCHEMAS, bp
 
     app.register_blueprint(bp)
+    headers.init_app(app)
     openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)

@@ -1,0 +1,161 @@
+"""Login and session hardening (docs/security.md). Each test is the attack that worked before:
+guessing passwords without limit, reusing a cookie after logout or a password change, framing
+or caching the token page, minting a master token from the page."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from api import create_app
+from api.extensions import db
+from api.models import ApiToken
+from tests.fixtures.api import TEST_SECRET_KEY
+
+pytestmark = pytest.mark.db
+
+
+def csrf(html: bytes) -> str:
+    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1).decode()
+
+
+def login(client, email, password):
+    page = client.get("/account/login/")
+    return client.post(
+        "/account/login/",
+        data={"email": email, "password": password, "csrf_token": csrf(page.data)},
+    )
+
+
+def test_lockout_after_10_failures_even_with_the_right_password(client, user, user_token):
+    for _ in range(10):
+        assert login(client, user.email, "wrong guess").status_code == 400
+    resp = login(client, user.email, user.password)
+    assert resp.status_code == 429
+    assert 800 <= int(resp.headers["Retry-After"]) <= 900
+    assert b"Too many failed logins" in resp.data and b"Try again in 15 minutes" in resp.data
+    assert client.get("/account/").status_code == 302  # not logged in
+    rows = client.get("/audit/", headers=user_token.headers).json["results"]
+    assert [r["action"] for r in rows].count("login.failed") == 10
+    assert rows[0]["action"] == "login.locked" and rows[0]["user"] == user.id
+    assert "wrong guess" not in str(rows)
+
+
+def test_throttle_per_client_address(app, client, api_factory):
+    app.config["BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS"] = 3
+    victim = api_factory.user()
+    for n in range(3):
+        assert login(client, f"nobody{n}@example.com", "x").status_code == 400
+    resp = login(client, victim.email, victim.password)
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+def test_logout_invalidates_the_session_server_side(app, client, user):
+    assert login(client, user.email, user.password).status_code == 302
+    stolen = client.get_cookie("session").value
+    page = client.get("/account/")
+    assert page.status_code == 200
+    assert client.post("/account/logout/", data={"csrf_token": csrf(page.data)}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", stolen)
+    resp = thief.get("/account/")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/account/login/")
+
+
+def test_password_change_ends_every_other_session(app, client, user):
+    assert login(client, user.email, user.password).status_code == 302
+    other = app.test_client()
+    assert login(other, user.email, user.password).status_code == 302
+    page = client.get("/account/")
+    resp = client.post(
+        "/account/password/",
+        data={
+            "current_password": "not it",
+            "new_password": "a much longer passphrase",
+            "csrf_token": csrf(page.data),
+        },
+    )
+    assert resp.status_code == 400 and b"Wrong password." in resp.data
+    resp = client.post(
+        "/account/password/",
+        data={
+            "current_password": user.password,
+            "new_password": "a much longer passphrase",
+            "csrf_token": csrf(page.data),
+        },
+    )
+    assert resp.status_code == 302
+    assert client.get("/account/").status_code == 200  # this browser goes on
+    assert other.get("/account/").status_code == 302  # the other session ended
+    assert login(app.test_client(), user.email, "a much longer passphrase").status_code == 302
+
+
+def test_cli_password_change_ends_sessions(app, client, user):
+    assert login(client, user.email, user.password).status_code == 302
+    result = app.test_cli_runner().invoke(
+        args=["users", "password", user.email, "--password", "another long one"]
+    )
+    assert result.exit_code == 0, result.output
+    assert client.get("/account/").status_code == 302
+
+
+def test_security_headers(client, user):
+    for path in ("/account/login/", "/docs/"):
+        resp = client.get(path)
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert "script-src" not in resp.headers["Content-Security-Policy"]  # default-src 'none'
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert client.get("/account/login/").headers["Cache-Control"] == "no-store"
+    assert login(client, user.email, user.password).status_code == 302
+    assert client.get("/account/").headers["Cache-Control"] == "no-store"  # shows new tokens
+    assert client.get("/openapi.json").headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "config,secure",
+    [
+        ({"BERTH_PUBLIC_URL": "https://berth.example.com"}, True),
+        ({"BERTH_PUBLIC_URL": "http://127.0.0.1:8000"}, False),
+        ({"BERTH_PUBLIC_URL": "http://127.0.0.1:8000", "BERTH_SESSION_COOKIE_SECURE": "1"}, True),
+        (
+            {"BERTH_PUBLIC_URL": "https://berth.example.com", "BERTH_SESSION_COOKIE_SECURE": "0"},
+            False,
+        ),
+    ],
+)
+def test_secure_cookie(api_database_url, tmp_path, user, config, secure):
+    app = create_app(
+        {
+            "DATABASE_URL": api_database_url,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "INSTANCE_PATH": str(tmp_path),
+            **config,
+        }
+    )
+    client = app.test_client()
+    resp = login(client, user.email, user.password)
+    assert resp.status_code == 302
+    cookie = resp.headers["Set-Cookie"]
+    assert ("Secure" in cookie) is secure and "HttpOnly" in cookie
+
+
+def test_master_tokens_are_not_made_on_the_account_page(app, client, user):
+    assert login(client, user.email, user.password).status_code == 302
+    page = client.get("/account/")
+    assert b'value="master"' not in page.data
+    resp = client.post(
+        "/account/tokens/",
+        data={"name": "x", "scope": "master", "device": "", "csrf_token": csrf(page.data)},
+    )
+    assert resp.status_code == 400
+    with app.app_context():
+        assert (
+            db.session.scalar(
+                select(func.count()).select_from(ApiToken).where(ApiToken.scope == "master")
+            )
+            == 0
+        )
