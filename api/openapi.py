@@ -1,23 +1,29 @@
-"""``/openapi.json`` (OpenAPI 3.1) and ``/docs/`` (the same document as HTML); both readable without a token.
+"""``/openapi.json`` (OpenAPI 3.1) and ``/docs/`` (Swagger UI on it); both readable without a token.
 
-Core resources are described here in full. Routes that feature packages add
-are described by their own ``add_paths(app, paths, schemas)`` call; any route
-still undocumented gets an entry built from its view docstring and scopes, so
-the document always lists every endpoint.
+Bodies are the pydantic models of :mod:`api.schemas` (``components.schemas``); this module
+describes the paths of the core resources. Routes that feature packages add are described by
+their own ``add_paths(app, paths, schemas)`` call; any route still undocumented gets an entry
+built from its view docstring and scopes, so the document always lists every endpoint.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template
 
-from berth.contract import DeploymentState
+from api.schemas import openapi_components
 
-bp = Blueprint("openapi", __name__, template_folder="templates")
+bp = Blueprint(
+    "openapi",
+    __name__,
+    template_folder="templates",
+    # the vendored Swagger UI (api/static/swagger-ui/README.md) and its start script
+    static_folder="static",
+    static_url_path="/docs/static",
+)
 
 _EXTENSION_KEY = "berth_openapi"
 
@@ -152,224 +158,6 @@ def _crud(
     return collection, item
 
 
-_STARTUP_PARAMETERS = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "Validated at the API; an unknown key or bad value is a 400 naming it.",
-    "properties": {
-        "environment": {
-            "description": "Shell-quoted string, list of KEY=VALUE, or map.",
-            "oneOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}},
-                {
-                    "type": "object",
-                    "additionalProperties": {"type": ["string", "number", "boolean"]},
-                },
-            ],
-        },
-        "binds": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "/host:/container[:ro|rw]",
-        },
-        "volumes": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
-        "ports": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
-        "network_mode": {
-            "type": "string",
-            "description": "host, none, bridge, container:<name> or a network",
-        },
-        "restart_policy": {
-            "type": "string",
-            "description": "no, always, unless-stopped, on-failure[:N]",
-        },
-        "privileged": {"type": "boolean"},
-        "command": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "entrypoint": {
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
-        },
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "devices": {"type": "array", "items": {"type": "string"}},
-        "cap_add": {"type": "array", "items": {"type": "string"}},
-        "mem_limit": {
-            "oneOf": [{"type": "integer"}, {"type": "string"}],
-            "description": "bytes or 512m, 1g",
-        },
-        "user": {"type": "string"},
-        "working_dir": {"type": "string"},
-        "log_config": {
-            "type": "object",
-            "properties": {"type": {"type": "string"}, "config": {"type": "object"}},
-        },
-    },
-}
-
-_CONTAINER_INPUT = {
-    "type": "object",
-    "required": ["name", "image", "tag"],
-    "properties": {
-        "name": {
-            "type": "string",
-            "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
-            "description": "Unique in the release.",
-        },
-        "image": {
-            "type": "string",
-            "description": "Docker repository name without tag, e.g. `curveball`.",
-        },
-        "tag": {"type": "string", "pattern": "^[\\w][\\w.-]{0,127}$"},
-        "required_tags": {"type": "array", "items": {"type": "string"}, "default": []},
-        "startup_parameters": _ref("StartupParameters"),
-        "purge_data": {"type": "boolean", "default": False},
-        "registry": {
-            "type": ["integer", "null"],
-            "description": "Registry id; pulled as `<url>/<image>:<tag>`.",
-        },
-    },
-}
-
-SCHEMAS: dict[str, Any] = {
-    "Detail": {
-        "type": "object",
-        "required": ["detail"],
-        "properties": {"detail": {"type": "string"}},
-    },
-    "ValidationErrors": {
-        "type": "object",
-        "description": 'DRF shape: {"field": ["message"], "non_field_errors": [...]}; containers nest per index.',
-        "additionalProperties": True,
-    },
-    "Device": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "format": "uuid", "readOnly": True},
-            "unit_id": {"type": "string", "description": "The Salt minion id (unique)."},
-            "display": {"type": "string"},
-            "created": {"type": "string", "format": "date-time", "readOnly": True},
-            "docker_releases": {
-                "type": "array",
-                "items": {"type": "integer"},
-                "readOnly": True,
-                "description": "Ids of releases this device deployed successfully.",
-            },
-        },
-    },
-    "DeviceInput": {
-        "type": "object",
-        "required": ["unit_id"],
-        "properties": {
-            "unit_id": {"type": "string", "maxLength": 255},
-            "display": {"type": "string"},
-        },
-    },
-    "Registry": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer", "readOnly": True},
-            "name": {"type": "string"},
-            "url": {"type": "string", "description": "host[:port][/path]"},
-            "username": {"type": "string"},
-            "created": {"type": "string", "format": "date-time", "readOnly": True},
-        },
-    },
-    "RegistryInput": {
-        "type": "object",
-        "required": ["name", "url", "username", "password"],
-        "properties": {
-            "name": {"type": "string"},
-            "url": {"type": "string"},
-            "username": {"type": "string"},
-            "password": {
-                "type": "string",
-                "writeOnly": True,
-                "description": "Write-only, encrypted at rest; optional on update.",
-            },
-        },
-    },
-    "Project": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer", "readOnly": True},
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "created": {"type": "string", "format": "date-time", "readOnly": True},
-        },
-    },
-    "ProjectInput": {
-        "type": "object",
-        "required": ["name"],
-        "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-    },
-    "StartupParameters": _STARTUP_PARAMETERS,
-    "ContainerInput": _CONTAINER_INPUT,
-    "Container": {
-        "allOf": [
-            _ref("ContainerInput"),
-            {
-                "type": "object",
-                "properties": {
-                    "fully_qualified_name": {
-                        "type": "string",
-                        "readOnly": True,
-                        "description": "deployment-{name}-{release id}",
-                    }
-                },
-            },
-        ]
-    },
-    "ReleaseInput": {
-        "type": "object",
-        "required": ["version", "containers"],
-        "description": "Read-only fields (id, version_hash, successful_deployments, fully_qualified_name) are ignored.",
-        "properties": {
-            "version": {"type": "string", "description": "Unique within the project."},
-            "devices": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "Device ids; may change.",
-            },
-            "containers": {
-                "type": "array",
-                "items": _ref("ContainerInput"),
-                "description": "Immutable after creation (409).",
-            },
-            "remove_containers": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "Release": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer", "readOnly": True},
-            "project": {"type": "integer", "readOnly": True},
-            "version": {"type": "string"},
-            "version_hash": {"type": "string", "pattern": "^[0-9a-f]{8}$", "readOnly": True},
-            "devices": {"type": "array", "items": {"type": "string"}},
-            "containers": {"type": "array", "items": _ref("Container")},
-            "successful_deployments": {
-                "type": "array",
-                "items": {"type": "string"},
-                "readOnly": True,
-            },
-            "remove_containers": {"type": "array", "items": {"type": "string"}},
-            "created": {"type": "string", "format": "date-time", "readOnly": True},
-        },
-    },
-    "Deployment": {
-        "type": "object",
-        "properties": {
-            "release": {"type": "integer"},
-            "device": {"type": "string"},
-            "unit_id": {"type": "string"},
-            "status": {"enum": list(DeploymentState)},
-            "error": {"type": ["string", "null"]},
-            "attempts": {"type": "integer"},
-            "started_at": {"type": ["string", "null"], "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-        },
-    },
-}
-
-
 def _core_paths() -> dict:
     paths: dict[str, Any] = {}
     dev_c, dev_i = _crud(
@@ -434,6 +222,27 @@ def _core_paths() -> dict:
                 *_PAGE_PARAMS,
             ],
             "responses": {"200": _json(_page_of("Deployment")), **_ERRORS},
+        }
+    }
+    master = [{"APIToken": []}]
+    paths["/master/deployments/report/"] = {
+        "post": {
+            "tags": ["master"],
+            "summary": "Record a device's release result",
+            "description": "Idempotent; an older result never overwrites a newer one. Token scope: master.",
+            "security": master,
+            "requestBody": {"required": True, **_json(_ref("DeploymentReport"))},
+            "responses": {"200": _json(_ref("Deployment"), "The deployment now."), **_ERRORS},
+        }
+    }
+    paths["/master/devices/sync/"] = {
+        "post": {
+            "tags": ["master"],
+            "summary": "Register accepted minion keys as devices of the token's account",
+            "description": "Token scope: master.",
+            "security": master,
+            "requestBody": {"required": True, **_json(_ref("DeviceSync"))},
+            "responses": {"200": _json(_ref("DeviceSyncResult")), **_ERRORS},
         }
     }
     return paths
@@ -509,7 +318,7 @@ def build_document(app: Flask) -> dict:
                     "description": "`APIToken <token>`; scopes user, master, device.",
                 }
             },
-            "schemas": {**SCHEMAS, **extra["schemas"]},
+            "schemas": {**openapi_components(), **extra["schemas"]},
         },
     }
 
@@ -521,5 +330,4 @@ def openapi_json():
 
 @bp.get("/docs/")
 def docs():
-    document = build_document(current_app)
-    return render_template("docs.html", doc=document, dumps=lambda v: json.dumps(v, indent=2))
+    return render_template("docs.html", doc=build_document(current_app))

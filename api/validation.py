@@ -35,7 +35,20 @@ class FieldError(Exception):
         super().__init__(self.detail)
 
 
-class Validator:
+class FieldErrors:
+    """DRF errors of one request body, ``{"field": ["message"]}``, raised together as a 400."""
+
+    errors: dict[str, Any]
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.setdefault(name, []).append(message)
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            raise ValidationError(self.errors)
+
+
+class Validator(FieldErrors):
     """Collects per-field errors for one request body.
 
     ``partial`` (PATCH) skips missing fields instead of requiring them.
@@ -73,13 +86,6 @@ class Validator:
         except FieldError as exc:
             self.errors[name] = exc.detail
             return MISSING
-
-    def error(self, name: str, message: str) -> None:
-        self.errors.setdefault(name, []).append(message)
-
-    def raise_if_errors(self) -> None:
-        if self.errors:
-            raise ValidationError(self.errors)
 
 
 def text_problem(value: str) -> str | None:

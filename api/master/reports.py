@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.limits import MAX_REPORT_CONTAINERS
 from api.models import Deployment, Device, Project, Release
 from api.models.types import utcnow
-from api.validation import FieldError, Validator, db_id, string
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
 
 log = logging.getLogger(__name__)
@@ -35,55 +33,10 @@ class Report:
     containers: list[dict[str, Any]]
     finished_at: datetime | None
 
-
-def _outcome(value: Any) -> str:
-    if value not in tuple(ReportOutcome):
-        raise FieldError(f'"{value}" is not a valid choice: {", ".join(ReportOutcome)}.')
-    return ReportOutcome(value)
-
-
-def _datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise FieldError("Datetime has wrong format. Use ISO-8601.")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _containers(value: Any) -> list:
-    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
-        raise FieldError("Expected a list of container objects.")
-    if len(value) > MAX_REPORT_CONTAINERS:
-        raise FieldError(f"Ensure this field has no more than {MAX_REPORT_CONTAINERS} elements.")
-    return value
-
-
-def parse(data: dict[str, Any]) -> Report:
-    v = Validator(data)
-    report = Report(
-        unit_id=v.field("unit_id", string(max_length=255)),
-        release_id=v.field("release_id", db_id),
-        version_hash=v.field(
-            "version_hash", string(max_length=8), required=False, default=None, allow_null=True
-        ),
-        outcome=v.field("outcome", _outcome),
-        error=v.field(
-            "error",
-            string(max_length=10_000, allow_blank=True),
-            required=False,
-            default=None,
-            allow_null=True,
-        ),
-        containers=v.field("containers", _containers, required=False, default=list, allow_null=True)
-        or [],
-        finished_at=v.field(
-            "finished_at", _datetime, required=False, default=None, allow_null=True
-        ),
-    )
-    v.raise_if_errors()
-    return report
+    @classmethod
+    def from_body(cls, values: dict[str, Any]) -> Report:
+        """From the clean values of a ``DeploymentReport`` body (:mod:`api.schemas.master`)."""
+        return cls(**{**values, "containers": values["containers"] or []})
 
 
 def apply(account_id: int, device: Device, report: Report) -> Deployment:

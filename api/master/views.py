@@ -18,17 +18,15 @@ from api import audit
 from api.auth import require_token
 from api.errors import PermissionDenied
 from api.extensions import db
-from api.limits import MAX_SYNC_UNIT_IDS
 from api.master import reports
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
-from api.models.types import isoformat
 from api.payload import json_body
-from api.resources.devices import unit_id as unit_id_field
-from api.resources.releases import serialize_container, serialize_deployment
+from api.schemas.base import validate
+from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import tenancy
+from api.serializers.releases import release_for_device, serialize_deployment
 from api.services.deployments import target_release_id
-from api.validation import FieldError, Validator
 
 bp = Blueprint("master", __name__)
 log = logging.getLogger(__name__)
@@ -37,20 +35,6 @@ log = logging.getLogger(__name__)
 def _device_by_unit_id(unit_id: str) -> Device:
     """The enrolled device of minion ``unit_id`` this master may be served (api.security.tenancy)."""
     return tenancy.served_device(unit_id)
-
-
-def release_pillar(release: Release) -> dict:
-    """``docker:release``: the release as the API returns it, without the fleet-wide lists
-    (``devices``, ``successful_deployments``) a device does not need."""
-    return {
-        "id": release.id,
-        "project": release.project_id,
-        "version": release.version,
-        "version_hash": release.version_hash,
-        "containers": [serialize_container(c) for c in release.containers],
-        "remove_containers": list(release.remove_containers),
-        "created": isoformat(release.created),
-    }
 
 
 @bp.get("/master/minions/<unit_id>/pillar/")
@@ -66,7 +50,7 @@ def minion_pillar(unit_id: str):
     ).all()
     return jsonify(
         {
-            "release": release_pillar(release) if release is not None else None,
+            "release": release_for_device(release) if release is not None else None,
             "registries": {
                 str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()}
                 for r in registries
@@ -80,28 +64,12 @@ def minion_pillar(unit_id: str):
 @require_token("master", "platform")
 def deployment_report():
     """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
-    report = reports.parse(json_body())
+    report = reports.Report.from_body(validate(DeploymentReport, json_body()).values)
     device = _device_by_unit_id(report.unit_id)
     deployment = reports.apply(device.account_id, device, report)
     return jsonify(
         serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
     )
-
-
-def _unit_ids(value) -> list[str]:
-    if not isinstance(value, list):
-        raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
-    if len(value) > MAX_SYNC_UNIT_IDS:
-        raise FieldError(f"Ensure this field has no more than {MAX_SYNC_UNIT_IDS} elements.")
-    result, errors = {}, {}
-    for i, item in enumerate(value):
-        try:
-            result[unit_id_field(item)] = None  # de-duplicated, order kept, linear
-        except FieldError as exc:
-            errors[str(i)] = exc.detail
-    if errors:
-        raise FieldError(errors)
-    return list(result)
 
 
 @bp.post("/master/devices/sync/")
@@ -116,9 +84,7 @@ def devices_sync():
             "A platform master serves many accounts: its minions enroll with an enrollment token "
             "of their account (docs/security.md), not by sync."
         )
-    v = Validator(json_body())
-    unit_ids = v.field("unit_ids", _unit_ids)
-    v.raise_if_errors()
+    unit_ids = validate(DeviceSync, json_body())["unit_ids"]
     result = tenancy.sync(g.account.id, unit_ids)
     if result["created"]:
         audit.record(

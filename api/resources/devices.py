@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any
 
 from flask import Blueprint, g, request
 from sqlalchemy import bindparam, select
@@ -18,28 +16,13 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
+from api.schemas.base import parse
+from api.schemas.devices import DeviceInput
 from api.security import tenancy
-from api.validation import MISSING, FieldError, Validator, string
 from berth.contract import DeploymentState
 
 bp = Blueprint("devices", __name__)
 log = logging.getLogger(__name__)
-
-# Salt refuses ids that could escape its pki directory; whitespace and control
-# characters break command lines and targeting.
-_UNIT_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
-UNIT_ID_MAX = 255
-DISPLAY_MAX = 200
-
-
-def unit_id(value: Any) -> str:
-    value = string(max_length=UNIT_ID_MAX)(value)
-    if not _UNIT_ID_RE.fullmatch(value) or value.startswith(".") or ".." in value:
-        raise FieldError(
-            "Not a valid Salt minion id: no whitespace, slashes, control characters, "
-            'leading "." or "..". A UUID is recommended.'
-        )
-    return value
 
 
 def serialize_device(
@@ -83,23 +66,17 @@ def serialize_devices(devices: list[Device]) -> list[dict]:
 
 
 def _validate(data: dict, device: Device | None) -> dict:
-    v = Validator(data, partial=is_partial())
-    values = {
-        "unit_id": v.field("unit_id", unit_id),
-        "display": v.field(
-            "display", string(max_length=DISPLAY_MAX, allow_blank=True), required=False, default=""
-        ),
-    }
-    new_unit_id = values["unit_id"]
-    if new_unit_id is not MISSING and (device is None or new_unit_id != device.unit_id):
+    parsed = parse(DeviceInput, data, partial=is_partial())
+    new_unit_id = parsed.get("unit_id")
+    if new_unit_id is not None and (device is None or new_unit_id != device.unit_id):
         # unique per account: another account's device of this unit_id is neither refused nor revealed
         taken = select(Device.id).where(
             Device.unit_id == new_unit_id, Device.account_id == g.account.id
         )
         if db.session.scalar(taken) is not None:
-            v.error("unit_id", "device with this unit id already exists.")
-    v.raise_if_errors()
-    return {k: val for k, val in values.items() if val is not MISSING}
+            parsed.error("unit_id", "device with this unit id already exists.")
+    parsed.raise_if_errors()
+    return parsed.values
 
 
 @bp.get("/devices/")

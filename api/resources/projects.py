@@ -14,8 +14,9 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
+from api.schemas.base import parse
+from api.schemas.projects import ProjectInput
 from api.services.deployments import unlist_devices
-from api.validation import MISSING, Validator, string
 
 bp = Blueprint("projects", __name__)
 log = logging.getLogger(__name__)
@@ -31,20 +32,14 @@ def serialize_project(project: Project) -> dict:
 
 
 def _validate(data: dict, project: Project | None) -> dict:
-    v = Validator(data, partial=is_partial())
-    values = {
-        "name": v.field("name", string(max_length=100)),
-        "description": v.field(
-            "description", string(max_length=10000, allow_blank=True), required=False, default=""
-        ),
-    }
-    name = values["name"]
-    if name is not MISSING and (project is None or name != project.name):
+    parsed = parse(ProjectInput, data, partial=is_partial())
+    name = parsed.get("name")
+    if name is not None and (project is None or name != project.name):
         taken = select(Project.id).where(Project.account_id == g.account.id, Project.name == name)
         if db.session.scalar(taken) is not None:
-            v.error("name", "project with this name already exists.")
-    v.raise_if_errors()
-    return {k: val for k, val in values.items() if val is not MISSING}
+            parsed.error("name", "project with this name already exists.")
+    parsed.raise_if_errors()
+    return parsed.values
 
 
 @bp.get("/docker/projects/")

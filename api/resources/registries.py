@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Blueprint, g
 from sqlalchemy import func, select
@@ -18,25 +17,11 @@ from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
-from api.validation import MISSING, REGISTRY_RE, FieldError, Validator, string
+from api.schemas.base import parse
+from api.schemas.registries import RegistryInput
 
 bp = Blueprint("registries", __name__)
 log = logging.getLogger(__name__)
-
-
-def registry_url(value: Any) -> str:
-    """``host[:port][/path]``; a leading ``https://``/``http://`` and trailing ``/`` are dropped,
-    because devices pull ``<url>/<image>:<tag>``."""
-    value = string(max_length=255)(value)
-    for scheme in ("https://", "http://"):
-        if value.lower().startswith(scheme):
-            value = value[len(scheme) :]
-    value = value.rstrip("/")
-    if not REGISTRY_RE.fullmatch(value):
-        raise FieldError(
-            f'"{value}" is not a registry address: expected host[:port][/path], e.g. "registry.example.com:5000".'
-        )
-    return value
 
 
 def serialize_registry(registry: Registry) -> dict:
@@ -50,25 +35,22 @@ def serialize_registry(registry: Registry) -> dict:
 
 
 def _validate(data: dict, registry: Registry | None) -> dict:
-    v = Validator(data, partial=is_partial())
-    values = {
-        "name": v.field("name", string(max_length=100)),
-        "url": v.field("url", registry_url),
-        "username": v.field("username", string(max_length=255)),
-        # Keeps the stored password when omitted on update.
-        "password": v.field(
-            "password", string(max_length=1024, strip=False), required=registry is None
-        ),
-    }
-    name = values["name"]
-    if name is not MISSING and (registry is None or name != registry.name):
+    # An update without a password keeps the stored one.
+    parsed = parse(
+        RegistryInput,
+        data,
+        partial=is_partial(),
+        optional=("password",) if registry is not None else (),
+    )
+    name = parsed.get("name")
+    if name is not None and (registry is None or name != registry.name):
         taken = select(Registry.id).where(
             Registry.account_id == g.account.id, Registry.name == name
         )
         if db.session.scalar(taken) is not None:
-            v.error("name", "registry with this name already exists.")
-    v.raise_if_errors()
-    return {k: val for k, val in values.items() if val is not MISSING}
+            parsed.error("name", "registry with this name already exists.")
+    parsed.raise_if_errors()
+    return parsed.values
 
 
 def _apply(registry: Registry, values: dict) -> None:

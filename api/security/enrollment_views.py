@@ -19,7 +19,7 @@ from api.models.types import utcnow
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import no_content, owned_or_404
-from api.resources.devices import unit_id as unit_id_field
+from api.schemas.devices import minion_id as unit_id_field
 from api.security import enrollment, tenancy
 from api.validation import FieldError, Validator, integer, string
 

@@ -89,3 +89,50 @@ def test_docs_page_is_public_html(client):
     assert b"/docker/projects/{project_id}/releases/" in r.data
     assert b"/openapi.json" in r.data
     json.loads(client.get("/openapi.json").data)
+
+
+def test_openapi_document_is_valid_openapi_3_1(client):
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+
+    doc = client.get("/openapi.json").json
+    assert doc["openapi"] == "3.1.0"
+    validate(doc, cls=OpenAPIV31SpecValidator)
+
+
+def test_bodies_and_enums_come_from_the_schemas_and_the_contract(client):
+    from berth.contract import DeploymentState, ReportOutcome
+
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    assert schemas["DeploymentState"]["enum"] == [s.value for s in DeploymentState]
+    assert schemas["DeploymentReport"]["properties"]["outcome"]["enum"] == [
+        o.value for o in ReportOutcome
+    ]
+    release_input = schemas["ReleaseInput"]
+    assert release_input["required"] == ["version", "containers"]
+    assert release_input["properties"]["containers"]["items"] == {
+        "$ref": "#/components/schemas/ContainerInput"
+    }
+    assert schemas["ContainerInput"]["properties"]["startup_parameters"] == {
+        "$ref": "#/components/schemas/StartupParameters"
+    }
+    report = client.get("/openapi.json").json["paths"]["/master/deployments/report/"]["post"]
+    assert report["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/DeploymentReport"
+    }
+
+
+def test_docs_page_serves_the_vendored_swagger_ui(client):
+    page = client.get("/docs/").data.decode()
+    assert "/docs/static/swagger-ui/swagger-ui-bundle.js" in page
+    assert 'data-openapi="/openapi.json"' in page
+    assert "//cdn" not in page and "unpkg" not in page
+    for asset, mimetype in (
+        ("swagger-ui/swagger-ui-bundle.js", "text/javascript"),
+        ("swagger-ui/swagger-ui.css", "text/css"),
+        ("docs.js", "text/javascript"),
+    ):
+        r = client.get(f"/docs/static/{asset}")
+        assert r.status_code == 200 and r.mimetype == mimetype, asset
+        r.close()
+    assert b"SwaggerUIBundle" in client.get("/docs/static/docs.js").data

@@ -354,3 +354,14 @@ def test_created_release_lists_its_devices_as_get_does(app, client, setup, api_f
             'Invalid pk "nope-1" - object does not exist.',
         ]
     }
+
+
+def test_responses_match_their_openapi_models(client, setup):
+    from api.schemas.releases import Deployment, Release
+
+    body = client.post(setup["url"], json=seed_body(setup), headers=setup["headers"]).json
+    Release.model_validate(body)
+    page = client.get(f"{setup['url']}{body['id']}/deployments/", headers=setup["headers"]).json
+    assert page["results"]
+    for deployment in page["results"]:
+        Deployment.model_validate(deployment)

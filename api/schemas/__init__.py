@@ -1,0 +1,47 @@
+"""Request and response bodies, declared once with pydantic: they validate requests
+(:func:`api.schemas.base.parse`, DRF error shapes) and are the OpenAPI components.
+
+One module per resource; a feature adds its fields to the body it extends, or a new module
+here, and lists new models below so ``/openapi.json`` describes them
+(docs/architecture.md "Where to change what").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.schemas.base import component_schemas
+from api.schemas.common import Detail, ValidationErrors
+from api.schemas.devices import Device, DeviceInput
+from api.schemas.master import DeploymentReport, DeviceSync, DeviceSyncResult
+from api.schemas.projects import Project, ProjectInput
+from api.schemas.registries import Registry, RegistryInput
+from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
+from api.schemas.startup_parameters import StartupParameters
+
+REQUEST_BODIES = (
+    StartupParameters,
+    DeviceInput,
+    RegistryInput,
+    ProjectInput,
+    ContainerInput,
+    ReleaseInput,
+    DeploymentReport,
+    DeviceSync,
+)
+RESPONSE_BODIES = (
+    Detail,
+    ValidationErrors,
+    Device,
+    Registry,
+    Project,
+    Container,
+    Release,
+    Deployment,
+    DeviceSyncResult,
+)
+
+
+def openapi_components() -> dict[str, Any]:
+    """``components.schemas`` of every body above (and the enums and models they refer to)."""
+    return component_schemas(REQUEST_BODIES, RESPONSE_BODIES)

@@ -1,0 +1,237 @@
+"""How a pydantic model validates a request body with DRF's error shapes, and becomes OpenAPI.
+
+A request body is a :class:`RequestBody` whose fields carry a *rule*: a check from
+:mod:`api.validation` (or a module's own) that takes the raw JSON value and returns the
+clean one or raises :class:`api.validation.FieldError` with DRF's exact messages. The
+field's type annotation is what OpenAPI shows; the rule is what runs (pydantic's own
+coercions are skipped, so ``"1"`` or ``1.0`` are accepted or refused as DRF did, not as
+pydantic's lax mode would). A rule's name must not be a field name of the model: annotations
+are resolved in the class body, where a field with a default hides a function of its name::
+
+    class ProjectInput(RequestBody):
+        name: Annotated[str, rule(string(max_length=100)), doc(maxLength=100)]
+
+:func:`parse` runs the model field by field (``partial`` for PATCH skips absent fields)
+and returns a :class:`Parsed` that collects errors as ``{"field": ["message"]}``; the
+caller adds its database checks (``parsed.error(...)``) and calls ``raise_if_errors()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from annotated_types import GroupedMetadata
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    WithJsonSchema,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic_core import PydanticCustomError
+
+from api.validation import FieldError, FieldErrors
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+_DRF = "drf"
+# pydantic resolves a literal "$ref" itself at generation time; this is replaced afterwards
+_REF_MARK = "x-berth-ref"
+
+
+class RequestBody(BaseModel):
+    """A request body. Unknown and read-only keys are ignored, as DRF serializers do."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+
+class ResponseBody(BaseModel):
+    """A response body: described in OpenAPI; the views build it as a dict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def drf_error(detail: list | dict | str) -> PydanticCustomError:
+    """A pydantic error carrying a DRF error detail (a message list, or nested per index/field)."""
+    detail = [detail] if isinstance(detail, str) else detail
+    return PydanticCustomError(_DRF, "{summary}", {"summary": str(detail), "detail": detail})
+
+
+def rule(check: Callable[[Any], Any], *, nullable: bool = False, typed: bool = False) -> Any:
+    """Annotation metadata: validate the field with ``check`` (raising ``FieldError``) instead of
+    pydantic's own coercion; ``None`` is "This field may not be null." unless ``nullable``.
+    ``typed``: pydantic then checks ``check``'s result against the annotation (for fields of
+    nested models: ``check`` returns model instances, and OpenAPI refers to their schema)."""
+
+    def run(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise drf_error("This field may not be null.")
+        try:
+            return check(value)
+        except FieldError as exc:
+            raise drf_error(exc.detail) from None
+
+    return _Rule(run, typed)
+
+
+class _Rule(GroupedMetadata):
+    # SkipValidation then BeforeValidator: the rule alone decides; the annotation stays the schema.
+    def __init__(self, run: Callable[[Any], Any], typed: bool):
+        self.items = (BeforeValidator(run),) if typed else (SkipValidation, BeforeValidator(run))
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def ref(model: str) -> Any:
+    """Annotation metadata: OpenAPI shows the field as a ``$ref`` to component ``model`` (for a
+    field whose rule keeps a plain value, e.g. a dict, yet has a model describing it)."""
+    return WithJsonSchema({_REF_MARK: model})
+
+
+def _resolve_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        if _REF_MARK in node:
+            return {"$ref": REF_TEMPLATE.format(model=node[_REF_MARK])}
+        return {k: _resolve_refs(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_refs(v) for v in node]
+    return node
+
+
+def doc(description: str | None = None, **json_schema: Any) -> Any:
+    """Annotation metadata for OpenAPI only (``maxLength``, ``pattern``, ``readOnly`` ...): the
+    rule enforces them; pydantic does not enforce them a second time."""
+    return Field(description=description, json_schema_extra=json_schema or None)
+
+
+def drf_detail(exc: PydanticValidationError) -> dict[str, Any]:
+    """A pydantic ValidationError (from a model or one of its fields) in DRF's shape."""
+    errors: dict[str, Any] = {}
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        name = str(loc[0]) if loc else "non_field_errors"
+        if error["type"] == _DRF:
+            detail = error["ctx"]["detail"]
+        elif error["type"] == "missing":
+            detail = ["This field is required."]
+        elif error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            name, detail = (
+                "non_field_errors",
+                [f"Invalid data. Expected a dictionary, but got {type(error['input']).__name__}."],
+            )
+        else:  # not raised by Berth's rules; kept readable
+            detail = [error["msg"]]
+        errors[name] = detail
+    return errors
+
+
+class Parsed(FieldErrors):
+    """The outcome of :func:`parse`: clean ``values`` of the valid fields present (with defaults
+    unless partial) and DRF ``errors``."""
+
+    def __init__(self, values: dict[str, Any], errors: dict[str, Any]):
+        self.values = values
+        self.errors = errors
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+
+def parse(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    *,
+    partial: bool = False,
+    optional: Iterable[str] = (),
+) -> Parsed:
+    """Validate ``data`` field by field with ``model``; nothing raised, see :class:`Parsed`.
+    ``optional``: required fields that this request may leave out (no default is filled in)."""
+    target = model.model_construct()
+    validator = model.__pydantic_validator__
+    values: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in data:
+            if partial or name in optional:
+                continue
+            if field.is_required():
+                errors[name] = ["This field is required."]
+            else:
+                values[name] = field.get_default(call_default_factory=True)
+            continue
+        try:
+            validator.validate_assignment(target, name, data[name])
+        except PydanticValidationError as exc:
+            errors.update(drf_detail(exc))
+            continue
+        values[name] = getattr(target, name)
+    return Parsed(values, errors)
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], **kwargs: Any) -> Parsed:
+    """:func:`parse`, raising the 400 at once when the body has errors."""
+    parsed = parse(model, data, **kwargs)
+    parsed.raise_if_errors()
+    return parsed
+
+
+def as_dict(value: Any) -> Any:
+    """A parsed nested model (or list of them) as plain dicts of its clean values."""
+    if isinstance(value, BaseModel):
+        return {name: as_dict(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list):
+        return [as_dict(v) for v in value]
+    return value
+
+
+def _allows_null(schema: dict) -> bool:
+    types = schema.get("type")
+    return (
+        types == "null"
+        or (isinstance(types, list) and "null" in types)
+        or any(_allows_null(s) for s in schema.get("anyOf", []) + schema.get("oneOf", []))
+    )
+
+
+class _OpenAPISchema(GenerateJsonSchema):
+    """JSON Schema 2020-12 as OpenAPI 3.1 embeds it, without pydantic's generated titles."""
+
+    def field_title_should_be_set(self, schema) -> bool:
+        return False
+
+    def default_schema(self, schema):
+        # an optional field that may be left out but not sent as null: no "default": null
+        out = super().default_schema(schema)
+        if out.get("default", ...) is None and not _allows_null(out):
+            del out["default"]
+        return out
+
+    def generate(self, schema, mode="validation"):
+        out = super().generate(schema, mode)
+        out.pop("title", None)
+        return out
+
+
+def component_schemas(
+    requests: Iterable[type[BaseModel]], responses: Iterable[type[BaseModel]]
+) -> dict[str, Any]:
+    """``components.schemas`` for these models (request bodies in validation mode, responses in
+    serialization mode), keyed by class name; nested models become ``$ref`` s."""
+    pairs = [(m, "validation") for m in requests] + [(m, "serialization") for m in responses]
+    _, defs = models_json_schema(pairs, ref_template=REF_TEMPLATE, schema_generator=_OpenAPISchema)
+    schemas = _resolve_refs(defs.get("$defs", {}))
+    for schema in schemas.values():
+        schema.pop("title", None)
+    return schemas

@@ -1,0 +1,19 @@
+"""Bodies every endpoint shares: error responses."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict
+
+from api.schemas.base import ResponseBody
+
+
+class Detail(ResponseBody):
+    """401/403/404/409: what went wrong."""
+
+    detail: str
+
+
+class ValidationErrors(ResponseBody):
+    """DRF shape: {"field": ["message"], "non_field_errors": [...]}; containers nest per index."""
+
+    model_config = ConfigDict(extra="allow")

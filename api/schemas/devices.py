@@ -1,0 +1,50 @@
+"""Device bodies: ``/devices/``; ``unit_id`` is the Salt minion id."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.validation import FieldError, string
+
+READ_ONLY = {"readOnly": True}
+# Salt refuses ids that could escape its pki directory; whitespace and control
+# characters break command lines and targeting.
+_UNIT_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+UNIT_ID_MAX = 255
+DISPLAY_MAX = 200
+
+
+def minion_id(value: Any) -> str:
+    value = string(max_length=UNIT_ID_MAX)(value)
+    if not _UNIT_ID_RE.fullmatch(value) or value.startswith(".") or ".." in value:
+        raise FieldError(
+            "Not a valid Salt minion id: no whitespace, slashes, control characters, "
+            'leading "." or "..". A UUID is recommended.'
+        )
+    return value
+
+
+class DeviceInput(RequestBody):
+    unit_id: Annotated[
+        str,
+        rule(minion_id),
+        doc("The Salt minion id (unique); a UUID is recommended.", maxLength=UNIT_ID_MAX),
+    ]
+    display: Annotated[
+        str, rule(string(max_length=DISPLAY_MAX, allow_blank=True)), doc(maxLength=DISPLAY_MAX)
+    ] = ""
+
+
+class Device(ResponseBody):
+    id: Annotated[str, doc(format="uuid", **READ_ONLY)]
+    unit_id: Annotated[str, doc("The Salt minion id (unique).")]
+    display: str
+    enrolled: Annotated[
+        bool, doc("The minion proved it is this account's (docs/security.md).", **READ_ONLY)
+    ]
+    created: Annotated[str, doc(format="date-time", **READ_ONLY)]
+    docker_releases: Annotated[
+        list[int], doc("Ids of releases this device deployed successfully.", **READ_ONLY)
+    ]

@@ -1,0 +1,93 @@
+"""Master-scope bodies: a device's release report and the minion-key sync."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from api.limits import MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.devices import minion_id
+from api.validation import FieldError, db_id, string
+from berth.contract import ReportOutcome
+
+
+def report_outcome(value: Any) -> ReportOutcome:
+    if value not in tuple(ReportOutcome):
+        raise FieldError(f'"{value}" is not a valid choice: {", ".join(ReportOutcome)}.')
+    return ReportOutcome(value)
+
+
+def iso_datetime(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise FieldError("Datetime has wrong format. Use ISO-8601.")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def container_reports(value: Any) -> list:
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise FieldError("Expected a list of container objects.")
+    if len(value) > MAX_REPORT_CONTAINERS:
+        raise FieldError(f"Ensure this field has no more than {MAX_REPORT_CONTAINERS} elements.")
+    return value
+
+
+class DeploymentReport(RequestBody):
+    """A ``berth/release/result`` event's data, forwarded by the master's ``berth.report`` runner."""
+
+    unit_id: Annotated[str, rule(string(max_length=255)), doc("The minion id.", maxLength=255)]
+    release_id: Annotated[int, rule(db_id)]
+    version_hash: Annotated[
+        str | None, rule(string(max_length=8), nullable=True), doc(maxLength=8)
+    ] = None
+    outcome: Annotated[
+        ReportOutcome, rule(report_outcome), doc("applying marks the deployment applying.")
+    ]
+    error: Annotated[
+        str | None, rule(string(max_length=10_000, allow_blank=True), nullable=True)
+    ] = None
+    containers: Annotated[
+        list[dict[str, Any]],
+        rule(container_reports, nullable=True),
+        doc("[{name, fully_qualified_name, image, status}]"),
+    ] = Field(default_factory=list)
+    finished_at: Annotated[
+        datetime | None, rule(iso_datetime, nullable=True), doc("ISO-8601; default: now.")
+    ] = None
+
+
+def minion_id_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
+    if len(value) > MAX_SYNC_UNIT_IDS:
+        raise FieldError(f"Ensure this field has no more than {MAX_SYNC_UNIT_IDS} elements.")
+    result, errors = {}, {}
+    for i, item in enumerate(value):
+        try:
+            result[minion_id(item)] = None  # de-duplicated, order kept, linear
+        except FieldError as exc:
+            errors[str(i)] = exc.detail
+    if errors:
+        raise FieldError(errors)
+    return list(result)
+
+
+class DeviceSync(RequestBody):
+    unit_ids: Annotated[
+        list[str], rule(minion_id_list), doc("Accepted minion ids.", maxItems=MAX_SYNC_UNIT_IDS)
+    ]
+
+
+class DeviceSyncResult(ResponseBody):
+    created: Annotated[list[str], doc("Devices created and enrolled.")]
+    existing: Annotated[list[str], doc("The account's devices already; now enrolled.")]
+    pending: Annotated[
+        list[str],
+        doc("Not enrolled by this sync (e.g. enrolled in another account, left alone)."),
+    ]

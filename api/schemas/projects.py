@@ -1,0 +1,22 @@
+"""Project bodies: ``/docker/projects/``; a project groups releases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.validation import string
+
+
+class ProjectInput(RequestBody):
+    name: Annotated[str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100)]
+    description: Annotated[
+        str, rule(string(max_length=10000, allow_blank=True)), doc(maxLength=10000)
+    ] = ""
+
+
+class Project(ResponseBody):
+    id: Annotated[int, doc(readOnly=True)]
+    name: str
+    description: str
+    created: Annotated[str, doc(format="date-time", readOnly=True)]

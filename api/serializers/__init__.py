@@ -1,0 +1,1 @@
+"""Models as the API returns them (plain dicts, shaped as the ``api.schemas`` response models)."""

@@ -1,0 +1,118 @@
+"""Releases, their containers and deployments as the API (and the release pillar) returns them."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from api.extensions import db
+from api.models import Deployment, Device, Release, ReleaseContainer, release_devices
+from api.models.types import isoformat
+from berth.contract import DeploymentState
+
+CONTAINER_FIELDS = (
+    "name",
+    "image",
+    "tag",
+    "required_tags",
+    "startup_parameters",
+    "purge_data",
+    "registry",
+)
+
+
+def serialize_container(container: ReleaseContainer) -> dict:
+    return {
+        "name": container.name,
+        "image": container.image,
+        "tag": container.tag,
+        "required_tags": list(container.required_tags),
+        "startup_parameters": dict(container.startup_parameters),
+        "purge_data": container.purge_data,
+        "registry": container.registry_id,
+        "fully_qualified_name": container.fully_qualified_name,
+    }
+
+
+def container_spec(container: ReleaseContainer) -> dict:
+    """The container's input fields, to compare with a request body's."""
+    return {k: v for k, v in serialize_container(container).items() if k in CONTAINER_FIELDS}
+
+
+def serialize_release(
+    release: Release, successful: list[str] | None = None, device_ids: list[str] | None = None
+) -> dict:
+    """The release as the API returns it (the pillar has a leaner one: :func:`release_for_device`)."""
+    return {
+        "id": release.id,
+        "project": release.project_id,
+        "version": release.version,
+        "version_hash": release.version_hash,
+        "devices": _listed_devices([release.id])[release.id] if device_ids is None else device_ids,
+        "containers": [serialize_container(c) for c in release.containers],
+        "successful_deployments": release.successful_device_ids()
+        if successful is None
+        else successful,
+        "remove_containers": list(release.remove_containers),
+        "created": isoformat(release.created),
+    }
+
+
+def release_for_device(release: Release) -> dict:
+    """Pillar ``docker:release``: the release as the API returns it, without the fleet-wide lists
+    (``devices``, ``successful_deployments``) a device does not need."""
+    return {
+        "id": release.id,
+        "project": release.project_id,
+        "version": release.version,
+        "version_hash": release.version_hash,
+        "containers": [serialize_container(c) for c in release.containers],
+        "remove_containers": list(release.remove_containers),
+        "created": isoformat(release.created),
+    }
+
+
+def _listed_devices(release_ids: list[int]) -> dict[int, list[str]]:
+    """{release id: its device ids in the order it lists them}, in one query (Core: no ORM
+    objects for releases of 10,000 devices)."""
+    listed: dict[int, list[str]] = {release_id: [] for release_id in release_ids}
+    devices = Device.__table__
+    rows = db.session.connection().execute(
+        select(release_devices.c.release_id, release_devices.c.device_id)
+        .join(devices, devices.c.id == release_devices.c.device_id)
+        .where(release_devices.c.release_id.in_(release_ids))
+        .order_by(release_devices.c.release_id, devices.c.created, devices.c.id)
+    )
+    for release_id, device_id in rows:
+        listed[release_id].append(device_id)
+    return listed
+
+
+def serialize_releases(releases: list[Release]) -> list[dict]:
+    succeeded: dict[int, list[str]] = {r.id: [] for r in releases}
+    if releases:
+        rows = db.session.execute(
+            select(Deployment.release_id, Deployment.device_id)
+            .where(
+                Deployment.release_id.in_(list(succeeded)),
+                Deployment.status == DeploymentState.SUCCEEDED,
+            )
+            .order_by(Deployment.finished_at, Deployment.device_id)
+        )
+        for release_id, device_id in rows:
+            succeeded[release_id].append(device_id)
+    listed = _listed_devices(list(succeeded))
+    return [serialize_release(r, succeeded[r.id], listed[r.id]) for r in releases]
+
+
+def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
+    """A ``Deployment``, or a row of :func:`api.services.deployments.deployments_of`."""
+    return {
+        "release": release_id,
+        "device": deployment.device_id,
+        "unit_id": unit_id,
+        "status": deployment.status,
+        "error": deployment.error,
+        "attempts": deployment.attempts,
+        "started_at": isoformat(deployment.started_at),
+        "finished_at": isoformat(deployment.finished_at),
+    }

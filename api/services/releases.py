@@ -1,0 +1,110 @@
+"""Creating and changing releases: the request body's checks that need the project, and the
+writes (Core statements: a release may list 10,000 devices)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from sqlalchemy import Row, insert, literal, select
+from sqlalchemy.exc import IntegrityError
+
+from api.bulk import id_rows
+from api.errors import NotFound, ValidationError
+from api.extensions import db
+from api.models import Project, Release, release_devices
+from api.policies import release as release_policy
+from api.resources.common import owned_or_404
+from api.schemas.base import as_dict, parse
+from api.schemas.releases import ReleaseInput
+from api.services.deployments import queue_release, unlist_devices
+
+log = logging.getLogger(__name__)
+
+
+def _version_taken(version: str) -> str:
+    return f'A release with version "{version}" already exists in this project.'
+
+
+def validate_release(
+    data: dict, project: Project, release: Release | None, *, partial: bool = False
+) -> dict[str, Any]:
+    """The clean values of a release body (``ReleaseInput``), or a 400 with every error.
+
+    Rules of other features that need the whole body or the database go here, after the
+    schema's per-field rules, as ``parsed.error(field, message)``."""
+    parsed = parse(ReleaseInput, data, partial=partial)
+    if "remove_containers" in parsed:  # docs/security.md "Release policy"
+        for message in release_policy.remove_containers_errors(parsed["remove_containers"]):
+            parsed.error("remove_containers", message)
+    version = parsed.get("version")
+    if version is not None and (release is None or version != release.version):
+        taken = select(Release.id).where(
+            Release.project_id == project.id, Release.version == version
+        )
+        if db.session.scalar(taken) is not None:
+            parsed.error("version", _version_taken(version))
+    parsed.raise_if_errors()
+    return {name: as_dict(value) for name, value in parsed.values.items()}
+
+
+def new_version_hash() -> str:
+    while True:
+        candidate = secrets.token_hex(4)
+        if db.session.scalar(select(Release.id).where(Release.version_hash == candidate)) is None:
+            return candidate
+
+
+def list_devices(release: Release, device_ids: list[str]) -> None:
+    """Add ``release_devices`` rows (Core: a release may list 10,000 devices)."""
+    if device_ids:
+        given = id_rows(device_ids)
+        db.session.execute(
+            insert(release_devices).from_select(
+                # in key order: index pages are filled one after the other, not at random
+                ["release_id", "device_id"],
+                select(literal(release.id), given.c.value).order_by(given.c.value),
+            )
+        )
+    db.session.expire(release, ["devices"])
+
+
+def set_devices(release: Release, wanted: list[Row]) -> None:
+    """The release now lists ``wanted`` (rows of ``id``, ``unit_id``): queue it on the added devices;
+    the removed ones fall back to their previous release."""
+    current = set(
+        db.session.scalars(
+            select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
+        )
+    )
+    wanted_ids = {d[0] for d in wanted}
+    added = [d for d in wanted if d[0] not in current]
+    removed = [i for i in current if i not in wanted_ids]
+    unlist_devices([release.id], removed)
+    list_devices(release, [d[0] for d in added])
+    queue_release(release, added)
+    if added or removed:
+        log.info(
+            "release %s devices changed: %d added, %d removed", release.id, len(added), len(removed)
+        )
+
+
+def commit(version: str) -> None:
+    """Commit; a concurrent release that took the same version is the same 400 as a stored one."""
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValidationError({"version": [_version_taken(version)]}) from None
+
+
+def release_of(project_id: int, release_id: int) -> tuple[Project, Release]:
+    """The account's project and its release, or 404."""
+    project = owned_or_404(Project, project_id)
+    release = db.session.scalars(
+        select(Release).where(Release.id == release_id, Release.project_id == project.id)
+    ).one_or_none()
+    if release is None:
+        raise NotFound()
+    return project, release
