@@ -295,6 +295,37 @@ def _error_text(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
+def release_report_failed(error):
+    """
+    Report the pending release (pillar ``docker:release``, fresh from the master, else the
+    minion's in-memory copy) ``failed`` with ``error``, through the usual result event, e.g. when the sleep
+    hook could not apply it before its timeout (``berth/sleephook.py``). Nothing is reported
+    when there is no release or this device already runs it: a failure report never
+    overwrites a success.
+
+    CLI Example: ``salt '*' docker.release_report_failed "minion busy"``
+    """
+    try:  # the release the master would give now; the minion's copy when it cannot be asked
+        release = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
+    except Exception:  # noqa: BLE001
+        release = _pillar("docker:release", None)
+    if not isinstance(release, dict) or release.get("id") is None:
+        return {"reported": False, "comment": "no release for this device"}
+    applied = _executor().applied() or {}
+    if str(applied.get("release_id")) == str(release["id"]):
+        return {"reported": False, "comment": f"release {release['id']} is already applied"}
+    _fire_result(
+        {
+            "release_id": release["id"],
+            "version_hash": release.get("version_hash"),
+            "outcome": "failed",
+            "error": str(error),
+            "containers": [],
+        }
+    )
+    return {"reported": True, "release_id": release["id"], "error": str(error)}
+
+
 def _fire_result(result):
     """Queue the result event on disk, then send everything queued (oldest first)."""
     try:

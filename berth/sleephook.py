@@ -9,6 +9,15 @@ or ``state.sls`` not among the engine's ``commands``) does it run the fallback
 command given after ``--`` (the ``salt-call`` line installed by
 ``state.sls docker.sleep``).
 
+A busy minion (another ``state.sls`` running, e.g. ``docker.registries`` after
+a registry change: Salt refuses a second one with "... is running as PID ...")
+is waited for: the hook asks again every ``--busy-retry`` seconds until its
+``--timeout``. If the minion is still busy then, the hook has the minion report
+the release ``failed`` with that reason (``docker.release_report_failed``, the
+usual result event, so the API shows why) instead of staying silent. Two hooks
+at once apply once: the local API runs one command at a time, so the second
+finds the release applied (a no-op that reports nothing).
+
 Exit status: 0 when the release was applied or there was nothing to do,
 otherwise the job's retcode (1 when it has none). What changed goes to stdout
 (the journal).
@@ -23,11 +32,15 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 COMMAND = {"command": "state.sls", "arg": ["docker.release"]}
+REPORT_FAILED = "docker.release_report_failed"
+# What Salt returns (as a list) when another state run holds the minion.
+BUSY_MARKER = "is running as PID"
 
 
 class Unreachable(Exception):
@@ -52,20 +65,59 @@ def _request(url: str, body: dict | None, timeout: float) -> dict:
         raise Unreachable(f"cannot reach {url}: {exc}") from None
 
 
-def apply_via_local_api(base_url: str, timeout: float) -> dict:
-    """Run ``state.sls docker.release`` through the local API; returns the job
-    response (``fun``, ``return``, ``retcode``, ``success``)."""
+def _execute_url(base_url: str) -> str:
     base_url = base_url.rstrip("/")
     try:
         unit_id = _request(base_url + "/", None, timeout=10)["unit_id"]
     except TimeoutError:
         raise Unreachable(f"{base_url}/ did not answer within 10s") from None
-    url = f"{base_url}/dongle/{urllib.parse.quote(unit_id, safe='')}/execute/"
+    return f"{base_url}/dongle/{urllib.parse.quote(unit_id, safe='')}/execute/"
+
+
+def apply_via_local_api(base_url: str, timeout: float) -> dict:
+    """Run ``state.sls docker.release`` through the local API; returns the job
+    response (``fun``, ``return``, ``retcode``, ``success``)."""
+    url = _execute_url(base_url)
     try:
         answer = _request(url, COMMAND, timeout=timeout)
     except TimeoutError:
         # The job was accepted and may still be running: not a reason to start a second one.
         raise RuntimeError(f"no answer from {url} within {timeout:g}s") from None
+    return answer["response"]
+
+
+def busy_reason(response: dict) -> str | None:
+    """Salt's "... is running as PID ..." refusal in a job response, else None."""
+    ret = response.get("return")
+    lines = ret if isinstance(ret, list) else [ret] if isinstance(ret, str) else []
+    for line in lines:
+        if isinstance(line, str) and BUSY_MARKER in line:
+            return line
+    return None
+
+
+def apply_when_idle(
+    base_url: str, timeout: float, retry: float, log=print
+) -> tuple[dict, str | None]:
+    """:func:`apply_via_local_api`, asked again every ``retry`` seconds while another state
+    run holds the minion, for at most ``timeout`` seconds in all. Returns the last response
+    and, when the minion was still busy at the deadline, Salt's reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = apply_via_local_api(base_url, max(1.0, deadline - time.monotonic()))
+        reason = busy_reason(response)
+        if reason is None:
+            return response, None
+        if time.monotonic() + retry >= deadline:
+            return response, reason
+        log(f"berth-before-sleep: minion busy ({reason}); asking again in {retry:g}s")
+        time.sleep(retry)
+
+
+def report_failed(base_url: str, error: str) -> dict:
+    """Have the minion report its pending release ``failed`` with ``error`` (the result
+    event the master forwards to the API); a release already applied is left alone."""
+    answer = _request(_execute_url(base_url), {"command": REPORT_FAILED, "arg": [error]}, 60)
     return answer["response"]
 
 
@@ -110,7 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         "--local-api", help="base URL of the device's local API, e.g. http://127.0.0.1:9000"
     )
     parser.add_argument(
-        "--timeout", type=float, default=1200, help="seconds the apply may take (default 1200)"
+        "--timeout",
+        type=float,
+        default=1200,
+        help="seconds the hook may take, waiting for a busy minion included (default 1200)",
+    )
+    parser.add_argument(
+        "--busy-retry",
+        type=float,
+        default=5,
+        help="seconds between attempts while another state run holds the minion (default 5)",
     )
     parser.add_argument(
         "fallback",
@@ -122,7 +183,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.local_api:
         try:
-            response = apply_via_local_api(args.local_api, args.timeout)
+            response, busy = apply_when_idle(
+                args.local_api,
+                args.timeout,
+                args.busy_retry,
+                log=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+            if busy is not None:
+                error = (
+                    f"the sleep hook could not apply within its {args.timeout:g}s timeout: "
+                    f"another state run kept the minion busy ({busy})"
+                )
+                print(f"berth-before-sleep: {error}", file=sys.stderr, flush=True)
+                try:
+                    reported = report_failed(args.local_api, error).get("return")
+                except (Unreachable, RuntimeError, TimeoutError, KeyError, ValueError) as exc:
+                    reported = f"could not report: {exc}"
+                print(
+                    f"berth-before-sleep: {REPORT_FAILED}: {json.dumps(reported, default=str)}",
+                    file=sys.stderr,
+                )
+                return 1
         except Unreachable as exc:
             print(
                 f"berth-before-sleep: local API unavailable ({exc}); running {' '.join(fallback[:1])}",

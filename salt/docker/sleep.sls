@@ -8,7 +8,9 @@
   When the minion runs the berth_localapi engine, the hook (berth.sleephook, a few
   milliseconds of stdlib Python) asks the running minion to apply through the local
   API and waits for the answer; salt-call (a new Salt process, seconds of CPU) is
-  only the fallback when the local API cannot be reached.
+  only the fallback when the local API cannot be reached. A minion busy with another
+  state run is waited for up to the timeout; after that the hook has the device report
+  the release failed with the reason (docs/fleet.md "A busy minion").
 
   Settings (minion config or pillar, via config.get):
     berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)

@@ -7,6 +7,7 @@ file order.
 """
 
 import subprocess
+import sys
 import uuid
 
 import docker
@@ -343,3 +344,83 @@ def test_resync_reports_what_every_device_runs(fleet, salt_run_cli):
     assert sorted(
         fleet.get_release(fleet.current_release["id"])["successful_deployments"]
     ) == sorted(fleet.device_ids.values())
+
+
+def run_hook(minion, timeout, busy_retry=1):
+    """The sleep hook with a short timeout (the installed script has 1200 s)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "berth.sleephook", "--local-api", minion.localapi_url]
+        + ["--timeout", str(timeout), "--busy-retry", str(busy_retry), "--", "false"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def hold_the_minion(salt_cli, minion, seconds):
+    """Another state run on the device (as ``docker.registries`` after a registry change)."""
+    ret = salt_cli.run(
+        "--async", "state.single", "cmd.run", f"name=sleep {seconds}", minion_tgt=minion.id
+    )
+    assert ret.returncode == 0, ret
+
+    def running():
+        ret = salt_cli.run("saltutil.is_running", "state.*", minion_tgt=minion.id)
+        return ret.returncode == 0 and ret.data
+
+    wait_for(running, timeout=60, what="the blocking state run to start")
+
+
+def test_sleep_hook_waits_for_a_busy_minion_then_applies(fleet, salt_cli):
+    minion = fleet.minions[0]
+    release = fleet.release("2.0.0-busy", [("app", "app", "v1")], [minion])
+    hold_the_minion(salt_cli, minion, 12)
+    proc = run_hook(minion, timeout=150)
+    out, err = proc.communicate(timeout=200)
+    assert proc.returncode == 0, out + err
+    assert "minion busy" in err and "is running as PID" in err, err
+    fleet.wait_successful(release["id"], [minion])
+    assert containers_on(minion).get(f"deployment-app-{release['id']}") == "running"
+    fleet.busy_release = release
+
+
+def test_sleep_hook_busy_until_its_timeout_reports_failed_with_the_reason(fleet, salt_cli):
+    minion = fleet.minions[0]
+    release = fleet.release("2.1.0-busy", [("app", "app", "v2")], [minion])
+    hold_the_minion(salt_cli, minion, 40)
+    proc = run_hook(minion, timeout=8)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    row = fleet.wait_status(release["id"], minion, "failed", timeout=60)
+    assert "could not apply within its 8s timeout" in row["error"], row
+    assert "is running as PID" in row["error"], row
+    # nothing was touched: the previous release still runs
+    names = containers_on(minion)
+    assert names.get(f"deployment-app-{fleet.busy_release['id']}") == "running"
+    assert f"deployment-app-{release['id']}" not in names
+
+    # the next sleep, with the minion idle again, applies it and the API says so
+    wait_for(
+        lambda: not salt_cli.run("saltutil.is_running", "state.*", minion_tgt=minion.id).data,
+        timeout=90,
+        what="the blocking state run to end",
+    )
+    done = sleep_signal(minion)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = fleet.wait_status(release["id"], minion, "succeeded")
+    assert row["error"] is None
+
+
+def test_two_sleep_hooks_at_once_apply_once(fleet):
+    minion = fleet.minions[0]
+    release = fleet.release("2.2.0-twice", [("app", "app", "v3")], [minion])
+    hooks = [run_hook(minion, timeout=150) for _ in range(2)]
+    results = [proc.communicate(timeout=200) for proc in hooks]
+    assert [proc.returncode for proc in hooks] == [0, 0], results
+    applied = [out for out, _ in results if "changed" in out]
+    assert len(applied) == 1, results  # the other found it applied: a no-op
+    fleet.wait_successful(release["id"], [minion])
+    row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+    assert row["status"] == "succeeded" and row["attempts"] == 1, row
+    names = [n for n in containers_on(minion) if n == f"deployment-app-{release['id']}"]
+    assert names == [f"deployment-app-{release['id']}"]

@@ -185,3 +185,77 @@ def test_an_unresolvable_master_is_logged_not_fatal(caplog):
         f"berth_localapi on {UNIT}: cannot resolve the master address 'no-such-host.invalid'"
         in caplog.text
     )
+
+
+BUSY = [
+    'The function "state.sls" is running as PID 4242 and was started at '
+    "2026, Nov 29 17:00:00.000000 with jid 20261129170000000000"
+]
+
+
+@pytest.fixture
+def busy_minion():
+    """A local API whose "state.sls" is refused as busy ``busy_for`` times, then applies."""
+    servers = []
+
+    def start(busy_for):
+        calls, reports, context = [], [], {}
+
+        def state_sls(*args, **kwargs):
+            calls.append(args)
+            if len(calls) <= busy_for:
+                context["retcode"] = 1
+                return list(BUSY)
+            context["retcode"] = 0
+            return {"x": {"__id__": "berth-docker-release", "result": True, "changes": {}}}
+
+        def report_failed(error):
+            reports.append(error)
+            return {"reported": True, "error": error}
+
+        functions = {"state.sls": state_sls, "docker.release_report_failed": report_failed}
+        app = localapi.LocalAPI(UNIT, functions, context=context)
+        httpd = localapi.server(app, "127.0.0.1", 0)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.port}", calls, reports
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def hook(url, timeout, retry="0.2"):
+    return subprocess.run(
+        [sys.executable, sleephook.__file__, "--local-api", url, "--timeout", str(timeout)]
+        + ["--busy-retry", retry, "--", *FALLBACK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_busy_minion_is_waited_for_then_the_release_applies(busy_minion):
+    url, calls, reports = busy_minion(busy_for=3)
+    proc = hook(url, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 4 and reports == []
+    assert proc.stderr.count("minion busy") == 3
+    assert "fell back" not in proc.stdout
+
+
+def test_a_minion_busy_until_the_timeout_reports_failed_with_the_reason(busy_minion):
+    url, calls, reports = busy_minion(busy_for=10**6)
+    proc = hook(url, timeout=2, retry="0.5")
+    assert proc.returncode == 1
+    assert 2 <= len(calls) <= 5  # asked again while it waited, then gave up at its timeout
+    assert len(reports) == 1
+    assert "within its 2s timeout" in reports[0] and "is running as PID 4242" in reports[0]
+    assert "fell back" not in proc.stdout  # a busy minion is not a reason for salt-call
+
+
+def test_busy_reason_reads_salts_refusal():
+    assert sleephook.busy_reason({"return": BUSY}) == BUSY[0]
+    assert sleephook.busy_reason({"return": ["Rendering SLS failed"]}) is None
+    assert sleephook.busy_reason({"return": {"x": {"result": True}}}) is None
