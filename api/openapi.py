@@ -12,7 +12,7 @@ import copy
 import re
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, current_app, make_response, render_template
 
 from api.schemas import openapi_components
 
@@ -26,6 +26,12 @@ bp = Blueprint(
 )
 
 _EXTENSION_KEY = "berth_openapi"
+# Swagger UI is a script: /docs/ loads it, its stylesheet and /openapi.json from this origin only
+# (no inline script, no eval, no framing); other HTML pages keep api.security.headers.CSP.
+DOCS_CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def _ref(name: str) -> dict:
@@ -330,4 +336,6 @@ def openapi_json():
 
 @bp.get("/docs/")
 def docs():
-    return render_template("docs.html", doc=build_document(current_app))
+    response = make_response(render_template("docs.html", doc=build_document(current_app)))
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response

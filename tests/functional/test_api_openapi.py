@@ -123,7 +123,11 @@ def test_bodies_and_enums_come_from_the_schemas_and_the_contract(client):
 
 
 def test_docs_page_serves_the_vendored_swagger_ui(client):
-    page = client.get("/docs/").data.decode()
+    r = client.get("/docs/")
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    page = r.data.decode()
     assert "/docs/static/swagger-ui/swagger-ui-bundle.js" in page
     assert 'data-openapi="/openapi.json"' in page
     assert "//cdn" not in page and "unpkg" not in page
