@@ -29,6 +29,7 @@ from api.extensions import db
 from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
 from api.salt_client import SaltApiClient, SaltApiError, current_client
+from api.security import ssrf
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,10 @@ def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) ->
             webhooks.deliver(msg.payload["url"], msg.payload["account_id"], msg.payload["body"])
             msg.delivered_at = now
             log.info(
-                "outbox %s (%s): webhook delivered to %s", msg.id, msg.reason, msg.payload["url"]
+                "outbox %s (%s): webhook delivered to %s",
+                msg.id,
+                msg.reason,
+                ssrf.redact_url(msg.payload["url"]),
             )
         else:
             msg.gave_up_at, msg.last_error = now, f"unknown outbox message kind {msg.kind!r}"

@@ -16,7 +16,7 @@ from api.payload import json_body
 from api.policies import execute as execute_policy
 from api.resources.common import owned_or_404
 from api.salt_client import SaltApiError, current_client
-from api.security import tenancy
+from api.security import ssrf, tenancy
 from berth.contract import ExecuteJobState
 
 bp = Blueprint("execute", __name__)
@@ -44,6 +44,11 @@ def _submit(device_id: str, command: Command, raw: bool = False):
                     ]
                 }
             )
+    if command.callback_url:
+        try:
+            ssrf.resolve(command.callback_url)  # checked again at every delivery
+        except ssrf.UnsafeTarget as exc:
+            raise ValidationError({"callback_url": [f"Refused: {exc}."]}) from None
     # before asking for a client: 400/403 even when Salt is down
     execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
     tenancy.require_enrolled(device)

@@ -13,9 +13,10 @@ import hmac
 import json
 import logging
 
-import requests
+import urllib3
 
 from api.execute.models import settings_for
+from api.security import ssrf
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,30 @@ def deliver(url: str, account_id: int, body: dict) -> None:
             "the account has no webhook secret (flask --app api accounts webhook-secret NAME)"
         )
     data = encode(body)
+    shown = ssrf.redact_url(url)  # never credentials or a query string in logs / last_error
     try:
-        resp = requests.post(
+        resp = ssrf.post(
             url,
-            data=data,
-            headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, data)},
-            timeout=DELIVERY_TIMEOUT,
-            allow_redirects=False,
+            data,
+            {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, data)},
+            DELIVERY_TIMEOUT,
         )
-    except requests.RequestException as exc:
-        raise WebhookFailed(f"POST {url} failed: {exc.__class__.__name__}: {exc}") from None
-    if not 200 <= resp.status_code < 300:
-        raise WebhookFailed(f"POST {url} answered HTTP {resp.status_code}")
+    except ssrf.UnsafeTarget as exc:
+        raise WebhookFailed(f"POST {shown} refused: {exc}") from None
+    except urllib3.exceptions.HTTPError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise WebhookFailed(
+            f"POST {shown} failed: {exc.__class__.__name__}: {_no_url(str(reason), url)}"
+        ) from None
+    if not 200 <= resp.status < 300:
+        raise WebhookFailed(f"POST {shown} answered HTTP {resp.status}")
+
+
+def _no_url(text: str, url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    for secret in (parts.password, parts.username, parts.query):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

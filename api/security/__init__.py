@@ -13,5 +13,8 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(bp)
     headers.init_app(app)
+    from api.security import logsafe
+
+    logsafe.install()
     openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)

@@ -128,6 +128,7 @@ def worker(app, api_database_url, salt_api, tmp_path):
         **os.environ,
         **salt_api.env(),
         "BERTH_SALT_API_TIMEOUT": "60",
+        "BERTH_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
         "DATABASE_URL": api_database_url,
         "BERTH_SECRET_KEY": TEST_SECRET_KEY,
         "BERTH_INSTANCE_PATH": str(tmp_path / "worker-instance"),
