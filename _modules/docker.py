@@ -21,6 +21,7 @@ try:
     import requests.exceptions
 
     from berth import dockerutil
+    from berth.contract import RESERVED_LABEL_PREFIX, EventTag, LoginOutcome, ReleaseOutcome
     from berth.release import commands
     from berth.release import policy as release_policy
     from berth.release.executor import ReleaseBusy
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "docker"
 
-RESULT_EVENT_TAG = "berth/release/result"
+RESULT_EVENT_TAG = EventTag.RELEASE_RESULT
 
 
 def __virtual__():
@@ -156,7 +157,9 @@ def ps(all=False):  # pylint: disable=redefined-builtin
                 "state": c["state"],
                 "status": c["status"],
                 "image": c["image"],
-                "labels": {k: v for k, v in c["labels"].items() if k.startswith("io.berth.")},
+                "labels": {
+                    k: v for k, v in c["labels"].items() if k.startswith(RESERVED_LABEL_PREFIX)
+                },
             }
         )
     return out
@@ -171,7 +174,7 @@ def login(registry):
     """
     registries = _pillar("docker:registries", {}) or {}
     result = commands.login_registries(__opts__, registries, only=registry)
-    failed = {k: v for k, v in result.items() if v not in ("logged in", "already logged in")}
+    failed = {k: v for k, v in result.items() if not LoginOutcome.succeeded(v)}
     if failed:
         _fail("; ".join(failed.values()))
     return result
@@ -222,7 +225,7 @@ def release_plan(release=None, registries=None):
     target = _target(release, registries)
     if target is None:
         return []
-    return _executor().plan(target)
+    return [step.to_dict() for step in _executor().plan(target)]
 
 
 @_clear_errors
@@ -242,7 +245,7 @@ def release_apply(
     release, registries = _pillar_release(release, registries)
     if not release:
         return {
-            "outcome": "unchanged",
+            "outcome": ReleaseOutcome.UNCHANGED,
             "error": None,
             "changes": {},
             "comment": "no release for this device",
@@ -260,7 +263,7 @@ def release_apply(
                 {
                     "release_id": release.get("id"),
                     "version_hash": release.get("version_hash"),
-                    "outcome": "failed",
+                    "outcome": ReleaseOutcome.FAILED,
                     "error": _error_text(exc),
                     "containers": [],
                 }
@@ -271,11 +274,11 @@ def release_apply(
         same = recovered and str(recovered["release_id"]) == str(target.release_id)
         if recovered and not same:
             _fire_result(recovered)
-        if result["outcome"] != "unchanged":
+        if result["outcome"] != ReleaseOutcome.UNCHANGED:
             _fire_result(result)
         elif same:
             # the interrupted apply of this very release ended with it running: say so
-            _fire_result({**result, "outcome": "succeeded"})
+            _fire_result({**result, "outcome": ReleaseOutcome.SUCCEEDED})
     return result
 
 

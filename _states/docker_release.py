@@ -12,6 +12,8 @@ States for Berth releases.
 
 import logging
 
+from berth.contract import LoginOutcome, ReleaseOutcome
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "docker_release"
@@ -30,48 +32,6 @@ def _pillar(key, default=None):
 
 def _ret(name):
     return {"name": name, "result": False, "changes": {}, "comment": ""}
-
-
-def _describe(step):
-    action = step["action"]
-    if action in ("pull",):
-        return f"pull {step['ref']}"
-    if action == "login":
-        return f"log in to {step['url']}"
-    if action == "stop":
-        return f"stop {step['name']}"
-    if action == "purge":
-        return f"move {step['path']} aside"
-    if action == "create":
-        return f"create {step['name']} from {step['image']}"
-    if action in ("start", "verify", "remove"):
-        return f"{action} {', '.join(step['names'])}"
-    if action == "drop_purged":
-        return f"delete purged copies {', '.join(step['paths'])}"
-    if action == "prune":
-        return f"remove images {', '.join(step['refs'])}"
-    if action == "record":
-        return f"record release {step['release_id']} ({step['version_hash']}) as applied"
-    return action
-
-
-def _planned_changes(steps):
-    changes = {}
-    for step in steps:
-        action = step["action"]
-        if action == "pull":
-            changes.setdefault("pulled", []).append(step["ref"])
-        elif action == "stop" and step["was_running"]:
-            changes.setdefault("stopped", []).append(step["name"])
-        elif action == "start":
-            changes.setdefault("started", []).extend(step["names"])
-        elif action == "remove":
-            changes.setdefault("removed", []).extend(step["names"])
-        elif action == "prune":
-            changes.setdefault("images_removed", []).extend(step["refs"])
-        elif action == "purge":
-            changes.setdefault("purged", []).append(step["path"])
-    return changes
 
 
 def applied(name, release=None, registries=None, settle_seconds=None, health_timeout=None):
@@ -106,8 +66,14 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
                 ret["result"] = True
                 ret["comment"] = f"Release {release_id} is applied and running"
                 return ret
+            from berth.release import steps as release_steps
+
+            typed = [release_steps.from_dict(s) for s in steps]
             ret["result"] = None
-            ret["changes"] = {"plan": [_describe(s) for s in steps], **_planned_changes(steps)}
+            ret["changes"] = {
+                "plan": release_steps.describe(typed),
+                **release_steps.planned_changes(typed),
+            }
             ret["comment"] = f"Release {release_id} would be applied in {len(steps)} steps"
             return ret
         result = __salt__["docker.release_apply"](
@@ -123,10 +89,10 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
     outcome = result["outcome"]
     ret["changes"] = {k: v for k, v in (result.get("changes") or {}).items() if v}
     recovered = f" ({result['recovered']})" if result.get("recovered") else ""
-    if outcome == "unchanged":
+    if outcome == ReleaseOutcome.UNCHANGED:
         ret["result"] = True
         ret["comment"] = f"Release {release_id} is already applied and running{recovered}"
-    elif outcome == "succeeded":
+    elif outcome == ReleaseOutcome.SUCCEEDED:
         ret["result"] = True
         ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
         if result.get("warnings"):
@@ -159,8 +125,8 @@ def registries_logged_in(name, registries=None):
     except Exception as exc:  # noqa: BLE001
         ret["comment"] = str(exc)
         return ret
-    failed = {k: v for k, v in result.items() if v not in ("logged in", "already logged in")}
-    new = [k for k, v in result.items() if v == "logged in"]
+    failed = {k: v for k, v in result.items() if not LoginOutcome.succeeded(v)}
+    new = [k for k, v in result.items() if v == LoginOutcome.LOGGED_IN]
     if new:
         ret["changes"] = {"logged_in": new}
     ret["result"] = not failed

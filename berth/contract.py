@@ -70,6 +70,17 @@ class AppliedReleaseState(StrEnum):
     DEGRADED = "degraded"
 
 
+class JournalPhase(StrEnum):
+    """``phase`` of the device's release journal (``docker.release_status`` ``interrupted.phase``)."""
+
+    #: forward steps running; interrupted -> rolled back
+    APPLYING = "applying"
+    #: undoing a failed apply; the journal stays until every undo step succeeded
+    ROLLING_BACK = "rolling_back"
+    #: verified; interrupted -> the cleanup is finished
+    COMMITTING = "committing"
+
+
 class ExecuteJobState(StrEnum):
     """``execute_jobs.state``: the remote-command job's life (``/execute/`` API)."""
 

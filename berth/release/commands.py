@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from berth import dockerutil
+from berth.contract import AppliedReleaseState, Label, LoginOutcome, ReleaseOutcome
 from berth.release.executor import Executor, read_json, write_json
 from berth.release.images import ReleaseError, find_registry
-from berth.release.model import LABEL_NAME, LABEL_RELEASE, LABEL_VERSION_HASH, target_from_pillar
+from berth.release.model import target_from_pillar
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,9 @@ def result_event(result: dict) -> dict:
     return {
         "release_id": result.get("release_id"),
         "version_hash": result.get("version_hash"),
-        "outcome": "failed" if result.get("outcome") == "failed" else "succeeded",
+        "outcome": ReleaseOutcome.FAILED
+        if result.get("outcome") == ReleaseOutcome.FAILED
+        else ReleaseOutcome.SUCCEEDED,
         "error": result.get("error"),
         "containers": result.get("containers") or [],
         "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -73,27 +76,27 @@ def status(opts: dict) -> dict:
     ex = executor(opts)
     applied = ex.applied()
     journal = ex.pending()
-    containers = [c for c in dockerutil.list_containers(ex.cli) if LABEL_RELEASE in c["labels"]]
+    containers = [c for c in dockerutil.list_containers(ex.cli) if Label.RELEASE in c["labels"]]
     report = [
         {
-            "name": c["labels"].get(LABEL_NAME),
+            "name": c["labels"].get(Label.NAME),
             "fully_qualified_name": c["name"],
             "image": c["image"],
-            "release_id": c["labels"].get(LABEL_RELEASE),
-            "version_hash": c["labels"].get(LABEL_VERSION_HASH),
+            "release_id": c["labels"].get(Label.RELEASE),
+            "version_hash": c["labels"].get(Label.VERSION_HASH),
             "status": c["state"],
         }
         for c in containers
     ]
     if applied is None:
-        state = "none"
+        state = AppliedReleaseState.NONE
     elif journal or ex.journal_path.exists():
-        state = "interrupted"
+        state = AppliedReleaseState.INTERRUPTED
     else:
         mine = [c for c in report if c["version_hash"] == applied.get("version_hash")]
         expected = {c["fully_qualified_name"] for c in applied.get("containers") or []}
         running = {c["fully_qualified_name"] for c in mine if c["status"] == "running"}
-        state = "running" if expected <= running else "degraded"
+        state = AppliedReleaseState.RUNNING if expected <= running else AppliedReleaseState.DEGRADED
     return {
         "release_id": (applied or {}).get("release_id"),
         "version": (applied or {}).get("version"),
@@ -150,14 +153,14 @@ def resolve_container(opts: dict, cli, name: str) -> str:
     applied_record = read_json(Path(state_dir(opts)) / "applied.json")
     if applied_record:
         for c in containers:
-            if c["labels"].get(LABEL_NAME) == name and c["labels"].get(
-                LABEL_VERSION_HASH
+            if c["labels"].get(Label.NAME) == name and c["labels"].get(
+                Label.VERSION_HASH
             ) == applied_record.get("version_hash"):
                 return c["name"]
     if any(c["name"] == name for c in containers):
         return name
     release_matches = sorted(
-        (c for c in containers if c["labels"].get(LABEL_NAME) == name),
+        (c for c in containers if c["labels"].get(Label.NAME) == name),
         key=lambda c: (c["state"] == "running", c["created"]),
         reverse=True,
     )
@@ -193,7 +196,7 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
         host = dockerutil.registry_host(entry["url"])
         key = ex.login_key(entry)
         if key in logged:
-            out[host] = "already logged in"
+            out[host] = LoginOutcome.ALREADY_LOGGED_IN
             continue
         try:
             dockerutil.login(
@@ -208,7 +211,7 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
             continue
         ex.remember_login(key)
         log.info("berth on %s: logged in to registry %s", opts.get("id"), host)
-        out[host] = "logged in"
+        out[host] = LoginOutcome.LOGGED_IN
     return out
 
 

@@ -32,9 +32,11 @@ from pathlib import Path
 import docker.errors
 
 from berth import dockerutil
+from berth.contract import JournalPhase, Label, ReleaseOutcome
 from berth.release import plan as planner
-from berth.release.model import LABEL_RELEASE, LABEL_VERSION_HASH, EngineState, Target
-from berth.release.plan import COMMIT, plan
+from berth.release import steps as st
+from berth.release.model import EngineState, Target
+from berth.release.plan import plan
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,7 @@ class Executor:
             recovered = self._recover_locked()
             result = {
                 **target.summary(),
-                "outcome": "unchanged",
+                "outcome": ReleaseOutcome.UNCHANGED,
                 "error": None,
                 "recovered": recovered,
                 "changes": {},
@@ -232,17 +234,17 @@ class Executor:
             if self._journal is not None:
                 # the previous apply's rollback (or cleanup) is still owed: starting another one
                 # would lose what it must undo, so this apply waits for the next run
-                if self._journal.get("phase") != "committing":
+                if self._journal.get("phase") != JournalPhase.COMMITTING:
                     result["rollback_incomplete"] = recovered
                 result.update(
-                    outcome="failed",
+                    outcome=ReleaseOutcome.FAILED,
                     error=f"not applied: {recovered}",
                     containers=self._container_report(target),
                 )
                 return result
             current = self.observe()
             steps = plan(current, target, self.login_keys(target))
-            result["steps"] = steps
+            result["steps"] = [s.to_dict() for s in steps]
             if not steps:
                 result["containers"] = self._container_report(target)
                 return result
@@ -256,16 +258,16 @@ class Executor:
             self._journal = {
                 "release_id": target.release_id,
                 "version_hash": target.version_hash,
-                "phase": "applying",
+                "phase": JournalPhase.APPLYING,
                 "started_at": _now(),
-                "steps": steps,
+                "steps": [s.to_dict() for s in steps],
                 "done": 0,
                 "undo": {"stopped": [], "purged": [], "created": []},
                 "undone": [],
             }
             self._save()
             changes: dict[str, list] = {}
-            forward = [s for s in steps if s["action"] not in COMMIT]
+            forward = [s for s in steps if not s.commit]
             try:
                 for batch in _batches(forward):
                     # independent stops (and creates) run side by side; each journals itself first
@@ -290,16 +292,16 @@ class Executor:
                 else:
                     self._clear_journal()
                 result.update(
-                    outcome="failed",
+                    outcome=ReleaseOutcome.FAILED,
                     error=reason,
                     changes=changes,
                     rolled_back=touched and not rollback_errors,
                     containers=self._container_report(target),
                 )
                 return result
-            self._journal["phase"] = "committing"
+            self._journal["phase"] = JournalPhase.COMMITTING
             self._save()
-            problems = self._commit(changes)
+            problems = self._commit(steps, changes)
             if problems:
                 result["warnings"] = [
                     f"cleanup will be retried on the next run: {p}" for p in problems
@@ -313,7 +315,9 @@ class Executor:
                 self.device,
             )
             result.update(
-                outcome="succeeded", changes=changes, containers=self._container_report(target)
+                outcome=ReleaseOutcome.SUCCEEDED,
+                changes=changes,
+                containers=self._container_report(target),
             )
             return result
 
@@ -322,117 +326,106 @@ class Executor:
         current = self.observe()
         changes: dict[str, list] = {}
         for step in plan(current, target, self.login_keys(target)):
-            if step["action"] in ("login", "pull"):
+            if isinstance(step, (st.Login, st.Pull)):
                 self._forward(step, target, changes)
         return changes
 
-    def _forward(self, step: dict, target: Target, changes: dict) -> None:
-        self._at(step["action"])
+    def _forward(self, step: st.Step, target: Target, changes: dict) -> None:
+        self._at(step.action)
         self._forward_step(step, target, changes)
-        self._at(step["action"] + ":done")
+        self._at(step.action + ":done")
 
-    def _forward_step(self, step: dict, target: Target, changes: dict) -> None:
-        action = step["action"]
-        if action == "login":
-            entry = target.registries[_key_in(target.registries, step["registry"])]
-            dockerutil.login(
-                self.cli,
-                entry["url"],
-                str(entry.get("username") or ""),
-                str(entry.get("password") or ""),
-            )
-            self.remember_login(self.login_key(entry))
-            changes.setdefault("logged_in", []).append(dockerutil.registry_host(entry["url"]))
-        elif action == "pull":
-            auth = None
-            if step["registry"] is not None:
-                entry = target.registries[_key_in(target.registries, step["registry"])]
-                auth = {"username": entry.get("username"), "password": entry.get("password")}
-            log.info(
-                "berth release %s on %s: pulling %s", target.release_id, self.device, step["ref"]
-            )
-            dockerutil.pull(self.cli, step["ref"], auth)
-            changes.setdefault("pulled", []).append(step["ref"])
-        elif action == "stop":
-            self._undo(
-                "stopped",
-                {
-                    "name": step["name"],
-                    "was_running": step["was_running"],
-                    "renamed_to": step["rename_to"],
-                },
-            )
-            if step["was_running"]:
+    def _forward_step(self, step: st.Step, target: Target, changes: dict) -> None:
+        match step:
+            case st.Login():
+                entry = target.registries[_key_in(target.registries, step.registry)]
+                dockerutil.login(
+                    self.cli,
+                    entry["url"],
+                    str(entry.get("username") or ""),
+                    str(entry.get("password") or ""),
+                )
+                self.remember_login(self.login_key(entry))
+                changes.setdefault("logged_in", []).append(dockerutil.registry_host(entry["url"]))
+            case st.Pull():
+                auth = None
+                if step.registry is not None:
+                    entry = target.registries[_key_in(target.registries, step.registry)]
+                    auth = {"username": entry.get("username"), "password": entry.get("password")}
                 log.info(
-                    "berth release %s on %s: stopping %s",
-                    target.release_id,
-                    self.device,
-                    step["name"],
+                    "berth release %s on %s: pulling %s", target.release_id, self.device, step.ref
                 )
-                self.cli.api.stop(step["name"], timeout=self.stop_timeout)
-                changes.setdefault("stopped", []).append(step["name"])
-            if step["rename_to"]:
-                self.cli.api.rename(step["name"], step["rename_to"])
-        elif action == "purge":
-            if os.path.lexists(step["aside"]):
-                raise StepFailed(
-                    f"purge of {step['path']}: {step['aside']} already exists; refusing to overwrite it"
+                dockerutil.pull(self.cli, step.ref, auth)
+                changes.setdefault("pulled", []).append(step.ref)
+            case st.Stop():
+                self._undo(
+                    "stopped",
+                    {
+                        "name": step.name,
+                        "was_running": step.was_running,
+                        "renamed_to": step.rename_to,
+                    },
                 )
-            self._undo("purged", {"path": step["path"], "aside": step["aside"]})
-            _purge(step["path"], step["aside"])
-            changes.setdefault("purged", []).append(step["path"])
-        elif action == "create":
-            self._undo("created", step["name"])
-            kwargs = dict(
-                next(c for c in target.containers if c.fq_name == step["name"]).create_kwargs
-            )
-            image = kwargs.pop("image")
-            self.cli.containers.create(image, **kwargs)
-        elif action == "start":
-            self._parallel(self.cli.api.start, step["names"])
-            changes.setdefault("started", []).extend(step["names"])
-        elif action == "verify":
-            self._verify(step["names"])
-        else:
-            raise StepFailed(f"unknown step {action!r}")
+                if step.was_running:
+                    log.info(
+                        "berth release %s on %s: stopping %s",
+                        target.release_id,
+                        self.device,
+                        step.name,
+                    )
+                    self.cli.api.stop(step.name, timeout=self.stop_timeout)
+                    changes.setdefault("stopped", []).append(step.name)
+                if step.rename_to:
+                    self.cli.api.rename(step.name, step.rename_to)
+            case st.Purge():
+                if os.path.lexists(step.aside):
+                    raise StepFailed(
+                        f"purge of {step.path}: {step.aside} already exists; refusing to overwrite it"
+                    )
+                self._undo("purged", {"path": step.path, "aside": step.aside})
+                _purge(step.path, step.aside)
+                changes.setdefault("purged", []).append(step.path)
+            case st.Create():
+                self._undo("created", step.name)
+                kwargs = dict(
+                    next(c for c in target.containers if c.fq_name == step.name).create_kwargs
+                )
+                image = kwargs.pop("image")
+                self.cli.containers.create(image, **kwargs)
+            case st.Start():
+                self._parallel(self.cli.api.start, list(step.names))
+                changes.setdefault("started", []).extend(step.names)
+            case st.Verify():
+                self._verify(list(step.names))
+            case _:
+                raise StepFailed(f"not a step to run before verification: {step!r}")
 
-    def _commit(self, changes: dict) -> list[str]:
+    def _commit(self, steps: list[st.Step], changes: dict) -> list[str]:
         """The post-verification steps; each is idempotent and tried even if an earlier one failed.
 
         Returns the problems; the journal is kept while there are any, so the next run retries."""
         problems = []
-        for step in self._journal["steps"]:
-            action = step["action"]
+        for step in steps:
+            if not step.commit:
+                continue
             try:
-                if action in COMMIT:
-                    self._at(f"commit:{action}")
-                if action == "remove":
-                    self._parallel(self._remove_container, step["names"])
-                    changes.setdefault("removed", []).extend(step["names"])
-                elif action == "drop_purged":
-                    for aside in step["paths"]:
-                        shutil.rmtree(aside) if os.path.isdir(aside) else _unlink(aside)
-                elif action == "prune":
-                    for ref in step["refs"]:
-                        try:
-                            self.cli.api.remove_image(ref)
-                            changes.setdefault("images_removed", []).append(ref)
-                        except docker.errors.NotFound:
-                            pass
-                        except docker.errors.APIError as exc:
-                            # in use by a container started meanwhile: keeping it is correct
-                            log.warning(
-                                "berth release on %s: keeping image %s: %s",
-                                self.device,
-                                ref,
-                                dockerutil.api_message(exc),
-                            )
-                elif action == "record":
-                    record = {k: v for k, v in step.items() if k != "action"}
-                    record["applied_at"] = _now()
-                    write_json(self.applied_path, record)
+                self._at(f"commit:{step.action}")
+                match step:
+                    case st.Remove():
+                        self._parallel(self._remove_container, list(step.names))
+                        changes.setdefault("removed", []).extend(step.names)
+                    case st.DropPurged():
+                        for aside in step.paths:
+                            shutil.rmtree(aside) if os.path.isdir(aside) else _unlink(aside)
+                    case st.Prune():
+                        for ref in step.refs:
+                            self._remove_image(ref, changes)
+                    case st.Record():
+                        write_json(self.applied_path, {**step.record(), "applied_at": _now()})
+                    case _:
+                        raise StepFailed(f"not a commit step: {step!r}")
             except Exception as exc:  # noqa: BLE001 - the new release runs; cleanup is retried later
-                problems.append(f"{action}: {dockerutil.api_message(exc)}")
+                problems.append(f"{step.action}: {dockerutil.api_message(exc)}")
         if problems:
             log.warning(
                 "berth release %s on %s: cleanup incomplete, will retry: %s",
@@ -442,14 +435,29 @@ class Executor:
             )
         return problems
 
-    def _ensure_running(self, journal: dict) -> list[str]:
+    def _remove_image(self, ref: str, changes: dict) -> None:
+        try:
+            self.cli.api.remove_image(ref)
+            changes.setdefault("images_removed", []).append(ref)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            # in use by a container started meanwhile: keeping it is correct
+            log.warning(
+                "berth release on %s: keeping image %s: %s",
+                self.device,
+                ref,
+                dockerutil.api_message(exc),
+            )
+
+    def _ensure_running(self, steps: list[st.Step]) -> list[str]:
         """The verified containers of an interrupted commit run (an engine restart since may
         have stopped those without a restart policy)."""
         problems = []
-        for step in journal["steps"]:
-            if step["action"] != "start":
+        for step in steps:
+            if not isinstance(step, st.Start):
                 continue
-            for name in step["names"]:
+            for name in step.names:
                 try:
                     state = self.cli.api.inspect_container(name).get("State") or {}
                     if not state.get("Running"):
@@ -526,7 +534,7 @@ class Executor:
 
         Every undo step is safe to repeat: a retried rollback (next apply, ``release_recover``,
         minion start) runs the same list again and skips what an earlier attempt finished."""
-        self._journal["phase"] = "rolling_back"
+        self._journal["phase"] = JournalPhase.ROLLING_BACK
         self._journal.setdefault("undone", [])
         self._save()
         undo = self._journal["undo"]
@@ -624,25 +632,40 @@ class Executor:
             return self._recover_from_engine()
         if not journal:
             return None
+        try:
+            steps = [st.from_dict(d) for d in journal["steps"]]
+        except st.UnknownStep as exc:
+            log.error("berth release on %s: journal names %s", self.device, exc)
+            return self._recover_from_engine()
         self._journal = journal
         release = journal.get("release_id")
         about = {"release_id": release, "version_hash": journal.get("version_hash")}
-        if journal.get("phase") == "committing":
+        if journal.get("phase") == JournalPhase.COMMITTING:
             log.warning(
                 "berth release %s on %s: finishing an interrupted apply", release, self.device
             )
-            problems = self._ensure_running(journal) + self._commit({})
+            problems = self._ensure_running(steps) + self._commit(steps, {})
             if problems:
                 message = (
                     f"interrupted apply of release {release}: cleanup still incomplete: "
                     f"{'; '.join(problems)}"
                 )
                 # the new release runs; only its cleanup is owed
-                self.recovery = {**about, "outcome": "succeeded", "error": None, "message": message}
+                self.recovery = {
+                    **about,
+                    "outcome": ReleaseOutcome.SUCCEEDED,
+                    "error": None,
+                    "message": message,
+                }
                 return message
             self._clear_journal()
             message = f"finished interrupted apply of release {release}"
-            self.recovery = {**about, "outcome": "succeeded", "error": None, "message": message}
+            self.recovery = {
+                **about,
+                "outcome": ReleaseOutcome.SUCCEEDED,
+                "error": None,
+                "message": message,
+            }
             return message
         log.warning(
             "berth release %s on %s: rolling back an interrupted apply", release, self.device
@@ -653,13 +676,18 @@ class Executor:
                 f"interrupted apply of release {release}: rollback incomplete: {'; '.join(errors)}"
             )
             log.error("berth release %s on %s: %s", release, self.device, message)
-            self.recovery = {**about, "outcome": "failed", "error": message, "message": message}
+            self.recovery = {
+                **about,
+                "outcome": ReleaseOutcome.FAILED,
+                "error": message,
+                "message": message,
+            }
             return message
         self._clear_journal()
         message = f"rolled back interrupted apply of release {release}"
         self.recovery = {
             **about,
-            "outcome": "failed",
+            "outcome": ReleaseOutcome.FAILED,
             "error": f"the apply was interrupted; {message}",
             "message": message,
         }
@@ -684,8 +712,8 @@ class Executor:
         for name in wanted:
             prev = by_name.get(name + planner.PREVIOUS_SUFFIX)
             cur = by_name.get(name)
-            if prev and prev["labels"].get(LABEL_VERSION_HASH) == vh:
-                if cur and cur["labels"].get(LABEL_VERSION_HASH) != vh:
+            if prev and prev["labels"].get(Label.VERSION_HASH) == vh:
+                if cur and cur["labels"].get(Label.VERSION_HASH) != vh:
                     self._remove_container(name)
                     cur = None
                 if cur is None:
@@ -693,7 +721,7 @@ class Executor:
         containers = dockerutil.list_containers(self.cli)
         by_name = {c["name"]: c for c in containers}
         if not all(
-            n in by_name and by_name[n]["labels"].get(LABEL_VERSION_HASH) == vh for n in wanted
+            n in by_name and by_name[n]["labels"].get(Label.VERSION_HASH) == vh for n in wanted
         ):
             self._set_journal_aside()
             return (
@@ -701,7 +729,7 @@ class Executor:
                 "left as is for the next apply"
             )
         for c in containers:
-            if LABEL_RELEASE in c["labels"] and c["labels"].get(LABEL_VERSION_HASH) != vh:
+            if Label.RELEASE in c["labels"] and c["labels"].get(Label.VERSION_HASH) != vh:
                 self._remove_container(c["name"])
         for name in wanted:
             for bind in (self.cli.api.inspect_container(name).get("HostConfig") or {}).get(
@@ -757,11 +785,11 @@ class Executor:
         ]
 
 
-def _batches(steps: list[dict]) -> list[list[dict]]:
+def _batches(steps: list[st.Step]) -> list[list[st.Step]]:
     """Consecutive stop steps (and create steps) form one batch; every other step is alone."""
-    out: list[list[dict]] = []
+    out: list[list[st.Step]] = []
     for step in steps:
-        if out and step["action"] in ("stop", "create") and out[-1][0]["action"] == step["action"]:
+        if out and isinstance(step, (st.Stop, st.Create)) and type(out[-1][0]) is type(step):
             out[-1].append(step)
         else:
             out.append([step])

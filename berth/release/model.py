@@ -8,12 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from berth import startup_params
+from berth.contract import Label, fully_qualified_name
 from berth.release.images import ReleaseError, container_refs, find_registry
-
-LABEL_PROJECT = "io.berth.project"
-LABEL_RELEASE = "io.berth.release"
-LABEL_VERSION_HASH = "io.berth.version_hash"
-LABEL_NAME = "io.berth.name"
 
 
 @dataclass(frozen=True)
@@ -87,9 +83,9 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
     if not isinstance(raw_containers, list):
         raise ReleaseError("docker:release: 'containers' must be a list")
     project = release.get("project")
-    labels = {LABEL_RELEASE: str(release_id), LABEL_VERSION_HASH: version_hash}
+    labels = {Label.RELEASE: str(release_id), Label.VERSION_HASH: version_hash}
     if project is not None:
-        labels[LABEL_PROJECT] = str(project)
+        labels[Label.PROJECT] = str(project)
 
     containers = []
     used_registries = {}
@@ -105,7 +101,7 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
         seen.add(name)
         _require(raw, "image", where)
         _require(raw, "tag", where)
-        fq_name = str(raw.get("fully_qualified_name") or f"deployment-{name}-{release_id}")
+        fq_name = str(raw.get("fully_qualified_name") or fully_qualified_name(name, release_id))
         image, required = container_refs(raw, registries)
         if raw.get("registry") is not None:
             used_registries[raw["registry"]] = find_registry(registries, raw["registry"])
@@ -113,7 +109,7 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
             kwargs = startup_params.to_create_kwargs(raw.get("startup_parameters") or {})
         except startup_params.StartupParameterError as exc:
             raise ReleaseError(f"{where}: startup_parameters: {exc}") from None
-        kwargs["labels"] = {**kwargs.get("labels", {}), **labels, LABEL_NAME: name}
+        kwargs["labels"] = {**kwargs.get("labels", {}), **labels, Label.NAME: name}
         kwargs["name"] = fq_name
         kwargs["image"] = image
         purge = ()

@@ -1,6 +1,6 @@
 """The pure release planner: ``plan(current, target) -> [step]``.
 
-Steps are JSON-able dicts ``{"action": ..., ...}`` in the order SPEC §3 fixes:
+Steps are :mod:`berth.release.steps` objects in the order SPEC §3 fixes:
 login, pull (all before anything is stopped), stop, purge, create, start, verify,
 then on success remove, drop_purged, prune, record. An empty plan means the
 target release is applied and all its containers are running.
@@ -8,11 +8,9 @@ target release is applied and all its containers are running.
 
 from __future__ import annotations
 
-from berth.release.model import LABEL_RELEASE, LABEL_VERSION_HASH, EngineState, Target
-
-# Steps before "verify" are undone on failure; the ones after it only run on success.
-FORWARD = ("login", "pull", "stop", "purge", "create", "start", "verify")
-COMMIT = ("remove", "drop_purged", "prune", "record")
+from berth.contract import Label
+from berth.release import steps as st
+from berth.release.model import EngineState, Target
 
 PREVIOUS_SUFFIX = ".berth-previous"
 PURGED_SUFFIX = ".berth-purged"
@@ -35,7 +33,7 @@ def is_applied(current: EngineState, target: Target) -> bool:
         if (
             c is None
             or c["state"] != "running"
-            or c["labels"].get(LABEL_VERSION_HASH) != target.version_hash
+            or c["labels"].get(Label.VERSION_HASH) != target.version_hash
         ):
             return False
     return True
@@ -47,7 +45,7 @@ def old_containers(current: EngineState, target: Target) -> list[dict]:
     initial = set(target.remove_containers)
     out = []
     for c in current.containers:
-        release = c["labels"].get(LABEL_RELEASE)
+        release = c["labels"].get(Label.RELEASE)
         if (
             c["name"] in target_names
             or c["name"] in initial
@@ -59,7 +57,7 @@ def old_containers(current: EngineState, target: Target) -> list[dict]:
 
 def plan(
     current: EngineState, target: Target, login_keys: dict[str, str] | None = None
-) -> list[dict]:
+) -> list[st.Step]:
     """Ordered steps taking the engine from ``current`` to ``target``.
 
     ``login_keys`` maps a registry id to its :func:`login_key`; a registry whose key is
@@ -67,89 +65,71 @@ def plan(
     """
     if is_applied(current, target):
         return []
-    steps: list[dict] = []
+    steps: list[st.Step] = []
     login_keys = login_keys or {}
 
     pulls = []
     for ref in target.refs:
         if ref not in current.images:
             registry = target.registry_of(ref)
-            pulls.append(
-                {
-                    "action": "pull",
-                    "ref": ref,
-                    "registry": None if registry is None else str(registry),
-                }
-            )
+            pulls.append(st.Pull(ref, None if registry is None else str(registry)))
     # only registries something is pulled from: with every image cached an offline device still applies
-    pulling_from = {p["registry"] for p in pulls}
+    pulling_from = {p.registry for p in pulls}
     for registry_id, entry in target.registries.items():
         key = login_keys.get(str(registry_id))
         if str(registry_id) in pulling_from and (key is None or key not in current.logged_in):
-            steps.append({"action": "login", "registry": str(registry_id), "url": entry["url"]})
+            steps.append(st.Login(str(registry_id), entry["url"]))
     steps.extend(pulls)
 
     old = old_containers(current, target)
     target_names = {c.fq_name for c in target.containers}
     for c in old:
         steps.append(
-            {
-                "action": "stop",
-                "name": c["name"],
-                "was_running": c["state"] in ("running", "restarting"),
-                # a stale container with a target name moves aside so the new one can take the name
-                "rename_to": c["name"] + PREVIOUS_SUFFIX if c["name"] in target_names else None,
-            }
+            st.Stop(
+                c["name"],
+                was_running=c["state"] in ("running", "restarting"),
+                rename_to=c["name"] + PREVIOUS_SUFFIX if c["name"] in target_names else None,
+            )
         )
 
-    purged = []
+    purges: list[st.Purge] = []
     for tc in target.containers:
         for path in tc.purge_paths:
-            if path not in purged:
-                purged.append(path)
-                steps.append(
-                    {
-                        "action": "purge",
-                        "path": path,
-                        "aside": f"{path}{PURGED_SUFFIX}-{target.release_id}",
-                    }
-                )
+            if all(p.path != path for p in purges):
+                purges.append(st.Purge(path, f"{path}{PURGED_SUFFIX}-{target.release_id}"))
+    steps.extend(purges)
 
     for tc in target.containers:
-        steps.append(
-            {"action": "create", "name": tc.fq_name, "short_name": tc.name, "image": tc.image}
-        )
-    names = [tc.fq_name for tc in target.containers]
+        steps.append(st.Create(tc.fq_name, tc.name, tc.image))
+    names = tuple(tc.fq_name for tc in target.containers)
     if names:
-        steps.append({"action": "start", "names": names})
-        steps.append({"action": "verify", "names": names})
+        steps.append(st.Start(names))
+        steps.append(st.Verify(names))
 
-    removed = [
+    removed = tuple(
         (c["name"] + PREVIOUS_SUFFIX) if c["name"] in target_names else c["name"] for c in old
-    ]
+    )
     if removed:
-        steps.append({"action": "remove", "names": removed})
-    if purged:
-        steps.append(
-            {
-                "action": "drop_purged",
-                "paths": [s["aside"] for s in steps if s["action"] == "purge"],
-            }
-        )
+        steps.append(st.Remove(removed))
+    if purges:
+        steps.append(st.DropPurged(tuple(p.aside for p in purges)))
 
     prune = prunable_images(current, target, old)
     if prune:
-        steps.append({"action": "prune", "refs": prune})
+        steps.append(st.Prune(tuple(prune)))
+    summary = target.summary()
     steps.append(
-        {
-            "action": "record",
-            **target.summary(),
-            "containers": [
+        st.Record(
+            release_id=summary["release_id"],
+            version=summary["version"],
+            version_hash=summary["version_hash"],
+            project=summary["project"],
+            containers=tuple(
                 {"name": c.name, "fully_qualified_name": c.fq_name, "image": c.image}
                 for c in target.containers
-            ],
-            "images": target.refs,
-        }
+            ),
+            images=tuple(target.refs),
+        )
     )
     return steps
 

@@ -1,7 +1,10 @@
 """The pure planner and the release model (no engine)."""
 
+import json
+
 import pytest
 
+from berth.release import steps as st
 from berth.release.images import ReleaseError
 from berth.release.model import EngineState, target_from_pillar
 from berth.release.plan import plan
@@ -61,7 +64,7 @@ def container(name, state="running", image="x:1", **labels):
 
 
 def actions(steps):
-    return [s["action"] for s in steps]
+    return [s.action for s in steps]
 
 
 def test_image_references_use_registry_url_without_scheme():
@@ -110,12 +113,12 @@ def test_fresh_device_plan_order():
         "drop_purged",
         "record",
     ]
-    stops = [s for s in steps if s["action"] == "stop"]
-    assert [(s["name"], s["was_running"]) for s in stops] == [
+    stops = [s for s in steps if isinstance(s, st.Stop)]
+    assert [(s.name, s.was_running) for s in stops] == [
         ("curveball", True),
         ("ravendb", False),
     ]
-    assert steps[-3]["names"] == ["curveball", "ravendb"]  # "unrelated" is never touched
+    assert steps[-3].names == ("curveball", "ravendb")  # "unrelated" is never touched
 
 
 def test_applied_and_running_is_empty_plan():
@@ -134,7 +137,7 @@ def test_applied_and_running_is_empty_plan():
     current.containers[1]["state"] = "exited"
     steps = plan(current, t, {"1": "k"})
     assert actions(steps)[:2] == ["stop", "stop"]
-    assert {s["rename_to"] for s in steps if s["action"] == "stop"} == {
+    assert {s.rename_to for s in steps if isinstance(s, st.Stop)} == {
         "deployment-curveball-7.berth-previous",
         "deployment-ravendb-7.berth-previous",
     }
@@ -168,9 +171,9 @@ def test_upgrade_prunes_only_images_nothing_keeps():
         },
     )
     steps = plan(current, t, {"1": "k"})
-    (prune,) = [s for s in steps if s["action"] == "prune"]
+    (prune,) = [s for s in steps if isinstance(s, st.Prune)]
     # ravendb:base and base are kept (the target needs them); other:1 is in use; leftover:9 was never ours
-    assert prune["refs"] == [old_cb, "prev-required:1"]
+    assert prune.refs == (old_cb, "prev-required:1")
 
 
 @pytest.mark.parametrize(
@@ -195,3 +198,37 @@ def test_bad_release_names_the_problem(mutate, message):
     mutate(rel)
     with pytest.raises(ReleaseError, match=message):
         target_from_pillar(rel, REGS)
+
+
+def test_steps_round_trip_through_their_dicts_and_describe_themselves():
+    t = target_from_pillar(release(), REGS)
+    steps = plan(EngineState(containers=[container("curveball")], images=set()), t, {"1": "k"})
+    dicts = [s.to_dict() for s in steps]
+    assert json.loads(json.dumps(dicts)) == dicts  # the journal and release_plan carry these
+    assert [st.from_dict(json.loads(json.dumps(d))) for d in dicts] == steps
+    assert st.describe(steps)[:2] == [
+        "log in to https://reg.example:5000/",
+        ("pull reg.example:5000/curveball:delta-base-r0.0.0.1"),
+    ]
+    assert "stop curveball" in st.describe(steps)
+    assert st.planned_changes(steps)["stopped"] == ["curveball"]
+    assert st.planned_changes(steps)["started"] == [
+        "deployment-curveball-7",
+        "deployment-ravendb-7",
+    ]
+    assert [s.action for s in steps if s.commit] == ["remove", "drop_purged", "record"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"action": "reboot", "name": "x"},
+        {"action": "stop", "name": "x"},  # fields missing
+        {"action": "pull", "ref": "a:1", "registry": None, "extra": 1},
+        {"name": "x"},
+        ["stop"],
+    ],
+)
+def test_unknown_step_is_an_error(data):
+    with pytest.raises(st.UnknownStep):
+        st.from_dict(data)

@@ -1,0 +1,215 @@
+"""Release steps: one small typed class per action.
+
+The planner (:mod:`berth.release.plan`) returns them; the executor dispatches on their
+type; each describes itself for ``test=True`` (:meth:`Step.describe`) and for the state's
+``changes`` (:meth:`Step.planned_changes`). In the journal and in ``docker.release_plan``
+they are plain dicts ``{"action": ..., <fields>}`` (:meth:`Step.to_dict`,
+:func:`from_dict`); an unknown action is an error, never skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class UnknownStep(ValueError):
+    """A step dict whose action no class here handles (e.g. a journal from a newer Berth)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    action: ClassVar[str] = ""
+    #: undone on failure (before verification) or run only on success (after it)
+    commit: ClassVar[bool] = False
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def planned_changes(self) -> dict[str, list]:
+        return {}
+
+    def to_dict(self) -> dict:
+        """``{"action": ..., <fields>}`` with lists, as JSON gives it back."""
+        return {"action": self.action, **_plain(dataclasses.asdict(self))}
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Login(Step):
+    action: ClassVar[str] = "login"
+    registry: str
+    url: str
+
+    def describe(self) -> str:
+        return f"log in to {self.url}"
+
+
+@dataclass(frozen=True)
+class Pull(Step):
+    action: ClassVar[str] = "pull"
+    ref: str
+    registry: str | None
+
+    def describe(self) -> str:
+        return f"pull {self.ref}"
+
+    def planned_changes(self):
+        return {"pulled": [self.ref]}
+
+
+@dataclass(frozen=True)
+class Stop(Step):
+    action: ClassVar[str] = "stop"
+    name: str
+    was_running: bool
+    # a stale container with a target name moves aside so the new one can take the name
+    rename_to: str | None
+
+    def describe(self) -> str:
+        return f"stop {self.name}"
+
+    def planned_changes(self):
+        return {"stopped": [self.name]} if self.was_running else {}
+
+
+@dataclass(frozen=True)
+class Purge(Step):
+    action: ClassVar[str] = "purge"
+    path: str
+    aside: str
+
+    def describe(self) -> str:
+        return f"move {self.path} aside"
+
+    def planned_changes(self):
+        return {"purged": [self.path]}
+
+
+@dataclass(frozen=True)
+class Create(Step):
+    action: ClassVar[str] = "create"
+    name: str
+    short_name: str
+    image: str
+
+    def describe(self) -> str:
+        return f"create {self.name} from {self.image}"
+
+
+@dataclass(frozen=True)
+class Start(Step):
+    action: ClassVar[str] = "start"
+    names: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"start {', '.join(self.names)}"
+
+    def planned_changes(self):
+        return {"started": list(self.names)}
+
+
+@dataclass(frozen=True)
+class Verify(Step):
+    action: ClassVar[str] = "verify"
+    names: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"verify {', '.join(self.names)}"
+
+
+@dataclass(frozen=True)
+class Remove(Step):
+    action: ClassVar[str] = "remove"
+    commit: ClassVar[bool] = True
+    names: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"remove {', '.join(self.names)}"
+
+    def planned_changes(self):
+        return {"removed": list(self.names)}
+
+
+@dataclass(frozen=True)
+class DropPurged(Step):
+    action: ClassVar[str] = "drop_purged"
+    commit: ClassVar[bool] = True
+    paths: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"delete purged copies {', '.join(self.paths)}"
+
+
+@dataclass(frozen=True)
+class Prune(Step):
+    action: ClassVar[str] = "prune"
+    commit: ClassVar[bool] = True
+    refs: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"remove images {', '.join(self.refs)}"
+
+    def planned_changes(self):
+        return {"images_removed": list(self.refs)}
+
+
+@dataclass(frozen=True)
+class Record(Step):
+    action: ClassVar[str] = "record"
+    commit: ClassVar[bool] = True
+    release_id: object
+    version: str
+    version_hash: str
+    project: object
+    containers: tuple[dict, ...]
+    images: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"record release {self.release_id} ({self.version_hash}) as applied"
+
+    def record(self) -> dict:
+        """What ``applied.json`` holds (without ``applied_at``)."""
+        return _plain(dataclasses.asdict(self))
+
+
+KINDS: dict[str, type[Step]] = {
+    cls.action: cls
+    for cls in (Login, Pull, Stop, Purge, Create, Start, Verify, Remove, DropPurged, Prune, Record)
+}
+
+
+def from_dict(data: dict) -> Step:
+    """The step a dict (journal, ``docker.release_plan`` output) describes; :class:`UnknownStep`
+    when its action or fields are not known."""
+    cls = KINDS.get(data.get("action")) if isinstance(data, dict) else None
+    if cls is None:
+        raise UnknownStep(f"unknown release step {data!r}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in data.items() if k != "action"}
+    if set(values) != fields:
+        raise UnknownStep(f"release step {data.get('action')!r} has fields {sorted(values)}")
+    for f in dataclasses.fields(cls):
+        if isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def describe(steps) -> list[str]:
+    return [s.describe() for s in steps]
+
+
+def planned_changes(steps) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for step in steps:
+        for key, values in step.planned_changes().items():
+            out.setdefault(key, []).extend(values)
+    return out
