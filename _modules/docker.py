@@ -321,7 +321,7 @@ def release_report_failed(error):
         {
             "release_id": release["id"],
             "version_hash": release.get("version_hash"),
-            "outcome": "failed",
+            "outcome": ReleaseOutcome.FAILED,
             "error": str(error),
             "containers": [],
         }
