@@ -1,4 +1,5 @@
-"""Wheel builds carry the Salt loader directories inside the ``berth`` package.
+"""Wheel builds carry the Salt loader directories, the state tree and the config snippets
+inside the ``berth`` package.
 
 ``_modules/``, ``_states/``, ... live at the repository root so that
 ``module_dirs: [<repo>]`` and ``saltutil.sync_*`` work from a checkout; a wheel
@@ -14,6 +15,11 @@ ROOT = Path(__file__).resolve().parent
 SALT_DIRS = ("_modules", "_states", "_runners", "pillar", "_engines", "_returners")
 
 
+# Copied whole: the state tree and reactor files (the master's file_roots, found with
+# ``python3 -m berth.paths state_tree``) and the config snippets (``... conf``).
+DATA_DIRS = {"salt": ("*.sls",), "conf": ("*.conf",)}
+
+
 class BuildPyWithSaltDirs(build_py):
     def run(self):
         super().run()
@@ -24,6 +30,12 @@ class BuildPyWithSaltDirs(build_py):
             self.mkpath(str(dest))
             for src in sorted((ROOT / name).glob("*.py")):
                 self.copy_file(str(src), str(dest / src.name), preserve_mode=False)
+        for name, patterns in DATA_DIRS.items():
+            for pattern in patterns:
+                for src in sorted((ROOT / name).rglob(pattern)):
+                    dest = Path(self.build_lib, "berth", "salt_ext", src.relative_to(ROOT))
+                    self.mkpath(str(dest.parent))
+                    self.copy_file(str(src), str(dest), preserve_mode=False)
 
 
 setup(cmdclass={"build_py": BuildPyWithSaltDirs})

@@ -1,6 +1,8 @@
 """The Salt options a Berth fleet needs: one definition, used by the test harness and
 ``scripts/demo`` (``python -m berth.master.config master|minion KEY=VALUE...`` prints YAML).
-``conf/master.d/berth.conf`` and ``conf/minion.d/berth.conf`` document the same options.
+``conf/master.d/berth.conf`` and ``conf/minion.d/berth.conf`` document the same options;
+the salt-api settings are read from ``conf/master.d/salt-api.conf`` itself (the one copy,
+shown verbatim in docs/fleet-api.md), only its port and secret replaced.
 """
 
 from __future__ import annotations
@@ -10,9 +12,22 @@ import sys
 
 import yaml
 
+from berth import paths
 from berth.contract import EventTag
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# What last_logs reads: the local API's request lines are INFO (docs/device.md).
+MINION_LOG_LEVEL = "info"
+
+
+def salt_api_options(*, port, sharedsecret, user="berth", host="127.0.0.1") -> dict:
+    """``conf/master.d/salt-api.conf`` with its port, secret and eauth user replaced."""
+    options = yaml.safe_load((paths.conf() / "master.d" / "salt-api.conf").read_text())
+    options["rest_cherrypy"].update(host=host, port=int(port))
+    options["sharedsecret"] = sharedsecret
+    users = options["external_auth"]["sharedsecret"]
+    users[user] = users.pop("berth")
+    return options
 
 
 def master_options(
@@ -24,11 +39,11 @@ def master_options(
     sharedsecret,
     salt_api_user="berth",
     flush_seconds=30,
-    repo=REPO,
 ) -> dict:
     return {
-        "module_dirs": [str(repo)],
-        "file_roots": {"base": [str(pathlib.Path(repo) / "salt")]},
+        "module_dirs": [str(REPO)],
+        # what `python3 -m berth.paths state_tree` prints (docs/fleet.md)
+        "file_roots": {"base": [str(paths.state_tree())]},
         "ext_pillar": [{"berth_api": {}}],
         "berth_api": {
             "url": api_url,
@@ -42,10 +57,7 @@ def master_options(
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
         ],
         "schedule": {"berth-flush": {"function": "berth.flush", "seconds": int(flush_seconds)}},
-        "external_auth": {"sharedsecret": {salt_api_user: [".*", "@runner", "@jobs", "@wheel"]}},
-        "sharedsecret": sharedsecret,
-        "netapi_enable_clients": ["local", "local_async", "runner", "runner_async", "wheel"],
-        "rest_cherrypy": {"host": "127.0.0.1", "port": int(salt_api_port), "disable_ssl": True},
+        **salt_api_options(port=salt_api_port, sharedsecret=sharedsecret, user=salt_api_user),
     }
 
 
@@ -57,6 +69,7 @@ def minion_options(*, docker_host, hook_dir, localapi_port, settle_seconds=3, re
         # Several minions on one machine each need their own port.
         "engines": [{"berth_localapi": {"host": "127.0.0.1", "port": int(localapi_port)}}],
         "docker.url": docker_host,
+        "log_level_logfile": MINION_LOG_LEVEL,
         "docker.release_settle_seconds": float(settle_seconds),
         # state.sls docker.sleep installs the hook here (default /usr/local/sbin, /etc/systemd/system)
         "berth": {
