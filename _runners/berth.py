@@ -7,9 +7,9 @@ Configured by the master option ``berth_api: {url, token_file, timeout, spool_di
 import logging
 import os
 
-from berth.master import reports
+from berth.master import forward
 from berth.master.apiclient import ApiClient, ApiError
-from berth.master.spool import Spool
+from berth.master.report_spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ def report(minion_id, result):
         salt-run berth.report <minion id> '{"release_id": 7, "version_hash": "96a7191f", "outcome": "succeeded"}'
     """
     try:
-        body = reports.build_report(minion_id, result)
+        body = forward.build_report(minion_id, result)
     except ValueError as exc:
         log.error("berth.report: dropped malformed result: %s", exc)
         return {"status": "invalid", "error": str(exc)}
-    return {"status": reports.deliver(_client(), _spool(), body)}
+    return {"status": forward.deliver(_client(), _spool(), body)}
 
 
 def flush():
@@ -62,7 +62,7 @@ def flush():
 
         salt-run berth.flush
     """
-    return reports.flush(_client(), _spool())
+    return forward.flush(_client(), _spool())
 
 
 def resync(tgt="*", timeout=60):
@@ -74,7 +74,7 @@ def resync(tgt="*", timeout=60):
 
         salt-run berth.resync
     """
-    import salt.client  # pylint: disable=import-outside-toplevel
+    import salt.client  # here: only this runner needs a LocalClient
 
     local = salt.client.get_local_client(__opts__["conf_file"])
     returns = local.cmd(tgt, "docker.release_status", timeout=timeout, tgt_type="glob")
@@ -87,11 +87,11 @@ def resync(tgt="*", timeout=60):
                 "berth.resync: device %s did not return its release status: %s", minion_id, status
             )
             continue
-        result = reports.status_to_result(status)
+        result = forward.status_to_result(status)
         if result is None:
             summary["nothing_to_report"].append(minion_id)
             continue
-        outcome = reports.deliver(client, spool, reports.build_report(minion_id, result))
+        outcome = forward.deliver(client, spool, forward.build_report(minion_id, result))
         summary["reported"].append(
             {"minion_id": minion_id, "release_id": result["release_id"], "status": outcome}
         )
@@ -107,7 +107,7 @@ def register_minions():
 
         salt-run berth.register_minions
     """
-    import salt.key  # pylint: disable=import-outside-toplevel
+    import salt.key
 
     accepted = salt.key.get_key(__opts__).list_keys().get("minions", [])
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
 from typing import Any
@@ -17,18 +15,6 @@ from api.extensions import db, migrate
 from api.limits import MAX_DB_ID
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
-
-# Core blueprints (module attribute ``bp``).
-CORE_BLUEPRINTS = (
-    "api.resources.registries",
-    "api.resources.projects",
-    "api.resources.releases",
-    "api.resources.devices",
-    "api.openapi",
-    "api.account_page",
-)
-# Packages other parts of Berth add; each exposes ``init_app(app)``.
-FEATURE_PACKAGES = ("api.master", "api.execute", "api.logbook", "api.audit", "api.security")
 
 
 class AccountPageSessions(SecureCookieSessionInterface):
@@ -71,19 +57,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = True
     app.url_value_preprocessor(_refuse_impossible_url_values)
 
-    import api.models  # noqa: F401  (registers the models)
+    from api import tables  # noqa: F401  (imported for its effect: every table on db.metadata)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     register_error_handlers(app)
 
-    for name in CORE_BLUEPRINTS:
-        app.register_blueprint(importlib.import_module(name).bp)
-    for name in FEATURE_PACKAGES:
-        if importlib.util.find_spec(name) is not None:
-            init_feature = getattr(importlib.import_module(name), "init_app", None)
-            if init_feature is not None:
-                init_feature(app)
+    # Every blueprint and feature, by name: what the API serves is read here.
+    from api import account_page, audit, execute, logbook, master, openapi, outbox, security
+    from api.resources import devices, projects, registries, releases
+
+    for blueprint in (
+        registries.bp,
+        projects.bp,
+        releases.bp,
+        devices.bp,
+        openapi.bp,
+        account_page.bp,
+    ):
+        app.register_blueprint(blueprint)
+    # each registers its blueprint, OpenAPI paths and CLI commands
+    for feature in (master, execute, logbook, audit, security, outbox):
+        feature.init_app(app)
 
     from api.cli import register_cli
 

@@ -167,3 +167,10 @@ def pending_count() -> int:
             OutboxMessage.delivered_at.is_(None), OutboxMessage.gave_up_at.is_(None)
         )
     )
+
+
+def init_app(app) -> None:
+    """``flask --app api worker`` (:mod:`api.worker`): the process that delivers this outbox."""
+    from api.worker import worker_command
+
+    app.cli.add_command(worker_command)

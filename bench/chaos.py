@@ -24,6 +24,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# imports below need the repository on sys.path (set just above): E402 is expected
 from tests.fixtures.release_faults import Chaos, build_images, engine_host, testbed  # noqa: E402
 
 

@@ -42,6 +42,7 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# imports below need the repository on sys.path (set just above): E402 is expected
 from berth.master.config import master_options, minion_options  # noqa: E402
 
 VENV_BIN = pathlib.Path(sys.executable).parent

@@ -26,6 +26,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# imports below need the repository on sys.path (set just above): E402 is expected
 from berth import dockerutil  # noqa: E402
 from berth.release.commands import DEFAULT_SETTLE_SECONDS  # noqa: E402
 from berth.release.executor import Executor  # noqa: E402

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# imports below need the repository on sys.path (set just above): E402 is expected
 from api.limits import MAX_RELEASE_DEVICES, MAX_REMOVE_CONTAINERS  # noqa: E402
 from api.validation import container_name, list_of  # noqa: E402
 

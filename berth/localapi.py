@@ -292,7 +292,7 @@ class LocalAPI:
             except TypeError as exc:
                 result = f"Passed invalid arguments to {command}: {exc}"
                 retcode = salt.defaults.exitcodes.EX_GENERIC
-            except Exception as exc:  # pylint: disable=broad-except
+            except Exception as exc:  # any module error is the job's result, as salt-minion does
                 log.exception("berth_localapi on %s: job %s %s raised", self.unit_id, jid, command)
                 result = f"ERROR: {command} raised {type(exc).__name__}: {exc}"
                 retcode = salt.defaults.exitcodes.EX_GENERIC
@@ -345,7 +345,7 @@ def with_master_address(opts: Mapping) -> dict:
 def minion_functions(opts: Mapping):
     """The execution modules of a minion whose ``opts`` may still lack the
     master's address (see :func:`with_master_address`), loaded afresh."""
-    import salt.loader  # pylint: disable=import-outside-toplevel
+    import salt.loader  # here: loading Salt's loader is slow and only this path needs it
 
     opts = with_master_address(opts)
     utils = salt.loader.utils(opts)
@@ -472,7 +472,7 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
                 code,
             )
 
-        def log(self, type, message, *args):  # noqa: A002 - werkzeug's signature
+        def log(self, type, message, *args):  # werkzeug's signature names it type
             getattr(log, type if type in ("info", "warning", "error") else "info")(
                 "berth_localapi on %s: " + message, app.unit_id, *args
             )

@@ -1,5 +1,5 @@
 """``berth-before-sleep``: apply the pending release before the device sleeps
-(SPEC §3, ``docs/fleet.md``), cheaply.
+(``docs/fleet.md``), cheaply.
 
 The running minion does the work: the hook asks its local API (the
 ``berth_localapi`` engine) to run ``state.sls docker.release`` and waits for the
@@ -51,7 +51,7 @@ def _request(url: str, body: dict | None, timeout: float) -> dict:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # our own loopback URL
             return json.load(resp)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", errors="replace")[:500]

@@ -23,7 +23,7 @@ def __virtual__():
     return __virtualname__
 
 
-def ext_pillar(minion_id, pillar, **kwargs):  # pylint: disable=unused-argument
+def ext_pillar(minion_id, pillar, **kwargs):  # Salt's ext_pillar signature
     conf = dict(__opts__.get("berth_api") or {})
     conf.update(kwargs)
     # The minion's grains come with every pillar request: an enrollment token among them

@@ -13,3 +13,18 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "app" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.db)
+
+
+def pytest_unconfigure(config):
+    # Salt's loader installs a temporary root handler that keeps every warning it sees and writes
+    # them all to the stderr of that moment at interpreter exit, after pytest closed it: dozens of
+    # "--- Logging error ---" blocks after the summary. pytest already showed those records with
+    # their tests, so the copies are dropped here and the run ends with pytest's summary.
+    import logging
+    import sys
+
+    impl = sys.modules.get("salt._logging.impl")
+    handler = impl.get_temp_handler() if impl else None
+    if handler is not None:
+        logging.root.removeHandler(handler)
+        handler.sync_with_handlers(())

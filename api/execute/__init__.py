@@ -1,4 +1,4 @@
-"""Remote commands on devices through salt-api (SPEC §2 Execute), and the outbox worker."""
+"""Remote commands on devices through salt-api (docs/fleet-api.md "Execute")."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    import api.outbox  # noqa: F401  (registers the outbox table)
-    from api.execute import cli, models  # noqa: F401
+    from api.execute import cli
     from api.execute.views import bp
-    from api.worker import worker_command
 
     app.register_blueprint(bp)
     from api import openapi
@@ -17,4 +15,3 @@ def init_app(app: Flask) -> None:
 
     openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)
-    app.cli.add_command(worker_command)

@@ -4,7 +4,6 @@
 def init_app(app):
     from api import openapi
 
-    from . import tables  # noqa: F401  (registers the tables on db.metadata)
     from .openapi import PATHS, SCHEMAS
     from .views import bp
 

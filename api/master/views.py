@@ -18,7 +18,6 @@ from api import audit
 from api.auth import require_token
 from api.errors import PermissionDenied
 from api.extensions import db
-from api.master import reports
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
 from api.payload import json_body
@@ -26,6 +25,7 @@ from api.schemas.base import validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
+from api.services import deployment_reports
 from api.services.deployments import target_release_id
 
 bp = Blueprint("master", __name__)
@@ -64,9 +64,9 @@ def minion_pillar(unit_id: str):
 @require_token("master", "platform")
 def deployment_report():
     """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
-    report = reports.Report.from_body(validate(DeploymentReport, json_body()).values)
+    report = deployment_reports.Report.from_body(validate(DeploymentReport, json_body()).values)
     device = _device_by_unit_id(report.unit_id)
-    deployment = reports.apply(device.account_id, device, report)
+    deployment = deployment_reports.apply(device.account_id, device, report)
     return jsonify(
         serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,6 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from api.extensions import db
 from api.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:  # a runtime import would be circular; SQLAlchemy resolves the name
+    from api.models.devices import Device
 
 TOKEN_SCOPES = ("user", "master", "device")
 
@@ -77,7 +81,7 @@ class ApiToken(db.Model):
 
     account: Mapped[Account] = relationship()
     user: Mapped[User | None] = relationship()
-    device: Mapped[Device | None] = relationship()  # noqa: F821
+    device: Mapped[Device | None] = relationship()
 
     def revoke(self) -> None:
         if not self.revoked:

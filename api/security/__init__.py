@@ -8,7 +8,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from api import openapi
-    from api.security import cli, headers, login, platform, tenancy  # noqa: F401  (models)
+    from api.security import cli, headers
     from api.security.enrollment_views import PATHS, SCHEMAS, bp
 
     app.register_blueprint(bp)

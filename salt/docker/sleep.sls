@@ -1,4 +1,4 @@
-{#- state.sls docker.sleep — install the device's "about to sleep" hook (SPEC §3, docs/fleet.md).
+{#- state.sls docker.sleep — install the device's "about to sleep" hook (docs/fleet.md).
 
   A oneshot systemd unit ordered Before=sleep.target and WantedBy=sleep.target runs
   berth-before-sleep, which applies the pending release (state.sls docker.release)

@@ -3,7 +3,7 @@
 import pytest
 
 from api.errors import ValidationError
-from api.execute.commands import parse_raw, parse_structured
+from api.execute.requests import parse_raw, parse_structured
 
 
 def test_structured_defaults():

@@ -7,10 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from berth.master import reports
+from berth.master import forward as reports
 from berth.master.apiclient import ApiClient, ApiError, read_token
 from berth.master.pillar import release_pillar
-from berth.master.spool import Spool
+from berth.master.report_spool import Spool
 
 
 class FakeApi:

@@ -1,4 +1,4 @@
-"""Forward device release results to the API; spool them while the API is unreachable."""
+"""Master side: forward device release results to the API; spool them while it is unreachable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 from berth.contract import AppliedReleaseState, ReportOutcome
 from berth.master.apiclient import ApiClient, ApiError
-from berth.master.spool import Spool
+from berth.master.report_spool import Spool
 
 log = logging.getLogger(__name__)
 
