@@ -24,7 +24,7 @@ try:
     from berth.contract import RESERVED_LABEL_PREFIX, EventTag, LoginOutcome, ReleaseOutcome
     from berth.release import commands
     from berth.release import policy as release_policy
-    from berth.release.executor import ReleaseBusy
+    from berth.release.executor import ReleaseBusy, StepFailed
     from berth.release.images import ReleaseError
 
     HAS_BERTH = True
@@ -66,6 +66,7 @@ def _clear_errors(func):
         except (
             ReleaseError,
             ReleaseBusy,
+            StepFailed,
             dockerutil.DockerUnavailable,
             dockerutil.PullError,
             dockerutil.RegistryLoginError,

@@ -7,6 +7,8 @@ Minion options read here:
 ``docker.release_health_timeout``   how long a HEALTHCHECK may take to report healthy (default 60)
 ``docker.release_stop_timeout``     seconds ``docker stop`` waits before killing (default 10)
 ``docker.release_state_dir``        journal, lock and applied record (default ``<cachedir>/berth``)
+``docker.release_space_factor``     free space needed = download size x this + margin (default 3; 0: no check)
+``docker.release_space_margin_mb``  the margin (default 64)
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTLE_SECONDS = 3.0
 DEFAULT_HEALTH_TIMEOUT = 60.0
 DEFAULT_STOP_TIMEOUT = 10
+DEFAULT_SPACE_FACTOR = 3.0
+DEFAULT_SPACE_MARGIN_MB = 64
 
 
 def state_dir(opts: dict) -> str:
@@ -46,7 +50,7 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ReleaseError(f"{key} must be a number of seconds, got {value!r}") from None
+            raise ReleaseError(f"{key} must be a number, got {value!r}") from None
 
     return Executor(
         client(opts),
@@ -55,6 +59,8 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
         health_timeout=opt(health_timeout, "docker.release_health_timeout", DEFAULT_HEALTH_TIMEOUT),
         stop_timeout=int(opt(stop_timeout, "docker.release_stop_timeout", DEFAULT_STOP_TIMEOUT)),
         device=str(opts.get("id") or "device"),
+        space_factor=opt(None, "docker.release_space_factor", DEFAULT_SPACE_FACTOR),
+        space_margin_mb=opt(None, "docker.release_space_margin_mb", DEFAULT_SPACE_MARGIN_MB),
     )
 
 

@@ -34,6 +34,7 @@ import docker.errors
 from berth import dockerutil
 from berth.contract import JournalPhase, Label, ReleaseOutcome
 from berth.release import plan as planner
+from berth.release import space
 from berth.release import steps as st
 from berth.release.model import EngineState, Target
 from berth.release.plan import plan
@@ -114,6 +115,8 @@ class Executor:
         health_timeout: float = 60.0,
         stop_timeout: int = 10,
         device: str = "device",
+        space_factor: float = 3.0,
+        space_margin_mb: float = 64,
     ):
         self.cli = cli
         self.dir = Path(state_dir)
@@ -122,6 +125,8 @@ class Executor:
         self.health_timeout = max(float(health_timeout), self.settle_seconds)
         self.stop_timeout = int(stop_timeout)
         self.device = device  # for log lines
+        self.space_factor = float(space_factor)  # 0: free space not checked
+        self.space_margin = int(float(space_margin_mb) * 1e6)
         self.journal_path = self.dir / "journal.json"
         self.applied_path = self.dir / "applied.json"
         self.logins_path = self.dir / "logins.json"
@@ -248,6 +253,16 @@ class Executor:
             if not steps:
                 result["containers"] = self._container_report(target)
                 return result
+            short = self._space_shortfall(steps, target)
+            if short:
+                log.error("berth release %s on %s: %s", target.release_id, self.device, short)
+                result.update(
+                    outcome=ReleaseOutcome.FAILED,
+                    error=short,
+                    rolled_back=False,
+                    containers=self._container_report(target),
+                )
+                return result
             log.info(
                 "berth release %s (%s) on %s: applying %d steps",
                 target.release_id,
@@ -325,10 +340,31 @@ class Executor:
         """Log in and pull what ``target`` needs; stops nothing (for pre-pulling while awake)."""
         current = self.observe()
         changes: dict[str, list] = {}
-        for step in plan(current, target, self.login_keys(target)):
+        steps = plan(current, target, self.login_keys(target))
+        short = self._space_shortfall(steps, target)
+        if short:
+            raise StepFailed(short)
+        for step in steps:
             if isinstance(step, (st.Login, st.Pull)):
                 self._forward(step, target, changes)
         return changes
+
+    def _space_shortfall(self, steps: list[st.Step], target: Target) -> str | None:
+        """Why the images to pull do not fit on the engine's disk (None: they fit)."""
+        pulls = []
+        for step in steps:
+            if isinstance(step, st.Pull):
+                entry = (
+                    None
+                    if step.registry is None
+                    else target.registries[_key_in(target.registries, step.registry)]
+                )
+                pulls.append((step.ref, entry, (entry or {}).get("url")))
+        try:
+            return space.shortfall(self.cli, pulls, self.space_factor, self.space_margin)
+        except Exception as exc:  # noqa: BLE001 - an estimate must never block a release
+            log.warning("berth release on %s: free space not checked: %s", self.device, exc)
+            return None
 
     def _forward(self, step: st.Step, target: Target, changes: dict) -> None:
         self._at(step.action)
