@@ -1,8 +1,10 @@
-"""OpenAPI description of the execute and master-scope endpoints (added to /openapi.json)."""
+"""OpenAPI paths of the execute endpoints (added to /openapi.json); the bodies are the pydantic
+models of :mod:`api.schemas.execute`."""
 
 from __future__ import annotations
 
-from berth.contract import ExecuteJobState
+from api.schemas.base import component_schemas
+from api.schemas.execute import ExecuteAccepted, ExecuteInput, ExecuteRawInput, ExecuteResult
 
 
 def _ref(name: str) -> dict:
@@ -38,66 +40,7 @@ _SUBMIT_ERRORS = {
         "salt-api is unreachable, refused the login, or is not configured; nothing was sent."
     ),
 }
-_CALLBACK_PROPS = {
-    "callback_url": {
-        "type": ["string", "null"],
-        "format": "uri",
-        "description": "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>.",
-    },
-    "callback_timeout": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 600,
-        "default": 120,
-        "description": "Seconds until the job is TIMEOUT (with or without a callback).",
-    },
-}
-
-SCHEMAS = {
-    "ExecuteInput": {
-        "type": "object",
-        "required": ["command"],
-        "properties": {
-            "command": {"type": "string", "example": "docker.logs"},
-            "arg": {"type": "array", "items": {}, "example": ["curveball"]},
-            "kwarg": {"type": "object", "example": {"tail": 20}},
-            **_CALLBACK_PROPS,
-        },
-    },
-    "ExecuteRawInput": {
-        "type": "object",
-        "required": ["command"],
-        "properties": {
-            "command": {"type": "string", "example": "docker.logs curveball tail=20"},
-            **_CALLBACK_PROPS,
-        },
-    },
-    "ExecuteAccepted": {
-        "type": "object",
-        "properties": {
-            "jid": {"type": "string"},
-            "minions": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "ExecuteResult": {
-        "type": "object",
-        "properties": {
-            "jid": {"type": "string"},
-            "device_id": {"type": "string"},
-            "state": {"type": "string", "enum": list(ExecuteJobState)},
-            "response": {
-                "type": "object",
-                "properties": {
-                    "fun": {"type": "string"},
-                    "fun_args": {"type": "array", "items": {}},
-                    "return": {},
-                    "retcode": {"type": ["integer", "null"]},
-                    "success": {"type": ["boolean", "null"]},
-                },
-            },
-        },
-    },
-}
+SCHEMAS = component_schemas([ExecuteInput, ExecuteRawInput], [ExecuteAccepted, ExecuteResult])
 
 
 def _submit(summary: str, input_name: str) -> dict:

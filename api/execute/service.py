@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from api import audit
 from api.errors import ApiError, Conflict
+from api.execute.command import Command
 from api.execute.models import ExecuteJob
-from api.execute.requests import Command
 from api.extensions import db
 from api.models import Device
 from api.models.types import utcnow

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from api.auth import require_token
 from api.errors import NotFound, ValidationError
 from api.execute import service
+from api.execute.command import Command, parse_raw, parse_structured
 from api.execute.models import ExecuteJob, settings_for
-from api.execute.requests import Command, parse_raw, parse_structured
 from api.extensions import db
 from api.models import Device
 from api.payload import json_body

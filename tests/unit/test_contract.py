@@ -1,8 +1,9 @@
 """berth/contract.py is the one place the shared contract words are spelled.
 
 Walks the product code (not tests, docs or frozen migrations) and fails on a string
-literal that is a deployment state, a report outcome or a container label, or that
-contains an event tag. Docstrings may mention them.
+literal that is a deployment state, a report or release outcome, an execute job state, a
+login outcome or a container label, or that contains an event tag. Docstrings may
+mention them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ TOLERATED = {
 EXACT = {
     *(s.value for s in contract.DeploymentState),
     *(s.value for s in contract.ReportOutcome),
+    *(s.value for s in contract.ReleaseOutcome),
+    *(s.value for s in contract.ExecuteJobState),
+    *(s.value for s in contract.LoginOutcome),
     *(s.value for s in contract.Label),
 }
 CONTAINED = tuple(t.value for t in contract.EventTag)
@@ -95,10 +99,7 @@ def test_contract_words_are_spelled_only_in_the_contract_module():
         for path in _product_files()
         if path not in TOLERATED and (words := spelled_words(path))
     }
-    assert offenders == {}, (
-        "spell these with berth.contract (DeploymentState, ReportOutcome, Label, EventTag): "
-        f"{offenders}"
-    )
+    assert offenders == {}, f"spell these with berth.contract: {offenders}"
 
 
 @pytest.mark.parametrize("path", sorted(TOLERATED))

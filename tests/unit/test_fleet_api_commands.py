@@ -3,7 +3,7 @@
 import pytest
 
 from api.errors import ValidationError
-from api.execute.requests import parse_raw, parse_structured
+from api.execute.command import parse_raw, parse_structured
 
 
 def test_structured_defaults():

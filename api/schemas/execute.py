@@ -1,27 +1,21 @@
-"""Validating an execute request body: which Salt function, with which arguments, and where to call back."""
+"""Execute bodies: ``/dongle/devices/{id}/execute/`` and ``execute_raw/`` in, the job out."""
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from api.validation import MISSING, FieldError, Validator, integer, json_value, string
+from pydantic import Field
+
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.validation import FieldError, integer, json_value, string
+from berth.contract import ExecuteJobState
 
 FUN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 CALLBACK_TIMEOUT_DEFAULT = 120
 CALLBACK_TIMEOUT_MIN, CALLBACK_TIMEOUT_MAX = 1, 600
-
-
-@dataclass
-class Command:
-    fun: str
-    arg: list[Any]
-    kwarg: dict[str, Any]
-    callback_url: str | None
-    timeout: int
 
 
 def function_name(value: Any) -> str:
@@ -57,7 +51,7 @@ def kwarg_map(value: Any) -> dict:
     return json_value(value)
 
 
-def callback_url(value: Any) -> str:
+def http_url(value: Any) -> str:
     value = string(max_length=2048)(value)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -65,7 +59,7 @@ def callback_url(value: Any) -> str:
     return value
 
 
-def callback_timeout(value: Any) -> int:
+def timeout_seconds(value: Any) -> int:
     value = integer(value)
     if not CALLBACK_TIMEOUT_MIN <= value <= CALLBACK_TIMEOUT_MAX:
         raise FieldError(
@@ -74,26 +68,7 @@ def callback_timeout(value: Any) -> int:
     return value
 
 
-def _common(v: Validator) -> tuple[str | None, int]:
-    url = v.field("callback_url", callback_url, required=False, default=None, allow_null=True)
-    timeout = v.field(
-        "callback_timeout", callback_timeout, required=False, default=CALLBACK_TIMEOUT_DEFAULT
-    )
-    return url, timeout
-
-
-def parse_structured(data: dict[str, Any]) -> Command:
-    """``{"command": "docker.logs", "arg": ["curveball"], "kwarg": {"tail": 10}, ...}``."""
-    v = Validator(data)
-    fun = v.field("command", function_name)
-    arg = v.field("arg", arg_list, required=False, default=list, allow_null=True)
-    kwarg = v.field("kwarg", kwarg_map, required=False, default=dict, allow_null=True)
-    url, timeout = _common(v)
-    v.raise_if_errors()
-    return Command(fun, arg or [], kwarg or {}, url, timeout)
-
-
-def raw_command(value: Any) -> tuple[str, list, dict]:
+def command_line(value: Any) -> tuple[str, list, dict]:
     """``"docker.logs curveball tail=10"`` parsed like the ``salt`` command line does."""
     value = string(max_length=4096)(value)
     try:
@@ -107,11 +82,66 @@ def raw_command(value: Any) -> tuple[str, list, dict]:
     return fun, list(arg), kwarg_map(dict(kwarg))
 
 
-def parse_raw(data: dict[str, Any]) -> Command:
-    """``{"command": "docker.logs curveball"}``."""
-    v = Validator(data)
-    parsed = v.field("command", raw_command)
-    url, timeout = _common(v)
-    v.raise_if_errors()
-    fun, arg, kwarg = parsed if parsed is not MISSING else (None, [], {})
-    return Command(fun, arg, kwarg, url, timeout)
+class _Callback(RequestBody):
+    callback_url: Annotated[
+        str | None,
+        rule(http_url, nullable=True),
+        doc(
+            "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>.",
+            format="uri",
+            maxLength=2048,
+        ),
+    ] = None
+    callback_timeout: Annotated[
+        int,
+        rule(timeout_seconds),
+        doc(
+            "Seconds until the job is TIMEOUT (with or without a callback).",
+            minimum=CALLBACK_TIMEOUT_MIN,
+            maximum=CALLBACK_TIMEOUT_MAX,
+        ),
+    ] = CALLBACK_TIMEOUT_DEFAULT
+
+
+class ExecuteInput(_Callback):
+    command: Annotated[
+        str, rule(function_name), doc("module.function", examples=["docker.logs"], maxLength=255)
+    ]
+    arg: Annotated[list[Any], rule(arg_list, nullable=True), doc(examples=[["curveball"]])] = Field(
+        default_factory=list
+    )
+    kwarg: Annotated[
+        dict[str, Any], rule(kwarg_map, nullable=True), doc(examples=[{"tail": 20}])
+    ] = Field(default_factory=dict)
+
+
+class ExecuteRawInput(_Callback):
+    command: Annotated[
+        str,
+        rule(command_line),
+        doc(
+            "A salt command line: function, then arguments and key=value keyword arguments.",
+            examples=["docker.logs curveball tail=20"],
+            maxLength=4096,
+        ),
+    ]
+
+
+class ExecuteAccepted(ResponseBody):
+    jid: str
+    minions: list[str]
+
+
+class SaltReturn(ResponseBody):
+    fun: str
+    fun_args: list[Any]
+    return_: Annotated[Any, Field(alias="return")] = None
+    retcode: int | None
+    success: bool | None
+
+
+class ExecuteResult(ResponseBody):
+    jid: str
+    device_id: str
+    state: ExecuteJobState
+    response: SaltReturn
