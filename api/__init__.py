@@ -9,10 +9,10 @@ from typing import Any
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 
-from api.config import base_config
 from api.errors import ApiError, JsonErrorsFlask, NotFound, register_error_handlers
 from api.extensions import db, migrate
 from api.limits import MAX_DB_ID
+from api.settings import base_config
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 

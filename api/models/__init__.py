@@ -2,7 +2,7 @@
 
 from api.models.accounts import TOKEN_SCOPES, Account, ApiToken, User
 from api.models.devices import Device
-from api.models.docker import (
+from api.models.releases import (
     Deployment,
     Project,
     Registry,

@@ -33,7 +33,7 @@ class Device(db.Model):
 
     def docker_release_ids(self) -> list[int]:
         """Ids of the releases this device has successfully deployed."""
-        from api.models.docker import Deployment
+        from api.models.releases import Deployment
 
         return list(
             db.session.scalars(
