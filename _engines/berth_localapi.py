@@ -11,7 +11,10 @@ Minion configuration:
       - berth_localapi:
           host: 127.0.0.1   # bind address; default 127.0.0.1
           port: 9000        # default 9000
-          commands: ["*"]   # glob patterns of allowed commands; default all
+          commands: [...]   # allow-list entries (docs/security.md); default: the safe set
+                            # plus what the sleep hook needs. ["*"] = every command (risky)
+          token_file: /etc/salt/berth-local.token   # optional, root-only: commands beyond the
+                            # safe default then need header X-Berth-Local-Token
           retry_seconds: 30 # pause before a retry when it cannot listen
 """
 
@@ -23,7 +26,13 @@ from berth import localapi
 log = logging.getLogger(__name__)
 
 
-def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None, retry_seconds=30):
+def start(
+    host=localapi.DEFAULT_HOST,
+    port=localapi.DEFAULT_PORT,
+    commands=None,
+    retry_seconds=30,
+    token_file=None,
+):
     unit_id = __opts__["id"]
     try:
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)
@@ -35,7 +44,13 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None,
         # that state.sls needs (and __salt__, a loader-context proxy, does not
         # resolve in the HTTP server's worker threads).
         functions, opts = localapi.minion_functions(__opts__)
-        app = localapi.LocalAPI(unit_id, functions, opts=opts, commands=commands)
+        app = localapi.LocalAPI(
+            unit_id,
+            functions,
+            opts=opts,
+            commands=commands,
+            token=localapi.read_local_token(token_file),
+        )
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
         # Returning ends the engine process and the minion's process manager
@@ -60,10 +75,11 @@ def start(host=localapi.DEFAULT_HOST, port=localapi.DEFAULT_PORT, commands=None,
             time.sleep(30)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
-    if not localapi.is_loopback(host) and app.commands == ["*"]:
+    if "*" in app.commands and app.token is None:
         log.warning(
-            "berth_localapi on %s: listening on %s with every command allowed; "
-            "anyone who can reach it can run any command (set the engine option 'commands')",
+            "berth_localapi on %s: every command allowed on %s and no token_file; "
+            "any process that can reach it (a host-network container too) can run any command "
+            "as root (docs/security.md)",
             unit_id,
             host,
         )

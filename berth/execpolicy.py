@@ -30,6 +30,9 @@ SAFE_DEFAULT: tuple[str, ...] = (
     "state.sls docker.release",
 )
 ALLOW_ALL = "*"
+# The on-device local API's default: the safe set plus what the sleep hook needs
+# (berth/sleephook.py: state.sls docker.release, docker.release_report_failed ERROR).
+LOCAL_API_DEFAULT: tuple[str, ...] = (*SAFE_DEFAULT, "docker.release_report_failed")
 
 # Keyword arguments each function may be given; everything else is refused.
 SAFE_KWARGS: dict[str, frozenset[str]] = {
@@ -48,6 +51,7 @@ SAFE_KWARGS: dict[str, frozenset[str]] = {
     "minionutil.unit_id": frozenset(),
     "minionutil.local_api_url": frozenset(),
     "state.sls": frozenset({"test", "queue"}),
+    "docker.release_report_failed": frozenset({"error"}),
 }
 NEVER_KWARGS = frozenset({"pillar", "saltenv", "pillarenv"})
 

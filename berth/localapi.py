@@ -28,7 +28,7 @@ Commands run one at a time (a lock), so two callers never share the loader's
 
 from __future__ import annotations
 
-import fnmatch
+import hmac
 import ipaddress
 import json
 import logging
@@ -51,12 +51,14 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 from werkzeug.wrappers import Request, Response
 
+from berth import execpolicy
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
+LOCAL_TOKEN_HEADER = "X-Berth-Local-Token"
 
 _COMMAND = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _KWARG_NAME = re.compile(r"^[A-Za-z_]\w*$")
@@ -161,9 +163,12 @@ class LocalAPI:
         opts: Mapping | None = None,
         context: dict | None = None,
         commands: list[str] | None = None,
+        token: str | None = None,
     ):
         self.unit_id = str(unit_id)
         self.commands = check_commands(commands)
+        # Commands beyond the safe default need this token (header X-Berth-Local-Token) when set.
+        self.token = token
         self.functions = functions
         self.opts = dict(opts or {})
         if context is None:
@@ -209,6 +214,47 @@ class LocalAPI:
             )
             return _json(500, {"detail": "Internal error; see the minion log."})
 
+    def refusal(self, request: Request, command, arg, kwarg, raw: bool) -> Response | None:
+        """403/400 unless the engine's allow-list (and, beyond the safe default, the local
+        token) allows ``command(*arg, **kwarg)`` (docs/security.md)."""
+        try:
+            execpolicy.check(command, arg, kwarg, self.commands)
+        except execpolicy.BadArgument as exc:
+            return _json(400, {"command" if raw else exc.field: [exc.message]})
+        except execpolicy.Forbidden:
+            log.warning(
+                "berth_localapi on %s: refused %s from %s (not in the engine's commands)",
+                self.unit_id,
+                command,
+                request.remote_addr,
+            )
+            return _json(
+                403, {"detail": f"The local API of this device does not allow '{command}'."}
+            )
+        if self.token is None:
+            return None
+        try:
+            execpolicy.check(command, arg, kwarg, execpolicy.LOCAL_API_DEFAULT)
+            return None  # within the safe default: no token needed
+        except (execpolicy.BadArgument, execpolicy.Forbidden):
+            pass
+        given = request.headers.get(LOCAL_TOKEN_HEADER, "")
+        if hmac.compare_digest(given.encode(), self.token.encode()):
+            return None
+        log.warning(
+            "berth_localapi on %s: refused %s from %s (local token missing or wrong)",
+            self.unit_id,
+            command,
+            request.remote_addr,
+        )
+        return _json(
+            403,
+            {
+                "detail": f"'{command}' is beyond the safe default and needs the local token "
+                f"(header {LOCAL_TOKEN_HEADER})."
+            },
+        )
+
     def execute_view(self, request: Request, unit_id: str, parse) -> Response:
         if unit_id != self.unit_id:
             log.warning(
@@ -227,15 +273,9 @@ class LocalAPI:
             command, arg, kwarg = parse(request.get_data())
         except BadRequest as exc:
             return _json(400, exc.errors)
-        if not any(fnmatch.fnmatchcase(command, pattern) for pattern in self.commands):
-            log.warning(
-                "berth_localapi on %s: refused %s (not in the engine's commands)",
-                self.unit_id,
-                command,
-            )
-            return _json(
-                403, {"detail": f"The local API of this device does not allow '{command}'."}
-            )
+        refused = self.refusal(request, command, arg, kwarg, parse is parse_raw_body)
+        if refused is not None:
+            return refused
         if command not in self.functions:
             return _json(400, {"command": [f"'{command}' is not available on this device."]})
         jid = salt.utils.jid.gen_jid(self.opts)
@@ -422,17 +462,43 @@ def ensure_minion_id_file(path: str, unit_id: str) -> None:
 
 
 def check_commands(commands) -> list[str]:
-    """Validate the engine's ``commands`` option: glob patterns of allowed
-    commands (``["*"]``, everything, when not given)."""
+    """Validate the engine's ``commands`` option: allow-list entries (``berth.execpolicy``:
+    ``docker.*``, ``state.sls docker.release``, ``*``); the safe default
+    (``berth.execpolicy.LOCAL_API_DEFAULT``) when not given."""
     if commands is None:
-        return ["*"]
+        return list(execpolicy.LOCAL_API_DEFAULT)
     if isinstance(commands, str):
         commands = [commands]
     if not isinstance(commands, list) or not all(isinstance(c, str) and c for c in commands):
         raise ValueError(
             f"commands: must be a list of command patterns like 'docker.*', got {commands!r}"
         )
+    for entry in commands:
+        try:
+            execpolicy.parse_entry(entry)
+        except ValueError as exc:
+            raise ValueError(f"commands: {exc}") from None
     return list(commands)
+
+
+def read_local_token(path) -> str | None:
+    """The local token from ``token_file`` (root-only: no group/other access), or ValueError."""
+    if not path:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ValueError(f"token_file: cannot read {path}: {exc.strerror}") from None
+    if info.st_mode & 0o077:
+        raise ValueError(
+            f"token_file: {path} is accessible by group or others "
+            f"(mode {info.st_mode & 0o777:04o}); chmod 600 it"
+        )
+    with open(path, encoding="utf-8") as handle:
+        token = handle.read().strip()
+    if not token:
+        raise ValueError(f"token_file: {path} is empty")
+    return token
 
 
 def check_address(host, port) -> tuple[str, int]:

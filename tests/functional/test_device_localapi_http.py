@@ -44,7 +44,7 @@ def loaders(minion_opts):
 
 @pytest.fixture(scope="module")
 def base_url(loaders, minion_opts):
-    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts)
+    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts, commands=["*"])
     httpd = localapi.server(app, "127.0.0.1", 0)  # 0: the OS picks a free port
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -138,7 +138,7 @@ def test_engine_with_port_in_use_logs_why_and_returns(minion_opts, loaders, capl
 
 
 def test_bind_address_is_honoured(loaders, minion_opts):
-    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts)
+    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts, commands=["*"])
     httpd = localapi.server(app, "127.0.0.2", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -153,7 +153,7 @@ def test_bind_address_is_honoured(loaders, minion_opts):
 
 
 def test_ipv6_loopback_bind(loaders, minion_opts):
-    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts)
+    app = localapi.LocalAPI(UNIT, loaders.modules, opts=minion_opts, commands=["*"])
     httpd = localapi.server(app, "::1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

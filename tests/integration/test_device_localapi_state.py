@@ -80,7 +80,9 @@ def minion(master, roots):
         overrides={
             "module_dirs": [str(REPO)],
             "log_level_logfile": "info",
-            "engines": [{"berth_localapi": {"host": "127.0.0.1", "port": port}}],
+            # the engine's machinery with test.* / custom states: every command (the safe default
+            # is tested in tests/functional/test_security_localapi.py)
+            "engines": [{"berth_localapi": {"host": "127.0.0.1", "commands": ["*"], "port": port}}],
         },
     )
     (roots / "pillar" / "berth_test.sls").write_text(

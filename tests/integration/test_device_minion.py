@@ -57,7 +57,11 @@ def device_minion(device_master, localapi_port):
     overrides = {
         "module_dirs": [str(REPO)],
         "log_level_logfile": "info",
-        "engines": [{"berth_localapi": {"host": "127.0.0.1", "port": localapi_port}}],
+        # the engine's machinery with test.* / custom states: every command (the safe default
+        # is tested in tests/functional/test_security_localapi.py)
+        "engines": [
+            {"berth_localapi": {"host": "127.0.0.1", "commands": ["*"], "port": localapi_port}}
+        ],
     }
     factory = device_master.salt_minion_daemon(str(uuid.uuid4()), overrides=overrides)
     with factory.started(start_timeout=120):

@@ -73,7 +73,8 @@ def fleet(app, client, api_factory, account, user_token, salt_api, salt_minions)
     devices = [api_factory.device(account, unit_id=m.id) for m in salt_minions]
     # these tests exercise the execute machinery with test.sleep/test.echo: widen the safe default
     result = app.test_cli_runner().invoke(
-        args=["accounts", "commands", account.name, "--allow", "test.*", "--allow", "minionutil.*"]
+        args=["accounts", "commands", account.name]
+        + ["--allow", "test.*", "--allow", "minionutil.*", "--allow", "docker.*"]
     )
     assert result.exit_code == 0, result.output
     return {"headers": user_token.headers, "devices": devices, "account": account}

@@ -1,0 +1,106 @@
+"""The on-device local API's defaults (docs/security.md): before, its ``commands`` default was
+["*"] and the unit id (which ``GET /`` hands out) its only check, so any process on the device
+-- a host-network container of a seed-style release included -- could ``cmd.run`` as root."""
+
+import json
+import os
+import threading
+
+import pytest
+
+from berth import localapi
+
+UNIT = "device-under-test"
+
+
+class Recorder(dict):
+    """Execution functions that record being called."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+        for name in ("cmd.run", "test.ping", "state.sls", "file.write"):
+            self[name] = self._fun(name)
+
+    def _fun(self, name):
+        def fun(*args, **kwargs):
+            self.calls.append((name, args))
+            return True
+
+        return fun
+
+
+def _client(**kwargs):
+    functions = Recorder()
+    app = localapi.LocalAPI(UNIT, functions, context={}, **kwargs)
+    from werkzeug.test import Client
+
+    return Client(app), functions
+
+
+def _post(client, body, headers=None):
+    return client.post(f"/dongle/{UNIT}/execute/", json=body, headers=headers or {})
+
+
+def test_default_allow_list_is_the_safe_set():
+    client, functions = _client()
+    assert _post(client, {"command": "cmd.run", "arg": ["id"]}).status_code == 403
+    assert _post(client, {"command": "file.write", "arg": ["/etc/x", "y"]}).status_code == 403
+    assert _post(client, {"command": "state.sls", "arg": ["docker.sleep"]}).status_code == 403
+    resp = _post(
+        client, {"command": "state.sls", "arg": ["docker.release"], "kwarg": {"pillar": {"x": 1}}}
+    )
+    assert resp.status_code == 400 and "pillar" in resp.json["kwarg"][0]
+    assert functions.calls == []
+    assert _post(client, {"command": "test.ping"}).status_code == 200
+    assert _post(client, {"command": "state.sls", "arg": ["docker.release"]}).status_code == 200
+    assert [c[0] for c in functions.calls] == ["test.ping", "state.sls"]
+
+
+def test_wider_commands_can_require_the_local_token(tmp_path):
+    client, functions = _client(commands=["*"], token="local-secret")
+    assert _post(client, {"command": "cmd.run", "arg": ["id"]}).status_code == 403
+    bad = {localapi.LOCAL_TOKEN_HEADER: "guess"}
+    assert _post(client, {"command": "cmd.run", "arg": ["id"]}, bad).status_code == 403
+    assert functions.calls == []
+    good = {localapi.LOCAL_TOKEN_HEADER: "local-secret"}
+    assert _post(client, {"command": "cmd.run", "arg": ["id"]}, good).status_code == 200
+    assert _post(client, {"command": "test.ping"}).status_code == 200  # the safe set needs none
+    path = tmp_path / "token"
+    path.write_text("local-secret\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(ValueError, match="group or others"):
+        localapi.read_local_token(str(path))
+    os.chmod(path, 0o600)
+    assert localapi.read_local_token(str(path)) == "local-secret"
+
+
+@pytest.mark.docker
+def test_a_host_network_container_cannot_cmd_run_through_it(testbed, build_image):
+    functions = Recorder()
+    app = localapi.LocalAPI(UNIT, functions, context={})  # the engine's defaults
+    httpd = localapi.server(app, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.port
+    image = build_image("berth-localapi-probe:1")
+    cli = testbed.client()
+    url = f"http://127.0.0.1:{port}/dongle/{UNIT}/execute/"
+
+    def probe(body):
+        script = (
+            f"wget -q -O - --header 'Content-Type: application/json' "
+            f"--post-data '{json.dumps(body)}' {url} 2>&1; echo rc=$?"
+        )
+        out = cli.containers.run(image, ["sh", "-c", script], network_mode="host", remove=True)
+        return out.decode()
+
+    try:
+        ping = probe({"command": "test.ping"})  # the container does reach the local API
+        attack = probe({"command": "cmd.run", "arg": ["id > /tmp/owned"]})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        cli.close()
+    assert "COMMAND_EXECUTED" in ping and "rc=0" in ping
+    assert "403" in attack and "rc=0" not in attack
+    assert [c[0] for c in functions.calls] == ["test.ping"]

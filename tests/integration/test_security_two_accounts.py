@@ -1,0 +1,267 @@
+"""Two accounts on one Salt tier, all real: API (its own database) -> salt-api -> salt-master
+(platform token, ext_pillar) -> two minions. Each minion enrolls in its own account with an
+enrollment token (grain ``berth_enrollment_token``, presented by the ext_pillar). Each account's
+release and execute reach only its own minion; the other account's attempts are 404 (or 409 for
+a pending claim) and never reach salt-api -- counted at salt-api's door by a forwarding proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from tests.fixtures.salt import LiveApi, wait_for
+
+pytestmark = [pytest.mark.salt_daemons, pytest.mark.db]
+
+
+class CountingProxy:
+    """Forwards every request to salt-api and records the ``local_async`` publications."""
+
+    def __init__(self, target: str):
+        self.publications: list[dict] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self, method):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "POST" and self.path.rstrip("/") in ("", "/"):
+                    try:
+                        for low in (
+                            json.loads(body or b"[]")
+                            if body.startswith(b"[")
+                            else [json.loads(body)]
+                        ):
+                            if low.get("client") == "local_async":
+                                proxy.publications.append(low)
+                    except ValueError:
+                        pass
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length")
+                }
+                resp = requests.request(
+                    method, target + self.path, data=body, headers=headers, timeout=60
+                )
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def targets(self, fun=None):
+        return [p.get("tgt") for p in self.publications if fun is None or p.get("fun") == fun]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tier(
+    fleet_api,
+    fleet_api_port,
+    fleet_api_token_file,
+    fleet_state_dir,
+    salt_api,
+    salt_minions,
+    salt_cli,
+    tmp_path,
+):
+    """The session's API stopped; a fresh API (own database, salt-api behind the counting proxy)
+    on the master's API URL, with a platform token in the master's token file."""
+    from flask_migrate import upgrade
+
+    from api import create_app
+    from api.config import normalize_database_url
+    from api.extensions import db
+    from tests.fixtures.api import ApiFactory, _create_private_pg_database
+
+    proxy = CountingProxy(salt_api.url)
+    configured = os.environ.get("BERTH_TEST_DATABASE_URL")
+    if configured:
+        url, drop = _create_private_pg_database(normalize_database_url(configured))
+    else:
+        url, drop = "sqlite:///" + str(tmp_path / "tier.sqlite3"), lambda: None
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "berth-two-accounts-secret",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            **salt_api.env(),
+            "BERTH_SALT_API_URL": proxy.url,
+            "BERTH_SALT_API_TIMEOUT": "60",
+        }
+    )
+    with app.app_context():
+        upgrade()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["platform-token", "create", "--name", "salt-tier"])
+    assert result.exit_code == 0, result.output
+    platform_token = result.output.strip().splitlines()[-1]
+    factory = ApiFactory(app)
+    accounts = {}
+    for name in ("acme", "globex"):
+        account = factory.account(name)
+        accounts[name] = {
+            "account": account,
+            "headers": factory.token("user", account=account).headers,
+        }
+
+    saved_token = fleet_api_token_file.read_text()
+    fleet_api.stop()
+    live = LiveApi(app, fleet_api_port)
+    live.start()
+    fleet_api_token_file.write_text(platform_token + "\n")
+    try:
+        yield {"api": live, "accounts": accounts, "proxy": proxy, "minions": salt_minions}
+    finally:
+        for minion in salt_minions:
+            salt_cli.run("grains.delkey", "berth_enrollment_token", minion_tgt=minion.id)
+        live.stop()
+        fleet_api_token_file.write_text(saved_token)
+        os.chmod(fleet_api_token_file, 0o600)
+        fleet_api.start()
+        for minion in salt_minions:
+            salt_cli.run("saltutil.refresh_pillar", minion_tgt=minion.id)
+        proxy.close()
+        with app.app_context():
+            db.engine.dispose()
+        drop()
+
+
+def call(tier, account, method, path, expect, **kwargs):
+    resp = requests.request(
+        method,
+        tier["api"].url + path,
+        headers=tier["accounts"][account]["headers"],
+        timeout=60,
+        **kwargs,
+    )
+    assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text[:500]}"
+    return resp.json() if resp.content else None
+
+
+def test_two_accounts_enrolled_on_one_master_reach_only_their_own_minion(tier, salt_cli):
+    acme_minion, globex_minion = tier["minions"]
+    owners = {"acme": acme_minion, "globex": globex_minion}
+    devices = {}
+    for account, minion in owners.items():
+        token = call(
+            tier,
+            account,
+            "POST",
+            "/enrollment-tokens/",
+            201,
+            json={"name": "field batch", "max_uses": 1},
+        )["token"]
+        ret = salt_cli.run("grains.setval", "berth_enrollment_token", token, minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+        # the minion's next pillar request carries the grain; the ext_pillar presents it
+        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+        listed = wait_for(
+            lambda a=account: call(tier, a, "GET", "/devices/", 200)["results"],
+            timeout=60,
+            what=f"{account}'s device",
+        )
+        assert [(d["unit_id"], d["enrolled"]) for d in listed] == [(minion.id, True)]
+        devices[account] = listed[0]["id"]
+
+    # each account's release reaches its own minion's pillar only
+    for account in owners:
+        project = call(tier, account, "POST", "/docker/projects/", 201, json={"name": "app"})["id"]
+        call(
+            tier,
+            account,
+            "POST",
+            f"/docker/projects/{project}/releases/",
+            201,
+            json={
+                "version": f"{account}-1",
+                "devices": [devices[account]],
+                "containers": [{"name": f"{account}-app", "image": f"{account}/app", "tag": "1"}],
+            },
+        )
+    for account, minion in owners.items():
+        ret = salt_cli.run("pillar.items", minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+        release = ret.data["docker"]["release"]
+        assert release["version"] == f"{account}-1", ret.data
+        assert [c["name"] for c in release["containers"]] == [f"{account}-app"]
+
+    # the other account: 404 on the device, 409 for a pending claim of the unit_id -- and no publication
+    before = list(tier["proxy"].publications)
+    call(
+        tier,
+        "globex",
+        "POST",
+        f"/dongle/devices/{devices['acme']}/execute/",
+        404,
+        json={"command": "test.ping"},
+    )
+    call(tier, "globex", "GET", f"/devices/{devices['acme']}/", 404)
+    claim = call(tier, "globex", "POST", "/devices/", 201, json={"unit_id": acme_minion.id})
+    assert claim["enrolled"] is False
+    call(
+        tier,
+        "globex",
+        "POST",
+        f"/dongle/devices/{claim['id']}/execute/",
+        409,
+        json={"command": "test.ping"},
+    )
+    assert tier["proxy"].publications == before  # nothing reached salt-api
+
+    # each account's own execute reaches its own minion, and only it
+    for account, minion in owners.items():
+        job = call(
+            tier,
+            account,
+            "POST",
+            f"/dongle/devices/{devices[account]}/execute/",
+            202,
+            json={"command": "test.ping"},
+        )
+        assert job["minions"] == [minion.id]
+
+        def done(a=account, jid=job["jid"]):
+            result = call(tier, a, "GET", f"/dongle/devices/{devices[a]}/execute/{jid}/", 200)
+            return result if result["state"] == "COMMAND_EXECUTED" else None
+
+        result = wait_for(done, timeout=120, what=f"{account}'s test.ping")
+        assert result["response"]["return"] is True
+    assert tier["proxy"].targets("test.ping") == [[acme_minion.id], [globex_minion.id]]
+    # and the audit log of each account shows its own enrollment and execute, nothing of the other's
+    for account in owners:
+        rows = call(tier, account, "GET", "/audit/", 200)["results"]
+        actions = {r["action"] for r in rows}
+        assert {"device.enroll", "execute", "enrollment_token.create", "release.create"} <= actions
+        other = devices["globex" if account == "acme" else "acme"]
+        assert all(r["device"] != other for r in rows)
