@@ -210,9 +210,13 @@ def test_two_accounts_enrolled_on_one_master_reach_only_their_own_minion(tier, s
             },
         )
     for account, minion in owners.items():
-        ret = salt_cli.run("pillar.items", minion_tgt=minion.id)
+        # (what the worker's outbox message does first), then read it; Salt 3008 masks pillar
+        # values unless asked with unmask=True
+        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
         assert ret.returncode == 0, ret
-        release = ret.data["docker"]["release"]
+        ret = salt_cli.run("pillar.get", "docker:release", "unmask=True", minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+        release = ret.data
         assert release["version"] == f"{account}-1", ret.data
         assert [c["name"] for c in release["containers"]] == [f"{account}-app"]
 
