@@ -1,4 +1,8 @@
-"""Request-body validation with DRF error shapes, and Docker naming rules."""
+"""Field checks with DRF's messages (``FieldError``), and Docker naming rules.
+
+The checks are the *rules* of the pydantic bodies in :mod:`api.schemas`; ``Validator`` is the
+older per-view collector, still used by the bodies not moved there yet (enrollment tokens).
+"""
 
 from __future__ import annotations
 
