@@ -99,8 +99,8 @@ def tier(
     from flask_migrate import upgrade
 
     from api import create_app
-    from api.config import normalize_database_url
     from api.extensions import db
+    from api.settings import normalize_database_url
     from tests.fixtures.api import ApiFactory, _create_private_pg_database
 
     proxy = CountingProxy(salt_api.url)
