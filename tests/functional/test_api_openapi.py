@@ -140,3 +140,29 @@ def test_docs_page_serves_the_vendored_swagger_ui(client):
         assert r.status_code == 200 and r.mimetype == mimetype, asset
         r.close()
     assert b"SwaggerUIBundle" in client.get("/docs/static/docs.js").data
+
+
+def test_core_responses_match_their_openapi_models(client, user_token, device):
+    from api.schemas.devices import Device
+    from api.schemas.projects import Project
+    from api.schemas.registries import Registry
+
+    headers = user_token.headers
+    registry = client.post(
+        "/docker/registries/",
+        json={"name": "r", "url": "127.0.0.1:5000", "username": "u", "password": "p"},
+        headers=headers,
+    ).json
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json
+    Registry.model_validate(registry)
+    Project.model_validate(project)
+    Device.model_validate(client.get(f"/devices/{device.id}/", headers=headers).json)
+    for url, model in (
+        ("/docker/registries/", Registry),
+        ("/docker/projects/", Project),
+        ("/devices/", Device),
+    ):
+        results = client.get(url, headers=headers).json["results"]
+        assert results
+        for item in results:
+            model.model_validate(item)
