@@ -29,12 +29,6 @@ class DeploymentState(StrEnum):
 
 #: A deployment the device still has to act on (or is acting on).
 ACTIVE_DEPLOYMENT_STATES = (DeploymentState.QUEUED, DeploymentState.APPLYING)
-#: A deployment that will not change again unless the release is queued again.
-FINAL_DEPLOYMENT_STATES = (
-    DeploymentState.SUCCEEDED,
-    DeploymentState.FAILED,
-    DeploymentState.SUPERSEDED,
-)
 
 
 class RolloutState(StrEnum):
