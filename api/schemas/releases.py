@@ -48,7 +48,7 @@ from api.validation import (
     string,
     text_problem,
 )
-from berth import startup_params
+from berth import contract, startup_params
 from berth.contract import DeploymentState
 
 READ_ONLY = {"readOnly": True}
@@ -219,7 +219,9 @@ class Container(ResponseBody):
     startup_parameters: StartupParameters
     purge_data: bool
     registry: int | None
-    fully_qualified_name: Annotated[str, doc("deployment-{name}-{release id}", **READ_ONLY)]
+    fully_qualified_name: Annotated[
+        str, doc(contract.fully_qualified_name("{name}", "{release id}"), **READ_ONLY)
+    ]
 
 
 class Release(ResponseBody):

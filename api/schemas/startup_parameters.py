@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict
 
 from api.schemas.base import doc
+from berth.contract import RESERVED_LABEL_PREFIX
 
 _Strings = list[str]
 
@@ -40,7 +41,9 @@ class StartupParameters(BaseModel):
     privileged: bool = None
     command: str | _Strings = None
     entrypoint: str | _Strings = None
-    labels: Annotated[dict[str, str], doc("Keys starting with io.berth. are reserved.")] = None
+    labels: Annotated[
+        dict[str, str], doc(f"Keys starting with {RESERVED_LABEL_PREFIX} are reserved.")
+    ] = None
     devices: _Strings = None
     cap_add: _Strings = None
     mem_limit: Annotated[int | str, doc("bytes or 512m, 1g")] = None

@@ -49,7 +49,7 @@ EXACT = {
     *(s.value for s in contract.LoginOutcome),
     *(s.value for s in contract.Label),
 }
-CONTAINED = tuple(t.value for t in contract.EventTag)
+CONTAINED = (*(t.value for t in contract.EventTag), contract.RESERVED_LABEL_PREFIX)
 
 
 def _product_files():
