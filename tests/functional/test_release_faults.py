@@ -274,3 +274,31 @@ def test_truncated_applied_record_is_not_a_crash(device):
     result = device.apply(device.release(20))  # replanned from the engine: same release again
     assert result["outcome"] == "succeeded", result["error"]
     device.assert_runs(20)
+
+
+def test_power_cut_right_after_the_old_containers_stop(
+    fresh_restartable_engine, testbed, release_images, release_pillar, tmp_path
+):
+    """The apply dies and the engine is killed (SIGKILL: its containers die with it, like a
+    power cut) right after the old containers stopped; once the engine is back the engine's
+    restart policies run what they like, and recovery brings back exactly the old release."""
+    name, host = fresh_restartable_engine
+    dev = Device(host, testbed, release_images, release_pillar, tmp_path)
+    assert dev.apply(dev.release(20))["outcome"] == "succeeded"
+    release = dev.release(21, curveball="curveball_v2", purge_data=True)
+    proc, _ = run_apply(dev.opts, release, dev.registries, dev.tmp, kill={"point": "purge:done"})
+    assert finish(proc)[0] is None
+    assert dev.containers() == {
+        "deployment-curveball-20": "exited",
+        "deployment-ravendb-20": "exited",
+    }
+    subprocess.run(
+        [str(TESTBED), "engine-restart", name, "--kill"], capture_output=True, check=True
+    )
+
+    assert dev.executor().recover() == "rolled back interrupted apply of release 21"
+
+    dev.assert_runs(20)
+    assert dev.apply(release)["outcome"] == "succeeded"
+    dev.assert_runs(21, purged=True)
+    dev.cli.close()
