@@ -1,7 +1,7 @@
 """Field checks with DRF's messages (``FieldError``), and Docker naming rules.
 
-The checks are the *rules* of the pydantic bodies in :mod:`api.schemas`; ``Validator`` is the
-older per-view collector, still used by the bodies not moved there yet (enrollment tokens).
+The checks are the *rules* of the pydantic bodies in :mod:`api.schemas`; ``FieldErrors``
+collects a body's errors (:class:`api.schemas.base.Parsed`) and raises them as one 400.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 
 from api.errors import ValidationError
 from api.limits import MAX_DB_ID, MAX_JSON_DEPTH
-
-MISSING: Any = object()
 
 # distribution/reference grammar (github.com/distribution/reference, regexp.go)
 _ALNUM = r"[a-z0-9]+"
@@ -50,46 +48,6 @@ class FieldErrors:
     def raise_if_errors(self) -> None:
         if self.errors:
             raise ValidationError(self.errors)
-
-
-class Validator(FieldErrors):
-    """Collects per-field errors for one request body.
-
-    ``partial`` (PATCH) skips missing fields instead of requiring them.
-    """
-
-    def __init__(self, data: dict[str, Any], *, partial: bool = False):
-        self.data = data
-        self.partial = partial
-        self.errors: dict[str, Any] = {}
-
-    def field(
-        self,
-        name: str,
-        check: Callable[[Any], Any],
-        *,
-        required: bool = True,
-        default: Any = MISSING,
-        allow_null: bool = False,
-    ) -> Any:
-        if name not in self.data:
-            if self.partial:
-                return MISSING
-            if required:
-                self.errors[name] = ["This field is required."]
-                return MISSING
-            return default() if callable(default) else default
-        value = self.data[name]
-        if value is None:
-            if allow_null:
-                return None
-            self.errors[name] = ["This field may not be null."]
-            return MISSING
-        try:
-            return check(value)
-        except FieldError as exc:
-            self.errors[name] = exc.detail
-            return MISSING
 
 
 def text_problem(value: str) -> str | None:

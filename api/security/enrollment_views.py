@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
@@ -19,34 +17,14 @@ from api.models.types import utcnow
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import no_content, owned_or_404
-from api.schemas.devices import minion_id as unit_id_field
+from api.schemas.base import component_schemas, validate
+from api.schemas.enrollment import EnrollInput, EnrollmentToken, EnrollmentTokenInput
 from api.security import enrollment, tenancy
-from api.validation import FieldError, Validator, integer, string
 
 bp = Blueprint("enrollment", __name__)
 log = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _expires(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise FieldError("Datetime has wrong format. Use ISO-8601.")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    if parsed <= utcnow():
-        raise FieldError("The expiry must be in the future.")
-    return parsed
-
-
-def _max_uses(value: Any) -> int:
-    value = integer(value)
-    if not 1 <= value <= 1_000_000:
-        raise FieldError("Ensure this value is between 1 and 1000000.")
-    return value
 
 
 @bp.get("/enrollment-tokens/")
@@ -65,11 +43,8 @@ def list_enrollment_tokens():
 @require_token("user")
 def create_enrollment_token():
     """Create an enrollment token; the token is in this response only."""
-    v = Validator(json_body())
-    name = v.field("name", string(max_length=100, allow_blank=True), required=False, default="")
-    expires = v.field("expires", _expires, required=False, default=None, allow_null=True)
-    max_uses = v.field("max_uses", _max_uses, required=False, default=None, allow_null=True)
-    v.raise_if_errors()
+    body = validate(EnrollmentTokenInput, json_body())
+    name, expires, max_uses = body["name"], body["expires"], body["max_uses"]
     row, plaintext = enrollment.create(
         g.account.id, name=name, expires=expires, max_uses=max_uses, created_by=g.token.user_id
     )
@@ -98,10 +73,8 @@ def revoke_enrollment_token(token_id: int):
 @require_token("master", "platform")
 def enroll_device():
     """A minion presents an enrollment token through its master: it joins the token's account."""
-    v = Validator(json_body())
-    uid = v.field("unit_id", unit_id_field)
-    token_text = v.field("enrollment_token", string(max_length=200))
-    v.raise_if_errors()
+    body = validate(EnrollInput, json_body())
+    uid, token_text = body["unit_id"], body["enrollment_token"]
     token = enrollment.usable(token_text)
     if token is None or (g.account is not None and token.account_id != g.account.id):
         db.session.rollback()
@@ -143,34 +116,7 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-SCHEMAS = {
-    "EnrollmentToken": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "expires": {"type": ["string", "null"], "format": "date-time"},
-            "max_uses": {"type": ["integer", "null"]},
-            "uses": {"type": "integer"},
-            "state": {"type": "string", "enum": ["active", "expired", "used up", "revoked"]},
-            "created": {"type": "string", "format": "date-time"},
-            "token": {"type": "string", "description": "Only in the creation response."},
-        },
-    },
-    "EnrollmentTokenInput": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 100},
-            "expires": {"type": ["string", "null"], "format": "date-time"},
-            "max_uses": {"type": ["integer", "null"], "minimum": 1},
-        },
-    },
-    "EnrollInput": {
-        "type": "object",
-        "required": ["unit_id", "enrollment_token"],
-        "properties": {"unit_id": {"type": "string"}, "enrollment_token": {"type": "string"}},
-    },
-}
+SCHEMAS = component_schemas([EnrollmentTokenInput, EnrollInput], [EnrollmentToken])
 _SEC = [{"APIToken": []}]
 PATHS = {
     "/enrollment-tokens/": {

@@ -1,0 +1,54 @@
+"""Enrollment bodies (docs/security.md): ``/enrollment-tokens/`` and ``POST /master/devices/enroll/``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from api.models.types import utcnow
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.devices import UNIT_ID_MAX, minion_id
+from api.schemas.master import iso_datetime
+from api.validation import FieldError, integer, string
+
+MAX_USES = 1_000_000
+
+
+def future_datetime(value: Any) -> datetime:
+    parsed = iso_datetime(value)
+    if parsed <= utcnow():
+        raise FieldError("The expiry must be in the future.")
+    return parsed
+
+
+def use_count(value: Any) -> int:
+    value = integer(value)
+    if not 1 <= value <= MAX_USES:
+        raise FieldError(f"Ensure this value is between 1 and {MAX_USES}.")
+    return value
+
+
+class EnrollmentTokenInput(RequestBody):
+    name: Annotated[str, rule(string(max_length=100, allow_blank=True)), doc(maxLength=100)] = ""
+    expires: Annotated[
+        datetime | None, rule(future_datetime, nullable=True), doc("ISO-8601, in the future.")
+    ] = None
+    max_uses: Annotated[
+        int | None, rule(use_count, nullable=True), doc(minimum=1, maximum=MAX_USES)
+    ] = None
+
+
+class EnrollInput(RequestBody):
+    unit_id: Annotated[str, rule(minion_id), doc("The minion id.", maxLength=UNIT_ID_MAX)]
+    enrollment_token: Annotated[str, rule(string(max_length=200)), doc(maxLength=200)]
+
+
+class EnrollmentToken(ResponseBody):
+    id: int
+    name: str
+    expires: Annotated[str | None, doc(format="date-time")]
+    max_uses: int | None
+    uses: int
+    state: Literal["active", "expired", "used up", "revoked"]
+    created: Annotated[str, doc(format="date-time")]
+    token: Annotated[str, doc("Only in the creation response.")] = None
