@@ -12,6 +12,9 @@ from api.auth import require_token
 from api.errors import ValidationError
 from api.models.types import isoformat
 from api.pagination import paginate
+from api.schemas.audit import AuditEntry as AuditEntrySchema
+from api.schemas.audit import AuditPage
+from api.schemas.base import component_schemas
 
 bp = Blueprint("audit", __name__)
 
@@ -74,35 +77,7 @@ def _query(name: str, description: str, schema: dict | None = None) -> dict:
     }
 
 
-SCHEMAS = {
-    "AuditEntry": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "at": {"type": "string", "format": "date-time"},
-            "action": {"type": "string", "example": "release.create"},
-            "user": {"type": ["integer", "null"]},
-            "user_email": {"type": ["string", "null"]},
-            "token": {
-                "type": ["integer", "null"],
-                "description": "API token id (never the token).",
-            },
-            "client_address": {"type": ["string", "null"]},
-            "device": {"type": ["string", "null"]},
-            "target": {"type": ["string", "null"], "example": "release:7"},
-            "details": {"type": "object", "description": "What changed; never a secret."},
-        },
-    },
-    "AuditPage": {
-        "type": "object",
-        "properties": {
-            "count": {"type": "integer"},
-            "next": {"type": ["string", "null"]},
-            "previous": {"type": ["string", "null"]},
-            "results": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
-        },
-    },
-}
+SCHEMAS = component_schemas([], [AuditEntrySchema, AuditPage])
 
 PATHS = {
     "/audit/": {

@@ -166,3 +166,17 @@ def test_core_responses_match_their_openapi_models(client, user_token, device):
         assert results
         for item in results:
             model.model_validate(item)
+
+
+def test_audit_page_matches_its_openapi_model(client, user_token):
+    from api.schemas.audit import AuditPage
+
+    client.post("/docker/projects/", json={"name": "audited"}, headers=user_token.headers)
+    client.post(
+        "/docker/registries/",
+        json={"name": "r", "url": "127.0.0.1:5000", "username": "u", "password": "p"},
+        headers=user_token.headers,
+    )
+    page = client.get("/audit/", headers=user_token.headers).json
+    assert page["results"]
+    AuditPage.model_validate(page)
