@@ -99,7 +99,9 @@ def resync(tgt="*", timeout=60):
 
 
 def register_minions():
-    """Register every accepted minion key as a device of the master token's account.
+    """Register every accepted minion key as an enrolled device of the master token's account
+    (a single-tenant master). Minions enrolled in another account are never moved; they are
+    returned as ``pending`` (docs/security.md "Tenancy").
 
     CLI Example:
 
@@ -116,8 +118,16 @@ def register_minions():
         log.error("berth.register_minions: %s", exc)
         return {"error": str(exc)}
     log.info(
-        "berth.register_minions: %d created, %d existing",
+        "berth.register_minions: %d created, %d existing, %d pending",
         len(result.get("created", [])),
         len(result.get("existing", [])),
+        len(result.get("pending", [])),
     )
+    if result.get("pending"):
+        # enrolled in another account: never moved by sync (docs/security.md "Tenancy")
+        log.warning(
+            "berth.register_minions: not enrolled by this master (they enroll with an enrollment "
+            "token of their account): %s",
+            ", ".join(result["pending"][:20]),
+        )
     return result
