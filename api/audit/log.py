@@ -33,6 +33,7 @@ ACTIONS = (
     "release.delete",
     "rollout.action",
     "execute",
+    "execute.refused",
     "registry.create",
     "registry.update",
     "registry.delete",

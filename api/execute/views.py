@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
+from api import audit
 from api.auth import require_token
-from api.errors import NotFound, ValidationError
+from api.errors import ApiError, NotFound, ValidationError
 from api.execute import service
 from api.execute.command import Command, parse_raw, parse_structured
 from api.execute.models import ExecuteJob, settings_for
@@ -50,8 +51,23 @@ def _submit(device_id: str, command: Command, raw: bool = False):
         except ssrf.UnsafeTarget as exc:
             raise ValidationError({"callback_url": [f"Refused: {exc}."]}) from None
     # before asking for a client: 400/403 even when Salt is down
-    execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
-    tenancy.require_enrolled(device)
+    try:
+        execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
+        tenancy.require_enrolled(device)
+    except ApiError as exc:
+        # a refused attempt is worth an auditor's eye too (e.g. pillar= injection)
+        audit.record(
+            "execute.refused",
+            device_id=device.id,
+            details={
+                "function": command.fun,
+                "arg": command.arg,
+                "kwarg": command.kwarg,
+                "status": exc.status_code,
+            },
+        )
+        db.session.commit()
+        raise
     job = service.submit(_client(), device, command)
     return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
 

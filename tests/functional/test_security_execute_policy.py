@@ -133,6 +133,19 @@ def test_widening_is_an_explicit_admin_act(app, post, account):
     assert result.exit_code != 0 and "module.function" in result.output
 
 
+def test_refused_attempts_are_audited(post, client, user_token, device):
+    post({"command": "state.sls", "arg": ["docker.sleep"], "kwarg": {"pillar": HOOK}})
+    post({"command": "cmd.run", "arg": ["id"]})
+    rows = client.get(
+        "/audit/", headers=user_token.headers, query_string={"action": "execute.refused"}
+    ).json["results"]
+    assert [(r["details"]["function"], r["details"]["status"]) for r in rows] == [
+        ("cmd.run", 403),
+        ("state.sls", 400),
+    ]
+    assert rows[1]["details"]["kwarg"]["pillar"] == HOOK and rows[0]["device"] == device.id
+
+
 def test_policy_changes_are_audited(app, client, account, user_token):
     cli(app, "accounts", "commands", account.name, "--allow-all")
     rows = client.get(
