@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from datetime import datetime, timedelta
 
@@ -53,7 +54,7 @@ class AccountSession(db.Model):
 
 
 def _setting(name: str) -> int:
-    return int(current_app.config.get(name) or DEFAULTS[name])
+    return int(current_app.config.get(name) or os.environ.get(name) or DEFAULTS[name])
 
 
 def retry_after(email: str, address: str) -> int | None:
