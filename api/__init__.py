@@ -64,7 +64,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
 
     # Every blueprint and feature, by name: what the API serves is read here.
-    from api import account_page, audit, execute, logbook, master, openapi, outbox, security
+    from api import (
+        account_page,
+        audit,
+        execute,
+        logbook,
+        master,
+        openapi,
+        outbox,
+        rollouts,
+        security,
+    )
     from api.resources import devices, projects, registries, releases
 
     for blueprint in (
@@ -77,7 +87,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     # each registers its blueprint, OpenAPI paths and CLI commands
-    for feature in (master, execute, logbook, audit, security, outbox):
+    for feature in (master, execute, logbook, audit, security, outbox, rollouts):
         feature.init_app(app)
 
     from api.cli import register_cli

@@ -27,6 +27,13 @@ from api.models import (
 )
 from api.outbox import OutboxMessage
 from api.policies.release import ReleasePolicy
+from api.rollouts.models import (
+    Rollout,
+    RolloutActionRecord,
+    RolloutWebhook,
+    device_tags,
+    release_tags,
+)
 from api.security.enrollment import EnrollmentToken
 from api.security.login import AccountSession, LoginAttempt
 from api.security.platform import PlatformToken
@@ -45,5 +52,15 @@ FEATURES = (
     LoginAttempt,
     PlatformToken,
     MinionEnrollment,
+    Rollout,
+    RolloutActionRecord,
+    RolloutWebhook,
 )
-PLAIN_TABLES = (release_devices, logbook.fields, logbook.samples, logbook.rollups)
+PLAIN_TABLES = (
+    release_devices,
+    logbook.fields,
+    logbook.samples,
+    logbook.rollups,
+    device_tags,
+    release_tags,
+)

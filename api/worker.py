@@ -28,6 +28,7 @@ from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
+from api.rollouts import service as rollouts
 from api.salt_client import SaltApiClient, SaltApiError, current_client
 from api.security import ssrf
 from berth.contract import ExecuteJobState
@@ -194,6 +195,7 @@ def run_once() -> int:
     """One pass; returns how much work was done (0 = idle)."""
     client = _client()
     work = follow_jobs(client)
+    rollouts.tick()  # a timed-out wave may halt its rollout (and queue outbox rows)
     work += drain_outbox(client)
     return work
 

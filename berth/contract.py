@@ -25,6 +25,23 @@ class DeploymentState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SUPERSEDED = "superseded"
+    #: the rollout of this release was reverted; the device has not reported on its revert yet
+    REVERTING = "reverting"
+    #: the device went back to the release it ran before (it reported success on it)
+    REVERTED = "reverted"
+    #: the device's revert failed (or it had no earlier release to go back to)
+    REVERT_FAILED = "revert_failed"
+
+
+class DerivedDeploymentState(StrEnum):
+    """States the deployments list derives for a device that has not reported (never stored)."""
+
+    #: its rollout wave has not started
+    WAITING = "waiting"
+    #: its wave is the current one and ``wave_timeout`` has passed
+    TIMED_OUT = "timed_out"
+    #: the rollout halted or was aborted/reverted before the device applied the release
+    CANCELLED = "cancelled"
 
 
 #: A deployment the device still has to act on (or is acting on).
@@ -32,7 +49,47 @@ ACTIVE_DEPLOYMENT_STATES = (DeploymentState.QUEUED, DeploymentState.APPLYING)
 
 
 class RolloutState(StrEnum):
-    """Where a staged rollout of one release stands (owned by the rollouts work; empty until then)."""
+    """Where a staged rollout of one release stands (docs/rollouts.md)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    REVERTING = "reverting"
+    REVERTED = "reverted"
+
+
+class WaveState(StrEnum):
+    """``state`` of one wave in ``GET .../rollout/``."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    ABORTED = "aborted"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    REVERTED = "reverted"
+
+
+class RolloutAction(StrEnum):
+    """Operator actions: ``POST .../rollout/<action>/``."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    REVERT = "revert"
+
+
+class RolloutEvent(StrEnum):
+    """``event`` of a rollout webhook body."""
+
+    WAVE_STARTED = "rollout.wave_started"
+    HALTED = "rollout.halted"
+    COMPLETED = "rollout.completed"
+    ABORTED = "rollout.aborted"
+    REVERTED = "rollout.reverted"
 
 
 class ReleaseOutcome(StrEnum):

@@ -21,12 +21,12 @@ from api.extensions import db
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry, Release
 from api.payload import json_body
+from api.rollouts.targets import target_release_id
 from api.schemas.base import validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
 from api.services import deployment_reports
-from api.services.deployments import target_release_id
 
 bp = Blueprint("master", __name__)
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def minion_pillar(unit_id: str):
     """The minion's target release, its account's registries (passwords decrypted) and its logbook
     settings (API URL, device id, the device's shipper token), for the ext_pillar."""
     device = _device_by_unit_id(unit_id)
-    release_id = target_release_id(device)
+    release_id = target_release_id(device.id)
     release = db.session.get(Release, release_id) if release_id is not None else None
     registries = db.session.scalars(
         select(Registry).where(Registry.account_id == device.account_id).order_by(Registry.id)

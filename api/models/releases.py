@@ -7,15 +7,19 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     Text,
     UniqueConstraint,
     select,
+    text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -76,8 +80,20 @@ release_devices = Table(
     db.metadata,
     Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
     Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    # False: the device is a target only through one of the release's device_tags (docs/rollouts.md)
+    Column("listed", Boolean, nullable=False, server_default=true(), default=True),
+    # the device's rollout wave (1-based); null when the release has no rollout
+    Column("wave", Integer, nullable=True),
     # Covers "does a newer release list this device" (queueing) and a device's target release.
     Index("ix_release_devices_device_id_release_id", "device_id", "release_id"),
+    # only rollout releases' rows have a wave: releases without one do not pay for this index
+    Index(
+        "ix_release_devices_release_id_wave",
+        "release_id",
+        "wave",
+        sqlite_where=text("wave IS NOT NULL"),
+        postgresql_where=text("wave IS NOT NULL"),
+    ),
 )
 
 
@@ -158,8 +174,10 @@ class Deployment(db.Model):
     # No index of its own: uq_deployments_release_id (release_id, device_id) serves release_id lookups.
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(12), default=DeploymentState.QUEUED.value)
+    status: Mapped[str] = mapped_column(String(16), default=DeploymentState.QUEUED.value)
     error: Mapped[str | None] = mapped_column(Text)
+    # set by a rollout revert: the release the device goes back to (its last success before this one)
+    revert_to: Mapped[int | None]
     attempts: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,8 @@ from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
+from api.rollouts import targets as rollout_targets
+from api.rollouts.models import device_tags
 from api.schemas.base import parse
 from api.schemas.devices import DeviceInput
 from api.security import tenancy
@@ -26,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def serialize_device(
-    device: Device, docker_releases: list[int] | None = None, enrolled: bool | None = None
+    device: Device,
+    docker_releases: list[int] | None = None,
+    enrolled: bool | None = None,
+    tags: list[str] | None = None,
 ) -> dict:
     return {
         "id": device.id,
@@ -37,6 +42,7 @@ def serialize_device(
         "docker_releases": device.docker_release_ids()
         if docker_releases is None
         else docker_releases,
+        "tags": rollout_targets.device_tags_of([device.id])[device.id] if tags is None else tags,
     }
 
 
@@ -62,7 +68,8 @@ def serialize_devices(devices: list[Device]) -> list[dict]:
         if devices
         else set()
     )
-    return [serialize_device(d, succeeded[d.id], d.id in enrolled) for d in devices]
+    tags = rollout_targets.device_tags_of(list(succeeded))
+    return [serialize_device(d, succeeded[d.id], d.id in enrolled, tags[d.id]) for d in devices]
 
 
 def _validate(data: dict, device: Device | None) -> dict:
@@ -87,6 +94,12 @@ def list_devices():
     )
     if "unit_id" in request.args:
         stmt = stmt.where(Device.unit_id == request.args["unit_id"])
+    if "tag" in request.args:
+        stmt = stmt.where(
+            Device.id.in_(
+                select(device_tags.c.device_id).where(device_tags.c.tag == request.args["tag"])
+            )
+        )
     return paginate(stmt, serialize_device, batch=serialize_devices)
 
 
@@ -94,13 +107,15 @@ def list_devices():
 @require_token("user")
 def create_device():
     values = _validate(json_body(), None)
+    tags = values.pop("tags", [])
     device = Device(account_id=g.account.id, **values)
     db.session.add(device)
     db.session.flush()
+    rollout_targets.set_device_tags(device, tags)
     audit.record("device.create", device_id=device.id, details={"unit_id": device.unit_id})
     db.session.commit()
     log.info("device %s (%s) created in account %s", device.unit_id, device.id, g.account.id)
-    return serialize_device(device, []), 201
+    return serialize_device(device, [], tags=tags), 201
 
 
 # The hottest read: one statement built once at import (compiled form and result
@@ -147,6 +162,7 @@ def get_device(device_id: str):
         "enrolled": bool(first.enrolled),
         "created": isoformat(first.created),
         "docker_releases": [r.release_id for r in rows if r.release_id is not None],
+        "tags": rollout_targets.device_tags_of([first.id])[first.id],
     }
 
 
@@ -154,9 +170,15 @@ def get_device(device_id: str):
 @require_token("user")
 def update_device(device_id: str):
     device = owned_or_404(Device, device_id)
-    values = _validate(json_body(), device)
+    body = json_body()
+    values = _validate(body, device)
+    tags = values.pop("tags", None)
     for key, value in values.items():
         setattr(device, key, value)
+    if "tags" in body:  # a PUT without tags leaves them (docs/rollouts.md)
+        db.session.flush()
+        rollout_targets.set_device_tags(device, tags)
+        values["tags"] = tags
     db.session.commit()
     log.info(
         "device %s (%s) updated: %s",

@@ -15,14 +15,16 @@ from sqlalchemy import select
 
 from api import audit
 from api.auth import require_token
-from api.errors import Conflict
+from api.errors import Conflict, ValidationError
 from api.extensions import db
 from api.models import Device, Project, Release, ReleaseContainer, release_devices
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
+from api.rollouts import targets as rollout_targets
 from api.serializers.releases import (
     container_spec,
+    rollout_extras,
     serialize_deployment,
     serialize_release,
     serialize_releases,
@@ -81,8 +83,14 @@ def create_release(project_id: int):
     db.session.add(release)
     db.session.flush()
     # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
-    service.list_devices(release, device_ids)
-    queue_release(release, devices)
+    if values["device_tags"] or values["rollout"]:
+        queue_now = rollout_targets.add_targets(
+            release, devices, values["device_tags"], values["rollout"]
+        )
+    else:
+        service.list_devices(release, device_ids)
+        queue_now = devices
+    queue_release(release, queue_now)
     audit.record(
         "release.create",
         target=f"release:{release.id}",
@@ -97,7 +105,8 @@ def create_release(project_id: int):
         project.id,
         len(device_ids),
     )
-    return serialize_release(release, successful=[], device_ids=device_ids), 201
+    extras = {"device_tags": values["device_tags"], "rollout": values["rollout"]}
+    return serialize_release(release, successful=[], device_ids=device_ids, extras=extras), 201
 
 
 @bp.get("/docker/projects/<int:project_id>/releases/<int:release_id>/")
@@ -110,7 +119,8 @@ def get_release(project_id: int, release_id: int):
 @require_token("user")
 def update_release(project_id: int, release_id: int):
     project, release = service.release_of(project_id, release_id)
-    values = service.validate_release(json_body(), project, release, partial=is_partial())
+    body = json_body()
+    values = service.validate_release(body, project, release, partial=is_partial())
     if "containers" in values and values["containers"] != [
         container_spec(c) for c in release.containers
     ]:
@@ -121,6 +131,14 @@ def update_release(project_id: int, release_id: int):
         raise Conflict(
             "remove_containers of an existing release cannot be changed; create a new release."
         )
+    extras = rollout_extras([release.id])[release.id]
+    # a PUT without them keeps them (their defaults are not a change)
+    if "device_tags" in body and sorted(values["device_tags"]) != extras["device_tags"]:
+        raise Conflict(
+            "device_tags of an existing release cannot be changed; create a new release."
+        )
+    if "rollout" in body and values["rollout"] != extras["rollout"]:
+        raise Conflict("rollout of an existing release cannot be changed; create a new release.")
     if "version" in values:
         release.version = values["version"]
     if "devices" in values:
@@ -161,4 +179,9 @@ def list_deployments(project_id: int, release_id: int):
         stmt = stmt.where(rows.c.device_id == request.args["device"])
     if "status" in request.args:
         stmt = stmt.where(rows.c.status == request.args["status"])
+    if "wave" in request.args:
+        wave = request.args["wave"]
+        if not wave.isdigit() or not 1 <= int(wave) <= 1000:
+            raise ValidationError({"wave": ["A valid integer is required."]})
+        stmt = stmt.where(rows.c.wave == int(wave))
     return paginate(stmt, lambda row: serialize_deployment(row, release.id, row.unit_id), rows=True)

@@ -17,6 +17,7 @@ from api.schemas.master import DeploymentReport, DeviceSync, DeviceSyncResult
 from api.schemas.projects import Project, ProjectInput
 from api.schemas.registries import Registry, RegistryInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
+from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
 from api.schemas.startup_parameters import StartupParameters
 
 REQUEST_BODIES = (
@@ -28,6 +29,8 @@ REQUEST_BODIES = (
     ReleaseInput,
     DeploymentReport,
     DeviceSync,
+    RolloutPolicy,
+    RolloutWebhookInput,
 )
 RESPONSE_BODIES = (
     Detail,
@@ -39,6 +42,8 @@ RESPONSE_BODIES = (
     Release,
     Deployment,
     DeviceSyncResult,
+    Rollout,
+    RolloutWebhook,
 )
 
 

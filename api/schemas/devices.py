@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+from pydantic import Field
+
+from api.rollouts import policy as rollout_policy
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.rollouts import TAG
 from api.validation import FieldError, string
 
 READ_ONLY = {"readOnly": True}
@@ -35,6 +39,15 @@ class DeviceInput(RequestBody):
     display: Annotated[
         str, rule(string(max_length=DISPLAY_MAX, allow_blank=True)), doc(maxLength=DISPLAY_MAX)
     ] = ""
+    tags: Annotated[
+        list[TAG],
+        rule(rollout_policy.tags),
+        doc(
+            "Replaces the device's tags; releases with matching device_tags target it "
+            "(docs/rollouts.md). A PUT without tags leaves them.",
+            maxItems=rollout_policy.MAX_TAGS,
+        ),
+    ] = Field(default_factory=list)
 
 
 class Device(ResponseBody):
@@ -48,3 +61,4 @@ class Device(ResponseBody):
     docker_releases: Annotated[
         list[int], doc("Ids of releases this device deployed successfully.", **READ_ONLY)
     ]
+    tags: list[TAG]

@@ -25,6 +25,7 @@ from api.limits import (
 )
 from api.models import Device, Registry
 from api.policies import release as release_policy
+from api.rollouts import policy as rollout_policy
 from api.schemas.base import (
     RequestBody,
     ResponseBody,
@@ -33,6 +34,7 @@ from api.schemas.base import (
     ref,
     rule,
 )
+from api.schemas.rollouts import TAG, RolloutPolicy
 from api.schemas.startup_parameters import StartupParameters
 from api.validation import (
     CONTAINER_NAME_RE,
@@ -49,7 +51,7 @@ from api.validation import (
     text_problem,
 )
 from berth import contract, startup_params
-from berth.contract import DeploymentState
+from berth.contract import DeploymentState, DerivedDeploymentState
 
 READ_ONLY = {"readOnly": True}
 
@@ -209,6 +211,24 @@ class ReleaseInput(RequestBody):
             maxItems=MAX_REMOVE_CONTAINERS,
         ),
     ] = Field(default_factory=list)
+    # rules in api.rollouts.policy (docs/rollouts.md)
+    device_tags: Annotated[
+        list[TAG],
+        rule(rollout_policy.tags),
+        doc(
+            "The release also targets every device carrying one of these tags (also one tagged "
+            "later). Immutable after creation (409).",
+            maxItems=rollout_policy.MAX_TAGS,
+        ),
+    ] = Field(default_factory=list)
+    rollout: Annotated[
+        RolloutPolicy | None,
+        rule(rollout_policy.rollout, nullable=True),
+        ref("RolloutPolicy"),
+        doc(
+            "Staged rollout; absent or null: every target at once. Immutable after creation (409)."
+        ),
+    ] = None
 
 
 class Container(ResponseBody):
@@ -234,6 +254,8 @@ class Release(ResponseBody):
     successful_deployments: Annotated[list[str], doc(**READ_ONLY)]
     remove_containers: list[str]
     created: Annotated[str, doc(format="date-time", **READ_ONLY)]
+    device_tags: list[TAG]
+    rollout: RolloutPolicy | None
 
 
 class Deployment(ResponseBody):
@@ -242,8 +264,9 @@ class Deployment(ResponseBody):
     release: int
     device: str
     unit_id: str
-    status: DeploymentState
+    status: DeploymentState | DerivedDeploymentState
     error: str | None
     attempts: int
     started_at: Annotated[str | None, doc(format="date-time")]
     finished_at: Annotated[str | None, doc(format="date-time")]
+    wave: Annotated[int | None, doc("Rollout wave (1-based); null without a rollout.")]

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from api.extensions import db
 from api.models import Deployment, Device, Release, ReleaseContainer, release_devices
 from api.models.types import isoformat
+from api.rollouts.models import Rollout, release_tags
 from berth.contract import DeploymentState
 
 CONTAINER_FIELDS = (
@@ -39,9 +40,13 @@ def container_spec(container: ReleaseContainer) -> dict:
 
 
 def serialize_release(
-    release: Release, successful: list[str] | None = None, device_ids: list[str] | None = None
+    release: Release,
+    successful: list[str] | None = None,
+    device_ids: list[str] | None = None,
+    extras: dict | None = None,
 ) -> dict:
     """The release as the API returns it (the pillar has a leaner one: :func:`release_for_device`)."""
+    extras = rollout_extras([release.id])[release.id] if extras is None else extras
     return {
         "id": release.id,
         "project": release.project_id,
@@ -54,7 +59,25 @@ def serialize_release(
         else successful,
         "remove_containers": list(release.remove_containers),
         "created": isoformat(release.created),
+        **extras,
     }
+
+
+def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
+    """{release id: {"device_tags": [...], "rollout": policy or None}}, two queries for a page."""
+    extras = {r: {"device_tags": [], "rollout": None} for r in release_ids}
+    if release_ids:
+        for release_id, tag in db.session.execute(
+            select(release_tags.c.release_id, release_tags.c.tag)
+            .where(release_tags.c.release_id.in_(release_ids))
+            .order_by(release_tags.c.release_id, release_tags.c.tag)
+        ):
+            extras[release_id]["device_tags"].append(tag)
+        for rollout in db.session.scalars(
+            select(Rollout).where(Rollout.release_id.in_(release_ids))
+        ):
+            extras[rollout.release_id]["rollout"] = rollout.policy()
+    return extras
 
 
 def release_for_device(release: Release) -> dict:
@@ -79,7 +102,7 @@ def _listed_devices(release_ids: list[int]) -> dict[int, list[str]]:
     rows = db.session.connection().execute(
         select(release_devices.c.release_id, release_devices.c.device_id)
         .join(devices, devices.c.id == release_devices.c.device_id)
-        .where(release_devices.c.release_id.in_(release_ids))
+        .where(release_devices.c.release_id.in_(release_ids), release_devices.c.listed)
         .order_by(release_devices.c.release_id, devices.c.created, devices.c.id)
     )
     for release_id, device_id in rows:
@@ -101,7 +124,8 @@ def serialize_releases(releases: list[Release]) -> list[dict]:
         for release_id, device_id in rows:
             succeeded[release_id].append(device_id)
     listed = _listed_devices(list(succeeded))
-    return [serialize_release(r, succeeded[r.id], listed[r.id]) for r in releases]
+    extras = rollout_extras(list(succeeded))
+    return [serialize_release(r, succeeded[r.id], listed[r.id], extras[r.id]) for r in releases]
 
 
 def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
@@ -115,4 +139,5 @@ def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
         "attempts": deployment.attempts,
         "started_at": isoformat(deployment.started_at),
         "finished_at": isoformat(deployment.finished_at),
+        "wave": getattr(deployment, "wave", None),
     }

@@ -18,6 +18,7 @@ from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
 from api.models.types import utcnow
+from api.rollouts import service as rollouts
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
                 ]
             }
         )
+    # locked first (PostgreSQL): the wave decision below counts this report with concurrent ones
+    rollout = rollouts.lock(release.id)
     deployment = db.session.scalars(
         select(Deployment).where(
             Deployment.release_id == release.id, Deployment.device_id == device.id
@@ -78,6 +81,10 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
             .values(status=DeploymentState.SUPERSEDED)
             .execution_options(synchronize_session=False)
         )
+    # also when unchanged: a device reverting to a release it already ran reports that release's
+    # old result again, and that report is what finishes its revert
+    db.session.flush()
+    rollouts.on_report(rollout, deployment, report.outcome)
     db.session.commit()
     if changed:
         log.info(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 from sqlalchemy import (
     case,
@@ -30,20 +31,17 @@ from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
 from api.models.types import utcnow
 from api.outbox import enqueue_release_notification
-from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState
+from api.rollouts.models import Rollout
+from berth.contract import (
+    ACTIVE_DEPLOYMENT_STATES,
+    DeploymentState,
+    DerivedDeploymentState,
+    RolloutState,
+)
 
 log = logging.getLogger(__name__)
 
 _deployments = Deployment.__table__
-
-
-def target_release_id(device: Device) -> int | None:
-    """The release the device should run: the newest release that lists it."""
-    return db.session.scalar(
-        select(func.max(release_devices.c.release_id)).where(
-            release_devices.c.device_id == device.id
-        )
-    )
 
 
 def _listed_by_newer(release_id: int, device_id_column):
@@ -52,34 +50,60 @@ def _listed_by_newer(release_id: int, device_id_column):
     return exists().where(newer.c.device_id == device_id_column, newer.c.release_id > release_id)
 
 
-def deployments_of(release_id: int):
+def deployments_of(release_id: int, now=None):
     """Every deployment of a release, stored or derived, as one subquery with the columns
-    ``device_id, status, error, attempts, started_at, finished_at``."""
+    ``device_id, status, error, attempts, started_at, finished_at, wave``.
+
+    Derived (no stored row): ``superseded`` when a newer release targets the device, else under
+    a rollout ``waiting`` (its wave has not started), ``timed_out`` (current wave, past
+    ``wave_timeout``) or ``cancelled`` (halted before the device's turn, aborted, reverted),
+    else ``queued``."""
     rd = release_devices
-    stored = select(
-        _deployments.c.device_id,
-        _deployments.c.status,
-        _deployments.c.error,
-        _deployments.c.attempts,
-        _deployments.c.started_at,
-        _deployments.c.finished_at,
-    ).where(_deployments.c.release_id == release_id)
+    stored = (
+        select(
+            _deployments.c.device_id,
+            _deployments.c.status,
+            _deployments.c.error,
+            _deployments.c.attempts,
+            _deployments.c.started_at,
+            _deployments.c.finished_at,
+            rd.c.wave,
+        )
+        .select_from(
+            _deployments.outerjoin(
+                rd, (rd.c.release_id == release_id) & (rd.c.device_id == _deployments.c.device_id)
+            )
+        )
+        .where(_deployments.c.release_id == release_id)
+    )
     has_row = exists().where(
         _deployments.c.release_id == release_id, _deployments.c.device_id == rd.c.device_id
     )
+    whens = [
+        (_listed_by_newer(release_id, rd.c.device_id), literal(DeploymentState.SUPERSEDED.value))
+    ]
+    rollout = db.session.get(Rollout, release_id)
+    if rollout is not None:
+        if rollout.state in (RolloutState.ABORTED, RolloutState.REVERTING, RolloutState.REVERTED):
+            whens.append((literal(True), literal(DerivedDeploymentState.CANCELLED.value)))
+        elif rollout.state != RolloutState.COMPLETED:
+            whens.append((rd.c.wave > rollout.wave, literal(DerivedDeploymentState.WAITING.value)))
+            if rollout.state == RolloutState.HALTED:
+                whens.append((literal(True), literal(DerivedDeploymentState.CANCELLED.value)))
+            elif (now or utcnow()) >= rollout.wave_started_at + timedelta(
+                seconds=rollout.wave_timeout
+            ):
+                whens.append(
+                    (rd.c.wave == rollout.wave, literal(DerivedDeploymentState.TIMED_OUT.value))
+                )
     derived = select(
         rd.c.device_id,
-        case(
-            (
-                _listed_by_newer(release_id, rd.c.device_id),
-                literal(DeploymentState.SUPERSEDED.value),
-            ),
-            else_=literal(DeploymentState.QUEUED.value),
-        ),
+        case(*whens, else_=literal(DeploymentState.QUEUED.value)),
         null(),
         literal(0),
         null(),
         null(),
+        rd.c.wave,
     ).where(rd.c.release_id == release_id, ~has_row)
     return union_all(stored, derived).subquery("deployments_of")
 

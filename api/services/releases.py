@@ -16,6 +16,8 @@ from api.extensions import db
 from api.models import Project, Release, release_devices
 from api.policies import release as release_policy
 from api.resources.common import owned_or_404
+from api.rollouts import targets as rollout_targets
+from api.rollouts.models import Rollout, release_tags
 from api.schemas.base import as_dict, parse
 from api.schemas.releases import ReleaseInput
 from api.services.deployments import queue_release, unlist_devices
@@ -73,6 +75,13 @@ def list_devices(release: Release, device_ids: list[str]) -> None:
 def set_devices(release: Release, wanted: list[Row]) -> None:
     """The release now lists ``wanted`` (rows of ``id``, ``unit_id``): queue it on the added devices;
     the removed ones fall back to their previous release."""
+    if db.session.get(Rollout, release.id) is not None or db.session.scalar(
+        select(release_tags.c.tag).where(release_tags.c.release_id == release.id).limit(1)
+    ):
+        added, removed = rollout_targets.set_listed(release, wanted)
+        unlist_devices([release.id], removed)
+        queue_release(release, added)
+        return
     current = set(
         db.session.scalars(
             select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)

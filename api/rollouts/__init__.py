@@ -1,0 +1,15 @@
+"""Rollouts: device tags, health-gated waves with automatic halt, operator actions,
+rollout webhooks (docs/rollouts.md). The states are in ``berth.contract``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from api import openapi
+    from api.rollouts.openapi import PATHS
+    from api.rollouts.views import bp
+
+    app.register_blueprint(bp)
+    openapi.add_paths(app, PATHS)

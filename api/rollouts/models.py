@@ -1,0 +1,102 @@
+"""Tables of device tags and rollouts (migration ``0006_rollouts``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.extensions import db
+from api.models.types import UTCDateTime, utcnow
+
+device_tags = Table(
+    "device_tags",
+    db.metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Index("ix_device_tags_tag_device_id", "tag", "device_id"),
+)
+
+# The tags a release targets (its body's ``device_tags``).
+release_tags = Table(
+    "release_tags",
+    db.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Index("ix_release_tags_tag", "tag"),
+)
+
+
+class Rollout(db.Model):
+    """A release's rollout policy and where it stands. No row: the release goes everywhere at once."""
+
+    __tablename__ = "rollouts"
+
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True
+    )
+    waves: Mapped[list[int]] = mapped_column(JSON)
+    advance_at: Mapped[int]
+    halt_at: Mapped[int]
+    halt_min_finished: Mapped[int]
+    wave_timeout: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    wave: Mapped[int] = mapped_column(default=1)
+    wave_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    halt_reason: Mapped[str | None] = mapped_column(Text)
+    # a wave whose halt the operator overrode (resume of a halted rollout): not halted again
+    halt_overridden_wave: Mapped[int | None]
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def policy(self) -> dict:
+        return {
+            "waves": list(self.waves),
+            "advance_at": self.advance_at,
+            "halt_at": self.halt_at,
+            "halt_min_finished": self.halt_min_finished,
+            "wave_timeout": self.wave_timeout,
+        }
+
+
+class RolloutActionRecord(db.Model):
+    """Operator actions on a rollout: who, when, and what it changed."""
+
+    __tablename__ = "rollout_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey("releases.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(16))
+    state_before: Mapped[str] = mapped_column(String(16))
+    state_after: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # kept as text too: the history still says who after the user is deleted
+    user_email: Mapped[str] = mapped_column(String(254), default="")
+    token_id: Mapped[int | None]
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RolloutWebhook(db.Model):
+    """A URL of the account that receives rollout events (signed like execute callbacks)."""
+
+    __tablename__ = "rollout_webhooks"
+    __table_args__ = (UniqueConstraint("account_id", "url"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

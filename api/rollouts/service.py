@@ -1,0 +1,558 @@
+"""Rollout decisions: waves start, halt, complete; operator actions; revert progress.
+
+Decisions are made in the transaction of whatever changed the counts: the report that
+reaches a wave's ``advance_at`` starts the next wave (its devices' pillar changes at that
+commit) and the report that crosses ``halt_at`` halts the rollout. Only the worker's
+timeout check (:func:`tick`) is time-based. The rollout row is locked (``FOR UPDATE`` on
+PostgreSQL) before counting, so two concurrent reports cannot both miss the threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, select, update
+
+from api.errors import Conflict
+from api.extensions import db
+from api.models import Deployment, Device, Project, Release, User, release_devices
+from api.models.types import isoformat, utcnow
+from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webhook
+from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
+from api.rollouts.targets import APPLIED, REVERTS
+from berth.contract import DeploymentState as S
+from berth.contract import RolloutAction as A
+from berth.contract import RolloutEvent as E
+from berth.contract import RolloutState as R
+from berth.contract import WaveState as W
+
+log = logging.getLogger(__name__)
+
+_rd, _dep = release_devices, Deployment.__table__
+UNREPORTED = (None, S.QUEUED, S.SUPERSEDED)
+
+
+def lock(release_id: int) -> Rollout | None:
+    """The release's rollout, locked for this transaction (PostgreSQL); None without one."""
+    return db.session.scalars(
+        select(Rollout)
+        .where(Rollout.release_id == release_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+# -- counting ------------------------------------------------------------------
+
+
+def _timed_out_applies(rollout: Rollout, wave: int, now: datetime) -> bool:
+    return (
+        wave == rollout.wave
+        and rollout.state in (R.RUNNING, R.PAUSED, R.HALTED)
+        and now >= rollout.wave_started_at + timedelta(seconds=rollout.wave_timeout)
+    )
+
+
+@dataclass(frozen=True)
+class WaveCounts:
+    """One wave's own devices (not cumulative) by what they did."""
+
+    targets: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    pending: int
+
+
+def _classify(rollout: Rollout, wave: int, statuses: Counter, now: datetime) -> WaveCounts:
+    targets = sum(statuses.values())
+    succeeded = sum(statuses[s] for s in APPLIED)
+    failed = statuses[S.FAILED]
+    unreported = sum(statuses[s] for s in UNREPORTED)
+    timed_out = unreported if _timed_out_applies(rollout, wave, now) else 0
+    return WaveCounts(
+        targets=targets,
+        succeeded=succeeded,
+        failed=failed,
+        timed_out=timed_out,
+        pending=targets - succeeded - failed - timed_out,
+    )
+
+
+def _status_counts(release_id: int, wave: int | None = None) -> dict[int, Counter]:
+    """{wave: Counter(status)} of a rollout release's targets (status None: never reported)."""
+    stmt = (
+        select(_rd.c.wave, _dep.c.status, func.count())
+        .select_from(
+            _rd.outerjoin(
+                _dep,
+                and_(_dep.c.release_id == _rd.c.release_id, _dep.c.device_id == _rd.c.device_id),
+            )
+        )
+        .where(_rd.c.release_id == release_id)
+        .group_by(_rd.c.wave, _dep.c.status)
+    )
+    stmt = (
+        stmt.where(_rd.c.wave == wave) if wave is not None else stmt.where(_rd.c.wave.is_not(None))
+    )
+    counts: dict[int, Counter] = {}
+    for w, status, n in db.session.execute(stmt):
+        counts.setdefault(w, Counter())[status] += n
+    return counts
+
+
+def wave_counts(rollout: Rollout, wave: int, now: datetime | None = None) -> WaveCounts:
+    statuses = _status_counts(rollout.release_id, wave).get(wave, Counter())
+    return _classify(rollout, wave, statuses, now or utcnow())
+
+
+def _halts(rollout: Rollout, counts: WaveCounts) -> str | None:
+    if rollout.halt_overridden_wave == rollout.wave:
+        return None
+    bad = counts.failed + counts.timed_out
+    finished = counts.succeeded + bad
+    if finished < rollout.halt_min_finished or bad * 100 <= rollout.halt_at * finished:
+        return None
+    return (
+        f"wave {rollout.wave}: {bad} of {finished} finished device(s) failed or timed out "
+        f"({counts.failed} failed, {counts.timed_out} timed out; "
+        f"{bad * 100 / finished:.1f}% > halt_at {rollout.halt_at}%)"
+    )
+
+
+def _advances(rollout: Rollout, counts: WaveCounts) -> bool:
+    return counts.succeeded * 100 >= rollout.advance_at * counts.targets
+
+
+# -- decisions -----------------------------------------------------------------
+
+
+def evaluate(rollout: Rollout, now: datetime | None = None) -> None:
+    """Halt, start the next wave(s) or complete, as the current wave's counts say. The caller
+    holds the rollout's lock and commits."""
+    now = now or utcnow()
+    db.session.flush()
+    while rollout.state == R.RUNNING:
+        counts = wave_counts(rollout, rollout.wave, now)
+        reason = _halts(rollout, counts)
+        if reason:
+            _stop(rollout, R.HALTED, now, reason)
+            return
+        if not _advances(rollout, counts):
+            return
+        if rollout.wave >= len(rollout.waves):
+            rollout.state = R.COMPLETED
+            log.info("rollout of release %s completed", rollout.release_id)
+            emit(rollout, E.COMPLETED, now)
+            return
+        _start_wave(rollout, rollout.wave + 1, now)
+
+
+def _start_wave(rollout: Rollout, wave: int, now: datetime) -> None:
+    from api.services.deployments import queue_release
+
+    rollout.wave, rollout.wave_started_at = wave, now
+    devices = Device.__table__
+    members = db.session.execute(
+        select(devices.c.id, devices.c.unit_id)
+        .join(_rd, _rd.c.device_id == devices.c.id)
+        .where(_rd.c.release_id == rollout.release_id, _rd.c.wave == wave)
+    ).all()
+    log.info(
+        "rollout of release %s: wave %d of %d started (%d device(s))",
+        rollout.release_id,
+        wave,
+        len(rollout.waves),
+        len(members),
+    )
+    queue_release(db.session.get(Release, rollout.release_id), members)
+    emit(rollout, E.WAVE_STARTED, now, targets=len(members))
+
+
+def _unapplied_started(rollout: Rollout) -> list[str]:
+    """Unit ids of devices of started waves that have not applied the release and that no newer
+    release lists: their target goes back to what they had."""
+    devices = Device.__table__
+    newer = release_devices.alias("rd_newer")
+    return list(
+        db.session.scalars(
+            select(devices.c.unit_id)
+            .join(_rd, _rd.c.device_id == devices.c.id)
+            .outerjoin(
+                _dep,
+                and_(_dep.c.release_id == _rd.c.release_id, _dep.c.device_id == _rd.c.device_id),
+            )
+            .where(
+                _rd.c.release_id == rollout.release_id,
+                _rd.c.wave <= rollout.wave,
+                (_dep.c.status.is_(None)) | _dep.c.status.in_((S.QUEUED, S.SUPERSEDED)),
+                ~exists().where(
+                    newer.c.device_id == _rd.c.device_id, newer.c.release_id > rollout.release_id
+                ),
+            )
+        )
+    )
+
+
+def _stop(rollout: Rollout, state: R, now: datetime, reason: str | None = None) -> None:
+    """Halt or abort: hand the release to no further device and tell the devices that had it
+    as target and not applied it yet (refresh pillar: their previous target is back)."""
+    rollout.state = state
+    if reason:
+        rollout.halt_reason = reason
+    log.warning(
+        "rollout of release %s %s%s", rollout.release_id, state, f": {reason}" if reason else ""
+    )
+    unit_ids = _unapplied_started(rollout)
+    enqueue_salt(
+        unit_ids, [REFRESH_PILLAR, RELEASE_PULL], f"rollout of release {rollout.release_id} {state}"
+    )
+    emit(rollout, E.HALTED if state == R.HALTED else E.ABORTED, now)
+
+
+def _revert(rollout: Rollout, now: datetime) -> None:
+    """Every device that applied the release (and no newer one since) goes back to the last
+    release it ran successfully before it."""
+    release_id = rollout.release_id
+    newer = Deployment.__table__.alias("dep_newer")
+    moved_on = exists().where(
+        newer.c.device_id == _dep.c.device_id,
+        newer.c.release_id > release_id,
+        newer.c.status.in_((S.SUCCEEDED, S.APPLYING)),
+    )
+    earlier = Deployment.__table__.alias("dep_earlier")
+    last_success = (
+        select(func.max(earlier.c.release_id))
+        .where(
+            earlier.c.device_id == _dep.c.device_id,
+            earlier.c.release_id < release_id,
+            earlier.c.status == S.SUCCEEDED,
+        )
+        .scalar_subquery()
+    )
+    db.session.execute(
+        update(_dep)
+        .where(_dep.c.release_id == release_id, _dep.c.status == S.SUCCEEDED, ~moved_on)
+        .values(status=S.REVERTING, revert_to=last_success, updated=now)
+    )
+    db.session.execute(
+        update(_dep)
+        .where(
+            _dep.c.release_id == release_id,
+            _dep.c.status == S.REVERTING,
+            _dep.c.revert_to.is_(None),
+        )
+        .values(
+            status=S.REVERT_FAILED, error="no earlier successful release to go back to", updated=now
+        )
+    )
+    _expire_deployments()
+    devices = Device.__table__
+    reverting = list(
+        db.session.scalars(
+            select(devices.c.unit_id)
+            .join(_dep, _dep.c.device_id == devices.c.id)
+            .where(_dep.c.release_id == release_id, _dep.c.status == S.REVERTING)
+        )
+    )
+    rollout.state = R.REVERTING
+    log.warning("rollout of release %s reverting on %d device(s)", release_id, len(reverting))
+    # the previous release's images are still on the device: nothing to pull
+    enqueue_salt(reverting, [REFRESH_PILLAR], f"release {release_id} reverted")
+    enqueue_salt(
+        _unapplied_started(rollout),
+        [REFRESH_PILLAR, RELEASE_PULL],
+        f"rollout of release {release_id} reverting",
+    )
+    if not reverting:
+        _reverted(rollout, now)
+
+
+def _reverted(rollout: Rollout, now: datetime) -> None:
+    rollout.state = R.REVERTED
+    log.info("rollout of release %s reverted", rollout.release_id)
+    emit(rollout, E.REVERTED, now)
+
+
+def _expire_deployments() -> None:
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Deployment):
+            db.session.expire(obj)
+
+
+# -- hooks ---------------------------------------------------------------------
+
+
+def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> None:
+    """A device reported on ``deployment`` (flushed, not committed); ``rollout`` is its
+    release's locked rollout or None. Decides what the report decides."""
+    now = utcnow()
+    if outcome in (S.SUCCEEDED, S.FAILED):
+        _revert_progress(
+            deployment.device_id, deployment.release_id, outcome, deployment.error, now
+        )
+    if rollout is None:
+        return
+    if rollout.state in REVERTS:
+        if deployment.status == S.SUCCEEDED:  # applied after the revert began: it goes back too
+            from api.rollouts.targets import last_success_before
+
+            deployment.status = S.REVERTING
+            deployment.revert_to = last_success_before(deployment.device_id, deployment.release_id)
+            if rollout.state == R.REVERTED:
+                rollout.state = R.REVERTING
+            enqueue_salt(
+                [deployment.device.unit_id],
+                [REFRESH_PILLAR],
+                f"release {rollout.release_id} reverted",
+            )
+        return
+    if rollout.state != R.RUNNING:
+        return
+    wave = db.session.scalar(
+        select(_rd.c.wave).where(
+            _rd.c.release_id == rollout.release_id, _rd.c.device_id == deployment.device_id
+        )
+    )
+    if wave == rollout.wave:
+        evaluate(rollout, now)
+
+
+def _revert_progress(device_id: str, release_id: int, outcome: str, error: str | None, now) -> None:
+    """A device reporting on an older release finishes its revert of newer ones."""
+    db.session.flush()
+    pending = db.session.execute(
+        select(_dep.c.id, _dep.c.release_id).where(
+            _dep.c.device_id == device_id,
+            _dep.c.status.in_((S.REVERTING, S.REVERT_FAILED)),
+            _dep.c.release_id > release_id,
+        )
+    ).all()
+    if not pending:
+        return
+    status = S.REVERTED if outcome == S.SUCCEEDED else S.REVERT_FAILED
+    db.session.execute(
+        update(_dep)
+        .where(_dep.c.id.in_([p.id for p in pending]))
+        .values(status=status, error=None if status == S.REVERTED else error, updated=now)
+    )
+    _expire_deployments()
+    for release_id_ in sorted({p.release_id for p in pending}):
+        rollout = lock(release_id_)
+        if rollout is None or rollout.state != R.REVERTING:
+            continue
+        left = db.session.scalar(
+            select(exists().where(_dep.c.release_id == release_id_, _dep.c.status == S.REVERTING))
+        )
+        if not left:
+            _reverted(rollout, now)
+
+
+def tick(now: datetime | None = None) -> int:
+    """Worker: halt running rollouts whose current wave timed out. Returns how many changed."""
+    now = now or utcnow()
+    changed = 0
+    for release_id, started, timeout in db.session.execute(
+        select(Rollout.release_id, Rollout.wave_started_at, Rollout.wave_timeout).where(
+            Rollout.state == R.RUNNING
+        )
+    ).all():
+        if now < started + timedelta(seconds=timeout):
+            continue
+        rollout = lock(release_id)
+        if rollout is None or rollout.state != R.RUNNING:
+            db.session.rollback()
+            continue
+        evaluate(rollout, now)
+        changed += rollout.state != R.RUNNING
+        db.session.commit()
+    return changed
+
+
+# -- operator actions ----------------------------------------------------------
+
+ALLOWED = {
+    A.PAUSE: {R.RUNNING: R.PAUSED, R.PAUSED: None},
+    A.RESUME: {R.PAUSED: R.RUNNING, R.HALTED: R.RUNNING, R.RUNNING: None},
+    A.ABORT: {R.RUNNING: R.ABORTED, R.PAUSED: R.ABORTED, R.HALTED: R.ABORTED, R.ABORTED: None},
+    A.REVERT: {
+        R.RUNNING: R.REVERTING,
+        R.PAUSED: R.REVERTING,
+        R.HALTED: R.REVERTING,
+        R.COMPLETED: R.REVERTING,
+        R.ABORTED: R.REVERTING,
+        R.REVERTING: None,
+        R.REVERTED: None,
+    },
+}
+
+
+def act(release: Release, action: A, user_id: int | None, token_id: int | None) -> Rollout:
+    """Apply an operator action: idempotent (repeating it changes nothing and is not recorded
+    again), 409 where it makes no sense. The caller commits."""
+    rollout = lock(release.id)
+    now = utcnow()
+    if rollout.state not in ALLOWED[action]:
+        raise Conflict(f"Cannot {action} a rollout that is {rollout.state}.")
+    target = ALLOWED[action][rollout.state]
+    if target is None:
+        return rollout
+    before = rollout.state
+    if action == A.PAUSE:
+        rollout.state = R.PAUSED
+    elif action == A.RESUME:
+        if before == R.HALTED:
+            rollout.halt_overridden_wave = rollout.wave
+        rollout.state = R.RUNNING
+        if before == R.HALTED:
+            # the devices the halt sent back get the release again
+            from api.services.deployments import queue_release
+
+            devices = Device.__table__
+            members = db.session.execute(
+                select(devices.c.id, devices.c.unit_id)
+                .join(_rd, _rd.c.device_id == devices.c.id)
+                .outerjoin(
+                    _dep,
+                    and_(
+                        _dep.c.release_id == _rd.c.release_id, _dep.c.device_id == _rd.c.device_id
+                    ),
+                )
+                .where(
+                    _rd.c.release_id == release.id,
+                    _rd.c.wave <= rollout.wave,
+                    (_dep.c.status.is_(None)) | _dep.c.status.in_((S.QUEUED, S.SUPERSEDED)),
+                )
+            ).all()
+            queue_release(release, members)
+        evaluate(rollout, now)
+    elif action == A.ABORT:
+        _stop(rollout, R.ABORTED, now)
+    elif action == A.REVERT:
+        _revert(rollout, now)
+    user = db.session.get(User, user_id) if user_id is not None else None
+    db.session.add(
+        RolloutActionRecord(
+            release_id=release.id,
+            action=action,
+            state_before=before,
+            state_after=rollout.state,
+            user_id=user_id,
+            user_email=user.email if user else "",
+            token_id=token_id,
+            at=now,
+        )
+    )
+    log.info(
+        "rollout of release %s: %s by %s: %s -> %s",
+        release.id,
+        action,
+        user.email if user else f"token {token_id}",
+        before,
+        rollout.state,
+    )
+    return rollout
+
+
+# -- webhooks ------------------------------------------------------------------
+
+
+def emit(rollout: Rollout, event: E, now: datetime, **extra) -> None:
+    """Queue a signed POST of the event to every rollout webhook of the release's account."""
+    release = db.session.get(Release, rollout.release_id)
+    account_id = db.session.scalar(
+        select(Project.account_id).where(Project.id == release.project_id)
+    )
+    urls = db.session.scalars(
+        select(RolloutWebhook.url)
+        .where(RolloutWebhook.account_id == account_id)
+        .order_by(RolloutWebhook.id)
+    ).all()
+    body = {
+        "event": str(event),
+        "release": release.id,
+        "project": release.project_id,
+        "version": release.version,
+        "version_hash": release.version_hash,
+        "state": str(rollout.state),
+        "wave": rollout.wave,
+        "waves": len(rollout.waves),
+        "halt_reason": rollout.halt_reason if event == E.HALTED else None,
+        "at": isoformat(now),
+        **extra,
+    }
+    for url in urls:
+        enqueue_webhook(url, account_id, body, f"{event} release {release.id}")
+
+
+# -- the rollout body ----------------------------------------------------------
+
+
+def _wave_state(rollout: Rollout, index: int) -> W:
+    state = rollout.state
+    if state == R.COMPLETED:
+        return W.DONE
+    if state in REVERTS:
+        return W.REVERTED if index <= rollout.wave else W.CANCELLED
+    if index < rollout.wave:
+        return W.DONE
+    if index > rollout.wave:
+        return W.CANCELLED if state == R.ABORTED else W.WAITING
+    return {R.RUNNING: W.RUNNING, R.PAUSED: W.PAUSED, R.HALTED: W.HALTED, R.ABORTED: W.ABORTED}[
+        state
+    ]
+
+
+def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    counts = _status_counts(rollout.release_id)
+    waves = []
+    for index, percent in enumerate(rollout.waves, start=1):
+        waves.append(
+            {
+                "index": index,
+                "percent": percent,
+                **asdict(_classify(rollout, index, counts.get(index, Counter()), now)),
+                "state": str(_wave_state(rollout, index)),
+            }
+        )
+    revert = None
+    if rollout.state in REVERTS:
+        statuses = Counter()
+        for c in counts.values():
+            statuses.update(c)
+        revert = dict(
+            devices=statuses[S.REVERTING] + statuses[S.REVERTED] + statuses[S.REVERT_FAILED],
+            reverted=statuses[S.REVERTED],
+            failed=statuses[S.REVERT_FAILED],
+            pending=statuses[S.REVERTING],
+        )
+    history = db.session.scalars(
+        select(RolloutActionRecord)
+        .where(RolloutActionRecord.release_id == rollout.release_id)
+        .order_by(RolloutActionRecord.id)
+    ).all()
+    return {
+        "release": rollout.release_id,
+        "state": str(rollout.state),
+        "wave": rollout.wave,
+        "wave_started_at": isoformat(rollout.wave_started_at),
+        "waves": waves,
+        "halt_reason": rollout.halt_reason,
+        "policy": rollout.policy(),
+        "revert": revert,
+        "history": [
+            {
+                "action": h.action,
+                "state_before": h.state_before,
+                "state_after": h.state_after,
+                "user": h.user_id,
+                "user_email": h.user_email,
+                "at": isoformat(h.at),
+            }
+            for h in history
+        ],
+    }

@@ -1,0 +1,130 @@
+"""``/docker/projects/{p}/releases/{r}/rollout/`` (+ ``pause/ resume/ abort/ revert/``) and
+``/docker/rollout-webhooks/``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import require_token
+from api.errors import NotFound, ValidationError
+from api.execute.commands import callback_url
+from api.execute.models import settings_for
+from api.extensions import db
+from api.models import Project, Release
+from api.models.types import isoformat
+from api.pagination import paginate
+from api.payload import json_body
+from api.resources.common import no_content, owned_or_404
+from api.rollouts import service
+from api.rollouts.models import Rollout, RolloutWebhook
+from api.security import ssrf
+from api.validation import Validator
+from berth.contract import RolloutAction
+
+bp = Blueprint("rollouts", __name__)
+
+ROLLOUT = "/docker/projects/<int:project_id>/releases/<int:release_id>/rollout/"
+
+
+def _release(project_id: int, release_id: int) -> Release:
+    project = owned_or_404(Project, project_id)
+    release = db.session.scalars(
+        select(Release).where(Release.id == release_id, Release.project_id == project.id)
+    ).one_or_none()
+    if release is None:
+        raise NotFound()
+    return release
+
+
+def _rollout(release: Release) -> Rollout:
+    rollout = db.session.get(Rollout, release.id)
+    if rollout is None:
+        raise NotFound("This release has no rollout.")
+    return rollout
+
+
+@bp.get(ROLLOUT)
+@require_token("user")
+def get_rollout(project_id: int, release_id: int):
+    """The release's rollout: state, current wave, per-wave counts, halt reason, action history."""
+    return service.serialize(_rollout(_release(project_id, release_id)))
+
+
+def _action(action: RolloutAction):
+    def view(project_id: int, release_id: int):
+        release = _release(project_id, release_id)
+        _rollout(release)
+        rollout = service.act(release, action, g.token.user_id, g.token.id)
+        db.session.commit()
+        return service.serialize(rollout)
+
+    view.__name__ = f"rollout_{action}"
+    view.__doc__ = f"{action.capitalize()} the rollout (idempotent; 409 where it makes no sense)."
+    return view
+
+
+for _a in RolloutAction:
+    bp.add_url_rule(
+        f"{ROLLOUT}{_a}/", view_func=require_token("user")(_action(_a)), methods=["POST"]
+    )
+
+
+# -- webhooks ------------------------------------------------------------------
+
+
+def _serialize_webhook(hook: RolloutWebhook) -> dict:
+    return {"id": hook.id, "url": hook.url, "created": isoformat(hook.created)}
+
+
+@bp.get("/docker/rollout-webhooks/")
+@require_token("user")
+def list_webhooks():
+    """The account's rollout webhook URLs."""
+    stmt = (
+        select(RolloutWebhook)
+        .where(RolloutWebhook.account_id == g.account.id)
+        .order_by(RolloutWebhook.id)
+    )
+    return paginate(stmt, _serialize_webhook)
+
+
+@bp.post("/docker/rollout-webhooks/")
+@require_token("user")
+def create_webhook():
+    """Register a URL for rollout events (signed with the account's webhook secret)."""
+    v = Validator(json_body())
+    url = v.field("url", callback_url)
+    v.raise_if_errors()
+    try:
+        ssrf.resolve(url)  # checked again at every delivery
+    except ssrf.UnsafeTarget as exc:
+        raise ValidationError({"url": [f"Refused: {exc}."]}) from None
+    settings = settings_for(g.account.id)
+    if settings is None or not settings.webhook_secret_encrypted:
+        raise ValidationError(
+            {
+                "url": [
+                    "The account has no webhook secret to sign events with "
+                    "(flask --app api accounts webhook-secret NAME)."
+                ]
+            }
+        )
+    hook = RolloutWebhook(account_id=g.account.id, url=url)
+    db.session.add(hook)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValidationError({"url": ["This URL is already registered."]}) from None
+    return _serialize_webhook(hook), 201
+
+
+@bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
+@require_token("user")
+def delete_webhook(hook_id: int):
+    hook = owned_or_404(RolloutWebhook, hook_id)
+    db.session.delete(hook)
+    db.session.commit()
+    return no_content()
