@@ -160,7 +160,7 @@ def test_a_pending_device_looks_the_same_whether_or_not_another_account_has_it(c
     def strip(d):
         return {k: v for k, v in d.items() if k not in ("id", "unit_id", "display", "created")}
 
-    assert strip(taken) == strip(free) == {"enrolled": False, "docker_releases": []}
+    assert strip(taken) == strip(free) == {"enrolled": False, "docker_releases": [], "tags": []}
     # and another account's device is "Not found." like an unknown one
     resp = client.get(f"/devices/{two['a_device'].id}/", headers=two["b_user"].headers)
     assert resp.status_code == 404 and resp.json == {"detail": "Not found."}
