@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError
 
 from api.auth import require_token
 from api.errors import NotFound, ValidationError
-from api.execute.commands import callback_url
 from api.execute.models import settings_for
 from api.extensions import db
 from api.models import Project, Release
@@ -19,8 +18,9 @@ from api.payload import json_body
 from api.resources.common import no_content, owned_or_404
 from api.rollouts import service
 from api.rollouts.models import Rollout, RolloutWebhook
+from api.schemas.base import validate
+from api.schemas.rollouts import RolloutWebhookInput
 from api.security import ssrf
-from api.validation import Validator
 from berth.contract import RolloutAction
 
 bp = Blueprint("rollouts", __name__)
@@ -94,9 +94,7 @@ def list_webhooks():
 @require_token("user")
 def create_webhook():
     """Register a URL for rollout events (signed with the account's webhook secret)."""
-    v = Validator(json_body())
-    url = v.field("url", callback_url)
-    v.raise_if_errors()
+    url = validate(RolloutWebhookInput, json_body())["url"]
     try:
         ssrf.resolve(url)  # checked again at every delivery
     except ssrf.UnsafeTarget as exc:

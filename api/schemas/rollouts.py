@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from api.rollouts.policy import MAX_TAGS, MAX_WAVE_TIMEOUT, MAX_WAVES, TAG_RE
-from api.schemas.base import RequestBody, ResponseBody, doc
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.execute import http_url
 from berth.contract import RolloutAction, RolloutState, WaveState
 
 TAG = Annotated[str, doc(pattern=TAG_RE.pattern)]
@@ -91,7 +92,9 @@ class Rollout(ResponseBody):
 
 
 class RolloutWebhookInput(RequestBody):
-    url: Annotated[str, doc("http(s) URL receiving signed rollout events.", format="uri")]
+    url: Annotated[
+        str, rule(http_url), doc("http(s) URL receiving signed rollout events.", format="uri")
+    ]
 
 
 class RolloutWebhook(ResponseBody):
