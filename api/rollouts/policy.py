@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from api.validation import FieldError, Validator
+from api.validation import FieldError
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TAGS = 50
@@ -97,33 +97,32 @@ def rollout(value: Any) -> dict:
                 ]
             }
         )
-    v = Validator(value)
-    policy = {
-        "waves": v.field("waves", _waves),
-        "advance_at": v.field(
-            "advance_at", _strict_int(1, 100), required=False, default=DEFAULTS["advance_at"]
-        ),
-        "halt_at": v.field(
-            "halt_at", _strict_int(0, 100), required=False, default=DEFAULTS["halt_at"]
-        ),
-        "halt_min_finished": v.field(
-            "halt_min_finished",
-            _strict_int(1, 1_000_000),
-            required=False,
-            default=DEFAULTS["halt_min_finished"],
-        ),
-        "wave_timeout": v.field(
-            "wave_timeout",
-            _strict_int(1, MAX_WAVE_TIMEOUT),
-            required=False,
-            default=DEFAULTS["wave_timeout"],
-        ),
+    rules = {
+        "waves": _waves,
+        "advance_at": _strict_int(1, 100),
+        "halt_at": _strict_int(0, 100),
+        "halt_min_finished": _strict_int(1, 1_000_000),
+        "wave_timeout": _strict_int(1, MAX_WAVE_TIMEOUT),
     }
-    unknown = sorted(set(value) - set(policy))
-    for name in unknown:
-        v.error(name, "Unknown field.")
-    if v.errors:
-        raise FieldError(v.errors)
+    policy, errors = {}, {}
+    for name, check in rules.items():
+        if name not in value:
+            if name in DEFAULTS:
+                policy[name] = DEFAULTS[name]
+            else:
+                errors[name] = ["This field is required."]
+            continue
+        if value[name] is None:
+            errors[name] = ["This field may not be null."]
+            continue
+        try:
+            policy[name] = check(value[name])
+        except FieldError as exc:
+            errors[name] = exc.detail
+    for name in sorted(set(value) - set(rules)):
+        errors[str(name)[:64]] = ["Unknown field."]
+    if errors:
+        raise FieldError(errors)
     return policy
 
 
