@@ -114,7 +114,12 @@ def plan(
     if purges:
         steps.append(st.DropPurged(tuple(p.aside for p in purges)))
 
-    prune = prunable_images(current, target, old)
+    applied = current.applied or {}
+    if str(applied.get("release_id")) == str(target.release_id):
+        kept = tuple(applied.get("previous_images") or ())  # the same release again
+    else:
+        kept = tuple(applied.get("images") or ())  # the release being replaced
+    prune = prunable_images(current, target, old, kept)
     if prune:
         steps.append(st.Prune(tuple(prune)))
     summary = target.summary()
@@ -129,20 +134,34 @@ def plan(
                 for c in target.containers
             ),
             images=tuple(target.refs),
+            previous_images=tuple(r for r in kept if r not in target.refs),
         )
     )
     return steps
 
 
-def prunable_images(current: EngineState, target: Target, old: list[dict]) -> list[str]:
-    """Images of replaced containers and of the previously applied release that nothing keeps.
+def prunable_images(
+    current: EngineState, target: Target, old: list[dict], kept: tuple[str, ...] = ()
+) -> list[str]:
+    """Images of replaced containers and of earlier releases that nothing keeps.
 
-    Kept: every image and required-tag image of the target, and the image of any
-    container that stays. Unrelated images on the engine are never touched.
+    Kept: every image and required-tag image of the target, the image of any container
+    that stays, and ``kept`` -- the images of the release the target replaces, so that a
+    revert or rollback to it needs no registry (one release more on disk). Images of the
+    release before that are removed. Unrelated images on the engine are never touched.
     """
     old_names = {c["name"] for c in old}
-    keep = set(target.refs) | {c["image"] for c in current.containers if c["name"] not in old_names}
-    candidates = [c["image"] for c in old] + list((current.applied or {}).get("images") or [])
+    keep = (
+        set(target.refs)
+        | set(kept)
+        | {c["image"] for c in current.containers if c["name"] not in old_names}
+    )
+    applied = current.applied or {}
+    candidates = (
+        [c["image"] for c in old]
+        + list(applied.get("images") or [])
+        + list(applied.get("previous_images") or [])
+    )
     out = []
     for ref in candidates:
         if ref in current.images and ref not in keep and ref not in out:

@@ -172,6 +172,8 @@ class Record(Step):
     project: object
     containers: tuple[dict, ...]
     images: tuple[str, ...]
+    # the images of the release this one replaced: kept for an offline revert or rollback
+    previous_images: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"record release {self.release_id} ({self.version_hash}) as applied"
@@ -194,11 +196,13 @@ def from_dict(data: dict) -> Step:
     if cls is None:
         raise UnknownStep(f"unknown release step {data!r}")
     fields = {f.name for f in dataclasses.fields(cls)}
+    # a field added later has a default: a journal written before it still reads
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
     values = {k: v for k, v in data.items() if k != "action"}
-    if set(values) != fields:
+    if not required <= set(values) <= fields:
         raise UnknownStep(f"release step {data.get('action')!r} has fields {sorted(values)}")
     for f in dataclasses.fields(cls):
-        if isinstance(values[f.name], list):
+        if isinstance(values.get(f.name), list):
             values[f.name] = tuple(values[f.name])
     return cls(**values)
 

@@ -143,13 +143,23 @@ def test_upgrade_removes_old_release_and_unused_images_keeps_required(
     _, v2 = release_images["curveball_v2"]
     rv, rv_tag = release_images["ravendb_base"]
     assert sorted(result.changes["removed"]) == ["deployment-curveball-10", "deployment-ravendb-10"]
-    assert result.changes["images_removed"] == [f"{reg}/{cb}:{v1}"]
+    # the replaced release's images stay: a revert or rollback to it needs no registry
+    assert "images_removed" not in result.changes
+    assert f"{reg}/{cb}:{v1}" in local_refs(cli)
     names = {c["Names"][0].lstrip("/"): c["State"] for c in cli.api.containers(all=True)}
     assert names == {"deployment-curveball-11": "running", "deployment-ravendb-11": "running"}
+    assert loaders.modules.docker.release_status()["release_id"] == 11
+
+    # one release later the images of the release before the replaced one go
+    r3 = release_pillar(12, seed_containers(release_images, data, curveball="curveball_v2"))
+    set_pillar(loaders, {"docker": {"release": r3, "registries": regs}})
+    result = apply_sls(loaders)
+    assert result.result is True, result.comment
+    assert result.changes["images_removed"] == [f"{reg}/{cb}:{v1}"]
     refs = local_refs(cli)
     assert f"{reg}/{cb}:{v1}" not in refs
     assert {f"{reg}/{cb}:{v2}", f"{reg}/{cb}:base", f"{reg}/{rv}:{rv_tag}"} <= refs
-    assert loaders.modules.docker.release_status()["release_id"] == 11
+    assert loaders.modules.docker.release_status()["release_id"] == 12
 
 
 def test_healthcheck_is_awaited_before_success(

@@ -163,17 +163,41 @@ def test_upgrade_prunes_only_images_nothing_keeps():
             container("deployment-ravendb-6", image="ravendb:base", **old_labels),
             container("other", image="other:1"),
         ],
-        images=set(t.refs) | {old_cb, "other:1", "leftover:9", "prev-required:1"},
+        images=set(t.refs) | {old_cb, "other:1", "leftover:9", "prev-required:1", "older:1"},
         applied={
             "release_id": 6,
             "version_hash": "aaaaaaaa",
             "images": [old_cb, "prev-required:1"],
+            "previous_images": ["older:1", old_cb],
         },
     )
     steps = plan(current, t, {"1": "k"})
     (prune,) = [s for s in steps if isinstance(s, st.Prune)]
-    # ravendb:base and base are kept (the target needs them); other:1 is in use; leftover:9 was never ours
-    assert prune.refs == (old_cb, "prev-required:1")
+    # the replaced release's images stay (an offline revert or rollback needs them); the release
+    # before it goes; ravendb:base and base are kept (the target needs them); other:1 is in use;
+    # leftover:9 was never ours
+    assert prune.refs == ("older:1",)
+    (record,) = [s for s in steps if isinstance(s, st.Record)]
+    assert record.previous_images == (old_cb, "prev-required:1")
+    # applying the same release again keeps what it kept
+    again = EngineState(
+        containers=[],
+        images=set(t.refs) | {old_cb},
+        applied={"release_id": t.release_id, "images": list(t.refs), "previous_images": [old_cb]},
+    )
+    steps = plan(again, t, {"1": "k"})
+    assert not [s for s in steps if isinstance(s, st.Prune)]
+    assert [s for s in steps if isinstance(s, st.Record)][0].previous_images == (old_cb,)
+
+
+def test_a_journal_written_before_previous_images_still_reads():
+    t = target_from_pillar(release(), REGS)
+    (record,) = [
+        s for s in plan(EngineState(containers=[], images=set()), t, {}) if isinstance(s, st.Record)
+    ]
+    data = record.to_dict()
+    data.pop("previous_images")
+    assert st.from_dict(data).previous_images == ()
 
 
 @pytest.mark.parametrize(
