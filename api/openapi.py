@@ -14,7 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, make_response, render_template
 
+from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
 from api.schemas import openapi_components
+from api.validation import ANY_TEXT
 
 bp = Blueprint(
     "openapi",
@@ -70,7 +72,7 @@ _PAGE_PARAMS = [
     {
         "name": "page_size",
         "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     },
 ]
 
@@ -302,6 +304,9 @@ def build_document(app: Flask) -> dict:
                     "content": {"application/json": {"schema": {"type": "object"}}}
                 }
             paths[path][method.lower()] = entry
+    _document_errors(paths)
+    schemas = {**openapi_components(), **extra["schemas"]}
+    _partial_patch_bodies(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -324,9 +329,62 @@ def build_document(app: Flask) -> dict:
                     "description": "`APIToken <token>`; scopes user, master, device.",
                 }
             },
-            "schemas": {**openapi_components(), **extra["schemas"]},
+            "schemas": schemas,
         },
     }
+
+
+_BODY_ERRORS = {
+    "413": _json(_ref("Detail"), "The body is larger than the limit (16 MiB)."),
+    "415": _json(_ref("Detail"), "The body is not JSON (`Content-Type: application/json`)."),
+}
+
+
+def _document_errors(paths: dict) -> None:
+    """Every error the application can answer an operation with is in its ``responses`` (all
+    JSON in DRF shape, ``api/errors.py``): 401/403 where a token is needed, 404 where the path
+    names an object (an integer id outside 1..2^31-1 included), 400 where there is input,
+    413/415 where there is a body. Integer path ids carry the range the routing enforces."""
+    for ops in paths.values():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            params = op.get("parameters") or []
+            if op.get("security"):
+                responses.setdefault("401", _ERRORS["401"])
+                responses.setdefault("403", _ERRORS["403"])
+            path_params = [p for p in params if p.get("in") == "path"]
+            if path_params:
+                responses.setdefault("404", _ERRORS["404"])
+            for param in path_params:
+                schema = param.setdefault("schema", {})
+                if schema.get("type") == "integer":
+                    schema.setdefault("minimum", 1)
+                    schema.setdefault("maximum", MAX_DB_ID)
+            for param in params:  # a NUL in a query parameter is a 400 (api/__init__.py)
+                schema = param.get("schema") or {}
+                if param.get("in") == "query" and schema.get("type") == "string":
+                    schema.setdefault("pattern", ANY_TEXT["pattern"])
+            if op.get("requestBody") or any(p.get("in") == "query" for p in params):
+                responses.setdefault("400", _ERRORS["400"])
+            if op.get("requestBody"):
+                for code, response in _BODY_ERRORS.items():
+                    responses.setdefault(code, response)
+
+
+def _partial_patch_bodies(paths: dict, schemas: dict) -> None:
+    """PATCH takes any subset of the fields (DRF ``partial=True``): its body is the input
+    schema without ``required``, as component ``<Input>Patch``."""
+    for ops in paths.values():
+        patch = ops.get("patch")
+        content = ((patch or {}).get("requestBody") or {}).get("content", {})
+        schema = content.get("application/json", {}).get("schema", {})
+        name = schema.get("$ref", "").rsplit("/", 1)[-1]
+        if not name or name not in schemas:
+            continue
+        partial = copy.deepcopy(schemas[name])
+        partial.pop("required", None)
+        schemas[f"{name}Patch"] = partial
+        content["application/json"]["schema"] = _ref(f"{name}Patch")
 
 
 @bp.get("/openapi.json")

@@ -63,6 +63,12 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+# OpenAPI for a string ``string()`` accepts: at least one non-space character (it strips and
+# refuses blank), no NUL anywhere. ``doc(**NON_BLANK)`` next to the rule.
+NON_BLANK = {"minLength": 1, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+ANY_TEXT = {"pattern": r"^[^\x00]*$"}
+
+
 def string(
     *, max_length: int, allow_blank: bool = False, strip: bool = True
 ) -> Callable[[Any], str]:
@@ -92,6 +98,10 @@ _DIGITS_RE = re.compile(r"^\s*[0-9]{1,30}\s*$")
 
 
 def integer(value: Any) -> int:
+    """An int, a string of digits, or an integral float (``2.0``: JSON Schema's ``integer``
+    includes it, and DRF's ``IntegerField`` accepts it)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and _DIGITS_RE.fullmatch(value):
             return int(value)

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 pytest_plugins = [
@@ -28,3 +30,13 @@ def pytest_unconfigure(config):
     if handler is not None:
         logging.root.removeHandler(handler)
         handler.sync_with_handlers(())
+
+
+def pytest_terminal_summary(terminalreporter):
+    # schemathesis counts (tests/functional/test_api_schemathesis.py), when it ran
+    module = sys.modules.get("test_api_schemathesis") or sys.modules.get(
+        "tests.functional.test_api_schemathesis"
+    )
+    if module is not None and module.COUNTS["requests"]:
+        for line in module.summary():
+            terminalreporter.write_line(line)

@@ -105,7 +105,9 @@ class _Callback(RequestBody):
 
 class ExecuteInput(_Callback):
     command: Annotated[
-        str, rule(function_name), doc("module.function", examples=["docker.logs"], maxLength=255)
+        str,
+        rule(function_name),
+        doc("module.function", examples=["docker.logs"], maxLength=255, pattern=FUN_RE.pattern),
     ]
     arg: Annotated[list[Any], rule(arg_list, nullable=True), doc(examples=[["curveball"]])] = Field(
         default_factory=list

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api.limits import MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
+from api.limits import MAX_DB_ID, MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.schemas.devices import minion_id
-from api.validation import FieldError, db_id, string
+from api.schemas.devices import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
+from api.validation import NON_BLANK, FieldError, db_id, string
 from berth.contract import ReportOutcome
 
 
@@ -41,8 +41,10 @@ def container_reports(value: Any) -> list:
 class DeploymentReport(RequestBody):
     """A ``berth/release/result`` event's data, forwarded by the master's ``berth.report`` runner."""
 
-    unit_id: Annotated[str, rule(string(max_length=255)), doc("The minion id.", maxLength=255)]
-    release_id: Annotated[int, rule(db_id)]
+    unit_id: Annotated[
+        str, rule(string(max_length=255)), doc("The minion id.", maxLength=255, **NON_BLANK)
+    ]
+    release_id: Annotated[int, rule(db_id), doc(minimum=1, maximum=MAX_DB_ID)]
     version_hash: Annotated[
         str | None, rule(string(max_length=8), nullable=True), doc(maxLength=8)
     ] = None
@@ -80,7 +82,13 @@ def minion_id_list(value: Any) -> list[str]:
 
 class DeviceSync(RequestBody):
     unit_ids: Annotated[
-        list[str], rule(minion_id_list), doc("Accepted minion ids.", maxItems=MAX_SYNC_UNIT_IDS)
+        list[str],
+        rule(minion_id_list),
+        doc(
+            "Accepted minion ids.",
+            maxItems=MAX_SYNC_UNIT_IDS,
+            items={"type": "string", "maxLength": UNIT_ID_MAX, "pattern": UNIT_ID_PATTERN},
+        ),
     ]
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.validation import string
+from api.validation import ANY_TEXT, NON_BLANK, string
 
 
 class ProjectInput(RequestBody):
-    name: Annotated[str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100)]
+    name: Annotated[
+        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
+    ]
     description: Annotated[
-        str, rule(string(max_length=10000, allow_blank=True)), doc(maxLength=10000)
+        str, rule(string(max_length=10000, allow_blank=True)), doc(maxLength=10000, **ANY_TEXT)
     ] = ""
 
 

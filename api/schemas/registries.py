@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.validation import REGISTRY_RE, FieldError, string
+from api.validation import NON_BLANK, REGISTRY_RE, FieldError, string
 
 
 def registry_url(value: Any) -> str:
@@ -23,12 +23,24 @@ def registry_url(value: Any) -> str:
     return value
 
 
+# What registry_url accepts, for OpenAPI: optional http(s):// and trailing slashes around it.
+REGISTRY_URL_PATTERN = (
+    r"^\s*(?:[hH][tT][tT][pP][sS]?://)?" + REGISTRY_RE.pattern.strip("^$") + r"/*\s*$"
+)
+
+
 class RegistryInput(RequestBody):
-    name: Annotated[str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100)]
-    url: Annotated[
-        str, rule(registry_url), doc("host[:port][/path]; a scheme is dropped.", maxLength=255)
+    name: Annotated[
+        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
     ]
-    username: Annotated[str, rule(string(max_length=255)), doc(maxLength=255)]
+    url: Annotated[
+        str,
+        rule(registry_url),
+        doc(
+            "host[:port][/path]; a scheme is dropped.", maxLength=255, pattern=REGISTRY_URL_PATTERN
+        ),
+    ]
+    username: Annotated[str, rule(string(max_length=255)), doc(maxLength=255, **NON_BLANK)]
     password: Annotated[
         str,
         rule(string(max_length=1024, strip=False)),

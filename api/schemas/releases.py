@@ -38,7 +38,9 @@ from api.schemas.rollouts import TAG, RolloutPolicy
 from api.schemas.startup_parameters import StartupParameters
 from api.validation import (
     CONTAINER_NAME_RE,
+    IMAGE_NAME_RE,
     MAX_DB_ID,
+    NON_BLANK,
     TAG_RE,
     FieldError,
     boolean,
@@ -86,7 +88,11 @@ class ContainerInput(RequestBody):
     image: Annotated[
         str,
         rule(docker_image),
-        doc("Docker repository name without tag, e.g. `curveball`.", maxLength=255),
+        doc(
+            "Docker repository name without tag, e.g. `curveball`.",
+            maxLength=255,
+            pattern=IMAGE_NAME_RE.pattern,
+        ),
     ]
     tag: Annotated[str, rule(docker_tag), doc(pattern=TAG_RE.pattern)]
     required_tags: Annotated[
@@ -191,7 +197,9 @@ class ReleaseInput(RequestBody):
     """Read-only fields (id, version_hash, successful_deployments, fully_qualified_name) are ignored."""
 
     version: Annotated[
-        str, rule(string(max_length=100)), doc("Unique within the project.", maxLength=100)
+        str,
+        rule(string(max_length=100)),
+        doc("Unique within the project.", maxLength=100, **NON_BLANK),
     ]
     devices: Annotated[
         list[str],

@@ -44,10 +44,18 @@ def test_optional_fields_may_be_left_out_without_default():
 
 
 def test_rules_decide_not_pydantic_coercion():
-    # pydantic's lax mode would turn "7" into 7 and 1.0 into 1; the rule keeps DRF's choices
+    # pydantic's lax mode would turn "7" into 7 and 1.5 into an error message of its own; the
+    # rule keeps DRF's choices (IntegerField takes "7" and 2.0, which JSON Schema's integer
+    # includes, and refuses 1.5)
     ok = parse(DeploymentReport, {"unit_id": "m", "release_id": "7", "outcome": "succeeded"})
     assert ok.errors == {} and ok["release_id"] == 7 and ok["outcome"] is ReportOutcome.SUCCEEDED
-    bad = parse(DeploymentReport, {"unit_id": "m", "release_id": 1.0, "outcome": "applied"})
+    assert (
+        parse(DeploymentReport, {"unit_id": "m", "release_id": 2.0, "outcome": "failed"})[
+            "release_id"
+        ]
+        == 2
+    )
+    bad = parse(DeploymentReport, {"unit_id": "m", "release_id": 1.5, "outcome": "applied"})
     assert bad.errors == {
         "release_id": ["A valid integer is required."],
         "outcome": ['"applied" is not a valid choice: applying, succeeded, failed.'],
