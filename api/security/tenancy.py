@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from flask import g
-from sqlalchemy import ForeignKey, String, exists, select
+from sqlalchemy import ForeignKey, String, exists, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.errors import Conflict, NotFound
@@ -156,28 +156,42 @@ def sync(account_id: int, unit_ids: list[str]) -> dict[str, list[str]]:
         )
     )
     created, existing, pending = [], [], []
+    enroll = []
     for uid in unit_ids:
         owner = owners.get(uid)
         if owner is not None and owner != account_id:
             pending.append(uid)
             continue
         if owner is None:
-            db.session.add(
-                MinionEnrollment(
-                    unit_id=uid, account_id=account_id, method="master_sync", enrolled_at=utcnow()
-                )
-            )
+            enroll.append(uid)
         if uid in have_device:
             existing.append(uid)
         else:
-            db.session.add(
-                Device(
-                    account_id=account_id,
-                    unit_id=uid,
-                    display=uid[: Device.__table__.c.display.type.length],
-                )
-            )
             created.append(uid)
+    # one executemany per table, not an ORM object per minion (a sync carries up to 10,000)
+    now = utcnow()
+    if enroll:
+        db.session.execute(
+            insert(MinionEnrollment),
+            [
+                {
+                    "unit_id": uid,
+                    "account_id": account_id,
+                    "method": "master_sync",
+                    "enrolled_at": now,
+                }
+                for uid in enroll
+            ],
+        )
+    if created:
+        display_max = Device.__table__.c.display.type.length
+        db.session.execute(
+            insert(Device),
+            [
+                {"account_id": account_id, "unit_id": uid, "display": uid[:display_max]}
+                for uid in created
+            ],
+        )
     return {"created": created, "existing": existing, "pending": pending}
 
 
