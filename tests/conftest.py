@@ -17,6 +17,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.db)
 
 
+def pytest_configure(config):
+    # salt-factories' log-server thread forwards the daemons' records at any time, also after
+    # pytest closed the capture stream of the test that started them: each would print a
+    # "--- Logging error ---" traceback in the middle of the run. pytest reports the records it
+    # captured; a record that arrives too late for any test is dropped quietly.
+    import logging
+
+    logging.raiseExceptions = False
+
+
 def pytest_unconfigure(config):
     # Salt's loader installs a temporary root handler that keeps every warning it sees and writes
     # them all to the stderr of that moment at interpreter exit, after pytest closed it: dozens of
