@@ -95,7 +95,19 @@ POINTS = [
 
 @pytest.mark.parametrize("point,delay,runs", POINTS, ids=[p[0] for p in POINTS])
 def test_apply_killed_inside_a_step_is_recovered(device, point, delay, runs):
-    release = device.release(21, curveball="curveball_v2", purge_data=True)
+    old, new = 20, 21
+    if point == "commit:prune":
+        # the replaced release's images are kept (a way back); the ones before it are pruned
+        step = seed_containers(device.images, device.data, curveball="curveball_v2")
+        step[1].update(zip(("image", "tag"), device.images["healthy"], strict=True))
+        assert device.apply(device.make(21, step))["outcome"] == "succeeded"
+        old, new = 21, 22
+    containers = seed_containers(
+        device.images, device.data, curveball="curveball_v2", purge_data=True
+    )
+    if point == "commit:prune":
+        containers[1].update(zip(("image", "tag"), device.images["slow"], strict=True))
+    release = device.make(new, containers)
     opts = {**device.opts, "docker.release_settle_seconds": 2}
     proc, _ = run_apply(
         opts, release, device.registries, device.tmp, kill={"point": point, "delay": delay}
@@ -109,14 +121,14 @@ def test_apply_killed_inside_a_step_is_recovered(device, point, delay, runs):
     recovered = device.executor().recover()
 
     if runs == "new":
-        assert recovered == "finished interrupted apply of release 21"
-        device.assert_runs(21, purged=True)
+        assert recovered == f"finished interrupted apply of release {new}"
+        device.assert_runs(new, purged=True)
     else:
-        assert recovered == "rolled back interrupted apply of release 21"
-        device.assert_runs(20)
+        assert recovered == f"rolled back interrupted apply of release {new}"
+        device.assert_runs(old)
         # and the same release applies cleanly afterwards
         assert device.apply(release)["outcome"] == "succeeded"
-        device.assert_runs(21, purged=True)
+        device.assert_runs(new, purged=True)
 
 
 @pytest.mark.parametrize("point", ["rollback:remove", "rollback:restore", "rollback:restart"])
