@@ -230,8 +230,13 @@ def add_targets(release: Release, listed: Sequence, tags: list[str], rollout: di
         )
     db.session.expire(release, ["devices"])
     if rollout:
-        db.session.add(Rollout(release_id=release.id, state=R.RUNNING, wave=1, **rollout))
-        return [d for d in targets if waves[d[0]] == 1]
+        from api.rollouts import service
+
+        row = Rollout(release_id=release.id, state=R.RUNNING, wave=1, **rollout)
+        db.session.add(row)
+        db.session.flush()
+        service.evaluate(row)  # empty first waves (a tag nobody carries yet) are passed at once
+        return [d for d in targets if waves[d[0]] <= row.wave]
     return targets
 
 

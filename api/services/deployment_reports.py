@@ -57,7 +57,8 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
             }
         )
     # locked first (PostgreSQL): the wave decision below counts this report with concurrent ones
-    rollout = rollouts.lock(release.id)
+    # (an "applying" report decides nothing: it neither locks nor counts)
+    rollout = rollouts.lock(release.id) if report.outcome != ReportOutcome.APPLYING else None
     deployment = db.session.scalars(
         select(Deployment).where(
             Deployment.release_id == release.id, Deployment.device_id == device.id

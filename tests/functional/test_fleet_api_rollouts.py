@@ -539,6 +539,13 @@ def test_overlapping_releases_by_tag_and_by_list(fleet):
     assert r.status_code == 409
 
 
+def test_rollout_of_a_tag_nobody_carries_yet_completes_and_hands_out_later(fleet):
+    new = fleet.release(device_tags=["future"], rollout={"waves": [10, 100]})
+    assert fleet.rollout(new)["state"] == "completed"
+    (late,) = fleet.devices(1, tags=["future"])
+    assert fleet.pillar(late) == new["id"]
+
+
 def test_device_tagged_later_joins_a_rollout_in_its_hash_wave(fleet):
     devices = fleet.devices(4, tags=["canary"])
     new = fleet.release(device_tags=["canary"], rollout={"waves": [25, 100]})
