@@ -160,3 +160,41 @@ def check(fun: str, arg: list, kwarg: dict, allowed: Iterable[str | Entry]) -> N
                 f'Keyword argument "{extra[0]}" is not allowed for {fun} '
                 f"(allowed keyword arguments: {allowed_names}).",
             )
+
+
+MASKED = "***"
+
+
+def _public_arguments(fun: str) -> bool:
+    """Functions of the safe default take no secret (a container name, a state name, a count)."""
+    return any(fnmatch.fnmatchcase(fun, parse_entry(e).fun) for e in SAFE_DEFAULT)
+
+
+def audit_summary(fun: str, arg: list, kwarg: dict) -> dict:
+    """What an audit row may keep of ``fun(*arg, **kwarg)``: never an argument that may be a secret.
+
+    A safe-default function keeps its positional arguments and the values of the keyword
+    arguments in its :data:`SAFE_KWARGS` set; any other keyword value is ``"***"``. Any other
+    function (``docker.login``, ``cmd.run``, ...) keeps only the number of positional arguments
+    and the keyword names, every value ``"***"``. ``name=value`` strings count as keywords.
+    """
+    positional, implicit = split_kwarg_strings(list(arg or []))
+    names = {**implicit, **dict(kwarg or {})}
+    if not _public_arguments(fun):
+        return {
+            "function": fun,
+            "arg_count": len(positional),
+            "kwarg": {str(k): MASKED for k in names},
+        }
+    safe = SAFE_KWARGS.get(fun, frozenset())
+    shown_arg = []
+    for item in arg or []:
+        match = _KWARG_STRING.match(item) if isinstance(item, str) else None
+        if match and match.group(1) not in safe:
+            item = f"{match.group(1)}={MASKED}"
+        shown_arg.append(item)
+    return {
+        "function": fun,
+        "arg": shown_arg,
+        "kwarg": {str(k): (v if k in safe else MASKED) for k, v in dict(kwarg or {}).items()},
+    }

@@ -17,6 +17,7 @@ from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
 from api.salt_client import SaltApiClient, SaltApiError, SaltApiTimeout, new_jid
+from berth import execpolicy
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
             account_id=device.account_id,
             device_id=device.id,
             target=f"job:{job.jid}",
-            details={"function": command.fun, "arg": command.arg, "kwarg": command.kwarg},
+            details=execpolicy.audit_summary(command.fun, command.arg, command.kwarg),
         )
         try:
             db.session.commit()

@@ -18,6 +18,7 @@ from api.policies import execute as execute_policy
 from api.resources.common import owned_or_404
 from api.salt_client import SaltApiError, current_client
 from api.security import ssrf, tenancy
+from berth import execpolicy
 from berth.contract import ExecuteJobState
 
 bp = Blueprint("execute", __name__)
@@ -60,9 +61,7 @@ def _submit(device_id: str, command: Command, raw: bool = False):
             "execute.refused",
             device_id=device.id,
             details={
-                "function": command.fun,
-                "arg": command.arg,
-                "kwarg": command.kwarg,
+                **execpolicy.audit_summary(command.fun, command.arg, command.kwarg),
                 "status": exc.status_code,
             },
         )

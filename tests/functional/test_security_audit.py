@@ -138,3 +138,65 @@ def test_audit_is_in_the_openapi_document(client):
     doc = client.get("/openapi.json").json
     op = doc["paths"]["/audit/"]["get"]
     assert {p["name"] for p in op["parameters"]} >= {"action", "device", "user", "since", "until"}
+
+
+UNREACHABLE_SALT = {
+    "BERTH_SALT_API_URL": "http://127.0.0.1:9",
+    "BERTH_SALT_API_USER": "berth",
+    "BERTH_SALT_API_PASSWORD": "x",
+    "BERTH_SALT_API_TIMEOUT": "1",
+}
+
+
+def test_execute_rows_never_hold_an_argument_of_a_function_outside_the_safe_set(
+    app, client, user_token, device, account
+):
+    """A password passed positionally (``docker.login``) or as a keyword an admin allowed was
+    stored as given; now only safe-set functions keep their arguments."""
+    app.config.update(UNREACHABLE_SALT)
+
+    def post(body):
+        return client.post(
+            f"/dongle/devices/{device.id}/execute/", json=body, headers=user_token.headers
+        )
+
+    # refused (403, the safe default): the attempt is audited, its arguments are not
+    assert (
+        post({"command": "docker.login", "arg": ["reg:5000", "u", "pw-refused-1"]}).status_code
+        == 403
+    )
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "commands", account.name, "--allow-all"]
+    )
+    assert result.exit_code == 0, result.output
+    # accepted (Salt unreachable: 503 after the row is written)
+    assert (
+        post({"command": "docker.login", "arg": ["reg:5000", "u", "pw-positional-2"]}).status_code
+        == 503
+    )
+    assert post(
+        {"command": "cmd.run", "arg": ["echo pw-kwstring-3", "password=pw-kwstring-4"]}
+    ).status_code in (400, 503)
+    assert (
+        post({"command": "docker.logs", "arg": ["curveball"], "kwarg": {"tail": 5}}).status_code
+        == 503
+    )
+
+    with app.app_context():
+        rows = db.session.scalars(
+            sa.select(AuditEntry)
+            .where(AuditEntry.action.in_(["execute", "execute.refused"]))
+            .order_by(AuditEntry.id)
+        ).all()
+        stored = json.dumps([r.details for r in rows])
+    assert "pw-" not in stored, stored
+    assert [r.details for r in rows[:2]] == [
+        {"function": "docker.login", "arg_count": 3, "kwarg": {}, "status": 403},
+        {"function": "docker.login", "arg_count": 3, "kwarg": {}},
+    ]
+    assert rows[-1].details == {
+        "function": "docker.logs",
+        "arg": ["curveball"],
+        "kwarg": {"tail": 5},
+    }
+    assert "pw-" not in json.dumps(audit(client, user_token.headers))
