@@ -105,7 +105,7 @@ def create_release(project_id: int):
         project.id,
         len(device_ids),
     )
-    extras = {"device_tags": values["device_tags"], "rollout": values["rollout"]}
+    extras = {"device_tags": sorted(values["device_tags"]), "rollout": values["rollout"]}
     return serialize_release(release, successful=[], device_ids=device_ids, extras=extras), 201
 
 
