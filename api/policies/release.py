@@ -8,6 +8,8 @@ Defaults accept the seed's release body verbatim (privileged, host network, its 
 * ``privileged``, ``cap_add`` and ``devices`` are allowed unless switched off per account;
 * ``purge_data`` is refused when a bind source is a sensitive path (even one the account may bind);
 * ``remove_containers`` may not name a protected container (``salt-minion``, ...).
+* ``network_mode: container:<ref>`` may not join a protected container, nor use a reference that
+  could be a container id.
 
 Set with ``flask --app api accounts release-policy NAME ...``. The device enforces the same
 rules itself (``berth.release.policy.enforce``).
@@ -116,6 +118,9 @@ def container_errors(container: dict[str, Any]) -> dict[str, Any]:
                 "devices",
                 f"{src!r} is not an allowed device node (allowed: {', '.join(policy.nodes)}).",
             )
+    joined = rules.joined_container(params.get("network_mode"), policy.protected)
+    if joined:
+        add("network_mode", f"Refused: {joined}.")
     if params.get("privileged") and not policy.allow_privileged:
         add("privileged", "This account's release policy does not allow privileged containers.")
     if params.get("cap_add") and not policy.allow_cap_add:

@@ -36,7 +36,13 @@ class StartupParameters(BaseModel):
     binds: Annotated[_Strings, doc("/host:/container[:ro|rw]")] = None
     volumes: _Strings | dict[str, Any] = None
     ports: _Strings | dict[str, Any] = None
-    network_mode: Annotated[str, doc("host, none, bridge, container:<name> or a network")] = None
+    network_mode: Annotated[
+        str,
+        doc(
+            "host, none, bridge, a network, or container:<name> (not a protected container, "
+            "not hex digits only: docs/security.md)"
+        ),
+    ] = None
     restart_policy: Annotated[str, doc("no, always, unless-stopped, on-failure[:N]")] = None
     privileged: bool = None
     command: str | _Strings = None

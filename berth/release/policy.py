@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
+import re
 from collections.abc import Iterable
 
 # Binding any of these (or anything under them, or a parent of them) gives a container the host.
@@ -122,6 +123,30 @@ def bind_source(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
+# Docker resolves ``container:<ref>`` as a full container id, then a name, then an id prefix:
+# a reference of hex digits only may name any container on the engine.
+_CONTAINER_ID = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def joined_container(network_mode, protected: Iterable[str]) -> str | None:
+    """Why ``network_mode: container:<ref>`` may not be used, or None.
+
+    Joining a container's namespaces gives its network (and loopback services): a protected
+    container (the salt-minion, its local API) is never joined, and a reference that could be a
+    container id (or id prefix) is refused, as it may resolve to one."""
+    if not isinstance(network_mode, str) or not network_mode.startswith("container:"):
+        return None
+    ref = network_mode.split(":", 1)[1]
+    if any(fnmatch.fnmatchcase(ref, p) for p in protected):
+        return f"{ref!r} is a protected container; a release may not join its namespaces"
+    if _CONTAINER_ID.fullmatch(ref):
+        return (
+            f"{ref!r} could be a container id (Docker resolves ids and id prefixes); "
+            "join a container by its name"
+        )
+    return None
+
+
 # -- on the device -------------------------------------------------------------------------
 
 
@@ -160,6 +185,9 @@ def violations(target, opts: dict) -> list[str]:
                         f"container {c.name!r}: bind of {src!r} ({path}) touches {hit}, a system path"
                     )
                     break
+        joined = joined_container(c.create_kwargs.get("network_mode"), protected)
+        if joined:
+            problems.append(f"container {c.name!r}: network_mode: {joined}")
         for spec in c.create_kwargs.get("devices") or []:
             src = spec.split(":", 1)[0]
             for path in _resolved(src):

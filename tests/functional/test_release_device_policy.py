@@ -98,3 +98,31 @@ def test_symlink_into_a_system_path_and_protected_containers(
     assert result.result is False and "outside the data roots" in result.comment
     assert data.is_dir()
     cli.close()
+
+
+def test_forged_pillar_joining_the_salt_minion_namespace_is_refused(
+    fresh_engine, testbed, release_images, release_pillar, release_loaders, tmp_path
+):
+    cli = testbed.client(fresh_engine)
+    (image, tag) = release_images["ravendb_base"]
+    cli.images.pull(
+        f"{testbed.registry}/{image}",
+        tag=tag,
+        auth_config={"username": testbed.user, "password": testbed.password},
+    )
+    minion = cli.containers.run(
+        f"{testbed.registry}/{image}:{tag}", name="salt-minion", detach=True, network_mode="none"
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    for ref in ("salt-minion", minion.id[:6], minion.id):
+        containers = seed_containers(release_images, data)
+        containers[0]["startup_parameters"]["network_mode"] = f"container:{ref}"
+        release = release_pillar(35, containers)
+        loaders = release_loaders(_pillar(testbed, release), docker_host=fresh_engine)
+        result = apply_sls(loaders)
+        assert result.result is False, ref
+        assert "refused by the device's release policy" in result.comment
+        assert "network_mode" in result.comment
+        assert [c["Names"] for c in cli.api.containers(all=True)] == [["/salt-minion"]]
+    cli.close()

@@ -158,3 +158,31 @@ def test_an_allowed_host_path_may_be_bound_but_never_purged(
         "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
     ).json
     assert rows["results"][0]["details"]["after"]["host_paths"] == ["/var/run/docker.sock"]
+
+
+@pytest.mark.parametrize(
+    "network_mode",
+    [
+        "container:salt-minion",  # joins the minion's namespaces (its local API, its master link)
+        "container:salt",
+        "container:3f2a9c",  # Docker resolves an unknown name as a container-ID prefix
+        "container:" + "ab" * 32,  # a full container ID is resolved before any name
+    ],
+)
+def test_joining_a_protected_container_is_400_naming_network_mode(create, network_mode):
+    resp = create(startup={"network_mode": network_mode})
+    assert resp.status_code == 400, resp.json
+    assert list(resp.json["containers"][0]["startup_parameters"]) == ["network_mode"]
+
+
+def test_other_namespace_forms(app, create, account):
+    assert create(startup={"network_mode": "container:vpn-sidecar"}).status_code == 201
+    # pid_mode / ipc_mode are not startup parameters Berth accepts at all
+    for key in ("pid_mode", "ipc_mode"):
+        for value in ("host", "container:salt-minion"):
+            resp = create(startup={key: value})
+            assert resp.status_code == 400
+            assert list(resp.json["containers"][0]["startup_parameters"]) == [key]
+    cli(app, "accounts", "release-policy", account.name, "--protected-container", "vpn-*")
+    resp = create(startup={"network_mode": "container:vpn-sidecar"})
+    assert resp.status_code == 400 and "vpn-sidecar" in json.dumps(resp.json)
