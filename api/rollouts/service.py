@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, select, update
 
+from api import audit
 from api.errors import Conflict
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release, User, release_devices
@@ -445,6 +446,11 @@ def act(release: Release, action: A, user_id: int | None, token_id: int | None) 
             token_id=token_id,
             at=now,
         )
+    )
+    audit.record(
+        "rollout.action",
+        target=f"release:{release.id}",
+        details={"action": str(action), "state_before": before, "state_after": rollout.state},
     )
     log.info(
         "rollout of release %s: %s by %s: %s -> %s",

@@ -413,6 +413,14 @@ def test_pause_resume_abort_idempotent_with_history_and_409s(fleet, user):
     ]
     assert {h["user_email"] for h in history} == {user.email}
     assert all(h["at"].endswith("Z") for h in history)
+    # and in the account's audit log
+    audited = fleet.client.get("/audit/?action=rollout.action", headers=fleet.headers).json
+    assert sorted(e["details"]["action"] for e in audited["results"]) == [
+        "abort",
+        "pause",
+        "resume",
+    ]
+    assert {e["target"] for e in audited["results"]} == {f"release:{new['id']}"}
 
 
 def test_completed_rollout_409s(fleet):
