@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # New accounts, and the on-device local API, start from this.
@@ -116,6 +116,39 @@ def parse_entry(text: str) -> Entry:
     return Entry(fun, tuple(args) if args else None)
 
 
+_FUN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+_KWARG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def parse_kwarg_spec(text: str) -> tuple[str, list[str]]:
+    """``"docker.logs:follow,tail"`` -> ``("docker.logs", ["follow", "tail"])``; ValueError naming
+    the problem (a glob, a name Salt reserves, ``pillar``/``saltenv``/``pillarenv``)."""
+    fun, sep, names = (text or "").partition(":")
+    fun = fun.strip()
+    if not sep or not _FUN_NAME.match(fun):
+        raise ValueError(
+            f"{text!r}: expected 'module.function:NAME[,NAME...]' (one exact function, no glob), "
+            "e.g. 'docker.logs:follow'"
+        )
+    out = []
+    for name in (n.strip() for n in names.split(",")):
+        if not _KWARG_NAME.match(name):
+            raise ValueError(f"{text!r}: {name!r} is not a keyword argument name")
+        if name in NEVER_KWARGS:
+            raise ValueError(
+                f"{text!r}: keyword argument {name!r} is never allowed (it would change what "
+                "the device renders or where it reads it from)"
+            )
+        out.append(name)
+    return fun, sorted(set(out))
+
+
+def allows_function(fun: str, allowed: Iterable[str | Entry]) -> bool:
+    """Whether some allow-list entry names ``fun`` (whatever its positional arguments)."""
+    entries = [e if isinstance(e, Entry) else parse_entry(e) for e in allowed]
+    return any(fnmatch.fnmatchcase(fun, e.fun) for e in entries)
+
+
 def parse_entries(texts: Iterable[str]) -> list[Entry]:
     return [parse_entry(t) for t in texts]
 
@@ -132,8 +165,17 @@ def split_kwarg_strings(arg: list) -> tuple[list, dict]:
     return positional, implicit
 
 
-def check(fun: str, arg: list, kwarg: dict, allowed: Iterable[str | Entry]) -> None:
-    """Raise :class:`BadArgument` or :class:`Forbidden` unless ``fun(*arg, **kwarg)`` is allowed."""
+def check(
+    fun: str,
+    arg: list,
+    kwarg: dict,
+    allowed: Iterable[str | Entry],
+    extra_kwargs: Mapping[str, Iterable[str]] | None = None,
+) -> None:
+    """Raise :class:`BadArgument` or :class:`Forbidden` unless ``fun(*arg, **kwarg)`` is allowed.
+
+    ``extra_kwargs``: keyword names an administrator allowed per function on top of
+    :data:`SAFE_KWARGS` (``{"docker.logs": ["follow"]}``); :data:`NEVER_KWARGS` stay refused."""
     entries = [e if isinstance(e, Entry) else parse_entry(e) for e in allowed]
     positional, implicit = split_kwarg_strings(list(arg or []))
     kwarg = dict(kwarg or {})
@@ -150,7 +192,9 @@ def check(fun: str, arg: list, kwarg: dict, allowed: Iterable[str | Entry]) -> N
         if any(fnmatch.fnmatchcase(fun, e.fun) for e in entries):
             raise Forbidden(f'"{fun}" with the positional arguments {positional!r}', shown)
         raise Forbidden(f'"{fun}"', shown)
-    safe = SAFE_KWARGS.get(fun, frozenset())
+    safe = SAFE_KWARGS.get(fun, frozenset()) | (
+        frozenset((extra_kwargs or {}).get(fun, ())) - NEVER_KWARGS
+    )
     for field, names in (("kwarg", kwarg), ("arg", implicit)):
         extra = sorted(set(names) - safe)
         if extra:

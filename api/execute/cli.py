@@ -40,35 +40,82 @@ def _account(name: str) -> Account:
     is_flag=True,
     help="Every function may be executed (keyword arguments stay limited to the safe set).",
 )
-@click.option("--default", "use_default", is_flag=True, help="Back to the safe default.")
+@click.option(
+    "--allow-kwarg",
+    "kwarg_specs",
+    multiple=True,
+    help="Keyword arguments an allowed function may take beyond the safe set: "
+    "'module.function:NAME[,NAME...]', e.g. 'docker.logs:follow' (repeatable; replaces the "
+    "list). pillar, saltenv and pillarenv are never allowed.",
+)
+@click.option(
+    "--no-extra-kwargs",
+    is_flag=True,
+    help="Forget every keyword argument allowed with --allow-kwarg.",
+)
+@click.option(
+    "--default",
+    "use_default",
+    is_flag=True,
+    help="Back to the safe default (and no extra keyword arguments).",
+)
 @with_appcontext
 def commands_command(
-    name: str, patterns: tuple[str, ...], allow_all: bool, use_default: bool
+    name: str,
+    patterns: tuple[str, ...],
+    allow_all: bool,
+    kwarg_specs: tuple[str, ...],
+    no_extra_kwargs: bool,
+    use_default: bool,
 ) -> None:
     """Show or set which commands account NAME's tokens may execute (docs/security.md)."""
     account = _account(name)
     settings = settings_for_update(account.id)
     if sum(map(bool, (patterns, allow_all, use_default))) > 1:
         raise click.ClickException("give one of --allow ENTRY..., --allow-all or --default")
+    if sum(map(bool, (kwarg_specs, no_extra_kwargs, use_default))) > 1:
+        raise click.ClickException(
+            "give one of --allow-kwarg SPEC..., --no-extra-kwargs or --default"
+        )
     for pattern in patterns:
         try:
             execpolicy.parse_entry(pattern)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     before = settings.allowed_commands
+    kwargs_before = settings.allowed_kwargs
+    after = before
     if allow_all:
-        settings.allowed_commands = [execpolicy.ALLOW_ALL]
+        after = [execpolicy.ALLOW_ALL]
     elif use_default:
-        settings.allowed_commands = None
+        after = None
     elif patterns:
-        settings.allowed_commands = sorted(set(" ".join(p.split()) for p in patterns))
-    if settings.allowed_commands != before:
-        audit.record(
-            "policy.change",
-            account_id=account.id,
-            target="execute",
-            details={"before": before, "after": settings.allowed_commands, "by": "cli"},
-        )
+        after = sorted(set(" ".join(p.split()) for p in patterns))
+    kwargs_after = kwargs_before
+    if use_default or no_extra_kwargs:
+        kwargs_after = None
+    elif kwarg_specs:
+        allowed = execpolicy.SAFE_DEFAULT if after is None else after
+        kwargs_after = {}
+        for spec in kwarg_specs:
+            try:
+                fun, names = execpolicy.parse_kwarg_spec(spec)
+            except ValueError as exc:
+                raise click.ClickException(f"--allow-kwarg {exc}") from None
+            if not execpolicy.allows_function(fun, allowed):
+                raise click.ClickException(
+                    f"--allow-kwarg {spec!r}: {fun} is not in the allow-list "
+                    f"({' | '.join(allowed)}); allow it with --allow first"
+                )
+            kwargs_after[fun] = sorted(set(kwargs_after.get(fun, [])) | set(names))
+        kwargs_after = dict(sorted(kwargs_after.items()))
+    settings.allowed_commands = after
+    settings.allowed_kwargs = kwargs_after or None
+    if after != before or settings.allowed_kwargs != kwargs_before:
+        details = {"before": before, "after": after, "by": "cli"}
+        if settings.allowed_kwargs != kwargs_before:
+            details["allowed_kwargs"] = {"before": kwargs_before, "after": settings.allowed_kwargs}
+        audit.record("policy.change", account_id=account.id, target="execute", details=details)
     db.session.commit()
     if settings.allowed_commands is None:
         click.echo(
@@ -81,6 +128,11 @@ def commands_command(
         click.echo(
             f"account {account.name}: allowed commands: "
             + (" | ".join(settings.allowed_commands) or "(none)")
+        )
+    if settings.allowed_kwargs:
+        click.echo(
+            "extra keyword arguments (beyond the safe set): "
+            + " | ".join(f"{f}: {', '.join(n)}" for f, n in settings.allowed_kwargs.items())
         )
 
 

@@ -74,7 +74,8 @@ class ExecuteSettings(db.Model):
 
     ``allowed_commands``: the account's execute allow-list (``berth.execpolicy`` entries such
     as ``docker.*`` or ``state.sls docker.release``; ``["*"]`` = every function); ``None``
-    means the safe default (``berth.execpolicy.SAFE_DEFAULT``). The webhook secret signs callbacks;
+    means the safe default (``berth.execpolicy.SAFE_DEFAULT``). ``allowed_kwargs``: keyword
+    arguments an administrator allowed per function on top of the safe set. The webhook secret signs callbacks;
     it is stored encrypted (the API must know it to sign) and shown only when created.
     """
 
@@ -84,6 +85,8 @@ class ExecuteSettings(db.Model):
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     allowed_commands: Mapped[list[str] | None] = mapped_column(JSON)
+    # keyword names allowed per function beyond berth.execpolicy.SAFE_KWARGS: {"docker.logs": ["follow"]}
+    allowed_kwargs: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -17,12 +17,20 @@ def allowed_entries(account_id: int) -> list[str]:
     return list(settings.allowed_commands)
 
 
+def allowed_kwargs(account_id: int) -> dict[str, list[str]]:
+    """Keyword arguments an administrator allowed per function (``--allow-kwarg``)."""
+    from api.execute.models import settings_for
+
+    settings = settings_for(account_id)
+    return dict(settings.allowed_kwargs or {}) if settings is not None else {}
+
+
 def check(account_id: int, fun: str, arg: list, kwarg: dict, *, raw: bool = False) -> None:
     """400 naming the argument (``kwarg``/``arg``; ``command`` for execute_raw) for a keyword
     argument outside the function's safe set, 403 for a function or positional argument outside
     the account's allow-list."""
     try:
-        execpolicy.check(fun, arg, kwarg, allowed_entries(account_id))
+        execpolicy.check(fun, arg, kwarg, allowed_entries(account_id), allowed_kwargs(account_id))
     except execpolicy.BadArgument as exc:
         raise ValidationError({"command" if raw else exc.field: [exc.message]}) from None
     except execpolicy.Forbidden as exc:

@@ -157,3 +157,58 @@ def test_policy_changes_are_audited(app, client, account, user_token):
         "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
     ).json
     assert rows["count"] == 1 and rows["results"][0]["details"]["after"] == ["*"]
+
+
+def test_an_admin_allows_named_keyword_arguments_for_an_allowed_function(
+    app, post, client, account, user_token
+):
+    follow = {"command": "docker.logs", "arg": ["curveball"], "kwarg": {"follow": False}}
+    assert post(follow).status_code == 400
+    runas = {"command": "cmd.run", "arg": ["id"], "kwarg": {"runas": "nobody"}}
+    out = cli(
+        app,
+        "accounts",
+        "commands",
+        account.name,
+        "--allow",
+        "docker.logs",
+        "--allow",
+        "cmd.run",
+        "--allow-kwarg",
+        "docker.logs:follow",
+        "--allow-kwarg",
+        "cmd.run:runas,cwd",
+    )
+    assert "cmd.run: cwd, runas" in out and "docker.logs: follow" in out
+    assert post(follow).status_code == 503  # allowed: Salt is unreachable
+    assert post(runas).status_code == 503
+    assert post({"command": "cmd.run id runas=nobody"}, raw=True).status_code == 503
+    resp = post({"command": "cmd.run", "arg": ["id"], "kwarg": {"env": {"A": "1"}}})
+    assert resp.status_code == 400 and "env" in resp.json["kwarg"][0]
+
+    # never pillar/saltenv/pillarenv, never a function the allow-list does not allow, no globs
+    for bad in ("cmd.run:pillar", "state.sls:saltenv", "file.write:mode", "cmd.*:runas", "cmd.run"):
+        result = app.test_cli_runner().invoke(
+            args=["accounts", "commands", account.name, "--allow-kwarg", bad]
+        )
+        assert result.exit_code != 0, bad
+    assert post(runas).status_code == 503  # a refused change changes nothing
+
+    rows = client.get(
+        "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
+    ).json["results"]
+    assert rows[0]["details"]["allowed_kwargs"]["after"] == {
+        "cmd.run": ["cwd", "runas"],
+        "docker.logs": ["follow"],
+    }
+    # the values of keyword arguments an admin allowed are not kept in the audit log
+    rows = client.get(
+        "/audit/", headers=user_token.headers, query_string={"action": "execute"}
+    ).json["results"]
+    assert {r["details"]["function"]: r["details"]["kwarg"] for r in rows} == {
+        "cmd.run": {"runas": "***"},
+        "docker.logs": {"follow": "***"},
+    }
+
+    assert "safe default" in cli(app, "accounts", "commands", account.name, "--default")
+    assert post(follow).status_code == 400  # --default forgets them
