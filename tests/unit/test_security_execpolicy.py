@@ -33,3 +33,45 @@ def test_parse_entry():
     for bad in ("", "cmd", "cmd.run;x", "../x.y"):
         with pytest.raises(ValueError):
             p.parse_entry(bad)
+
+
+def test_extra_kwargs_never_reach_pillar_and_only_for_their_function():
+    extra = {"cmd.run": ["runas", "pillar"], "docker.logs": ["follow"]}
+    p.check("cmd.run", ["id"], {"runas": "nobody"}, ["*"], extra)
+    p.check("cmd.run", ["id", "runas=nobody"], {}, ["*"], extra)
+    for fun, kwarg in (
+        ("cmd.run", {"pillar": {}}),
+        ("cmd.run", {"follow": 1}),
+        ("test.ping", {"runas": "x"}),
+    ):
+        with pytest.raises(p.BadArgument):
+            p.check(fun, [], kwarg, ["*"], extra)
+    with pytest.raises(ValueError, match="never allowed"):
+        p.parse_kwarg_spec("state.sls:pillarenv")
+    for bad in ("cmd.*:runas", "cmd.run", "cmd.run:__pub_user", "cmd.run:"):
+        with pytest.raises(ValueError):
+            p.parse_kwarg_spec(bad)
+    assert p.parse_kwarg_spec("cmd.run: runas, cwd ,runas") == (
+        "cmd.run",
+        ["cwd", "runas"],
+    )
+
+
+def test_audit_summary_keeps_no_argument_that_may_be_secret():
+    assert p.audit_summary("docker.login", ["r", "u", "pw"], {"password": "pw"}) == {
+        "function": "docker.login",
+        "arg_count": 3,
+        "kwarg": {"password": "***"},
+    }
+    assert p.audit_summary("cmd.run", ["id", "env=SECRET"], {}) == {
+        "function": "cmd.run",
+        "arg_count": 1,
+        "kwarg": {"env": "***"},
+    }
+    assert p.audit_summary(
+        "docker.logs", ["curveball", "tail=5", "token=x"], {"tail": 5, "follow": True}
+    ) == {
+        "function": "docker.logs",
+        "arg": ["curveball", "tail=5", "token=***"],
+        "kwarg": {"tail": 5, "follow": "***"},
+    }
