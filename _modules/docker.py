@@ -234,8 +234,8 @@ def release_apply(
     release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True
 ):
     """
-    Apply the release (default: pillar ``docker:release``) with the SPEC §3 flow and
-    rollback. Returns ``{"outcome": "succeeded"|"failed"|"unchanged", "error", "changes",
+    Apply the release (default: pillar ``docker:release``) with the flow and
+    rollback of docs/release.md. Returns ``{"outcome": "succeeded"|"failed"|"unchanged", "error", "changes",
     "containers", ...}``. After a real apply (not a no-op), and for an earlier interrupted
     apply this one finished or rolled back, the result event ``berth/release/result`` is
     fired; events the minion could not hand over are kept and sent with the next event

@@ -1,6 +1,7 @@
 """The pure release planner: ``plan(current, target) -> [step]``.
 
-Steps are :mod:`berth.release.steps` objects in the order SPEC §3 fixes:
+Steps are :mod:`berth.release.steps` objects in the order docs/release.md
+("What an apply does") fixes:
 login, pull (all before anything is stopped), stop, purge, create, start, verify,
 then on success remove, drop_purged, prune, record. An empty plan means the
 target release is applied and all its containers are running.

@@ -1,4 +1,4 @@
 # state.sls docker.release — apply the device's release from pillar docker:release
-# (SPEC §3). Refuses to run when pillar docker:error is set.
+# (docs/release.md). Refuses to run when pillar docker:error is set.
 berth-docker-release:
   docker_release.applied: []

@@ -9,12 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("api", "berth", "_modules", "_states", "_runners", "_engines", "_returners", "pillar")
 SUFFIXES = {".py", ".sls", ".conf", ".html", ".js"}
-# the release engine's files (issue 9) still cite it; drop each line once its file does not
-STILL_CITING = {
-    Path("salt/docker/release.sls"),
-    Path("berth/release/plan.py"),
-    Path("_modules/docker.py"),
-}
 # ... and a pylint pragma
 STILL_PYLINT = {Path("_modules/docker.py")}
 CITATION = re.compile(r"\bSPEC\s*§")
@@ -30,9 +24,7 @@ def _files():
 
 def test_no_citations_of_a_document_outside_the_repository():
     citing = [
-        str(rel)
-        for rel in _files()
-        if rel not in STILL_CITING and CITATION.search((ROOT / rel).read_text(errors="replace"))
+        str(rel) for rel in _files() if CITATION.search((ROOT / rel).read_text(errors="replace"))
     ]
     assert citing == [], "cite docs/*.md instead of SPEC §n"
 
