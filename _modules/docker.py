@@ -139,7 +139,7 @@ def logs(name, tail=100, since=None, timestamps=False):
 
 
 @_clear_errors
-def ps(all=False):  # pylint: disable=redefined-builtin
+def ps(all=False):  # `all` shadows the builtin: it is the CLI word (docker.ps all=True)
     """
     Containers on the engine (running only unless ``all=True``): name, state, status, image, and
     the Berth release labels.
@@ -311,7 +311,7 @@ def release_report_failed(error):
     """
     try:  # the release the master would give now; the minion's copy when it cannot be asked
         release = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - master unreachable in any way: use the minion's copy
         release = _pillar("docker:release", None)
     if not isinstance(release, dict) or release.get("id") is None:
         return {"reported": False, "comment": "no release for this device"}

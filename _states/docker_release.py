@@ -82,7 +82,8 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
             settle_seconds=settle_seconds,
             health_timeout=health_timeout,
         )
-    except Exception as exc:  # noqa: BLE001 - CommandExecutionError carries a clear message
+    except Exception as exc:  # noqa: BLE001 - any error is a failed state with its message
+        # (CommandExecutionError carries a clear one), never a traceback
         ret["comment"] = str(exc)
         return ret
 
@@ -122,7 +123,7 @@ def registries_logged_in(name, registries=None):
             from berth.release import commands
 
             result = commands.login_registries(__opts__, registries)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any error is a failed state, never a traceback
         ret["comment"] = str(exc)
         return ret
     failed = {k: v for k, v in result.items() if not LoginOutcome.succeeded(v)}

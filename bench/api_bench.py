@@ -76,7 +76,7 @@ def wait_ready(url: str, timeout: float = 30) -> None:
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means not up yet; the deadline ends it
             time.sleep(0.2)
     raise RuntimeError(f"gunicorn did not answer {url} within {timeout}s")
 

@@ -289,7 +289,7 @@ class Executor:
                     self._parallel(lambda step: self._forward(step, target, changes), batch)
                     self._journal["done"] += len(batch)
                     self._save()
-            except Exception as exc:  # noqa: BLE001 - every failure leads to rollback and a report
+            except Exception as exc:  # noqa: BLE001 - any engine error must end in a rollback and a report
                 reason = _reason(exc)
                 touched = any(self._journal["undo"].values())
                 log.error(

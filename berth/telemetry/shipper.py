@@ -44,7 +44,7 @@ class RefreshingConfig:
             self.fetched = time.monotonic()
             try:
                 self.value = self.fetch() or {}
-            except Exception as exc:  # a master hiccup must not end the engine
+            except Exception as exc:  # noqa: BLE001 - a master hiccup must not end the engine
                 log.warning("logbook: cannot read the pillar berth:logbook: %s", exc)
         return self.value
 
