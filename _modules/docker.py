@@ -23,6 +23,7 @@ try:
     from berth import dockerutil
     from berth.contract import RESERVED_LABEL_PREFIX, EventTag, LoginOutcome, ReleaseOutcome
     from berth.release import commands
+    from berth.release import pillar as release_pillar
     from berth.release import policy as release_policy
     from berth.release.executor import ReleaseBusy, StepFailed
     from berth.release.images import ReleaseError
@@ -46,8 +47,7 @@ def __virtual__():
 
 
 def _pillar(key, default=None):
-    # Salt 3008 masks pillar values returned by pillar.get unless asked for the real ones
-    return __salt__["pillar.get"](key, default, unmask=True)
+    return release_pillar.get(__salt__, key, default)
 
 
 def _fail(message):
@@ -81,14 +81,10 @@ def _clear_errors(func):
 
 
 def _pillar_release(release, registries):
-    if release is None:
-        error = _pillar("docker:error")
-        if error:
-            _fail(f"pillar docker:error is set, refusing to act on it: {error}")
-        release = _pillar("docker:release", None)
-    if registries is None:
-        registries = _pillar("docker:registries", {}) or {}
-    return release, registries
+    try:
+        return release_pillar.release_and_registries(__salt__, release, registries)
+    except release_pillar.PillarError as exc:
+        _fail(f"pillar docker:error is set, refusing to act on it: {exc}")
 
 
 def _target(release, registries):

@@ -13,6 +13,7 @@ States for Berth releases.
 import logging
 
 from berth.contract import LoginOutcome, ReleaseOutcome
+from berth.release import pillar as release_pillar
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,6 @@ def __virtual__():
     if "docker.release_apply" not in __salt__:
         return False, "docker_release: the berth docker execution module is not available"
     return __virtualname__
-
-
-def _pillar(key, default=None):
-    # Salt 3008 masks pillar values returned by pillar.get unless asked for the real ones
-    return __salt__["pillar.get"](key, default, unmask=True)
 
 
 def _ret(name):
@@ -45,14 +41,11 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         override the minion options ``docker.release_settle_seconds`` / ``docker.release_health_timeout``.
     """
     ret = _ret(name)
-    if release is None:
-        error = _pillar("docker:error")
-        if error:
-            ret["comment"] = f"Refusing to apply: the release pillar could not be built: {error}"
-            return ret
-        release = _pillar("docker:release", None)
-    if registries is None:
-        registries = _pillar("docker:registries", {}) or {}
+    try:
+        release, registries = release_pillar.release_and_registries(__salt__, release, registries)
+    except release_pillar.PillarError as exc:
+        ret["comment"] = f"Refusing to apply: the release pillar could not be built: {exc}"
+        return ret
     if not release:
         ret["result"] = True
         ret["comment"] = "No release for this device"
