@@ -15,6 +15,7 @@ CLI examples::
 
 import functools
 import logging
+import pathlib
 
 try:
     import docker.errors
@@ -25,7 +26,7 @@ try:
     from berth.release import commands
     from berth.release import pillar as release_pillar
     from berth.release import policy as release_policy
-    from berth.release.executor import ReleaseBusy, StepFailed
+    from berth.release.executor import ReleaseBusy, StepFailed, read_json, write_json
     from berth.release.images import ReleaseError
 
     HAS_BERTH = True
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 __virtualname__ = "docker"
 
 RESULT_EVENT_TAG = EventTag.RELEASE_RESULT
+# The release last pre-pulled ({id, version_hash}): what a failure report names when the
+# master is away (the local API engine's in-memory pillar is the one it started with).
+PREPULLED = "prepulled-release.json"
 
 
 def __virtual__():
@@ -305,10 +309,14 @@ def release_report_failed(error):
 
     CLI Example: ``salt '*' docker.release_report_failed "minion busy"``
     """
-    try:  # the release the master would give now; the minion's copy when it cannot be asked
-        release = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
-    except Exception:  # noqa: BLE001 - master unreachable in any way: use the minion's copy
-        release = _pillar("docker:release", None)
+    release = _pillar("docker:release", None)  # the minion's copy when the master is away
+    if not isinstance(release, dict) or release.get("id") is None:
+        release = read_json(_state_path(PREPULLED))
+    if _masterless() or __salt__["minionutil.master_reachable"]():
+        try:  # the release the master would give now
+            release = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
+        except Exception:  # noqa: BLE001 - master unreachable in any way: use the minion's copy
+            pass
     if not isinstance(release, dict) or release.get("id") is None:
         return {"reported": False, "comment": "no release for this device"}
     applied = _executor().applied() or {}
@@ -337,10 +345,31 @@ def _fire_result(result):
     _flush_results()
 
 
+def _masterless():
+    return __opts__.get("file_client") == "local" or not __opts__.get("master_uri")
+
+
 def _flush_results():
+    """Send the queued result events; an event leaves the queue only when the master's request
+    channel took it (``event.fire_master`` with a preload is a synchronous request, where
+    ``event.send`` reports success even when the minion drops the event). With the master
+    away nothing is sent: the queue waits for the next flush (the pre-pull schedule, the
+    next apply, minion start)."""
+    masterless = _masterless()
+    if not masterless and not __salt__["minionutil.master_reachable"]():
+        log.info("berth release: master unreachable, queued result events kept for later")
+        return 0
+
+    def fire(data):
+        if masterless:
+            return __salt__["event.send"](RESULT_EVENT_TAG, data)
+        return __salt__["event.fire_master"](
+            data, RESULT_EVENT_TAG, preload={"berth": "acknowledged"}
+        )
+
     def send(data):
         try:
-            sent = __salt__["event.send"](RESULT_EVENT_TAG, data)
+            sent = fire(data)
         except Exception as exc:  # noqa: BLE001 - never let reporting break the apply
             log.warning(
                 "berth release %s: cannot fire %s: %s",
@@ -372,11 +401,24 @@ def release_pull(release=None, registries=None):
 
     CLI Example: ``salt '*' docker.release_pull``
     """
+    _flush_results()  # the awake schedule also delivers results queued while the master was away
     release, registries = _pillar_release(release, registries)
     target = _target(release, registries)
     if target is None:
         return {}
-    return _executor().pull(target)
+    pulled = _executor().pull(target)
+    try:
+        write_json(
+            _state_path(PREPULLED),
+            {"id": release.get("id"), "version_hash": release.get("version_hash")},
+        )
+    except OSError as exc:
+        log.warning("berth release %s: cannot record the pre-pull: %s", release.get("id"), exc)
+    return pulled
+
+
+def _state_path(name):
+    return pathlib.Path(commands.state_dir(__opts__)) / name
 
 
 @_clear_errors

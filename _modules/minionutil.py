@@ -20,9 +20,12 @@ CLI examples:
     salt '*' minionutil.last_startup
     salt '*' minionutil.unit_id
     salt '*' minionutil.local_api_url
+    salt '*' minionutil.master_reachable
 """
 
 import logging
+import socket
+import urllib.parse
 
 from salt.exceptions import SaltInvocationError
 
@@ -173,3 +176,28 @@ def sleep_hook_program():
         salt '*' minionutil.sleep_hook_program
     """
     return sleephook.__file__
+
+
+def master_reachable(timeout=3):
+    """
+    Whether the master's request port (``master_uri``) accepts a TCP connection within
+    ``timeout`` seconds. The sleep hook asks before applying, and result events are only
+    sent when it does, so a master that is away costs seconds, not Salt's request
+    timeouts, and nothing is handed to a bus that would drop it (docs/fleet.md).
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.master_reachable
+    """
+    uri = __opts__.get("master_uri")
+    if not uri:  # masterless
+        return False
+    where = urllib.parse.urlsplit(uri)
+    try:
+        with socket.create_connection((where.hostname, where.port or 4506), timeout=float(timeout)):
+            return True
+    except OSError as exc:
+        log.info("master %s unreachable: %s", uri, exc)
+        return False

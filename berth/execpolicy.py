@@ -50,6 +50,7 @@ SAFE_KWARGS: dict[str, frozenset[str]] = {
     "minionutil.log_files": frozenset(),
     "minionutil.unit_id": frozenset(),
     "minionutil.local_api_url": frozenset(),
+    "minionutil.master_reachable": frozenset(),
     "state.sls": frozenset({"test", "queue"}),
     "docker.release_report_failed": frozenset({"error"}),
 }

@@ -18,6 +18,10 @@ usual result event, so the API shows why) instead of staying silent. Two hooks
 at once apply once: the local API runs one command at a time, so the second
 finds the release applied (a no-op that reports nothing).
 
+With the master unreachable (``minionutil.master_reachable`` through the local API) the
+hook does not try: it has the device report the release ``failed`` with that reason (kept in
+the device's result queue until the master is back) and exits 1 within seconds.
+
 Exit status: 0 when the release was applied or there was nothing to do,
 otherwise the job's retcode (1 when it has none). What changed goes to stdout
 (the journal).
@@ -39,6 +43,7 @@ import urllib.request
 
 COMMAND = {"command": "state.sls", "arg": ["docker.release"]}
 REPORT_FAILED = "docker.release_report_failed"
+MASTER_CHECK = "minionutil.master_reachable"
 # What Salt returns (as a list) when another state run holds the minion.
 BUSY_MARKER = "is running as PID"
 
@@ -114,6 +119,24 @@ def apply_when_idle(
         time.sleep(retry)
 
 
+def master_unreachable(base_url: str) -> str | None:
+    """Why the release cannot be applied now when the minion cannot reach its master (the
+    apply needs the master's pillar and state files), else None. A local API that does not
+    allow the check (or a device without it) counts as reachable: the apply then finds out
+    itself."""
+    try:
+        answer = _request(_execute_url(base_url), {"command": MASTER_CHECK}, 30)
+        reachable = answer["response"].get("return")
+    except (Unreachable, RuntimeError, TimeoutError, KeyError, AttributeError):
+        return None
+    if reachable is False:
+        return (
+            "the master was unreachable at sleep time: the release was not applied "
+            "(it needs the master's pillar and state files); it applies at the next sleep"
+        )
+    return None
+
+
 def report_failed(base_url: str, error: str) -> dict:
     """Have the minion report its pending release ``failed`` with ``error`` (the result
     event the master forwards to the API); a release already applied is left alone."""
@@ -183,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.local_api:
         try:
+            offline = master_unreachable(args.local_api)
+            if offline is not None:
+                print(f"berth-before-sleep: {offline}", file=sys.stderr, flush=True)
+                reported = report_failed(args.local_api, offline).get("return")
+                print(
+                    f"berth-before-sleep: {REPORT_FAILED} (delivered once the master is back): "
+                    f"{json.dumps(reported, default=str)}",
+                    file=sys.stderr,
+                )
+                return 1
             response, busy = apply_when_idle(
                 args.local_api,
                 args.timeout,

@@ -8,6 +8,7 @@ file order.
 
 import subprocess
 import sys
+import time
 import uuid
 
 import docker
@@ -424,3 +425,51 @@ def test_two_sleep_hooks_at_once_apply_once(fleet):
     assert row["status"] == "succeeded" and row["attempts"] == 1, row
     names = [n for n in containers_on(minion) if n == f"deployment-app-{release['id']}"]
     assert names == [f"deployment-app-{release['id']}"]
+
+
+def test_master_unreachable_at_sleep_fails_fast_and_the_report_arrives_when_it_is_back(
+    fleet, salt_master, salt_cli
+):
+    minion = fleet.minions[1]
+    release = fleet.release("2.3.0-offline", [("app", "app", "v2")], [minion])
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    ret = salt_cli.run("schedule.list", "return_yaml=False", minion_tgt=minion.id)
+    assert "berth-prepull" in ret.data, ret.data  # installed by the minion start reactor
+    # awake: the pre-pull (what the schedule runs) records which release it pulled
+    ret = salt_cli.run("docker.release_pull", minion_tgt=minion.id, _timeout=APPLY_TIMEOUT)
+    assert ret.returncode == 0, ret
+    before = containers_on(minion)
+
+    salt_master.terminate()
+    try:
+        started = time.monotonic()
+        done = sleep_signal(minion)
+        took = time.monotonic() - started
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "master was unreachable at sleep time" in done.stderr, done.stderr
+        assert '"reported": true' in done.stderr, done.stderr  # queued on the device
+        assert took < 30, f"the hook took {took:.1f}s with the master away"
+        assert containers_on(minion) == before  # nothing stopped, nothing started
+        # nothing reached the API while the master was away
+        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+        assert row["status"] == "queued", row
+    finally:
+        salt_master.start(start_timeout=120)
+
+    # the failure report waited on the device; the next pre-pull run (the awake schedule)
+    # delivers it, acknowledged by the master
+    def delivered():
+        salt_cli.run("schedule.run_job", "berth-prepull", minion_tgt=minion.id)
+        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+        return row if row["status"] == "failed" else None
+
+    row = wait_for(delivered, timeout=180, interval=5, what="the queued failure report")
+    assert "master was unreachable at sleep time" in row["error"], row
+
+    # the next sleep with the master back applies it and the API says so
+    done = sleep_signal(minion)
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = fleet.wait_status(release["id"], minion, "succeeded")
+    assert row["error"] is None
+    assert containers_on(minion).get(f"deployment-app-{release['id']}") == "running"

@@ -259,3 +259,29 @@ def test_busy_reason_reads_salts_refusal():
     assert sleephook.busy_reason({"return": BUSY}) == BUSY[0]
     assert sleephook.busy_reason({"return": ["Rendering SLS failed"]}) is None
     assert sleephook.busy_reason({"return": {"x": {"result": True}}}) is None
+
+
+def test_master_unreachable_reports_failed_without_applying():
+    calls, reports = [], []
+
+    def report_failed(error):
+        reports.append(error)
+        return {"reported": True, "error": error}
+
+    functions = {
+        "state.sls": lambda *a, **k: calls.append(a) or {},
+        "docker.release_report_failed": report_failed,
+        "minionutil.master_reachable": lambda: False,
+    }
+    app = localapi.LocalAPI(UNIT, functions, context={})
+    httpd = localapi.server(app, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        proc = hook(f"http://127.0.0.1:{httpd.port}", timeout=30)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == 1, proc.stderr
+    assert calls == []  # nothing applied
+    assert len(reports) == 1 and "master was unreachable at sleep time" in reports[0]
+    assert "fell back" not in proc.stdout
