@@ -28,7 +28,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,26 +42,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # imports below need the repository on sys.path (set just above): E402 is expected
+from harness import free_port, wait_for  # noqa: E402
+
 from berth.master.config import master_options, minion_options  # noqa: E402
 
 VENV_BIN = pathlib.Path(sys.executable).parent
 TESTBED = REPO / "scripts" / "testbed"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout, what, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"fanout_bench: timed out after {timeout}s waiting for {what}")
 
 
 def testbed_env() -> dict:

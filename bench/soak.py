@@ -32,7 +32,6 @@ import pathlib
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,26 +49,13 @@ sys.path.insert(0, str(REPO))
 VENV_BIN = pathlib.Path(sys.executable).parent
 TESTBED = REPO / "scripts" / "testbed"
 
+from harness import free_port, wait_for  # noqa: E402
+
 from berth.master.config import master_options, minion_options  # noqa: E402  (after sys.path)
 
 # operation -> weight in the mix
 MIX = {"device_get": 8, "release_create": 1, "master_report": 3, "logbook_write": 3, "execute": 1}
 DEVICES = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout, what, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise SystemExit(f"soak: timed out after {timeout}s waiting for {what}")
 
 
 def testbed_docker_host() -> str:
