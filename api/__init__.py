@@ -57,7 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = True
     app.url_value_preprocessor(_refuse_impossible_url_values)
 
-    from api import tables  # noqa: F401  (imported for its effect: every table on db.metadata)
+    from api import table_registry  # noqa: F401  (imported for its effect: every table on db.metadata)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)

@@ -14,7 +14,7 @@ Produces ``docker:release`` / ``docker:registries`` and ``berth:logbook`` (``url
 asked, ``docker:error`` instead, and the release state refuses to run.
 """
 
-from berth.master.pillar import release_pillar
+from berth.master.minion_pillar import release_pillar
 
 __virtualname__ = "berth_api"
 

@@ -9,7 +9,7 @@ import pytest
 
 from berth.master import forward as reports
 from berth.master.apiclient import ApiClient, ApiError, read_token
-from berth.master.pillar import release_pillar
+from berth.master.minion_pillar import release_pillar
 from berth.master.report_spool import Spool
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.master import pillar as pillar_mod
+from berth.master import minion_pillar as pillar_mod
 from berth.master.apiclient import ApiError
 
 REPO = Path(__file__).resolve().parents[2]
