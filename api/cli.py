@@ -19,7 +19,15 @@ users = click.Group("users", help="Manage users.")
 tokens = click.Group("tokens", help="Manage API tokens.")
 
 
-def _parse_expires(value: str | None) -> datetime | None:
+def account_named(name: str) -> Account:
+    """The account called NAME, or the CLI's error naming it."""
+    account = db.session.scalar(select(Account).where(Account.name == name))
+    if account is None:
+        raise click.ClickException(f"no account named {name!r}")
+    return account
+
+
+def parse_expires(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
@@ -53,9 +61,7 @@ def accounts_create(name: str) -> None:
 @click.option("--password", required=True, help="The user's password (for the account page).")
 def users_create(email: str, account_name: str, password: str) -> None:
     """Create user EMAIL in an account."""
-    account = db.session.scalar(select(Account).where(Account.name == account_name))
-    if account is None:
-        raise click.ClickException(f"no account named {account_name!r}")
+    account = account_named(account_name)
     email = email.strip().lower()
     if "@" not in email:
         raise click.ClickException(f"{email!r} is not an email address")
@@ -117,7 +123,7 @@ def tokens_create(
             raise click.ClickException(f"no device {device_ref!r} in the user's account")
     try:
         token, plaintext = create_token(
-            user, scope=scope, device=device, expires=_parse_expires(expires), name=name
+            user, scope=scope, device=device, expires=parse_expires(expires), name=name
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

@@ -51,7 +51,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 from werkzeug.wrappers import Request, Response
 
-from berth import execpolicy
+from berth import execpolicy, secretfile
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
@@ -485,20 +485,7 @@ def read_local_token(path) -> str | None:
     """The local token from ``token_file`` (root-only: no group/other access), or ValueError."""
     if not path:
         return None
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise ValueError(f"token_file: cannot read {path}: {exc.strerror}") from None
-    if info.st_mode & 0o077:
-        raise ValueError(
-            f"token_file: {path} is accessible by group or others "
-            f"(mode {info.st_mode & 0o777:04o}); chmod 600 it"
-        )
-    with open(path, encoding="utf-8") as handle:
-        token = handle.read().strip()
-    if not token:
-        raise ValueError(f"token_file: {path} is empty")
-    return token
+    return secretfile.read_private(path)
 
 
 def check_address(host, port) -> tuple[str, int]:

@@ -9,20 +9,12 @@ from __future__ import annotations
 import click
 from flask import Flask
 from flask.cli import with_appcontext
-from sqlalchemy import select
 
 from api import audit
+from api.cli import account_named
 from api.execute.models import settings_for_update
 from api.extensions import db
-from api.models import Account
 from berth import execpolicy
-
-
-def _account(name: str) -> Account:
-    account = db.session.scalar(select(Account).where(Account.name == name))
-    if account is None:
-        raise click.ClickException(f"no account named {name!r}")
-    return account
 
 
 @click.command("commands")
@@ -69,7 +61,7 @@ def commands_command(
     use_default: bool,
 ) -> None:
     """Show or set which commands account NAME's tokens may execute (docs/security.md)."""
-    account = _account(name)
+    account = account_named(name)
     settings = settings_for_update(account.id)
     if sum(map(bool, (patterns, allow_all, use_default))) > 1:
         raise click.ClickException("give one of --allow ENTRY..., --allow-all or --default")
@@ -141,7 +133,7 @@ def commands_command(
 @with_appcontext
 def webhook_secret_command(name: str) -> None:
     """Create (or replace) account NAME's webhook signing secret; it is printed once, on the last line."""
-    account = _account(name)
+    account = account_named(name)
     settings = settings_for_update(account.id)
     secret = settings.new_webhook_secret()
     db.session.commit()

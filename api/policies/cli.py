@@ -6,11 +6,10 @@ import json
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select
 
 from api import audit
+from api.cli import account_named
 from api.extensions import db
-from api.models import Account
 from api.policies.release import ReleasePolicy, policy_for
 from berth.release import policy as rules
 
@@ -44,9 +43,7 @@ def release_policy_command(
     name, privileged, cap_add, devices, device_nodes, host_paths, protected, reset
 ):
     """Show or set account NAME's release policy (docs/security.md)."""
-    account = db.session.scalar(select(Account).where(Account.name == name))
-    if account is None:
-        raise click.ClickException(f"no account named {name!r}")
+    account = account_named(name)
     for path in host_paths:
         if not path.startswith("/"):
             raise click.ClickException(f"--host-path {path!r}: give an absolute path")

@@ -11,9 +11,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api import audit
-from api.cli import _parse_expires
+from api.cli import account_named, parse_expires
 from api.extensions import db
-from api.models import Account
 from api.models.types import utcnow
 from api.security import enrollment, platform
 
@@ -67,13 +66,6 @@ def platform_list() -> None:
         click.echo(f"{row.id}\t{row.name}\t{state}\tlast used {row.last_used or 'never'}")
 
 
-def _account(name: str) -> Account:
-    account = db.session.scalar(select(Account).where(Account.name == name))
-    if account is None:
-        raise click.ClickException(f"no account named {name!r}")
-    return account
-
-
 @enrollment_tokens.command("create")
 @click.argument("account_name")
 @click.option("--name", default="", help="A label for the token.")
@@ -82,8 +74,8 @@ def _account(name: str) -> Account:
 @with_appcontext
 def enrollment_create(account_name: str, name: str, expires: str | None, uses: int | None) -> None:
     """Create an enrollment token of ACCOUNT_NAME; the token is printed alone on the last line."""
-    account = _account(account_name)
-    expires_at = _parse_expires(expires)
+    account = account_named(account_name)
+    expires_at = parse_expires(expires)
     if expires_at is not None and expires_at <= utcnow():
         raise click.BadParameter("the expiry must be in the future", param_hint="--expires")
     row, plaintext = enrollment.create(account.id, name=name, expires=expires_at, max_uses=uses)
@@ -125,7 +117,7 @@ def enrollment_revoke(token_id: int) -> None:
 @with_appcontext
 def enrollment_list(account_name: str) -> None:
     """List ACCOUNT_NAME's enrollment tokens (never the tokens)."""
-    account = _account(account_name)
+    account = account_named(account_name)
     rows = db.session.scalars(
         select(enrollment.EnrollmentToken)
         .where(enrollment.EnrollmentToken.account_id == account.id)

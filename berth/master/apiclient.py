@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import stat
-
 import requests
+
+from berth import secretfile
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -28,19 +27,9 @@ def read_token(path: str) -> str:
     if not path:
         raise ApiError("berth_api: no token_file configured")
     try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise ApiError(f"berth_api: cannot read token_file {path}: {exc.strerror}") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ApiError(
-            f"berth_api: token_file {path} is accessible by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); chmod 600 it"
-        )
-    with open(path, encoding="utf-8") as handle:
-        token = handle.read().strip()
-    if not token:
-        raise ApiError(f"berth_api: token_file {path} is empty")
-    return token
+        return secretfile.read_private(path)
+    except ValueError as exc:
+        raise ApiError(f"berth_api: {exc}") from None
 
 
 class ApiClient:
