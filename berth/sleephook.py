@@ -9,14 +9,25 @@ or ``state.sls`` not among the engine's ``commands``) does it run the fallback
 command given after ``--`` (the ``salt-call`` line installed by
 ``state.sls docker.sleep``).
 
-A busy minion (another ``state.sls`` running, e.g. ``docker.registries`` after
-a registry change: Salt refuses a second one with "... is running as PID ...")
-is waited for: the hook asks again every ``--busy-retry`` seconds until its
-``--timeout``. If the minion is still busy then, the hook has the minion report
-the release ``failed`` with that reason (``docker.release_report_failed``, the
-usual result event, so the API shows why) instead of staying silent. Two hooks
-at once apply once: the local API runs one command at a time, so the second
-finds the release applied (a no-op that reports nothing).
+Both ways keep one promise. A busy minion (another ``state.sls`` running, e.g.
+``docker.registries`` after a registry change: Salt refuses a second one with
+"... is running as PID ...", the release engine a second apply with "another release
+apply is already running") is waited for: the hook tries again every ``--busy-retry``
+seconds (plus up to half of it at random, so two hooks do not collide in step) until
+its ``--timeout``. If the minion is still busy then, or the state run never reached the
+release (Salt's errors as a list, a ``salt-call`` that died without a result), the hook
+has the minion report the release ``failed`` with that reason
+(``docker.release_report_failed``: the usual result event through the device's result
+queue, so the API shows why) instead of staying silent. Two hooks at once apply once:
+the local API runs one command at a time, and two ``salt-call`` runs are kept apart by
+Salt's own check for a running state job and the release engine's ``release.lock``
+(the hook adds no lock of its own); the second finds the release applied (a no-op that
+reports nothing). The timeout bounds the waiting: an apply that started runs to its end.
+
+With a ``salt-call ... state.sls docker.release`` fallback the hook runs it with
+``--out=json`` (so it reads the result as it reads the local API's) and reports with the
+same ``salt-call`` line running ``docker.release_report_failed``; any other fallback
+command is simply executed.
 
 With the master unreachable (``minionutil.master_reachable`` through the local API) the
 hook does not try: it has the device report the release ``failed`` with that reason (kept in
@@ -35,6 +46,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import subprocess
 import sys
 import time
 import urllib.error
@@ -46,6 +59,10 @@ REPORT_FAILED = "docker.release_report_failed"
 MASTER_CHECK = "minionutil.master_reachable"
 # What Salt returns (as a list) when another state run holds the minion.
 BUSY_MARKER = "is running as PID"
+# The release engine's refusal (berth.release.executor.ReleaseBusy) in the state's comment.
+RELEASE_BUSY_MARKER = "another release apply is already running"
+# How long a salt-call that reports a failure may take (it may wait for the master).
+REPORT_TIMEOUT = 120
 
 
 class Unreachable(Exception):
@@ -92,31 +109,140 @@ def apply_via_local_api(base_url: str, timeout: float) -> dict:
 
 
 def busy_reason(response: dict) -> str | None:
-    """Salt's "... is running as PID ..." refusal in a job response, else None."""
+    """Why the minion could not start the apply because another run holds it (Salt's
+    "... is running as PID ..." refusal, or the release engine's lock in the state's
+    comment), else None."""
     ret = response.get("return")
-    lines = ret if isinstance(ret, list) else [ret] if isinstance(ret, str) else []
+    if isinstance(ret, dict):
+        lines = [step.get("comment") for step in ret.values() if isinstance(step, dict)]
+    else:
+        lines = ret if isinstance(ret, list) else [ret]
     for line in lines:
-        if isinstance(line, str) and BUSY_MARKER in line:
+        if isinstance(line, str) and (BUSY_MARKER in line or RELEASE_BUSY_MARKER in line):
             return line
     return None
 
 
-def apply_when_idle(
-    base_url: str, timeout: float, retry: float, log=print
-) -> tuple[dict, str | None]:
-    """:func:`apply_via_local_api`, asked again every ``retry`` seconds while another state
-    run holds the minion, for at most ``timeout`` seconds in all. Returns the last response
-    and, when the minion was still busy at the deadline, Salt's reason."""
+def apply_when_idle(attempt, timeout: float, retry: float, log=print) -> tuple[dict, str | None]:
+    """``attempt(seconds_left)`` (one apply, returning the job response), tried again every
+    ``retry`` seconds (plus up to half of it at random) while another run holds the minion,
+    for at most ``timeout`` seconds in all. Returns the last response and, when the minion
+    was still busy at the deadline, the reason."""
     deadline = time.monotonic() + timeout
     while True:
-        response = apply_via_local_api(base_url, max(1.0, deadline - time.monotonic()))
+        response = attempt(max(1.0, deadline - time.monotonic()))
         reason = busy_reason(response)
         if reason is None:
             return response, None
-        if time.monotonic() + retry >= deadline:
+        pause = retry * random.uniform(1.0, 1.5)
+        if time.monotonic() + pause >= deadline:
             return response, reason
-        log(f"berth-before-sleep: minion busy ({reason}); asking again in {retry:g}s")
-        time.sleep(retry)
+        log(f"berth-before-sleep: minion busy ({reason}); asking again in {pause:.1f}s")
+        time.sleep(pause)
+
+
+def is_salt_call_apply(command: list[str]) -> bool:
+    """Whether the fallback is the ``salt-call ... state.sls docker.release`` line that
+    ``state.sls docker.sleep`` installs (the hook then reads its result and reports)."""
+    return "state.sls" in command and "salt-call" in os.path.basename(command[0])
+
+
+def _salt_call(command: list[str], fun: list[str], timeout: float | None) -> dict:
+    """Run the fallback's ``salt-call`` (its options, up to ``state.sls``) with ``fun`` and
+    ``--out=json``; a job response like the local API's, ``return`` being the output itself
+    when it is not Salt's JSON (a salt-call that died, say)."""
+    argv = command[: command.index("state.sls")] + ["--out=json", *fun]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        output = (
+            (exc.stderr or b"").decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else exc.stderr or ""
+        )
+        return {
+            "fun": fun[0],
+            "return": [f"salt-call gave no answer within {timeout:g}s", *output.splitlines()[-5:]],
+            "retcode": None,
+            "success": False,
+            "parsed": False,
+        }
+    if done.stderr:
+        sys.stderr.write(done.stderr)
+        sys.stderr.flush()
+    try:
+        ret = json.loads(done.stdout)["local"]
+        parsed = True
+    except (ValueError, KeyError, TypeError):
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        ret = [f"salt-call ended with status {done.returncode} and no result", *tail]
+        parsed = False
+    return {
+        "fun": fun[0],
+        "return": ret,
+        "retcode": done.returncode,
+        "success": done.returncode == 0,
+        "parsed": parsed,
+    }
+
+
+def apply_via_salt_call(command: list[str]) -> dict:
+    """Run ``state.sls docker.release`` with the fallback's ``salt-call`` (to its end)."""
+    return _salt_call(command, command[command.index("state.sls") :], None)
+
+
+def report_failed_via_salt_call(command: list[str], error: str) -> dict:
+    """:func:`report_failed` with the fallback's ``salt-call`` (no YAML parsing of the text)."""
+    return _salt_call(
+        command, ["--no-parse=error", REPORT_FAILED, f"error={error}"], REPORT_TIMEOUT
+    )
+
+
+def not_run_reason(response: dict) -> str | None:
+    """Why a failed state run never reached the release (Salt's errors as a list: render,
+    pillar, compile errors; a salt-call without a result), else None. A release state that
+    ran has reported its own outcome (the release engine fires the result event)."""
+    ret = response.get("return")
+    if response.get("success") or not isinstance(ret, list):
+        return None
+    return "; ".join(str(line) for line in ret)[:2000] or "no result"
+
+
+def conclude(response: dict, busy: str | None, via: str, timeout: float, report) -> int:
+    """Print what the apply did, have the device report ``failed`` (through ``report``) when
+    the release could not be applied, and return the exit status."""
+    if busy is not None:
+        error = (
+            f"the sleep hook could not apply within its {timeout:g}s timeout: "
+            f"another state run kept the minion busy ({busy})"
+        )
+    else:
+        for line in summary(response.get("return")):
+            print(line)
+        retcode = response.get("retcode")
+        ok = bool(response.get("success")) and not failed_steps(response.get("return"))
+        print(
+            f"berth-before-sleep: state.sls docker.release via {via}: "
+            f"{'succeeded' if ok else 'failed'} (retcode {retcode})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if ok:
+            return 0
+        reason = not_run_reason(response)
+        if reason is None:
+            return retcode if isinstance(retcode, int) and 0 < retcode < 256 else 1
+        error = f"the sleep hook's state.sls docker.release did not run: {reason}"
+    print(f"berth-before-sleep: {error}", file=sys.stderr, flush=True)
+    try:
+        reported = report(error)
+    except (Unreachable, RuntimeError, TimeoutError, KeyError, ValueError, OSError) as exc:
+        reported = f"could not report: {exc}"
+    print(
+        f"berth-before-sleep: {REPORT_FAILED}: {json.dumps(reported, default=str)}", file=sys.stderr
+    )
+    retcode = response.get("retcode")
+    return retcode if busy is None and isinstance(retcode, int) and 0 < retcode < 256 else 1
 
 
 def master_unreachable(base_url: str) -> str | None:
@@ -204,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fallback = args.fallback[1:] if args.fallback[:1] == ["--"] else args.fallback
 
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.local_api:
         try:
             offline = master_unreachable(args.local_api)
@@ -217,26 +344,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
             response, busy = apply_when_idle(
-                args.local_api,
+                lambda left: apply_via_local_api(args.local_api, left),
                 args.timeout,
                 args.busy_retry,
-                log=lambda line: print(line, file=sys.stderr, flush=True),
+                log=log,
             )
-            if busy is not None:
-                error = (
-                    f"the sleep hook could not apply within its {args.timeout:g}s timeout: "
-                    f"another state run kept the minion busy ({busy})"
-                )
-                print(f"berth-before-sleep: {error}", file=sys.stderr, flush=True)
-                try:
-                    reported = report_failed(args.local_api, error).get("return")
-                except (Unreachable, RuntimeError, TimeoutError, KeyError, ValueError) as exc:
-                    reported = f"could not report: {exc}"
-                print(
-                    f"berth-before-sleep: {REPORT_FAILED}: {json.dumps(reported, default=str)}",
-                    file=sys.stderr,
-                )
-                return 1
         except Unreachable as exc:
             print(
                 f"berth-before-sleep: local API unavailable ({exc}); running {' '.join(fallback[:1])}",
@@ -250,21 +362,27 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         else:
-            for line in summary(response.get("return")):
-                print(line)
-            retcode = response.get("retcode")
-            ok = bool(response.get("success")) and not failed_steps(response.get("return"))
-            print(
-                f"berth-before-sleep: state.sls docker.release via {args.local_api}: "
-                f"{'succeeded' if ok else 'failed'} (retcode {retcode})",
-                file=sys.stderr,
+            return conclude(
+                response,
+                busy,
+                args.local_api,
+                args.timeout,
+                lambda error: report_failed(args.local_api, error).get("return"),
             )
-            if ok:
-                return 0
-            return retcode if isinstance(retcode, int) and 0 < retcode < 256 else 1
     if not fallback:
         print("berth-before-sleep: no local API reachable and no fallback command", file=sys.stderr)
         return 1
+    if is_salt_call_apply(fallback):
+        response, busy = apply_when_idle(
+            lambda _left: apply_via_salt_call(fallback), args.timeout, args.busy_retry, log=log
+        )
+        return conclude(
+            response,
+            busy,
+            "salt-call",
+            args.timeout,
+            lambda error: report_failed_via_salt_call(fallback, error).get("return"),
+        )
     sys.stdout.flush()
     os.execvp(fallback[0], fallback)
     return 1  # not reached

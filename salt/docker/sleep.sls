@@ -10,7 +10,9 @@
   API and waits for the answer; salt-call (a new Salt process, seconds of CPU) is
   only the fallback when the local API cannot be reached. A minion busy with another
   state run is waited for up to the timeout; after that the hook has the device report
-  the release failed with the reason (docs/fleet.md "A busy minion").
+  the release failed with the reason (docs/fleet.md "A busy minion"). The salt-call
+  fallback keeps the same promise (the hook runs it, reads its JSON result, retries it
+  while the minion is busy and reports with the same salt-call line).
 
   Settings (minion config or pillar, via config.get):
     berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)

@@ -6,6 +6,8 @@ The tests build on each other (one fleet, releases superseding each other) and r
 file order.
 """
 
+import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -473,3 +475,75 @@ def test_master_unreachable_at_sleep_fails_fast_and_the_report_arrives_when_it_i
     row = fleet.wait_status(release["id"], minion, "succeeded")
     assert row["error"] is None
     assert containers_on(minion).get(f"deployment-app-{release['id']}") == "running"
+
+
+def run_fallback_hook(minion, timeout, busy_retry=2):
+    """The sleep hook with its local API out of reach: it runs the installed ``salt-call``
+    line (a new Salt process), which must keep the same promise."""
+    script = minion.sleep_hook.read_text()
+    line = next(row for row in script.splitlines() if row.strip().startswith("exec "))
+    salt_call = shlex.split(line.split(" -- ", 1)[1])
+    assert "state.sls" in salt_call and "salt-call" in salt_call[0], salt_call
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "berth.sleephook",
+            "--local-api",
+            f"http://127.0.0.1:{closed_port()}",
+        ]
+        + ["--timeout", str(timeout), "--busy-retry", str(busy_retry), "--", *salt_call],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_fallback_salt_call_busy_until_its_timeout_reports_failed_then_waits_and_applies(
+    fleet, salt_cli
+):
+    minion = fleet.minions[0]
+    release = fleet.release("3.0.0-fallback-busy", [("app", "app", "v1")], [minion])
+    before = containers_on(minion)
+    hold_the_minion(salt_cli, minion, 45)
+
+    proc = run_fallback_hook(minion, timeout=6)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert "local API unavailable" in err and "minion busy" in err, err
+    row = fleet.wait_status(release["id"], minion, "failed", timeout=60)
+    assert "could not apply within its 6s timeout" in row["error"], row
+    assert "is running as PID" in row["error"], row
+    assert containers_on(minion) == before  # nothing stopped, nothing started
+
+    # the minion is still busy: a hook with time to spare waits for it, then applies
+    assert salt_cli.run("saltutil.is_running", "state.*", minion_tgt=minion.id).data
+    proc = run_fallback_hook(minion, timeout=150, busy_retry=3)
+    out, err = proc.communicate(timeout=200)
+    assert proc.returncode == 0, out + err
+    assert "minion busy" in err, err
+    assert "state.sls docker.release via salt-call: succeeded" in err, err
+    row = fleet.wait_status(release["id"], minion, "succeeded")
+    assert row["error"] is None
+    assert containers_on(minion).get(f"deployment-app-{release['id']}") == "running"
+
+
+def test_two_fallback_hooks_at_once_apply_once(fleet):
+    minion = fleet.minions[0]
+    release = fleet.release("3.1.0-fallback-twice", [("app", "app", "v2")], [minion])
+    hooks = [run_fallback_hook(minion, timeout=150) for _ in range(2)]
+    results = [proc.communicate(timeout=200) for proc in hooks]
+    assert [proc.returncode for proc in hooks] == [0, 0], results
+    applied = [out for out, _ in results if "changed" in out]
+    assert len(applied) == 1, results  # the other waited, then found it applied: a no-op
+    fleet.wait_successful(release["id"], [minion])
+    row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+    assert row["status"] == "succeeded" and row["attempts"] == 1, row
+    names = [n for n in containers_on(minion) if n.startswith("deployment-app-")]
+    assert names == [f"deployment-app-{release['id']}"], names

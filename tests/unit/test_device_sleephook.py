@@ -3,6 +3,7 @@ with plain Python functions as the minion's "state.sls"; the hook in a real
 minion is exercised by tests/integration/test_fleet_loop.py. Also the engine's
 address helpers in berth.localapi."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -285,3 +286,100 @@ def test_master_unreachable_reports_failed_without_applying():
     assert calls == []  # nothing applied
     assert len(reports) == 1 and "master was unreachable at sleep time" in reports[0]
     assert "fell back" not in proc.stdout
+
+
+FAKE_SALT_CALL = """#!{python}
+import json, pathlib, sys
+here = pathlib.Path(__file__).parent
+calls = here / "calls"
+with calls.open("a") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+applies = sum(1 for line in calls.read_text().splitlines() if "state.sls" in line)
+if "docker.release_report_failed" in sys.argv:
+    print(json.dumps({{"local": {{"reported": True}}}}))
+elif applies <= {busy_for}:
+    print(json.dumps({{"local": {busy!r}}}))
+    sys.exit(1)
+else:
+    print(json.dumps({{"local": {done!r}}}))
+    sys.exit({retcode})
+"""
+
+
+def fake_salt_call(tmp_path, busy_for=0, done=None, retcode=0):
+    """A stand-in ``salt-call`` printing Salt's JSON: busy ``busy_for`` times, then ``done``."""
+    done = (
+        {"x": {"__id__": "berth-docker-release", "result": True, "changes": {}}}
+        if done is None
+        else done
+    )
+    path = tmp_path / "salt-call"
+    path.write_text(
+        FAKE_SALT_CALL.format(
+            python=sys.executable, busy_for=busy_for, busy=BUSY, done=done, retcode=retcode
+        )
+    )
+    path.chmod(0o755)
+    line = [str(path), "-c", "/etc/salt", "--retcode-passthrough", "--out=highstate"]
+    line += ["state.sls", "docker.release"]
+    return line, lambda: [json.loads(row) for row in (tmp_path / "calls").read_text().splitlines()]
+
+
+def fallback_hook(line, timeout, retry="0.2"):
+    return subprocess.run(
+        [sys.executable, sleephook.__file__, "--local-api", f"http://127.0.0.1:{closed_port()}"]
+        + ["--timeout", str(timeout), "--busy-retry", retry, "--", *line],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_salt_call_fallback_waits_for_a_busy_minion_then_applies(tmp_path):
+    line, calls = fake_salt_call(tmp_path, busy_for=2)
+    proc = fallback_hook(line, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("minion busy") == 2
+    assert "via salt-call: succeeded" in proc.stderr
+    # the installed line's options, then --out=json before the function (the last --out wins)
+    assert calls() == [line[1:5] + ["--out=json", "state.sls", "docker.release"]] * 3
+
+
+def test_salt_call_fallback_busy_until_the_timeout_reports_failed(tmp_path):
+    line, calls = fake_salt_call(tmp_path, busy_for=10**6)
+    proc = fallback_hook(line, timeout=2, retry="0.5")
+    assert proc.returncode == 1, proc.stderr
+    *applies, report = calls()
+    assert 2 <= len(applies) <= 5
+    assert report[:5] == line[1:5] + ["--out=json"]
+    assert report[5:7] == ["--no-parse=error", "docker.release_report_failed"]
+    assert report[7].startswith("error=the sleep hook could not apply within its 2s timeout")
+    assert "is running as PID 4242" in report[7]
+
+
+def test_salt_call_fallback_that_never_reached_the_release_reports_failed(tmp_path):
+    line, calls = fake_salt_call(
+        tmp_path, done=["Rendering SLS 'base:docker.release' failed"], retcode=1
+    )
+    proc = fallback_hook(line, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    report = calls()[-1]
+    assert "docker.release_report_failed" in report
+    assert "did not run: Rendering SLS 'base:docker.release' failed" in report[-1]
+
+
+def test_salt_call_fallback_whose_release_failed_adds_no_report(tmp_path):
+    # the release engine reported its own outcome when the release state ran
+    failed = {
+        "x": {
+            "__id__": "berth-docker-release",
+            "result": False,
+            "comment": "exited (3)",
+            "changes": {},
+        }
+    }
+    line, calls = fake_salt_call(tmp_path, done=failed, retcode=2)
+    proc = fallback_hook(line, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "FAILED berth-docker-release: exited (3)" in proc.stdout
+    assert len(calls()) == 1
