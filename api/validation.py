@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from api.errors import ValidationError
@@ -63,9 +64,12 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+# The characters Python's ``str.strip()`` and ``\s`` treat as whitespace, spelled out for
+# OpenAPI patterns: JSON Schema's ``\s`` (ECMA-262) is another set (no \x85, but \ufeff).
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # OpenAPI for a string ``string()`` accepts: at least one non-space character (it strips and
 # refuses blank), no NUL anywhere. ``doc(**NON_BLANK)`` next to the rule.
-NON_BLANK = {"minLength": 1, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+NON_BLANK = {"minLength": 1, "pattern": rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"}
 ANY_TEXT = {"pattern": r"^[^\x00]*$"}
 
 
@@ -77,15 +81,39 @@ def string(
             raise FieldError("Not a valid string.")
         if problem := text_problem(value):
             raise FieldError(problem)
+        # the length as sent (OpenAPI's maxLength), surrounding whitespace included
+        if len(value) > max_length:
+            raise FieldError(f"Ensure this field has no more than {max_length} characters.")
         if strip:
             value = value.strip()
         if not value and not allow_blank:
             raise FieldError("This field may not be blank.")
-        if len(value) > max_length:
-            raise FieldError(f"Ensure this field has no more than {max_length} characters.")
         return value
 
     return check
+
+
+_LEAP_SECOND = re.compile(r"(T[0-9]{2}:[0-9]{2}):60(?=[.+-]|Z|$)")
+
+
+def iso_datetime(value: Any) -> datetime:
+    """An ISO-8601 date-time, in UTC (without an offset: UTC). Every RFC 3339 ``date-time``
+    (OpenAPI's ``format: date-time``) is one: lowercase ``t``/``z`` and a leap second ``:60``
+    (read as ``:59``) included. Times beyond year 1..9999 once in UTC are clamped to it."""
+    if not isinstance(value, str):
+        raise FieldError("Datetime has wrong format. Use ISO-8601.")
+    text = _LEAP_SECOND.sub(r"\1:59", value.strip().upper()).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        limit = datetime.min if parsed.year == 1 else datetime.max
+        return limit.replace(tzinfo=UTC)
 
 
 def boolean(value: Any) -> bool:

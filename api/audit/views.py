@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, g, request
 from sqlalchemy import select
@@ -10,11 +10,13 @@ from sqlalchemy import select
 from api.audit.log import AuditEntry
 from api.auth import require_token
 from api.errors import ValidationError
+from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
 from api.models.types import isoformat
 from api.pagination import paginate
 from api.schemas.audit import AuditEntry as AuditEntrySchema
 from api.schemas.audit import AuditPage
 from api.schemas.base import component_schemas
+from api.validation import FieldError, iso_datetime
 
 bp = Blueprint("audit", __name__)
 
@@ -39,10 +41,9 @@ def _time_arg(name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError({name: ["Datetime has wrong format. Use ISO-8601."]}) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return iso_datetime(raw)
+    except FieldError as exc:
+        raise ValidationError({name: exc.detail}) from None
 
 
 @bp.get("/audit/")
@@ -56,7 +57,7 @@ def list_audit():
         stmt = stmt.where(AuditEntry.device_id == request.args["device"])
     if request.args.get("user"):
         raw = request.args["user"]
-        if not raw.isdigit() or int(raw) > 2**31 - 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_DB_ID:
             raise ValidationError({"user": ["A valid integer is required."]})
         stmt = stmt.where(AuditEntry.user_id == int(raw))
     since, until = _time_arg("since"), _time_arg("until")
@@ -92,7 +93,11 @@ PATHS = {
             "parameters": [
                 _query("action", "Only this action, e.g. release.create, execute, login.failed."),
                 _query("device", "Only rows about this device id."),
-                _query("user", "Only rows by this user id.", {"type": "integer"}),
+                _query(
+                    "user",
+                    "Only rows by this user id.",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID},
+                ),
                 _query(
                     "since",
                     "From this time on (ISO-8601).",
@@ -104,7 +109,11 @@ PATHS = {
                     {"type": "string", "format": "date-time"},
                 ),
                 _query("page", "Page number.", {"type": "integer", "minimum": 1}),
-                _query("page_size", "Rows per page (max 1000).", {"type": "integer", "minimum": 1}),
+                _query(
+                    "page_size",
+                    f"Rows per page (max {MAX_PAGE_SIZE}).",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+                ),
             ],
             "responses": {
                 "200": {
@@ -116,6 +125,12 @@ PATHS = {
                 "400": {"description": "A bad filter (field -> messages)."},
                 "401": {"description": "Missing, invalid, revoked or expired token."},
                 "403": {"description": "Not a user token."},
+                "404": {
+                    "description": "A page past the last one (`Invalid page.`).",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Detail"}}
+                    },
+                },
             },
         }
     }

@@ -53,6 +53,8 @@ def tags(value: Any) -> list[str]:
 
 def _strict_int(low: int, high: int):
     def check(value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 2.0: an integer to JSON Schema, as to api.validation.integer
         if isinstance(value, bool) or not isinstance(value, int):
             raise FieldError("A valid integer is required.")
         if not low <= value <= high:

@@ -18,6 +18,7 @@ caller adds its database checks (``parsed.error(...)``) and calls ``raise_if_err
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,6 +35,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import PydanticCustomError
 
+from api.limits import MAX_JSON_DEPTH
 from api.validation import FieldError, FieldErrors
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -92,6 +94,41 @@ def ref(model: str) -> Any:
     """Annotation metadata: OpenAPI shows the field as a ``$ref`` to component ``model`` (for a
     field whose rule keeps a plain value, e.g. a dict, yet has a model describing it)."""
     return WithJsonSchema({_REF_MARK: model})
+
+
+# A free-form value :func:`api.validation.json_value` accepts, as OpenAPI component ``JsonValue``;
+# ``JSON_VALUE`` in a ``WithJsonSchema`` refers to it. Not recursive (openapi-spec-validator
+# cannot walk a recursive schema): containers are described two levels deep, holding scalars
+# below that; the server takes up to ``MAX_JSON_DEPTH`` levels (the description says so).
+JSON_VALUE = {_REF_MARK: "JsonValue"}
+_NO_NUL = {"pattern": r"^[^\x00]*$"}
+_JSON_SCALARS = [
+    {"type": "string", **_NO_NUL},
+    {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1},
+    {"type": "number", "not": {"type": "integer"}},
+    {"type": "boolean"},
+    {"type": "null"},
+]
+
+
+def _json_value_schema(levels: int) -> dict:
+    if levels == 0:
+        return {"anyOf": copy.deepcopy(_JSON_SCALARS)}
+    inner = _json_value_schema(levels - 1)
+    return {
+        "anyOf": [
+            *copy.deepcopy(_JSON_SCALARS),
+            {"type": "array", "items": inner},
+            {"type": "object", "propertyNames": _NO_NUL, "additionalProperties": inner},
+        ]
+    }
+
+
+_JSON_VALUE_SCHEMA = {
+    "description": "Any JSON value: strings and keys without NUL, integers within 64 bits, "
+    f"nested at most {MAX_JSON_DEPTH} levels (this schema shows two).",
+    **_json_value_schema(2),
+}
 
 
 def _resolve_refs(node: Any) -> Any:
@@ -234,4 +271,4 @@ def component_schemas(
     schemas = _resolve_refs(defs.get("$defs", {}))
     for schema in schemas.values():
         schema.pop("title", None)
-    return schemas
+    return {**schemas, "JsonValue": copy.deepcopy(_JSON_VALUE_SCHEMA)}

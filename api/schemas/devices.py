@@ -10,14 +10,14 @@ from pydantic import Field
 from api.rollouts import policy as rollout_policy
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.schemas.rollouts import TAG
-from api.validation import ANY_TEXT, FieldError, string
+from api.validation import ANY_TEXT, SPACE, FieldError, string
 
 READ_ONLY = {"readOnly": True}
 # Salt refuses ids that could escape its pki directory; whitespace and control
 # characters break command lines and targeting.
-_UNIT_ID_RE = re.compile(r"^[^\s/\\\x00-\x1f\x7f]+$")
+_UNIT_ID_RE = re.compile(rf"^[^{SPACE}/\\\x00-\x1f\x7f]+$")
 # The same rule for OpenAPI, without look-arounds: no leading ".", no "..", none of the above.
-_UNIT_ID_CHAR = r"[^\s/\\\x00-\x1f\x7f.]"
+_UNIT_ID_CHAR = rf"[^{SPACE}/\\\x00-\x1f\x7f.]"
 UNIT_ID_PATTERN = rf"^{_UNIT_ID_CHAR}+(\.{_UNIT_ID_CHAR}+)*\.?$"
 UNIT_ID_MAX = 255
 DISPLAY_MAX = 200

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 
 from api.models.types import utcnow
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.schemas.devices import UNIT_ID_MAX, minion_id
-from api.schemas.master import iso_datetime
-from api.validation import FieldError, integer, string
+from api.schemas.devices import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
+from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, iso_datetime, string
 
 MAX_USES = 1_000_000
 
@@ -29,9 +28,13 @@ def use_count(value: Any) -> int:
 
 
 class EnrollmentTokenInput(RequestBody):
-    name: Annotated[str, rule(string(max_length=100, allow_blank=True)), doc(maxLength=100)] = ""
+    name: Annotated[
+        str, rule(string(max_length=100, allow_blank=True)), doc(maxLength=100, **ANY_TEXT)
+    ] = ""
     expires: Annotated[
-        datetime | None, rule(future_datetime, nullable=True), doc("ISO-8601, in the future.")
+        datetime | None,
+        rule(future_datetime, nullable=True),
+        doc("ISO-8601 (RFC 3339 date-time), in the future.", format="date-time"),
     ] = None
     max_uses: Annotated[
         int | None, rule(use_count, nullable=True), doc(minimum=1, maximum=MAX_USES)
@@ -39,8 +42,12 @@ class EnrollmentTokenInput(RequestBody):
 
 
 class EnrollInput(RequestBody):
-    unit_id: Annotated[str, rule(minion_id), doc("The minion id.", maxLength=UNIT_ID_MAX)]
-    enrollment_token: Annotated[str, rule(string(max_length=200)), doc(maxLength=200)]
+    unit_id: Annotated[
+        str,
+        rule(minion_id),
+        doc("The minion id.", maxLength=UNIT_ID_MAX, pattern=UNIT_ID_PATTERN),
+    ]
+    enrollment_token: Annotated[str, rule(string(max_length=200)), doc(maxLength=200, **NON_BLANK)]
 
 
 class EnrollmentToken(ResponseBody):

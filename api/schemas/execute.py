@@ -7,13 +7,29 @@ import shlex
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
 from api.validation import FieldError, integer, json_value, string
 from berth.contract import ExecuteJobState
 
-FUN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+_FUN = r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*"
+FUN_RE = re.compile(rf"^{_FUN}$")
+# Keyword argument names: identifiers not starting with "__" (Salt's own markers).
+KWARG_NAME_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*|_)$")
+# What OpenAPI shows of a command line: the function, then plain words (arguments) and
+# name=value words (keyword arguments). Quoting, YAML values ([1, 2], 0x1F) and other names
+# also work, but only these are sure to pass every rule (``command_line``).
+_WORD = r"[A-Za-z][A-Za-z0-9_.,/@%+-]*"
+COMMAND_LINE_PATTERN = rf"^{_FUN}(?: +(?:[A-Za-z][A-Za-z0-9_]*=(?:{_WORD})?|{_WORD}))*$"
+# An http(s) URL with a host name or IPv4 address, as OpenAPI shows it (``http_url`` takes any
+# URL with an http(s) scheme, a host and a valid port). The host must also resolve, to public
+# addresses only (api/security/ssrf.py): not a rule a schema can tell.
+HTTP_URL_PATTERN = (
+    r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+    r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?(?:\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?$"
+)
 CALLBACK_TIMEOUT_DEFAULT = 120
 CALLBACK_TIMEOUT_MIN, CALLBACK_TIMEOUT_MAX = 1, 600
 
@@ -25,6 +41,10 @@ def function_name(value: Any) -> str:
             f'"{value}" is not a Salt function: expected "module.function", e.g. "docker.logs".'
         )
     return value
+
+
+# an ``arg`` item Salt would turn into keyword arguments (``arg_list`` refuses it)
+NOT_KWARG_MARKER = {"not": {"type": "object", "required": ["__kwarg__"]}}
 
 
 def arg_list(value: Any) -> list:
@@ -45,7 +65,7 @@ def kwarg_map(value: Any) -> dict:
         raise FieldError(
             f'Expected an object of keyword arguments but got type "{type(value).__name__}".'
         )
-    bad = [k for k in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or k.startswith("__")]
+    bad = [k for k in value if not KWARG_NAME_RE.fullmatch(k)]
     if bad:
         raise FieldError(f"Not valid keyword argument names: {', '.join(sorted(bad))}.")
     return json_value(value)
@@ -53,8 +73,12 @@ def kwarg_map(value: Any) -> dict:
 
 def http_url(value: Any) -> str:
     value = string(max_length=2048)(value)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host, a port "80x"
+        raise FieldError("Enter a valid http or https URL.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FieldError("Enter a valid http or https URL.")
     return value
 
@@ -79,7 +103,7 @@ def command_line(value: Any) -> tuple[str, list, dict]:
     from salt.utils.args import parse_input
 
     arg, kwarg = parse_input(tokens[1:], condition=False)
-    return fun, list(arg), kwarg_map(dict(kwarg))
+    return fun, json_value(list(arg)), kwarg_map(dict(kwarg))
 
 
 class _Callback(RequestBody):
@@ -88,8 +112,8 @@ class _Callback(RequestBody):
         rule(http_url, nullable=True),
         doc(
             "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>.",
-            format="uri",
             maxLength=2048,
+            pattern=HTTP_URL_PATTERN,
         ),
     ] = None
     callback_timeout: Annotated[
@@ -109,11 +133,28 @@ class ExecuteInput(_Callback):
         rule(function_name),
         doc("module.function", examples=["docker.logs"], maxLength=255, pattern=FUN_RE.pattern),
     ]
-    arg: Annotated[list[Any], rule(arg_list, nullable=True), doc(examples=[["curveball"]])] = Field(
-        default_factory=list
-    )
+    arg: Annotated[
+        list[Any] | None,
+        rule(arg_list, nullable=True),
+        WithJsonSchema(
+            {
+                "type": ["array", "null"],
+                "items": {"allOf": [JSON_VALUE, NOT_KWARG_MARKER]},
+                "examples": [["curveball"]],
+            }
+        ),
+    ] = Field(default_factory=list)
     kwarg: Annotated[
-        dict[str, Any], rule(kwarg_map, nullable=True), doc(examples=[{"tail": 20}])
+        dict[str, Any] | None,
+        rule(kwarg_map, nullable=True),
+        WithJsonSchema(
+            {
+                "type": ["object", "null"],
+                "propertyNames": {"pattern": KWARG_NAME_RE.pattern},
+                "additionalProperties": JSON_VALUE,
+                "examples": [{"tail": 20}],
+            }
+        ),
     ] = Field(default_factory=dict)
 
 
@@ -125,6 +166,7 @@ class ExecuteRawInput(_Callback):
             "A salt command line: function, then arguments and key=value keyword arguments.",
             examples=["docker.logs curveball tail=20"],
             maxLength=4096,
+            pattern=COMMAND_LINE_PATTERN,
         ),
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -10,7 +10,7 @@ from pydantic import Field
 from api.limits import MAX_DB_ID, MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.schemas.devices import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
-from api.validation import NON_BLANK, FieldError, db_id, string
+from api.validation import NON_BLANK, FieldError, db_id, iso_datetime, string
 from berth.contract import ReportOutcome
 
 
@@ -18,16 +18,6 @@ def report_outcome(value: Any) -> ReportOutcome:
     if value not in tuple(ReportOutcome):
         raise FieldError(f'"{value}" is not a valid choice: {", ".join(ReportOutcome)}.')
     return ReportOutcome(value)
-
-
-def iso_datetime(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise FieldError("Datetime has wrong format. Use ISO-8601.")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldError("Datetime has wrong format. Use ISO-8601.") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def container_reports(value: Any) -> list:
@@ -60,7 +50,9 @@ class DeploymentReport(RequestBody):
         doc("[{name, fully_qualified_name, image, status}]"),
     ] = Field(default_factory=list)
     finished_at: Annotated[
-        datetime | None, rule(iso_datetime, nullable=True), doc("ISO-8601; default: now.")
+        datetime | None,
+        rule(iso_datetime, nullable=True),
+        doc("ISO-8601 (RFC 3339 date-time); default: now.", format="date-time"),
     ] = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.validation import NON_BLANK, REGISTRY_RE, FieldError, string
+from api.validation import ANY_TEXT, NON_BLANK, REGISTRY_RE, SPACE, FieldError, string
 
 
 def registry_url(value: Any) -> str:
@@ -25,7 +25,9 @@ def registry_url(value: Any) -> str:
 
 # What registry_url accepts, for OpenAPI: optional http(s):// and trailing slashes around it.
 REGISTRY_URL_PATTERN = (
-    r"^\s*(?:[hH][tT][tT][pP][sS]?://)?" + REGISTRY_RE.pattern.strip("^$") + r"/*\s*$"
+    rf"^[{SPACE}]*(?:[hH][tT][tT][pP][sS]?://)?"
+    + REGISTRY_RE.pattern.strip("^$")
+    + rf"/*[{SPACE}]*$"
 )
 
 
@@ -47,7 +49,9 @@ class RegistryInput(RequestBody):
         doc(
             "Write-only, encrypted at rest; optional on update (the stored one is kept).",
             writeOnly=True,
+            minLength=1,
             maxLength=1024,
+            **ANY_TEXT,
         ),
     ]
 

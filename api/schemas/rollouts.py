@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from pydantic import ConfigDict
+
 from api.rollouts.policy import MAX_TAGS, MAX_WAVE_TIMEOUT, MAX_WAVES, TAG_RE
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
-from api.schemas.execute import http_url
+from api.schemas.execute import HTTP_URL_PATTERN, http_url
 from berth.contract import RolloutAction, RolloutState, WaveState
 
 TAG = Annotated[str, doc(pattern=TAG_RE.pattern)]
@@ -17,6 +19,8 @@ TAGS_DOC = doc("At most 50 tags of 1-64 characters from A-Z a-z 0-9 _ . : -.", m
 
 class RolloutPolicy(RequestBody):
     """A staged rollout: absent or null on a release means every target at once."""
+
+    model_config = ConfigDict(extra="forbid")  # an unknown key is a 400 ("Unknown field.")
 
     waves: Annotated[
         list[Annotated[int, doc(minimum=1, maximum=100)]],
@@ -38,7 +42,7 @@ class RolloutPolicy(RequestBody):
         ),
     ] = 0
     halt_min_finished: Annotated[
-        int, doc("... once at least this many have finished.", minimum=1)
+        int, doc("... once at least this many have finished.", minimum=1, maximum=1_000_000)
     ] = 1
     wave_timeout: Annotated[
         int,
@@ -93,7 +97,13 @@ class Rollout(ResponseBody):
 
 class RolloutWebhookInput(RequestBody):
     url: Annotated[
-        str, rule(http_url), doc("http(s) URL receiving signed rollout events.", format="uri")
+        str,
+        rule(http_url),
+        doc(
+            "http(s) URL receiving signed rollout events.",
+            maxLength=2048,
+            pattern=HTTP_URL_PATTERN,
+        ),
     ]
 
 

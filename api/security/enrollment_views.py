@@ -155,7 +155,10 @@ PATHS = {
             "tags": ["master"],
             "summary": "Enroll a minion with an enrollment token; token scope master or platform",
             "security": _SEC,
-            "requestBody": {"content": {"application/json": {"schema": _ref("EnrollInput")}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("EnrollInput")}},
+            },
             "responses": {
                 "200": {"description": "Enrolled: `{unit_id, device_id, enrolled: true}`."},
                 "400": {"description": "Bad body, or an invalid/expired/revoked/used-up token."},
