@@ -47,7 +47,9 @@ berth-before-sleep-script:
         # The running minion applies (local API {{ local_api }}); salt-call only if unreachable.
         exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --local-api '{{ local_api }}' --timeout {{ timeout }} -- {{ salt_call_line }}
         {%- else %}
-        exec {{ salt_call_line }}
+        # No local API engine: salt-call applies; the hook waits while the minion is busy and
+        # has the device report failed with the reason when it cannot apply.
+        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --timeout {{ timeout }} -- {{ salt_call_line }}
         {%- endif %}
 
 berth-before-sleep-unit:

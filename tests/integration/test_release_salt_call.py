@@ -162,3 +162,23 @@ def test_built_wheel_serves_the_modules(fresh_engine, testbed, salt_call_local, 
         check=True,
     ).stdout.strip()
     assert pathlib.Path(where).is_relative_to(site)
+
+
+def test_sleep_hook_without_the_local_api_applies_through_salt_call(
+    testbed, salt_call_local, tmp_path
+):
+    # a device whose minion has no berth_localapi engine: the hook goes straight to salt-call
+    hook = tmp_path / "hook" / "berth-before-sleep"
+    call = salt_call_local(
+        testbed.docker_host,
+        berth={"sleep": {"script": str(hook), "unit_dir": str(tmp_path / "units")}},
+    )
+    code, out, proc = call.run("state.sls", "docker.sleep")
+    assert code == 0, proc.stdout + proc.stderr
+    script = hook.read_text()
+    assert "sleephook.py --timeout 1200 -- " in script and "--local-api" not in script, script
+    assert "state.sls docker.release" in script
+
+    done = subprocess.run([str(hook)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "state.sls docker.release via salt-call: succeeded" in done.stderr, done.stderr
