@@ -1,8 +1,18 @@
-"""OpenAPI description of the logbook endpoints (added to /openapi.json by ``init_app``)."""
+"""OpenAPI paths of the logbook endpoints (added to /openapi.json by ``init_app``); the bodies
+and query parameters are the pydantic models of :mod:`api.schemas.logbook`."""
 
-from .query import MAX_BUCKETS, MAX_SIZE
-from .records import MAX_BATCH
-from .tables import FIELD_TYPES
+from pydantic import BaseModel
+
+from api.schemas.base import component_schemas
+from api.schemas.logbook import (
+    MAX_BUCKETS,
+    LogbookField,
+    LogbookFieldsQuery,
+    LogbookReadQuery,
+    LogbookRow,
+    LogbookWrite,
+    LogbookWritten,
+)
 
 _SECURITY = [{"APIToken": []}]
 
@@ -25,85 +35,42 @@ _ERRORS = {
 }
 
 
-def _query(name, description, required=False, **schema):
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": {"type": "string", **schema},
-    }
+def _parameters(model: type[BaseModel]) -> list[dict]:
+    """The fields of a query model as OpenAPI query parameters (required = no default)."""
+    schema = component_schemas([model], [])[model.__name__]
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "description": prop.pop("description", ""),
+                "schema": prop,
+            }
+        )
+    return parameters
 
 
-SCHEMAS = {
-    "LogbookRecord": {
-        "type": "object",
-        "required": ["ts", "field", "field_type", "value"],
-        "properties": {
-            "ts": {
-                "description": "ISO-8601 (offset or Z; naive = UTC) or epoch milliseconds",
-                "oneOf": [{"type": "string"}, {"type": "number"}],
-                "example": "2020-07-09T10:11:53.811839Z",
-            },
-            "field": {"type": "string", "maxLength": 255, "example": "obd.bat.voltage"},
-            "field_type": {"type": "string", "enum": list(FIELD_TYPES)},
-            "value": {
-                "description": "number, integer, boolean, string, or {lat, lon} for geo_point"
-            },
-        },
-    },
-    "LogbookWrite": {
-        "type": "object",
-        "required": ["device_id", "records"],
-        "properties": {
-            "device_id": {"type": "string"},
-            "records": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_BATCH,
-                "items": _ref("LogbookRecord"),
-            },
-        },
-    },
-    "LogbookWritten": {
-        "type": "object",
-        "properties": {
-            "device_id": {"type": "string"},
-            "received": {"type": "integer"},
-            "written": {"type": "integer", "description": "samples that were new"},
-        },
-    },
-    "LogbookRow": {
-        "type": "object",
-        "description": "aggregated: {ts (bucket start, ms, Z), max_ts (epoch ms), value}; "
-        "raw: {ts (µs, Z), value}; raw geo_point: {ts, location: {lat, lon}}",
-        "properties": {
-            "ts": {"type": "string", "example": "2020-07-09T10:00:00.000Z"},
-            "max_ts": {"type": "integer", "example": 1594289021415},
-            "value": {},
-            "location": {
-                "type": "object",
-                "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
-            },
-        },
-    },
-    "LogbookField": {
-        "type": "object",
-        "properties": {
-            "field": {"type": "string"},
-            "field_type": {"type": "string", "enum": list(FIELD_TYPES)},
-        },
-    },
-}
+SCHEMAS = component_schemas([LogbookWrite], [LogbookWritten, LogbookRow, LogbookField])
+# the record union under one name: the five typed records, chosen by field_type
+SCHEMAS["LogbookRecord"] = SCHEMAS["LogbookWrite"]["properties"]["records"].pop("items")
+SCHEMAS["LogbookWrite"]["properties"]["records"]["items"] = _ref("LogbookRecord")
 
 PATHS = {
     "/logbook/storage/write/": {
         "post": {
             "tags": ["logbook"],
             "summary": "Store a batch of samples of one device (idempotent on device, field, ts; all or nothing)",
-            "description": "Token scope: device (that device) or user.",
+            "description": "Token scope: device (that device) or user. A record's `value` has "
+            "the type its `field_type` names.",
             "security": _SECURITY,
-            "requestBody": {"content": {"application/json": {"schema": _ref("LogbookWrite")}}},
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("LogbookWrite")}},
+            },
             "responses": {"201": _json(_ref("LogbookWritten"), "Stored."), **_ERRORS},
         }
     },
@@ -112,23 +79,9 @@ PATHS = {
             "tags": ["logbook"],
             "summary": "Raw samples or aggregated buckets of one field over [from_utc, to_utc)",
             "description": f"Token scope: user. Buckets aligned to from_utc, empty ones omitted, "
-            f"at most {MAX_BUCKETS} buckets.",
+            f"at most {MAX_BUCKETS} buckets. {LogbookReadQuery.__doc__.split(': ', 1)[1]}",
             "security": _SECURITY,
-            "parameters": [
-                _query("device_id", "device id", True),
-                _query("field", "field name", True),
-                _query("field_type", "field type", True, enum=list(FIELD_TYPES)),
-                _query("from_utc", "window start (ISO-8601 or epoch ms), inclusive", True),
-                _query("to_utc", "window end (ISO-8601 or epoch ms), exclusive", True),
-                _query("aggregation", "avg|average|min|max|sum (any case) or none"),
-                _query("interval", "bucket width: 500ms, 30s, 10m, 1h, 1d, 1w"),
-                {
-                    "name": "size",
-                    "in": "query",
-                    "description": "row cap",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
-                },
-            ],
+            "parameters": _parameters(LogbookReadQuery),
             "responses": {
                 "200": _json({"type": "array", "items": _ref("LogbookRow")}, "Rows, oldest first."),
                 **_ERRORS,
@@ -141,7 +94,7 @@ PATHS = {
             "summary": "The fields of a device and their types",
             "description": "Token scope: user.",
             "security": _SECURITY,
-            "parameters": [_query("device_id", "device id", True)],
+            "parameters": _parameters(LogbookFieldsQuery),
             "responses": {
                 "200": _json({"type": "array", "items": _ref("LogbookField")}, "Fields by name."),
                 **_ERRORS,

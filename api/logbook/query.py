@@ -3,13 +3,13 @@
 import re
 from typing import NamedTuple
 
-from . import timestamps
-from .tables import FIELD_TYPES, NUMERIC_TYPES
+from api.schemas.base import parse as parse_model
+from api.schemas.logbook import DEFAULT_SIZE, MAX_BUCKETS, MAX_SIZE, LogbookReadQuery
 
-MAX_BUCKETS = 10_000
-DEFAULT_SIZE = 10_000
-MAX_SIZE = 100_000
-AGGREGATIONS = {"avg": "avg", "average": "avg", "min": "min", "max": "max", "sum": "sum"}
+from .tables import NUMERIC_TYPES
+
+__all__ = ["DEFAULT_SIZE", "MAX_BUCKETS", "MAX_SIZE", "ReadQuery", "parse", "parse_interval"]
+
 _UNITS_US = {
     "ms": 1_000,
     "s": 1_000_000,
@@ -20,6 +20,8 @@ _UNITS_US = {
 }
 _INTERVAL = re.compile(r"^(\d+)(ms|s|m|h|d|w)$")
 REQUIRED = ("device_id", "field", "field_type", "from_utc", "to_utc")
+# a blank parameter is an absent one; these are judged as soon as they are not empty
+_TAKEN_AS_GIVEN = ("field_type", "aggregation", "size")
 
 
 class ReadQuery(NamedTuple):
@@ -44,73 +46,52 @@ def parse_interval(text):
 
 
 def parse(args):
-    """Query-string mapping -> (ReadQuery | None, errors)."""
-    errors = {}
+    """Query-string mapping -> (ReadQuery | None, errors): each parameter by the rule of its
+    :class:`~api.schemas.logbook.LogbookReadQuery` field, then the rules across parameters."""
+    present = {}
+    for name in LogbookReadQuery.model_fields:
+        value = args.get(name)
+        if value and (name in _TAKEN_AS_GIVEN or value.strip()):
+            present[name] = value
+    parsed = parse_model(LogbookReadQuery, present, optional=REQUIRED)
+    errors = parsed.errors
     for name in REQUIRED:
-        if not (args.get(name) or "").strip():
+        if name not in present:
             errors[name] = ["this parameter is required"]
-    field_type = args.get("field_type")
-    if field_type and field_type not in FIELD_TYPES:
-        errors["field_type"] = [
-            f"'{field_type}' is not a field type; expected one of {', '.join(FIELD_TYPES)}"
-        ]
-    times = {}
-    for name in ("from_utc", "to_utc"):
-        if args.get(name) and name not in errors:
-            try:
-                times[name] = timestamps.parse(args[name])
-            except timestamps.TimeError as exc:
-                errors[name] = [str(exc)]
-    if len(times) == 2 and times["from_utc"] > times["to_utc"]:
+    if "from_utc" in parsed and "to_utc" in parsed and parsed["from_utc"] > parsed["to_utc"]:
         errors["from_utc"] = ["from_utc is after to_utc"]
 
-    aggregation = (args.get("aggregation") or "none").strip().lower()
-    if aggregation == "none":
-        aggregation = None
-    elif aggregation not in AGGREGATIONS:
+    field_type = parsed.get("field_type")
+    aggregation = parsed.get("aggregation")
+    if aggregation and field_type not in (None, *NUMERIC_TYPES):
         errors["aggregation"] = [
-            f"'{args['aggregation']}' is not an aggregation; expected avg, average, min, max, sum or none"
+            f"a {field_type} field cannot be aggregated; omit aggregation for raw samples"
         ]
-    else:
-        aggregation = AGGREGATIONS[aggregation]
-        if field_type in FIELD_TYPES and field_type not in NUMERIC_TYPES:
-            errors["aggregation"] = [
-                f"a {field_type} field cannot be aggregated; omit aggregation for raw samples"
-            ]
 
     interval_us = None
     if aggregation and "aggregation" not in errors:
-        if not (args.get("interval") or "").strip():
+        if "interval" not in present:
             errors["interval"] = ["this parameter is required with an aggregation"]
         else:
             try:
-                interval_us = parse_interval(args["interval"])
+                interval_us = parse_interval(present["interval"])
             except ValueError as exc:
                 errors["interval"] = [str(exc)]
-    if interval_us and len(times) == 2 and "from_utc" not in errors:
-        count = -(-(times["to_utc"] - times["from_utc"]) // interval_us)
+    if interval_us and "from_utc" in parsed and "to_utc" in parsed and "from_utc" not in errors:
+        count = -(-(parsed["to_utc"] - parsed["from_utc"]) // interval_us)
         if count > MAX_BUCKETS:
             errors["interval"] = [
                 f"{count} buckets between from_utc and to_utc; at most {MAX_BUCKETS} allowed"
             ]
-
-    size = DEFAULT_SIZE
-    if args.get("size") not in (None, ""):
-        try:
-            size = int(args["size"])
-            if not 1 <= size <= MAX_SIZE:
-                raise ValueError
-        except ValueError:
-            errors["size"] = [f"expected an integer from 1 to {MAX_SIZE}"]
     if errors:
         return None, errors
     return ReadQuery(
-        args["device_id"].strip(),
-        args["field"],
+        present["device_id"].strip(),
+        present["field"],
         field_type,
-        times["from_utc"],
-        times["to_utc"],
+        parsed["from_utc"],
+        parsed["to_utc"],
         aggregation,
         interval_us,
-        size,
+        parsed["size"],
     ), {}

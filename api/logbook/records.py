@@ -1,5 +1,10 @@
 """Validation of a write batch: every record is checked before anything is written.
 
+The body is declared by :class:`api.schemas.logbook.LogbookWrite`, which validates it
+(:func:`from_json`: straight from the request's bytes, the ingest hot path). A body the model
+refuses is decoded as every other body is (:func:`api.payload.loads`) and judged here record by
+record (:func:`validate`), so a 400 names each bad record by index with today's messages.
+
 ``validate(records)`` returns ``(batch, errors)``: ``batch`` is a :class:`Batch`
 (the valid samples grouped by (field, field_type) into :class:`Series`, each
 two columns in record order), ``errors`` maps the record index (as a string,
@@ -13,14 +18,25 @@ cells with slice operations.
 
 import math
 
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from api.schemas.logbook import (
+    INT64,
+    MAX_BATCH,
+    MAX_EPOCH_MS,
+    MAX_FIELD_NAME,
+    MAX_STRING,
+    LogbookRecord,
+    LogbookWrite,
+)
+
 from . import timestamps
 from .tables import FIELD_TYPES
 
-MAX_BATCH = 50_000
-MAX_FIELD_NAME = 255
-MAX_STRING = 65_536
-INT64 = 2**63
-MAX_EPOCH_MS = timestamps.MAX_US // 1000
+__all__ = ["INT64", "MAX_BATCH", "MAX_EPOCH_MS", "MAX_FIELD_NAME", "MAX_STRING"]
+
+_RECORDS = TypeAdapter(list[LogbookRecord])
 
 
 class Series:
@@ -60,7 +76,12 @@ class Batch:
 
 
 def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _check_float(value):
@@ -131,6 +152,24 @@ VALUE_CHECKS = {
 }
 
 
+def from_json(raw):
+    """The request's bytes -> ``(device_id, batch)`` when :class:`LogbookWrite` accepts them and
+    every record passes, else None (then :func:`api.payload.loads` and :func:`validate` judge
+    the body as usual, every problem named).
+
+    pydantic-core's JSON reader accepts a subset of what ``json.loads`` reads, with the same
+    values (duplicate keys: the last one; floats correctly rounded, an integer beyond 64 bits
+    given to a float field rounded as ``float(int)`` does); what it refuses (a BOM, UTF-16,
+    lone surrogates, anything malformed) takes the usual path, which answers as before.
+    ``tests/unit/test_logbook_schemas.py`` holds it to that."""
+    try:
+        body = LogbookWrite.model_validate_json(raw)
+    except PydanticValidationError:
+        return None
+    batch = _columns(body.records)
+    return None if batch is None else (body.device_id, batch)
+
+
 def validate(records):
     """-> (batch, errors); errors is {} when the whole batch is valid."""
     batch = Batch(records)
@@ -140,46 +179,15 @@ def validate(records):
         return batch, {"records": ["at least one record is required"]}
     if len(records) > MAX_BATCH:
         return batch, {"records": [f"at most {MAX_BATCH} records per batch, got {len(records)}"]}
+    try:
+        valid = _columns(_RECORDS.validate_python(records))
+    except PydanticValidationError:
+        valid = None
+    if valid is not None:
+        valid.records = records
+        return valid, {}
     errors = {}
-    isfinite = math.isfinite
-    # the (field, field_type) of the previous well-formed record, its check and
-    # its columns: records of one series usually come in runs
-    last_field = last_type = None
-    is_float = False
-    check = add_ts = add_value = None
     for index, record in enumerate(records):
-        # fast path for a well-formed record (the hot loop of every write);
-        # anything unusual gets the full check, which names every problem
-        try:
-            if len(record) == 4:
-                ts, field, field_type, value = (
-                    record["ts"],
-                    record["field"],
-                    record["field_type"],
-                    record["value"],
-                )
-                if field_type != last_type or field != last_field:
-                    if not (_good_name(field) and field_type in VALUE_CHECKS):
-                        raise TypeError
-                    series = batch.add(field, field_type)
-                    last_field, last_type = field, field_type
-                    is_float, check = field_type == "float", VALUE_CHECKS[field_type]
-                    add_ts, add_value = series.ts.append, series.values.append
-                if type(ts) is int and 0 <= ts <= MAX_EPOCH_MS:
-                    ts *= 1000
-                else:
-                    ts = timestamps.parse(ts)
-                if is_float and type(value) is float and isfinite(value):
-                    add_ts(ts)
-                    add_value(value)
-                    continue
-                value, message = check(value)
-                if message is None:
-                    add_ts(ts)
-                    add_value(value)
-                    continue
-        except (TypeError, KeyError, timestamps.TimeError):
-            pass
         sample, problems = _validate_slowly(record)
         if problems:
             errors[str(index)] = problems
@@ -189,6 +197,44 @@ def validate(records):
             series.ts.append(ts)
             series.values.append(value)
     return batch, ({"records": errors} if errors else {})
+
+
+def _columns(records):
+    """Records the model accepted -> a :class:`Batch`, or None when one breaks a rule the model
+    leaves to this step: an unknown key, a field name of only spaces (``str.isspace``) or with
+    a NUL or a lone surrogate, a string value with a lone surrogate, a time string
+    ``timestamps.parse`` refuses. Series usually come in runs: a series' name is checked once
+    per run, and a numeric sample costs two appends."""
+    batch = Batch(records)
+    last_field = last_type = None
+    kind = add_ts = add_value = None
+    parse = timestamps.parse
+    try:
+        for record in records:
+            if len(record) != 4:  # an unknown key (see LogbookWrite's records)
+                return None
+            field, field_type = record["field"], record["field_type"]
+            if field_type != last_type or field != last_field:
+                if not _good_name(field):
+                    return None
+                series = batch.add(field, field_type)
+                last_field, last_type = field, field_type
+                kind = field_type if field_type in ("string", "geo_point") else None
+                add_ts, add_value = series.ts.append, series.values.append
+            ts = record["ts"]
+            add_ts(ts * 1000 if type(ts) is int else parse(ts))
+            value = record["value"]
+            if kind is None:  # float, long, bool: the model's strict types and bounds
+                add_value(value)
+            elif kind == "geo_point":
+                add_value((value["lat"], value["lon"]))
+            elif _unicode(value):
+                add_value(value)
+            else:
+                return None
+    except timestamps.TimeError:
+        return None
+    return batch
 
 
 def _good_name(field):

@@ -11,7 +11,9 @@ from api.auth import require_token
 from api.errors import NotFound, PermissionDenied, ValidationError
 from api.extensions import db
 from api.models import Device
-from api.payload import json_body
+from api.payload import json_body, raw_json_body
+from api.schemas import logbook as schema
+from api.validation import FieldError
 
 from . import query as read_query
 from . import read, records, store
@@ -23,8 +25,10 @@ bp = Blueprint("logbook", __name__, url_prefix="/logbook/storage")
 
 def _device(device_id):
     """The device of the token's account (404 otherwise); a device token only reaches itself."""
-    if not isinstance(device_id, str) or not device_id.strip():
-        raise ValidationError({"device_id": ["this field is required"]})
+    try:
+        schema.check_device_id(device_id)
+    except FieldError as exc:
+        raise ValidationError({"device_id": exc.detail}) from None
     if len(device_id) > 64 or "\x00" in device_id or not device_id.isascii():
         raise NotFound()  # cannot be a device id (ids are ASCII); PostgreSQL rejects NUL
     device = db.session.scalars(
@@ -54,11 +58,16 @@ def _gc_paused():
 def _write_batch():
     """Validate and store the request's batch -> (device, received, written);
     the decoded body and the batch die with this frame."""
-    body = json_body()
-    device = _device(body.get("device_id"))
-    batch, errors = records.validate(body.get("records"))
-    if errors:
-        raise ValidationError(errors)
+    valid = records.from_json(raw_json_body())
+    if valid is not None:
+        device = _device(valid[0])
+        batch = valid[1]
+    else:  # the model refused the body: judged as usual, every problem named
+        body = json_body()
+        device = _device(body.get("device_id"))
+        batch, errors = records.validate(body.get("records"))
+        if errors:
+            raise ValidationError(errors)
     try:
         written = store.write(db.session.connection(), device.id, batch)
     except store.BatchRejected as rejected:

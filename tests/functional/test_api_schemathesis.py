@@ -97,9 +97,9 @@ POSITIVE_DATA_DRIFT = {
     "POST /docker/projects/{project_id}/releases/": "containers[].startup_parameters",
     "PUT /docker/projects/{project_id}/releases/{release_id}/": "as POST .../releases/",
     "PATCH /docker/projects/{project_id}/releases/{release_id}/": "as POST .../releases/",
-    "GET /logbook/storage/read/": "from_utc/to_utc formats and which parameters are required",
-    "POST /logbook/storage/write/": "device_id is required for a user token",
-    "GET /logbook/storage/fields/": "device_id may not be blank",
+    "GET /logbook/storage/read/": "rules across parameters, which JSON Schema cannot state for "
+    "query parameters: from_utc <= to_utc, interval required with an aggregation, at most "
+    "10,000 buckets, no aggregation of a string or geo_point field",
 }
 # Rules JSON Schema cannot express: a name unique in the account, an id that must exist in the
 # account, an enrollment token that must be real, an expiry in the future, container names unique
