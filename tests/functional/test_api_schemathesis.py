@@ -150,6 +150,12 @@ def _fit_database(case, seeded) -> None:
     for name in ("callback_url", "url"):  # a host that resolves without DNS (private: allowed)
         if path.endswith(("/execute/", "/execute_raw/", "/rollout-webhooks/")) and body.get(name):
             body[name] = HOST_RE.sub(r"\g<1>192.0.2.1", body[name], count=1)
+    if path == "/docker/rollout-webhooks/" and isinstance(body.get("url"), str):
+        # unique per account, and two generated URLs can become one with the host above
+        used = seeded["used"].setdefault("url", set())
+        if body["url"] in used:
+            body["url"] = f"http://192.0.2.1/{len(used)}"
+        used.add(body["url"])
     if path == "/enrollment-tokens/" and body.get("expires") is not None:
         body["expires"] = "2999-01-01T00:00:00Z"
     if path == "/master/devices/enroll/" and "enrollment_token" in body:
