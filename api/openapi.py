@@ -68,7 +68,11 @@ _ERRORS = {
     "404": _json(_ref("Detail"), "Unknown id, or an object of another account."),
 }
 _PAGE_PARAMS = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID},
+    },
     {
         "name": "page_size",
         "in": "query",
@@ -163,7 +167,31 @@ def _crud(
     }
     if (text := (extra_409 or {}).get("delete")) is not None:
         item["delete"]["responses"]["409"] = _json(_ref("Detail"), text)
+    _add_links(tag, name, collection, item, collection_params, item_params[0]["name"])
     return collection, item
+
+
+_VERBS = {"get": "get", "put": "replace", "patch": "update", "delete": "delete"}
+
+
+def _add_links(
+    tag: str, name: str, collection: dict, item: dict, collection_params: list[dict], id_name: str
+) -> None:
+    """operationIds, and OpenAPI links from a create's 201 to the item's get, put, patch and
+    delete (the new object's ``id``): clients and schemathesis's stateful tests follow them."""
+    collection["get"]["operationId"] = f"list{tag.capitalize()}"
+    collection["post"]["operationId"] = f"create{name}"
+    parameters = {p["name"]: f"$request.path.{p['name']}" for p in collection_params}
+    parameters[id_name] = "$response.body#/id"
+    links = {}
+    for method, verb in _VERBS.items():
+        item[method]["operationId"] = f"{verb}{name}"
+        links[f"{verb.capitalize()}{name}"] = {
+            "operationId": f"{verb}{name}",
+            "parameters": dict(parameters),
+            "description": f"The {name.lower()} just created.",
+        }
+    collection["post"]["responses"]["201"]["links"] = links
 
 
 def _core_paths() -> dict:
@@ -185,6 +213,10 @@ def _core_paths() -> dict:
         item_params=[_path_param("registry_id")],
         extra_409={"delete": "The registry is used by release containers."},
     )
+    reg_i["put"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref("RegistryReplaceInput")}},
+    }
     paths["/docker/registries/"] = reg_c
     paths["/docker/registries/{registry_id}/"] = reg_i
     pro_c, pro_i = _crud(
@@ -307,6 +339,11 @@ def build_document(app: Flask) -> dict:
     _document_errors(paths)
     schemas = {**openapi_components(), **extra["schemas"]}
     _partial_patch_bodies(paths, schemas)
+    # PUT keeps the stored password when the body has none (write-only, never read back)
+    schemas["RegistryReplaceInput"] = {
+        **copy.deepcopy(schemas["RegistryInput"]),
+        "required": [n for n in schemas["RegistryInput"]["required"] if n != "password"],
+    }
     return {
         "openapi": "3.1.0",
         "info": {

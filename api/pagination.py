@@ -19,7 +19,7 @@ _INTEGER_RE = re.compile(r"^\s*-?[0-9]{1,30}\s*$")
 
 def _positive_int(name: str, default: int, maximum: int | None = None) -> int:
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not _INTEGER_RE.match(raw):
         raise ValidationError({name: ["A valid integer is required."]})

@@ -63,6 +63,17 @@ _LOG_DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODES = ("ro", "rw")
 
 
+def _whole(value: Any) -> int | None:
+    """An integer, or a float with no fraction (``80.0``: JSON Schema's integers include it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 class StartupParameterError(ValueError):
     """Raised by :func:`to_create_kwargs` with the same per-field errors as :func:`validate`."""
 
@@ -186,8 +197,8 @@ def _host_port(value: Any, where: str):
         return None
     if isinstance(value, bool):
         raise _Invalid(f"{where}: host port must be a number, 'ip:port' or null.")
-    if isinstance(value, int):
-        port = value
+    if _whole(value) is not None:
+        port = _whole(value)
         ip = None
     elif isinstance(value, str):
         ip, _, port_s = value.rpartition(":")
@@ -288,17 +299,18 @@ def _cap_add(value: Any) -> list[str]:
 
 
 def _mem_limit(value: Any):
-    if isinstance(value, bool) or not (
-        (isinstance(value, int) and value > 0)
+    whole = _whole(value)
+    if not (
+        (whole is not None and whole > 0)
         or (isinstance(value, str) and _MEM.fullmatch(value.strip()))
     ):
         raise _Invalid("Expected a positive number of bytes or a size like '512m' or '1g'.")
-    return value.strip().lower() if isinstance(value, str) else value
+    return value.strip().lower() if isinstance(value, str) else whole
 
 
 def _user(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
+    if _whole(value) is not None and _whole(value) >= 0:
+        return str(_whole(value))
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise _Invalid("Expected a user name or uid, optionally ':group' or ':gid'.")
     return value

@@ -55,7 +55,7 @@ def list_audit():
         stmt = stmt.where(AuditEntry.action == request.args["action"])
     if request.args.get("device"):
         stmt = stmt.where(AuditEntry.device_id == request.args["device"])
-    if request.args.get("user"):
+    if "user" in request.args:  # an empty ?user= is not an integer either
         raw = request.args["user"]
         if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_DB_ID:
             raise ValidationError({"user": ["A valid integer is required."]})
@@ -108,7 +108,9 @@ PATHS = {
                     "Before this time (ISO-8601).",
                     {"type": "string", "format": "date-time"},
                 ),
-                _query("page", "Page number.", {"type": "integer", "minimum": 1}),
+                _query(
+                    "page", "Page number.", {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID}
+                ),
                 _query(
                     "page_size",
                     f"Rows per page (max {MAX_PAGE_SIZE}).",

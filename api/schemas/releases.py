@@ -54,6 +54,7 @@ from api.validation import (
 )
 from berth import contract, startup_params
 from berth.contract import DeploymentState, DerivedDeploymentState
+from berth.release.policy import PROTECTED_CONTAINERS
 
 READ_ONLY = {"readOnly": True}
 
@@ -96,7 +97,7 @@ class ContainerInput(RequestBody):
     ]
     tag: Annotated[str, rule(docker_tag), doc(pattern=TAG_RE.pattern)]
     required_tags: Annotated[
-        list[str],
+        list[Annotated[str, doc(pattern=TAG_RE.pattern)]],
         rule(list_of(docker_tag, max_items=MAX_REQUIRED_TAGS)),
         doc(maxItems=MAX_REQUIRED_TAGS),
     ] = Field(default_factory=list)
@@ -212,11 +213,23 @@ class ReleaseInput(RequestBody):
         doc("Immutable after creation (409).", maxItems=MAX_RELEASE_CONTAINERS),
     ]
     remove_containers: Annotated[
-        list[str],
+        list[
+            Annotated[
+                str,
+                doc(
+                    pattern=CONTAINER_NAME_RE.pattern,
+                    maxLength=100,
+                    # the release policy's protected containers (docs/security.md)
+                    **{"not": {"enum": list(PROTECTED_CONTAINERS)}},
+                ),
+            ]
+        ],
         rule(list_of(container_name, unique=True, max_items=MAX_REMOVE_CONTAINERS)),
         doc(
-            "Containers of other releases to stop and remove; immutable after creation (409).",
+            "Containers of other releases to stop and remove (not a protected container); "
+            "immutable after creation (409).",
             maxItems=MAX_REMOVE_CONTAINERS,
+            uniqueItems=True,
         ),
     ] = Field(default_factory=list)
     # rules in api.rollouts.policy (docs/rollouts.md)
