@@ -27,7 +27,9 @@ reports nothing). The timeout bounds the waiting: an apply that started runs to 
 With a ``salt-call ... state.sls docker.release`` fallback the hook runs it with
 ``--out=json`` (so it reads the result as it reads the local API's) and reports with the
 same ``salt-call`` line running ``docker.release_report_failed``; any other fallback
-command is simply executed.
+command is simply executed. A ``salt-call`` still running at the timeout (e.g. waiting for a
+master that does not answer, which it does without end) is stopped when ``--release-lock``
+shows it has not started applying (the hook holds that lock while stopping it).
 
 With the master unreachable (``minionutil.master_reachable`` through the local API) the
 hook does not try: it has the device report the release ``failed`` with that reason (kept in
@@ -44,6 +46,7 @@ but must start in milliseconds.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
@@ -62,7 +65,7 @@ BUSY_MARKER = "is running as PID"
 # The release engine's refusal (berth.release.executor.ReleaseBusy) in the state's comment.
 RELEASE_BUSY_MARKER = "another release apply is already running"
 # How long a salt-call that reports a failure may take (it may wait for the master).
-REPORT_TIMEOUT = 120
+REPORT_TIMEOUT = 60
 
 
 class Unreachable(Exception):
@@ -147,48 +150,89 @@ def is_salt_call_apply(command: list[str]) -> bool:
     return "state.sls" in command and "salt-call" in os.path.basename(command[0])
 
 
-def _salt_call(command: list[str], fun: list[str], timeout: float | None) -> dict:
-    """Run the fallback's ``salt-call`` (its options, up to ``state.sls``) with ``fun`` and
-    ``--out=json``; a job response like the local API's, ``return`` being the output itself
-    when it is not Salt's JSON (a salt-call that died, say)."""
-    argv = command[: command.index("state.sls")] + ["--out=json", *fun]
+def _hold_release_lock(path: str | None) -> int | None:
+    """Take the release engine's ``release.lock`` (``berth.release.executor``) without
+    waiting: an open descriptor holding it, ``-1`` when its directory does not exist (no
+    apply ever ran there), ``None`` when an apply holds it."""
+    if path is None:
+        return None
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        output = (
-            (exc.stderr or b"").decode(errors="replace")
-            if isinstance(exc.stderr, bytes)
-            else exc.stderr or ""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _run(argv: list[str], timeout: float | None, release_lock: str | None):
+    """Run ``argv``; returns ``(returncode, stdout, stderr)``, returncode None when it was
+    stopped at ``timeout``. Without ``release_lock`` a command past its timeout is stopped;
+    with it only while no apply holds that lock (the hook holds it meanwhile, so the command
+    cannot start one), otherwise it runs to its end: the hook never cuts an apply short."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        pass
+    fd = _hold_release_lock(release_lock) if release_lock else -1
+    if fd is None:
+        print(
+            "berth-before-sleep: the timeout passed during the apply; waiting for its end",
+            file=sys.stderr,
+            flush=True,
         )
-        return {
-            "fun": fun[0],
-            "return": [f"salt-call gave no answer within {timeout:g}s", *output.splitlines()[-5:]],
-            "retcode": None,
-            "success": False,
-            "parsed": False,
-        }
-    if done.stderr:
-        sys.stderr.write(done.stderr)
-        sys.stderr.flush()
+        out, err = proc.communicate()
+        return proc.returncode, out, err
     try:
-        ret = json.loads(done.stdout)["local"]
-        parsed = True
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return None, out, err
+
+
+def _salt_call(
+    command: list[str], fun: list[str], timeout: float | None, release_lock: str | None = None
+) -> dict:
+    """Run the fallback's ``salt-call`` (its options, up to ``state.sls``) with ``fun`` and
+    ``--out=json`` (see :func:`_run` for ``timeout``); a job response like the local API's,
+    ``return`` being Salt's errors or the output's end when there is no Salt JSON (a
+    salt-call that died or was stopped)."""
+    argv = command[: command.index("state.sls")] + ["--out=json", *fun]
+    returncode, out, err = _run(argv, timeout, release_lock)
+    if err:
+        sys.stderr.write(err)
+        sys.stderr.flush()
+    tail = (out + err).strip().splitlines()[-3:]
+    if returncode is None:
+        ret = [
+            f"salt-call had not started {fun[0]} within {timeout:g}s and was stopped "
+            "(a master that does not answer keeps salt-call waiting)",
+            *tail,
+        ]
+        return {"fun": fun[0], "return": ret, "retcode": None, "success": False}
+    try:
+        ret = json.loads(out)["local"]
     except (ValueError, KeyError, TypeError):
-        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        ret = [f"salt-call ended with status {done.returncode} and no result", *tail]
-        parsed = False
-    return {
-        "fun": fun[0],
-        "return": ret,
-        "retcode": done.returncode,
-        "success": done.returncode == 0,
-        "parsed": parsed,
-    }
+        ret = [f"salt-call ended with status {returncode} and no result", *tail]
+    return {"fun": fun[0], "return": ret, "retcode": returncode, "success": returncode == 0}
 
 
-def apply_via_salt_call(command: list[str]) -> dict:
-    """Run ``state.sls docker.release`` with the fallback's ``salt-call`` (to its end)."""
-    return _salt_call(command, command[command.index("state.sls") :], None)
+def apply_via_salt_call(command: list[str], timeout: float, release_lock: str | None) -> dict:
+    """Run ``state.sls docker.release`` with the fallback's ``salt-call``; stopped after
+    ``timeout`` only while it has not started applying (``release_lock``, see :func:`_run`)."""
+    fun = command[command.index("state.sls") :]
+    return _salt_call(command, fun, timeout if release_lock else None, release_lock)
 
 
 def report_failed_via_salt_call(command: list[str], error: str) -> dict:
@@ -323,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between attempts while another state run holds the minion (default 5)",
     )
     parser.add_argument(
+        "--release-lock",
+        help="the release engine's release.lock (salt-call fallback): an attempt still running "
+        "at the timeout that has not started applying (lock free) is stopped",
+    )
+    parser.add_argument(
         "fallback",
         nargs=argparse.REMAINDER,
         help="-- command to run when the local API is unreachable",
@@ -374,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if is_salt_call_apply(fallback):
         response, busy = apply_when_idle(
-            lambda _left: apply_via_salt_call(fallback), args.timeout, args.busy_retry, log=log
+            lambda left: apply_via_salt_call(fallback, left, args.release_lock),
+            args.timeout,
+            args.busy_retry,
+            log=log,
         )
         return conclude(
             response,

@@ -17,7 +17,9 @@
   Settings (minion config or pillar, via config.get):
     berth:sleep:script    path of the hook script   (/usr/local/sbin/berth-before-sleep)
     berth:sleep:unit_dir  systemd unit directory    (/etc/systemd/system)
-    berth:sleep:timeout   seconds the apply may take (1200: pulls were done while awake)
+    berth:sleep:timeout   seconds the hook waits for a busy minion / a salt-call that has not
+                          started (1200: pulls were done while awake); the unit allows
+                          90 s more, for the failure report
     berth:sleep:salt_call salt-call to run          (next to the minion's python, else PATH)
 -#}
 {%- set script = salt['config.get']('berth:sleep:script', '/usr/local/sbin/berth-before-sleep') %}
@@ -27,6 +29,8 @@
 {%- set salt_call = salt['config.get']('berth:sleep:salt_call',
       beside_python if salt['file.file_exists'](beside_python) else 'salt-call') %}
 {%- set unit = unit_dir ~ '/berth-before-sleep.service' %}
+{#- the release engine's lock: the hook stops a salt-call that has not started applying #}
+{%- set release_lock = (opts.get('docker.release_state_dir') or opts['cachedir'] ~ '/berth') ~ '/release.lock' %}
 {%- set local_api = salt['minionutil.local_api_url']() %}
 {%- set salt_call_line = salt_call ~ ' -c ' ~ opts['conf_file'].rsplit('/', 1)[0] ~
       ' --retcode-passthrough --log-level=warning --out=highstate --state-output=changes'
@@ -45,11 +49,11 @@ berth-before-sleep-script:
         # the journal. The device reports the outcome to the fleet API either way.
         {%- if local_api %}
         # The running minion applies (local API {{ local_api }}); salt-call only if unreachable.
-        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --local-api '{{ local_api }}' --timeout {{ timeout }} -- {{ salt_call_line }}
+        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --local-api '{{ local_api }}' --timeout {{ timeout }} --release-lock '{{ release_lock }}' -- {{ salt_call_line }}
         {%- else %}
         # No local API engine: salt-call applies; the hook waits while the minion is busy and
         # has the device report failed with the reason when it cannot apply.
-        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --timeout {{ timeout }} -- {{ salt_call_line }}
+        exec {{ grains['pythonexecutable'] }} {{ salt['minionutil.sleep_hook_program']() }} --timeout {{ timeout }} --release-lock '{{ release_lock }}' -- {{ salt_call_line }}
         {%- endif %}
 
 berth-before-sleep-unit:
@@ -65,7 +69,7 @@ berth-before-sleep-unit:
         [Service]
         Type=oneshot
         ExecStart={{ script }}
-        TimeoutStartSec={{ timeout }}
+        TimeoutStartSec={{ timeout + 90 }}
 
         [Install]
         WantedBy=sleep.target

@@ -176,7 +176,9 @@ def test_sleep_hook_without_the_local_api_applies_through_salt_call(
     code, out, proc = call.run("state.sls", "docker.sleep")
     assert code == 0, proc.stdout + proc.stderr
     script = hook.read_text()
-    assert "sleephook.py --timeout 1200 -- " in script and "--local-api" not in script, script
+    assert (
+        "sleephook.py --timeout 1200 --release-lock " in script and "--local-api" not in script
+    ), script
     assert "state.sls docker.release" in script
 
     done = subprocess.run([str(hook)], capture_output=True, text=True, timeout=300)

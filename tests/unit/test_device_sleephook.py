@@ -383,3 +383,59 @@ def test_salt_call_fallback_whose_release_failed_adds_no_report(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "FAILED berth-docker-release: exited (3)" in proc.stdout
     assert len(calls()) == 1
+
+
+HANGING_SALT_CALL = """#!{python}
+import json, pathlib, sys, time
+here = pathlib.Path(__file__).parent
+with (here / "calls").open("a") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+if "docker.release_report_failed" in sys.argv:
+    print(json.dumps({{"local": {{"reported": True}}}}))
+    sys.exit(0)
+time.sleep({seconds})  # e.g. waiting for a master that does not answer
+print(json.dumps({{"local": {{}}}}))
+"""
+
+
+def hanging_salt_call(tmp_path, seconds):
+    path = tmp_path / "salt-call"
+    path.write_text(HANGING_SALT_CALL.format(python=sys.executable, seconds=seconds))
+    path.chmod(0o755)
+    return [str(path), "-c", "/etc/salt", "state.sls", "docker.release"]
+
+
+def test_salt_call_that_has_not_started_by_the_timeout_is_stopped_and_reported(tmp_path):
+    line = hanging_salt_call(tmp_path, 600)
+    lock = tmp_path / "state" / "release.lock"
+    lock.parent.mkdir()
+    proc = subprocess.run(
+        [sys.executable, sleephook.__file__, "--timeout", "2", "--release-lock", str(lock)]
+        + ["--", *line],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads((tmp_path / "calls").read_text().splitlines()[-1])
+    assert "docker.release_report_failed" in report
+    assert "had not started state.sls within 2s and was stopped" in report[-1]
+
+
+def test_salt_call_applying_at_the_timeout_runs_to_its_end(tmp_path):
+    import fcntl
+
+    line = hanging_salt_call(tmp_path, 4)
+    lock = tmp_path / "release.lock"
+    with lock.open("w") as held:  # as the release engine holds it during an apply
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.run(
+            [sys.executable, sleephook.__file__, "--timeout", "1", "--release-lock", str(lock)]
+            + ["--", *line],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "waiting for its end" in proc.stderr
+    assert "via salt-call: succeeded" in proc.stderr
