@@ -1,4 +1,6 @@
-"""Validation of ``tags``, ``device_tags`` and ``rollout``, and wave membership.
+"""The rules of ``tags``, ``device_tags`` and the ``rollout`` policy's fields (checks raising
+``FieldError`` with DRF's messages, attached to the bodies of :mod:`api.schemas.rollouts`,
+``devices`` and ``releases``), and wave membership.
 
 Wave membership is a pure function of (release id, device id): devices are ordered by
 ``sha256("<release id>:<device id>")``. At release creation the ordered targets are cut at
@@ -15,12 +17,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from api.validation import FieldError
+from api.validation import FieldError, list_of
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TAGS = 50
 MAX_WAVES = 20
-DEFAULTS = {"advance_at": 100, "halt_at": 0, "halt_min_finished": 1, "wave_timeout": 3600}
 MAX_WAVE_TIMEOUT = 30 * 24 * 3600
 
 
@@ -34,24 +35,17 @@ def tag(value: Any) -> str:
     return value
 
 
+_tag_list = list_of(tag, max_items=MAX_TAGS)
+
+
 def tags(value: Any) -> list[str]:
     """A list of at most 50 tags; duplicates are dropped, order is kept."""
-    if not isinstance(value, list):
-        raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
-    if len(value) > MAX_TAGS:
-        raise FieldError(f"Ensure this field has no more than {MAX_TAGS} elements.")
-    result, errors = [], {}
-    for i, item in enumerate(value):
-        try:
-            result.append(tag(item))
-        except FieldError as exc:
-            errors[str(i)] = exc.detail
-    if errors:
-        raise FieldError(errors)
-    return list(dict.fromkeys(result))
+    return list(dict.fromkeys(_tag_list(value)))
 
 
-def _strict_int(low: int, high: int):
+def strict_int(low: int, high: int):
+    """An integer (``2.0`` too, not ``"2"`` or ``true``) in [low, high]."""
+
     def check(value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # 2.0: an integer to JSON Schema, as to api.validation.integer
@@ -64,22 +58,13 @@ def _strict_int(low: int, high: int):
     return check
 
 
-def _waves(value: Any) -> list[int]:
-    if not isinstance(value, list):
-        raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
-    if not value:
+_percent_list = list_of(strict_int(1, 100), max_items=MAX_WAVES)
+
+
+def waves(value: Any) -> list[int]:
+    if isinstance(value, list) and not value:
         raise FieldError("This list may not be empty.")
-    if len(value) > MAX_WAVES:
-        raise FieldError(f"Ensure this field has no more than {MAX_WAVES} elements.")
-    check = _strict_int(1, 100)
-    errors, result = {}, []
-    for i, item in enumerate(value):
-        try:
-            result.append(check(item))
-        except FieldError as exc:
-            errors[str(i)] = exc.detail
-    if errors:
-        raise FieldError(errors)
+    result = _percent_list(value)
     if any(b <= a for a, b in zip(result, result[1:], strict=False)):
         raise FieldError(
             "Waves are cumulative percentages: each must be larger than the one before."
@@ -90,42 +75,11 @@ def _waves(value: Any) -> list[int]:
 
 
 def rollout(value: Any) -> dict:
-    """``{"waves": [...], "advance_at", "halt_at", "halt_min_finished", "wave_timeout"}``."""
-    if not isinstance(value, dict):
-        raise FieldError(
-            {
-                "non_field_errors": [
-                    f"Invalid data. Expected a dictionary, but got {type(value).__name__}."
-                ]
-            }
-        )
-    rules = {
-        "waves": _waves,
-        "advance_at": _strict_int(1, 100),
-        "halt_at": _strict_int(0, 100),
-        "halt_min_finished": _strict_int(1, 1_000_000),
-        "wave_timeout": _strict_int(1, MAX_WAVE_TIMEOUT),
-    }
-    policy, errors = {}, {}
-    for name, check in rules.items():
-        if name not in value:
-            if name in DEFAULTS:
-                policy[name] = DEFAULTS[name]
-            else:
-                errors[name] = ["This field is required."]
-            continue
-        if value[name] is None:
-            errors[name] = ["This field may not be null."]
-            continue
-        try:
-            policy[name] = check(value[name])
-        except FieldError as exc:
-            errors[name] = exc.detail
-    for name in sorted(set(value) - set(rules)):
-        errors[str(name)[:64]] = ["Unknown field."]
-    if errors:
-        raise FieldError(errors)
-    return policy
+    """``{"waves": [...], "advance_at", "halt_at", "halt_min_finished", "wave_timeout"}``: the
+    fields of :class:`api.schemas.rollouts.RolloutPolicy`, by their rules (above)."""
+    from api.schemas.rollouts import rollout_policy  # the model imports this module's rules
+
+    return rollout_policy(value)
 
 
 # -- wave membership -----------------------------------------------------------
