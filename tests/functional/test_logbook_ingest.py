@@ -209,6 +209,21 @@ def test_literals_orjson_reads_otherwise_are_judged_as_before(logbook, value, fi
     assert logbook.fields().json == []
 
 
+@pytest.mark.parametrize("field_type", ["float", "geo_point"])
+def test_an_integer_too_large_for_a_float_is_a_400(logbook, field_type):
+    """400 digits: json.loads reads an int that no float can hold (this was a 500)."""
+    big = "9" * 400
+    value = big if field_type == "float" else f'{{"lat": {big}, "lon": 0}}'
+    body = (
+        f'{{"device_id": "{logbook.device.id}", "records": [{{"ts": {BASE_MS}, "field": "x", '
+        f'"field_type": "{field_type}", "value": {value}}}]}}'
+    )
+    response = post(logbook, body.encode())
+    assert response.status_code == 400, response.data[:200]
+    assert list(response.json["records"]["0"]) == ["value"]
+    assert logbook.fields().json == []
+
+
 def test_longs_at_the_64_bit_edges_are_stored_exactly(logbook):
     body = (
         f'{{"device_id": "{logbook.device.id}", "records": ['
