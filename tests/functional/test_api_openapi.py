@@ -180,3 +180,40 @@ def test_audit_page_matches_its_openapi_model(client, user_token):
     page = client.get("/audit/", headers=user_token.headers).json
     assert page["results"]
     AuditPage.model_validate(page)
+
+
+def test_creates_link_to_the_new_object(client):
+    """OpenAPI links: a create's 201 leads to the new object's get/replace/update/delete."""
+    doc = client.get("/openapi.json").json
+    ops = {
+        op["operationId"]: (path, method)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if "operationId" in op
+    }
+    for create, item_path, id_name in (
+        ("createRegistry", "/docker/registries/{registry_id}/", "registry_id"),
+        ("createProject", "/docker/projects/{project_id}/", "project_id"),
+        ("createRelease", "/docker/projects/{project_id}/releases/{release_id}/", "release_id"),
+        ("createDevice", "/devices/{device_id}/", "device_id"),
+    ):
+        path, method = ops[create]
+        links = doc["paths"][path][method]["responses"]["201"]["links"]
+        assert {ops[link["operationId"]] for link in links.values()} == {
+            (item_path, m) for m in ("get", "put", "patch", "delete")
+        }
+        for link in links.values():
+            assert link["parameters"][id_name] == "$response.body#/id"
+
+
+def test_registry_put_may_leave_the_password_out(client, user_token):
+    doc = client.get("/openapi.json").json
+    put = doc["paths"]["/docker/registries/{registry_id}/"]["put"]["requestBody"]
+    schema = put["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "password" not in doc["components"]["schemas"][schema]["required"]
+    assert "password" in doc["components"]["schemas"]["RegistryInput"]["required"]
+    body = {"name": "r", "url": "registry.example", "username": "u", "password": "p"}
+    created = client.post("/docker/registries/", json=body, headers=user_token.headers).json
+    del body["password"]
+    resp = client.put(f"/docker/registries/{created['id']}/", json=body, headers=user_token.headers)
+    assert resp.status_code == 200, resp.json

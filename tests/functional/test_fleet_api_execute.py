@@ -307,3 +307,13 @@ def test_publish_timeout_still_records_and_follows_the_job(app, client, user_tok
             assert job.jid == resp.json["jid"] and job.state == "PENDING"
     finally:
         server.shutdown()
+
+
+def test_callback_url_with_a_bad_port_is_a_400(client, user_token, device):
+    for url in ("http://example.com:99999/hook", "http://example.com:8x/hook", "http://[::1/hook"):
+        body = {"command": "test.ping", "callback_url": url}
+        resp = client.post(
+            f"/dongle/devices/{device.id}/execute/", json=body, headers=user_token.headers
+        )
+        assert resp.status_code == 400, (url, resp.json)
+        assert resp.json["callback_url"] == ["Enter a valid http or https URL."]

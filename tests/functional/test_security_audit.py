@@ -200,3 +200,21 @@ def test_execute_rows_never_hold_an_argument_of_a_function_outside_the_safe_set(
         "kwarg": {"tail": 5},
     }
     assert "pw-" not in json.dumps(audit(client, user_token.headers))
+
+
+def test_audit_filters_are_what_the_document_says(client, user_token):
+    """Every RFC 3339 date-time is read; an empty or non-integer user, or an empty page_size,
+    is a 400 naming it; a page past the last is the documented 404."""
+    h = user_token.headers
+    ok = client.get(
+        "/audit/?since=2016-12-31t23:59:60z&until=2999-01-01T00:00:00%2B01:00", headers=h
+    )
+    assert ok.status_code == 200, ok.json
+    for query, field in (("user=", "user"), ("user=%C2%B2", "user"), ("page_size=", "page_size")):
+        resp = client.get(f"/audit/?{query}", headers=h)
+        assert resp.status_code == 400 and field in resp.json, (query, resp.json)
+    assert client.get("/audit/?page=99", headers=h).status_code == 404
+    doc = client.get("/openapi.json").json["paths"]["/audit/"]["get"]
+    assert "404" in doc["responses"]
+    params = {p["name"]: p["schema"] for p in doc["parameters"]}
+    assert params["page_size"]["maximum"] == 1000 and params["user"]["minimum"] == 0

@@ -128,3 +128,27 @@ def test_json_value_rules():
         node = node[0]
     with pytest.raises(FieldError):
         json_value(deep)
+
+
+def test_iso_datetime_reads_every_rfc3339_date_time():
+    from datetime import UTC, datetime
+
+    from api.validation import iso_datetime
+
+    assert iso_datetime("2026-01-02t03:04:05z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert iso_datetime("2016-12-31T23:59:60Z") == datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert iso_datetime("2026-01-02T03:04:05+02:00") == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert iso_datetime("0001-01-01T00:00:00+01:00") == datetime.min.replace(tzinfo=UTC)
+    for bad in ("yesterday", "2026-13-01T00:00:00Z", 5):
+        with pytest.raises(FieldError):
+            iso_datetime(bad)
+
+
+def test_space_is_what_python_strips():
+    import re
+    import sys
+
+    from api.validation import SPACE
+
+    space = re.compile(f"[{SPACE}]")
+    assert all(bool(space.fullmatch(chr(i))) == chr(i).isspace() for i in range(sys.maxunicode + 1))

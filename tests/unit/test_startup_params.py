@@ -125,3 +125,16 @@ def test_host_ip_must_be_an_address(ports, expected):
 def test_not_a_map():
     assert validate(["a"]) == {"non_field_errors": ["Expected a map of startup parameters."]}
     assert validate(None) == {}
+
+
+def test_integral_floats_count_as_integers():
+    """JSON Schema's integer includes 80.0; what the document calls an integer is accepted."""
+    from berth import startup_params
+
+    assert (
+        startup_params.validate({"user": 1000.0, "mem_limit": 1024.0, "ports": {"80": 8080.0}})
+        == {}
+    )
+    kwargs = startup_params.to_create_kwargs({"user": 1000.0, "mem_limit": 1024.0})
+    assert kwargs["user"] == "1000" and kwargs["mem_limit"] == 1024
+    assert "user" in startup_params.validate({"user": 1.5})
