@@ -17,8 +17,9 @@ cells with slice operations.
 """
 
 import math
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from api.schemas.logbook import (
@@ -36,7 +37,10 @@ from .tables import FIELD_TYPES
 
 __all__ = ["INT64", "MAX_BATCH", "MAX_EPOCH_MS", "MAX_FIELD_NAME", "MAX_STRING"]
 
-_RECORDS = TypeAdapter(list[LogbookRecord])
+# a record the model refuses stays the request's own object (left to right: Any only then)
+_RECORDS_OR_RAW = TypeAdapter(
+    list[Annotated[LogbookRecord | Any, Field(union_mode="left_to_right")]]
+)
 
 
 class Series:
@@ -171,7 +175,9 @@ def from_json(raw):
 
 
 def validate(records):
-    """-> (batch, errors); errors is {} when the whole batch is valid."""
+    """-> (batch, errors); errors is {} when the whole batch is valid. Each record the model
+    accepts costs what it costs on the hot path; the others are judged by the rules, which name
+    their problems (or accept them: the model is stricter in places, e.g. ``1.0`` for a long)."""
     batch = Batch(records)
     if not isinstance(records, list):
         return batch, {"records": ["expected a list of records"]}
@@ -179,62 +185,62 @@ def validate(records):
         return batch, {"records": ["at least one record is required"]}
     if len(records) > MAX_BATCH:
         return batch, {"records": [f"at most {MAX_BATCH} records per batch, got {len(records)}"]}
-    try:
-        valid = _columns(_RECORDS.validate_python(records))
-    except PydanticValidationError:
-        valid = None
-    if valid is not None:
-        valid.records = records
-        return valid, {}
+    return _columns(_RECORDS_OR_RAW.validate_python(records), records)
+
+
+def _columns(items, raw=None):
+    """Records the model accepted -> a :class:`Batch` (``raw`` None: the first record that
+    breaks a rule ends it, the result is None), or ``(batch, errors)`` (``raw``: the request's
+    records, ``items`` their validation, a record the model refused being ``raw``'s own object).
+    The rules left to this step: an unknown key, a field name of only spaces (``str.isspace``)
+    or with a NUL or a lone surrogate, a string value with a lone surrogate, a time string
+    ``timestamps.parse`` refuses; a record breaking one is judged by ``_validate_slowly``.
+    Series usually come in runs: a series' name is checked once per run, and a numeric sample
+    costs two appends."""
+    batch = Batch(items if raw is None else raw)
     errors = {}
-    for index, record in enumerate(records):
-        sample, problems = _validate_slowly(record)
-        if problems:
-            errors[str(index)] = problems
-        else:
-            field, field_type, ts, value = sample
-            series = batch.add(field, field_type)
-            series.ts.append(ts)
-            series.values.append(value)
-    return batch, ({"records": errors} if errors else {})
-
-
-def _columns(records):
-    """Records the model accepted -> a :class:`Batch`, or None when one breaks a rule the model
-    leaves to this step: an unknown key, a field name of only spaces (``str.isspace``) or with
-    a NUL or a lone surrogate, a string value with a lone surrogate, a time string
-    ``timestamps.parse`` refuses. Series usually come in runs: a series' name is checked once
-    per run, and a numeric sample costs two appends."""
-    batch = Batch(records)
     last_field = last_type = None
     kind = add_ts = add_value = None
     parse = timestamps.parse
-    try:
-        for record in records:
-            if len(record) != 4:  # an unknown key (see LogbookWrite's records)
-                return None
+    for index, record in enumerate(items):
+        # len: an unknown key (see LogbookWrite's records); ``is``: refused by the model
+        if (raw is None or record is not raw[index]) and len(record) == 4:
             field, field_type = record["field"], record["field_type"]
-            if field_type != last_type or field != last_field:
-                if not _good_name(field):
-                    return None
+            if field_type == last_type and field == last_field:
+                good = True
+            elif good := _good_name(field):
                 series = batch.add(field, field_type)
                 last_field, last_type = field, field_type
                 kind = field_type if field_type in ("string", "geo_point") else None
                 add_ts, add_value = series.ts.append, series.values.append
-            ts = record["ts"]
-            add_ts(ts * 1000 if type(ts) is int else parse(ts))
-            value = record["value"]
-            if kind is None:  # float, long, bool: the model's strict types and bounds
-                add_value(value)
-            elif kind == "geo_point":
-                add_value((value["lat"], value["lon"]))
-            elif _unicode(value):
-                add_value(value)
-            else:
-                return None
-    except timestamps.TimeError:
-        return None
-    return batch
+            if good:
+                ts, value = record["ts"], record["value"]
+                try:
+                    ts = ts * 1000 if type(ts) is int else parse(ts)
+                except timestamps.TimeError:
+                    ts = None
+                if kind == "geo_point":
+                    value = (value["lat"], value["lon"])
+                elif kind == "string" and not _unicode(value):
+                    ts = None
+                if ts is not None:
+                    add_ts(ts)
+                    add_value(value)
+                    continue
+        if raw is None:
+            return None
+        sample, problems = _validate_slowly(raw[index])
+        if problems:
+            errors[str(index)] = problems
+            continue
+        field, field_type, ts, value = sample
+        series = batch.add(field, field_type)
+        series.ts.append(ts)
+        series.values.append(value)
+        last_field = last_type = None  # the cached appends may be another series'
+    if raw is None:
+        return batch
+    return batch, ({"records": errors} if errors else {})
 
 
 def _good_name(field):

@@ -61,7 +61,9 @@ _Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Timestamp = Annotated[
     Annotated[int, Strict(), Ge(0), Le(MAX_EPOCH_MS)]
     | Annotated[float, Strict(), Field(allow_inf_nan=False), Ge(0), Le(MAX_EPOCH_MS)]
-    | Annotated[str, Strict(), Field(pattern=TIME_PATTERN)],
+    # the pattern is the document's; the model takes any string and api.logbook.records reads
+    # it with timestamps.parse (naive, date-only, ... forms stay on the hot path)
+    | Annotated[str, Strict(), Field(json_schema_extra={"pattern": TIME_PATTERN})],
     Field(description=TIME_DOC, examples=["2020-07-09T10:11:53.811839Z", 1594289513811]),
 ]
 # the pattern (not only spaces, no NUL) is checked once per series of a batch by

@@ -144,6 +144,8 @@ def test_a_plain_batch_takes_the_model_path():
             "value": {"lat": 1, "lon": 2},
         },
         {"ts": 1, "field": "s", "field_type": "string", "value": "héllo"},
+        {"ts": "2020-07-09T10:11:53", "field": "s", "field_type": "string", "value": "naive ts"},
+        {"ts": "2020-07-09", "field": "s", "field_type": "string", "value": "a date alone"},
         {"ts": 1, "field": "b", "field_type": "bool", "value": True},
         {"ts": 1, "field": "l", "field_type": "long", "value": -(2**63)},
     )
