@@ -40,7 +40,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from api.bulk import id_select
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release, release_devices
-from api.rollouts import policy
+from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout, device_tags, release_tags
 from berth.contract import DeploymentState as S
 from berth.contract import RolloutState as R
@@ -171,7 +171,9 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
                     "release_id": r,
                     "device_id": device.id,
                     "listed": False,
-                    "wave": policy.wave_of_newcomer(r, device.id, waves[r]) if r in waves else None,
+                    "wave": wave_membership.wave_of_newcomer(r, device.id, waves[r])
+                    if r in waves
+                    else None,
                 }
                 for r in new
             ],
@@ -225,7 +227,7 @@ def add_targets(release: Release, listed: Sequence, tags: list[str], rollout: di
         ]
     targets = [*listed, *tagged]
     waves = (
-        policy.assign_waves(release.id, [d[0] for d in targets], rollout["waves"])
+        wave_membership.assign_waves(release.id, [d[0] for d in targets], rollout["waves"])
         if rollout
         else {}
     )
@@ -315,7 +317,7 @@ def set_listed(release: Release, wanted: Sequence) -> tuple[list, list[str]]:
                     "release_id": release.id,
                     "device_id": d[0],
                     "listed": True,
-                    "wave": policy.wave_of_newcomer(release.id, d[0], rollout.waves)
+                    "wave": wave_membership.wave_of_newcomer(release.id, d[0], rollout.waves)
                     if rollout
                     else None,
                 }
@@ -330,6 +332,6 @@ def set_listed(release: Release, wanted: Sequence) -> tuple[list, list[str]]:
             new = [
                 d
                 for d in new
-                if policy.wave_of_newcomer(release.id, d[0], rollout.waves) <= rollout.wave
+                if wave_membership.wave_of_newcomer(release.id, d[0], rollout.waves) <= rollout.wave
             ]
     return new, [d for d in removed if d not in still_tagged]

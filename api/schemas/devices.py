@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api.rollouts import policy as rollout_policy
+from api.schemas import rollouts as rollout_rules
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.schemas.rollouts import TAG
 from api.validation import ANY_TEXT, SPACE, FieldError, string
@@ -50,11 +50,11 @@ class DeviceInput(RequestBody):
     ] = ""
     tags: Annotated[
         list[TAG],
-        rule(rollout_policy.tags),
+        rule(rollout_rules.tags),
         doc(
             "Replaces the device's tags; releases with matching device_tags target it "
             "(docs/rollouts.md). A PUT without tags leaves them.",
-            maxItems=rollout_policy.MAX_TAGS,
+            maxItems=rollout_rules.MAX_TAGS,
         ),
     ] = Field(default_factory=list)
 

@@ -25,7 +25,7 @@ from api.limits import (
 )
 from api.models import Device, Registry
 from api.policies import release as release_policy
-from api.rollouts import policy as rollout_policy
+from api.schemas import rollouts as rollout_rules
 from api.schemas.base import (
     RequestBody,
     ResponseBody,
@@ -232,19 +232,19 @@ class ReleaseInput(RequestBody):
             uniqueItems=True,
         ),
     ] = Field(default_factory=list)
-    # rules in api.rollouts.policy (docs/rollouts.md)
+    # rules in api.schemas.rollouts (docs/rollouts.md)
     device_tags: Annotated[
         list[TAG],
-        rule(rollout_policy.tags),
+        rule(rollout_rules.tags),
         doc(
             "The release also targets every device carrying one of these tags (also one tagged "
             "later). Immutable after creation (409).",
-            maxItems=rollout_policy.MAX_TAGS,
+            maxItems=rollout_rules.MAX_TAGS,
         ),
     ] = Field(default_factory=list)
     rollout: Annotated[
         RolloutPolicy | None,
-        rule(rollout_policy.rollout, nullable=True),
+        rule(rollout_rules.rollout_policy, nullable=True),
         ref("RolloutPolicy"),
         doc(
             "Staged rollout; absent or null: every target at once. Immutable after creation (409)."

@@ -1,22 +1,76 @@
 """Rollout bodies (docs/rollouts.md): the release's ``rollout`` policy, device ``tags``, the
-rollout state with its per-wave counts, and rollout webhooks. The rules (checks with DRF's
-messages) live in :mod:`api.rollouts.policy`; :func:`rollout_policy` validates a policy with
-:class:`RolloutPolicy`."""
+rollout state with its per-wave counts, and rollout webhooks. The field rules (checks with
+DRF's messages) are here too, used by the device and release bodies; :func:`rollout_policy`
+validates a policy with :class:`RolloutPolicy`."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import ConfigDict
 
-from api.rollouts import policy
-from api.rollouts.policy import MAX_TAGS, MAX_WAVE_TIMEOUT, MAX_WAVES, TAG_RE, strict_int
 from api.schemas.base import RequestBody, ResponseBody, doc, parse, rule
 from api.schemas.execute import HTTP_URL_PATTERN, http_url
-from api.validation import FieldError
+from api.validation import FieldError, list_of
 from berth.contract import RolloutAction, RolloutState, WaveState
 
-TAG = Annotated[str, doc(pattern=TAG_RE.pattern)]
+DEVICE_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_TAGS = 50
+MAX_WAVES = 20
+MAX_WAVE_TIMEOUT = 30 * 24 * 3600
+
+
+def tag(value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError("Not a valid string.")
+    if not DEVICE_TAG_RE.match(value):
+        raise FieldError(
+            f'"{value[:80]}" is not a valid tag: 1 to 64 characters from A-Z a-z 0-9 _ . : -.'
+        )
+    return value
+
+
+_tag_list = list_of(tag, max_items=MAX_TAGS)
+
+
+def tags(value: Any) -> list[str]:
+    """A list of at most 50 tags; duplicates are dropped, order is kept."""
+    return list(dict.fromkeys(_tag_list(value)))
+
+
+def strict_int(low: int, high: int):
+    """An integer (``2.0`` too, not ``"2"`` or ``true``) in [low, high]."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 2.0: an integer to JSON Schema, as to api.validation.integer
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError("A valid integer is required.")
+        if not low <= value <= high:
+            raise FieldError(f"Ensure this value is between {low} and {high}.")
+        return value
+
+    return check
+
+
+_percent_list = list_of(strict_int(1, 100), max_items=MAX_WAVES)
+
+
+def wave_list(value: Any) -> list[int]:
+    if isinstance(value, list) and not value:
+        raise FieldError("This list may not be empty.")
+    result = _percent_list(value)
+    if any(b <= a for a, b in zip(result, result[1:], strict=False)):
+        raise FieldError(
+            "Waves are cumulative percentages: each must be larger than the one before."
+        )
+    if result[-1] != 100:
+        raise FieldError("The last wave must be 100 (every target gets the release).")
+    return result
+
+
+TAG = Annotated[str, doc(pattern=DEVICE_TAG_RE.pattern)]
 TAGS_DOC = doc("At most 50 tags of 1-64 characters from A-Z a-z 0-9 _ . : -.", maxItems=MAX_TAGS)
 
 
@@ -27,7 +81,7 @@ class RolloutPolicy(RequestBody):
 
     waves: Annotated[
         list[Annotated[int, doc(minimum=1, maximum=100)]],
-        rule(policy.waves),
+        rule(wave_list),
         doc(
             "Cumulative percentages of the release's targets, increasing, the last one 100.",
             minItems=1,

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from api.extensions import db
 from api.models.types import utcnow
 from api.outbox import OutboxMessage
-from api.rollouts import policy, service
+from api.rollouts import service
+from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout
 from tests.fixtures.api import deployment_statuses
 
@@ -182,12 +183,12 @@ def test_tags_and_rollout_are_in_the_openapi_document(client):
     [(1, [1, 0, 0, 0]), (3, [1, 1, 1, 0]), (7, [1, 1, 2, 3]), (10_000, [100, 900, 4000, 5000])],
 )
 def test_wave_sizes(n, sizes):
-    assert policy.wave_sizes(n, [1, 10, 50, 100]) == sizes
+    assert wave_membership.wave_sizes(n, [1, 10, 50, 100]) == sizes
     ids = [f"device-{i}" for i in range(n)]
-    waves = policy.assign_waves(7, ids, [1, 10, 50, 100])
+    waves = wave_membership.assign_waves(7, ids, [1, 10, 50, 100])
     assert [list(waves.values()).count(w) for w in (1, 2, 3, 4)] == sizes
     # reproducible
-    assert policy.assign_waves(7, list(reversed(ids)), [1, 10, 50, 100]) == waves
+    assert wave_membership.assign_waves(7, list(reversed(ids)), [1, 10, 50, 100]) == waves
 
 
 @pytest.mark.parametrize("n, sizes", [(1, [1, 0, 0, 0]), (3, [1, 1, 1, 0]), (7, [1, 1, 2, 3])])
@@ -560,7 +561,7 @@ def test_device_tagged_later_joins_a_rollout_in_its_hash_wave(fleet):
     (late,) = fleet.devices(1)
     fleet.tag(late, ["canary"])
     row = fleet.deployments(new, f"&device={late}")["results"][0]
-    assert row["wave"] == policy.wave_of_newcomer(new["id"], late, [25, 100])
+    assert row["wave"] == wave_membership.wave_of_newcomer(new["id"], late, [25, 100])
     expected = new["id"] if row["wave"] == 1 else None
     assert fleet.pillar(late) == expected
     assert len(devices) == 4
