@@ -299,50 +299,69 @@ def _error_text(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def release_report_failed(error):
+def release_report_failed(error, send=True):
     """
     Report the pending release (pillar ``docker:release``, fresh from the master, else the
-    minion's in-memory copy) ``failed`` with ``error``, through the usual result event, e.g. when the sleep
-    hook could not apply it before its timeout (``berth/sleephook.py``). Nothing is reported
-    when there is no release or this device already runs it: a failure report never
-    overwrites a success.
+    minion's in-memory copy, else the release last pre-pulled) ``failed`` with ``error``,
+    through the usual result event, e.g. when the sleep hook could not apply it before its
+    timeout (``berth/sleephook.py``). Nothing is reported when there is no release or this
+    device already runs it: a failure report never overwrites a success.
 
-    CLI Example: ``salt '*' docker.release_report_failed "minion busy"``
+    ``send=False`` only queues the event in the device's result queue (sent by the next flush
+    once the master acknowledges: pre-pull schedule, next apply, minion start): what the sleep
+    hook's ``salt-call`` fallback runs with ``--local`` when the master is away (``--local``
+    has no master to send to).
+
+    CLI Example: ``salt '*' docker.release_report_failed "minion busy"``,
+    ``salt-call --local docker.release_report_failed "master away" send=False``
     """
     release = _pillar("docker:release", None)  # the minion's copy when the master is away
     if not isinstance(release, dict) or release.get("id") is None:
         release = read_json(_state_path(PREPULLED))
     if _masterless() or __salt__["minionutil.master_reachable"]():
-        try:  # the release the master would give now
-            release = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
+        try:  # the release the master (or the local pillar) would give now
+            fresh = (__salt__["pillar.items"](unmask=True).get("docker") or {}).get("release")
         except Exception:  # noqa: BLE001 - master unreachable in any way: use the minion's copy
             pass
+        else:
+            # salt-call --local of a master's minion: its local pillar has no release
+            if not (_masterless() and not isinstance(fresh, dict)):
+                release = fresh
     if not isinstance(release, dict) or release.get("id") is None:
         return {"reported": False, "comment": "no release for this device"}
     applied = _executor().applied() or {}
     if str(applied.get("release_id")) == str(release["id"]):
         return {"reported": False, "comment": f"release {release['id']} is already applied"}
-    _fire_result(
+    queued = _fire_result(
         {
             "release_id": release["id"],
             "version_hash": release.get("version_hash"),
             "outcome": ReleaseOutcome.FAILED,
             "error": str(error),
             "containers": [],
-        }
+        },
+        send=send,
     )
-    return {"reported": True, "release_id": release["id"], "error": str(error)}
+    if not send and not queued:
+        return {"reported": False, "comment": "cannot queue the result event (see the log)"}
+    answer = {"reported": True, "release_id": release["id"], "error": str(error)}
+    return answer if send else {**answer, "sent": False}  # in the result queue
 
 
-def _fire_result(result):
-    """Queue the result event on disk, then send everything queued (oldest first)."""
+def _fire_result(result, send=True):
+    """Queue the result event on disk, then (``send``) send everything queued (oldest first).
+    Returns whether the event was queued."""
+    queued = True
     try:
         commands.queue_result(__opts__, commands.result_event(result))
     except OSError as exc:
+        queued = False
         log.warning(
             "berth release %s: cannot queue the result event: %s", result.get("release_id"), exc
         )
-    _flush_results()
+    if send:
+        _flush_results()
+    return queued
 
 
 def _masterless():

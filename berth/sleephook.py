@@ -29,7 +29,11 @@ With a ``salt-call ... state.sls docker.release`` fallback the hook runs it with
 same ``salt-call`` line running ``docker.release_report_failed``; any other fallback
 command is simply executed. A ``salt-call`` still running at the timeout (e.g. waiting for a
 master that does not answer, which it does without end) is stopped when ``--release-lock``
-shows it has not started applying (the hook holds that lock while stopping it).
+shows it has not started applying (the hook holds that lock while stopping it). When that
+report cannot be made either (the master away: the report's ``salt-call`` is stopped after
+``--report-timeout``, or fails), the hook queues the failure on the device without sending
+(``salt-call --local docker.release_report_failed ... send=False``, the device's result
+queue, sent once the master is back, as the local API path's report is).
 
 With the master unreachable (``minionutil.master_reachable`` through the local API) the
 hook does not try: it has the device report the release ``failed`` with that reason (kept in
@@ -66,6 +70,8 @@ BUSY_MARKER = "is running as PID"
 RELEASE_BUSY_MARKER = "another release apply is already running"
 # How long a salt-call that reports a failure may take (it may wait for the master).
 REPORT_TIMEOUT = 60
+# How long the salt-call --local that queues the report on the device may take.
+LOCAL_REPORT_TIMEOUT = 30
 
 
 class Unreachable(Exception):
@@ -235,11 +241,35 @@ def apply_via_salt_call(command: list[str], timeout: float, release_lock: str | 
     return _salt_call(command, fun, timeout if release_lock else None, release_lock)
 
 
-def report_failed_via_salt_call(command: list[str], error: str) -> dict:
-    """:func:`report_failed` with the fallback's ``salt-call`` (no YAML parsing of the text)."""
-    return _salt_call(
-        command, ["--no-parse=error", REPORT_FAILED, f"error={error}"], REPORT_TIMEOUT
+def report_failed_via_salt_call(
+    command: list[str], error: str, timeout: float = REPORT_TIMEOUT
+) -> dict:
+    """:func:`report_failed` with the fallback's ``salt-call`` (no YAML parsing of the text).
+    When that report cannot be made (the master away: salt-call waits for it until stopped at
+    ``timeout``, or fails), the failure is queued on the device without sending
+    (``salt-call --local ... send=False``: the device's result queue, sent once the master
+    acknowledges, as the local API path's report is)."""
+    report = ["--no-parse=error", REPORT_FAILED, f"error={error}"]
+    response = _salt_call(command, report, timeout)
+    if response.get("success"):
+        return response
+    why = "; ".join(str(line) for line in response.get("return") or [])[:500]
+    print(
+        f"berth-before-sleep: the report through salt-call failed ({why or 'no result'}); "
+        "queuing it on the device for when the master is back",
+        file=sys.stderr,
+        flush=True,
     )
+    queued = _salt_call(command, ["--local", *report, "send=False"], LOCAL_REPORT_TIMEOUT)
+    ret = queued.get("return")
+    if not queued.get("success") or not isinstance(ret, dict) or not ret.get("reported"):
+        detail = ret.get("comment") if isinstance(ret, dict) else ret
+        print(
+            f"berth-before-sleep: nothing could be queued: {json.dumps(detail, default=str)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return queued
 
 
 def not_run_reason(response: dict) -> str | None:
@@ -372,6 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         "at the timeout that has not started applying (lock free) is stopped",
     )
     parser.add_argument(
+        "--report-timeout",
+        type=float,
+        default=REPORT_TIMEOUT,
+        help="seconds the salt-call fallback's failure report may take before the report is "
+        f"queued on the device instead (default {REPORT_TIMEOUT})",
+    )
+    parser.add_argument(
         "fallback",
         nargs=argparse.REMAINDER,
         help="-- command to run when the local API is unreachable",
@@ -433,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
             busy,
             "salt-call",
             args.timeout,
-            lambda error: report_failed_via_salt_call(fallback, error).get("return"),
+            lambda error: report_failed_via_salt_call(fallback, error, args.report_timeout).get(
+                "return"
+            ),
         )
     sys.stdout.flush()
     os.execvp(fallback[0], fallback)

@@ -19,7 +19,8 @@
     berth:sleep:unit_dir  systemd unit directory    (/etc/systemd/system)
     berth:sleep:timeout   seconds the hook waits for a busy minion / a salt-call that has not
                           started (1200: pulls were done while awake); the unit allows
-                          90 s more, for the failure report
+                          120 s more, for the failure report (queued on the device
+                          when the master is away)
     berth:sleep:salt_call salt-call to run          (next to the minion's python, else PATH)
 -#}
 {%- set script = salt['config.get']('berth:sleep:script', '/usr/local/sbin/berth-before-sleep') %}
@@ -69,7 +70,7 @@ berth-before-sleep-unit:
         [Service]
         Type=oneshot
         ExecStart={{ script }}
-        TimeoutStartSec={{ timeout + 90 }}
+        TimeoutStartSec={{ timeout + 120 }}
 
         [Install]
         WantedBy=sleep.target

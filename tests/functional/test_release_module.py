@@ -1,5 +1,7 @@
 """The docker.* execution functions around the release engine, on a real dockerd and registry."""
 
+import json
+
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -213,3 +215,41 @@ def test_prepulled_release_applies_while_registry_is_unreachable(
 
     assert result["outcome"] == "succeeded", result["error"]
     assert "logged_in" not in result["changes"] and "pulled" not in result["changes"]
+
+
+def test_report_failed_without_sending_only_queues_the_pre_pulled_release(
+    release_loaders, tmp_path
+):
+    # salt-call --local on a master's minion (the sleep hook with the master away): no release
+    # in the local pillar, the release last pre-pulled in the device state directory
+    loaders = release_loaders({})
+    state = tmp_path / "device-state"
+    state.mkdir()
+    (state / "prepulled-release.json").write_text('{"id": 41, "version_hash": "abc"}')
+    sent = []
+    loaders.modules["event.send"] = lambda tag, data=None, **kw: sent.append((tag, data)) or True
+
+    ret = loaders.modules.docker.release_report_failed("master away", send=False)
+
+    assert ret == {"reported": True, "release_id": 41, "error": "master away", "sent": False}
+    queued = json.loads((state / "results-outbox.json").read_text())["events"]
+    assert [(e["release_id"], e["outcome"], e["error"]) for e in queued] == [
+        (41, "failed", "master away")
+    ]
+    assert sent == []  # under --local event.send would drop it without a master
+    # the next flush (here: a report that sends) delivers the queue in order
+    loaders.modules.docker.release_report_failed("again")
+    assert [(t, d["release_id"], d["error"]) for t, d in sent] == [
+        ("berth/release/result", 41, "master away"),
+        ("berth/release/result", 41, "again"),
+    ]
+    assert not (state / "results-outbox.json").exists()
+
+
+def test_report_failed_without_sending_and_no_known_release_queues_nothing(
+    release_loaders, tmp_path
+):
+    loaders = release_loaders({})
+    ret = loaders.modules.docker.release_report_failed("master away", send=False)
+    assert ret == {"reported": False, "comment": "no release for this device"}
+    assert not (tmp_path / "device-state" / "results-outbox.json").exists()

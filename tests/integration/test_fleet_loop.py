@@ -171,7 +171,7 @@ def test_sleep_state_installs_a_unit_ordered_before_sleep(fleet):
     assert "Before=sleep.target" in unit
     assert "WantedBy=sleep.target" in unit
     assert f"ExecStart={minion.sleep_hook}" in unit
-    assert "TimeoutStartSec=1290" in unit  # the hook's 1200 s, then time for a failure report
+    assert "TimeoutStartSec=1320" in unit  # the hook's 1200 s, then time for a failure report
     script = minion.sleep_hook.read_text()
     assert "state.sls docker.release" in script and minion.config_dir in script
     # the running minion applies through its local API; salt-call is the fallback
@@ -477,13 +477,16 @@ def test_master_unreachable_at_sleep_fails_fast_and_the_report_arrives_when_it_i
     assert containers_on(minion).get(f"deployment-app-{release['id']}") == "running"
 
 
-def run_fallback_hook(minion, timeout, busy_retry=2):
+def run_fallback_hook(minion, timeout, busy_retry=2, options=()):
     """The sleep hook with its local API out of reach: it runs the installed ``salt-call``
     line (a new Salt process), which must keep the same promise."""
     script = minion.sleep_hook.read_text()
     line = next(row for row in script.splitlines() if row.strip().startswith("exec "))
-    salt_call = shlex.split(line.split(" -- ", 1)[1])
+    head, tail = line.split(" -- ", 1)
+    salt_call = shlex.split(tail)
     assert "state.sls" in salt_call and "salt-call" in salt_call[0], salt_call
+    head = shlex.split(head)
+    release_lock = head[head.index("--release-lock") + 1]
     return subprocess.Popen(
         [
             sys.executable,
@@ -491,8 +494,10 @@ def run_fallback_hook(minion, timeout, busy_retry=2):
             "berth.sleephook",
             "--local-api",
             f"http://127.0.0.1:{closed_port()}",
+            *options,
         ]
-        + ["--timeout", str(timeout), "--busy-retry", str(busy_retry), "--", *salt_call],
+        + ["--timeout", str(timeout), "--busy-retry", str(busy_retry)]
+        + ["--release-lock", release_lock, "--", *salt_call],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -547,3 +552,46 @@ def test_two_fallback_hooks_at_once_apply_once(fleet):
     assert row["status"] == "succeeded" and row["attempts"] == 1, row
     names = [n for n in containers_on(minion) if n.startswith("deployment-app-")]
     assert names == [f"deployment-app-{release['id']}"], names
+
+
+def test_fallback_with_the_master_unreachable_queues_the_failure_until_it_is_back(
+    fleet, salt_master, salt_cli
+):
+    minion = fleet.minions[0]
+    release = fleet.release("3.2.0-fallback-offline", [("app", "app", "v3")], [minion])
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    # awake: the pre-pull records the release (salt-call --local has no master's pillar)
+    ret = salt_cli.run("docker.release_pull", minion_tgt=minion.id, _timeout=APPLY_TIMEOUT)
+    assert ret.returncode == 0, ret
+    before = containers_on(minion)
+
+    salt_master.terminate()
+    try:
+        proc = run_fallback_hook(minion, timeout=6, options=["--report-timeout", "6"])
+        out, err = proc.communicate(timeout=150)
+        assert proc.returncode == 1, out + err
+        assert "had not started state.sls within 6s and was stopped" in err, err
+        assert "the report through salt-call failed" in err, err
+        assert '"sent": false' in err and "nothing could be queued" not in err, err
+        assert containers_on(minion) == before  # nothing stopped, nothing started
+        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+        assert row["status"] == "queued", row
+    finally:
+        salt_master.start(start_timeout=120)
+
+    # queued on the device: the next pre-pull run (the awake schedule) delivers it
+    def delivered():
+        salt_cli.run("schedule.run_job", "berth-prepull", minion_tgt=minion.id)
+        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+        return row if row["status"] == "failed" else None
+
+    row = wait_for(delivered, timeout=180, interval=5, what="the queued failure report")
+    assert "had not started state.sls within 6s" in row["error"], row
+
+    # the next sleep with the master back applies it
+    proc = run_fallback_hook(minion, timeout=150)
+    out, err = proc.communicate(timeout=200)
+    assert proc.returncode == 0, out + err
+    row = fleet.wait_status(release["id"], minion, "succeeded")
+    assert row["error"] is None

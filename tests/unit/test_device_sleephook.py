@@ -439,3 +439,72 @@ def test_salt_call_applying_at_the_timeout_runs_to_its_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "waiting for its end" in proc.stderr
     assert "via salt-call: succeeded" in proc.stderr
+
+
+OFFLINE_SALT_CALL = """#!{python}
+import json, pathlib, sys, time
+here = pathlib.Path(__file__).parent
+with (here / "calls").open("a") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+if "--local" in sys.argv:
+    print(json.dumps({{"local": {queued!r}}}))
+    sys.exit(0)
+if "docker.release_report_failed" in sys.argv and {report_fails}:
+    print("[ERROR] Salt request timed out. The master is not responding.", file=sys.stderr)
+    sys.exit(1)
+time.sleep(600)  # waiting for a master that does not answer
+"""
+
+
+def offline_salt_call(tmp_path, queued, report_fails=False):
+    """A stand-in ``salt-call`` with the master away: the apply (and the report unless
+    ``report_fails``) waits without end; ``--local`` answers ``queued``."""
+    path = tmp_path / "salt-call"
+    path.write_text(
+        OFFLINE_SALT_CALL.format(python=sys.executable, queued=queued, report_fails=report_fails)
+    )
+    path.chmod(0o755)
+    lock = tmp_path / "release.lock"
+    argv = [sys.executable, sleephook.__file__, "--timeout", "1", "--release-lock", str(lock)]
+    argv += ["--report-timeout", "1", "--", str(path), "-c", "/etc/salt"]
+    proc = subprocess.run(
+        argv + ["state.sls", "docker.release"], capture_output=True, text=True, timeout=60
+    )
+    return proc, [json.loads(row) for row in (tmp_path / "calls").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("report_fails", [False, True], ids=["report-hangs", "report-fails"])
+def test_salt_call_report_that_cannot_reach_the_master_is_queued_on_the_device(
+    tmp_path, report_fails
+):
+    queued = {"reported": True, "sent": False, "release_id": 7, "error": "..."}
+    proc, calls = offline_salt_call(tmp_path, queued, report_fails)
+    assert proc.returncode == 1, proc.stderr
+    apply, report, local = calls
+    assert apply[-2:] == ["state.sls", "docker.release"]
+    assert "--local" not in report and "docker.release_report_failed" in report
+    # the same line, masterless, queuing without sending (no master to send to)
+    assert local[:4] == ["-c", "/etc/salt", "--out=json", "--local"]
+    assert local[4:6] == ["--no-parse=error", "docker.release_report_failed"]
+    assert local[6].startswith("error=the sleep hook's state.sls docker.release did not run")
+    assert "had not started state.sls within 1s" in local[6]
+    assert local[7:] == ["send=False"]
+    assert "the report through salt-call failed" in proc.stderr
+    assert '"sent": false' in proc.stderr
+    assert "nothing could be queued" not in proc.stderr
+
+
+def test_salt_call_report_queued_on_the_device_for_an_unknown_release_says_so(tmp_path):
+    proc, calls = offline_salt_call(
+        tmp_path, {"reported": False, "comment": "no release for this device"}
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert len(calls) == 3 and "--local" in calls[-1]
+    assert 'nothing could be queued: "no release for this device"' in proc.stderr
+
+
+def test_salt_call_report_that_reached_the_master_is_not_queued_again(tmp_path):
+    line, calls = fake_salt_call(tmp_path, done=["Rendering SLS failed"], retcode=1)
+    proc = fallback_hook(line, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert [call for call in calls() if "--local" in call] == []
