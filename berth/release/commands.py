@@ -13,6 +13,8 @@ Minion options read here:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 from datetime import UTC, datetime
@@ -125,31 +127,50 @@ RESULTS_OUTBOX = "results-outbox.json"
 OUTBOX_LIMIT = 50
 
 
+@contextlib.contextmanager
+def _outbox_locked(opts: dict):
+    """The queue file is changed by the minion daemon and by a ``salt-call --local`` of the sleep
+    hook at the same time: each read-modify-write holds this lock so neither loses the other's
+    events. Sending happens outside it."""
+    directory = Path(state_dir(opts))
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(directory / (RESULTS_OUTBOX + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield directory / RESULTS_OUTBOX
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def queue_result(opts: dict, event: dict) -> None:
     """Keep a result event on disk until it was handed to the event bus (:func:`flush_results`)."""
-    path = Path(state_dir(opts)) / RESULTS_OUTBOX
-    queued = (read_json(path) or {}).get("events") or []
-    queued = (queued + [event])[-OUTBOX_LIMIT:]
-    Path(state_dir(opts)).mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_json(path, {"events": queued})
+    with _outbox_locked(opts) as path:
+        queued = (read_json(path) or {}).get("events") or []
+        write_json(path, {"events": (queued + [event])[-OUTBOX_LIMIT:]})
 
 
 def flush_results(opts: dict, send) -> int:
-    """Send the queued result events in order with ``send(data) -> bool``; keep the unsent ones.
-    Returns how many were sent."""
-    path = Path(state_dir(opts)) / RESULTS_OUTBOX
-    queued = (read_json(path) or {}).get("events") or []
+    """Send the queued result events in order with ``send(data) -> bool``; keep the unsent ones
+    and any queued meanwhile. Returns how many were sent."""
+    with _outbox_locked(opts) as path:
+        queued = (read_json(path) or {}).get("events") or []
     sent = 0
     for event in queued:
         if not send(event):
             break
         sent += 1
     if sent:
-        rest = queued[sent:]
-        if rest:
-            write_json(path, {"events": rest})
-        else:
-            path.unlink(missing_ok=True)
+        done = queued[:sent]
+        with _outbox_locked(opts) as path:
+            current = (read_json(path) or {}).get("events") or []
+            if current[:sent] == done:
+                rest = current[sent:]
+            else:  # another flush or the queue's limit moved the head meanwhile
+                rest = [e for e in current if e not in done]
+            if rest:
+                write_json(path, {"events": rest})
+            else:
+                path.unlink(missing_ok=True)
     return sent
 
 
