@@ -416,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fallback = args.fallback[1:] if args.fallback[:1] == ["--"] else args.fallback
 
-    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
     if args.local_api:
         try:
             offline = master_unreachable(args.local_api)

@@ -429,6 +429,18 @@ def test_two_sleep_hooks_at_once_apply_once(fleet):
     assert names == [f"deployment-app-{release['id']}"]
 
 
+def queued_failure_delivered(salt_cli, fleet, minion, release):
+    """Run the awake schedule's pre-pull until it has delivered the failure report queued on the
+    device while the master was away; the deployment row then."""
+
+    def delivered():
+        salt_cli.run("schedule.run_job", "berth-prepull", minion_tgt=minion.id)
+        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
+        return row if row["status"] == "failed" else None
+
+    return wait_for(delivered, timeout=180, interval=5, what="the queued failure report")
+
+
 def test_master_unreachable_at_sleep_fails_fast_and_the_report_arrives_when_it_is_back(
     fleet, salt_master, salt_cli
 ):
@@ -461,12 +473,7 @@ def test_master_unreachable_at_sleep_fails_fast_and_the_report_arrives_when_it_i
 
     # the failure report waited on the device; the next pre-pull run (the awake schedule)
     # delivers it, acknowledged by the master
-    def delivered():
-        salt_cli.run("schedule.run_job", "berth-prepull", minion_tgt=minion.id)
-        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
-        return row if row["status"] == "failed" else None
-
-    row = wait_for(delivered, timeout=180, interval=5, what="the queued failure report")
+    row = queued_failure_delivered(salt_cli, fleet, minion, release)
     assert "master was unreachable at sleep time" in row["error"], row
 
     # the next sleep with the master back applies it and the API says so
@@ -580,13 +587,7 @@ def test_fallback_with_the_master_unreachable_queues_the_failure_until_it_is_bac
     finally:
         salt_master.start(start_timeout=120)
 
-    # queued on the device: the next pre-pull run (the awake schedule) delivers it
-    def delivered():
-        salt_cli.run("schedule.run_job", "berth-prepull", minion_tgt=minion.id)
-        row = fleet.deployments(release["id"])[fleet.device_ids[minion.id]]
-        return row if row["status"] == "failed" else None
-
-    row = wait_for(delivered, timeout=180, interval=5, what="the queued failure report")
+    row = queued_failure_delivered(salt_cli, fleet, minion, release)
     assert "had not started state.sls within 6s" in row["error"], row
 
     # the next sleep with the master back applies it
