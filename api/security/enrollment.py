@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.crypto import token_digest
@@ -72,17 +72,41 @@ def create(
 
 
 def usable(plaintext: str) -> EnrollmentToken | None:
-    """The active token (locked for update on PostgreSQL), or None."""
+    """The active token with this plaintext, or None. Reading it reserves nothing: only
+    :func:`consume` decides whether this request may use it."""
     if not isinstance(plaintext, str) or not plaintext.startswith(PREFIX):
         return None
     row = db.session.scalars(
-        select(EnrollmentToken)
-        .where(EnrollmentToken.digest == token_digest(plaintext))
-        .with_for_update()
+        select(EnrollmentToken).where(EnrollmentToken.digest == token_digest(plaintext))
     ).first()
     if row is None or row.state != "active":
         return None
     return row
+
+
+def consume(row: EnrollmentToken) -> bool:
+    """Use the token once, if it is still active *in the database*: one conditional UPDATE,
+    judged on the row as it is when this transaction gets to write it (PostgreSQL waits for a
+    concurrent one and re-reads; SQLite serialises writers), checked by its rowcount. Twenty
+    simultaneous enrollments with a single-use token: exactly one gets True. Call it before any
+    other write of the transaction (on SQLite the first write is what takes the lock)."""
+    now = utcnow()
+    t = EnrollmentToken.__table__
+    result = db.session.execute(
+        update(t)
+        .where(
+            t.c.id == row.id,
+            t.c.revoked.is_(False),
+            or_(t.c.expires.is_(None), t.c.expires > now),
+            or_(t.c.max_uses.is_(None), t.c.uses < t.c.max_uses),
+        )
+        .values(uses=t.c.uses + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    db.session.expire(row, ["uses"])
+    return True
 
 
 def serialize(row: EnrollmentToken) -> dict:

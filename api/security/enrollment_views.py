@@ -76,7 +76,11 @@ def enroll_device():
     body = validate(EnrollInput, json_body())
     uid, token_text = body["unit_id"], body["enrollment_token"]
     token = enrollment.usable(token_text)
-    if token is None or (g.account is not None and token.account_id != g.account.id):
+    if (
+        token is None
+        or (g.account is not None and token.account_id != g.account.id)
+        or not enrollment.consume(token)  # the first write: atomic, single use means one
+    ):
         db.session.rollback()
         raise ValidationError(
             {"enrollment_token": ["Invalid, expired, revoked or used-up enrollment token."]}
@@ -93,7 +97,6 @@ def enroll_device():
                 "This minion is enrolled elsewhere; it cannot be enrolled with this token."
             )
     device = tenancy.enroll(uid, token.account_id, "enrollment_token", token.id)
-    token.uses += 1
     audit.record(
         "device.enroll",
         account_id=token.account_id,
