@@ -1,6 +1,8 @@
 """Webhook targets (docs/security.md, "Webhooks"): a callback URL must lead to a public address.
 
-Loopback, private, link-local, multicast, reserved and shared (CGNAT) addresses are refused --
+Loopback, private, link-local, multicast, reserved and shared (CGNAT) addresses are refused, and
+so are IPv6 addresses that embed such an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4,
+Teredo: decoded first) and the local-use NAT64 prefix 64:ff9b:1::/48 --
 when the URL is submitted (400) and again at every delivery, where the request is then sent to
 the very address that was checked (DNS rebinding cannot swap it in between). A documented setting,
 ``BERTH_WEBHOOK_ALLOW_PRIVATE_TARGETS`` (config or environment), lifts the rule for fleets whose
@@ -50,9 +52,34 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
 
 
+# IPv6 forms that carry an IPv4 address the packet ends up at (the address itself may look global)
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local to an operator
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 (deprecated) ::a.b.c.d
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped, IPv4-compatible, NAT64 (well-known
+    prefix), 6to4 and Teredo (its server and its client)."""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_COMPATIBLE:
+        return [low32]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
 def _public(ip: ipaddress._BaseAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL_USE:  # its IPv4 embedding is the operator's choice: never public
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded:
+            return all(_public(v4) for v4 in embedded)
     return ip.is_global and not ip.is_multicast
 
 

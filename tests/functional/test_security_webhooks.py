@@ -122,3 +122,51 @@ def test_a_newline_in_a_name_cannot_forge_a_log_line(client, user_token, caplog)
     lines = [r.getMessage() for r in caplog.records if "created in account" in r.getMessage()]
     assert lines and "\n" not in lines[0] and "\r" not in lines[0]
     assert "ok\\r\\n2026-11-29 12:00:00 INFO api.auth: admin logged in" in lines[0]
+
+
+# IPv6 forms whose packets end at an IPv4 address (issue 17, finding 8): the IPv6 address
+# itself looked global, so a private or loopback IPv4 behind it passed the target check.
+IPV6_EMBEDDING_PRIVATE_IPV4 = [
+    "http://[64:ff9b::7f00:1]/hook",  # NAT64 well-known prefix -> 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 -> 169.254.169.254
+    "http://[64:ff9b:1::a00:1]/hook",  # NAT64 local-use prefix (RFC 8215)
+    "http://[2002:a00:1::1]/hook",  # 6to4 -> 10.0.0.1
+    "http://[2002:7f00:1::1]/hook",  # 6to4 -> 127.0.0.1
+    "http://[::127.0.0.1]/hook",  # IPv4-compatible
+    "http://[::10.1.2.3]/hook",  # IPv4-compatible
+    "http://[::ffff:10.1.2.3]/hook",  # IPv4-mapped
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, client 127.0.0.1
+]
+
+
+@pytest.mark.parametrize("url", IPV6_EMBEDDING_PRIVATE_IPV4)
+def test_ipv6_forms_of_a_private_ipv4_are_refused_at_creation(
+    strict, client, user_token, device, url
+):
+    resp = client.post(
+        f"/dongle/devices/{device.id}/execute/",
+        json={"command": "test.ping", "callback_url": url},
+        headers=user_token.headers,
+    )
+    assert resp.status_code == 400, resp.json
+    assert "public addresses only" in resp.json["callback_url"][0]
+    resp = client.post("/docker/rollout-webhooks/", json={"url": url}, headers=user_token.headers)
+    assert resp.status_code == 400, resp.json
+    assert "public addresses only" in resp.json["url"][0]
+
+
+@pytest.mark.parametrize("url", IPV6_EMBEDDING_PRIVATE_IPV4)
+def test_ipv6_forms_of_a_private_ipv4_are_refused_at_delivery(strict, account, url):
+    with strict.app_context():
+        with pytest.raises(WebhookFailed) as exc:
+            deliver(url, account.id, {"jid": "1"})
+    assert "refused" in str(exc.value) and "public addresses only" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700:4700::1111"],
+)
+def test_ipv6_forms_of_a_public_ipv4_stay_allowed(strict, address):
+    with strict.app_context():
+        assert ssrf.resolve(f"http://[{address}]/hook") == [address]
