@@ -8,6 +8,11 @@ size limit (``MAX_CONTENT_LENGTH``, 16 MiB): ``bench/validation_bench.py`` print
 
 from __future__ import annotations
 
+# An execute command's arguments (``arg``, ``kwarg``, an ``execute_raw`` line): at most
+# MAX_ARG_NODES values and MAX_ARG_CHARS characters, and no YAML anchors or aliases. The numbers
+# live in ``berth.execargs``: the on-device local API applies the same caps and cannot import api.
+from berth.execargs import MAX_ARG_CHARS, MAX_ARG_NODES  # noqa: F401
+
 MAX_DB_ID = 2**31 - 1  # ids in URLs (else 404) and bodies (else 400): what an id column holds
 
 MAX_PAGE_SIZE = 1000  # ?page_size= above it is a 400 naming it

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from berth.execargs import KWARG_STRING as _KWARG_STRING
+
 # New accounts, and the on-device local API, start from this.
 SAFE_DEFAULT: tuple[str, ...] = (
     "test.ping",
@@ -56,8 +58,6 @@ SAFE_KWARGS: dict[str, frozenset[str]] = {
 }
 NEVER_KWARGS = frozenset({"pillar", "saltenv", "pillarenv"})
 
-# salt.utils.args.KWARG_REGEX: what Salt turns from a positional string into a keyword argument.
-_KWARG_STRING = re.compile(r"^([^\d\W][\w.-]*)=(?!=)(.*)$", re.UNICODE)
 _FUN_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]!]+$")
 
 

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import socket
 import threading
 import types
@@ -44,14 +43,13 @@ import salt.defaults.exitcodes
 import salt.exceptions
 import salt.minion
 import salt.syspaths
-import salt.utils.args
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 from werkzeug.wrappers import Request, Response
 
-from berth import execpolicy, secretfile
+from berth import execargs, execpolicy, secretfile
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)
@@ -120,6 +118,14 @@ def parse_body(raw: bytes) -> tuple[str, list, dict]:
         errors["kwarg"] = ["Must be an object of keyword arguments."]
     elif problems := _check_kwarg_names(kwarg):
         errors["kwarg"] = problems
+    for field, value in (("arg", arg), ("kwarg", kwarg)):
+        if field not in errors:
+            try:
+                execargs.check_size(value)
+                if field == "arg":
+                    execargs.check_kwarg_strings(arg)  # the minion reads their values as YAML
+            except execargs.BadValue as exc:
+                errors[field] = [exc.message]
     if errors:
         raise BadRequest(errors)
     return command, arg, kwarg
@@ -127,25 +133,32 @@ def parse_body(raw: bytes) -> tuple[str, list, dict]:
 
 def parse_raw_body(raw: bytes) -> tuple[str, list, dict]:
     """Validate an execute_raw body ``{"command": "docker.logs curveball tail=10"}``:
-    the command line is split like a shell and parsed like the ``salt`` CLI does."""
+    the command line is split like a shell and parsed like the ``salt`` CLI does, bounded
+    (``berth.execargs``, as in the cloud)."""
     body = _json_object(raw, {"command"})
     line = body.get("command")
     if line is None:
         raise BadRequest({"command": ["This field is required."]})
-    if not isinstance(line, str):
-        raise BadRequest({"command": ["Must be a command line like 'docker.logs curveball'."]})
+    if not isinstance(line, str) or len(line) > execargs.MAX_COMMAND_LINE:
+        raise BadRequest(
+            {
+                "command": [
+                    f"Must be a command line like 'docker.logs curveball' "
+                    f"(at most {execargs.MAX_COMMAND_LINE} characters)."
+                ]
+            }
+        )
     try:
-        tokens = shlex.split(line)
-    except ValueError as exc:
-        raise BadRequest({"command": [f"Cannot parse the command line: {exc}."]}) from None
-    if not tokens or not _COMMAND.match(tokens[0]):
+        command, arg, kwarg = execargs.parse_command_line(line)
+    except execargs.BadValue as exc:
+        raise BadRequest({"command": [exc.message]}) from None
+    if not _COMMAND.match(command):
         raise BadRequest(
             {"command": ["Must start with a module function name like 'docker.logs'."]}
         )
-    arg, kwarg = salt.utils.args.parse_input(tokens[1:], condition=False)
     if problems := _check_kwarg_names(kwarg):
         raise BadRequest({"command": problems})
-    return tokens[0], list(arg), dict(kwarg)
+    return command, arg, kwarg
 
 
 class LocalAPI:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -11,6 +10,7 @@ from pydantic import Field, WithJsonSchema
 
 from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
 from api.validation import FieldError, integer, json_value, string
+from berth import execargs
 from berth.contract import ExecuteJobState
 
 _FUN = r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*"
@@ -57,7 +57,19 @@ def arg_list(value: Any) -> list:
         raise FieldError(
             'Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".'
         )
+    _bounded(value)
+    try:
+        execargs.check_kwarg_strings(value)  # the minion reads their values as YAML
+    except execargs.BadValue as exc:
+        raise FieldError(exc.message) from None
     return json_value(value)  # stored, returned and sent to Salt as it is
+
+
+def _bounded(value: Any) -> None:
+    try:
+        execargs.check_size(value)
+    except execargs.BadValue as exc:
+        raise FieldError(exc.message) from None
 
 
 def kwarg_map(value: Any) -> dict:
@@ -68,6 +80,7 @@ def kwarg_map(value: Any) -> dict:
     bad = [k for k in value if not KWARG_NAME_RE.fullmatch(k)]
     if bad:
         raise FieldError(f"Not valid keyword argument names: {', '.join(sorted(bad))}.")
+    _bounded(value)
     return json_value(value)
 
 
@@ -93,17 +106,14 @@ def timeout_seconds(value: Any) -> int:
 
 
 def command_line(value: Any) -> tuple[str, list, dict]:
-    """``"docker.logs curveball tail=10"`` parsed like the ``salt`` command line does."""
-    value = string(max_length=4096)(value)
+    """``"docker.logs curveball tail=10"`` parsed like the ``salt`` command line does, bounded
+    (``berth.execargs``: no YAML anchors or aliases, capped nodes and size)."""
+    value = string(max_length=execargs.MAX_COMMAND_LINE)(value)
     try:
-        tokens = shlex.split(value)
-    except ValueError as exc:
-        raise FieldError(f"Cannot parse the command line: {exc}.") from None
-    fun = function_name(tokens[0])
-    from salt.utils.args import parse_input
-
-    arg, kwarg = parse_input(tokens[1:], condition=False)
-    return fun, json_value(list(arg)), kwarg_map(dict(kwarg))
+        fun, arg, kwarg = execargs.parse_command_line(value)
+    except execargs.BadValue as exc:
+        raise FieldError(exc.message) from None
+    return function_name(fun), json_value(arg), kwarg_map(kwarg)
 
 
 class _Callback(RequestBody):
@@ -165,7 +175,7 @@ class ExecuteRawInput(_Callback):
         doc(
             "A salt command line: function, then arguments and key=value keyword arguments.",
             examples=["docker.logs curveball tail=20"],
-            maxLength=4096,
+            maxLength=execargs.MAX_COMMAND_LINE,
             pattern=COMMAND_LINE_PATTERN,
         ),
     ]

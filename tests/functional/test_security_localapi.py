@@ -5,10 +5,11 @@
 import json
 import os
 import threading
+import time
 
 import pytest
 
-from berth import localapi
+from berth import execargs, localapi
 
 UNIT = "device-under-test"
 
@@ -104,3 +105,42 @@ def test_a_host_network_container_cannot_cmd_run_through_it(testbed, build_image
     assert "COMMAND_EXECUTED" in ping and "rc=0" in ping
     assert "403" in attack and "rc=0" not in attack
     assert [c[0] for c in functions.calls] == ["test.ping"]
+
+
+LAUGHS = (
+    "{a: &a [x,x,x,x,x,x,x,x,x], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b], d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d], f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e], "
+    "g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]}"
+)
+
+
+def test_the_same_bounded_parser_as_the_cloud():
+    """Issue 17, finding 6: the local API parsed execute_raw values with Salt's YAML reader."""
+    client, functions = _client()
+    raw = f"/dongle/{UNIT}/execute_raw/"
+    for path, body, field in (
+        (raw, {"command": f"docker.logs curveball 'tail={LAUGHS}'"}, "command"),
+        (raw, {"command": f"test.ping '{LAUGHS}'"}, "command"),
+        (
+            f"/dongle/{UNIT}/execute/",
+            {"command": "test.ping", "arg": [f"x={LAUGHS}"]},
+            "arg",
+        ),
+        (
+            f"/dongle/{UNIT}/execute/",
+            {"command": "test.ping", "arg": [[0] * execargs.MAX_ARG_NODES]},
+            "arg",
+        ),
+        (
+            f"/dongle/{UNIT}/execute/",
+            {"command": "test.ping", "kwarg": {"x": "y" * (execargs.MAX_ARG_CHARS + 1)}},
+            "kwarg",
+        ),
+        (raw, {"command": "test.ping " + "x" * execargs.MAX_COMMAND_LINE}, "command"),
+    ):
+        started = time.perf_counter()
+        resp = client.post(path, json=body)
+        assert time.perf_counter() - started < 0.1
+        assert resp.status_code == 400 and list(resp.json) == [field], resp.json
+    assert functions.calls == []
