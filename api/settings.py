@@ -1,4 +1,5 @@
-"""Configuration from the environment: ``DATABASE_URL``, ``BERTH_SECRET_KEY``, ``BERTH_INSTANCE_PATH``."""
+"""Configuration from the environment: ``DATABASE_URL``, ``BERTH_SECRET_KEY``, ``BERTH_INSTANCE_PATH``,
+the account page's session lifetimes (``BERTH_SESSION_IDLE_SECONDS``, ``BERTH_SESSION_MAX_SECONDS``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from sqlalchemy.engine import Engine
 
 SECRET_KEY_FILE = "secret_key"
 SQLITE_FILE = "berth.sqlite3"
+
+# Account-page sessions end after this long without a request, and this long after the login
+# whatever happens (docs/security.md, "Login and sessions").
+SESSION_LIFETIMES = {"BERTH_SESSION_IDLE_SECONDS": 30 * 60, "BERTH_SESSION_MAX_SECONDS": 12 * 3600}
 
 
 def normalize_database_url(url: str) -> str:
@@ -48,6 +53,19 @@ def load_or_create_secret_key(instance_path: str) -> str:
     return path.read_text().strip()
 
 
+def _positive_seconds(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def base_config(instance_path: str, overrides: dict) -> dict:
     url = (
         overrides.get("SQLALCHEMY_DATABASE_URI")
@@ -68,6 +86,7 @@ def base_config(instance_path: str, overrides: dict) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        **{name: _positive_seconds(name, default) for name, default in SESSION_LIFETIMES.items()},
     }
 
 

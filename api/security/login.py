@@ -8,6 +8,9 @@
 * Server-side sessions: the signed cookie carries only a random session id; the row in
   ``account_sessions`` is what makes it valid. Logout deletes the row, a password change deletes
   every row of the user, so a copied cookie stops working at once.
+* Session lifetimes: a session ends ``BERTH_SESSION_IDLE_SECONDS`` (30 min) after its last
+  request and ``BERTH_SESSION_MAX_SECONDS`` (12 h) after the login, whatever the cookie says
+  (``api/settings.py``); an ended session's row is deleted when it is next presented.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ForeignKey, Index, String, delete, func, select
+from sqlalchemy import ForeignKey, Index, String, delete, func, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -51,6 +54,7 @@ class AccountSession(db.Model):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def _setting(name: str) -> int:
@@ -90,17 +94,44 @@ def note(email: str, address: str, succeeded: bool) -> None:
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < utcnow() - timedelta(days=1)))
 
 
+def _lifetimes() -> tuple[timedelta, timedelta]:
+    return (
+        timedelta(seconds=int(current_app.config["BERTH_SESSION_IDLE_SECONDS"])),
+        timedelta(seconds=int(current_app.config["BERTH_SESSION_MAX_SECONDS"])),
+    )
+
+
 def start_session(user_id: int) -> str:
+    now = utcnow()
+    idle, absolute = _lifetimes()
+    # keep the table small: sessions that ended by time are of no use any more
+    db.session.execute(
+        delete(AccountSession).where(
+            or_(AccountSession.created < now - absolute, AccountSession.last_seen < now - idle)
+        )
+    )
     sid = secrets.token_urlsafe(32)
-    db.session.add(AccountSession(id=sid, user_id=user_id, created=utcnow()))
+    db.session.add(AccountSession(id=sid, user_id=user_id, created=now, last_seen=now))
     return sid
 
 
 def session_user_id(sid: str | None) -> int | None:
+    """The user of session ``sid`` if it is still valid (and then it counts as used now), else
+    None; a session past its idle or absolute lifetime is deleted. Commits."""
     if not sid or not isinstance(sid, str):
         return None
     row = db.session.get(AccountSession, sid)
-    return row.user_id if row is not None else None
+    if row is None:
+        return None
+    now = utcnow()
+    idle, absolute = _lifetimes()
+    if now - row.last_seen > idle or now - row.created > absolute:
+        db.session.delete(row)
+        db.session.commit()
+        return None
+    row.last_seen = now
+    db.session.commit()
+    return row.user_id
 
 
 def end_session(sid: str | None) -> None:

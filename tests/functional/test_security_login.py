@@ -159,3 +159,79 @@ def test_master_tokens_are_not_made_on_the_account_page(app, client, user):
             )
             == 0
         )
+
+
+def _age_sessions(app, *, idle=None, since_login=None):
+    """Move every account-page session's last request (``idle``) or login (``since_login``)
+    into the past, as if that much time had passed."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from api.models.types import utcnow
+    from api.security.login import AccountSession
+
+    values = {}
+    if idle is not None:
+        values["last_seen"] = utcnow() - timedelta(seconds=idle)
+    if since_login is not None:
+        values["created"] = utcnow() - timedelta(seconds=since_login)
+    with app.app_context():
+        db.session.execute(update(AccountSession).values(**values))
+        db.session.commit()
+
+
+def _session_rows(app) -> int:
+    from api.security.login import AccountSession
+
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AccountSession))
+
+
+def test_a_session_ends_after_30_idle_minutes_and_a_request_keeps_it_alive(app, client, user):
+    assert app.config["BERTH_SESSION_IDLE_SECONDS"] == 1800
+    assert login(client, user.email, user.password).status_code == 302
+    _age_sessions(app, idle=29 * 60)
+    assert client.get("/account/").status_code == 200  # used now: 30 more minutes
+    _age_sessions(app, idle=20 * 60)
+    assert client.get("/account/").status_code == 200
+    _age_sessions(app, idle=31 * 60)
+    resp = client.get("/account/")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/account/login/")
+    assert _session_rows(app) == 0  # ended server-side, not only for this cookie
+
+
+def test_a_session_ends_12_hours_after_login_even_when_in_use(app, client, user):
+    assert app.config["BERTH_SESSION_MAX_SECONDS"] == 12 * 3600
+    assert login(client, user.email, user.password).status_code == 302
+    stolen = client.get_cookie("session").value
+    _age_sessions(app, since_login=12 * 3600 - 60)
+    assert client.get("/account/").status_code == 200  # in use all the time, 1 minute left
+    _age_sessions(app, since_login=12 * 3600 + 60)
+    assert client.get("/account/").status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", stolen)
+    assert thief.get("/account/").status_code == 302
+    assert _session_rows(app) == 0
+
+
+def test_session_lifetimes_are_settings(api_database_url, tmp_path, monkeypatch, user):
+    monkeypatch.setenv("BERTH_SESSION_IDLE_SECONDS", "60")
+    monkeypatch.setenv("BERTH_SESSION_MAX_SECONDS", "120")
+    app = create_app(
+        {
+            "DATABASE_URL": api_database_url,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "INSTANCE_PATH": str(tmp_path),
+        }
+    )
+    client = app.test_client()
+    assert login(client, user.email, user.password).status_code == 302
+    _age_sessions(app, idle=61)
+    assert client.get("/account/").status_code == 302
+    assert login(client, user.email, user.password).status_code == 302
+    _age_sessions(app, idle=0, since_login=121)
+    assert client.get("/account/").status_code == 302
+    monkeypatch.setenv("BERTH_SESSION_IDLE_SECONDS", "half an hour")
+    with pytest.raises(ValueError, match="BERTH_SESSION_IDLE_SECONDS"):
+        create_app({"DATABASE_URL": api_database_url, "INSTANCE_PATH": str(tmp_path)})
