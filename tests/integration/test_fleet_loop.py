@@ -175,7 +175,7 @@ def test_sleep_state_installs_a_unit_ordered_before_sleep(fleet):
     script = minion.sleep_hook.read_text()
     assert "state.sls docker.release" in script and minion.config_dir in script
     # the running minion applies through its local API; salt-call is the fallback
-    assert f"--local-api '{minion.localapi_url}'" in script
+    assert f"--local-api {shlex.quote(minion.localapi_url)} " in script
 
 
 def test_register_minions_is_idempotent(fleet, salt_run_cli):
