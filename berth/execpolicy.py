@@ -56,7 +56,48 @@ SAFE_KWARGS: dict[str, frozenset[str]] = {
     "state.sls": frozenset({"test", "queue"}),
     "docker.release_report_failed": frozenset({"error"}),
 }
-NEVER_KWARGS = frozenset({"pillar", "saltenv", "pillarenv"})
+# ``template`` renders an argument (a command line, a file) with Jinja, which can call any function.
+NEVER_KWARGS = frozenset({"pillar", "saltenv", "pillarenv", "template"})
+
+# Functions that run other functions, or states, templates or jobs given as data: allowing one
+# allows everything, so no allow-list entry allows them -- not a glob (``test.*``, ``*``), not
+# their own name (the CLI refuses to store that), not the local API's ``commands``.
+CALLS_OTHER_FUNCTIONS: dict[str, str] = {
+    "test.cross_test": "runs any function with any arguments",
+    "saltutil.cmd*": "publishes a job to minions through the master",
+    "saltutil.runner": "runs a runner on the master",
+    "saltutil.wheel": "runs a wheel function on the master",
+    "publish.*": "publishes jobs to other minions or runs runners",
+    "event.*": "fires events to the master's reactor or the minion's own bus (fire_master, ...)",
+    "mine.*": "runs functions by name (mine.send) and reads other minions' data (mine.get)",
+    "schedule.*": "runs any function later, on its own",
+    "beacons.*": "runs beacon modules that fire events to the master",
+    "at.*": "runs commands later",
+    "cron.*": "runs commands later",
+    "state.single": "runs any state function, with any arguments",
+    "state.high": "runs states given as data",
+    "state.low": "runs a state given as data",
+    "state.template": "renders and runs an SLS file of the device",
+    "state.template_str": "renders and runs SLS text given as data",
+    "state.pkg": "runs the states of a tarball",
+    "state.request": "queues states to run later",
+    "state.run_request": "runs states queued earlier",
+    "slsutil.*": "renders text with any renderer (Jinja, py)",
+    "jinja.*": "renders templates",
+    "cp.get_template": "renders a template",
+    "file.apply_template_on_contents": "renders a template",
+    "file.get_managed": "renders a template",
+    "file.manage_file": "renders a template",
+    "file.check_managed*": "renders a template",
+    "saltcheck.*": "runs the functions its tests name",
+    "pillar.ext": "compiles pillar with external pillar modules given as data",
+    "chroot.*": "runs functions or states in a chroot",
+    "transactional_update.*": "runs functions or states in a new snapshot",
+    "docker.call": "runs a function in a container (Salt's docker module)",
+    "docker.sls*": "runs states in a container (Salt's docker module)",
+    "docker.apply": "runs states in a container (Salt's docker module)",
+    "docker.highstate": "runs states in a container (Salt's docker module)",
+}
 
 _FUN_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]!]+$")
 
@@ -71,6 +112,39 @@ class Forbidden(Exception):
         super().__init__(f"{what} (allowed commands: {allowed})")
         self.what = what
         self.allowed = allowed
+
+
+class RunsOtherFunctions(Forbidden):
+    """A function of :data:`CALLS_OTHER_FUNCTIONS` (HTTP 403 whatever the allow-list says)."""
+
+    def __init__(self, fun: str, why: str):
+        self.detail = (
+            f'"{fun}" {why}: it is never executed on a device, whatever the allow-list '
+            "(functions that call other functions, docs/security.md)."
+        )
+        Exception.__init__(self, self.detail)
+        self.what = f'"{fun}"'
+        self.allowed = ""
+
+
+def calls_other_functions(fun: str) -> str | None:
+    """Why ``fun`` (a function name, or an allow-list glob taken as text) is one of
+    :data:`CALLS_OTHER_FUNCTIONS`, else None."""
+    for pattern, why in CALLS_OTHER_FUNCTIONS.items():
+        if fnmatch.fnmatchcase(fun, pattern):
+            return why
+    return None
+
+
+def other_function_callers(allowed: Iterable[str | Entry]) -> list[str]:
+    """The :data:`CALLS_OTHER_FUNCTIONS` patterns that a glob of ``allowed`` matches (and that
+    stay refused all the same), e.g. ``["test.cross_test"]`` for ``test.*``."""
+    entries = [e if isinstance(e, Entry) else parse_entry(e) for e in allowed]
+    return [
+        pattern
+        for pattern in CALLS_OTHER_FUNCTIONS
+        if any(fnmatch.fnmatchcase(pattern.replace("*", "x"), e.fun) for e in entries)
+    ]
 
 
 class BadArgument(Exception):
@@ -186,8 +260,10 @@ def check(
             raise BadArgument(
                 field,
                 f'Keyword argument "{never[0]}" is never allowed: it would change what the '
-                "device renders or where it reads it from.",
+                "device renders or where it reads it from, or render a value as a template.",
             )
+    if why := calls_other_functions(fun):
+        raise RunsOtherFunctions(fun, why)
     if not any(e.allows(fun, positional) for e in entries):
         shown = ", ".join(str(e) for e in entries) or "none"
         if any(fnmatch.fnmatchcase(fun, e.fun) for e in entries):

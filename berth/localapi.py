@@ -234,6 +234,8 @@ class LocalAPI:
             execpolicy.check(command, arg, kwarg, self.commands)
         except execpolicy.BadArgument as exc:
             return _json(400, {"command" if raw else exc.field: [exc.message]})
+        except execpolicy.RunsOtherFunctions as exc:
+            return _json(403, {"detail": exc.detail})
         except execpolicy.Forbidden:
             log.warning(
                 "berth_localapi on %s: refused %s from %s (not in the engine's commands)",

@@ -38,7 +38,7 @@ from berth import execpolicy
     multiple=True,
     help="Keyword arguments an allowed function may take beyond the safe set: "
     "'module.function:NAME[,NAME...]', e.g. 'docker.logs:follow' (repeatable; replaces the "
-    "list). pillar, saltenv and pillarenv are never allowed.",
+    "list). pillar, saltenv, pillarenv and template are never allowed.",
 )
 @click.option(
     "--no-extra-kwargs",
@@ -71,9 +71,15 @@ def commands_command(
         )
     for pattern in patterns:
         try:
-            execpolicy.parse_entry(pattern)
+            entry = execpolicy.parse_entry(pattern)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        if why := execpolicy.calls_other_functions(entry.fun):
+            raise click.ClickException(
+                f"--allow {pattern!r}: {entry.fun} {why}. Functions that call other functions "
+                "are never executed on a device, whatever the allow-list (docs/security.md); "
+                "nothing changed."
+            )
     before = settings.allowed_commands
     kwargs_before = settings.allowed_kwargs
     after = before
@@ -120,6 +126,12 @@ def commands_command(
         click.echo(
             f"account {account.name}: allowed commands: "
             + (" | ".join(settings.allowed_commands) or "(none)")
+        )
+    refused = execpolicy.other_function_callers(settings.allowed_commands or ())
+    if refused:
+        click.echo(
+            "never executed although a glob matches them (they call other functions): "
+            + ", ".join(refused)
         )
     if settings.allowed_kwargs:
         click.echo(

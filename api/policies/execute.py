@@ -28,11 +28,13 @@ def allowed_kwargs(account_id: int) -> dict[str, list[str]]:
 def check(account_id: int, fun: str, arg: list, kwarg: dict, *, raw: bool = False) -> None:
     """400 naming the argument (``kwarg``/``arg``; ``command`` for execute_raw) for a keyword
     argument outside the function's safe set, 403 for a function or positional argument outside
-    the account's allow-list."""
+    the account's allow-list and for a function that calls other functions."""
     try:
         execpolicy.check(fun, arg, kwarg, allowed_entries(account_id), allowed_kwargs(account_id))
     except execpolicy.BadArgument as exc:
         raise ValidationError({"command" if raw else exc.field: [exc.message]}) from None
+    except execpolicy.RunsOtherFunctions as exc:
+        raise PermissionDenied(exc.detail) from None
     except execpolicy.Forbidden as exc:
         raise PermissionDenied(
             f"This account may not execute {exc.what} (allowed commands: {exc.allowed})."

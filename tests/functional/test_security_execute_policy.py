@@ -263,3 +263,71 @@ def test_arguments_are_capped_by_node_count_and_size(app, post):
     # at the caps it passes the policy (503: Salt unreachable in this test)
     ok = {"command": "docker.logs", "arg": ["c"], "kwarg": {"tail": [0] * 100}}
     assert post(ok).status_code == 503
+
+
+CALLERS = [
+    {"command": "test.cross_test", "arg": ["cmd.run", ["id > /tmp/owned"]]},
+    {"command": "saltutil.cmd", "arg": ["*", "cmd.run", ["id"]]},
+    {"command": "saltutil.runner", "arg": ["salt.cmd", "cmd.run", "id"]},
+    {"command": "saltutil.wheel", "arg": ["key.accept", "evil"]},
+    {"command": "publish.publish", "arg": ["*", "cmd.run", "id"]},
+    {"command": "event.fire_master", "arg": [{"id": "other"}, "berth/release/result"]},
+    {"command": "mine.send", "arg": ["cmd.run", "id"]},
+    {"command": "schedule.add", "arg": ["x"], "kwarg": {}},
+    {"command": "state.single", "arg": ["cmd.run", "id"]},
+    {"command": "state.template_str", "arg": ["x: {cmd.run: [{name: id}]}"]},
+    {"command": "slsutil.renderer", "arg": [], "kwarg": {}},
+    {"command": "cp.get_template", "arg": ["salt://x", "/etc/cron.d/x"]},
+]
+
+
+def test_functions_that_call_other_functions_are_refused_whatever_glob_allows_them(
+    app, post, account
+):
+    """Issue 17, finding 8: an allow-list entry ``test.*`` (or ``*``) let ``test.cross_test``
+    run any function, ``saltutil.*`` publish to every minion, ``state.*`` run any state."""
+    for allow in (
+        ["--allow", "test.*", "--allow", "saltutil.*", "--allow", "state.*", "--allow", "cp.*"],
+        ["--allow", "*.*"],
+        ["--allow-all"],
+    ):
+        out = cli(app, "accounts", "commands", account.name, *allow)
+        assert "test.cross_test" in out and "call other functions" in out
+        for body in CALLERS:
+            resp = post(body)
+            assert resp.status_code == 403, (allow, body, resp.json)
+            assert "never executed on a device" in resp.json["detail"], resp.json
+        resp = post({"command": "test.cross_test cmd.run '[id]'"}, raw=True)
+        assert resp.status_code == 403 and "any function" in resp.json["detail"]
+        assert post({"command": "test.ping"}).status_code == 503  # the glob still works
+    # a template renders a value with Jinja, which calls any function
+    resp = post({"command": "cmd.run", "arg": ["{{ 1 }}"], "kwarg": {"template": "jinja"}})
+    assert resp.status_code == 400 and "template" in resp.json["kwarg"][0]
+    assert _no_jobs(app)
+
+
+@pytest.mark.parametrize(
+    "entry", ["test.cross_test", "publish.*", "saltutil.cmd", "event.fire_master", "schedule.add"]
+)
+def test_the_cli_refuses_to_allow_a_function_that_calls_other_functions(app, account, entry):
+    from api.audit.log import AuditEntry
+
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "commands", account.name, "--allow", "docker.logs", "--allow", entry]
+    )
+    assert result.exit_code != 0
+    assert "call other functions" in result.output and "nothing changed" in result.output
+    assert "safe default" in cli(app, "accounts", "commands", account.name)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "accounts",
+            "commands",
+            account.name,
+            "--allow-all",
+            "--allow-kwarg",
+            "cmd.run:template",
+        ]
+    )
+    assert result.exit_code != 0 and "never allowed" in result.output
+    with app.app_context():
+        assert db.session.scalars(select(AuditEntry)).all() == []

@@ -20,7 +20,14 @@ class Recorder(dict):
     def __init__(self):
         super().__init__()
         self.calls = []
-        for name in ("cmd.run", "test.ping", "state.sls", "file.write"):
+        for name in (
+            "cmd.run",
+            "test.ping",
+            "state.sls",
+            "file.write",
+            "test.cross_test",
+            "state.single",
+        ):
             self[name] = self._fun(name)
 
     def _fun(self, name):
@@ -67,6 +74,14 @@ def test_wider_commands_can_require_the_local_token(tmp_path):
     good = {localapi.LOCAL_TOKEN_HEADER: "local-secret"}
     assert _post(client, {"command": "cmd.run", "arg": ["id"]}, good).status_code == 200
     assert _post(client, {"command": "test.ping"}).status_code == 200  # the safe set needs none
+    # a function that calls other functions is refused even with every command and the token
+    for body in (
+        {"command": "test.cross_test", "arg": ["cmd.run", ["id"]]},
+        {"command": "state.single", "arg": ["cmd.run", "id"]},
+    ):
+        resp = _post(client, body, good)
+        assert resp.status_code == 403 and "never executed" in resp.json["detail"]
+    assert [c[0] for c in functions.calls] == ["cmd.run", "test.ping"]
     path = tmp_path / "token"
     path.write_text("local-secret\n")
     os.chmod(path, 0o644)

@@ -75,3 +75,17 @@ def test_audit_summary_keeps_no_argument_that_may_be_secret():
         "arg": ["curveball", "tail=5", "token=***"],
         "kwarg": {"tail": 5, "follow": "***"},
     }
+
+
+def test_functions_that_call_other_functions_pass_no_glob():
+    for allowed in (["test.*"], ["*"], ["test.cross_test"], ["state.* *"], ["saltutil.*"]):
+        for fun in ("test.cross_test", "saltutil.cmd_iter", "state.single", "publish.runner"):
+            with pytest.raises(p.RunsOtherFunctions):
+                p.check(fun, ["cmd.run", "id"], {}, allowed)
+    p.check("test.ping", [], {}, ["test.*"])
+    p.check("state.sls", ["docker.release"], {}, ["state.*"])
+    assert p.calls_other_functions("publish.*") and not p.calls_other_functions("test.*")
+    assert p.other_function_callers(["test.*", "docker.logs"]) == ["test.cross_test"]
+    assert "publish.*" in p.other_function_callers(["*"])
+    with pytest.raises(p.BadArgument, match="template"):
+        p.check("cmd.run", ["id"], {"template": "jinja"}, ["*"], {"cmd.run": ["template"]})
