@@ -26,6 +26,8 @@ ACTIONS = (
     "enrollment_token.create",
     "enrollment_token.revoke",
     "device.enroll",
+    "device.enrollment_conflict",
+    "device.master_adopt",
     "device.create",
     "device.delete",
     "release.create",

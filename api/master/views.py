@@ -77,19 +77,35 @@ def deployment_report():
 def devices_sync():
     """Register the minion keys an account's own master accepted as that account's enrolled devices.
 
-    Never moves a minion enrolled in another account: such ids are listed as ``pending``, like
-    any id this request cannot enroll (docs/security.md)."""
+    Never moves a minion enrolled in another account, nor enrolls a unit_id another account has
+    a device for: such ids are listed as ``pending``, like any id this request cannot enroll, and
+    audited (docs/security.md)."""
     if g.account is None:
         raise PermissionDenied(
             "A platform master serves many accounts: its minions enroll with an enrollment token "
             "of their account (docs/security.md), not by sync."
         )
     unit_ids = validate(DeviceSync, json_body())["unit_ids"]
-    result = tenancy.sync(g.account.id, unit_ids)
+    master = tenancy.credential(g.token)
+    result = tenancy.sync(g.account.id, unit_ids, master)
     if result["created"]:
         audit.record(
             "device.enroll",
-            details={"method": "master_sync", "unit_ids": result["created"][:100]},
+            details={
+                "method": "master_sync",
+                "master": master,
+                "unit_ids": result["created"][:100],
+            },
+        )
+    if result["pending"]:
+        audit.record(
+            "device.enrollment_conflict",
+            details={
+                "method": "master_sync",
+                "outcome": "refused",
+                "master": master,
+                "unit_ids": result["pending"][:100],
+            },
         )
     db.session.commit()
     if result["created"]:  # one line, not 10,000

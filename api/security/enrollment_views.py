@@ -85,25 +85,70 @@ def enroll_device():
         raise ValidationError(
             {"enrollment_token": ["Invalid, expired, revoked or used-up enrollment token."]}
         )
+    master = tenancy.credential(g.token)
     current = db.session.get(tenancy.MinionEnrollment, uid)
+    lost = None  # (account id, device id) of an account master's enrollment this token takes over
     if current is not None and current.account_id != token.account_id:
-        # The minion is enrolled elsewhere; it may move only once that account deleted its device.
+        # The minion is enrolled elsewhere; it may move once that account deleted its device,
+        # or when only that account's own master vouched for it (tenancy.overridable_by).
         still_there = db.session.scalar(
             select(Device.id).where(Device.unit_id == uid, Device.account_id == current.account_id)
         )
         if still_there is not None:
-            db.session.rollback()
-            raise Conflict(
-                "This minion is enrolled elsewhere; it cannot be enrolled with this token."
-            )
-    device = tenancy.enroll(uid, token.account_id, "enrollment_token", token.id)
+            if not tenancy.overridable_by(current, g.token):
+                db.session.rollback()  # the token's use too
+                audit.record(
+                    "device.enrollment_conflict",
+                    account_id=token.account_id,
+                    target=f"enrollment_token:{token.id}",
+                    details={"unit_id": uid, "outcome": "refused", "master": master},
+                )
+                db.session.commit()
+                raise Conflict(
+                    "This minion is enrolled elsewhere; it cannot be enrolled with this token."
+                )
+            lost = (current.account_id, still_there, current.method, current.master)
+    device = tenancy.enroll(uid, token.account_id, "enrollment_token", token.id, master)
     audit.record(
         "device.enroll",
         account_id=token.account_id,
         device_id=device.id,
         target=f"enrollment_token:{token.id}",
-        details={"unit_id": uid, "method": "enrollment_token"},
+        details={"unit_id": uid, "method": "enrollment_token", "master": master},
     )
+    if lost is not None:
+        lost_account, lost_device, lost_method, lost_master = lost
+        # the account that lost it learns which of its devices is pending now and why, not who
+        audit.record(
+            "device.enrollment_conflict",
+            account_id=lost_account,
+            device_id=lost_device,
+            details={
+                "unit_id": uid,
+                "outcome": "lost",
+                "reason": "the minion presented another account's enrollment token through a "
+                "platform master; this account's enrollment came from its own master only",
+                "method": lost_method,
+                "master": lost_master,
+            },
+        )
+        audit.record(
+            "device.enrollment_conflict",
+            account_id=token.account_id,
+            device_id=device.id,
+            target=f"enrollment_token:{token.id}",
+            details={"unit_id": uid, "outcome": "taken_over", "previous_method": lost_method},
+        )
+        log.warning(
+            "minion %s: enrollment of account %s (%s through %s) taken over by account %s's "
+            "enrollment token through %s",
+            uid,
+            lost_account,
+            lost_method,
+            lost_master,
+            token.account_id,
+            master,
+        )
     db.session.commit()
     log.info(
         "minion %s enrolled in account %s with enrollment token %s", uid, token.account_id, token.id
@@ -166,7 +211,9 @@ PATHS = {
                 "200": {"description": "Enrolled: `{unit_id, device_id, enrolled: true}`."},
                 "400": {"description": "Bad body, or an invalid/expired/revoked/used-up token."},
                 "409": {
-                    "description": "The minion is enrolled in another account that still has it."
+                    "description": "The minion is enrolled in another account that still has it "
+                    "(an enrollment only another account's own master vouched for is taken over "
+                    "by a token presented through a platform master)."
                 },
             },
         }

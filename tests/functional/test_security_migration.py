@@ -69,3 +69,36 @@ def test_existing_devices_stay_enrolled_and_allow_all_accounts_get_the_safe_defa
             ("minion-1", 1, "migration"),
             ("minion-2", 2, "migration"),
         ]
+
+
+def test_enrollments_keep_working_through_0013_with_no_recorded_master(migrating_app):
+    """Migration 0013 adds the master credential an enrollment came through; existing rows get
+    none (served_device lets the first master that may serve them record itself), and the
+    downgrade drops it again."""
+    from flask_migrate import downgrade, upgrade
+
+    with migrating_app.app_context():
+        upgrade(revision="0012_session_last_seen")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (id, name, created) VALUES (1, 'acme', CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO minion_enrollments (unit_id, account_id, method, enrolled_at) "
+                    "VALUES ('m-1', 1, 'master_sync', CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(revision="0013_enrollment_master")
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT unit_id, method, master FROM minion_enrollments")
+            ).all()
+        assert [tuple(r) for r in rows] == [("m-1", "master_sync", None)]
+        downgrade(revision="0012_session_last_seen")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT unit_id FROM minion_enrollments")).scalars().all() == [
+                "m-1"
+            ]

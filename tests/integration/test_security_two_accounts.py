@@ -3,6 +3,8 @@
 enrollment token (grain ``berth_enrollment_token``, presented by the ext_pillar). Each account's
 release and execute reach only its own minion; the other account's attempts are 404 (or 409 for
 a pending claim) and never reach salt-api -- counted at salt-api's door by a forwarding proxy.
+And another account's own master cannot take a minion of the platform master by syncing its id
+(issue 17, finding 3).
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ def tier(
         accounts[name] = {
             "account": account,
             "headers": factory.token("user", account=account).headers,
+            # the account's own single-tenant master (not running here: its sync is its word)
+            "master": factory.token("master", account=account).headers,
         }
 
     saved_token = fleet_api_token_file.read_text()
@@ -156,11 +160,11 @@ def tier(
         drop()
 
 
-def call(tier, account, method, path, expect, **kwargs):
+def call(tier, account, method, path, expect, credential="headers", **kwargs):
     resp = requests.request(
         method,
         tier["api"].url + path,
-        headers=tier["accounts"][account]["headers"],
+        headers=tier["accounts"][account][credential],
         timeout=60,
         **kwargs,
     )
@@ -269,3 +273,125 @@ def test_two_accounts_enrolled_on_one_master_reach_only_their_own_minion(tier, s
         assert {"device.enroll", "execute", "enrollment_token.create", "release.create"} <= actions
         other = devices["globex" if account == "acme" else "acme"]
         assert all(r["device"] != other for r in rows)
+
+
+def _pillar(salt_cli, minion, key):
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    ret = salt_cli.run("pillar.get", key, "unmask=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    return ret.data
+
+
+def _enroll_with_grain(tier, salt_cli, account, minion):
+    token = call(tier, account, "POST", "/enrollment-tokens/", 201, json={"max_uses": 1})["token"]
+    ret = salt_cli.run("grains.setval", "berth_enrollment_token", token, minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+
+
+def _release(tier, account, device_id, version):
+    project = call(tier, account, "POST", "/docker/projects/", 201, json={"name": version})["id"]
+    call(
+        tier,
+        account,
+        "POST",
+        f"/docker/projects/{project}/releases/",
+        201,
+        json={
+            "version": version,
+            "devices": [device_id],
+            "containers": [{"name": f"{account}-app", "image": f"{account}/app", "tag": "1"}],
+        },
+    )
+
+
+def test_another_accounts_master_sync_cannot_take_a_minion_of_the_platform_master(tier, salt_cli):
+    acme_minion, globex_minion = tier["minions"]
+    for account in ("acme", "globex"):
+        call(
+            tier,
+            account,
+            "POST",
+            "/docker/registries/",
+            201,
+            json={
+                "name": "r",
+                "url": f"{account}.example:5000",
+                "username": account,
+                "password": f"{account}-registry-pw",
+            },
+        )
+
+    # acme's own master syncs globex's minion id before globex has any trace of it, and gives
+    # that "device" a release: the platform master, asking the minion's pillar, is not served it
+    sync = call(
+        tier,
+        "acme",
+        "POST",
+        "/master/devices/sync/",
+        200,
+        credential="master",
+        json={"unit_ids": [globex_minion.id]},
+    )
+    assert sync["created"] == [globex_minion.id]
+    taken = call(tier, "acme", "GET", "/devices/", 200)["results"][0]
+    _release(tier, "acme", taken["id"], "acme-stolen-1")
+    unserved = _pillar(salt_cli, globex_minion, "docker")
+    assert unserved.get("release") is None and not unserved.get("registries"), unserved
+
+    # the minion's own enrollment token (globex's) through the platform master takes it over
+    _enroll_with_grain(tier, salt_cli, "globex", globex_minion)
+    mine = wait_for(
+        lambda: [
+            d for d in call(tier, "globex", "GET", "/devices/", 200)["results"] if d["enrolled"]
+        ],
+        timeout=60,
+        what="globex's device",
+    )
+    assert [d["unit_id"] for d in mine] == [globex_minion.id]
+    _release(tier, "globex", mine[0]["id"], "globex-1")
+    pillar = _pillar(salt_cli, globex_minion, "docker")
+    assert pillar["release"]["version"] == "globex-1"
+    assert [r["username"] for r in pillar["registries"].values()] == ["globex"]
+    assert "acme" not in json.dumps(pillar)
+    logbook = _pillar(salt_cli, globex_minion, "berth:logbook")
+    assert logbook["device_id"] == mine[0]["id"]
+
+    # acme's device is pending, its master not served, a new sync changes nothing, and
+    # acme's execute on it reaches no minion
+    before = list(tier["proxy"].publications)
+    assert call(tier, "acme", "GET", f"/devices/{taken['id']}/", 200)["enrolled"] is False
+    call(
+        tier, "acme", "GET", f"/master/minions/{globex_minion.id}/pillar/", 404, credential="master"
+    )
+    again = call(
+        tier,
+        "acme",
+        "POST",
+        "/master/devices/sync/",
+        200,
+        credential="master",
+        json={"unit_ids": [globex_minion.id, acme_minion.id]},
+    )
+    assert again["pending"] == [globex_minion.id]
+    call(
+        tier,
+        "acme",
+        "POST",
+        f"/dongle/devices/{taken['id']}/execute/",
+        409,
+        json={"command": "test.ping"},
+    )
+    assert tier["proxy"].publications == before
+    assert _pillar(salt_cli, globex_minion, "docker:release")["version"] == "globex-1"
+    outcomes = {
+        account: [
+            r["details"]["outcome"]
+            for r in call(tier, account, "GET", "/audit/", 200)["results"]
+            if r["action"] == "device.enrollment_conflict"
+        ]
+        for account in ("acme", "globex")
+    }
+    assert outcomes == {"acme": ["refused", "lost"], "globex": ["taken_over"]}
