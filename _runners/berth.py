@@ -100,8 +100,9 @@ def resync(tgt="*", timeout=60):
 
 def register_minions():
     """Register every accepted minion key as an enrolled device of the master token's account
-    (a single-tenant master). Minions enrolled in another account are never moved; they are
-    returned as ``pending`` (docs/security.md "Tenancy").
+    (a single-tenant master), bound to this master's token. Minions enrolled in another account,
+    or whose id another account has a device for, are never enrolled; they are returned as
+    ``pending`` (docs/security.md "Tenancy").
 
     CLI Example:
 
