@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited
 from api.extensions import db
 from api.models import TOKEN_SCOPES, Account, ApiToken, Device, User
 from api.tokens import create_token
@@ -42,6 +43,7 @@ def parse_expires(value: str | None) -> datetime | None:
 
 
 @accounts.command("create")
+@audited("account.create")
 @click.argument("name")
 def accounts_create(name: str) -> None:
     """Create account NAME."""
@@ -49,11 +51,14 @@ def accounts_create(name: str) -> None:
         raise click.ClickException(f"account {name!r} already exists")
     account = Account(name=name)
     db.session.add(account)
+    db.session.flush()
+    audit.record("account.create", account_id=account.id, details={"name": name, "by": "cli"})
     db.session.commit()
     click.echo(f"created account {account.id} {account.name}")
 
 
 @users.command("create")
+@audited("user.create")
 @click.argument("email")
 @click.option(
     "--account", "account_name", required=True, help="Name of the account the user belongs to."
@@ -72,11 +77,19 @@ def users_create(email: str, account_name: str, password: str) -> None:
     user = User(email=email, account_id=account.id)
     user.set_password(password)
     db.session.add(user)
+    db.session.flush()
+    audit.record(
+        "user.create",
+        account_id=account.id,
+        target=f"user:{user.id}",
+        details={"email": user.email, "by": "cli"},
+    )
     db.session.commit()
     click.echo(f"created user {user.id} {user.email} in account {account.name}")
 
 
 @users.command("password")
+@audited("password.change")
 @click.argument("email")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @with_appcontext
@@ -99,6 +112,7 @@ def users_password(email: str, password: str) -> None:
 
 
 @tokens.command("create")
+@audited("token.create")
 @click.argument("email")
 @click.option("--scope", type=click.Choice(TOKEN_SCOPES), default="user", show_default=True)
 @click.option("--device", "device_ref", help="Device id or unit_id (required for --scope device).")
@@ -141,6 +155,7 @@ def tokens_create(
 
 
 @tokens.command("revoke")
+@audited("token.revoke")
 @click.argument("token_id", type=int)
 def tokens_revoke(token_id: int) -> None:
     """Revoke token TOKEN_ID."""

@@ -22,6 +22,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_, select
 
+from api.audit import not_audited
 from api.execute import service as execute_service
 from api.execute import webhooks
 from api.execute.models import ExecuteJob
@@ -201,6 +202,9 @@ def run_once() -> int:
 
 
 @click.command("worker")
+@not_audited(
+    "runs the outbox and the timers: it carries out what was audited when it was asked for"
+)
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
 @with_appcontext

@@ -23,6 +23,7 @@ from api.account_page.forms import (
     PasswordForm,
     RevokeTokenForm,
 )
+from api.audit import audited
 from api.extensions import db
 from api.models import ApiToken, Device, User
 from api.models.types import utcnow
@@ -81,6 +82,7 @@ def _page(create_form=None, new_token=None, new_token_row=None, status=200, pass
 
 
 @bp.route("/login/", methods=["GET", "POST"])
+@audited("login", "login.failed", "login.locked")
 def login():
     form = LoginForm()
     error = None
@@ -135,6 +137,7 @@ def login():
 
 
 @bp.post("/logout/")
+@audited("logout")
 @login_required
 def logout():
     if LogoutForm().validate_on_submit():
@@ -146,6 +149,7 @@ def logout():
 
 
 @bp.post("/password/")
+@audited("password.change")
 @login_required
 def change_password():
     form = PasswordForm()
@@ -173,6 +177,7 @@ def index():
 
 
 @bp.post("/tokens/")
+@audited("token.create")
 @login_required
 def create():
     form = CreateTokenForm()
@@ -204,6 +209,7 @@ def create():
 
 
 @bp.post("/tokens/<int:token_id>/revoke/")
+@audited("token.revoke")
 @login_required
 def revoke(token_id: int):
     form = RevokeTokenForm()

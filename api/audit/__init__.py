@@ -12,15 +12,19 @@ Who and from where are taken from the request (``g.token``, ``g.user``,
 ``request.remote_addr``) unless given. ``details`` must never hold a secret:
 values under keys that look like one (password, token, secret, ...) are replaced
 by ``"***"`` before they are stored.
+
+Every state-changing view and CLI command declares what it records with ``@audited(action)``
+(or why it records nothing with ``@not_audited(reason)``); ``api/audit/declarations.py``.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
+from api.audit.declarations import audited, not_audited
 from api.audit.log import ACTIONS, AuditEntry, record, redact
 
-__all__ = ["ACTIONS", "AuditEntry", "record", "redact", "init_app"]
+__all__ = ["ACTIONS", "AuditEntry", "audited", "not_audited", "record", "redact", "init_app"]
 
 
 def init_app(app: Flask) -> None:

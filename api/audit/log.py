@@ -13,9 +13,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from api.extensions import db
 from api.models.types import UTCDateTime, utcnow
 
-# The actions Berth records (others may be added by the code that records them; the list is
-# what docs/security.md documents and what GET /audit/?action= is usually given).
+# The actions Berth records: what docs/security.md documents and what GET /audit/?action= is
+# usually given; a view or command declares its action from this list (api/audit/declarations.py).
 ACTIONS = (
+    "account.create",
+    "user.create",
     "login",
     "login.failed",
     "login.locked",
@@ -29,11 +31,18 @@ ACTIONS = (
     "device.enrollment_conflict",
     "device.master_adopt",
     "device.create",
+    "device.update",
     "device.delete",
+    "project.create",
+    "project.update",
+    "project.delete",
     "release.create",
     "release.update",
     "release.delete",
     "rollout.action",
+    "rollout_webhook.create",
+    "rollout_webhook.delete",
+    "webhook_secret.rotate",
     "execute",
     "execute.refused",
     "registry.create",

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 
 from api import audit
+from api.audit import audited
 from api.cli import account_named
 from api.execute.models import settings_for_update
 from api.extensions import db
@@ -18,6 +19,7 @@ from berth import execpolicy
 
 
 @click.command("commands")
+@audited("policy.change")
 @click.argument("name")
 @click.option(
     "--allow",
@@ -141,6 +143,7 @@ def commands_command(
 
 
 @click.command("webhook-secret")
+@audited("webhook_secret.rotate")
 @click.argument("name")
 @with_appcontext
 def webhook_secret_command(name: str) -> None:
@@ -148,6 +151,7 @@ def webhook_secret_command(name: str) -> None:
     account = account_named(name)
     settings = settings_for_update(account.id)
     secret = settings.new_webhook_secret()
+    audit.record("webhook_secret.rotate", account_id=account.id, details={"by": "cli"})
     db.session.commit()
     click.echo(
         f"new webhook secret for account {account.name} (callbacks are signed with it; shown only once):"

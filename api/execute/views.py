@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import ApiError, NotFound, ValidationError
 from api.execute import service
@@ -72,12 +73,14 @@ def _submit(device_id: str, command: Command, raw: bool = False):
 
 
 @bp.post("/dongle/devices/<device_id>/execute/")
+@audited("execute", "execute.refused")
 @require_token("user")
 def execute(device_id: str):
     return _submit(device_id, parse_structured(json_body()))
 
 
 @bp.post("/dongle/devices/<device_id>/execute_raw/")
+@audited("execute", "execute.refused")
 @require_token("user")
 def execute_raw(device_id: str):
     return _submit(device_id, parse_raw(json_body()), raw=True)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
+from api.audit import not_audited
 from api.auth import require_token
 from api.errors import NotFound, PermissionDenied, ValidationError
 from api.extensions import db
@@ -77,6 +78,10 @@ def _write_batch():
 
 
 @bp.post("/write/")
+@not_audited(
+    "telemetry written into the logbook: device data, not a change of configuration, policy "
+    "or credentials (and far too frequent for the audit log)"
+)
 @require_token("user", "device")
 def write():
     with _gc_paused():

@@ -15,6 +15,7 @@ from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited, not_audited
 from api.auth import require_token
 from api.errors import PermissionDenied
 from api.extensions import db
@@ -61,6 +62,10 @@ def minion_pillar(unit_id: str):
 
 
 @bp.post("/master/deployments/report/")
+@not_audited(
+    "a device's report of its own apply result: device data (kept on its deployment row), "
+    "not an operator action"
+)
 @require_token("master", "platform")
 def deployment_report():
     """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
@@ -73,6 +78,7 @@ def deployment_report():
 
 
 @bp.post("/master/devices/sync/")
+@audited("device.enroll")
 @require_token("master", "platform")
 def devices_sync():
     """Register the minion keys an account's own master accepted as that account's enrolled devices.

@@ -8,6 +8,7 @@ import click
 from flask.cli import with_appcontext
 
 from api import audit
+from api.audit import audited
 from api.cli import account_named
 from api.extensions import db
 from api.policies.release import ReleasePolicy, policy_for
@@ -15,6 +16,7 @@ from berth.release import policy as rules
 
 
 @click.command("release-policy")
+@audited("policy.change")
 @click.argument("name")
 @click.option("--privileged/--no-privileged", default=None, help="Allow privileged containers.")
 @click.option("--cap-add/--no-cap-add", default=None, help="Allow cap_add.")

@@ -8,6 +8,7 @@ from flask import Blueprint, g, request
 from sqlalchemy import bindparam, select
 
 from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import NotFound
 from api.extensions import db
@@ -104,6 +105,7 @@ def list_devices():
 
 
 @bp.post("/devices/")
+@audited("device.create")
 @require_token("user")
 def create_device():
     values = _validate(json_body(), None)
@@ -167,6 +169,7 @@ def get_device(device_id: str):
 
 
 @bp.route("/devices/<device_id>/", methods=["PUT", "PATCH"])
+@audited("device.update")
 @require_token("user")
 def update_device(device_id: str):
     device = owned_or_404(Device, device_id)
@@ -175,10 +178,16 @@ def update_device(device_id: str):
     tags = values.pop("tags", None)
     for key, value in values.items():
         setattr(device, key, value)
+    details: dict = {"fields": sorted(values)}
     if "tags" in body:  # a PUT without tags leaves them (docs/rollouts.md)
+        # tags retarget releases (device_tags): the row keeps what they were
+        before = rollout_targets.device_tags_of([device.id])[device.id]
         db.session.flush()
         rollout_targets.set_device_tags(device, tags)
         values["tags"] = tags
+        details["fields"] = sorted(values)
+        details["tags"] = {"before": before, "after": sorted(set(tags or []))}
+    audit.record("device.update", device_id=device.id, details=details)
     db.session.commit()
     log.info(
         "device %s (%s) updated: %s",
@@ -190,6 +199,7 @@ def update_device(device_id: str):
 
 
 @bp.delete("/devices/<device_id>/")
+@audited("device.delete")
 @require_token("user")
 def delete_device(device_id: str):
     device = owned_or_404(Device, device_id)

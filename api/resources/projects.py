@@ -7,6 +7,8 @@ import logging
 from flask import Blueprint, g
 from sqlalchemy import select
 
+from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.extensions import db
 from api.models import Project
@@ -50,10 +52,13 @@ def list_projects():
 
 
 @bp.post("/docker/projects/")
+@audited("project.create")
 @require_token("user")
 def create_project():
     project = Project(account_id=g.account.id, **_validate(json_body(), None))
     db.session.add(project)
+    db.session.flush()
+    audit.record("project.create", target=f"project:{project.id}", details={"name": project.name})
     db.session.commit()
     log.info("project %s (%s) created in account %s", project.id, project.name, g.account.id)
     return serialize_project(project), 201
@@ -66,20 +71,38 @@ def get_project(project_id: int):
 
 
 @bp.route("/docker/projects/<int:project_id>/", methods=["PUT", "PATCH"])
+@audited("project.update")
 @require_token("user")
 def update_project(project_id: int):
     project = owned_or_404(Project, project_id)
-    for key, value in _validate(json_body(), project).items():
+    values = _validate(json_body(), project)
+    details: dict = {"fields": sorted(values)}
+    if "name" in values and values["name"] != project.name:
+        details["name"] = {"before": project.name, "after": values["name"]}
+    for key, value in values.items():
         setattr(project, key, value)
+    audit.record("project.update", target=f"project:{project.id}", details=details)
     db.session.commit()
     return serialize_project(project)
 
 
 @bp.delete("/docker/projects/<int:project_id>/")
+@audited("project.delete")
 @require_token("user")
 def delete_project(project_id: int):
     project = owned_or_404(Project, project_id)
-    unlist_devices([release.id for release in project.releases])
+    release_ids = [release.id for release in project.releases]
+    unlist_devices(release_ids)
+    # the releases go with it: the row names them (the first 100; the count is exact)
+    audit.record(
+        "project.delete",
+        target=f"project:{project.id}",
+        details={
+            "name": project.name,
+            "release_count": len(release_ids),
+            "releases": release_ids[:100],
+        },
+    )
     db.session.delete(project)
     db.session.commit()
     log.info("project %s deleted with its releases", project_id)

@@ -8,6 +8,7 @@ from flask import Blueprint, g
 from sqlalchemy import func, select
 
 from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import Conflict
 from api.extensions import db
@@ -69,6 +70,7 @@ def list_registries():
 
 
 @bp.post("/docker/registries/")
+@audited("registry.create")
 @require_token("user")
 def create_registry():
     values = _validate(json_body(), None)
@@ -90,6 +92,7 @@ def get_registry(registry_id: int):
 
 
 @bp.route("/docker/registries/<int:registry_id>/", methods=["PUT", "PATCH"])
+@audited("registry.update")
 @require_token("user")
 def update_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)
@@ -106,6 +109,7 @@ def update_registry(registry_id: int):
 
 
 @bp.delete("/docker/registries/<int:registry_id>/")
+@audited("registry.delete")
 @require_token("user")
 def delete_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)

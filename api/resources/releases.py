@@ -14,6 +14,7 @@ from flask import Blueprint, request
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import Conflict, ValidationError
 from api.extensions import db
@@ -55,6 +56,7 @@ def list_releases(project_id: int):
 
 
 @bp.post("/docker/projects/<int:project_id>/releases/")
+@audited("release.create")
 @require_token("user")
 def create_release(project_id: int):
     project = owned_or_404(Project, project_id)
@@ -116,6 +118,7 @@ def get_release(project_id: int, release_id: int):
 
 
 @bp.route("/docker/projects/<int:project_id>/releases/<int:release_id>/", methods=["PUT", "PATCH"])
+@audited("release.update")
 @require_token("user")
 def update_release(project_id: int, release_id: int):
     project, release = service.release_of(project_id, release_id)
@@ -153,6 +156,7 @@ def update_release(project_id: int, release_id: int):
 
 
 @bp.delete("/docker/projects/<int:project_id>/releases/<int:release_id>/")
+@audited("release.delete")
 @require_token("user")
 def delete_release(project_id: int, release_id: int):
     _, release = service.release_of(project_id, release_id)

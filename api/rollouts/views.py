@@ -7,6 +7,8 @@ from flask import Blueprint, g
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import NotFound, ValidationError
 from api.execute.models import settings_for
@@ -67,7 +69,9 @@ def _action(action: RolloutAction):
 
 for _a in RolloutAction:
     bp.add_url_rule(
-        f"{ROLLOUT}{_a}/", view_func=require_token("user")(_action(_a)), methods=["POST"]
+        f"{ROLLOUT}{_a}/",
+        view_func=audited("rollout.action")(require_token("user")(_action(_a))),
+        methods=["POST"],
     )
 
 
@@ -91,6 +95,7 @@ def list_webhooks():
 
 
 @bp.post("/docker/rollout-webhooks/")
+@audited("rollout_webhook.create")
 @require_token("user")
 def create_webhook():
     """Register a URL for rollout events (signed with the account's webhook secret)."""
@@ -112,6 +117,13 @@ def create_webhook():
     hook = RolloutWebhook(account_id=g.account.id, url=url)
     db.session.add(hook)
     try:
+        db.session.flush()
+        # the URL as logs show it: never its credentials or query string
+        audit.record(
+            "rollout_webhook.create",
+            target=f"rollout_webhook:{hook.id}",
+            details={"url": ssrf.redact_url(url)},
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -120,9 +132,15 @@ def create_webhook():
 
 
 @bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
+@audited("rollout_webhook.delete")
 @require_token("user")
 def delete_webhook(hook_id: int):
     hook = owned_or_404(RolloutWebhook, hook_id)
+    audit.record(
+        "rollout_webhook.delete",
+        target=f"rollout_webhook:{hook.id}",
+        details={"url": ssrf.redact_url(hook.url)},
+    )
     db.session.delete(hook)
     db.session.commit()
     return no_content()

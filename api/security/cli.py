@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited, not_audited
 from api.cli import account_named, parse_expires
 from api.extensions import db
 from api.models.types import utcnow
@@ -25,6 +26,7 @@ enrollment_tokens = click.Group(
 
 
 @platform_tokens.command("create")
+@audited("token.create")
 @click.option("--name", required=True, help="A label, e.g. the master's host name.")
 @with_appcontext
 def platform_create(name: str) -> None:
@@ -41,6 +43,7 @@ def platform_create(name: str) -> None:
 
 
 @platform_tokens.command("revoke")
+@audited("token.revoke")
 @click.argument("token_id", type=int)
 @with_appcontext
 def platform_revoke(token_id: int) -> None:
@@ -56,6 +59,7 @@ def platform_revoke(token_id: int) -> None:
 
 
 @platform_tokens.command("list")
+@not_audited("read-only: lists, changes nothing")
 @with_appcontext
 def platform_list() -> None:
     """List platform tokens (never the tokens)."""
@@ -67,6 +71,7 @@ def platform_list() -> None:
 
 
 @enrollment_tokens.command("create")
+@audited("enrollment_token.create")
 @click.argument("account_name")
 @click.option("--name", default="", help="A label for the token.")
 @click.option("--expires", help="Expiry as ISO-8601 (UTC if no offset).")
@@ -93,6 +98,7 @@ def enrollment_create(account_name: str, name: str, expires: str | None, uses: i
 
 
 @enrollment_tokens.command("revoke")
+@audited("enrollment_token.revoke")
 @click.argument("token_id", type=int)
 @with_appcontext
 def enrollment_revoke(token_id: int) -> None:
@@ -113,6 +119,7 @@ def enrollment_revoke(token_id: int) -> None:
 
 
 @enrollment_tokens.command("list")
+@not_audited("read-only: lists, changes nothing")
 @click.argument("account_name")
 @with_appcontext
 def enrollment_list(account_name: str) -> None:

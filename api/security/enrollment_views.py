@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
 from api import audit
+from api.audit import audited
 from api.auth import require_token
 from api.errors import Conflict, ValidationError
 from api.extensions import db
@@ -40,6 +41,7 @@ def list_enrollment_tokens():
 
 
 @bp.post("/enrollment-tokens/")
+@audited("enrollment_token.create")
 @require_token("user")
 def create_enrollment_token():
     """Create an enrollment token; the token is in this response only."""
@@ -58,6 +60,7 @@ def create_enrollment_token():
 
 
 @bp.delete("/enrollment-tokens/<int:token_id>/")
+@audited("enrollment_token.revoke")
 @require_token("user")
 def revoke_enrollment_token(token_id: int):
     """Revoke an enrollment token (devices it enrolled stay enrolled)."""
@@ -70,6 +73,7 @@ def revoke_enrollment_token(token_id: int):
 
 
 @bp.post("/master/devices/enroll/")
+@audited("device.enroll")
 @require_token("master", "platform")
 def enroll_device():
     """A minion presents an enrollment token through its master: it joins the token's account."""

@@ -77,6 +77,7 @@ def test_release_and_registry_changes_are_audited_without_secrets(
         "release.delete",
         "release.update",
         "release.create",
+        "project.create",
         "registry.update",
         "registry.create",
     ]
@@ -85,7 +86,7 @@ def test_release_and_registry_changes_are_audited_without_secrets(
         assert row["client_address"] == "127.0.0.1"
         assert row["at"].endswith("Z")
     assert page["results"][2]["target"] == f"release:{release}"
-    assert page["results"][3]["details"] == {"fields": ["password"]}
+    assert page["results"][4]["details"] == {"fields": ["password"]}
     text = json.dumps(page)
     assert "hunter2-secret" not in text and "other-secret" not in text
     assert audit(client, user_token.headers, action="release.create")["count"] == 1
@@ -218,3 +219,58 @@ def test_audit_filters_are_what_the_document_says(client, user_token):
     assert "404" in doc["responses"]
     params = {p["name"]: p["schema"] for p in doc["parameters"]}
     assert params["page_size"]["maximum"] == 1000 and params["user"]["minimum"] == 0
+
+
+def test_project_delete_tag_change_rename_and_webhooks_are_audited(
+    app, client, user_token, device, account
+):
+    """Issue 17, finding 7: these left no row. Deleting a project names the releases that went
+    with it; a tag change (it retargets releases) keeps the tags before and after; a rename keeps
+    both names; a webhook's URL is stored without its credentials or query string."""
+    h = user_token.headers
+    project = client.post("/docker/projects/", json={"name": "old"}, headers=h).json["id"]
+    releases = [
+        client.post(
+            f"/docker/projects/{project}/releases/",
+            json={"version": v, "devices": [device.id], "containers": [SEED_CONTAINER]},
+            headers=h,
+        ).json["id"]
+        for v in ("1", "2")
+    ]
+    assert (
+        client.patch(f"/docker/projects/{project}/", json={"name": "new"}, headers=h).status_code
+        == 200
+    )
+    for tags in (["fleet-a"], ["fleet-b", "fleet-a"]):
+        resp = client.patch(f"/devices/{device.id}/", json={"tags": tags}, headers=h)
+        assert resp.status_code == 200, resp.json
+    assert client.delete(f"/docker/projects/{project}/", headers=h).status_code == 204
+    app.test_cli_runner().invoke(args=["accounts", "webhook-secret", account.name])
+    url = "http://hookuser:hook-s3cret@127.0.0.1:9/hook?sig=query-s3cret"
+    hook = client.post("/docker/rollout-webhooks/", json={"url": url}, headers=h)
+    assert hook.status_code == 201, hook.json
+    assert (
+        client.delete(f"/docker/rollout-webhooks/{hook.json['id']}/", headers=h).status_code == 204
+    )
+
+    rows = {}
+    for row in reversed(audit(client, h, page_size=100)["results"]):
+        rows.setdefault(row["action"], []).append(row)
+    assert rows["project.update"][0]["details"] == {
+        "fields": ["name"],
+        "name": {"before": "old", "after": "new"},
+    }
+    assert [r["details"]["tags"] for r in rows["device.update"]] == [
+        {"before": [], "after": ["fleet-a"]},
+        {"before": ["fleet-a"], "after": ["fleet-a", "fleet-b"]},
+    ]
+    assert rows["device.update"][0]["device"] == device.id
+    (deleted,) = rows["project.delete"]
+    assert deleted["target"] == f"project:{project}"
+    assert deleted["details"] == {"name": "new", "release_count": 2, "releases": releases}
+    assert [r["details"]["url"] for r in rows["rollout_webhook.create"]] == [
+        "http://127.0.0.1:9/hook"
+    ]
+    assert rows["rollout_webhook.delete"][0]["target"] == f"rollout_webhook:{hook.json['id']}"
+    assert "s3cret" not in json.dumps(rows)
+    assert audit(client, h, action="rollout_webhook.delete")["count"] == 1
