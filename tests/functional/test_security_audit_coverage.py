@@ -10,6 +10,7 @@ A new route or command fails here until it is declared and has a recipe below: a
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ def _collection_app():
         {
             "DATABASE_URL": "sqlite://",
             "SECRET_KEY": "collection-only",
-            "INSTANCE_PATH": tempfile.mkdtemp(prefix="berth-audit-walk-"),
+            # nothing is written there (the secret key is given): one directory for every run
+            "INSTANCE_PATH": os.path.join(tempfile.gettempdir(), "berth-audit-walk"),
         }
     )
 
