@@ -42,6 +42,9 @@ class DerivedDeploymentState(StrEnum):
     TIMED_OUT = "timed_out"
     #: the rollout halted or was aborted/reverted before the device applied the release
     CANCELLED = "cancelled"
+    #: the account's current release policy refuses the release: it is served to no device
+    #: (``error`` says why); the device keeps its previous release
+    REFUSED_BY_POLICY = "refused_by_policy"
 
 
 #: A deployment the device still has to act on (or is acting on).

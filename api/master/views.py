@@ -20,9 +20,9 @@ from api.auth import require_token
 from api.errors import PermissionDenied
 from api.extensions import db
 from api.master.logbook_settings import logbook_pillar
-from api.models import Device, Registry, Release
+from api.models import Device, Registry
 from api.payload import json_body
-from api.rollouts.targets import target_release_id
+from api.policies import release as release_policy
 from api.schemas.base import validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import tenancy
@@ -44,14 +44,18 @@ def minion_pillar(unit_id: str):
     """The minion's target release, its account's registries (passwords decrypted) and its logbook
     settings (API URL, device id, the device's shipper token), for the ext_pillar."""
     device = _device_by_unit_id(unit_id)
-    release_id = target_release_id(device.id)
-    release = db.session.get(Release, release_id) if release_id is not None else None
+    release = release_policy.served_release(device)  # never one the current policy refuses
     registries = db.session.scalars(
         select(Registry).where(Registry.account_id == device.account_id).order_by(Registry.id)
     ).all()
     return jsonify(
         {
-            "release": release_for_device(release) if release is not None else None,
+            "release": release_for_device(
+                release,
+                release_policy.pillar_prefixes(release_policy.policy_for(device.account_id)),
+            )
+            if release is not None
+            else None,
             "registries": {
                 str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()}
                 for r in registries

@@ -34,6 +34,14 @@ from berth.release import policy as rules
     help="A sensitive host path releases may still bind, never purge (repeatable; replaces the list).",
 )
 @click.option(
+    "--bind-prefix",
+    "bind_prefixes",
+    multiple=True,
+    help="A host path prefix releases may bind under, besides the data roots; never opens a "
+    "sensitive path (repeatable; replaces the list).",
+)
+@click.option("--no-bind-prefixes", is_flag=True, help="Releases bind only under the data roots.")
+@click.option(
     "--protected-container",
     "protected",
     multiple=True,
@@ -42,7 +50,16 @@ from berth.release import policy as rules
 @click.option("--reset", is_flag=True, help="Back to the defaults.")
 @with_appcontext
 def release_policy_command(
-    name, privileged, cap_add, devices, device_nodes, host_paths, protected, reset
+    name,
+    privileged,
+    cap_add,
+    devices,
+    device_nodes,
+    host_paths,
+    bind_prefixes,
+    no_bind_prefixes,
+    protected,
+    reset,
 ):
     """Show or set account NAME's release policy (docs/security.md)."""
     account = account_named(name)
@@ -51,6 +68,12 @@ def release_policy_command(
             raise click.ClickException(f"--host-path {path!r}: give an absolute path")
         if rules.normalize(path) == "/":
             raise click.ClickException("--host-path /: the whole host cannot be allowed")
+    if len(bind_prefixes) > rules.MAX_BIND_PREFIXES:
+        raise click.ClickException(f"at most {rules.MAX_BIND_PREFIXES} --bind-prefix")
+    for prefix in bind_prefixes:
+        problem = rules.prefix_problem(prefix)
+        if problem:
+            raise click.ClickException(f"--bind-prefix {prefix!r}: {problem}")
     policy = policy_for(account.id)
     before = policy.describe()
     if reset:
@@ -70,6 +93,10 @@ def release_policy_command(
             policy.device_nodes = sorted(set(device_nodes))
         if host_paths:
             policy.host_paths = sorted({rules.normalize(p) for p in host_paths})
+        if bind_prefixes:
+            policy.bind_prefixes = sorted({rules.normalize(p) for p in bind_prefixes})
+        elif no_bind_prefixes:
+            policy.bind_prefixes = []
         if protected:
             policy.protected_containers = sorted(set(protected))
         if policy.describe() != before:

@@ -21,6 +21,7 @@ from api.extensions import db
 from api.models import Device, Project, Release, ReleaseContainer, release_devices
 from api.pagination import paginate
 from api.payload import json_body
+from api.policies import release as release_policy
 from api.resources.common import is_partial, no_content, owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.serializers.releases import (
@@ -172,7 +173,7 @@ def delete_release(project_id: int, release_id: int):
 @require_token("user")
 def list_deployments(project_id: int, release_id: int):
     _, release = service.release_of(project_id, release_id)
-    rows = deployments_of(release.id)
+    rows = deployments_of(release.id, refused=release_policy.refusal(release))
     # in the order the release lists its devices
     stmt = (
         select(rows, Device.unit_id)

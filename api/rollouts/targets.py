@@ -84,17 +84,22 @@ def last_success_before(device_id: str, release_id: int) -> int | None:
     )
 
 
-def target_release_id(device_id: str) -> int | None:
-    """The release ``device_id`` should run now (module docstring), or None."""
+def target_release_id(device_id: str, skip: frozenset[int] = frozenset()) -> int | None:
+    """The release ``device_id`` should run now (module docstring), or None. Releases in
+    ``skip`` (refused by the release policy) are not eligible: nor is going back to one."""
     for row in db.session.connection().execute(_CANDIDATES, {"device_id": device_id}):
+        if row.release_id in skip:
+            continue
         if row.state is None:
             return row.release_id
         if row.state in REVERTS:
             if row.status in APPLIED or row.status == S.APPLYING:
                 if row.status == S.SUCCEEDED or row.status == S.APPLYING:
                     # applied after the revert began (its report is turning it into reverting)
-                    return last_success_before(device_id, row.release_id)
-                return row.revert_to
+                    back = last_success_before(device_id, row.release_id)
+                else:
+                    back = row.revert_to
+                return None if back in skip else back
             continue
         if row.status == S.FAILED:
             continue

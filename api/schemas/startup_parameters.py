@@ -7,8 +7,8 @@ described here is one it supports.
 
 Each key's schema is a form the server always accepts, so a client (or schemathesis) that
 follows it is never refused. Where the server takes more, the description says so:
-``binds`` shows host paths under ``/data``, ``/mnt``, ``/media``, ``/home`` and ``/tmp``
-(other paths work unless the release policy finds them sensitive, docs/security.md),
+``binds`` shows host paths under the default data roots (``/data``, ``/srv/data``,
+``/home/balenaEngine/data``; other paths need an account bind prefix, docs/security.md),
 ``devices`` the default device nodes, a shell-quoted string its plain-word form, and
 ``network_mode: container:<name>`` names that can be neither a protected container nor a
 container id.
@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from berth.contract import RESERVED_LABEL_PREFIX
+from berth.release.policy import DEFAULT_DATA_ROOTS
 
 _NO_NUL = r"^[^\x00]*$"
 _TEXT = {"type": "string", "pattern": _NO_NUL}
@@ -32,7 +33,8 @@ _ARGV_WORD = r"[^\x00-\x20'\"\\]+"
 _CONTAINER_PATH = r"/[^:\x00]*"
 _MODE = r"(?::(?:ro|rw))?"
 _SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"  # never "." or ".."
-_HOST_PATH = rf"/(?:data|mnt|media|home|tmp)(?:/{_SEGMENT})*"
+_DATA_ROOTS = "|".join(re.escape(r) for r in DEFAULT_DATA_ROOTS)
+_HOST_PATH = rf"(?:{_DATA_ROOTS})(?:/{_SEGMENT})*"
 _VOLUME_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -97,9 +99,9 @@ class StartupParameters(BaseModel):
     binds: Annotated[
         Any,
         _schema(
-            "/host/path:/container/path[:ro|rw]. Shown: host paths under /data, /mnt, /media, "
-            "/home, /tmp; any absolute path the release policy does not find sensitive works "
-            "(docs/security.md).",
+            "/host/path:/container/path[:ro|rw]. The host path must be under a data root "
+            f"({', '.join(DEFAULT_DATA_ROOTS)}) or one of the account's bind prefixes "
+            "(release policy), and never a sensitive path (docs/security.md).",
             _strings(rf"^{_HOST_PATH}:{_CONTAINER_PATH}{_MODE}$"),
         ),
     ] = None

@@ -80,9 +80,10 @@ def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
     return extras
 
 
-def release_for_device(release: Release) -> dict:
+def release_for_device(release: Release, bind_prefixes: list[str]) -> dict:
     """Pillar ``docker:release``: the release as the API returns it, without the fleet-wide lists
-    (``devices``, ``successful_deployments``) a device does not need."""
+    (``devices``, ``successful_deployments``) a device does not need, with the account's
+    ``bind_prefixes`` (where the device may bind besides its data roots, docs/security.md)."""
     return {
         "id": release.id,
         "project": release.project_id,
@@ -91,6 +92,7 @@ def release_for_device(release: Release) -> dict:
         "containers": [serialize_container(c) for c in release.containers],
         "remove_containers": list(release.remove_containers),
         "created": isoformat(release.created),
+        "bind_prefixes": list(bind_prefixes),
     }
 
 

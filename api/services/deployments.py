@@ -50,14 +50,16 @@ def _listed_by_newer(release_id: int, device_id_column):
     return exists().where(newer.c.device_id == device_id_column, newer.c.release_id > release_id)
 
 
-def deployments_of(release_id: int, now=None):
+def deployments_of(release_id: int, now=None, refused: str | None = None):
     """Every deployment of a release, stored or derived, as one subquery with the columns
     ``device_id, status, error, attempts, started_at, finished_at, wave``.
 
     Derived (no stored row): ``superseded`` when a newer release targets the device, else under
     a rollout ``waiting`` (its wave has not started), ``timed_out`` (current wave, past
     ``wave_timeout``) or ``cancelled`` (halted before the device's turn, aborted, reverted),
-    else ``queued``."""
+    else ``queued``. With ``refused`` (why the account's current release policy refuses the
+    release, ``api.policies.release.refusal``) a deployment the device has not started
+    (``queued``, ``waiting``, ``timed_out``) is ``refused_by_policy`` with that reason as its error."""
     rd = release_devices
     stored = (
         select(
@@ -105,7 +107,29 @@ def deployments_of(release_id: int, now=None):
         null(),
         rd.c.wave,
     ).where(rd.c.release_id == release_id, ~has_row)
-    return union_all(stored, derived).subquery("deployments_of")
+    both = union_all(stored, derived)
+    if refused is None:
+        return both.subquery("deployments_of")
+    rows = both.subquery("deployments_unchecked")
+    not_started = rows.c.status.in_(
+        [
+            DeploymentState.QUEUED.value,
+            DerivedDeploymentState.WAITING.value,
+            DerivedDeploymentState.TIMED_OUT.value,
+        ]
+    )
+    return select(
+        rows.c.device_id,
+        case(
+            (not_started, literal(DerivedDeploymentState.REFUSED_BY_POLICY.value)),
+            else_=rows.c.status,
+        ).label("status"),
+        case((not_started, literal(refused)), else_=rows.c.error).label("error"),
+        rows.c.attempts,
+        rows.c.started_at,
+        rows.c.finished_at,
+        rows.c.wave,
+    ).subquery("deployments_of")
 
 
 def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[str]:

@@ -74,7 +74,17 @@ def list_devices(release: Release, device_ids: list[str]) -> None:
 
 def set_devices(release: Release, wanted: list[Row]) -> None:
     """The release now lists ``wanted`` (rows of ``id``, ``unit_id``): queue it on the added devices;
-    the removed ones fall back to their previous release."""
+    the removed ones fall back to their previous release. A release gains no device the
+    account's current release policy would not let it have (400 naming ``devices``)."""
+    targeted = set(
+        db.session.scalars(
+            select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
+        )
+    )
+    if any(d[0] not in targeted for d in wanted):
+        reason = release_policy.refusal(release)
+        if reason:
+            raise ValidationError({"devices": [f"This release can gain no devices: {reason}."]})
     if db.session.get(Rollout, release.id) is not None or db.session.scalar(
         select(release_tags.c.tag).where(release_tags.c.release_id == release.id).limit(1)
     ):
@@ -82,11 +92,7 @@ def set_devices(release: Release, wanted: list[Row]) -> None:
         unlist_devices([release.id], removed)
         queue_release(release, added)
         return
-    current = set(
-        db.session.scalars(
-            select(release_devices.c.device_id).where(release_devices.c.release_id == release.id)
-        )
-    )
+    current = targeted
     wanted_ids = {d[0] for d in wanted}
     added = [d for d in wanted if d[0] not in current]
     removed = [i for i in current if i not in wanted_ids]

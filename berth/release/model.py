@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from berth import startup_params
 from berth.contract import Label, fully_qualified_name
+from berth.release import policy
 from berth.release.images import ReleaseError, container_refs, find_registry
 
 
@@ -32,6 +33,8 @@ class Target:
     containers: tuple[TargetContainer, ...]
     remove_containers: tuple[str, ...]
     registries: dict  # {registry id: {"url","username","password"}} for registries the release uses
+    # the account's bind prefixes (berth.release.policy): where binds may go besides the data roots
+    bind_prefixes: tuple[str, ...] = ()
 
     @property
     def refs(self) -> list[str]:
@@ -125,6 +128,10 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
             )
         )
 
+    try:
+        prefixes = policy.bind_prefixes(release.get("bind_prefixes"))
+    except ValueError as exc:
+        raise ReleaseError(f"docker:release: {exc}") from None
     remove = release.get("remove_containers") or []
     if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
         raise ReleaseError("docker:release: 'remove_containers' must be a list of container names")
@@ -136,4 +143,5 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
         tuple(containers),
         tuple(remove),
         used_registries,
+        prefixes,
     )

@@ -1,19 +1,26 @@
-"""What a release may ask of a device's host: sensitive host paths, device nodes, protected
-containers (docs/security.md, "Release policy").
+"""What a release may ask of a device's host: which host paths it may bind (an allow-list, with
+a deny-list of sensitive paths as a second line), device nodes, protected containers
+(docs/security.md, "Release policy").
 
 One definition, used twice:
 
-* by the API (``api/policies/release.py``) so a release that binds ``/etc`` or removes
-  ``salt-minion`` is a 400 naming the field;
+* by the API (``api/policies/release.py``) so a release that binds ``/etc`` or ``/home``, or
+  removes ``salt-minion``, is a 400 naming the field;
 * by the device (:func:`enforce`, called on every release target the ``docker.*`` functions
-  build): even a forged pillar can never make it bind-mount a system path, rename or delete one
-  (``purge_data``), or remove a protected container. Here paths are also resolved
-  (``os.path.realpath``), so a symlink into ``/etc`` does not get through.
+  build): even a forged pillar can never make it bind-mount a path outside its data roots and
+  the account's bind prefixes, or a system path at all, rename or delete one (``purge_data``),
+  or remove a protected container. Here paths are also resolved (``os.path.realpath``), so a
+  symlink into ``/etc`` does not get through.
+
+A bind source must be under a data root (:data:`DEFAULT_DATA_ROOTS`, or the device's own list)
+or under one of the account's bind prefixes (an audited policy; they reach the device in pillar
+``docker:release:bind_prefixes``), and must never touch a sensitive path (:func:`sensitive`):
+no prefix opens one. Named volumes are Docker's own storage and are not host paths.
 
 Device minion options (all optional):
 
-``docker.release_data_roots``            purge only bind sources under these directories
-                                         (default: any non-sensitive path at least two levels deep)
+``docker.release_data_roots``            bind (and purge) only under these directories
+                                         (default :data:`DEFAULT_DATA_ROOTS`)
 ``docker.release_protected_containers``  never removed (default :data:`PROTECTED_CONTAINERS`)
 ``docker.release_allowed_host_paths``    sensitive paths a release may still bind (never purge),
                                          e.g. ``/var/run/docker.sock`` for a monitoring agent
@@ -29,7 +36,16 @@ import posixpath
 import re
 from collections.abc import Iterable
 
+# Where a release may bind host paths unless the device (``docker.release_data_roots``) lists its
+# own: the directories Berth's documented device layout keeps application data in.
+DEFAULT_DATA_ROOTS: tuple[str, ...] = ("/data", "/srv/data", "/home/balenaEngine/data")
+
+# At most this many bind prefixes come with a release (pillar), each at most this long.
+MAX_BIND_PREFIXES = 32
+MAX_BIND_PREFIX_LENGTH = 255
+
 # Binding any of these (or anything under them, or a parent of them) gives a container the host.
+# The second line behind the allow-list: no account bind prefix opens one.
 SENSITIVE_PATHS: tuple[str, ...] = (
     "/etc",
     "/proc",
@@ -55,6 +71,38 @@ SENSITIVE_PATHS: tuple[str, ...] = (
     "/run/balena-engine.sock",
     "/var/run/balena-engine.sock",
     "/var/lib/balena-engine",
+    "/run/balena.sock",
+    "/var/run/balena.sock",
+    "/run/podman",
+    "/var/run/podman",
+    "/run/crio",
+    "/var/run/crio",
+    "/run/containers",
+    "/var/lib/containers",
+    "/run/k3s",
+    "/var/lib/rancher",
+    "/var/lib/kubelet",
+    "/run/snapd.socket",
+    "/run/snapd-snap.socket",
+    "/var/lib/snapd",
+    "/var/snap/lxd",
+    "/var/lib/lxd",
+    "/run/libvirt",
+    "/var/run/libvirt",
+    # D-Bus, systemd and per-user runtime dirs (their sockets run anything as root or the user)
+    "/run/dbus",
+    "/var/run/dbus",
+    "/run/systemd",
+    "/var/run/systemd",
+    "/var/lib/systemd",
+    "/run/user",
+    "/var/run/user",
+    "/run/sudo",
+    "/var/lib/sudo",
+    # what runs things later: cron and at spools
+    "/var/spool/cron",
+    "/var/spool/at",
+    "/var/spool/anacron",
     # Salt's own directories
     "/etc/salt",
     "/var/cache/salt",
@@ -123,6 +171,43 @@ def bind_source(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
+def under_any(path: str, roots: Iterable[str]) -> bool:
+    """``path`` is one of ``roots`` or under one (both normalised)."""
+    path = normalize(path)
+    return any(_under(path, normalize(r)) for r in roots)
+
+
+def prefix_problem(prefix) -> str | None:
+    """Why ``prefix`` cannot be an account's bind prefix, or None."""
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        return "give an absolute path"
+    if len(prefix) > MAX_BIND_PREFIX_LENGTH or "\x00" in prefix:
+        return f"at most {MAX_BIND_PREFIX_LENGTH} characters, no NUL"
+    path = normalize(prefix)
+    if path == "/":
+        return "the whole host cannot be allowed"
+    hit = sensitive(path, device_nodes=())
+    if hit and _under(path, hit):
+        return f"{path} is a sensitive path ({hit}); no bind prefix opens one"
+    return None
+
+
+def bind_prefixes(value) -> tuple[str, ...]:
+    """Pillar ``bind_prefixes`` of a release, checked: a list of at most
+    :data:`MAX_BIND_PREFIXES` absolute paths; raises ``ValueError`` naming the problem."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_BIND_PREFIXES:
+        raise ValueError(f"'bind_prefixes' must be a list of at most {MAX_BIND_PREFIXES} paths")
+    out = []
+    for prefix in value:
+        problem = prefix_problem(prefix)
+        if problem:
+            raise ValueError(f"'bind_prefixes': {str(prefix)[:80]!r}: {problem}")
+        out.append(normalize(prefix))
+    return tuple(dict.fromkeys(out))
+
+
 # Docker resolves ``container:<ref>`` as a full container id, then a name, then an id prefix:
 # a reference of hex digits only may name any container on the engine.
 _CONTAINER_ID = re.compile(r"^[0-9a-fA-F]+$")
@@ -166,12 +251,21 @@ def _resolved(path: str) -> list[str]:
     return [normal] if real == normal else [normal, real]
 
 
+def data_roots(opts: dict) -> tuple[str, ...]:
+    """This device's data roots (``docker.release_data_roots``, else :data:`DEFAULT_DATA_ROOTS`)."""
+    return tuple(
+        normalize(r) for r in _option(opts, "docker.release_data_roots", DEFAULT_DATA_ROOTS)
+    )
+
+
 def violations(target, opts: dict) -> list[str]:
     """Why this device must refuse ``target`` (a :class:`berth.release.model.Target`); [] when it may apply it."""
-    data_roots = [normalize(r) for r in _option(opts, "docker.release_data_roots", ())]
+    roots = data_roots(opts)
     protected = _option(opts, "docker.release_protected_containers", PROTECTED_CONTAINERS)
     allowed = _option(opts, "docker.release_allowed_host_paths", ())
     nodes = _option(opts, "docker.release_device_nodes", DEVICE_NODES)
+    prefixes = tuple(getattr(target, "bind_prefixes", ()) or ())
+    may_bind = (*roots, *prefixes, *allowed)
     problems = []
     for c in target.containers:
         for spec in c.create_kwargs.get("volumes") or []:
@@ -183,6 +277,12 @@ def violations(target, opts: dict) -> list[str]:
                 if hit:
                     problems.append(
                         f"container {c.name!r}: bind of {src!r} ({path}) touches {hit}, a system path"
+                    )
+                    break
+                if not under_any(path, may_bind):
+                    problems.append(
+                        f"container {c.name!r}: bind of {src!r} ({path}) is outside the data roots "
+                        f"({', '.join(roots)}) and the account's bind prefixes"
                     )
                     break
         joined = joined_container(c.create_kwargs.get("network_mode"), protected)
@@ -205,10 +305,8 @@ def violations(target, opts: dict) -> list[str]:
                     reason = "a system path"
                 elif resolved.count("/") < 2:
                     reason = "a top-level directory"
-                elif data_roots and not any(
-                    _under(resolved, r) and resolved != r for r in data_roots
-                ):
-                    reason = f"outside the data roots ({', '.join(data_roots)})"
+                elif not any(_under(resolved, r) and resolved != r for r in (*roots, *prefixes)):
+                    reason = f"outside the data roots ({', '.join(roots)}) and bind prefixes"
                 if reason:
                     problems.append(f"container {c.name!r}: purge_data of {path!r}: {reason}")
                     break

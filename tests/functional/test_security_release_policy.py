@@ -106,7 +106,11 @@ def test_purge_data_of_a_system_path_is_refused(create):
     assert resp.status_code == 400
     errors = resp.json["containers"][0]
     assert "binds" in errors["startup_parameters"] and "purge_data" in errors
-    assert create(purge_data=True).status_code == 201  # the seed's own data dir may be purged
+    # a directory under a data root may be purged; the data root itself never (issue 17)
+    under = {"binds": ["/home/balenaEngine/data/curveball:/opt/data"]}
+    assert create(startup=under, purge_data=True).status_code == 201
+    resp = create(purge_data=True)
+    assert resp.status_code == 400 and list(resp.json["containers"][0]) == ["purge_data"]
 
 
 def test_protected_containers_cannot_be_removed(create):
@@ -186,3 +190,172 @@ def test_other_namespace_forms(app, create, account):
     cli(app, "accounts", "release-policy", account.name, "--protected-container", "vpn-*")
     resp = create(startup={"network_mode": "container:vpn-sidecar"})
     assert resp.status_code == 400 and "vpn-sidecar" in json.dumps(resp.json)
+
+
+# -- issue 17, finding 4: binds by allow-list -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "/run/dbus/system_bus_socket",  # the system D-Bus: systemd1.Manager starts units as root
+        "/var/run/dbus/system_bus_socket",
+        "/run/systemd/private",  # systemd's private socket
+        "/run/systemd",
+        "/var/spool/cron",  # the cron spool: a crontab runs as root
+        "/var/spool/cron/crontabs",
+        "/home",  # every user's ~/.ssh/authorized_keys, ~/.bashrc
+        "/home/pi/.ssh",
+        "/run/podman/podman.sock",  # other container runtimes' sockets
+        "/run/crio/crio.sock",
+        "/var/lib/containers",
+        "/run/user/1000",  # a user's session bus and runtime dir
+        "/run/user/0/bus",
+        "/tmp",  # root's tmux/X11 sockets
+        "/mnt",
+        "/opt/app",
+    ],
+)
+def test_binds_outside_the_data_roots_are_400_naming_the_field(create, source):
+    resp = create(startup={"binds": [f"{source}:/host"]})
+    assert resp.status_code == 400, resp.json
+    assert list(resp.json) == ["containers"]
+    assert list(resp.json["containers"][0]) == ["startup_parameters"]
+    assert list(resp.json["containers"][0]["startup_parameters"]) == ["binds"]
+
+
+def test_data_roots_and_named_volumes_need_no_policy(create):
+    for source in ("/data", "/data/app", "/srv/data/x", "/home/balenaEngine/data/db"):
+        assert create(startup={"binds": [f"{source}:/x"]}).status_code == 201, source
+    assert create(startup={"volumes": ["app-data:/var/lib/app"]}).status_code == 201
+    # a path that only starts with a data root's name is not under it
+    assert create(startup={"binds": ["/database:/x"]}).status_code == 400
+
+
+def _policy_rows(client, user_token):
+    return client.get(
+        "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
+    ).json["results"]
+
+
+def test_a_bind_prefix_opens_a_path_and_is_audited(
+    app, create, account, client, user_token, master_token, device
+):
+    assert create(startup={"binds": ["/opt/app/data:/data"]}).status_code == 400
+    out = cli(app, "accounts", "release-policy", account.name, "--bind-prefix", "/opt/app/")
+    assert json.loads(out.split("release policy ", 1)[1])["bind_prefixes"] == ["/opt/app"]
+    (row,) = _policy_rows(client, user_token)
+    assert row["details"]["before"]["bind_prefixes"] == []
+    assert row["details"]["after"]["bind_prefixes"] == ["/opt/app"]
+    resp = create(startup={"binds": ["/opt/app/data:/data"]})
+    assert resp.status_code == 201, resp.json
+    assert create(startup={"binds": ["/opt/application:/data"]}).status_code == 400
+    # the prefixes reach the device with the release (it checks the same)
+    pillar = client.get(f"/master/minions/{device.unit_id}/pillar/", headers=master_token.headers)
+    assert pillar.json["release"]["id"] == resp.json["id"]
+    assert pillar.json["release"]["bind_prefixes"] == ["/opt/app"]
+
+    cli(app, "accounts", "release-policy", account.name, "--no-bind-prefixes")
+    assert _policy_rows(client, user_token)[0]["details"]["after"]["bind_prefixes"] == []
+    assert create(startup={"binds": ["/opt/app/data:/data"]}).status_code == 400
+
+
+def test_a_bind_prefix_never_opens_a_denied_path(app, create, account, client, user_token):
+    for prefix in ("/run/dbus", "/var/spool/cron", "/etc", "/run/user/1000", "/", "relative"):
+        result = app.test_cli_runner().invoke(
+            args=["accounts", "release-policy", account.name, "--bind-prefix", prefix]
+        )
+        assert result.exit_code != 0 and "--bind-prefix" in result.output, prefix
+    assert _policy_rows(client, user_token) == []  # nothing changed
+    # a prefix above denied paths opens only what is not denied under it
+    cli(app, "accounts", "release-policy", account.name, "--bind-prefix", "/run")
+    assert create(startup={"binds": ["/run/myapp:/x"]}).status_code == 201
+    for source in (
+        "/run/dbus/system_bus_socket",
+        "/run/systemd/private",
+        "/run/user/1000",
+        "/run/docker.sock",
+        "/run/podman/podman.sock",
+        "/run",
+    ):
+        resp = create(startup={"binds": [f"{source}:/x"]})
+        assert resp.status_code == 400, source
+        assert "sensitive host path" in resp.json["containers"][0]["startup_parameters"]["binds"][0]
+
+
+# -- issue 17, finding 5: the release policy is checked again --------------------------------
+
+
+def test_a_release_the_policy_now_refuses_gains_no_device_and_is_served_to_none(
+    app, client, user_token, master_token, account, api_factory
+):
+    headers = user_token.headers
+    project = client.post("/docker/projects/", json={"name": "p5"}, headers=headers).json["id"]
+    a, b, c = (api_factory.device(account) for _ in range(3))
+
+    def release(version, devices, privileged, **extra):
+        container = copy.deepcopy(SEED_CONTAINERS[1])
+        container["startup_parameters"]["privileged"] = privileged
+        body = {"version": version, "devices": [d.id for d in devices], "containers": [container]}
+        resp = client.post(
+            f"/docker/projects/{project}/releases/", json={**body, **extra}, headers=headers
+        )
+        assert resp.status_code == 201, resp.json
+        return resp.json
+
+    def pillar(device):
+        resp = client.get(f"/master/minions/{device.unit_id}/pillar/", headers=master_token.headers)
+        assert resp.status_code == 200, resp.json
+        return resp.json["release"]
+
+    def deployments(rel, **query):
+        resp = client.get(
+            f"/docker/projects/{project}/releases/{rel['id']}/deployments/",
+            headers=headers,
+            query_string=query,
+        )
+        assert resp.status_code == 200, resp.json
+        return {d["device"]: d for d in resp.json["results"]}
+
+    earlier = release("0", [a], privileged=False)
+    old = release("1", [a], privileged=True)  # allowed when it was made
+    tagged = release("2", [], privileged=True, device_tags=["prod"])
+    assert pillar(a)["id"] == old["id"]
+
+    cli(app, "accounts", "release-policy", account.name, "--no-privileged")
+
+    # it gains no device, by PATCH or PUT of its devices
+    url = f"/docker/projects/{project}/releases/{old['id']}/"
+    resp = client.patch(url, json={"devices": [a.id, b.id]}, headers=headers)
+    assert resp.status_code == 400, resp.json
+    assert list(resp.json) == ["devices"]
+    assert "containers[0].startup_parameters.privileged" in resp.json["devices"][0]
+    put = {k: old[k] for k in ("version", "containers", "remove_containers")}
+    resp = client.put(url, json={**put, "devices": [a.id, b.id]}, headers=headers)
+    assert resp.status_code == 400, resp.json
+    assert list(resp.json["containers"][0]["startup_parameters"]) == ["privileged"]
+    assert pillar(b) is None
+    # losing devices stays possible
+    resp = client.patch(
+        f"/docker/projects/{project}/releases/{old['id']}/", json={"version": "1b"}, headers=headers
+    )
+    assert resp.status_code == 200, resp.json
+
+    # the device it already listed keeps its previous release: the refused one is not served
+    assert pillar(a)["id"] == earlier["id"]
+    listed = deployments(old)
+    assert listed[a.id]["status"] == "refused_by_policy"
+    assert "privileged" in listed[a.id]["error"]
+    assert deployments(old, status="refused_by_policy").keys() == {a.id}
+    assert deployments(old, status="queued") == {}
+
+    # a tag change that retargets a device to it: accepted, but the release is not served
+    resp = client.patch(f"/devices/{c.id}/", json={"tags": ["prod"]}, headers=headers)
+    assert resp.status_code == 200, resp.json
+    assert pillar(c) is None
+    assert deployments(tagged)[c.id]["status"] == "refused_by_policy"
+
+    # switched on again, it is served again
+    cli(app, "accounts", "release-policy", account.name, "--privileged")
+    assert pillar(a)["id"] == old["id"] and pillar(c)["id"] == tagged["id"]
+    assert deployments(old)[a.id]["status"] == "queued"
