@@ -17,6 +17,10 @@ installed ``berth-before-sleep`` hook run on every live minion at once; it appli
 minion's local API, ``berth_localapi`` engine on a free port) until the API lists
 all live minions in ``successful_deployments``. Targets (issue 4): creation < 300 ms for
 10,000 devices; 20 live minions succeed within 60 s of the sleep signal.
+
+Ctrl-C, SIGTERM, SIGHUP or a failure stop everything it started (``Bench.close``): every process
+group it spawned and its Docker engines, also those still starting
+(tests/integration/test_fleet_bench_cleanup.py).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # imports below need the repository on sys.path (set just above): E402 is expected
-from harness import free_port, wait_for  # noqa: E402
+from harness import free_port, ignore_stop_signals, stop_on_signals, wait_for  # noqa: E402
 
 from berth.master.config import master_options, minion_options  # noqa: E402
 
@@ -217,6 +221,7 @@ class Bench:
 
         def engine(i):
             name = f"fanout-{os.getpid() % 10000}-{i}"
+            self.engines.append(name)  # before it starts: close() stops a half-started one too
             out = subprocess.run(
                 [str(TESTBED), "engine", name],
                 check=True,
@@ -226,9 +231,13 @@ class Bench:
             ).stdout
             return name, out.split("DOCKER_HOST=", 1)[1].strip()
 
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(4)
+        try:
             engines = list(pool.map(engine, range(self.args.minions)))
-        self.engines = [name for name, _ in engines]
+        finally:
+            # on a signal or a failed start, start no further engine (the `with` form would
+            # start every queued one before letting close() run)
+            pool.shutdown(wait=True, cancel_futures=True)
         for minion_id, (_, docker_host) in zip(self.minion_ids, engines, strict=False):
             mdir = self.state / minion_id[:8]
             mdir.mkdir()
@@ -449,9 +458,11 @@ class Bench:
                 [str(self.minion_dir(m) / "hook" / "berth-before-sleep")],
                 stdout=subprocess.DEVNULL,
                 stderr=open(hook_logs[m], "w"),
+                start_new_session=True,
             )
             for m in live
         }
+        self.procs += hooks.values()  # a hook may fall back to salt-call: stopped with the rest
         hook_done = {}
 
         def note_finished_hooks():
@@ -516,26 +527,42 @@ class Bench:
         }
 
     def close(self):
+        """Stop everything this run started: its processes (each in its own session, with
+        whatever they spawned) and its Docker engines. Runs on success, failure and
+        SIGINT/SIGTERM/SIGHUP (harness.stop_on_signals); further signals are ignored meanwhile."""
+        ignore_stop_signals()
+        print(f"fanout_bench: stopping {len(self.procs)} processes", flush=True)
         for proc in reversed(self.procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(proc, signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                pass
+            # also whatever the leader left behind in its group (salt's process managers)
+            _signal_group(proc, signal.SIGKILL)
+        testbed_state = pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed"))
+        print(f"fanout_bench: stopping {len(self.engines)} Docker engines", flush=True)
         for name in self.engines:
             subprocess.run([str(TESTBED), "engine-down", name], capture_output=True, timeout=120)
-            shutil.rmtree(
-                pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed"))
-                / "engines"
-                / name,
-                ignore_errors=True,
+            engine_dir = testbed_state / "engines" / name
+            # an engine stopped while starting may not have written its pidfile yet
+            subprocess.run(
+                ["pkill", "-KILL", "-f", "--", f"--pidfile {engine_dir}/docker.pid"],
+                capture_output=True,
+                timeout=30,
             )
+            shutil.rmtree(engine_dir, ignore_errors=True)
         if not self.args.keep:
             shutil.rmtree(self.state, ignore_errors=True)
+        print("fanout_bench: stopped everything it started", flush=True)
+
+
+def _signal_group(proc: subprocess.Popen, sig) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def main():
@@ -555,7 +582,9 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the state dir (logs) afterwards")
     args = parser.parse_args()
     args.sizes = sorted(int(n) for n in args.sizes.split(","))
+    stop_on_signals()
     bench = Bench(args)
+    print(f"fanout_bench: pid {os.getpid()}, state in {bench.state}", flush=True)
     try:
         summary = bench.run()
         print(json.dumps(summary))

@@ -3,6 +3,7 @@ on ``sys.path``)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -24,3 +25,24 @@ def wait_for(predicate, timeout, what, interval=0.5):
             return value
         time.sleep(interval)
     raise SystemExit(f"{Path(sys.argv[0]).stem}: timed out after {timeout}s waiting for {what}")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP end the benchmark like a failure (SystemExit in the main
+    thread), so its ``finally`` stops what it started; Python's default for SIGTERM/SIGHUP would
+    end the process at once and leave its daemons running."""
+
+    def stop(signum, frame):
+        raise SystemExit(f"{Path(sys.argv[0]).stem}: stopped by {signal.Signals(signum).name}")
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+
+
+def ignore_stop_signals() -> None:
+    """While cleaning up: a second Ctrl-C or SIGTERM must not cut the cleanup short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
