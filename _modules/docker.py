@@ -21,7 +21,7 @@ try:
     import docker.errors
     import requests.exceptions
 
-    from berth import dockerutil
+    from berth import dockerutil, results
     from berth.contract import RESERVED_LABEL_PREFIX, EventTag, LoginOutcome, ReleaseOutcome
     from berth.release import commands
     from berth.release import pillar as release_pillar
@@ -379,7 +379,16 @@ def _flush_results():
         log.info("berth release: master unreachable, queued result events kept for later")
         return 0
 
+    key = _report_key()
+    if key is None:
+        log.warning(
+            "berth release: no report key (pillar berth:report_key) yet: results are sent "
+            "unsigned and the API refuses them"
+        )
+
     def fire(data):
+        if key is not None:
+            data = results.signed(key, __opts__["id"], data)
         if masterless:
             return __salt__["event.send"](RESULT_EVENT_TAG, data)
         return __salt__["event.fire_master"](
@@ -436,6 +445,19 @@ def release_pull(release=None, registries=None):
     return pulled
 
 
+def _report_key():
+    """The device's report key: pillar ``berth:report_key`` (kept on the device for the paths
+    without the master), else the kept one; None when the device never had one."""
+    key = _pillar("berth:report_key", None)
+    if results.valid_key(key):
+        try:
+            commands.keep_report_key(__opts__, key)
+        except OSError as exc:
+            log.warning("berth release: cannot keep the report key: %s", exc)
+        return key
+    return commands.kept_report_key(__opts__)
+
+
 def _state_path(name):
     return pathlib.Path(commands.state_dir(__opts__)) / name
 
@@ -467,3 +489,22 @@ def release_status():
     CLI Example: ``salt '*' docker.release_status``
     """
     return commands.status(__opts__)
+
+
+@_clear_errors
+def release_report():
+    """
+    The result the applied release implies (``running`` -> succeeded, ``degraded`` -> failed),
+    signed with the device's report key, or None when there is nothing to report (no release,
+    an apply in progress). What ``salt-run berth.resync`` forwards to the API.
+
+    CLI Example: ``salt '*' docker.release_report``
+    """
+    result = results.status_to_result(commands.status(__opts__))
+    if result is None:
+        return None
+    key = _report_key()
+    if key is None:
+        log.warning("berth release: no report key (pillar berth:report_key): report unsigned")
+        return result
+    return results.signed(key, __opts__["id"], result)

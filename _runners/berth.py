@@ -66,7 +66,8 @@ def flush():
 
 
 def resync(tgt="*", timeout=60):
-    """Ask every device (``tgt``) for ``docker.release_status`` and report what it runs.
+    """Ask every device (``tgt``) for ``docker.release_report`` (the result its applied release
+    implies, signed by the device) and forward it.
 
     CLI Example:
 
@@ -77,23 +78,22 @@ def resync(tgt="*", timeout=60):
     import salt.client  # here: only this runner needs a LocalClient
 
     local = salt.client.get_local_client(__opts__["conf_file"])
-    returns = local.cmd(tgt, "docker.release_status", timeout=timeout, tgt_type="glob")
+    returns = local.cmd(tgt, "docker.release_report", timeout=timeout, tgt_type="glob")
     client, spool = _client(), _spool()
     summary = {"reported": [], "nothing_to_report": [], "errors": {}}
-    for minion_id, status in sorted(returns.items()):
-        if not isinstance(status, dict):
-            summary["errors"][minion_id] = str(status)
-            log.warning(
-                "berth.resync: device %s did not return its release status: %s", minion_id, status
-            )
-            continue
-        result = forward.status_to_result(status)
+    for minion_id, result in sorted(returns.items()):
         if result is None:
             summary["nothing_to_report"].append(minion_id)
             continue
-        outcome = forward.deliver(client, spool, forward.build_report(minion_id, result))
+        try:
+            body = forward.build_report(minion_id, result)
+        except ValueError as exc:
+            summary["errors"][minion_id] = str(result)[:500]
+            log.warning("berth.resync: device %s did not return a result: %s", minion_id, exc)
+            continue
+        outcome = forward.deliver(client, spool, body)
         summary["reported"].append(
-            {"minion_id": minion_id, "release_id": result["release_id"], "status": outcome}
+            {"minion_id": minion_id, "release_id": body["release_id"], "status": outcome}
         )
     return summary
 

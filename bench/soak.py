@@ -51,6 +51,7 @@ TESTBED = REPO / "scripts" / "testbed"
 
 from harness import free_port, wait_for  # noqa: E402
 
+from berth import results  # noqa: E402  (after sys.path)
 from berth.master.config import master_options, minion_options  # noqa: E402  (after sys.path)
 
 # operation -> weight in the mix
@@ -138,8 +139,10 @@ with app.app_context():
     from api.security.tenancy import MinionEnrollment  # enrolled, as berth.register_minions records it
     db.session.add_all([MinionEnrollment(unit_id=u, account_id=account.id, method="migration") for u in units])
     db.session.commit()
+    from api.security.report_keys import report_key  # reports are signed as each device signs
     print(json.dumps({{"user": user_token, "master": master_token,
-                      "devices": [[d.id, d.unit_id] for d in devices]}}))
+                      "devices": [[d.id, d.unit_id] for d in devices],
+                      "report_keys": {{d.unit_id: report_key(d) for d in devices}}}}))
 """
         out = subprocess.run(
             [sys.executable, "-c", code],
@@ -153,6 +156,7 @@ with app.app_context():
         self.user = {"Authorization": f"APIToken {seeded['user']}"}
         self.master = {"Authorization": f"APIToken {seeded['master']}"}
         self.devices = seeded["devices"]
+        self.report_keys = seeded["report_keys"]
         self.live_device = self.devices[0][0]
         self.token_file = self.state / "master.token"
         self.token_file.write_text(seeded["master"] + "\n")
@@ -347,6 +351,7 @@ with app.app_context():
             "containers": [],
             "finished_at": datetime.now(UTC).isoformat(),
         }
+        body = results.signed(self.report_keys[unit_id], unit_id, body)
         self.request(
             s,
             "master_report",

@@ -49,6 +49,7 @@ ACTIONS = (
     "registry.update",
     "registry.delete",
     "policy.change",
+    "report.refused",
 )
 
 _SECRET_KEY = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)

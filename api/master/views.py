@@ -1,9 +1,10 @@
 """Master-scope API (token scope ``master``): what the Salt master needs from the fleet API.
 
 * ``GET /master/minions/{unit_id}/pillar/`` -- the device's target release, registries
-  (with decrypted passwords) and logbook settings (with the device's shipper token):
-  this is the only place those secrets leave the API;
-* ``POST /master/deployments/report/`` -- a device's apply result (idempotent);
+  (with decrypted passwords), logbook settings (with the device's shipper token) and the
+  device's report key: this is the only place those secrets leave the API;
+* ``POST /master/deployments/report/`` -- a device's apply result, signed by the device
+  (idempotent);
 * ``POST /master/devices/sync/`` -- register accepted minion keys as devices.
 """
 
@@ -25,7 +26,7 @@ from api.payload import json_body
 from api.policies import release as release_policy
 from api.schemas.base import validate
 from api.schemas.master import DeploymentReport, DeviceSync
-from api.security import tenancy
+from api.security import report_keys, tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
 from api.services import deployment_reports
 
@@ -61,6 +62,8 @@ def minion_pillar(unit_id: str):
                 for r in registries
             },
             "logbook": logbook_pillar(device, g.token.user_id),
+            # the key this device signs its results with; served for this minion only
+            "report_key": report_keys.report_key(device),
         }
     )
 
@@ -72,9 +75,14 @@ def minion_pillar(unit_id: str):
 )
 @require_token("master", "platform")
 def deployment_report():
-    """Record a device's release result (idempotent; an older result never overwrites a newer one)."""
-    report = deployment_reports.Report.from_body(validate(DeploymentReport, json_body()).values)
+    """Record a device's release result (idempotent; an older result never overwrites a newer one).
+
+    Accepted only with the device's ``signature`` (berth/results.py); a report it did not sign
+    changes nothing and is recorded as ``report.refused`` in the audit log."""
+    body = json_body()
+    report = deployment_reports.Report.from_body(validate(DeploymentReport, body).values)
     device = _device_by_unit_id(report.unit_id)
+    report_keys.check(device, body)  # only the device's own signature: 400 + audit row otherwise
     deployment = deployment_reports.apply(device.account_id, device, report)
     return jsonify(
         serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)

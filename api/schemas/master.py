@@ -54,6 +54,15 @@ class DeploymentReport(RequestBody):
         rule(iso_datetime, nullable=True),
         doc("ISO-8601 (RFC 3339 date-time); default: now.", format="date-time"),
     ] = None
+    signature: Annotated[
+        str | None,
+        rule(string(max_length=64), nullable=True),
+        doc(
+            "The device's HMAC-SHA256 (hex) of the result under its report key (berth/results.py); "
+            "a report without the device's signature is refused (400) and audited.",
+            maxLength=64,
+        ),
+    ] = None
 
 
 def minion_id_list(value: Any) -> list[str]:

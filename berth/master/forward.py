@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import logging
 
-from berth.contract import AppliedReleaseState, ReportOutcome
 from berth.master.apiclient import ApiClient, ApiError
 from berth.master.report_spool import Spool
+from berth.results import SIGNATURE
 
 log = logging.getLogger(__name__)
 
-REPORT_FIELDS = ("release_id", "version_hash", "outcome", "error", "containers", "finished_at")
+# the device's signature travels untouched: the API checks it (berth/results.py)
+REPORT_FIELDS = (
+    "release_id",
+    "version_hash",
+    "outcome",
+    "error",
+    "containers",
+    "finished_at",
+    SIGNATURE,
+)
 
 
 def build_report(minion_id: str, result: dict) -> dict:
-    """The API's report body from a ``berth/release/result`` event's data."""
+    """The API's report body from a ``berth/release/result`` event's data (its ``signature``
+    included: only the device's signature makes the API accept it)."""
     if not minion_id:
         raise ValueError("report: minion_id is required")
     if not isinstance(result, dict):
@@ -27,46 +37,11 @@ def build_report(minion_id: str, result: dict) -> dict:
     report = {"unit_id": minion_id}
     for field in REPORT_FIELDS:
         report[field] = result.get(field)
+    if report[SIGNATURE] is None:
+        del report[SIGNATURE]  # unsigned: the API refuses it and says so
     if report["containers"] is None:
         report["containers"] = []
     return report
-
-
-def status_to_result(status) -> dict | None:
-    """A ``docker.release_status`` return as a result to report, or None when there is nothing to say.
-
-    ``running`` -> succeeded; ``degraded`` -> failed (a release container stopped);
-    ``none`` or ``interrupted`` (an apply is in progress or will be recovered) -> None.
-    """
-    if not isinstance(status, dict) or status.get("release_id") in (None, ""):
-        return None
-    state = status.get("state")
-    if state == AppliedReleaseState.RUNNING:
-        outcome, error = ReportOutcome.SUCCEEDED, None
-    elif state == AppliedReleaseState.DEGRADED:
-        stopped = [
-            c.get("fully_qualified_name")
-            for c in status.get("containers") or []
-            if c.get("version_hash") == status.get("version_hash") and c.get("status") != "running"
-        ]
-        outcome, error = (
-            ReportOutcome.FAILED,
-            "release containers not running: " + (", ".join(filter(None, stopped)) or "missing"),
-        )
-    else:
-        return None
-    return {
-        "release_id": status["release_id"],
-        "version_hash": status.get("version_hash"),
-        "outcome": outcome,
-        "error": error,
-        "containers": [
-            c
-            for c in status.get("containers") or []
-            if c.get("version_hash") == status.get("version_hash")
-        ],
-        "finished_at": status.get("applied_at"),
-    }
 
 
 def describe(report: dict) -> str:

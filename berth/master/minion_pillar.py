@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from berth.master.apiclient import ApiClient, ApiError
+from berth.results import valid_key
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ def _enroll(client: ApiClient, minion_id: str, grains: dict | None) -> bool:
 
 
 def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> dict:
-    """``{"docker": {"release": ..., "registries": ...}, "berth": {"logbook": {"url", "token", "device_id"}}}``,
-    or ``{"docker": {"error": ...}}``.
+    """``{"docker": {"release": ..., "registries": ...}, "berth": {"report_key": ..., "logbook":
+    {"url", "token", "device_id"}}}``, or ``{"docker": {"error": ...}}``.
 
     ``berth:logbook`` (what the ``berth_shipper`` engine sends samples with) is there only
     when the API gave the device's logbook settings.
@@ -65,14 +66,20 @@ def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> di
         release and f"{release.get('id')} ({release.get('version_hash')})",
     )
     pillar = {"docker": {"release": release, "registries": registries}}
+    berth = {}
+    # the device's key for signing its results: in this minion's pillar only (berth/results.py)
+    if valid_key(data.get("report_key")):
+        berth["report_key"] = data["report_key"]
     logbook = logbook_settings(data.get("logbook"))
     if logbook is not None:
-        pillar["berth"] = {"logbook": logbook}
+        berth["logbook"] = logbook
     else:
         log.warning(
             "berth_api: minion %s: the API gave no logbook settings; its samples stay spooled",
             minion_id,
         )
+    if berth:
+        pillar["berth"] = berth
     return pillar
 
 

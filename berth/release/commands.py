@@ -20,7 +20,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from berth import dockerutil
+from berth import dockerutil, results, secretfile
 from berth.contract import AppliedReleaseState, Label, LoginOutcome, ReleaseOutcome
 from berth.release.executor import Executor, read_json, write_json
 from berth.release.images import ReleaseError, find_registry
@@ -121,6 +121,37 @@ def status(opts: dict) -> dict:
             "started_at": journal.get("started_at"),
         },
     }
+
+
+REPORT_KEY = "report.key"
+
+
+def keep_report_key(opts: dict, key: str) -> None:
+    """Keep the device's report key (pillar ``berth:report_key``) in a file only root may read,
+    so the paths that run without the master (``salt-call --local``, the local API engine's
+    pillar of its start) still sign their results (berth/results.py)."""
+    path = Path(state_dir(opts)) / REPORT_KEY
+    if kept_report_key(opts) == key:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{REPORT_KEY}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    os.replace(tmp, path)
+
+
+def kept_report_key(opts: dict) -> str | None:
+    """The kept report key, or None (no file, readable by others, not a key)."""
+    path = Path(state_dir(opts)) / REPORT_KEY
+    if not path.exists():
+        return None
+    try:
+        key = secretfile.read_private(str(path))
+    except ValueError as exc:
+        log.warning("berth release: the kept report key is not used: %s", exc)
+        return None
+    return key if results.valid_key(key) else None
 
 
 RESULTS_OUTBOX = "results-outbox.json"

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from api.extensions import db
 from api.outbox import OutboxMessage
+from tests.fixtures.api import signed_report
 
 pytestmark = pytest.mark.db
 
@@ -67,6 +68,7 @@ def report(client, fleet, device, release, outcome="succeeded", **extra):
         "finished_at": "2026-11-27T10:00:00.000Z",
         **extra,
     }
+    body = signed_report(client.application, body, device.id)
     return client.post("/master/deployments/report/", json=body, headers=fleet["master"])
 
 

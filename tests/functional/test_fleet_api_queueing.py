@@ -12,7 +12,7 @@ from api.extensions import db
 from api.models import Device
 from api.outbox import OutboxMessage
 from api.security.tenancy import MinionEnrollment
-from tests.fixtures.api import deployment_statuses
+from tests.fixtures.api import deployment_statuses, signed_report
 
 pytestmark = pytest.mark.db
 
@@ -176,6 +176,7 @@ def test_patch_removing_devices_falls_back_and_ends_their_deployments(
             "version_hash": release["version_hash"],
             "outcome": outcome,
         }
+        body = signed_report(app, body, device)
         assert (
             client.post(
                 "/master/deployments/report/", json=body, headers=master_token.headers

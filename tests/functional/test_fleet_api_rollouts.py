@@ -12,7 +12,7 @@ from api.outbox import OutboxMessage
 from api.rollouts import service
 from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout
-from tests.fixtures.api import deployment_statuses
+from tests.fixtures.api import deployment_statuses, signed_report
 
 pytestmark = pytest.mark.db
 
@@ -96,6 +96,7 @@ class Fleet:
             "outcome": outcome,
             "error": error,
         }
+        body = signed_report(self.app, body, device_id)
         r = self.client.post("/master/deployments/report/", json=body, headers=self.master)
         assert r.status_code == 200, r.json
         return r.json

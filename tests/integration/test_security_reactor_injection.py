@@ -6,13 +6,12 @@ minion write the ``id`` the reactor sees -- run nothing on the master: the paylo
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from berth.contract import EventTag
-from tests.fixtures.salt import fire_nested_events, wait_for
+from tests.fixtures.salt import fire_nested_events, send_result_event, wait_for
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker]
 
@@ -67,13 +66,7 @@ def test_hostile_events_run_nothing_on_the_master(salt_cli, salt_run_cli, salt_m
             ],
         )
         # plain form: the id is the minion's own (Salt checks it), the data is the minion's
-        ret = salt_cli.run(
-            "event.send",
-            EventTag.RELEASE_RESULT.value,
-            f"data={json.dumps(hostile_result(value))}",
-            minion_tgt=minion.id,
-        )
-        assert ret.returncode == 0 and ret.data is True, ret
+        send_result_event(salt_cli, minion, hostile_result(value))
 
     # the reactor handles events in order: once a later, harmless reaction ran, the hostile ones
     # had their turn (a start event re-installs the pre-pull schedule on the minion)

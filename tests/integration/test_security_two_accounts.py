@@ -4,7 +4,8 @@ enrollment token (grain ``berth_enrollment_token``, presented by the ext_pillar)
 release and execute reach only its own minion; the other account's attempts are 404 (or 409 for
 a pending claim) and never reach salt-api -- counted at salt-api's door by a forwarding proxy.
 And another account's own master cannot take a minion of the platform master by syncing its id
-(issue 17, finding 3).
+(issue 17, finding 3). A minion of one account cannot report a result for another device, of
+its account or another's (issue 17, finding 2).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from tests.fixtures.salt import LiveApi, wait_for
+from berth import results
+from berth.contract import EventTag
+from tests.fixtures.salt import LiveApi, fire_nested_events, send_result_event, wait_for
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.db]
 
@@ -144,7 +147,13 @@ def tier(
     live.start()
     fleet_api_token_file.write_text(platform_token + "\n")
     try:
-        yield {"api": live, "accounts": accounts, "proxy": proxy, "minions": salt_minions}
+        yield {
+            "api": live,
+            "accounts": accounts,
+            "proxy": proxy,
+            "minions": salt_minions,
+            "platform_token": platform_token,
+        }
     finally:
         for minion in salt_minions:
             salt_cli.run("grains.delkey", "berth_enrollment_token", minion_tgt=minion.id)
@@ -291,9 +300,11 @@ def _enroll_with_grain(tier, salt_cli, account, minion):
     assert ret.returncode == 0, ret
 
 
-def _release(tier, account, device_id, version):
+def _release(tier, account, device_id, version, more_devices=(), rollout=None):
+    """``account``'s release ``version`` of a new project for ``device_id`` (and ``more_devices``;
+    ``rollout``: its policy); the release JSON and its ``project``."""
     project = call(tier, account, "POST", "/docker/projects/", 201, json={"name": version})["id"]
-    call(
+    body = call(
         tier,
         account,
         "POST",
@@ -301,10 +312,12 @@ def _release(tier, account, device_id, version):
         201,
         json={
             "version": version,
-            "devices": [device_id],
+            "devices": [device_id, *more_devices],
             "containers": [{"name": f"{account}-app", "image": f"{account}/app", "tag": "1"}],
+            **({"rollout": rollout} if rollout else {}),
         },
     )
+    return {"project": project, **body}
 
 
 def test_another_accounts_master_sync_cannot_take_a_minion_of_the_platform_master(tier, salt_cli):
@@ -395,3 +408,136 @@ def test_another_accounts_master_sync_cannot_take_a_minion_of_the_platform_maste
         for account in ("acme", "globex")
     }
     assert outcomes == {"acme": ["refused", "lost"], "globex": ["taken_over"]}
+
+
+# -- a device reports only for itself (docs/security.md "Trust beyond the REST API", 2.) --------
+# A minion of account A forges ``berth/release/result`` for another device of A and for B's device
+# -- in the nested ``events`` form (it writes the ``id`` the reactor reads), unsigned and signed
+# with its own report key, and in the plain form -- and neither deployment nor rollout changes;
+# every refusal is an audit row of the named device's account. The real device's own result lands.
+
+
+def _enrolled_device(tier, account, unit_id):
+    def listed():
+        rows = call(tier, account, "GET", "/devices/", 200)["results"]
+        return [d["id"] for d in rows if d["unit_id"] == unit_id and d["enrolled"]]
+
+    return wait_for(listed, timeout=60, what=f"{unit_id} enrolled in {account}")[0]
+
+
+def _enroll_without_minion(tier, account, unit_id):
+    """An enrolled device of ``account`` with no minion behind it (the platform master presents
+    the enrollment token, as its ext_pillar does for a minion's grain); its device id."""
+    token = call(tier, account, "POST", "/enrollment-tokens/", 201, json={"max_uses": 1})["token"]
+    resp = requests.post(
+        tier["api"].url + "/master/devices/enroll/",
+        json={"unit_id": unit_id, "enrollment_token": token},
+        headers={"Authorization": f"APIToken {tier['platform_token']}"},
+        timeout=60,
+    )
+    assert resp.status_code == 200, resp.text
+    return _enrolled_device(tier, account, unit_id)
+
+
+def observed(tier, account, rel):
+    base = f"/docker/projects/{rel['project']}/releases/{rel['id']}"
+    deployments = call(tier, account, "GET", f"{base}/deployments/", 200)["results"]
+    rollout = call(tier, account, "GET", f"{base}/rollout/", 200)
+    return (
+        sorted((d["device"], d["status"], d.get("error")) for d in deployments),
+        (rollout["state"], rollout["wave"], rollout["halt_reason"]),
+    )
+
+
+def refused(tier, account):
+    return call(tier, account, "GET", "/audit/?action=report.refused", 200)["results"]
+
+
+def forged_result(rel):
+    return {
+        "release_id": rel["id"],
+        "version_hash": rel["version_hash"],
+        "outcome": "failed",
+        "error": "forged by another device",
+        "containers": [],
+        "finished_at": "2030-01-01T00:00:00.000Z",
+    }
+
+
+def test_a_minion_cannot_report_for_another_device_of_its_account_or_of_another(tier, salt_cli):
+    forger, victim_minion = tier["minions"]
+    _enroll_with_grain(tier, salt_cli, "acme", forger)
+    forger_device = _enrolled_device(tier, "acme", forger.id)
+    sensor_device = _enroll_without_minion(tier, "acme", sensor := "acme-sensor-" + forger.id[:8])
+    _enroll_with_grain(tier, salt_cli, "globex", victim_minion)
+    globex_device = _enrolled_device(tier, "globex", victim_minion.id)
+    waves = {"waves": [100]}
+    acme_release = _release(tier, "acme", forger_device, "acme-1", [sensor_device], waves)
+    globex_release = _release(tier, "globex", globex_device, "globex-1", rollout=waves)
+    for minion in tier["minions"]:
+        ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+        assert ret.returncode == 0, ret
+    before = {
+        "acme": observed(tier, "acme", acme_release),
+        "globex": observed(tier, "globex", globex_release),
+    }
+    # the forger's own report key, as the device has it (its pillar)
+    ret = salt_cli.run("pillar.get", "berth:report_key", "unmask=True", minion_tgt=forger.id)
+    own_key = ret.data
+    assert results.valid_key(own_key), ret
+
+    for victim, rel in ((sensor, acme_release), (victim_minion.id, globex_release)):
+        result = forged_result(rel)
+        fire_nested_events(
+            salt_cli,
+            forger,
+            [
+                # nested form: the forger writes the victim's id
+                {"tag": EventTag.RELEASE_RESULT.value, "data": {"id": victim, "data": result}},
+                # ... and signs it with the only key it has, its own
+                {
+                    "tag": EventTag.RELEASE_RESULT.value,
+                    "data": {"id": victim, "data": results.signed(own_key, victim, result)},
+                },
+            ],
+        )
+        # plain form: Salt puts the forger's own id; the result names the victim's release
+        send_result_event(salt_cli, forger, result)
+
+    # every forgery reached the API and was refused there, audited in the named device's account
+    acme_rows = wait_for(
+        lambda: (rows := refused(tier, "acme")) and len(rows) >= 4 and rows,
+        timeout=90,
+        what="acme's refused reports",
+    )
+    globex_rows = wait_for(
+        lambda: (rows := refused(tier, "globex")) and len(rows) >= 2 and rows,
+        timeout=90,
+        what="globex's refused reports",
+    )
+    assert sorted(r["details"]["reason"] for r in globex_rows) == ["bad signature", "unsigned"]
+    assert {r["device"] for r in globex_rows} == {globex_device}
+    assert sorted((r["device"], r["details"]["reason"]) for r in acme_rows) == sorted(
+        [
+            (sensor_device, "unsigned"),
+            (sensor_device, "bad signature"),
+            (forger_device, "unsigned"),  # the plain form, unsigned: refused as well
+            (forger_device, "unsigned"),
+        ]
+    )
+    assert observed(tier, "acme", acme_release) == before["acme"]
+    assert observed(tier, "globex", globex_release) == before["globex"]
+
+    # the real device's own result (signed on the device with the key of its pillar) lands
+    ret = salt_cli.run(
+        "docker.release_report_failed", "genuine failure", minion_tgt=victim_minion.id
+    )
+    assert ret.returncode == 0 and ret.data["reported"] is True, ret
+
+    def landed():
+        deployments, rollout = observed(tier, "globex", globex_release)
+        return deployments == [(globex_device, "failed", "genuine failure")] and rollout
+
+    rollout = wait_for(landed, timeout=90, what="the genuine result in the API")
+    assert rollout[0] == "halted"  # halt_at 0: the real failure halts the rollout
+    assert len(refused(tier, "globex")) == 2

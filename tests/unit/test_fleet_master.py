@@ -11,6 +11,7 @@ from berth.master import forward as reports
 from berth.master.apiclient import ApiClient, ApiError, read_token
 from berth.master.minion_pillar import release_pillar
 from berth.master.report_spool import Spool
+from berth.results import status_to_result
 
 
 class FakeApi:
@@ -224,11 +225,11 @@ def test_status_to_result():
         "applied_at": "t",
         "containers": containers,
     }
-    assert reports.status_to_result({**base, "state": "running"})["outcome"] == "succeeded"
-    degraded = reports.status_to_result({**base, "state": "degraded"})
+    assert status_to_result({**base, "state": "running"})["outcome"] == "succeeded"
+    degraded = status_to_result({**base, "state": "degraded"})
     assert degraded["outcome"] == "failed" and "deployment-b-7" in degraded["error"]
-    assert reports.status_to_result({**base, "state": "interrupted"}) is None
-    assert reports.status_to_result({"release_id": None, "state": "none", "containers": []}) is None
+    assert status_to_result({**base, "state": "interrupted"}) is None
+    assert status_to_result({"release_id": None, "state": "none", "containers": []}) is None
 
 
 def test_config_cli_prints_master_and_minion_options(capsys):
