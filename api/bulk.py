@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.extensions import db
@@ -31,3 +32,10 @@ def id_select(ids: Sequence[str]):
     """``SELECT value FROM <ids>``, e.g. for ``column.in_(id_select(ids))``."""
     rows = id_rows(ids)
     return select(rows.c.value)
+
+
+def dialect_insert(table):
+    """``INSERT`` of the session's database dialect: it has ``on_conflict_do_nothing`` /
+    ``on_conflict_do_update`` (an upsert, on SQLite and PostgreSQL alike)."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

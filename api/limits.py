@@ -24,6 +24,7 @@ MAX_REMOVE_CONTAINERS = 1000  # a release's ``remove_containers``
 MAX_REQUIRED_TAGS = 100  # a container's ``required_tags``
 MAX_SYNC_UNIT_IDS = 10_000  # ``POST /master/devices/sync/`` ``unit_ids``
 MAX_REPORT_CONTAINERS = 1000  # a master report's ``containers``
+MAX_REPORT_BATCH = 1000  # reports in one ``POST /master/deployments/report/`` list
 
 # Free-form JSON (execute arguments, startup parameters) deeper than this is a 400, so no
 # encoder or decoder later on recurses too deep.

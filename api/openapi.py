@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, make_response, render_template
 
-from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
+from api.limits import MAX_DB_ID, MAX_PAGE_SIZE, MAX_REPORT_BATCH
 from api.schemas import openapi_components
 from api.validation import ANY_TEXT
 
@@ -268,11 +268,42 @@ def _core_paths() -> dict:
     paths["/master/deployments/report/"] = {
         "post": {
             "tags": ["master"],
-            "summary": "Record a device's release result",
-            "description": "Idempotent; an older result never overwrites a newer one. Token scope: master.",
+            "summary": "Record a device's release result, or a list of them",
+            "description": (
+                "Idempotent; an older result never overwrites a newer one. A list (at most "
+                f"{MAX_REPORT_BATCH:,} reports, each the single report's body) is applied in one "
+                "transaction and answered item by item, in the order sent; a list with an item "
+                "that breaks the schema is a 400 keyed by the item's index, and nothing is "
+                "recorded. Token scope: master."
+            ),
             "security": master,
-            "requestBody": {"required": True, **_json(_ref("DeploymentReport"))},
-            "responses": {"200": _json(_ref("Deployment"), "The deployment now."), **_ERRORS},
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {
+                        "oneOf": [
+                            _ref("DeploymentReport"),
+                            {
+                                "type": "array",
+                                "maxItems": MAX_REPORT_BATCH,
+                                "items": _ref("DeploymentReport"),
+                            },
+                        ]
+                    }
+                ),
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "oneOf": [
+                            _ref("Deployment"),
+                            {"type": "array", "items": _ref("DeploymentReportResult")},
+                        ]
+                    },
+                    "The deployment now; for a list, one result per report.",
+                ),
+                **_ERRORS,
+            },
         }
     }
     paths["/master/devices/sync/"] = {

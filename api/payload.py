@@ -52,8 +52,9 @@ def raw_json_body() -> bytes:
     return raw
 
 
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object; 400 for malformed JSON, 415 for another media type."""
+def json_body(allow_list: bool = False) -> dict[str, Any] | list[Any]:
+    """The request body as a JSON object (or, with ``allow_list``, a JSON array); 400 for
+    malformed JSON, 415 for another media type."""
     raw = raw_json_body()
     if not raw:
         return {}
@@ -63,6 +64,8 @@ def json_body() -> dict[str, Any]:
         raise ApiError({"detail": f"JSON parse error - {exc}"}, 400) from None
     except RecursionError:
         raise ApiError({"detail": "JSON parse error - nested too deeply."}, 400) from None
+    if allow_list and isinstance(data, list):
+        return data
     if not isinstance(data, dict):
         raise ValidationError(
             f"Invalid data. Expected a dictionary, but got {type(data).__name__}."

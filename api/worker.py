@@ -7,7 +7,10 @@ stopped, restarted or run twice (PostgreSQL) without losing or duplicating work:
   retried with backoff until delivered;
 * execute jobs with a ``callback_url``, and any job past its deadline -> looked up via
   salt-api, marked COMMAND_EXECUTED / TIMEOUT, their webhook queued;
-* webhook outbox messages -> signed POST, retried with backoff.
+* webhook outbox messages -> signed POST, retried with backoff;
+* rollouts: a timed-out wave may halt its rollout (every pass); every rollout's wave counters
+  are checked against the rows (``BERTH_ROLLOUT_RECOUNT_INTERVAL`` seconds, default 3600; any
+  drift is logged and corrected).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
+from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.salt_client import SaltApiClient, SaltApiError, current_client
 from api.security import ssrf
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 STEP_POLL = timedelta(seconds=1)
 DEFAULT_STEP_WAIT = 30
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
+DEFAULT_RECOUNT_INTERVAL = 3600
 
 
 def _config_number(name: str, default: float) -> float:
@@ -216,12 +221,16 @@ def worker_command(once: bool, interval: float) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    last_purge = float("-inf")
+    last_purge = last_recount = float("-inf")
+    recount_interval = _config_number("BERTH_ROLLOUT_RECOUNT_INTERVAL", DEFAULT_RECOUNT_INTERVAL)
     while not stopping:
         try:
             if time.monotonic() - last_purge > 3600:
                 purge_delivered()
                 last_purge = time.monotonic()
+            if time.monotonic() - last_recount > recount_interval:
+                last_recount = time.monotonic()
+                counters.check_all()
             work = run_once()
         except Exception:  # a database hiccup must not kill the worker; the work stays in the DB
             log.exception("worker pass failed")

@@ -43,6 +43,7 @@ ACTIONS = (
     "rollout_webhook.create",
     "rollout_webhook.delete",
     "webhook_secret.rotate",
+    "rollout.recount",
     "execute",
     "execute.refused",
     "registry.create",

@@ -4,7 +4,7 @@
   (with decrypted passwords), logbook settings (with the device's shipper token) and the
   device's report key: this is the only place those secrets leave the API;
 * ``POST /master/deployments/report/`` -- a device's apply result, signed by the device
-  (idempotent);
+  (idempotent), or a list of them (one transaction, answered item by item);
 * ``POST /master/devices/sync/`` -- register accepted minion keys as devices.
 """
 
@@ -18,13 +18,14 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited, not_audited
 from api.auth import require_token
-from api.errors import PermissionDenied
+from api.errors import ApiError, PermissionDenied, ValidationError
 from api.extensions import db
+from api.limits import MAX_REPORT_BATCH
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device, Registry
 from api.payload import json_body
 from api.policies import release as release_policy
-from api.schemas.base import validate
+from api.schemas.base import parse, validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import report_keys, tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
@@ -75,11 +76,14 @@ def minion_pillar(unit_id: str):
 )
 @require_token("master", "platform")
 def deployment_report():
-    """Record a device's release result (idempotent; an older result never overwrites a newer one).
+    """Record a device's release result (idempotent; an older result never overwrites a newer one),
+    or a list of them in one transaction, answered item by item.
 
     Accepted only with the device's ``signature`` (berth/results.py); a report it did not sign
     changes nothing and is recorded as ``report.refused`` in the audit log."""
-    body = json_body()
+    body = json_body(allow_list=True)
+    if isinstance(body, list):
+        return jsonify(_report_batch(body))
     report = deployment_reports.Report.from_body(validate(DeploymentReport, body).values)
     device = _device_by_unit_id(report.unit_id)
     report_keys.check(device, body)  # only the device's own signature: 400 + audit row otherwise
@@ -87,6 +91,64 @@ def deployment_report():
     return jsonify(
         serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
     )
+
+
+def _report_batch(items: list) -> list[dict]:
+    """A list of reports: each checked as it alone would be; the schema-valid ones that its
+    master may report are recorded in one transaction. A list with an item that breaks the schema
+    is a 400 keyed by index, and nothing is recorded (the list is malformed, not the device)."""
+    if len(items) > MAX_REPORT_BATCH:
+        raise ValidationError(
+            {
+                "non_field_errors": [
+                    f"Ensure this list has no more than {MAX_REPORT_BATCH} elements."
+                ]
+            }
+        )
+    reports, errors = [], {}  # reports: (the item as sent, for its signature; its clean values)
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors[str(index)] = {
+                "non_field_errors": [
+                    f"Invalid data. Expected a dictionary, but got {type(item).__name__}."
+                ]
+            }
+            continue
+        parsed = parse(DeploymentReport, item)
+        if parsed.errors:
+            errors[str(index)] = parsed.errors
+        else:
+            reports.append((item, deployment_reports.Report.from_body(parsed.values)))
+    if errors:
+        raise ValidationError(errors)
+    results: list[dict] = [{} for _ in reports]
+    ready = []
+    for index, (item, report) in enumerate(reports):
+        try:
+            device = _device_by_unit_id(report.unit_id)
+            report_keys.check(device, item)  # only the device's own signature, item by item
+            release = deployment_reports.resolve(device.account_id, report)
+        except ApiError as exc:
+            results[index] = _item(index, exc.status_code, errors=exc.body)
+            continue
+        ready.append((index, device, release, report))
+    deployment_reports.lock_rollouts([(release, report) for _, _, release, report in ready])
+    changed = []
+    for index, device, release, report in ready:
+        deployment, did_change = deployment_reports.record(release, device, report)
+        results[index] = _item(
+            index, 200, deployment=serialize_deployment(deployment, release.id, device.unit_id)
+        )
+        if did_change:
+            changed.append((device, release, report))
+    db.session.commit()
+    for device, release, report in changed:
+        deployment_reports.log_change(device, release, report)
+    return results
+
+
+def _item(index: int, status: int, deployment: dict | None = None, errors=None) -> dict:
+    return {"index": index, "status": status, "deployment": deployment, "errors": errors}
 
 
 @bp.post("/master/devices/sync/")

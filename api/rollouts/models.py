@@ -1,4 +1,4 @@
-"""Tables of device tags and rollouts (migration ``0006_rollouts``)."""
+"""Tables of device tags and rollouts (migrations ``0010_rollouts``, ``0015_rollout_wave_counts``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -67,6 +68,21 @@ class Rollout(db.Model):
             "halt_min_finished": self.halt_min_finished,
             "wave_timeout": self.wave_timeout,
         }
+
+
+# Per wave of a rollout release: how many targets it has (bucket ``targets``) and how many of
+# them have a stored deployment in each status (bucket = the status); a target with no stored
+# deployment is ``targets`` minus the rest. Kept by database triggers on ``deployments`` and
+# ``release_devices`` (migration 0015, api/rollouts/counters.py), in the transaction of every
+# change, so a report's wave decision reads a handful of rows instead of counting the wave.
+rollout_wave_counts = Table(
+    "rollout_wave_counts",
+    db.metadata,
+    Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+    Column("wave", Integer, primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
 
 
 class RolloutActionRecord(db.Model):

@@ -3,8 +3,11 @@
 Decisions are made in the transaction of whatever changed the counts: the report that
 reaches a wave's ``advance_at`` starts the next wave (its devices' pillar changes at that
 commit) and the report that crosses ``halt_at`` halts the rollout. Only the worker's
-timeout check (:func:`tick`) is time-based. The rollout row is locked (``FOR UPDATE`` on
-PostgreSQL) before counting, so two concurrent reports cannot both miss the threshold.
+timeout check (:func:`tick`) is time-based. A wave's counts are its counters
+(:mod:`api.rollouts.counters`, kept by database triggers in the same statement as the rows),
+so a decision reads a few rows at any fleet size. The rollout row is locked (``FOR UPDATE`` on
+PostgreSQL) before the report's deployment is written and the counters are read, so two
+concurrent reports cannot both miss the threshold nor both act on it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, select, text, update
 
 from api import audit
 from api.errors import Conflict
@@ -22,6 +25,7 @@ from api.extensions import db
 from api.models import Deployment, Device, Project, Release, User, release_devices
 from api.models.types import isoformat, utcnow
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webhook
+from api.rollouts import counters
 from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
 from api.rollouts.targets import APPLIED, REVERTS
 from berth.contract import DeploymentState as S
@@ -37,7 +41,14 @@ UNREPORTED = (None, S.QUEUED, S.SUPERSEDED)
 
 
 def lock(release_id: int) -> Rollout | None:
-    """The release's rollout, locked for this transaction (PostgreSQL); None without one."""
+    """The release's rollout, locked for this transaction; None without one.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks and reads outside a write
+    transaction: a write that changes nothing takes the database's write lock first, so the row
+    read is the last committed one and no other writer commits before this transaction ends
+    (without it two reports could both read wave 1 and both start wave 2)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("UPDATE rollouts SET wave = wave WHERE 0"))
     return db.session.scalars(
         select(Rollout)
         .where(Rollout.release_id == release_id)
@@ -83,30 +94,9 @@ def _classify(rollout: Rollout, wave: int, statuses: Counter, now: datetime) -> 
     )
 
 
-def _status_counts(release_id: int, wave: int | None = None) -> dict[int, Counter]:
-    """{wave: Counter(status)} of a rollout release's targets (status None: never reported)."""
-    stmt = (
-        select(_rd.c.wave, _dep.c.status, func.count())
-        .select_from(
-            _rd.outerjoin(
-                _dep,
-                and_(_dep.c.release_id == _rd.c.release_id, _dep.c.device_id == _rd.c.device_id),
-            )
-        )
-        .where(_rd.c.release_id == release_id)
-        .group_by(_rd.c.wave, _dep.c.status)
-    )
-    stmt = (
-        stmt.where(_rd.c.wave == wave) if wave is not None else stmt.where(_rd.c.wave.is_not(None))
-    )
-    counts: dict[int, Counter] = {}
-    for w, status, n in db.session.execute(stmt):
-        counts.setdefault(w, Counter())[status] += n
-    return counts
-
-
 def wave_counts(rollout: Rollout, wave: int, now: datetime | None = None) -> WaveCounts:
-    statuses = _status_counts(rollout.release_id, wave).get(wave, Counter())
+    """The wave's counts from its counters (a few rows, whatever the wave's size)."""
+    statuses = counters.statuses(rollout.release_id, wave).get(wave, Counter())
     return _classify(rollout, wave, statuses, now or utcnow())
 
 
@@ -514,7 +504,7 @@ def _wave_state(rollout: Rollout, index: int) -> W:
 
 def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
     now = now or utcnow()
-    counts = _status_counts(rollout.release_id)
+    counts = counters.statuses(rollout.release_id)
     waves = []
     for index, percent in enumerate(rollout.waves, start=1):
         waves.append(

@@ -13,7 +13,12 @@ from typing import Any
 from api.schemas.base import component_schemas
 from api.schemas.common import Detail, ValidationErrors
 from api.schemas.devices import Device, DeviceInput
-from api.schemas.master import DeploymentReport, DeviceSync, DeviceSyncResult
+from api.schemas.master import (
+    DeploymentReport,
+    DeploymentReportResult,
+    DeviceSync,
+    DeviceSyncResult,
+)
 from api.schemas.projects import Project, ProjectInput
 from api.schemas.registries import Registry, RegistryInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
@@ -41,6 +46,7 @@ RESPONSE_BODIES = (
     Container,
     Release,
     Deployment,
+    DeploymentReportResult,
     DeviceSyncResult,
     Rollout,
     RolloutWebhook,

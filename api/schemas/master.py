@@ -10,6 +10,7 @@ from pydantic import Field
 from api.limits import MAX_DB_ID, MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.schemas.devices import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
+from api.schemas.releases import Deployment
 from api.validation import NON_BLANK, FieldError, db_id, iso_datetime, string
 from berth.contract import ReportOutcome
 
@@ -36,7 +37,7 @@ class DeploymentReport(RequestBody):
     ]
     release_id: Annotated[int, rule(db_id), doc(minimum=1, maximum=MAX_DB_ID)]
     version_hash: Annotated[
-        str | None, rule(string(max_length=8), nullable=True), doc(maxLength=8)
+        str | None, rule(string(max_length=8), nullable=True), doc(maxLength=8, **NON_BLANK)
     ] = None
     outcome: Annotated[
         ReportOutcome, rule(report_outcome), doc("applying marks the deployment applying.")
@@ -63,6 +64,19 @@ class DeploymentReport(RequestBody):
             maxLength=64,
         ),
     ] = None
+
+
+class DeploymentReportResult(ResponseBody):
+    """One report of a list, answered in the order sent: what it alone would have been answered."""
+
+    index: Annotated[int, doc("Its position in the list sent (0-based).")]
+    status: Annotated[
+        int, doc("200 (recorded), or the error status it alone would get (400, 403, 404).")
+    ]
+    deployment: Annotated[Deployment | None, doc("The deployment now (status 200).")]
+    errors: Annotated[
+        dict[str, Any] | None, doc("The error body (status 4xx): field -> messages, or detail.")
+    ]
 
 
 def minion_id_list(value: Any) -> list[str]:

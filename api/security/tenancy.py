@@ -188,8 +188,13 @@ def served_device(unit_id: str) -> Device:
         )
         .values(master=mine)
     )
-    if adopted.rowcount != 1:  # another master took it in the meantime
+    if adopted.rowcount != 1:  # another request took it in the meantime
         db.session.rollback()
+        taken_by = db.session.scalar(
+            select(_enrollments.c.master).where(_enrollments.c.unit_id == unit_id)
+        )
+        if taken_by in tier(g.token):  # this master's other request (a re-sent report): served
+            return db.session.get(Device, device.id)
         raise missing
     audit.record(
         "device.master_adopt",

@@ -1,8 +1,9 @@
 """Applying a device's release report to its deployment.
 
-Idempotent: the same report twice changes nothing, and a report older than what
-is recorded (``finished_at`` before the recorded one) is ignored, so a spooled
-report delivered late cannot overwrite a newer result.
+Idempotent: the same report twice changes nothing (also two copies arriving at once), and a
+report older than what is recorded (``finished_at`` before the recorded one) is ignored, so a
+spooled report delivered late cannot overwrite a newer result. A batch of reports is applied in
+one transaction: :func:`resolve` each (reads), :func:`lock_rollouts`, :func:`record` each, commit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from api.bulk import dialect_insert
 from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
@@ -42,7 +44,8 @@ class Report:
         return cls(**{**values, "containers": values.get("containers") or []})
 
 
-def apply(account_id: int, device: Device, report: Report) -> Deployment:
+def resolve(account_id: int, report: Report) -> Release:
+    """The release ``report`` is about, checked (404, 400 naming ``version_hash``); reads only."""
     release = db.session.scalars(
         select(Release)
         .join(Project)
@@ -58,20 +61,27 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
                 ]
             }
         )
+    return release
+
+
+def lock_rollouts(reports: list[tuple[Release, Report]]) -> None:
+    """Lock, in release order, the rollouts the reports of one transaction decide on: two
+    batches naming the same releases in another order wait for each other, never deadlock."""
+    for release_id in sorted({r.id for r, report in reports if _decides(report)}):
+        rollouts.lock(release_id)
+
+
+def _decides(report: Report) -> bool:
+    # an "applying" report decides nothing: it neither locks nor counts
+    return report.outcome != ReportOutcome.APPLYING
+
+
+def record(release: Release, device: Device, report: Report) -> tuple[Deployment, bool]:
+    """Apply ``report`` to the device's deployment of ``release`` and decide what it decides
+    (flushed, not committed). Returns the deployment and whether the report changed it."""
     # locked first (PostgreSQL): the wave decision below counts this report with concurrent ones
-    # (an "applying" report decides nothing: it neither locks nor counts)
-    rollout = rollouts.lock(release.id) if report.outcome != ReportOutcome.APPLYING else None
-    deployment = db.session.scalars(
-        select(Deployment).where(
-            Deployment.release_id == release.id, Deployment.device_id == device.id
-        )
-    ).one_or_none()
-    if deployment is None:
-        # The device ran a release that no longer lists it (or never got a row): still record what happened.
-        deployment = Deployment(
-            release_id=release.id, device_id=device.id, status=DeploymentState.QUEUED, attempts=0
-        )
-        db.session.add(deployment)
+    rollout = rollouts.lock(release.id) if _decides(report) else None
+    deployment = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
     if changed and report.outcome == ReportOutcome.SUCCEEDED:
         db.session.execute(
@@ -88,16 +98,54 @@ def apply(account_id: int, device: Device, report: Report) -> Deployment:
     # old result again, and that report is what finishes its revert
     db.session.flush()
     rollouts.on_report(rollout, deployment, report.outcome)
+    return deployment, changed
+
+
+def apply(account_id: int, device: Device, report: Report) -> Deployment:
+    """One report in its own transaction."""
+    release = resolve(account_id, report)
+    deployment, changed = record(release, device, report)
     db.session.commit()
     if changed:
-        log.info(
-            "device %s release %s (%s): %s%s",
-            device.unit_id,
-            release.id,
-            release.version_hash,
-            report.outcome,
-            f" ({report.error})" if report.error else "",
+        log_change(device, release, report)
+    return deployment
+
+
+def log_change(device: Device, release: Release, report: Report) -> None:
+    log.info(
+        "device %s release %s (%s): %s%s",
+        device.unit_id,
+        release.id,
+        release.version_hash,
+        report.outcome,
+        f" ({report.error})" if report.error else "",
+    )
+
+
+def _deployment_row(release_id: int, device_id: str) -> Deployment:
+    """The device's deployment of the release, locked (PostgreSQL), created when the device never
+    got a row (or ran a release that no longer lists it: what happened is still recorded). Two
+    first reports at once (a re-send after a lost answer) both get the one row: the insert is
+    ``ON CONFLICT DO NOTHING`` and waits for the other's insert to commit."""
+    query = (
+        select(Deployment)
+        .where(Deployment.release_id == release_id, Deployment.device_id == device_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    deployment = db.session.scalars(query).one_or_none()
+    if deployment is None:
+        db.session.execute(
+            dialect_insert(Deployment.__table__)
+            .values(
+                release_id=release_id,
+                device_id=device_id,
+                status=DeploymentState.QUEUED,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["release_id", "device_id"])
         )
+        deployment = db.session.scalars(query).one()
     return deployment
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+from api.limits import MAX_REPORT_BATCH
 from api.openapi import _openapi_path
 
 
@@ -117,8 +118,10 @@ def test_bodies_and_enums_come_from_the_schemas_and_the_contract(client):
         "$ref": "#/components/schemas/StartupParameters"
     }
     report = client.get("/openapi.json").json["paths"]["/master/deployments/report/"]["post"]
+    # one report, or a list of them (issue 20)
+    ref = {"$ref": "#/components/schemas/DeploymentReport"}
     assert report["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/DeploymentReport"
+        "oneOf": [ref, {"type": "array", "maxItems": MAX_REPORT_BATCH, "items": ref}]
     }
 
 

@@ -350,6 +350,9 @@ CLI_CALLS = {
     "enrollment revoke": lambda w: [
         *("enrollment", "revoke", str(w.enrollment_token()["id"])),
     ],
+    "rollouts recount": lambda w: [
+        *("rollouts", "recount", str(w.release(w.project(), rollout={"waves": [100]}))),
+    ],
 }
 
 
