@@ -72,7 +72,7 @@ def minion_pillar(unit_id: str):
 @bp.post("/master/deployments/report/")
 @not_audited(
     "a device's report of its own apply result: device data (kept on its deployment row), "
-    "not an operator action"
+    "not an operator action; a refused report is audited (report.refused)"
 )
 @require_token("master", "platform")
 def deployment_report():
