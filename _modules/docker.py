@@ -26,6 +26,7 @@ try:
     from berth.release import commands
     from berth.release import pillar as release_pillar
     from berth.release import policy as release_policy
+    from berth.release import volumes as release_volumes
     from berth.release.executor import ReleaseBusy, StepFailed, read_json, write_json
     from berth.release.images import ReleaseError
 
@@ -97,6 +98,8 @@ def _target(release, registries):
     except ReleaseError as exc:
         raise ReleaseError(f"invalid release: {exc}") from None
     release_policy.enforce(target, __opts__)  # docs/security.md: never a system path
+    # nor a volume of another app, of the salt-minion or one that binds a host path
+    release_volumes.enforce(_client, target, __opts__)
     return target
 
 

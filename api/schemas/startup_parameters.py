@@ -108,7 +108,9 @@ class StartupParameters(BaseModel):
     volumes: Annotated[
         Any,
         _schema(
-            "Named volumes: NAME:/container/path[:ro|rw] or a map NAME -> /container/path.",
+            "Named volumes: NAME:/container/path[:ro|rw] or a map NAME -> /container/path. "
+            "The device mounts only volumes of the release's project (it creates a missing one "
+            "for it), never one with driver options or a protected container's (docs/security.md).",
             {
                 "anyOf": [
                     _strings(rf"^{_VOLUME_NAME}:{_CONTAINER_PATH}{_MODE}$"),

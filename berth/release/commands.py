@@ -25,6 +25,7 @@ from berth.contract import AppliedReleaseState, Label, LoginOutcome, ReleaseOutc
 from berth.release.executor import Executor, read_json, write_json
 from berth.release.images import ReleaseError, find_registry
 from berth.release.model import target_from_pillar
+from berth.release.policy import protected_containers
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
         device=str(opts.get("id") or "device"),
         space_factor=opt(None, "docker.release_space_factor", DEFAULT_SPACE_FACTOR),
         space_margin_mb=opt(None, "docker.release_space_margin_mb", DEFAULT_SPACE_MARGIN_MB),
+        protected=protected_containers(opts),
     )
 
 

@@ -34,7 +34,7 @@ import docker.errors
 from berth import dockerutil
 from berth.contract import JournalPhase, Label, ReleaseOutcome
 from berth.release import plan as planner
-from berth.release import space
+from berth.release import policy, space, volumes
 from berth.release import steps as st
 from berth.release.model import EngineState, Target
 from berth.release.plan import plan
@@ -117,6 +117,7 @@ class Executor:
         device: str = "device",
         space_factor: float = 3.0,
         space_margin_mb: float = 64,
+        protected: tuple[str, ...] = policy.PROTECTED_CONTAINERS,
     ):
         self.cli = cli
         self.dir = Path(state_dir)
@@ -127,6 +128,7 @@ class Executor:
         self.device = device  # for log lines
         self.space_factor = float(space_factor)  # 0: free space not checked
         self.space_margin = int(float(space_margin_mb) * 1e6)
+        self.protected = tuple(protected)  # containers whose volumes a release never mounts
         self.journal_path = self.dir / "journal.json"
         self.applied_path = self.dir / "applied.json"
         self.logins_path = self.dir / "logins.json"
@@ -427,6 +429,8 @@ class Executor:
                     next(c for c in target.containers if c.fq_name == step.name).create_kwargs
                 )
                 image = kwargs.pop("image")
+                # before Docker would create a missing one unlabelled (berth.release.volumes)
+                volumes.ensure(self.cli, kwargs, target.project, self.protected)
                 self.cli.containers.create(image, **kwargs)
             case st.Start():
                 self._parallel(self.cli.api.start, list(step.names))

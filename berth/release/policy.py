@@ -15,7 +15,8 @@ One definition, used twice:
 A bind source must be under a data root (:data:`DEFAULT_DATA_ROOTS`, or the device's own list)
 or under one of the account's bind prefixes (an audited policy; they reach the device in pillar
 ``docker:release:bind_prefixes``), and must never touch a sensitive path (:func:`sensitive`):
-no prefix opens one. Named volumes are Docker's own storage and are not host paths.
+no prefix opens one. Named volumes are Docker's own storage and are not host paths; which of
+them a release may mount is :mod:`berth.release.volumes` (it needs the engine).
 
 Device minion options (all optional):
 
@@ -258,10 +259,16 @@ def data_roots(opts: dict) -> tuple[str, ...]:
     )
 
 
+def protected_containers(opts: dict) -> tuple[str, ...]:
+    """Container names (globs) a release never removes, joins or shares a volume with
+    (``docker.release_protected_containers``, else :data:`PROTECTED_CONTAINERS`)."""
+    return _option(opts, "docker.release_protected_containers", PROTECTED_CONTAINERS)
+
+
 def violations(target, opts: dict) -> list[str]:
     """Why this device must refuse ``target`` (a :class:`berth.release.model.Target`); [] when it may apply it."""
     roots = data_roots(opts)
-    protected = _option(opts, "docker.release_protected_containers", PROTECTED_CONTAINERS)
+    protected = protected_containers(opts)
     allowed = _option(opts, "docker.release_allowed_host_paths", ())
     nodes = _option(opts, "docker.release_device_nodes", DEVICE_NODES)
     prefixes = tuple(getattr(target, "bind_prefixes", ()) or ())

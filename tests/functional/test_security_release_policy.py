@@ -232,6 +232,33 @@ def test_data_roots_and_named_volumes_need_no_policy(create):
     assert create(startup={"binds": ["/database:/x"]}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("volumes_from", ["salt-minion"]),
+        ("mounts", [{"Type": "volume", "Source": "pki", "Target": "/x"}]),
+        ("volume_driver", "local"),
+        ("volume_opts", {"type": "none", "o": "bind", "device": "/etc"}),
+        ("tmpfs", {"/x": ""}),
+    ],
+)
+def test_no_startup_parameter_reaches_another_containers_mounts_or_a_volume_driver(
+    create, key, value
+):
+    """Another container's mounts and a volume's driver or options are no startup parameters:
+    what volume a release may mount is decided on the device (docs/security.md)."""
+    resp = create(startup={key: value})
+    assert resp.status_code == 400, resp.json
+    assert list(resp.json["containers"][0]["startup_parameters"]) == [key]
+
+
+def test_a_named_volume_is_a_name_never_a_host_path(create):
+    for spec in ("/etc:/x", "../etc:/x", "type=bind,source=/etc:/x"):
+        resp = create(startup={"volumes": [spec]})
+        assert resp.status_code == 400, spec
+        assert list(resp.json["containers"][0]["startup_parameters"]) == ["volumes"]
+
+
 def _policy_rows(client, user_token):
     return client.get(
         "/audit/", headers=user_token.headers, query_string={"action": "policy.change"}
