@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Rollout benchmark: 10,000 registered devices, a release with waves [1, 10, 50, 100], and
 simulated device reports sent through the master report endpoint (what ``berth.report`` does)
-as fast as 8 connections allow.
+as fast as 8 connections allow. Above 10,000 devices (a release lists at most 10,000) the
+releases target the devices by tag.
 
 The API runs under gunicorn (2 workers x 4 threads) on SQLite, or on ``DATABASE_URL``
 (PostgreSQL). No Salt and no Docker: the devices are simulated by their reports.
@@ -11,8 +12,11 @@ The API runs under gunicorn (2 workers x 4 threads) on SQLite, or on ``DATABASE_
 
 Prints:
 * release creation time for the 10,000 devices, with and without a rollout;
-* reports/s: every device of waves 1-3 reports success (each wave starts by the report that
-  reaches ``advance_at`` 95 %), then 400 of wave 4 succeed;
+* reports: every device of waves 1-3 reports success (each wave starts by the report that
+  reaches ``advance_at`` 95 %), then 400 of wave 4 succeed. Wave 1 and the first 2,000 of wave 3
+  report one per request (reports/s, and the cost per report at 1 % and at 40 % of the targets:
+  flat, the wave decision reads counters); wave 2, the rest of wave 3 and wave 4's 400 are sent
+  100 per request (``POST`` of a list: results/s);
 * halt: failures follow in wave 4 until ``halt_at`` 5 % is crossed; the time from sending the
   report that crosses it until ``GET /master/minions/{unit_id}/pillar/`` serves the previous
   release to a device of that wave that has not applied (target < 1 s);
@@ -43,6 +47,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 VENV_BIN = pathlib.Path(sys.executable).parent
 CONNECTIONS = 8
+TAG = "bench"
+BATCH = 100  # reports per request in the batched runs
+SINGLE = 2000  # single reports timed in wave 3 (the rest of it goes batched)
 
 
 def free_port() -> int:
@@ -75,6 +82,8 @@ class Bench:
         from api import create_app
         from api.extensions import db
         from api.models import Account, Device, User
+        from api.rollouts.models import device_tags
+        from api.security import tenancy
         from api.security.tenancy import MinionEnrollment
         from api.tokens import create_token
 
@@ -92,7 +101,10 @@ class Bench:
             db.session.add(user)
             db.session.flush()
             _, user_token = create_token(user, scope="user", name="bench")
-            _, master_token = create_token(user, scope="master", name="bench master")
+            master_row, master_token = create_token(user, scope="master", name="bench master")
+            db.session.flush()
+            # enrolled through this master, as after their first pillar request
+            master = tenancy.credential(master_row)
             self.units = {str(uuid.uuid4()): str(uuid.uuid4()) for _ in range(self.args.devices)}
             db.session.execute(
                 insert(Device),
@@ -102,9 +114,17 @@ class Bench:
                 ],
             )
             db.session.execute(
+                insert(device_tags), [{"device_id": d, "tag": TAG} for d in self.units]
+            )
+            db.session.execute(
                 insert(MinionEnrollment),
                 [
-                    {"unit_id": u, "account_id": account.id, "method": "migration"}
+                    {
+                        "unit_id": u,
+                        "account_id": account.id,
+                        "method": "migration",
+                        "master": master,
+                    }
                     for u in self.units.values()
                 ],
             )
@@ -160,7 +180,10 @@ class Bench:
             )
         return resp.json() if resp.content else None
 
-    def report(self, release, device_id, outcome):
+    def body(self, release, device_id, outcome):
+        from api.security import report_keys
+        from berth import results
+
         body = {
             "unit_id": self.units[device_id],
             "release_id": release["id"],
@@ -168,18 +191,37 @@ class Bench:
             "outcome": outcome,
             "error": "bench failure" if outcome == "failed" else None,
         }
-        from api.security import report_keys
-        from berth import results
-
         # signed as the device signs it (the key its pillar serves)
         key = report_keys.derive(self.secret_key, device_id, self.units[device_id])
-        body = results.signed(key, self.units[device_id], body)
+        return results.signed(key, self.units[device_id], body)
+
+    def report(self, release, device_id, outcome):
+        body = self.body(release, device_id, outcome)
         self.call("POST", "/master/deployments/report/", headers=self.master, json=body)
 
     def reports(self, release, device_ids, outcome) -> float:
+        """One report per request, CONNECTIONS at a time; returns the seconds taken."""
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
             list(pool.map(lambda d: self.report(release, d, outcome), device_ids))
+        return time.perf_counter() - started
+
+    def batched(self, release, device_ids, outcome) -> float:
+        """BATCH reports per request (a list), CONNECTIONS requests at a time."""
+        chunks = [device_ids[i : i + BATCH] for i in range(0, len(device_ids), BATCH)]
+        bodies = [[self.body(release, d, outcome) for d in chunk] for chunk in chunks]
+
+        def send(items):
+            answers = self.call(
+                "POST", "/master/deployments/report/", headers=self.master, json=items
+            )
+            bad = [a for a in answers if a["status"] != 200]
+            if bad:
+                raise SystemExit(f"rollout_bench: batch item refused: {bad[:3]}")
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(CONNECTIONS) as pool:
+            list(pool.map(send, bodies))
         return time.perf_counter() - started
 
     def pillar_release(self, device_id):
@@ -197,10 +239,14 @@ class Bench:
         return times
 
     def run(self):
+        from api.limits import MAX_RELEASE_DEVICES
+
         devices = list(self.units)
         project = self.call("POST", "/docker/projects/", 201, json={"name": "bench"})["id"]
         releases = f"/docker/projects/{project}/releases/"
         body = {"containers": [{"name": "app", "image": "app", "tag": "1"}], "devices": devices}
+        if len(devices) > MAX_RELEASE_DEVICES:  # a list holds 10,000: the rest by tag
+            body = {**body, "devices": [], "device_tags": [TAG]}
         started = time.perf_counter()
         base = self.call("POST", releases, 201, json={**body, "version": "1.0"})
         plain_ms = (time.perf_counter() - started) * 1000
@@ -226,17 +272,33 @@ class Bench:
             page += 1
         print("wave sizes:", [len(waves[w]) for w in sorted(waves)])
 
-        sent, elapsed = 0, 0.0
-        for w in (1, 2, 3):
-            elapsed += self.reports(rel, waves[w], "succeeded")
-            sent += len(waves[w])
+        def advanced_to(w):
             state = self.call("GET", f"{releases}{rel['id']}/rollout/")
-            assert state["wave"] == w + 1, state
+            assert state["wave"] == w, state
+
+        single_n = len(waves[1])
+        single_s = self.reports(rel, waves[1], "succeeded")  # wave 1: one report per request
+        advanced_to(2)
+        batch_n = len(waves[2])
+        batch_s = self.batched(rel, waves[2], "succeeded")  # wave 2: BATCH per request
+        advanced_to(3)
+        timed3, rest3 = waves[3][:SINGLE], waves[3][SINGLE:]
+        wave3_s = self.reports(rel, timed3, "succeeded")  # wave 3: single again, 40 % of targets
+        batch_s += self.batched(rel, rest3, "succeeded")
+        batch_n += len(rest3)
+        advanced_to(4)
         ok, bad, untouched = waves[4][:400], waves[4][400:430], waves[4][430:]
-        elapsed += self.reports(rel, ok, "succeeded")
-        sent += len(ok)
+        batch_s += self.batched(rel, ok, "succeeded")
+        batch_n += len(ok)
         print(
-            f"reports: {sent} in {elapsed:.1f} s = {sent / elapsed:.0f} reports/s ({CONNECTIONS} connections)"
+            f"single reports ({CONNECTIONS} connections): wave 1 ({len(waves[1])} targets) "
+            f"{single_n / single_s:.0f}/s; wave 3 ({len(waves[3])} targets) {len(timed3)} in "
+            f"{wave3_s:.1f} s = {len(timed3) / wave3_s:.0f}/s ({wave3_s / len(timed3) * 1000 * CONNECTIONS:.1f} ms "
+            f"per report per connection)"
+        )
+        print(
+            f"batched reports ({BATCH} per request, {CONNECTIONS} connections): {batch_n} in "
+            f"{batch_s:.1f} s = {batch_n / batch_s:.0f} results/s"
         )
 
         # failures until halt_at is crossed: 400 succeeded, the k-th failure crosses when

@@ -132,10 +132,10 @@ def _report_batch(items: list) -> list[dict]:
             results[index] = _item(index, exc.status_code, errors=exc.body)
             continue
         ready.append((index, device, release, report))
-    deployment_reports.lock_rollouts([(release, report) for _, _, release, report in ready])
+    locked = deployment_reports.lock_rollouts([(r, report) for _, _, r, report in ready])
     changed = []
     for index, device, release, report in ready:
-        deployment, did_change = deployment_reports.record(release, device, report)
+        deployment, did_change = deployment_reports.record(release, device, report, locked)
         results[index] = _item(
             index, 200, deployment=serialize_deployment(deployment, release.id, device.unit_id)
         )

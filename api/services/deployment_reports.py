@@ -64,11 +64,14 @@ def resolve(account_id: int, report: Report) -> Release:
     return release
 
 
-def lock_rollouts(reports: list[tuple[Release, Report]]) -> None:
+def lock_rollouts(reports: list[tuple[Release, Report]]) -> dict[int, object]:
     """Lock, in release order, the rollouts the reports of one transaction decide on: two
-    batches naming the same releases in another order wait for each other, never deadlock."""
-    for release_id in sorted({r.id for r, report in reports if _decides(report)}):
-        rollouts.lock(release_id)
+    batches naming the same releases in another order wait for each other, never deadlock.
+    Returns ``{release id: its rollout or None}`` for :func:`record`."""
+    return {
+        release_id: rollouts.lock(release_id)
+        for release_id in sorted({r.id for r, report in reports if _decides(report)})
+    }
 
 
 def _decides(report: Report) -> bool:
@@ -76,11 +79,16 @@ def _decides(report: Report) -> bool:
     return report.outcome != ReportOutcome.APPLYING
 
 
-def record(release: Release, device: Device, report: Report) -> tuple[Deployment, bool]:
+def record(
+    release: Release, device: Device, report: Report, locked: dict | None = None
+) -> tuple[Deployment, bool]:
     """Apply ``report`` to the device's deployment of ``release`` and decide what it decides
-    (flushed, not committed). Returns the deployment and whether the report changed it."""
-    # locked first (PostgreSQL): the wave decision below counts this report with concurrent ones
-    rollout = rollouts.lock(release.id) if _decides(report) else None
+    (flushed, not committed). Returns the deployment and whether the report changed it.
+    ``locked``: what :func:`lock_rollouts` returned, when the caller locked them already."""
+    # locked first: the wave decision below counts this report with concurrent ones
+    rollout = None
+    if _decides(report):
+        rollout = locked[release.id] if locked is not None else rollouts.lock(release.id)
     deployment = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
     if changed and report.outcome == ReportOutcome.SUCCEEDED:
