@@ -13,8 +13,10 @@ Minion configuration:
           port: 9000        # default 9000
           commands: [...]   # allow-list entries (docs/security.md); default: the safe set
                             # plus what the sleep hook needs. ["*"] = every command (risky)
-          token_file: /etc/salt/berth-local.token   # optional, root-only: commands beyond the
-                            # safe default then need header X-Berth-Local-Token
+          token_file: /etc/salt/berth-local.token   # default: berth-local.token next to the
+                            # minion config, made (mode 0600) at first start. Commands beyond
+                            # reading (state runs, failure reports, the salt-minion's logs, ...)
+                            # need its content in header X-Berth-Local-Token
           retry_seconds: 30 # pause before a retry when it cannot listen
 """
 
@@ -49,7 +51,7 @@ def start(
             functions,
             opts=opts,
             commands=commands,
-            token=localapi.read_local_token(token_file),
+            token=localapi.read_local_token(token_file or localapi.default_token_file(__opts__)),
         )
         httpd = localapi.server(app, host, port)
     except (ValueError, OSError) as exc:
@@ -75,11 +77,10 @@ def start(
             time.sleep(30)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
-    if "*" in app.commands and app.token is None:
+    if "*" in app.commands:
         log.warning(
-            "berth_localapi on %s: every command allowed on %s and no token_file; "
-            "any process that can reach it (a host-network container too) can run any command "
-            "as root (docs/security.md)",
+            "berth_localapi on %s: every command allowed on %s; any process that can read the "
+            "token_file can run any command as root (docs/security.md)",
             unit_id,
             host,
         )

@@ -164,6 +164,21 @@ def local_api_url():
     return localapi.local_api_url(__opts__)
 
 
+def local_api_token_file():
+    """
+    The root-only file holding the local API's token (the ``berth_localapi`` engine's
+    ``token_file``, by default ``berth-local.token`` next to the minion config), or None when
+    the engine is not configured. ``state.sls docker.sleep`` gives it to the sleep hook.
+
+    CLI example:
+
+    .. code-block:: bash
+
+        salt '*' minionutil.local_api_token_file
+    """
+    return localapi.local_token_file(__opts__)
+
+
 def sleep_hook_program():
     """
     The path of the sleep hook program (:mod:`berth.sleephook`), which

@@ -37,6 +37,11 @@ class SaltApiNotConfigured(SaltApiError):
     pass
 
 
+class SaltApiRefused(SaltApiError):
+    """salt-api's external_auth does not permit this function (with these arguments) for the
+    API's user: nothing was published (conf/master.d/salt-api.conf, docs/fleet-api.md)."""
+
+
 class SaltApiTimeout(SaltApiError):
     """salt-api accepted the connection but did not answer in time: the request may have been carried out."""
 
@@ -203,11 +208,14 @@ class SaltApiClient:
                         self._token = None
                 continue
             if resp.status_code == 401:
-                raise SaltApiError(
-                    f"salt-api refused {what} for user {self.username!r} after a fresh login"
+                # the login just succeeded: what salt-api refuses is this function (its
+                # external_auth answers an authorization failure with 401 too)
+                raise SaltApiRefused(
+                    f"salt-api refused {what} for user {self.username!r} after a fresh login "
+                    "(its external_auth does not permit it)"
                 )
             if resp.status_code == 403:
-                raise SaltApiError(
+                raise SaltApiRefused(
                     f"salt-api user {self.username!r} is not permitted to run {what}"
                 )
             if resp.status_code != 200:
@@ -249,8 +257,8 @@ class SaltApiClient:
         except (KeyError, IndexError, TypeError):
             raise SaltApiError(f"salt-api answered {what} without a return") from None
         if not isinstance(entry, dict):
-            # salt-api reports a refused publish (e.g. eauth permissions) as a string.
-            raise SaltApiError(f"salt-api refused {what}: {str(entry)[:300]}")
+            # salt-api reports a refused publish (eauth permissions) as a string.
+            raise SaltApiRefused(f"salt-api refused {what}: {str(entry)[:300]}")
         if not entry:
             return None, []
         return str(entry["jid"]), list(entry.get("minions") or [])

@@ -35,6 +35,16 @@ ALLOW_ALL = "*"
 # The on-device local API's default: the safe set plus what the sleep hook needs
 # (berth/sleephook.py: state.sls docker.release, docker.release_report_failed ERROR).
 LOCAL_API_DEFAULT: tuple[str, ...] = (*SAFE_DEFAULT, "docker.release_report_failed")
+# What the local API runs without its root-only token: reading, not acting. State runs and the
+# failure report (which halts a rollout) need the token, and so do the protected containers'
+# logs (berth/localapi.py).
+LOCAL_API_OPEN: tuple[str, ...] = (
+    "test.ping",
+    "docker.logs",
+    "docker.ps",
+    "docker.release_status",
+    "minionutil.*",
+)
 
 # Keyword arguments each function may be given; everything else is refused.
 SAFE_KWARGS: dict[str, frozenset[str]] = {

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import threading
 import types
@@ -51,12 +52,18 @@ from werkzeug.wrappers import Request, Response
 
 from berth import execargs, execpolicy, secretfile
 from berth.contract import ExecuteJobState
+from berth.release import policy as release_policy
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 LOCAL_TOKEN_HEADER = "X-Berth-Local-Token"
+
+# The names a process on the device addresses the local API by (a browser page whose DNS name
+# was rebound to 127.0.0.1 sends its own name and is refused).
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+_HOST_HEADER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?$")
 
 _COMMAND = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _KWARG_NAME = re.compile(r"^[A-Za-z_]\w*$")
@@ -177,13 +184,24 @@ class LocalAPI:
         context: dict | None = None,
         commands: list[str] | None = None,
         token: str | None = None,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
     ):
         self.unit_id = str(unit_id)
         self.commands = check_commands(commands)
-        # Commands beyond the safe default need this token (header X-Berth-Local-Token) when set.
+        # Commands beyond LOCAL_API_OPEN need this token (header X-Berth-Local-Token); the engine
+        # always has one (token_file, made at first start). None: no token asked (embedding, tests).
         self.token = token
+        # Where it listens (server() sets the port it got): the Host header must name it.
+        self.host, self.port = host, port
         self.functions = functions
         self.opts = dict(opts or {})
+        protected = self.opts.get("docker.release_protected_containers")
+        self.protected = (
+            release_policy.PROTECTED_CONTAINERS
+            if protected is None
+            else tuple([protected] if isinstance(protected, str) else map(str, protected))
+        )
         if context is None:
             pack = getattr(functions, "pack", None) or {}
             context = pack.get("__context__")
@@ -204,7 +222,34 @@ class LocalAPI:
         request = Request(environ)
         return self.dispatch(request)(environ, start_response)
 
+    def addressed_here(self, host_header: str | None) -> bool:
+        """Whether the ``Host`` header names this API: a loopback name (or the address it is
+        bound to) with its port."""
+        match = _HOST_HEADER.match(host_header or "")
+        if not match:
+            return False
+        name = match.group(1).strip("[]").lower()
+        port = int(match.group(2)) if match.group(2) else 80
+        names = LOOPBACK_NAMES | ({self.host.lower()} - {"0.0.0.0", "::", ""})
+        return name in names and port == self.port
+
     def dispatch(self, request: Request) -> Response:
+        if not self.addressed_here(request.headers.get("Host")):
+            log.warning(
+                "berth_localapi on %s: refused %s %s from %s addressed to Host %r",
+                self.unit_id,
+                request.method,
+                request.path,
+                request.remote_addr,
+                request.headers.get("Host"),
+            )
+            return _json(
+                421,
+                {
+                    "detail": "This is the device's local API; address it as "
+                    f"http://127.0.0.1:{self.port}/ (Host header refused)."
+                },
+            )
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, values = adapter.match()
@@ -219,6 +264,15 @@ class LocalAPI:
         try:
             if endpoint == "root":
                 return _json(200, {"unit_id": self.unit_id})
+            if request.mimetype != "application/json":
+                # a browser's form or text/plain POST (no CORS preflight) never gets this far
+                return _json(
+                    415,
+                    {
+                        "detail": f'Unsupported media type "{request.mimetype}" in request; '
+                        "send Content-Type: application/json."
+                    },
+                )
             parse = parse_raw_body if endpoint == "execute_raw" else parse_body
             return self.execute_view(request, values["unit_id"], parse)
         except Exception:  # never a traceback to the caller; the log has it
@@ -246,13 +300,8 @@ class LocalAPI:
             return _json(
                 403, {"detail": f"The local API of this device does not allow '{command}'."}
             )
-        if self.token is None:
+        if self.token is None or self.open_to_any_process(command, arg, kwarg):
             return None
-        try:
-            execpolicy.check(command, arg, kwarg, execpolicy.LOCAL_API_DEFAULT)
-            return None  # within the safe default: no token needed
-        except (execpolicy.BadArgument, execpolicy.Forbidden):
-            pass
         given = request.headers.get(LOCAL_TOKEN_HEADER, "")
         if hmac.compare_digest(given.encode(), self.token.encode()):
             return None
@@ -265,10 +314,26 @@ class LocalAPI:
         return _json(
             403,
             {
-                "detail": f"'{command}' is beyond the safe default and needs the local token "
-                f"(header {LOCAL_TOKEN_HEADER})."
+                "detail": f"'{command}' with these arguments needs the local token "
+                f"(header {LOCAL_TOKEN_HEADER}; the engine's root-only token_file)."
             },
         )
+
+    def open_to_any_process(self, command: str, arg: list, kwarg: dict) -> bool:
+        """Whether ``command`` runs without the local token: :data:`execpolicy.LOCAL_API_OPEN`,
+        except the logs of a protected container (the salt-minion's; by name or by what could
+        be its id)."""
+        try:
+            execpolicy.check(command, arg, kwarg, execpolicy.LOCAL_API_OPEN)
+        except (execpolicy.BadArgument, execpolicy.Forbidden):
+            return False
+        if command == "docker.logs":
+            positional, _ = execpolicy.split_kwarg_strings(list(arg))
+            if positional:
+                ref = str(positional[0]).lstrip("/")
+                if release_policy.joined_container(f"container:{ref}", self.protected):
+                    return False
+        return True
 
     def execute_view(self, request: Request, unit_id: str, parse) -> Response:
         if unit_id != self.unit_id:
@@ -412,29 +477,19 @@ def local_api_url(opts: Mapping) -> str | None:
     configured in the minion ``opts`` (``http://127.0.0.1:9000`` by default), or
     None when the engine is not configured or listens on a port chosen at start
     (``port: 0``). A wildcard bind address is reached on loopback."""
-    engines = opts.get("engines") or []
-    if isinstance(engines, Mapping):
-        engines = [{name: conf} for name, conf in engines.items()]
-    for entry in engines:
-        if not isinstance(entry, Mapping):
-            entry = {entry: None}
-        for name, conf in entry.items():
-            conf = conf if isinstance(conf, Mapping) else {}
-            if conf.get("engine_module", name) != "berth_localapi":
-                continue
-            try:
-                host, port = check_address(
-                    conf.get("host", DEFAULT_HOST), conf.get("port", DEFAULT_PORT)
-                )
-            except ValueError:
-                return None
-            if port == 0:
-                return None
-            host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-            if ":" in host:
-                host = f"[{host}]"
-            return f"http://{host}:{port}"
-    return None
+    conf = _engine_conf(opts)
+    if conf is None:
+        return None
+    try:
+        host, port = check_address(conf.get("host", DEFAULT_HOST), conf.get("port", DEFAULT_PORT))
+    except ValueError:
+        return None
+    if port == 0:
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def minion_id_path(opts: Mapping) -> str:
@@ -496,10 +551,53 @@ def check_commands(commands) -> list[str]:
     return list(commands)
 
 
-def read_local_token(path) -> str | None:
-    """The local token from ``token_file`` (root-only: no group/other access), or ValueError."""
-    if not path:
+TOKEN_FILE_NAME = "berth-local.token"
+
+
+def default_token_file(opts: Mapping) -> str:
+    """``berth-local.token`` next to the minion's config file (``/etc/salt/berth-local.token``)."""
+    conf_file = opts.get("conf_file") or os.path.join(salt.syspaths.CONFIG_DIR, "minion")
+    return os.path.join(os.path.dirname(conf_file), TOKEN_FILE_NAME)
+
+
+def _engine_conf(opts: Mapping) -> Mapping | None:
+    """The ``berth_localapi`` engine's options in the minion ``opts`` (``{}`` when it has
+    none), or None when the engine is not configured."""
+    engines = opts.get("engines") or []
+    if isinstance(engines, Mapping):
+        engines = [{name: conf} for name, conf in engines.items()]
+    for entry in engines:
+        if not isinstance(entry, Mapping):
+            entry = {entry: None}
+        for name, conf in entry.items():
+            conf = conf if isinstance(conf, Mapping) else {}
+            if conf.get("engine_module", name) == "berth_localapi":
+                return conf
+    return None
+
+
+def local_token_file(opts: Mapping) -> str | None:
+    """The root-only file holding the local API's token (the engine's ``token_file``, by
+    default :func:`default_token_file`), or None when the engine is not configured. The sleep
+    hook sends what it holds."""
+    conf = _engine_conf(opts)
+    if conf is None:
         return None
+    return str(conf.get("token_file") or default_token_file(opts))
+
+
+def read_local_token(path) -> str:
+    """The local token from ``path`` (root-only: no group/other access); a new random one is
+    written there (mode 0600) when the file does not exist. ValueError naming the problem."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return secretfile.read_private(path)
+    except OSError as exc:
+        raise ValueError(f"cannot create token_file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    log.info("berth_localapi: wrote a new local token to %s (mode 0600)", path)
     return secretfile.read_private(path)
 
 
@@ -548,6 +646,8 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
     # Bind here: werkzeug's make_server calls sys.exit() when it cannot bind,
     # while the engine needs an OSError it can log.
     with socket.create_server((host, port), family=select_address_family(host, port)) as listener:
-        return make_server(
+        httpd = make_server(
             host, port, app, threaded=True, request_handler=RequestLog, fd=listener.fileno()
         )
+    app.host, app.port = host, httpd.port  # the Host header must name the port it got
+    return httpd

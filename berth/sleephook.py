@@ -78,9 +78,37 @@ class Unreachable(Exception):
     """The local API cannot take the job; the fallback runs instead."""
 
 
+# The local API runs state.sls and the failure report only for a caller holding its root-only
+# token (header X-Berth-Local-Token, the engine's token_file); main() reads it from
+# --local-token-file.
+LOCAL_TOKEN_HEADER = "X-Berth-Local-Token"
+_local_token: str | None = None
+
+
+def use_local_token(path: str | None) -> None:
+    """Send the token in ``path`` to the local API from now on (no token when it cannot be
+    read: the local API then refuses the apply and the fallback runs)."""
+    global _local_token
+    _local_token = None
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            _local_token = handle.read().strip() or None
+    except OSError as exc:
+        print(
+            f"berth-before-sleep: cannot read the local token {path}: {exc.strerror}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _request(url: str, body: dict | None, timeout: float) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if _local_token:
+        headers[LOCAL_TOKEN_HEADER] = _local_token
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # our own loopback URL
             return json.load(resp)
@@ -385,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
         "--local-api", help="base URL of the device's local API, e.g. http://127.0.0.1:9000"
     )
     parser.add_argument(
+        "--local-token-file",
+        help="the local API's root-only token file (its engine's token_file): state runs and "
+        "failure reports need it",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1200,
@@ -420,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     if args.local_api:
+        use_local_token(args.local_token_file)
         try:
             offline = master_unreachable(args.local_api)
             if offline is not None:

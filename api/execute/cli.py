@@ -129,6 +129,14 @@ def commands_command(
             f"account {account.name}: allowed commands: "
             + (" | ".join(settings.allowed_commands) or "(none)")
         )
+    beyond = sorted(set(settings.allowed_commands or ()) - set(execpolicy.SAFE_DEFAULT))
+    if beyond:
+        click.echo(
+            "salt-api publishes only what its external_auth permits, and the shipped "
+            "conf/master.d/salt-api.conf permits the safe default: add "
+            + ", ".join(beyond)
+            + ' there too, as narrowly (docs/fleet-api.md "salt-api permissions")'
+        )
     refused = execpolicy.other_function_callers(settings.allowed_commands or ())
     if refused:
         click.echo(

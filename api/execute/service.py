@@ -9,14 +9,14 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
-from api.errors import ApiError, Conflict
+from api.errors import ApiError, Conflict, PermissionDenied
 from api.execute.command import Command
 from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
-from api.salt_client import SaltApiClient, SaltApiError, SaltApiTimeout, new_jid
+from api.salt_client import SaltApiClient, SaltApiError, SaltApiRefused, SaltApiTimeout, new_jid
 from berth import execpolicy
 from berth.contract import ExecuteJobState
 
@@ -81,6 +81,14 @@ def submit(client: SaltApiClient, device: Device, command: Command) -> ExecuteJo
             exc,
         )
         return job
+    except SaltApiRefused as exc:
+        _forget(job)
+        log.warning("execute %s on device %s: %s", command.fun, device.unit_id, exc)
+        raise PermissionDenied(
+            f'salt-api does not permit "{command.fun}" with these arguments for the API: an '
+            "account allowed more than the safe default needs the same functions in salt-api's "
+            'external_auth (docs/fleet-api.md "salt-api permissions"). Nothing was sent.'
+        ) from None
     except SaltApiError as exc:
         _forget(job)
         log.warning("execute %s on device %s: %s", command.fun, device.unit_id, exc)

@@ -92,6 +92,9 @@ def _script_text(timeout):
     if local_api:
         comment = "# The running minion applies (local API); salt-call only if unreachable."
         hook += ["--local-api", local_api]
+        token_file = __salt__["minionutil.local_api_token_file"]()  # noqa: F821
+        if token_file:  # the local API runs state.sls and reports only for its holder
+            hook += ["--local-token-file", token_file]
     else:
         comment = (
             "# No local API engine: salt-call applies; the hook waits while the minion is busy and\n"

@@ -41,7 +41,7 @@ def test_harness_runs_salt_api_with_that_conf():
     assert options["external_auth"] == {
         "sharedsecret": {"ops": conf["external_auth"]["sharedsecret"]["berth"]}
     }
-    assert "@jobs" in conf["external_auth"]["sharedsecret"]["berth"]
+    assert {"@jobs": ["^list_job$"]} in conf["external_auth"]["sharedsecret"]["berth"]
     assert options["rest_cherrypy"] == {**conf["rest_cherrypy"], "port": 18001}
     assert options["sharedsecret"] == "s3cret"
     assert salt_api_options(port=1, sharedsecret="x")["external_auth"] == conf["external_auth"]

@@ -119,6 +119,8 @@ def test_widening_is_an_explicit_admin_act(app, post, account):
         "state.sls docker.re*",
     )
     assert "docker.* | state.sls docker.re*" in out
+    # the operator is told that salt-api must permit them too (it refuses them otherwise)
+    assert "add docker.*, state.sls docker.re* there too" in out
     assert post({"command": "docker.pull", "arg": ["x"]}).status_code == 503
     assert post({"command": "state.sls", "arg": ["docker.registries"]}).status_code == 503
     assert post({"command": "test.ping"}).status_code == 403

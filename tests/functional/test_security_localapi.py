@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from berth import execargs, localapi
 
@@ -40,7 +41,8 @@ class Recorder(dict):
 
 def _client(**kwargs):
     functions = Recorder()
-    app = localapi.LocalAPI(UNIT, functions, context={}, **kwargs)
+    # port 80: werkzeug's test Client addresses it as Host: localhost
+    app = localapi.LocalAPI(UNIT, functions, context={}, port=80, **kwargs)
     from werkzeug.test import Client
 
     return Client(app), functions
@@ -159,3 +161,102 @@ def test_the_same_bounded_parser_as_the_cloud():
         assert time.perf_counter() - started < 0.1
         assert resp.status_code == 400 and list(resp.json) == [field], resp.json
     assert functions.calls == []
+
+
+@pytest.fixture
+def served():
+    """The engine's defaults over real HTTP: the safe commands, a local token, a free port."""
+    functions = Recorder()
+    functions["docker.logs"] = functions._fun("docker.logs")
+    functions["docker.release_report_failed"] = functions._fun("docker.release_report_failed")
+    app = localapi.LocalAPI(UNIT, functions, context={}, token="root-only-secret")
+    httpd = localapi.server(app, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.port, functions
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _raw(port, method, path, body=b"", headers=()):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_a_browser_page_cannot_reach_it(served):
+    """Issue 17, finding 8: a page in a browser on the device (its DNS name rebound to
+    127.0.0.1, or a text/plain POST that needs no CORS preflight) was answered."""
+    port, functions = served
+    ping = json.dumps({"command": "test.ping"}).encode()
+    path = f"/dongle/{UNIT}/execute/"
+    as_json = ("Content-Type", "application/json")
+    for host in (f"rebound.attacker.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1"):
+        for method, url in (("GET", "/"), ("POST", path)):
+            status, body = _raw(port, method, url, ping, [("Host", host), as_json])
+            assert status == 421 and "Host header" in body["detail"], (host, body)
+    status, body = _raw(port, "GET", "/", headers=[])  # no Host at all
+    assert status == 421
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = [("Host", f"127.0.0.1:{port}")]
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        status, body = _raw(port, "POST", path, ping, headers)
+        assert status == 415 and "application/json" in body["detail"], (content_type, body)
+    assert functions.calls == []
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        status, body = _raw(port, "POST", path, ping, [("Host", host), as_json])
+        assert status == 200 and body["state"] == "COMMAND_EXECUTED", (host, body)
+    assert [c[0] for c in functions.calls] == ["test.ping"] * 4
+
+
+def test_reports_state_runs_and_the_minion_logs_need_the_root_only_token(served):
+    """Issue 17, finding 8: any process on the device could report a failure (which halts a
+    rollout), run the release state, or read the salt-minion container's logs."""
+    port, functions = served
+    url = f"http://127.0.0.1:{port}/dongle/{UNIT}/execute/"
+    token = {localapi.LOCAL_TOKEN_HEADER: "root-only-secret"}
+    guarded = [
+        {"command": "docker.release_report_failed", "arg": ["halt the rollout"]},
+        {"command": "state.sls", "arg": ["docker.release"]},
+        {"command": "docker.logs", "arg": ["salt-minion"]},
+        {"command": "docker.logs", "arg": ["/salt-minion"], "kwarg": {"tail": 5}},
+        {"command": "docker.logs", "arg": ["3f2a9c"]},  # could be the minion container's id
+    ]
+    for body in guarded:
+        for headers in ({}, {localapi.LOCAL_TOKEN_HEADER: "guess"}):
+            resp = requests.post(url, json=body, headers=headers, timeout=10)
+            assert resp.status_code == 403, (body, resp.text)
+            assert localapi.LOCAL_TOKEN_HEADER in resp.json()["detail"]
+    assert functions.calls == []
+    for body in ({"command": "test.ping"}, {"command": "docker.logs", "arg": ["curveball"]}):
+        assert requests.post(url, json=body, timeout=10).status_code == 200
+    for body in guarded:
+        assert requests.post(url, json=body, headers=token, timeout=10).status_code == 200
+    assert [c[0] for c in functions.calls] == ["test.ping", "docker.logs"] + [
+        b["command"] for b in guarded
+    ]
+
+
+def test_the_engine_makes_its_root_only_token_and_tells_the_sleep_hook_where(tmp_path):
+    opts = {
+        "conf_file": str(tmp_path / "minion"),
+        "engines": [{"berth_localapi": {"port": 9000}}],
+    }
+    path = localapi.local_token_file(opts)
+    assert path == str(tmp_path / "berth-local.token")
+    token = localapi.read_local_token(path)
+    assert len(token) >= 40 and os.stat(path).st_mode & 0o777 == 0o600
+    assert localapi.read_local_token(path) == token  # made once, then read
+    opts["engines"][0]["berth_localapi"]["token_file"] = str(tmp_path / "other.token")
+    assert localapi.local_token_file(opts) == str(tmp_path / "other.token")
+    assert localapi.local_token_file({"conf_file": str(tmp_path / "minion")}) is None

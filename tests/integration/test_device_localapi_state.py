@@ -11,6 +11,8 @@ import uuid
 import pytest
 import requests
 
+from tests.fixtures.salt import local_api_headers
+
 pytestmark = [pytest.mark.salt_daemons]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -105,6 +107,7 @@ def state_sls(minion, name):
     resp = requests.post(
         f"{minion.localapi_url}/dongle/{minion.id}/execute/",
         json={"command": "state.sls", "arg": [name]},
+        headers=local_api_headers(minion),
         timeout=300,
     )
     assert resp.status_code == 200, resp.text

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from berth import localapi
+from tests.fixtures.salt import local_api_headers
 
 pytestmark = [pytest.mark.salt_daemons]
 
@@ -89,7 +90,10 @@ def eventually(check, timeout=20):
 def execute(device_minion, body, unit=None):
     unit = unit or device_minion.id
     return requests.post(
-        f"{device_minion.localapi_url}/dongle/{unit}/execute/", json=body, timeout=120
+        f"{device_minion.localapi_url}/dongle/{unit}/execute/",
+        json=body,
+        headers=local_api_headers(device_minion),
+        timeout=120,
     )
 
 

@@ -1,22 +1,11 @@
 """api.salt_client against a real salt-master + salt-api (rest_cherrypy, sharedsecret eauth) + minion."""
 
-import time
-
 import pytest
 
 from api.salt_client import SaltApiClient, SaltApiError
+from tests.fixtures.salt import job_returned
 
 pytestmark = pytest.mark.salt_daemons
-
-
-def _wait_job(client, jid, minion, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.job(jid)
-        if minion in job.returns:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {jid} did not return from {minion} in {timeout}s")
 
 
 def test_local_async_and_job_lookup(salt_api, salt_minions):
@@ -24,7 +13,7 @@ def test_local_async_and_job_lookup(salt_api, salt_minions):
     client = SaltApiClient(salt_api.url, salt_api.username, salt_api.password, salt_api.eauth)
     jid, minions = client.local_async([minion, "no-such-minion"], "test.echo", ["hello"])
     assert jid and minions == [minion]
-    job = _wait_job(client, jid, minion)
+    job = job_returned(client, jid, minion)
     ret = job.returns[minion]
     assert job.found and job.fun == "test.echo" and job.fun_args == ["hello"]
     assert ret.as_response() == {
@@ -42,9 +31,9 @@ def test_pending_job_then_failed_return(salt_api, salt_minions):
     jid, _ = client.local_async([minion], "test.sleep", [2])
     early = client.job(jid)
     assert early.found and early.returns == {} and early.minions == [minion]
-    _wait_job(client, jid, minion)
+    job_returned(client, jid, minion)
     jid, _ = client.local_async([minion], "test.retcode", kwarg={"code": 3})
-    ret = _wait_job(client, jid, minion).returns[minion]
+    ret = job_returned(client, jid, minion).returns[minion]
     assert ret.retcode == 3 and ret.success is False
 
 

@@ -17,6 +17,7 @@ import docker
 import pytest
 import requests
 
+from berth import localapi
 from tests.fixtures.salt import wait_for
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker, pytest.mark.db]
@@ -353,6 +354,7 @@ def run_hook(minion, timeout, busy_retry=1):
     """The sleep hook with a short timeout (the installed script has 1200 s)."""
     return subprocess.Popen(
         [sys.executable, "-m", "berth.sleephook", "--local-api", minion.localapi_url]
+        + ["--local-token-file", localapi.local_token_file(minion.config)]
         + ["--timeout", str(timeout), "--busy-retry", str(busy_retry), "--", "false"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -52,7 +52,7 @@ def make_functions(context):
 def client():
     context = {}
     # the execution machinery with test functions: every command allowed (policy: test_security_localapi.py)
-    app = localapi.LocalAPI(UNIT, make_functions(context), context=context, commands=["*"])
+    app = localapi.LocalAPI(UNIT, make_functions(context), context=context, commands=["*"], port=80)
     return Client(app)
 
 
@@ -202,7 +202,9 @@ def test_ensure_minion_id_file_writes_once_and_never_overwrites(tmp_path):
 
 def test_commands_allow_list_refuses_other_commands():
     context = {}
-    app = localapi.LocalAPI(UNIT, make_functions(context), context=context, commands=["docker.*"])
+    app = localapi.LocalAPI(
+        UNIT, make_functions(context), context=context, commands=["docker.*"], port=80
+    )
     client = Client(app)
     assert (
         execute(client, {"command": "docker.logs", "arg": ["c"]}).json["response"]["success"]

@@ -25,6 +25,27 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+# What the engine holds and the hook reads (the engine's token_file, root-only).
+LOCAL_TOKEN = "local-api-token-of-this-device"
+
+
+_token_files = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _local_token_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("local-token") / "berth-local.token"
+    path.write_text(LOCAL_TOKEN + "\n")
+    path.chmod(0o600)
+    _token_files.append(path)
+    yield
+    _token_files.remove(path)
+
+
+def local_token_file():
+    return _token_files[-1]
+
+
 @pytest.fixture
 def serve():
     servers = []
@@ -37,7 +58,9 @@ def serve():
             context["retcode"] = retcode  # as state.sls does (2 when a state failed)
             return state_sls()
 
-        app = localapi.LocalAPI(UNIT, {"state.sls": fun}, context=context, commands=commands)
+        app = localapi.LocalAPI(
+            UNIT, {"state.sls": fun}, context=context, commands=commands, token=LOCAL_TOKEN
+        )
         httpd = localapi.server(app, "127.0.0.1", 0)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         servers.append(httpd)
@@ -49,13 +72,15 @@ def serve():
         httpd.server_close()
 
 
-def run_hook(url, *fallback):
+def run_hook(url, *fallback, token_file=None):
     return subprocess.run(
         [
             sys.executable,
             sleephook.__file__,
             "--local-api",
             url,
+            "--local-token-file",
+            str(token_file or local_token_file()),
             "--timeout",
             "30",
             "--",
@@ -86,6 +111,17 @@ def test_applies_through_the_local_api(serve):
     assert '"started": ["app"]' in done.stdout
     assert "fell back" not in done.stdout
     assert f"state.sls docker.release via {url}: succeeded" in done.stderr
+
+
+def test_without_the_local_token_the_local_api_refuses_and_the_fallback_runs(serve, tmp_path):
+    url, calls = serve(lambda: {})
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not the token\n")
+    for token_file in (wrong, tmp_path / "missing.token"):
+        done = run_hook(url, *FALLBACK, token_file=token_file)
+        assert done.returncode == 7 and "fell back" in done.stdout, done.stderr
+        assert "needs the local token" in done.stderr
+    assert calls == []
 
 
 @pytest.mark.parametrize(("retcode", "exit_status"), [(2, 2), (0, 1)])
@@ -215,7 +251,7 @@ def busy_minion():
             return {"reported": True, "error": error}
 
         functions = {"state.sls": state_sls, "docker.release_report_failed": report_failed}
-        app = localapi.LocalAPI(UNIT, functions, context=context)
+        app = localapi.LocalAPI(UNIT, functions, context=context, token=LOCAL_TOKEN)
         httpd = localapi.server(app, "127.0.0.1", 0)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         servers.append(httpd)
@@ -230,6 +266,7 @@ def busy_minion():
 def hook(url, timeout, retry="0.2"):
     return subprocess.run(
         [sys.executable, sleephook.__file__, "--local-api", url, "--timeout", str(timeout)]
+        + ["--local-token-file", str(local_token_file())]
         + ["--busy-retry", retry, "--", *FALLBACK],
         capture_output=True,
         text=True,
@@ -274,7 +311,7 @@ def test_master_unreachable_reports_failed_without_applying():
         "docker.release_report_failed": report_failed,
         "minionutil.master_reachable": lambda: False,
     }
-    app = localapi.LocalAPI(UNIT, functions, context={})
+    app = localapi.LocalAPI(UNIT, functions, context={}, token=LOCAL_TOKEN)
     httpd = localapi.server(app, "127.0.0.1", 0)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:

@@ -11,6 +11,7 @@ from api.salt_client import (
     SaltApiClient,
     SaltApiError,
     SaltApiNotConfigured,
+    SaltApiRefused,
     SaltApiTimeout,
     new_jid,
 )
@@ -98,8 +99,12 @@ def test_stale_token_relogs_once(fake):
 
 def test_refused_publish_is_reported(fake):
     fake.publish_answer = (200, {"return": ["Authentication error occurred."]})
-    with pytest.raises(SaltApiError, match="refused local_async test.ping"):
+    with pytest.raises(SaltApiRefused, match="refused local_async test.ping"):
         SaltApiClient(fake.url, "u", "pw").local_async(["m1"], "test.ping")
+    # rest_cherrypy answers a publish its external_auth refuses with 401, even after a login
+    fake.publish_answer = (401, b"<html>401</html>")
+    with pytest.raises(SaltApiRefused, match="external_auth does not permit it"):
+        SaltApiClient(fake.url, "u", "pw").local_async(["m1"], "cmd.run", ["id"])
 
 
 def test_server_error_and_non_json(fake):

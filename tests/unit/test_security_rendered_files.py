@@ -15,6 +15,8 @@ import salt.exceptions
 import salt.loader
 import salt.template
 
+from berth import localapi
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 REACTOR = REPO / "salt" / "reactor"
 STATES = REPO / "salt" / "docker"
@@ -165,6 +167,9 @@ def _minion(tmp_path, config=None, grains=None, opts=None, local_api=None):
         "config.get": config_get,
         "file.file_exists": lambda path: False,
         "minionutil.local_api_url": lambda: local_api,
+        "minionutil.local_api_token_file": lambda: (
+            None if local_api is None else localapi.default_token_file(minion_opts)
+        ),
         "minionutil.sleep_hook_program": lambda: "/opt/berth/berth/sleephook.py",
     }
     return minion_opts, _renderers(minion_opts, functions)
@@ -218,6 +223,7 @@ def test_sleep_state_keeps_every_outside_value_one_shell_word(tmp_path, value):
     argv = _exec_line(high)
     assert argv[:2] == ["exec", "/usr/bin/python3" + value]
     assert argv[argv.index("--local-api") + 1] == "http://127.0.0.1:9000/" + value
+    assert argv[argv.index("--local-token-file") + 1] == f"/etc/salt{value}/berth-local.token"
     assert argv[argv.index("--release-lock") + 1] == f"/var/cache/berth{value}/release.lock"
     assert argv[argv.index("-c") + 1] == f"/etc/salt{value}"
     assert argv[-2:] == ["state.sls", "docker.release"]
