@@ -12,6 +12,7 @@ from sqlalchemy import select
 from api.audit import AuditEntry
 from api.extensions import db
 from api.security.tenancy import MinionEnrollment
+from tests.fixtures.api import signed_report
 
 pytestmark = pytest.mark.db
 
@@ -234,14 +235,16 @@ def test_a_master_is_served_only_the_minions_enrolled_through_it(app, client, ac
     # another platform master and B's own master token: like an unknown minion
     for headers in (other, acct["b"]["master"]):
         assert pillar(client, headers).status_code == 404
+        # even signed with the device's own key: the wrong master is not served it
+        forged = {
+            "unit_id": UNIT,
+            "release_id": release["id"],
+            "outcome": "failed",
+            "error": "forged",
+        }
         resp = client.post(
             "/master/deployments/report/",
-            json={
-                "unit_id": UNIT,
-                "release_id": release["id"],
-                "outcome": "failed",
-                "error": "forged",
-            },
+            json=signed_report(app, forged, b_device["id"]),
             headers=headers,
         )
         assert resp.status_code == 404
@@ -254,7 +257,11 @@ def test_a_master_is_served_only_the_minions_enrolled_through_it(app, client, ac
     assert pillar(client, acct["p"]).status_code == 200
     resp = client.post(
         "/master/deployments/report/",
-        json={"unit_id": UNIT, "release_id": release["id"], "outcome": "succeeded"},
+        json=signed_report(
+            app,
+            {"unit_id": UNIT, "release_id": release["id"], "outcome": "succeeded"},
+            b_device["id"],
+        ),
         headers=acct["p"],
     )
     assert resp.status_code == 200, resp.json
