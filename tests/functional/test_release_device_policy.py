@@ -349,3 +349,31 @@ def test_an_unlabelled_volume_of_an_earlier_berth_release_of_the_app_is_kept_on_
     assert result.result is True, result.comment
     out = cli.containers.get("deployment-curveball-131").exec_run(["cat", "/appdata/f"])
     assert out.output.decode().strip() == "kept"
+
+
+def test_a_volume_made_between_the_check_and_the_containers_creation_is_refused_there(
+    fresh_engine, testbed, release_images, release_pillar, cli, data, tmp_path
+):
+    """The engine creates the volumes itself at each container's creation and checks them again:
+    one made outside Berth after the check before the steps (here: that check not run at all)
+    is never mounted, and Docker never makes one unlabelled."""
+    from berth.release import commands
+
+    opts = {
+        "docker.url": fresh_engine,
+        "docker.release_state_dir": str(tmp_path / "state"),
+        "docker.release_settle_seconds": 0.5,
+    }
+    regs = {"1": testbed.registries_pillar()[1]}
+    first = _with_volume(release_images, release_pillar, 140, data, "appdata", project=7)
+    result = commands.executor(opts).apply(commands.target(first, regs))
+    assert result["outcome"] == "succeeded", result["error"]
+    before = _running(cli)
+
+    bind = {"type": "none", "o": "bind", "device": str(data)}
+    cli.api.create_volume("late", driver="local", driver_opts=bind)
+    late = _with_volume(release_images, release_pillar, 141, data, "late", project=7)
+    result = commands.executor(opts).apply(commands.target(late, regs))
+    assert result["outcome"] == "failed"
+    assert "volume 'late' has driver options" in result["error"], result["error"]
+    assert _running(cli) == before  # rolled back: the previous release runs again
