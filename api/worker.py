@@ -4,7 +4,8 @@ Everything the worker does is read from the database on every pass, so it can be
 stopped, restarted or run twice (PostgreSQL) without losing or duplicating work:
 
 * salt outbox messages -> salt-api ``local_async`` (batched list targets), step by step,
-  retried with backoff until delivered;
+  retried with backoff until delivered; each step under a jid committed before it is
+  published, so a worker killed mid-publish is taken over without a second publish;
 * execute jobs with a ``callback_url``, and any job past its deadline -> looked up via
   salt-api, marked COMMAND_EXECUTED / TIMEOUT, their webhook queued;
 * webhook outbox messages -> signed POST, retried with backoff;
@@ -34,7 +35,7 @@ from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
 from api.rollouts import counters
 from api.rollouts import service as rollouts
-from api.salt_client import SaltApiClient, SaltApiError, current_client
+from api.salt_client import SaltApiClient, SaltApiError, current_client, new_jid
 from api.security import ssrf
 from berth.contract import ExecuteJobState
 
@@ -79,8 +80,9 @@ def _advance_salt(msg: OutboxMessage, client: SaltApiClient | None, now: datetim
                 return
         step, payload["jid"] = step + 1, None
     if step < len(steps):
-        fun, arg, kwarg = steps[step]
-        jid, minions = client.local_async(payload["minions"], fun, arg, kwarg)
+        fun = steps[step][0]
+        payload["step"] = step
+        jid, minions = _publish_once(msg, payload, step, client, now)
         log.info(
             "outbox %s (%s): %s sent to %d of %d minion(s), jid %s",
             msg.id,
@@ -103,6 +105,46 @@ def _advance_salt(msg: OutboxMessage, client: SaltApiClient | None, now: datetim
         log.info("outbox %s (%s): delivered", msg.id, msg.reason)
     else:
         msg.next_attempt_at = now + STEP_POLL
+
+
+def _lease() -> timedelta:
+    """How long a message stays claimed by the worker that is publishing its step: well past
+    salt-api's answer time, so only a worker that died loses it."""
+    timeout = _config_number("BERTH_SALT_API_TIMEOUT", 10)
+    return timedelta(seconds=_config_number("BERTH_OUTBOX_LEASE", max(60, 5 * timeout)))
+
+
+def _publish_once(
+    msg: OutboxMessage, payload: dict, step: int, client: SaltApiClient, now: datetime
+) -> tuple[str | None, list[str]]:
+    """``local_async`` of ``step`` under a jid chosen and committed *before* it is published, so
+    that a worker that dies (SIGKILL, power loss) between publishing and recording it does not
+    cause a second publish: whoever takes the message over after the lease finds that jid in the
+    master's job cache and goes on from there (docs/scale.md, "Several API hosts")."""
+    fun, arg, kwarg = payload["steps"][step]
+    claim = payload.get("publishing")
+    if claim and claim.get("step") == step:
+        info = client.job(claim["jid"])  # SaltApiError: retried with backoff, claim kept
+        if info.found:
+            log.warning(
+                "outbox %s (%s): step %d was published as jid %s by a worker that stopped "
+                "before recording it; not sent again",
+                msg.id,
+                msg.reason,
+                step,
+                claim["jid"],
+            )
+            return claim["jid"], list(info.minions)
+        jid = claim["jid"]
+    else:
+        jid = new_jid()
+        payload["publishing"] = {"step": step, "jid": jid}
+        msg.payload = dict(payload)
+        # The row lock ends with this commit; the lease keeps other workers off the message.
+        msg.next_attempt_at = now + _lease()
+        db.session.commit()
+    sent, minions = client.local_async(payload["minions"], fun, arg, kwarg, jid=jid)
+    return sent, minions
 
 
 def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) -> None:
