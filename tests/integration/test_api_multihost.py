@@ -1,10 +1,12 @@
 """Several API hosts and workers on one PostgreSQL (docs/scale.md, "Several API hosts"):
 2 gunicorn hosts behind nginx and 2 ``flask --app api worker`` processes, started by
 ``scripts/cluster``, with deliveries counted at a recording salt-api stand-in
-(tests/fixtures/salt_api_standin.py) that also receives the webhooks.
+(tests/fixtures/salt_api_standin.py) that also receives the webhooks, and in a real
+salt-master's job cache (the stand-in as a recording proxy in front of the real salt-api).
 
 SQLite is one host with one worker by design: these tests run in CI's PostgreSQL pass."""
 
+import contextlib
 import os
 import re
 import signal
@@ -65,19 +67,18 @@ def standin():
     standin.server.shutdown()
 
 
-@pytest.fixture
-def cluster(app, api_database_url, tmp_path, standin):
-    """{"lb": nginx URL, "hosts": [host URLs], "workers": [pids]}"""
+@contextlib.contextmanager
+def _cluster(database_url: str, directory: Path, salt_env: dict):
+    """``scripts/cluster`` with 2 hosts and 2 workers: {"lb": nginx URL, "hosts": [host URLs],
+    "workers": [pids]}"""
     port = _free_ports(3)
-    directory = tmp_path / "cluster"
     env = {
         **os.environ,
-        "DATABASE_URL": api_database_url,
+        "DATABASE_URL": database_url,
         "BERTH_SECRET_KEY": TEST_SECRET_KEY,
-        "BERTH_SALT_API_URL": standin.url,
-        "BERTH_SALT_API_USER": "berth",
-        "BERTH_SALT_API_PASSWORD": "x",
+        **salt_env,
         "BERTH_OUTBOX_LEASE": "3",
+        "BERTH_OUTBOX_STEP_WAIT": "1",
         "BERTH_WEBHOOK_ALLOW_PRIVATE_TARGETS": "1",
     }
     args = ["--hosts", "2", "--workers", "2", "--port", str(port), "--dir", str(directory)]
@@ -96,13 +97,26 @@ def cluster(app, api_database_url, tmp_path, standin):
             "workers": [int((directory / f"worker-{i}.pid").read_text()) for i in (1, 2)],
         }
     finally:
-        standin.release_hold()
         subprocess.run(
             ["bash", str(ROOT / "scripts/cluster"), "down", "--dir", str(directory)],
             env=env,
             capture_output=True,
             timeout=60,
         )
+
+
+@pytest.fixture
+def cluster(app, api_database_url, tmp_path, standin):
+    salt_env = {
+        "BERTH_SALT_API_URL": standin.url,
+        "BERTH_SALT_API_USER": "berth",
+        "BERTH_SALT_API_PASSWORD": "x",
+    }
+    try:
+        with _cluster(api_database_url, tmp_path / "cluster", salt_env) as running:
+            yield running
+    finally:
+        standin.release_hold()
 
 
 def _pid_of_client_port(port: int, pids: list[int]) -> int:
@@ -131,6 +145,26 @@ def _wait(what, condition, seconds=90):
     return result
 
 
+def _release_for(s: requests.Session, lb: str, project_id: int, device) -> None:
+    """A release for one device through nginx: one outbox message of two steps."""
+    body = {
+        "version": device.unit_id,
+        "devices": [device.id],
+        "containers": [{"name": "app", "image": "app", "tag": "1"}],
+    }
+    r = s.post(f"{lb}/docker/projects/{project_id}/releases/", json=body)
+    assert r.status_code == 201, r.text
+
+
+def _undelivered(app) -> int:
+    with app.app_context():
+        n = db.session.scalar(
+            select(func.count(OutboxMessage.id)).where(OutboxMessage.delivered_at.is_(None))
+        )
+        db.session.remove()
+        return n
+
+
 def _finished(s: requests.Session, host: str, device_id: int, jid: str) -> dict:
     url = f"{host}/dongle/devices/{device_id}/execute/{jid}/"
     return _wait(
@@ -154,13 +188,7 @@ def test_every_message_and_webhook_is_delivered_once_with_a_worker_killed(
     standin.hold_publish(fun=REFRESH_PILLAR[0], after=30)
 
     def release(device):
-        body = {
-            "version": device.unit_id,
-            "devices": [device.id],
-            "containers": [{"name": "app", "image": "app", "tag": "1"}],
-        }
-        r = s.post(f"{lb}/docker/projects/{project['id']}/releases/", json=body)
-        assert r.status_code == 201, r.text
+        _release_for(s, lb, project["id"], device)
 
     def execute(device):
         r = s.post(
@@ -185,15 +213,7 @@ def test_every_message_and_webhook_is_delivered_once_with_a_worker_killed(
         assert all(a == answers[0] for a in answers) and answers[0]["jid"] == jid
         assert answers[0]["state"] == "COMMAND_EXECUTED", answers[0]
 
-    def undelivered():
-        with app.app_context():
-            n = db.session.scalar(
-                select(func.count(OutboxMessage.id)).where(OutboxMessage.delivered_at.is_(None))
-            )
-            db.session.remove()
-            return n
-
-    _wait("every outbox message delivered by the surviving worker", lambda: undelivered() == 0)
+    _wait("every message delivered by the survivor", lambda: _undelivered(app) == 0)
     with app.app_context():
         kinds = Counter(db.session.scalars(select(OutboxMessage.kind)))
     assert kinds == {"salt": MESSAGES, "webhook": EXECUTES}
@@ -259,3 +279,69 @@ def test_sessions_and_login_lockout_span_the_hosts(cluster, api_factory, account
     for host in (host_a, host_b, cluster["lb"]):
         r = _login(requests.Session(), host, victim.email, victim.password)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def _accept_minion_keys(salt_master, unit_ids: list[str]) -> None:
+    """Accepted keys for minions that never run: the master publishes to them and records each
+    job in its job cache, nobody returns (each step then waits BERTH_OUTBOX_STEP_WAIT). The
+    test removes them again."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    accepted = Path(salt_master.config["pki_dir"]) / "minions"
+    for unit_id in unit_ids:
+        (accepted / unit_id).write_bytes(pem)
+
+
+REAL_MESSAGES = 30
+
+
+def test_every_step_is_in_the_real_job_cache_once_with_a_worker_killed(
+    app, api_database_url, tmp_path, salt_master, salt_api, salt_run_cli, api_factory, account
+):
+    proxy = start_standin(upstream=salt_api.url)
+    devices = [api_factory.device(account) for _ in range(REAL_MESSAGES)]
+    units = sorted(d.unit_id for d in devices)
+    _accept_minion_keys(salt_master, units)
+    token = api_factory.token("user", account=account)
+    try:
+        with _cluster(
+            api_database_url,
+            tmp_path / "cluster",
+            {**salt_api.env(), "BERTH_SALT_API_URL": proxy.url},
+        ) as cluster:
+            s = requests.Session()
+            s.headers.update(token.headers)
+            lb = cluster["lb"]
+            project = s.post(f"{lb}/docker/projects/", json={"name": "p"}).json()
+            proxy.hold_publish(fun=REFRESH_PILLAR[0], after=10)
+            for device in devices:
+                _release_for(s, lb, project["id"], device)
+            assert proxy.held.wait(60), "no worker published 11 pillar refreshes"
+            killed = _pid_of_client_port(proxy.held_port, cluster["workers"])
+            os.kill(killed, signal.SIGKILL)
+            proxy.release_hold()  # the master gets the publish; its worker is gone
+            _wait("every message delivered by the survivor", lambda: _undelivered(app) == 0)
+    finally:
+        proxy.release_hold()
+        proxy.server.shutdown()
+        for unit_id in units:  # the session's master serves other tests ('*' targets)
+            (Path(salt_master.config["pki_dir"]) / "minions" / unit_id).unlink(missing_ok=True)
+
+    for fun in (REFRESH_PILLAR[0], RELEASE_PULL[0]):
+        ret = salt_run_cli.run("jobs.list_jobs", f"search_function={fun}")
+        assert ret.returncode == 0, ret
+        targets = Counter(
+            unit
+            for job in ret.data.values()
+            for unit in (job.get("Target") if isinstance(job.get("Target"), list) else [])
+            if unit in set(units)
+        )
+        assert sorted(targets) == units and set(targets.values()) == {1}, (fun, targets)
+        recorded = Counter(u for p in proxy.published(fun) for u in p.tgt)
+        assert recorded == Counter(units), fun
