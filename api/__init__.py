@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.errors import ApiError, JsonErrorsFlask, NotFound, register_error_handlers
 from api.extensions import db, migrate
@@ -51,7 +52,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(base_config(app.instance_path, config))
     config.pop("DATABASE_URL", None)
+    config.pop("BERTH_TRUSTED_PROXIES", None)  # base_config checked it
     app.config.update(config)
+    if app.config["BERTH_TRUSTED_PROXIES"]:
+        proxies = app.config["BERTH_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     app.json.sort_keys = False
     app.session_interface = AccountPageSessions()
     app.url_map.strict_slashes = True

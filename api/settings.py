@@ -1,5 +1,6 @@
 """Configuration from the environment: ``DATABASE_URL``, ``BERTH_SECRET_KEY``, ``BERTH_INSTANCE_PATH``,
-the account page's session lifetimes (``BERTH_SESSION_IDLE_SECONDS``, ``BERTH_SESSION_MAX_SECONDS``)."""
+the account page's session lifetimes (``BERTH_SESSION_IDLE_SECONDS``, ``BERTH_SESSION_MAX_SECONDS``),
+``BERTH_TRUSTED_PROXIES`` (how many reverse proxies in front of the API add ``X-Forwarded-For``)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,26 @@ def _positive_seconds(name: str, default: int) -> int:
     return seconds
 
 
+def trusted_proxies(overrides: dict) -> int:
+    """``BERTH_TRUSTED_PROXIES``: the number of proxies (load balancers) in front of the API, each
+    appending the address it got the request from to ``X-Forwarded-For``; that many entries,
+    counted from the end, are believed, so the client address (login throttling, audit) is the
+    client's and not the balancer's. 0 (default): the header is ignored. Set it only where the
+    API is reachable through those proxies alone, or a client names its own address."""
+    value = str(overrides.get("BERTH_TRUSTED_PROXIES", os.environ.get("BERTH_TRUSTED_PROXIES", "")))
+    if not value.strip():
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(
+            f"BERTH_TRUSTED_PROXIES must be a number of proxies (0 or more), not {value!r}"
+        )
+    return count
+
+
 def base_config(instance_path: str, overrides: dict) -> dict:
     url = (
         overrides.get("SQLALCHEMY_DATABASE_URI")
@@ -86,6 +107,7 @@ def base_config(instance_path: str, overrides: dict) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        "BERTH_TRUSTED_PROXIES": trusted_proxies(overrides),
         **{name: _positive_seconds(name, default) for name, default in SESSION_LIFETIMES.items()},
     }
 

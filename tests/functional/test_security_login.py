@@ -235,3 +235,51 @@ def test_session_lifetimes_are_settings(api_database_url, tmp_path, monkeypatch,
     monkeypatch.setenv("BERTH_SESSION_IDLE_SECONDS", "half an hour")
     with pytest.raises(ValueError, match="BERTH_SESSION_IDLE_SECONDS"):
         create_app({"DATABASE_URL": api_database_url, "INSTANCE_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    "proxies, counted",
+    [(None, "127.0.0.1"), ("1", "198.51.100.9"), ("2", "203.0.113.7")],
+)
+def test_behind_trusted_proxies_the_client_address_is_counted(
+    api_database_url, tmp_path, api_factory, proxies, counted
+):
+    """Behind a load balancer every login came from its address, so the per-address limit
+    counted the balancer (docs/scale.md): BERTH_TRUSTED_PROXIES believes that many
+    X-Forwarded-For entries, counted from the end, and no more."""
+    from api.security.login import LoginAttempt
+
+    config = {} if proxies is None else {"BERTH_TRUSTED_PROXIES": proxies}
+    app = create_app(
+        {
+            "DATABASE_URL": api_database_url,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "INSTANCE_PATH": str(tmp_path),
+            **config,
+        }
+    )
+    client = app.test_client()
+    page = client.get("/account/login/")
+    forwarded = {"X-Forwarded-For": "10.6.6.6, 203.0.113.7, 198.51.100.9"}
+    resp = client.post(
+        "/account/login/",
+        data={"email": "x@example.com", "password": "x", "csrf_token": csrf(page.data)},
+        headers=forwarded,
+    )
+    assert resp.status_code == 400
+    with app.app_context():
+        assert db.session.scalars(select(LoginAttempt.client_address)).all() == [counted]
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["-1", "one"])
+def test_trusted_proxies_must_be_a_count(api_database_url, tmp_path, value):
+    with pytest.raises(ValueError, match="BERTH_TRUSTED_PROXIES"):
+        create_app(
+            {
+                "DATABASE_URL": api_database_url,
+                "SECRET_KEY": TEST_SECRET_KEY,
+                "INSTANCE_PATH": str(tmp_path),
+                "BERTH_TRUSTED_PROXIES": value,
+            }
+        )

@@ -250,8 +250,29 @@ def _login(session: requests.Session, host: str, email: str, password: str) -> r
     )
 
 
-def test_sessions_and_login_lockout_span_the_hosts(cluster, api_factory, account):
+def test_sessions_login_lockout_and_rollouts_span_the_hosts(cluster, api_factory, account):
     host_a, host_b = cluster["hosts"]
+    # a rollout acted on through one host reads the same on the other
+    api = requests.Session()
+    api.headers.update(api_factory.token("user", account=account).headers)
+    project = api.post(f"{host_a}/docker/projects/", json={"name": "r"}).json()
+    body = {
+        "version": "1",
+        "devices": [api_factory.device(account).id for _ in range(2)],
+        "containers": [{"name": "app", "image": "app", "tag": "1"}],
+        "rollout": {"waves": [50, 100]},
+    }
+    release = api.post(f"{host_b}/docker/projects/{project['id']}/releases/", json=body).json()
+    rollout = f"/docker/projects/{project['id']}/releases/{release['id']}/rollout/"
+    for act_on, read_on, action, state in (
+        (host_a, host_b, "pause", "paused"),
+        (host_b, host_a, "pause", "paused"),  # idempotent
+        (host_b, host_a, "resume", "running"),
+    ):
+        r = api.post(f"{act_on}{rollout}{action}/")
+        assert r.status_code == 200 and r.json()["state"] == state, r.text
+        assert api.get(f"{read_on}{rollout}").json() == r.json()
+
     user = api_factory.user(account)
     browser = requests.Session()
     assert _login(browser, host_a, user.email, user.password).status_code == 302
