@@ -135,14 +135,14 @@ def _publish_once(
                 claim["jid"],
             )
             return claim["jid"], list(info.minions)
-        jid = claim["jid"]
+        jid = claim["jid"]  # the master does not know it: publish it now, under the same jid
     else:
         jid = new_jid()
         payload["publishing"] = {"step": step, "jid": jid}
-        msg.payload = dict(payload)
-        # The row lock ends with this commit; the lease keeps other workers off the message.
-        msg.next_attempt_at = now + _lease()
-        db.session.commit()
+    msg.payload = dict(payload)
+    # The row lock ends with this commit; the lease keeps other workers off the message.
+    msg.next_attempt_at = now + _lease()
+    db.session.commit()
     sent, minions = client.local_async(payload["minions"], fun, arg, kwarg, jid=jid)
     return sent, minions
 
