@@ -43,6 +43,8 @@ RESULT_EVENT_TAG = EventTag.RELEASE_RESULT
 # The release last pre-pulled ({id, version_hash}): what a failure report names when the
 # master is away (the local API engine's in-memory pillar is the one it started with).
 PREPULLED = "prepulled-release.json"
+# The deferral last reported ({release_id, holders}): not reported again while it lasts.
+DEFERRED = "deferred-release.json"
 
 
 def __virtual__():
@@ -234,7 +236,12 @@ def release_plan(release=None, registries=None):
 
 @_clear_errors
 def release_apply(
-    release=None, registries=None, settle_seconds=None, health_timeout=None, fire_event=True
+    release=None,
+    registries=None,
+    settle_seconds=None,
+    health_timeout=None,
+    fire_event=True,
+    ignore_locks=None,
 ):
     """
     Apply the release (default: pillar ``docker:release``) with the flow and
@@ -244,9 +251,16 @@ def release_apply(
     fired; events the minion could not hand over are kept and sent with the next event
     or by ``release_recover`` at minion start (a no-op apply stays a quick no-op).
 
+    While a container it would stop holds its update lock (``berth.release.locks``) nothing
+    is changed and the outcome is ``deferred`` (reported once per release and holders), unless
+    ``ignore_locks`` -- default: pillar ``docker:update_lock_override``, the operator's
+    one-time override (``POST /devices/{id}/override-lock/``).
+
     CLI Example: ``salt '*' docker.release_apply``
     """
     release, registries = _pillar_release(release, registries)
+    if ignore_locks is None:
+        ignore_locks = _pillar("docker:update_lock_override", False) is True
     if not release:
         return {
             "outcome": ReleaseOutcome.UNCHANGED,
@@ -257,7 +271,7 @@ def release_apply(
     try:
         target = _target(release, registries)
         ex = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout)
-        result = ex.apply(target)
+        result = ex.apply(target, ignore_locks=bool(ignore_locks))
     except ReleaseBusy:
         raise  # the apply that holds the lock reports
     except Exception as exc:
@@ -278,12 +292,26 @@ def release_apply(
         same = recovered and str(recovered["release_id"]) == str(target.release_id)
         if recovered and not same:
             _fire_result(recovered)
-        if result["outcome"] != ReleaseOutcome.UNCHANGED:
+        if result["outcome"] != ReleaseOutcome.UNCHANGED and _news(result):
             _fire_result(result)
         elif same:
             # the interrupted apply of this very release ended with it running: say so
             _fire_result({**result, "outcome": ReleaseOutcome.SUCCEEDED})
     return result
+
+
+def _news(result):
+    """Whether ``result`` is worth a report: a deferral is reported once per release and
+    holders (the sleep hook asks again and again while it waits for the lock)."""
+    path = _state_path(DEFERRED)
+    if result["outcome"] != ReleaseOutcome.DEFERRED:
+        path.unlink(missing_ok=True)
+        return True
+    seen = {"release_id": str(result.get("release_id")), "holders": result.get("holders")}
+    if read_json(path) == seen:
+        return False
+    write_json(path, seen)
+    return True
 
 
 def _error_text(exc):

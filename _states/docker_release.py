@@ -91,6 +91,10 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
         if result.get("warnings"):
             ret["comment"] += "; " + "; ".join(result["warnings"])
+    elif outcome == ReleaseOutcome.DEFERRED:
+        # not a failure: nothing was changed, the device tries again at its next apply
+        ret["result"] = True
+        ret["comment"] = f"Release {release_id} {result.get('error')}{recovered}"
     else:
         if result.get("rollback_incomplete"):
             after = "rollback incomplete, the next run retries it"

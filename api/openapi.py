@@ -206,6 +206,19 @@ def _core_paths() -> dict:
     )
     paths["/devices/"] = dev_c
     paths["/devices/{device_id}/"] = dev_i
+    paths["/devices/{device_id}/override-lock/"] = {
+        "post": {
+            "tags": ["devices"],
+            "summary": "Ignore the device's update locks at its next apply (once)",
+            "description": "The device's next apply stops and replaces containers even while "
+            "they hold their update lock (docs/release.md); used up by the device's report of "
+            "that apply. Audited (device.lock_override). Token scope: user.",
+            "operationId": "overrideDeviceLock",
+            "security": [{"APIToken": []}],
+            "parameters": [_path_param("device_id", "string", "Device id (UUID).")],
+            "responses": {"200": _json(_ref("LockOverride")), **_ERRORS},
+        }
+    }
     reg_c, reg_i = _crud(
         "registries",
         "Registry",

@@ -24,6 +24,9 @@ class DeploymentState(StrEnum):
     APPLYING = "applying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    #: an update lock held by a container of the running release kept the device from
+    #: applying (``error`` names the holder); not a failure: it tries again at the next sleep
+    DEFERRED = "deferred"
     SUPERSEDED = "superseded"
     #: the rollout of this release was reverted; the device has not reported on its revert yet
     REVERTING = "reverting"
@@ -48,7 +51,11 @@ class DerivedDeploymentState(StrEnum):
 
 
 #: A deployment the device still has to act on (or is acting on).
-ACTIVE_DEPLOYMENT_STATES = (DeploymentState.QUEUED, DeploymentState.APPLYING)
+ACTIVE_DEPLOYMENT_STATES = (
+    DeploymentState.QUEUED,
+    DeploymentState.APPLYING,
+    DeploymentState.DEFERRED,
+)
 
 
 class RolloutState(StrEnum):
@@ -102,6 +109,9 @@ class ReleaseOutcome(StrEnum):
     FAILED = "failed"
     #: ``docker.release_apply`` only: the release was already applied and running.
     UNCHANGED = "unchanged"
+    #: nothing was changed: a container of the running release holds its update lock
+    #: (``berth.release.locks``); ``error`` names the holder
+    DEFERRED = "deferred"
 
 
 class ReportOutcome(StrEnum):
@@ -110,6 +120,7 @@ class ReportOutcome(StrEnum):
     APPLYING = "applying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    DEFERRED = "deferred"
 
 
 class AppliedReleaseState(StrEnum):

@@ -39,7 +39,12 @@ With the master unreachable (``minionutil.master_reachable`` through the local A
 hook does not try: it has the device report the release ``failed`` with that reason (kept in
 the device's result queue until the master is back) and exits 1 within seconds.
 
-Exit status: 0 when the release was applied or there was nothing to do,
+A container holding its update lock (docs/release.md "Update locks") makes the release engine
+defer the apply (nothing stopped; the device reports ``deferred`` once, naming the holder): the
+hook asks again like for a busy minion until its timeout, then exits 0 -- the device sleeps and
+the next sleep tries again.
+
+Exit status: 0 when the release was applied, deferred, or there was nothing to do,
 otherwise the job's retcode (1 when it has none). What changed goes to stdout
 (the journal).
 
@@ -68,6 +73,8 @@ MASTER_CHECK = "minionutil.master_reachable"
 BUSY_MARKER = "is running as PID"
 # The release engine's refusal (berth.release.executor.ReleaseBusy) in the state's comment.
 RELEASE_BUSY_MARKER = "another release apply is already running"
+# The release engine's deferral (berth.release.locks.deferred_reason) in the state's comment.
+DEFERRED_MARKER = "deferred: the update lock"
 # How long a salt-call that reports a failure may take (it may wait for the master).
 REPORT_TIMEOUT = 60
 # How long the salt-call --local that queues the report on the device may take.
@@ -145,36 +152,50 @@ def apply_via_local_api(base_url: str, timeout: float) -> dict:
     return answer["response"]
 
 
+def _lines(response: dict) -> list:
+    ret = response.get("return")
+    if isinstance(ret, dict):
+        return [step.get("comment") for step in ret.values() if isinstance(step, dict)]
+    return ret if isinstance(ret, list) else [ret]
+
+
 def busy_reason(response: dict) -> str | None:
     """Why the minion could not start the apply because another run holds it (Salt's
     "... is running as PID ..." refusal, or the release engine's lock in the state's
     comment), else None."""
-    ret = response.get("return")
-    if isinstance(ret, dict):
-        lines = [step.get("comment") for step in ret.values() if isinstance(step, dict)]
-    else:
-        lines = ret if isinstance(ret, list) else [ret]
-    for line in lines:
+    for line in _lines(response):
         if isinstance(line, str) and (BUSY_MARKER in line or RELEASE_BUSY_MARKER in line):
+            return line
+    return None
+
+
+def deferred_reason(response: dict) -> str | None:
+    """The state's comment when the release engine deferred the apply because a container
+    holds its update lock (``berth.release.locks``), else None."""
+    for line in _lines(response):
+        if isinstance(line, str) and DEFERRED_MARKER in line:
             return line
     return None
 
 
 def apply_when_idle(attempt, timeout: float, retry: float, log=print) -> tuple[dict, str | None]:
     """``attempt(seconds_left)`` (one apply, returning the job response), tried again every
-    ``retry`` seconds (plus up to half of it at random) while another run holds the minion,
-    for at most ``timeout`` seconds in all. Returns the last response and, when the minion
-    was still busy at the deadline, the reason."""
+    ``retry`` seconds (plus up to half of it at random) while another run holds the minion or
+    a container holds its update lock (the engine deferred the apply), for at most
+    ``timeout`` seconds in all. Returns the last response and, when the minion was still busy
+    at the deadline, the reason (a deferral is no such reason: the device reported it)."""
     deadline = time.monotonic() + timeout
     while True:
         response = attempt(max(1.0, deadline - time.monotonic()))
         reason = busy_reason(response)
-        if reason is None:
+        deferred = None if reason else deferred_reason(response)
+        if reason is None and deferred is None:
             return response, None
         pause = retry * random.uniform(1.0, 1.5)
         if time.monotonic() + pause >= deadline:
             return response, reason
-        log(f"berth-before-sleep: minion busy ({reason}); asking again in {pause:.1f}s")
+        why = f"minion busy ({reason})" if reason else f"update lock held ({deferred})"
+        log(f"berth-before-sleep: {why}; asking again in {pause:.1f}s")
         time.sleep(pause)
 
 
@@ -323,9 +344,11 @@ def conclude(response: dict, busy: str | None, via: str, timeout: float, report)
             print(line)
         retcode = response.get("retcode")
         ok = bool(response.get("success")) and not failed_steps(response.get("return"))
+        # a deferral was reported by the device itself; the next sleep tries again
+        deferred = deferred_reason(response) if ok else None
+        outcome = f"deferred ({deferred})" if deferred else "succeeded" if ok else "failed"
         print(
-            f"berth-before-sleep: state.sls docker.release via {via}: "
-            f"{'succeeded' if ok else 'failed'} (retcode {retcode})",
+            f"berth-before-sleep: state.sls docker.release via {via}: {outcome} (retcode {retcode})",
             file=sys.stderr,
             flush=True,
         )

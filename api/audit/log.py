@@ -33,6 +33,7 @@ ACTIONS = (
     "device.create",
     "device.update",
     "device.delete",
+    "device.lock_override",
     "project.create",
     "project.update",
     "project.delete",

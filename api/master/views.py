@@ -65,6 +65,8 @@ def minion_pillar(unit_id: str):
             "logbook": logbook_pillar(device, g.token.user_id),
             # the key this device signs its results with; served for this minion only
             "report_key": report_keys.report_key(device),
+            # the operator's one-time override of the update locks (docs/release.md)
+            "update_lock_override": device.update_lock_override_at is not None,
         }
     )
 

@@ -30,6 +30,10 @@ class Device(db.Model):
     unit_id: Mapped[str] = mapped_column(String(255), index=True)
     display: Mapped[str] = mapped_column(String(200), default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the operator's one-time override of the update locks (docs/release.md "Update locks"): set
+    # by POST /devices/{id}/override-lock/, served in pillar, cleared by the device's next report
+    # of an apply that finished after it was set
+    update_lock_override_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def docker_release_ids(self) -> list[int]:
         """Ids of the releases this device has successfully deployed."""

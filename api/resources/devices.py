@@ -13,7 +13,8 @@ from api.auth import require_token
 from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
-from api.models.types import isoformat
+from api.models.types import isoformat, utcnow
+from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
@@ -196,6 +197,32 @@ def update_device(device_id: str):
         ", ".join(sorted(values)) or "nothing",
     )
     return serialize_device(device)
+
+
+@bp.post("/devices/<device_id>/override-lock/")
+@audited("device.lock_override")
+@require_token("user")
+def override_lock(device_id: str):
+    """The device's next apply ignores the update locks of its containers (docs/release.md
+    "Update locks"); used up by the device's report of that apply."""
+    device = owned_or_404(Device, device_id)
+    device.update_lock_override_at = utcnow()
+    audit.record("device.lock_override", device_id=device.id, details={"unit_id": device.unit_id})
+    # the override reaches the device in pillar
+    enqueue_salt([device.unit_id], [REFRESH_PILLAR], f"update lock override for {device.unit_id}")
+    db.session.commit()
+    log.info(
+        "device %s (%s): update locks overridden for the next apply", device.unit_id, device.id
+    )
+    return serialize_lock_override(device)
+
+
+def serialize_lock_override(device: Device) -> dict:
+    return {
+        "device_id": device.id,
+        "update_lock_override": device.update_lock_override_at is not None,
+        "requested_at": isoformat(device.update_lock_override_at),
+    }
 
 
 @bp.delete("/devices/<device_id>/")

@@ -12,7 +12,7 @@ from typing import Any
 
 from api.schemas.base import component_schemas
 from api.schemas.common import Detail, ValidationErrors
-from api.schemas.devices import Device, DeviceInput
+from api.schemas.devices import Device, DeviceInput, LockOverride
 from api.schemas.master import (
     DeploymentReport,
     DeploymentReportResult,
@@ -38,6 +38,7 @@ REQUEST_BODIES = (
     RolloutWebhookInput,
 )
 RESPONSE_BODIES = (
+    LockOverride,
     Detail,
     ValidationErrors,
     Device,

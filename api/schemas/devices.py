@@ -71,3 +71,13 @@ class Device(ResponseBody):
         list[int], doc("Ids of releases this device deployed successfully.", **READ_ONLY)
     ]
     tags: list[TAG]
+
+
+class LockOverride(ResponseBody):
+    """``POST /devices/{id}/override-lock/``: the device's next apply ignores its update locks."""
+
+    device_id: Annotated[str, doc(format="uuid", **READ_ONLY)]
+    update_lock_override: Annotated[
+        bool, doc("True until the device reports the apply that used it.", **READ_ONLY)
+    ]
+    requested_at: Annotated[str | None, doc(format="date-time", **READ_ONLY)]

@@ -91,6 +91,7 @@ def record(
         rollout = locked[release.id] if locked is not None else rollouts.lock(release.id)
     deployment = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
+    _consume_lock_override(device, report)
     if changed and report.outcome == ReportOutcome.SUCCEEDED:
         db.session.execute(
             update(Deployment)
@@ -128,6 +129,16 @@ def log_change(device: Device, release: Release, report: Report) -> None:
         report.outcome,
         f" ({report.error})" if report.error else "",
     )
+
+
+def _consume_lock_override(device: Device, report: Report) -> None:
+    """The operator's one-time override of the update locks is used up by the device's report of
+    an apply that finished after it was set (a deferral or an "applying" does not use it)."""
+    override = device.update_lock_override_at
+    if override is None or report.outcome not in (ReportOutcome.SUCCEEDED, ReportOutcome.FAILED):
+        return
+    if (report.finished_at or utcnow()) >= override:
+        device.update_lock_override_at = None
 
 
 def _deployment_row(release_id: int, device_id: str) -> Deployment:
@@ -175,7 +186,10 @@ def _apply_outcome(deployment: Deployment, report: Report) -> bool:
         deployment.error = None
         deployment.finished_at = None
         return True
-    error = report.error if report.outcome == ReportOutcome.FAILED else None
+    # a deferral's error names the container holding its update lock
+    error = (
+        report.error if report.outcome in (ReportOutcome.FAILED, ReportOutcome.DEFERRED) else None
+    )
     finished = report.finished_at or now
     if deployment.status == report.outcome and (deployment.error or None) == (error or None):
         return False  # the same result again (a retried or re-synced report)

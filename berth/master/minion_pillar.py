@@ -66,6 +66,8 @@ def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> di
         release and f"{release.get('id')} ({release.get('version_hash')})",
     )
     pillar = {"docker": {"release": release, "registries": registries}}
+    if data.get("update_lock_override") is True:  # the operator's one-time override
+        pillar["docker"]["update_lock_override"] = True
     berth = {}
     # the device's key for signing its results: in this minion's pillar only (berth/results.py)
     if valid_key(data.get("report_key")):

@@ -73,8 +73,8 @@ def result_event(result: dict) -> dict:
     return {
         "release_id": result.get("release_id"),
         "version_hash": result.get("version_hash"),
-        "outcome": ReleaseOutcome.FAILED
-        if result.get("outcome") == ReleaseOutcome.FAILED
+        "outcome": result.get("outcome")
+        if result.get("outcome") in (ReleaseOutcome.FAILED, ReleaseOutcome.DEFERRED)
         else ReleaseOutcome.SUCCEEDED,
         "error": result.get("error"),
         "containers": result.get("containers") or [],

@@ -33,8 +33,8 @@ import docker.errors
 
 from berth import dockerutil
 from berth.contract import JournalPhase, Label, ReleaseOutcome
+from berth.release import locks, policy, space, volumes
 from berth.release import plan as planner
-from berth.release import policy, space, volumes
 from berth.release import steps as st
 from berth.release.model import EngineState, Target
 from berth.release.plan import plan
@@ -226,9 +226,11 @@ class Executor:
 
     # ---- apply -------------------------------------------------------------------------
 
-    def apply(self, target: Target) -> dict:
-        """Bring the engine to ``target``; returns a result dict (never raises for a failed step)."""
-        with self.locked():
+    def apply(self, target: Target, ignore_locks: bool = False) -> dict:
+        """Bring the engine to ``target``; returns a result dict (never raises for a failed step).
+        Deferred (nothing changed) while a container it would stop holds its update lock
+        (:mod:`berth.release.locks`), unless ``ignore_locks`` (the operator's override)."""
+        with self.locked(), contextlib.ExitStack() as update_locks:
             recovered = self._recover_locked()
             result = {
                 **target.summary(),
@@ -258,13 +260,19 @@ class Executor:
             short = self._space_shortfall(steps, target)
             if short:
                 log.error("berth release %s on %s: %s", target.release_id, self.device, short)
-                result.update(
-                    outcome=ReleaseOutcome.FAILED,
-                    error=short,
-                    rolled_back=False,
-                    containers=self._container_report(target),
+                return self._not_started(
+                    result, target, ReleaseOutcome.FAILED, short, rolled_back=False
                 )
-                return result
+            stopping = [s.name for s in steps if isinstance(s, st.Stop) and s.was_running]
+            held = update_locks.enter_context(
+                locks.hold(self.dir, [] if ignore_locks else stopping)
+            )
+            if held:
+                reason = locks.deferred_reason(held)
+                log.warning("berth release %s on %s: %s", target.release_id, self.device, reason)
+                return self._not_started(
+                    result, target, ReleaseOutcome.DEFERRED, reason, holders=held
+                )
             log.info(
                 "berth release %s (%s) on %s: applying %d steps",
                 target.release_id,
@@ -325,6 +333,7 @@ class Executor:
                 ]
             else:
                 self._clear_journal()
+            locks.prune(self.dir, {c["name"] for c in dockerutil.list_containers(self.cli)})
             log.info(
                 "berth release %s (%s) on %s: succeeded",
                 target.release_id,
@@ -337,6 +346,13 @@ class Executor:
                 containers=self._container_report(target),
             )
             return result
+
+    def _not_started(self, result: dict, target: Target, outcome, error: str, **extra) -> dict:
+        """``result`` of an apply that changed nothing."""
+        result.update(
+            outcome=outcome, error=error, containers=self._container_report(target), **extra
+        )
+        return result
 
     def pull(self, target: Target) -> dict:
         """Log in and pull what ``target`` needs; stops nothing (for pre-pulling while awake)."""
@@ -429,6 +445,8 @@ class Executor:
                     next(c for c in target.containers if c.fq_name == step.name).create_kwargs
                 )
                 image = kwargs.pop("image")
+                # the device's own mount, not a release bind (berth.release.locks)
+                kwargs["volumes"] = locks.mount(self.dir, step.name, kwargs.get("volumes") or [])
                 # before Docker would create a missing one unlabelled (berth.release.volumes)
                 volumes.ensure(self.cli, kwargs, target.project, self.protected)
                 self.cli.containers.create(image, **kwargs)

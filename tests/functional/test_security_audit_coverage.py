@@ -264,6 +264,9 @@ ROUTE_CALLS = {
     ("devices.update_device", "PATCH"): _device_update("PATCH"),
     ("devices.update_device", "PUT"): _device_update("PUT"),
     ("devices.delete_device", "DELETE"): lambda w: Call("DELETE", f"/devices/{w.device.id}/"),
+    ("devices.override_lock", "POST"): lambda w: Call(
+        "POST", f"/devices/{w.device.id}/override-lock/"
+    ),
     ("projects.create_project", "POST"): lambda w: Call(
         "POST", "/docker/projects/", json={"name": "p"}
     ),

@@ -235,11 +235,18 @@ def busy_minion():
     """A local API whose "state.sls" is refused as busy ``busy_for`` times, then applies."""
     servers = []
 
-    def start(busy_for):
+    def start(busy_for, deferred=False):
+        """``deferred``: the engine defers (a held update lock) instead of Salt refusing."""
         calls, reports, context = [], [], {}
 
         def state_sls(*args, **kwargs):
             calls.append(args)
+            if len(calls) <= busy_for and deferred:
+                context["retcode"] = 0
+                return {
+                    "x": {"__id__": "berth-docker-release", "result": True, "changes": {}}
+                    | {"comment": DEFERRED}
+                }
             if len(calls) <= busy_for:
                 context["retcode"] = 1
                 return list(BUSY)
@@ -291,6 +298,29 @@ def test_a_minion_busy_until_the_timeout_reports_failed_with_the_reason(busy_min
     assert len(reports) == 1
     assert "within its 2s timeout" in reports[0] and "is running as PID 4242" in reports[0]
     assert "fell back" not in proc.stdout  # a busy minion is not a reason for salt-call
+
+
+DEFERRED = (
+    "Release 8 deferred: the update lock (/tmp/berth/updates.lock) is held by deployment-app-7; "
+    "nothing was stopped, the device tries again at its next apply"
+)
+
+
+def test_a_held_update_lock_is_waited_for_then_the_release_applies(busy_minion):
+    url, calls, reports = busy_minion(busy_for=2, deferred=True)
+    proc = hook(url, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls) == 3 and reports == []
+    assert proc.stderr.count("update lock held") == 2
+
+
+def test_a_lock_held_until_the_timeout_exits_0_and_reports_no_failure(busy_minion):
+    url, calls, reports = busy_minion(busy_for=10**6, deferred=True)
+    proc = hook(url, timeout=2, retry="0.5")
+    assert proc.returncode == 0, proc.stderr  # the device sleeps; the next sleep tries again
+    assert 2 <= len(calls) <= 5
+    assert reports == []  # the engine reported "deferred" itself, with the holder
+    assert "deployment-app-7" in proc.stderr.splitlines()[-1]
 
 
 def test_busy_reason_reads_salts_refusal():
