@@ -1,6 +1,7 @@
 """The Salt options a Berth fleet needs: one definition, used by the test harness and
-``scripts/demo`` (``python -m berth.master.config master|minion KEY=VALUE...`` prints YAML).
-``conf/master.d/berth.conf`` and ``conf/minion.d/berth.conf`` document the same options;
+``scripts/demo`` (``python -m berth.master.config master|top|syndic|minion KEY=VALUE...`` prints
+YAML). ``conf/master.d/berth.conf`` and ``conf/minion.d/berth.conf`` document the same options,
+``conf/master.d/berth-top.conf`` and ``berth-syndic.conf`` those of a syndic topology;
 the salt-api settings are read from ``conf/master.d/salt-api.conf`` itself (the one copy,
 shown verbatim in docs/fleet-api.md), only its port and secret replaced.
 """
@@ -40,6 +41,42 @@ def master_options(
     salt_api_user="berth",
     flush_seconds=30,
 ) -> dict:
+    """One master serving the devices and the API's salt-api (the single-tier fleet)."""
+    return {
+        **berth_master_options(
+            api_url=api_url, token_file=token_file, spool_dir=spool_dir, flush_seconds=flush_seconds
+        ),
+        **salt_api_options(port=salt_api_port, sharedsecret=sharedsecret, user=salt_api_user),
+    }
+
+
+def top_master_options(*, salt_api_port, sharedsecret, salt_api_user="berth") -> dict:
+    """The master of masters of a syndic topology (``conf/master.d/berth-top.conf``): it
+    publishes the API's calls to every syndic and gathers their returns for salt-api. No
+    Berth reactor, ext_pillar or credential: those live on the lower masters (docs/scale.md)."""
+    return {
+        "order_masters": True,
+        **salt_api_options(port=salt_api_port, sharedsecret=sharedsecret, user=salt_api_user),
+    }
+
+
+def syndic_master_options(
+    *, api_url, token_file, spool_dir, syndic_master, syndic_master_port=4506, flush_seconds=30
+) -> dict:
+    """A lower master of a syndic topology (``conf/master.d/berth-syndic.conf`` + ``berth.conf``):
+    Berth's ext_pillar, reactor, runners and credential for the devices that hang off it, and
+    the ``salt-syndic`` options that tie it to the top master. No salt-api."""
+    return {
+        **berth_master_options(
+            api_url=api_url, token_file=token_file, spool_dir=spool_dir, flush_seconds=flush_seconds
+        ),
+        "syndic_master": syndic_master,
+        "syndic_master_port": int(syndic_master_port),
+    }
+
+
+def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) -> dict:
+    """What a master that the devices connect to needs from Berth (``conf/master.d/berth.conf``)."""
     return {
         "module_dirs": [str(REPO)],
         # what `python3 -m berth.paths state_tree` prints (docs/fleet.md)
@@ -57,7 +94,6 @@ def master_options(
             {"salt/minion/*/start": ["salt://reactor/minion_start.sls"]},
         ],
         "schedule": {"berth-flush": {"function": "berth.flush", "seconds": int(flush_seconds)}},
-        **salt_api_options(port=salt_api_port, sharedsecret=sharedsecret, user=salt_api_user),
     }
 
 
@@ -82,9 +118,10 @@ def minion_options(*, docker_host, hook_dir, localapi_port, settle_seconds=3, re
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("master", "minion"):
+    if not argv or argv[0] not in BUILDERS:
         print(
-            "usage: python -m berth.master.config master|minion KEY=VALUE... [--extra KEY=VALUE...]",
+            "usage: python -m berth.master.config master|top|syndic|minion KEY=VALUE..."
+            " [--extra KEY=VALUE...]",
             file=sys.stderr,
         )
         return 2
@@ -101,7 +138,7 @@ def main(argv: list[str]) -> int:
         (target if target is not None else known)[key] = (
             yaml.safe_load(value) if target is not None else value
         )
-    builder = master_options if kind == "master" else minion_options
+    builder = BUILDERS[kind]
     try:
         options = builder(**known)
     except TypeError as exc:
@@ -111,6 +148,13 @@ def main(argv: list[str]) -> int:
     yaml.safe_dump(options, sys.stdout, default_flow_style=False, sort_keys=False)
     return 0
 
+
+BUILDERS = {
+    "master": master_options,
+    "top": top_master_options,
+    "syndic": syndic_master_options,
+    "minion": minion_options,
+}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

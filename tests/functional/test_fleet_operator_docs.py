@@ -14,7 +14,13 @@ import zipfile
 import yaml
 
 from berth import paths
-from berth.master.config import master_options, minion_options, salt_api_options
+from berth.master.config import (
+    master_options,
+    minion_options,
+    salt_api_options,
+    syndic_master_options,
+    top_master_options,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_API_CONF = REPO / "conf" / "master.d" / "salt-api.conf"
@@ -55,6 +61,33 @@ def test_master_conf_and_harness_use_the_packaged_state_tree():
     )
     assert options["file_roots"] == {"base": [str(paths.state_tree())]}
     assert (paths.state_tree() / "docker" / "release.sls").is_file()
+
+
+def test_syndic_confs_say_what_the_harness_runs():
+    """conf/master.d/berth-top.conf and berth-syndic.conf (docs/scale.md) are what
+    ``top_master_options`` / ``syndic_master_options`` give the syndic integration test."""
+    conf_dir = REPO / "conf" / "master.d"
+    top_conf = yaml.safe_load((conf_dir / "berth-top.conf").read_text())
+    top = top_master_options(salt_api_port=18001, sharedsecret="s")
+    assert top_conf == {"order_masters": True}
+    assert top["order_masters"] is True and top["rest_cherrypy"]["port"] == 18001
+    # the top master reacts to nothing of Berth's and holds no credential
+    assert not {"reactor", "ext_pillar", "berth_api", "schedule"} & set(top)
+
+    syndic_conf = yaml.safe_load((conf_dir / "berth-syndic.conf").read_text())
+    lower = syndic_master_options(
+        api_url="http://api", token_file="/t", spool_dir="/s", syndic_master="top", flush_seconds=3
+    )
+    assert {"syndic_master", "syndic_master_port"} <= set(syndic_conf)
+    assert lower["syndic_master"] == "top" and lower["syndic_master_port"] == 4506
+    assert syndic_conf["syndic_master_port"] == lower["syndic_master_port"]
+    single = master_options(
+        api_url="http://api", token_file="/t", spool_dir="/s", salt_api_port=1, sharedsecret="x"
+    )
+    # a lower master is a Berth master (berth.conf) without salt-api
+    for key in ("ext_pillar", "berth_api", "reactor", "file_roots", "module_dirs"):
+        assert lower[key] == single[key], key
+    assert "rest_cherrypy" not in lower and "external_auth" not in lower
 
 
 def test_minion_conf_logs_at_the_level_last_logs_needs():

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from berth import localapi
-from tests.fixtures.salt import wait_for
+from tests.fixtures.salt import registry_and_project, wait_for
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker, pytest.mark.db]
 
@@ -133,28 +133,8 @@ def fleet(fleet_api, salt_minions, salt_cli, salt_run_cli, testbed, build_image)
         m.id for m in salt_minions
     }, ret.data
 
-    registry = requests.post(
-        f"{fleet_api.url}/docker/registries/",
-        headers=fleet_api.headers,
-        json={
-            "name": repo,
-            "url": testbed.registry,
-            "username": testbed.user,
-            "password": testbed.password,
-        },
-        timeout=30,
-    )
-    assert registry.status_code == 201, registry.text
-    project = requests.post(
-        f"{fleet_api.url}/docker/projects/",
-        headers=fleet_api.headers,
-        json={"name": repo},
-        timeout=30,
-    )
-    assert project.status_code == 201, project.text
-    fleet = Fleet(
-        fleet_api, salt_minions, registry.json()["id"], project.json()["id"], repo, testbed
-    )
+    registry_id, project_id = registry_and_project(fleet_api.url, fleet_api.headers, testbed, repo)
+    fleet = Fleet(fleet_api, salt_minions, registry_id, project_id, repo, testbed)
     devices = fleet.call("GET", "/devices/?page_size=100")["results"]
     fleet.device_ids = {d["unit_id"]: d["id"] for d in devices}
 

@@ -1,0 +1,337 @@
+"""Berth on Salt's own tiers, all real: the API talks to the *top* master's salt-api
+(``order_masters: True``); each device hangs off a lower master that runs ``salt-syndic``
+and Berth's ext_pillar, reactor and runners with its own master token (docs/scale.md).
+
+One topology for the module: a top master + salt-api, two syndics (lower master + syndic
+process) with one minion each (own dockerd), and the API in a thread. The tests build on each
+other and run in file order. Run once (SQLite): nothing here tests SQL.
+
+What goes up a tier (pillar, results, spooled reports, enrollment) is shown working; what has
+to come down from the top master (execute, outbox messages) does not pass Salt 3008.4's
+salt-syndic, which the last test records (strict xfail: it fails loudly once Salt carries it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+
+import docker
+import pytest
+import requests
+
+from berth.master.config import syndic_master_options, top_master_options
+from tests.fixtures.salt import (
+    LiveApi,
+    free_port,
+    registry_and_project,
+    running_minions,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker]
+
+APPLY_TIMEOUT = 180
+SYNDICS = 2
+
+
+class Tier:
+    """One lower master: its syndic, its master token file and spool, its one device."""
+
+    def __init__(self, syndic, token_file, spool):
+        self.syndic = syndic
+        self.master = syndic.master
+        self.token_file = token_file
+        self.spool = spool
+        self.minion = None
+
+
+class Topology:
+    def __init__(self, api, top, tiers, registry_id, project_id, repo, testbed):
+        self.api = api
+        self.top = top
+        self.tiers = tiers
+        self.registry_id = registry_id
+        self.project_id = project_id
+        self.repo = repo
+        self.testbed = testbed
+        self.device_ids: dict[str, int] = {}
+
+    @property
+    def minions(self):
+        return [tier.minion for tier in self.tiers]
+
+    def call(self, method, path, expect=200, **kwargs):
+        resp = requests.request(
+            method, self.api.url + path, headers=self.api.headers, timeout=60, **kwargs
+        )
+        assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text[:1000]}"
+        return resp.json() if resp.content else None
+
+    def release(self, version, tag, minions, extra=None):
+        body = {
+            "version": version,
+            "devices": [self.device_ids[m.id] for m in minions],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": f"{self.repo}/app",
+                    "tag": tag,
+                    "required_tags": [],
+                    "startup_parameters": {"network_mode": "none", "restart_policy": "no"},
+                    "purge_data": False,
+                    "registry": self.registry_id,
+                }
+            ],
+            "remove_containers": [],
+            **(extra or {}),
+        }
+        return self.call(
+            "POST", f"/docker/projects/{self.project_id}/releases/", expect=201, json=body
+        )
+
+    def get_release(self, release_id):
+        return self.call("GET", f"/docker/projects/{self.project_id}/releases/{release_id}/")
+
+    def wait_successful(self, release_id, minions, timeout=APPLY_TIMEOUT):
+        wanted = {self.device_ids[m.id] for m in minions}
+
+        def done():
+            release = self.get_release(release_id)
+            return wanted <= set(release["successful_deployments"]) and release
+
+        return wait_for(done, timeout=timeout, what=f"release {release_id} successful on {wanted}")
+
+    def execute(self, minion, path, body, timeout=90):
+        device_id = self.device_ids[minion.id]
+        started = self.call("POST", f"/dongle/devices/{device_id}/{path}/", expect=202, json=body)
+        assert started["minions"] == [minion.id], started
+
+        def done():
+            job = self.call("GET", f"/dongle/devices/{device_id}/execute/{started['jid']}/")
+            return job if job["state"] != "PENDING" else None
+
+        return wait_for(done, timeout=timeout, what=f"{path} {body} on {minion.id}")
+
+
+def sleep_signal(minion, timeout=APPLY_TIMEOUT):
+    """What the device's power manager does before suspending: run the installed sleep hook."""
+    return subprocess.run([str(minion.sleep_hook)], capture_output=True, text=True, timeout=timeout)
+
+
+def running_containers(minion) -> dict[str, str]:
+    cli = docker.DockerClient(base_url=minion.docker_host)
+    try:
+        return {c.name: c.status for c in cli.containers.list(all=True)}
+    finally:
+        cli.close()
+
+
+@pytest.fixture(scope="module")
+def syndic_api(tmp_path_factory):
+    """The API's app (SQLite), an account with a user token, and one master token per lower
+    master (each lower master serves the devices enrolled through it)."""
+    from flask_migrate import upgrade
+
+    from api import create_app
+    from api.extensions import db
+    from tests.fixtures.api import ApiFactory
+
+    state = tmp_path_factory.mktemp("syndic")
+    port = free_port()
+    app = create_app(
+        {
+            "DATABASE_URL": "sqlite:///" + str(state / "api.sqlite3"),
+            "SECRET_KEY": "berth-syndic-test-secret",
+            "INSTANCE_PATH": str(state / "instance"),
+            "BERTH_SALT_API_TIMEOUT": "60",
+            "BERTH_OUTBOX_STEP_WAIT": "60",
+        }
+    )
+    with app.app_context():
+        upgrade()
+    factory = ApiFactory(app)
+    account = factory.account("syndic-fleet")
+    user = factory.user(account)
+    live = LiveApi(app, port)
+    live.state = state
+    live.factory = factory
+    live.account = account
+    live.headers = factory.token("user", user=user).headers
+    live.master_tokens = [factory.token("master", user=user) for _ in range(SYNDICS)]
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "commands", account.name, "--allow", "test.*", "--allow", "docker.*"]
+    )
+    assert result.exit_code == 0, result.output
+    yield live
+    live.stop()
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def topology(salt_factories, syndic_api, testbed, build_image):
+    api = syndic_api
+    state = api.state
+    sharedsecret = uuid.uuid4().hex
+    top = salt_factories.salt_master_daemon(
+        f"berth-top-{uuid.uuid4().hex[:6]}",
+        order_masters=True,
+        overrides={
+            **top_master_options(salt_api_port=free_port(), sharedsecret=sharedsecret),
+            "log_level_logfile": "info",
+        },
+    )
+    started = []
+    stack = contextlib.ExitStack()
+    try:
+        top.start(start_timeout=120)
+        started.append(top)
+        salt_api = top.salt_api_daemon()
+        salt_api.start(start_timeout=120)
+        started.append(salt_api)
+        api_port = salt_api.config["rest_cherrypy"]["port"]
+        api.app.config.update(
+            BERTH_SALT_API_URL=f"http://127.0.0.1:{api_port}",
+            BERTH_SALT_API_USER="berth",
+            BERTH_SALT_API_PASSWORD=sharedsecret,
+            BERTH_SALT_API_EAUTH="sharedsecret",
+        )
+        api.start()
+
+        tiers = []
+        for index in range(SYNDICS):
+            token_file = state / f"master-{index}.token"
+            token_file.write_text(api.master_tokens[index].token + "\n")
+            os.chmod(token_file, 0o600)
+            spool = state / f"spool-{index}"
+            lower = syndic_master_options(
+                api_url=api.url,
+                token_file=token_file,
+                spool_dir=spool,
+                # salt-factories fills in the top master's address and ret port itself
+                syndic_master="127.0.0.1",
+                syndic_master_port=top.config["ret_port"],
+                flush_seconds=3,
+            )
+            for key in ("syndic_master", "syndic_master_port"):
+                lower.pop(key)
+            syndic = top.salt_syndic_daemon(
+                f"berth-syndic{index}-{uuid.uuid4().hex[:6]}",
+                master_overrides={**lower, "log_level_logfile": "info"},
+            )
+            # The syndic factory also starts a minion named after the syndic; a lower master
+            # needs none, and this machine's cores are shared.
+            syndic.impl._before_start_callbacks[:] = [
+                cb for cb in syndic.impl._before_start_callbacks if cb.func != syndic.minion.start
+            ]
+            syndic.start(start_timeout=120)
+            started.append(syndic)
+            started.append(syndic.master)
+            tiers.append(Tier(syndic, token_file, spool))
+
+        for index, tier in enumerate(tiers):
+            (tier.minion,) = stack.enter_context(
+                running_minions(tier.master, state, 1, name=f"syndic{index}")
+            )
+
+        # each lower master enrolls its own minions through its own master token
+        for tier in tiers:
+            ret = tier.master.salt_run_cli(timeout=120).run("berth.register_minions")
+            assert ret.returncode == 0, ret
+            assert ret.data["created"] == [tier.minion.id], ret.data
+
+        repo = f"syndic-{uuid.uuid4().hex[:6]}"
+        for tag in ("v1", "v2"):
+            build_image(f"{testbed.registry}/{repo}/app:{tag}")
+        registry_id, project_id = registry_and_project(api.url, api.headers, testbed, repo)
+        topo = Topology(api, top, tiers, registry_id, project_id, repo, testbed)
+        devices = topo.call("GET", "/devices/?page_size=100")["results"]
+        topo.device_ids = {d["unit_id"]: d["id"] for d in devices}
+        yield topo
+    finally:
+        stack.close()
+        for daemon in reversed(started):
+            if daemon.is_running():
+                daemon.terminate()
+
+
+def test_each_lower_master_serves_only_the_devices_enrolled_through_it(topology):
+    """Each lower master's own master token enrolled its own minion; another tier's token is
+    told nothing about it (the pillar, with the device's report key, stays on its tier)."""
+    for index, tier in enumerate(topology.tiers):
+        other = topology.api.master_tokens[1 - index]
+        own = topology.api.master_tokens[index]
+        path = f"/master/minions/{tier.minion.id}/pillar/"
+        assert requests.get(topology.api.url + path, headers=own.headers, timeout=30).ok
+        refused = requests.get(topology.api.url + path, headers=other.headers, timeout=30)
+        assert refused.status_code == 404, refused.text
+
+
+def test_release_reaches_devices_under_two_syndics_and_both_succeed(topology):
+    for tier in topology.tiers:
+        ret = tier.master.salt_cli(timeout=180).run(
+            "state.sls", "docker.sleep", minion_tgt=tier.minion.id
+        )
+        assert ret.returncode == 0, ret
+        assert tier.minion.sleep_hook.exists()
+
+    release = topology.release("1.0.0", "v1", topology.minions)
+    assert release["successful_deployments"] == []
+    for minion in topology.minions:
+        # the release pillar comes from the minion's own lower master (its ext_pillar and token)
+        done = sleep_signal(minion)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    # each result went minion -> its lower master's reactor -> berth.report -> the API
+    final = topology.wait_successful(release["id"], topology.minions)
+    assert sorted(final["successful_deployments"]) == sorted(topology.device_ids.values())
+    for minion in topology.minions:
+        assert running_containers(minion).get(f"deployment-app-{release['id']}") == "running"
+    topology.first_release = release
+
+
+def test_api_stopped_while_a_lower_master_reports_is_delivered_once_back(topology):
+    tier = topology.tiers[1]
+    release = topology.release("1.1.0", "v2", [tier.minion])
+    salt_cli = tier.master.salt_cli(timeout=APPLY_TIMEOUT)
+    # the device got the release in its pillar (what the outbox's pillar refresh does)
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=tier.minion.id)
+    assert ret.returncode == 0, ret
+    topology.api.stop()
+    try:
+        ret = salt_cli.run("docker.release_apply", minion_tgt=tier.minion.id)
+        assert ret.data["outcome"] == "succeeded", ret.data
+        wait_for(
+            lambda: list(tier.spool.glob("*.json")),
+            timeout=60,
+            what="the report spooled on the lower master",
+        )
+    finally:
+        topology.api.start()
+    topology.wait_successful(release["id"], [tier.minion], timeout=90)
+    wait_for(lambda: not list(tier.spool.glob("*.json")), timeout=60, what="the spool to drain")
+    rows = topology.call(
+        "GET", f"/docker/projects/{topology.project_id}/releases/{release['id']}/deployments/"
+    )
+    rows = rows["results"] if isinstance(rows, dict) else rows
+    assert [r["status"] for r in rows] == ["succeeded"], rows
+    # the other tier's device was not part of this release: it keeps the previous one
+    other = topology.tiers[0].minion
+    assert running_containers(other).get(f"deployment-app-{topology.first_release['id']}") == (
+        "running"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Salt 3008.4's salt-syndic does not carry a publish of the top master to its "
+    "lower master nor a return back (docs/scale.md 'What does not work with Salt 3008.4')",
+)
+def test_execute_through_the_top_master_reaches_a_device_two_tiers_down(topology):
+    minion = topology.tiers[0].minion
+    job = topology.execute(minion, "execute", {"command": "test.echo", "arg": ["hi"]}, timeout=45)
+    assert job["state"] == "COMMAND_EXECUTED", job
+    assert job["response"]["return"] == "hi"
