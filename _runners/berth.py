@@ -28,6 +28,10 @@ def _client():
     return ApiClient.from_config(_conf())
 
 
+def _batch_size():
+    return forward.batch_size(_conf())
+
+
 def _spool():
     directory = _conf().get("spool_dir") or os.path.join(__opts__["cachedir"], "berth", "spool")
     return Spool(directory)
@@ -36,8 +40,10 @@ def _spool():
 def report(minion_id, result):
     """Forward one ``berth/release/result`` event of ``minion_id`` to the API.
 
-    Called by the reactor (salt://reactor/release_result.sls). When the API cannot
-    take it now, the report is spooled on disk and ``berth.flush`` delivers it later.
+    Called by the reactor (salt://reactor/release_result.sls) for each result. Sent at once
+    when the spool is empty; in a burst, results queue in the spool and whichever call holds
+    it sends them in lists (``"batched"``). When the API cannot take it now, the report stays
+    spooled on disk and ``berth.flush`` delivers it later (docs/fleet.md "Runners").
 
     CLI Example:
 
@@ -50,11 +56,12 @@ def report(minion_id, result):
     except ValueError as exc:
         log.error("berth.report: dropped malformed result: %s", exc)
         return {"status": "invalid", "error": str(exc)}
-    return {"status": forward.deliver(_client(), _spool(), body)}
+    return {"status": forward.deliver(_client(), _spool(), body, _batch_size())}
 
 
 def flush():
-    """Re-send spooled reports to the API (scheduled on the master, see conf/master.d/berth.conf).
+    """Re-send spooled reports to the API, oldest first, in lists of up to ``berth_api:
+    batch_size`` (scheduled on the master, see conf/master.d/berth.conf).
 
     CLI Example:
 
@@ -62,7 +69,7 @@ def flush():
 
         salt-run berth.flush
     """
-    return forward.flush(_client(), _spool())
+    return forward.flush(_client(), _spool(), _batch_size())
 
 
 def resync(tgt="*", timeout=60):
@@ -79,21 +86,22 @@ def resync(tgt="*", timeout=60):
 
     local = salt.client.get_local_client(__opts__["conf_file"])
     returns = local.cmd(tgt, "docker.release_report", timeout=timeout, tgt_type="glob")
-    client, spool = _client(), _spool()
     summary = {"reported": [], "nothing_to_report": [], "errors": {}}
+    bodies = []
     for minion_id, result in sorted(returns.items()):
         if result is None:
             summary["nothing_to_report"].append(minion_id)
             continue
         try:
-            body = forward.build_report(minion_id, result)
+            bodies.append(forward.build_report(minion_id, result))
         except ValueError as exc:
             summary["errors"][minion_id] = str(result)[:500]
             log.warning("berth.resync: device %s did not return a result: %s", minion_id, exc)
-            continue
-        outcome = forward.deliver(client, spool, body)
+    # through the spool, in lists: a fleet's resync is a few requests
+    statuses = forward.submit(_client(), _spool(), bodies, _batch_size())
+    for body, outcome in zip(bodies, statuses, strict=True):
         summary["reported"].append(
-            {"minion_id": minion_id, "release_id": body["release_id"], "status": outcome}
+            {"minion_id": body["unit_id"], "release_id": body["release_id"], "status": outcome}
         )
     return summary
 

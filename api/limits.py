@@ -8,6 +8,10 @@ size limit (``MAX_CONTENT_LENGTH``, 16 MiB): ``bench/validation_bench.py`` print
 
 from __future__ import annotations
 
+# Reports in one ``POST /master/deployments/report/`` list: in the contract, as the master's
+# berth.flush sends lists of at most that many.
+from berth.contract import MAX_REPORT_BATCH  # noqa: F401
+
 # An execute command's arguments (``arg``, ``kwarg``, an ``execute_raw`` line): at most
 # MAX_ARG_NODES values and MAX_ARG_CHARS characters, and no YAML anchors or aliases. The numbers
 # live in ``berth.execargs``: the on-device local API applies the same caps and cannot import api.
@@ -24,7 +28,6 @@ MAX_REMOVE_CONTAINERS = 1000  # a release's ``remove_containers``
 MAX_REQUIRED_TAGS = 100  # a container's ``required_tags``
 MAX_SYNC_UNIT_IDS = 10_000  # ``POST /master/devices/sync/`` ``unit_ids``
 MAX_REPORT_CONTAINERS = 1000  # a master report's ``containers``
-MAX_REPORT_BATCH = 1000  # reports in one ``POST /master/deployments/report/`` list
 
 # Free-form JSON (execute arguments, startup parameters) deeper than this is a 400, so no
 # encoder or decoder later on recurses too deep.

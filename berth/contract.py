@@ -57,6 +57,10 @@ ACTIVE_DEPLOYMENT_STATES = (
     DeploymentState.DEFERRED,
 )
 
+#: Reports in one ``POST /master/deployments/report/`` list: the API's cap (``api.limits``) and the
+#: most the master's ``berth.flush`` sends at once (``berth.master.forward``).
+MAX_REPORT_BATCH = 1000
+
 
 class RolloutState(StrEnum):
     """Where a staged rollout of one release stands (docs/rollouts.md)."""

@@ -12,9 +12,10 @@ DEFAULT_TIMEOUT = 5.0
 class ApiError(Exception):
     """The API could not be asked or refused the request; ``status`` is the HTTP status or None."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, body=None):
         super().__init__(message)
         self.status = status
+        self.body = body  # the error's JSON body, when it had one
 
     @property
     def retryable(self) -> bool:
@@ -62,8 +63,14 @@ class ApiClient:
             ) from None
         if resp.status_code >= 400:
             detail = resp.text[:300].strip()
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
             raise ApiError(
-                f"berth_api: {method} {url} returned {resp.status_code}: {detail}", resp.status_code
+                f"berth_api: {method} {url} returned {resp.status_code}: {detail}",
+                resp.status_code,
+                body,
             )
         try:
             return resp.json()
@@ -79,6 +86,10 @@ class ApiClient:
 
     def report_deployment(self, report: dict) -> dict:
         return self._request("POST", "/master/deployments/report/", report)
+
+    def report_deployments(self, reports: list[dict]) -> list:
+        """Many reports in one request; the API answers one ``{"index", "status", ...}`` each."""
+        return self._request("POST", "/master/deployments/report/", list(reports))
 
     def enroll(self, minion_id: str, enrollment_token: str) -> dict:
         return self._request(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from berth.contract import MAX_REPORT_BATCH
 from berth.master.apiclient import ApiClient, ApiError
 from berth.master.report_spool import Spool
 from berth.results import SIGNATURE
@@ -51,68 +52,198 @@ def describe(report: dict) -> str:
     )
 
 
-def deliver(client: ApiClient, spool: Spool, report: dict) -> str:
-    """Send one report; ``"sent"``, ``"spooled"`` (retry later) or ``"rejected"`` (the API refused it)."""
-    with spool.locked():
-        # Keep reports in order: an older spooled result must not overwrite a newer one.
-        if spool.entries():
-            _flush(client, spool)
-        if spool.entries():
-            spool.put(report)
-            log.warning("berth: API still unreachable; spooled report for %s", describe(report))
+def batch_size(conf: dict) -> int:
+    """``berth_api: batch_size`` (default and most: the API's ``MAX_REPORT_BATCH``)."""
+    value = conf.get("batch_size") or MAX_REPORT_BATCH
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        log.warning(
+            "berth_api: batch_size %.40r is not a number; using %d", value, MAX_REPORT_BATCH
+        )
+        size = MAX_REPORT_BATCH
+    return max(1, min(size, MAX_REPORT_BATCH))
+
+
+def deliver(client: ApiClient, spool: Spool, report: dict, size: int = MAX_REPORT_BATCH) -> str:
+    """Send one report (the reactor's ``berth.report``). ``"sent"``, ``"spooled"`` (the API
+    cannot take it now: retried later), ``"rejected"`` (the API refused it: moved aside) or
+    ``"batched"`` (put in the spool while another ``berth.report``/``berth.flush`` held it: that
+    one sends it, in a list with the others that arrived meanwhile).
+
+    Quiet (spool empty, not busy): sent at once, alone, as it comes. In a burst, one caller holds
+    the spool and sends what piles up there in lists, so N results cost a few requests
+    (docs/fleet.md "Runners")."""
+    status = None
+    with spool.locked(blocking=False) as held:
+        if held and not spool.entries():
+            status = _send_alone(client, spool, report)
+    if status is not None:
+        if status != "spooled" and spool.entries():
+            _drain(client, spool, size, blocking=False)  # reports put while this one was sent
+        return status
+    # Behind spooled reports (kept in order: an older result must not overwrite a newer one),
+    # or the spool is busy: put it there first, then send the spool unless another holds it.
+    path = spool.put(report)
+    if _drain(client, spool, size, blocking=False) is None:
+        log.info("berth: report for %s left to the spool's sender", describe(report))
+        return "batched"
+    return spool.status(path)
+
+
+def submit(client: ApiClient, spool: Spool, reports: list[dict], size: int = MAX_REPORT_BATCH):
+    """Send many reports (``berth.resync``) through the spool, in lists; their statuses."""
+    paths = [spool.put(report) for report in reports]
+    _drain(client, spool, size, blocking=True)
+    return [spool.status(path) for path in paths]
+
+
+def flush(client: ApiClient, spool: Spool, size: int = MAX_REPORT_BATCH) -> dict:
+    """Re-send spooled reports oldest first, in lists of up to ``size``; stop at the first
+    request the API cannot take yet."""
+    return _drain(client, spool, size, blocking=True)
+
+
+def _send_alone(client: ApiClient, spool: Spool, report: dict) -> str:
+    try:
+        client.report_deployment(report)
+    except ApiError as exc:
+        if exc.retryable:
+            path = spool.put(report)
+            log.warning(
+                "berth: could not report %s (%s); spooled as %s", describe(report), exc, path.name
+            )
             return "spooled"
-        try:
-            client.report_deployment(report)
-        except ApiError as exc:
-            if exc.retryable:
-                path = spool.put(report)
-                log.warning(
-                    "berth: could not report %s (%s); spooled as %s",
-                    describe(report),
-                    exc,
-                    path.name,
-                )
-                return "spooled"
-            log.error("berth: API refused report for %s: %s", describe(report), exc)
-            spool.reject(spool.put(report))
-            return "rejected"
+        log.error("berth: API refused report for %s: %s", describe(report), exc)
+        spool.reject(spool.put(report))
+        return "rejected"
     log.info("berth: reported %s to the API", describe(report))
     return "sent"
 
 
-def flush(client: ApiClient, spool: Spool) -> dict:
-    """Re-send spooled reports oldest first; stop at the first one the API cannot take yet."""
-    with spool.locked():
-        return _flush(client, spool)
+def _drain(client: ApiClient, spool: Spool, size: int, blocking: bool) -> dict | None:
+    """Send the spool while holding it; None when another holds it. After letting it go, look
+    again: a caller that put a report while this one held the spool left it to this one (it
+    found the spool busy), so it is sent now rather than by the next scheduled flush."""
+    counts = None
+    while True:
+        with spool.locked(blocking) as held:
+            if not held:
+                return counts
+            done = _flush(client, spool, size)
+        counts = {k: (counts or {}).get(k, 0) + v for k, v in done.items()}
+        counts["remaining"] = done["remaining"]
+        if done["remaining"] or not spool.entries():
+            return counts
+        blocking = False
 
 
-def _flush(client: ApiClient, spool: Spool) -> dict:
+def _flush(client: ApiClient, spool: Spool, size: int) -> dict:
     counts = {"sent": 0, "rejected": 0, "remaining": 0}
     entries = spool.entries()
-    for index, path in enumerate(entries):
-        try:
-            report = spool.load(path)
-        except (OSError, ValueError) as exc:
-            log.error("berth: unreadable spooled report %s (%s); moved aside", path.name, exc)
-            spool.reject(path)
-            counts["rejected"] += 1
-            continue
-        try:
-            client.report_deployment(report)
-        except ApiError as exc:
-            if exc.retryable:
-                counts["remaining"] = len(entries) - index
-                log.info(
-                    "berth: API unavailable (%s); %d spooled report(s) kept",
-                    exc,
-                    counts["remaining"],
-                )
-                return counts
-            log.error("berth: API refused spooled report for %s: %s", describe(report), exc)
-            spool.reject(path)
-            counts["rejected"] += 1
-            continue
+    for start in range(0, len(entries), size):
+        batch = []
+        for path in entries[start : start + size]:
+            try:
+                batch.append((path, spool.load(path)))
+            except (OSError, ValueError) as exc:
+                log.error("berth: unreadable spooled report %s (%s); moved aside", path.name, exc)
+                spool.reject(path)
+                counts["rejected"] += 1
+        if batch and not _send_batch(client, spool, batch, counts):
+            counts["remaining"] = len(spool.entries())
+            log.info("berth: API unavailable; %d spooled report(s) kept", counts["remaining"])
+            return counts
+    return counts
+
+
+def _send_batch(client: ApiClient, spool: Spool, batch: list, counts: dict) -> bool:
+    """Send ``batch`` (``[(path, report)]``) and settle each: sent -> removed, refused -> moved
+    aside, as the report alone would be. False: the API cannot take them now (all kept)."""
+    if len(batch) == 1:
+        return _settle(spool, *batch[0], _answer(client.report_deployment, batch[0][1]), counts)
+    try:
+        answers = client.report_deployments([report for _, report in batch])
+    except ApiError as exc:
+        if exc.retryable:
+            log.info("berth: API unavailable (%s)", exc)
+            return False
+        named = refused_items(exc.body, len(batch))
+        if named is None:
+            # not an answer about the items (an API that takes no lists, a body too large):
+            # each is sent alone, as before lists
+            log.warning(
+                "berth: API refused a list of %d reports (%s); sending each", len(batch), exc
+            )
+            return all(_send_batch(client, spool, [item], counts) for item in batch)
+        for index in named:
+            path, report = batch[index]
+            _settle(spool, path, report, exc.status, counts, exc.body.get(str(index)))
+        rest = [item for index, item in enumerate(batch) if index not in named]
+        return _send_batch(client, spool, rest, counts) if rest else True
+    statuses = item_statuses(answers, len(batch))
+    if statuses is None:
+        # recorded or not, the answer does not say: keep them all (reports are idempotent)
+        log.error("berth: unexpected answer to a list of %d reports; kept", len(batch))
+        return False
+    kept = False
+    for (path, report), (status, errors) in zip(batch, statuses, strict=True):
+        kept |= not _settle(spool, path, report, status, counts, errors)
+    return not kept
+
+
+def _answer(send, report: dict) -> int | ApiError:
+    try:
+        send(report)
+    except ApiError as exc:
+        return exc
+    return 200
+
+
+def _settle(spool, path, report, outcome, counts, errors=None) -> bool:
+    """Apply one report's ``outcome`` (an HTTP status or the ApiError) to its spool file.
+    False when it is kept for a retry."""
+    status = outcome.status if isinstance(outcome, ApiError) else outcome
+    if status is not None and 200 <= status < 300:
         path.unlink(missing_ok=True)
         counts["sent"] += 1
         log.info("berth: delivered spooled report for %s", describe(report))
-    return counts
+        return True
+    error = outcome if isinstance(outcome, ApiError) else ApiError(f"{status}: {errors}", status)
+    if error.retryable:
+        return False
+    log.error("berth: API refused spooled report for %s: %s", describe(report), error)
+    spool.reject(path)
+    counts["rejected"] += 1
+    return True
+
+
+def refused_items(body, count: int) -> set[int] | None:
+    """The items a whole-list 400 names (``{"3": {...}}``: they break the schema), or None when
+    the error is not about items."""
+    if not isinstance(body, dict) or not body:
+        return None
+    named = set()
+    for key in body:
+        if not (isinstance(key, str) and key.isdigit() and int(key) < count):
+            return None
+        named.add(int(key))
+    return named
+
+
+def item_statuses(answers, count: int) -> list[tuple[int, object]] | None:
+    """``[(status, errors)]`` of a list's answer, in the order sent; None when the answer is not
+    one well-formed result per report."""
+    if not isinstance(answers, list) or len(answers) != count:
+        return None
+    statuses = []
+    for index, answer in enumerate(answers):
+        if not (
+            isinstance(answer, dict)
+            and answer.get("index") == index
+            and isinstance(answer.get("status"), int)
+            and not isinstance(answer.get("status"), bool)
+        ):
+            return None
+        statuses.append((answer["status"], answer.get("errors")))
+    return statuses

@@ -29,15 +29,22 @@ class Spool:
         return final
 
     @contextlib.contextmanager
-    def locked(self):
-        """Serialise flushes (the master schedule and the reactor may flush at once)."""
+    def locked(self, blocking: bool = True):
+        """Serialise flushes (the master schedule and the reactor may flush at once). Yields
+        whether the lock is held: with ``blocking=False`` False when another holds it now."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        held = False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                held = True
+            except BlockingIOError:
+                pass
+            yield held
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
     def entries(self) -> list[pathlib.Path]:
@@ -49,6 +56,15 @@ class Spool:
     @staticmethod
     def load(path: pathlib.Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def status(self, path: pathlib.Path) -> str:
+        """Where a report put as ``path`` is now: ``"spooled"`` (still queued), ``"rejected"``
+        (moved aside) or ``"sent"`` (gone: only a delivered report leaves the spool)."""
+        if path.exists():
+            return "spooled"
+        if (self.dir / "rejected" / path.name).exists():
+            return "rejected"
+        return "sent"
 
     def reject(self, path: pathlib.Path) -> pathlib.Path:
         """Move a report the API refused for good aside, for an operator to inspect."""

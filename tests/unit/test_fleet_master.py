@@ -1,12 +1,16 @@
 """Master-side plain code: token file, ext_pillar, report spool (against a fake HTTP server)."""
 
+import concurrent.futures
 import json
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from berth.contract import MAX_REPORT_BATCH
 from berth.master import forward as reports
 from berth.master.apiclient import ApiClient, ApiError, read_token
 from berth.master.minion_pillar import release_pillar
@@ -15,11 +19,13 @@ from berth.results import status_to_result
 
 
 class FakeApi:
-    """A tiny HTTP server: ``routes[(method, path)] = (status, body)``; records requests."""
+    """A tiny HTTP server: ``routes[(method, path)] = (status, body)`` (or a function of the
+    request body returning both); records requests; answers after ``delay`` seconds."""
 
     def __init__(self):
         self.routes = {}
         self.requests = []
+        self.delay = 0.0
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,9 +33,9 @@ class FakeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 api.requests.append((self.command, self.path, dict(self.headers), body))
-                status, payload = api.routes.get(
-                    (self.command, self.path), (404, {"detail": "Not found."})
-                )
+                route = api.routes.get((self.command, self.path), (404, {"detail": "Not found."}))
+                status, payload = route(body) if callable(route) else route
+                time.sleep(api.delay)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -148,6 +154,34 @@ def test_build_report_refuses_missing_fields():
         reports.build_report("", RESULT)
 
 
+REPORT = ("POST", "/master/deployments/report/")
+
+
+def answer_reports(refuse=None):
+    """The API's answer to a report or a list of them: 200 each, or ``refuse[unit_id]``."""
+    refuse = refuse or {}
+
+    def status(report):
+        return refuse.get(report["unit_id"], 200)
+
+    def answer(body):
+        if isinstance(body, dict):
+            return status(body), {} if status(body) == 200 else {"unit_id": ["No."]}
+        return 200, [
+            {"index": i, "status": status(r), "deployment": None, "errors": None}
+            for i, r in enumerate(body)
+        ]
+
+    return answer
+
+
+def sent_reports(api):
+    """The reports the API was sent, in order (lists flattened), and each request's size."""
+    bodies = [r[3] for r in api.requests if (r[0], r[1]) == REPORT]
+    flat = [b for body in bodies for b in (body if isinstance(body, list) else [body])]
+    return flat, [len(b) if isinstance(b, list) else 1 for b in bodies]
+
+
 def test_report_sent(fake_api, token_file, tmp_path):
     fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
     spool = Spool(str(tmp_path / "spool"))
@@ -158,7 +192,7 @@ def test_report_sent(fake_api, token_file, tmp_path):
     )
     assert status == "sent"
     assert fake_api.requests[0][3] == {"unit_id": "m-1", **RESULT}
-    assert spool.entries() == []
+    assert not any(spool.dir.glob("*.json"))  # quiet: sent at once, alone, never written
 
 
 def test_report_spooled_while_api_down_then_flushed_in_order(fake_api, token_file, tmp_path):
@@ -175,14 +209,11 @@ def test_report_spooled_while_api_down_then_flushed_in_order(fake_api, token_fil
     up = ApiClient.from_config(conf(fake_api.url, token_file))
     assert reports.flush(up, spool) == {"sent": 0, "rejected": 0, "remaining": 2}
 
-    fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
+    fake_api.routes[REPORT] = answer_reports()
+    fake_api.requests.clear()
     assert reports.flush(up, spool) == {"sent": 2, "rejected": 0, "remaining": 0}
-    sent = [
-        r[3]["release_id"]
-        for r in fake_api.requests
-        if r[3] and r[1] == "/master/deployments/report/" and r[0] == "POST"
-    ]
-    assert sent[-2:] == [7, 8]
+    sent, sizes = sent_reports(fake_api)
+    assert [r["release_id"] for r in sent] == [7, 8] and sizes == [2]  # one list
     assert spool.entries() == []
 
 
@@ -193,13 +224,13 @@ def test_new_report_waits_behind_spooled_ones(fake_api, token_file, tmp_path):
         spool,
         reports.build_report("m-1", RESULT),
     )
-    fake_api.routes[("POST", "/master/deployments/report/")] = (200, {})
+    fake_api.routes[REPORT] = answer_reports()
     up = ApiClient.from_config(conf(fake_api.url, token_file))
     assert (
         reports.deliver(up, spool, reports.build_report("m-1", {**RESULT, "release_id": 8}))
         == "sent"
     )
-    assert [r[3]["release_id"] for r in fake_api.requests] == [7, 8]
+    assert [r["release_id"] for r in sent_reports(fake_api)[0]] == [7, 8]
 
 
 def test_report_refused_by_api_is_set_aside_not_retried(fake_api, token_file, tmp_path):
@@ -268,3 +299,154 @@ def test_config_cli_prints_master_and_minion_options(capsys):
     assert minion["berth"]["sleep"]["script"] == "/h/berth-before-sleep"
     assert config.main(["minion", "nonsense"]) == 2
     assert config.main(["minion", "bogus=1"]) == 2
+
+
+# -- batched reports (issue 20, item 2) --
+
+
+def spool_down(tmp_path, token_file, count, unit="m"):
+    """A spool holding ``count`` reports (put while the API was down), oldest first."""
+    spool = Spool(str(tmp_path / "spool"))
+    down = ApiClient.from_config(conf("http://127.0.0.1:9", token_file))
+    for i in range(count):
+        body = reports.build_report(f"{unit}-{i}", {**RESULT, "release_id": i + 1})
+        assert reports.deliver(down, spool, body) == "spooled"
+    return spool
+
+
+def test_flush_sends_the_spool_in_lists_of_batch_size_in_order(fake_api, token_file, tmp_path):
+    spool = spool_down(tmp_path, token_file, 5)
+    fake_api.routes[REPORT] = answer_reports()
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    assert reports.flush(up, spool, 2) == {"sent": 5, "rejected": 0, "remaining": 0}
+    sent, sizes = sent_reports(fake_api)
+    assert [r["release_id"] for r in sent] == [1, 2, 3, 4, 5]
+    assert sizes == [2, 2, 1]  # the last one alone: the single-report body
+    assert isinstance(fake_api.requests[-1][3], dict)
+    assert spool.entries() == []
+
+
+def test_items_refused_in_a_list_are_moved_aside_the_rest_removed(fake_api, token_file, tmp_path):
+    spool = spool_down(tmp_path, token_file, 4)
+    fake_api.routes[REPORT] = answer_reports({"m-1": 400, "m-2": 404})
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    assert reports.flush(up, spool) == {"sent": 2, "rejected": 2, "remaining": 0}
+    assert spool.entries() == []
+    aside = sorted(
+        Spool.load(p)["unit_id"] for p in (tmp_path / "spool" / "rejected").glob("*.json")
+    )
+    assert aside == ["m-1", "m-2"]
+    assert sent_reports(fake_api)[1] == [4]
+
+
+@pytest.mark.parametrize("answer", [(503, {}), (401, {}), (200, {"not": "a list"}), "down"])
+def test_a_list_the_api_did_not_take_keeps_every_report(fake_api, token_file, tmp_path, answer):
+    spool = spool_down(tmp_path, token_file, 3)
+    fake_api.routes[REPORT] = answer if answer != "down" else (200, [])
+    url = fake_api.url if answer != "down" else "http://127.0.0.1:9"
+    client = ApiClient.from_config(conf(url, token_file))
+    assert reports.flush(client, spool) == {"sent": 0, "rejected": 0, "remaining": 3}
+    assert len(spool.entries()) == 3
+    if answer != "down":
+        assert sent_reports(fake_api)[1] == [3]  # one list, not one report after another
+    assert not (tmp_path / "spool" / "rejected").exists()
+
+
+def test_a_400_naming_items_of_the_list_sets_them_aside_and_sends_the_rest(
+    fake_api, token_file, tmp_path
+):
+    spool = spool_down(tmp_path, token_file, 3)
+
+    def answer(body):
+        if any(r["unit_id"] == "m-1" for r in body):  # the schema refuses item m-1: whole list
+            return 400, {
+                str(i): {"outcome": ["No."]} for i, r in enumerate(body) if r["unit_id"] == "m-1"
+            }
+        return answer_reports()(body)
+
+    fake_api.routes[REPORT] = answer
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    assert reports.flush(up, spool) == {"sent": 2, "rejected": 1, "remaining": 0}
+    assert [p.name for p in (tmp_path / "spool" / "rejected").iterdir()][0].endswith(".json")
+    assert sent_reports(fake_api)[1] == [3, 2]
+
+
+def test_a_list_refused_as_a_whole_is_sent_report_by_report(fake_api, token_file, tmp_path):
+    """An API that takes no lists (400 not about items): each report alone, as before lists."""
+    spool = spool_down(tmp_path, token_file, 3)
+
+    def answer(body):
+        if isinstance(body, list):
+            return 400, {"non_field_errors": ["Invalid data. Expected a dictionary."]}
+        return answer_reports({"m-2": 404})(body)
+
+    fake_api.routes[REPORT] = answer
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    assert reports.flush(up, spool) == {"sent": 2, "rejected": 1, "remaining": 0}
+    assert sent_reports(fake_api)[1] == [3, 1, 1, 1]
+
+
+def test_a_burst_of_reports_is_a_few_requests_and_none_is_left_behind(
+    fake_api, token_file, tmp_path
+):
+    """60 ``berth.report`` calls at once (the reactor's threads), the API taking 50 ms a request:
+    whoever holds the spool sends what piled up meanwhile; once every call returned, nothing is
+    left in the spool for the next scheduled flush."""
+    fake_api.routes[REPORT] = answer_reports()
+    fake_api.delay = 0.05
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    for round_ in range(3):
+        spool = Spool(str(tmp_path / f"spool-{round_}"))
+        fake_api.requests.clear()
+        start = threading.Barrier(60)
+
+        def one(i, spool=spool, start=start):
+            start.wait()
+            body = reports.build_report(f"m-{i}", {**RESULT, "release_id": i + 1})
+            return reports.deliver(up, spool, body)
+
+        with ThreadPoolExecutor(60) as pool:
+            statuses = list(pool.map(one, range(60)))
+        assert set(statuses) <= {"sent", "batched"}
+        assert spool.entries() == []
+        sent, sizes = sent_reports(fake_api)
+        assert sorted(r["release_id"] for r in sent) == list(range(1, 61))
+        assert len(sizes) <= 10, sizes
+
+
+def test_a_report_while_another_holds_the_spool_is_queued_there(fake_api, token_file, tmp_path):
+    fake_api.routes[REPORT] = answer_reports()
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    spool = Spool(str(tmp_path / "spool"))
+    with ThreadPoolExecutor(1) as pool, spool.locked():
+        # never waits for the holder (the reactor's thread is free for the next result)
+        answer = pool.submit(reports.deliver, up, spool, reports.build_report("m-1", RESULT))
+        waited = concurrent.futures.wait([answer], timeout=10).not_done
+        assert not waited, "berth.report waited for the spool's holder"
+        assert answer.result() == "batched"
+        assert len(spool.entries()) == 1 and fake_api.requests == []
+
+
+def test_answers_to_a_list_are_read_strictly():
+    good = [{"index": 0, "status": 200}, {"index": 1, "status": 400, "errors": {"signature": []}}]
+    assert reports.item_statuses(good, 2) == [(200, None), (400, {"signature": []})]
+    for bad in (
+        good[:1],
+        {"0": good[0]},
+        [good[1], good[0]],
+        [good[0], {"index": 1, "status": "200"}],
+        [good[0], {"index": 1, "status": True}],
+        [good[0], None],
+    ):
+        assert reports.item_statuses(bad, 2) is None, bad
+    assert reports.refused_items({"1": {}, "0": {}}, 2) == {0, 1}
+    for body in ({"2": {}}, {"non_field_errors": []}, {}, [], None, {"-1": {}}):
+        assert reports.refused_items(body, 2) is None
+
+
+def test_batch_size_is_capped_by_the_api_limit():
+    assert reports.batch_size({}) == MAX_REPORT_BATCH
+    assert reports.batch_size({"batch_size": 100}) == 100
+    assert reports.batch_size({"batch_size": 10**6}) == MAX_REPORT_BATCH
+    assert reports.batch_size({"batch_size": -5}) == 1
+    assert reports.batch_size({"batch_size": "many"}) == MAX_REPORT_BATCH
