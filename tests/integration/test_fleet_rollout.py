@@ -41,6 +41,46 @@ class Api:
         return resp.json() if resp.content else None
 
 
+class Project:
+    """The minions registered as devices, a registry, a project, the sleep hook installed."""
+
+    def __init__(self, api, salt_cli, salt_run_cli, minions, registry, testbed, repo):
+        self.api, self.repo = api, repo
+        ret = salt_run_cli.run("berth.register_minions")
+        assert ret.returncode == 0, ret
+        rows = api.call("GET", "/devices/?page_size=100")["results"]
+        devices = {d["unit_id"]: d["id"] for d in rows}
+        self.minion_of = {devices[m.id]: m for m in minions}
+        body = {"name": repo, "url": registry, "username": testbed.user}
+        self.registry_id = api.call(
+            "POST", "/docker/registries/", expect=201, json={**body, "password": testbed.password}
+        )["id"]
+        project = api.call("POST", "/docker/projects/", expect=201, json={"name": repo})["id"]
+        self.releases = f"/docker/projects/{project}/releases/"
+        for minion in minions:
+            ret = salt_cli.run("state.sls", "docker.sleep", minion_tgt=minion.id)
+            assert ret.returncode == 0, ret
+
+    def release(self, version, image, tag, rollout=None, **targets):
+        """A release of one container ``app`` for ``targets`` (``devices`` or ``device_tags``)."""
+        body = {
+            "version": version,
+            **targets,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": f"{self.repo}/{image}",
+                    "tag": tag,
+                    "startup_parameters": {"network_mode": "none", "restart_policy": "no"},
+                    "registry": self.registry_id,
+                }
+            ],
+        }
+        if rollout:
+            body["rollout"] = rollout
+        return self.api.call("POST", self.releases, expect=201, json=body)
+
+
 def test_halt_then_waves_then_offline_revert(
     fleet_api, four_minions, salt_cli, salt_run_cli, testbed, build_image, private_registry
 ):
@@ -54,48 +94,15 @@ def test_halt_then_waves_then_offline_revert(
     ):
         build_image(f"{registry}/{repo}/{image}:{tag}", cmd=cmd)
 
-    ret = salt_run_cli.run("berth.register_minions")
-    assert ret.returncode == 0, ret
-    devices = {d["unit_id"]: d["id"] for d in api.call("GET", "/devices/?page_size=100")["results"]}
-    minion_of = {devices[m.id]: m for m in four_minions}
+    fleet = Project(api, salt_cli, salt_run_cli, four_minions, registry, testbed, repo)
+    minion_of, releases = fleet.minion_of, fleet.releases
     assert len(minion_of) == 4
-    reg = api.call(
-        "POST",
-        "/docker/registries/",
-        expect=201,
-        json={
-            "name": repo,
-            "url": registry,
-            "username": testbed.user,
-            "password": testbed.password,
-        },
-    )
-    project = api.call("POST", "/docker/projects/", expect=201, json={"name": repo})["id"]
-    releases = f"/docker/projects/{project}/releases/"
     # the devices carry a tag; the rollouts target the tag
     for device_id in minion_of:
         api.call("PATCH", f"/devices/{device_id}/", json={"tags": ["rollout-fleet"]})
-    for minion in four_minions:
-        ret = salt_cli.run("state.sls", "docker.sleep", minion_tgt=minion.id)
-        assert ret.returncode == 0, ret
 
     def release(version, image, tag, rollout=None):
-        body = {
-            "version": version,
-            "device_tags": ["rollout-fleet"],
-            "containers": [
-                {
-                    "name": "app",
-                    "image": f"{repo}/{image}",
-                    "tag": tag,
-                    "startup_parameters": {"network_mode": "none", "restart_policy": "no"},
-                    "registry": reg["id"],
-                }
-            ],
-        }
-        if rollout:
-            body["rollout"] = rollout
-        return api.call("POST", releases, expect=201, json=body)
+        return fleet.release(version, image, tag, rollout, device_tags=["rollout-fleet"])
 
     def rollout(rel):
         return api.call("GET", f"{releases}{rel['id']}/rollout/")
