@@ -1,6 +1,7 @@
 """Configuration from the environment: ``DATABASE_URL``, ``BERTH_SECRET_KEY``, ``BERTH_INSTANCE_PATH``,
 the account page's session lifetimes (``BERTH_SESSION_IDLE_SECONDS``, ``BERTH_SESSION_MAX_SECONDS``),
-``BERTH_TRUSTED_PROXIES`` (how many reverse proxies in front of the API add ``X-Forwarded-For``)."""
+``BERTH_TRUSTED_PROXIES`` (how many reverse proxies in front of the API add ``X-Forwarded-For``),
+``BERTH_SQLITE_BUSY_SECONDS`` (how long a SQLite writer waits for another's write lock)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ SQLITE_FILE = "berth.sqlite3"
 # Account-page sessions end after this long without a request, and this long after the login
 # whatever happens (docs/security.md, "Login and sessions").
 SESSION_LIFETIMES = {"BERTH_SESSION_IDLE_SECONDS": 30 * 60, "BERTH_SESSION_MAX_SECONDS": 12 * 3600}
+
+# SQLite has one writer at a time: another waits this long for the write lock before "database is
+# locked" (docs/architecture.md "Databases").
+SQLITE_BUSY_SECONDS = 10
 
 
 def normalize_database_url(url: str) -> str:
@@ -99,7 +104,12 @@ def base_config(instance_path: str, overrides: dict) -> dict:
     if not secret:
         secret = load_or_create_secret_key(instance_path)
     url = normalize_database_url(url)
-    engine_options = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
+    if url.startswith("sqlite"):
+        # the driver's timeout is SQLite's busy timeout (sqlite3_busy_timeout)
+        busy = _positive_seconds("BERTH_SQLITE_BUSY_SECONDS", SQLITE_BUSY_SECONDS)
+        engine_options = {"connect_args": {"timeout": busy}}
+    else:
+        engine_options = {"pool_pre_ping": True}
     return {
         "SQLALCHEMY_DATABASE_URI": url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
@@ -117,8 +127,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
-        # WAL lets several gunicorn workers read while one writes.
+        # WAL lets several gunicorn workers read while one writes (the busy timeout: connect_args).
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
