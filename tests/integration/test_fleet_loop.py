@@ -505,14 +505,16 @@ def test_fallback_salt_call_busy_until_its_timeout_reports_failed_then_waits_and
     minion = fleet.minions[0]
     release = fleet.release("3.0.0-fallback-busy", [("app", "app", "v1")], [minion])
     before = containers_on(minion)
-    hold_the_minion(salt_cli, minion, 45)
+    hold_the_minion(salt_cli, minion, 60)
 
-    proc = run_fallback_hook(minion, timeout=6)
+    # 15 s: on a loaded machine each salt-call takes seconds to start, and the hook must still
+    # have time left to see the busy minion and report (the minion stays busy for 60 s)
+    proc = run_fallback_hook(minion, timeout=15)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err
     assert "local API unavailable" in err and "minion busy" in err, err
     row = fleet.wait_status(release["id"], minion, "failed", timeout=60)
-    assert "could not apply within its 6s timeout" in row["error"], row
+    assert "could not apply within its 15s timeout" in row["error"], row
     assert "is running as PID" in row["error"], row
     assert containers_on(minion) == before  # nothing stopped, nothing started
 
