@@ -445,8 +445,8 @@ def test_answers_to_a_list_are_read_strictly():
 
 
 def test_batch_size_is_capped_by_the_api_limit():
-    assert reports.batch_size({}) == MAX_REPORT_BATCH
-    assert reports.batch_size({"batch_size": 100}) == 100
+    assert reports.batch_size({}) == reports.DEFAULT_BATCH == 100
+    assert reports.batch_size({"batch_size": 250}) == 250
     assert reports.batch_size({"batch_size": 10**6}) == MAX_REPORT_BATCH
     assert reports.batch_size({"batch_size": -5}) == 1
-    assert reports.batch_size({"batch_size": "many"}) == MAX_REPORT_BATCH
+    assert reports.batch_size({"batch_size": "many"}) == 100
