@@ -14,6 +14,7 @@ from typing import Any
 
 from api.errors import ValidationError
 from api.limits import MAX_DB_ID, MAX_JSON_DEPTH
+from berth import registryclient
 
 # distribution/reference grammar (github.com/distribution/reference, regexp.go)
 _ALNUM = r"[a-z0-9]+"
@@ -226,14 +227,28 @@ def docker_image(value: Any) -> str:
     return value
 
 
-def docker_tag(value: Any) -> str:
+def _matching(value: Any, pattern: re.Pattern, what: str) -> str:
     if not isinstance(value, str):
         raise FieldError("Not a valid string.")
-    if not TAG_RE.fullmatch(value):
-        raise FieldError(
-            f'"{value}" is not a valid Docker tag (up to 128 letters, digits, _ . -, not starting with . or -).'
-        )
+    if not pattern.fullmatch(value):
+        raise FieldError(f'"{value[:200]}" is not {what}.')
     return value
+
+
+def docker_tag(value: Any) -> str:
+    return _matching(
+        value,
+        TAG_RE,
+        "a valid Docker tag (up to 128 letters, digits, _ . -, not starting with . or -)",
+    )
+
+
+DIGEST_RE = re.compile(rf"^{registryclient.DIGEST_RE.pattern}$")
+
+
+def image_digest(value: Any) -> str:
+    """``sha256:`` and 64 lowercase hex digits, as Docker shows an image's digest."""
+    return _matching(value, DIGEST_RE, 'an image digest: "sha256:" and 64 lowercase hex digits')
 
 
 def container_name(value: Any) -> str:

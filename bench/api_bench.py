@@ -298,6 +298,7 @@ def main() -> int:
                     "registry": data["registry"],
                 }
             ],
+            "pin_digests": False,  # an image never pushed: run by tag (bench/pinning_bench.py measures pinning)
         }
         lua = (
             WRK_POST_LUA.replace(

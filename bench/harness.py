@@ -16,6 +16,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def app_in_process(name: str):
+    """(app, factory, user, user token headers): the API in-process on a temp SQLite database,
+    migrated, with account ``bench`` and one user (needs the repository on ``sys.path``)."""
+    import tempfile
+
+    from flask_migrate import upgrade
+
+    from api import create_app
+    from tests.fixtures.api import ApiFactory
+
+    tmp = tempfile.mkdtemp(prefix=f"berth-{name}-bench-")
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp}/api.sqlite3",
+            "SECRET_KEY": "bench",
+            "INSTANCE_PATH": tmp,
+        }
+    )
+    with app.app_context():
+        upgrade()
+    factory = ApiFactory(app)
+    user = factory.user(factory.account("bench"))
+    return app, factory, user, factory.token("user", user=user).headers
+
+
 def wait_for(predicate, timeout, what, interval=0.5):
     """Poll ``predicate`` until it returns something true (returned), or exit after ``timeout``."""
     deadline = time.monotonic() + timeout

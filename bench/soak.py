@@ -319,6 +319,7 @@ with app.app_context():
             "containers": [
                 {"name": "app", "image": "app", "tag": "1.0", "registry": self.registry}
             ],
+            "pin_digests": False,  # an image never pushed: run by tag (bench/pinning_bench.py measures pinning)
         }
         r = self.request(
             s,

@@ -21,7 +21,6 @@ import json
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # imports below need the repository on sys.path (set just above): E402 is expected
+from harness import app_in_process  # noqa: E402
+
 from api.limits import MAX_RELEASE_DEVICES, MAX_REMOVE_CONTAINERS  # noqa: E402
 from api.validation import container_name, list_of  # noqa: E402
 
@@ -61,25 +62,7 @@ def main() -> int:
         t, _ = timed(lambda n=n: old_unique(names[:n]), 1)
         print(f"old list.count duplicate check, {n:,} names:          {t * 1000:8.1f} ms")
 
-    from flask_migrate import upgrade
-
-    from api import create_app
-    from tests.fixtures.api import ApiFactory
-
-    tmp = tempfile.mkdtemp(prefix="berth-validation-bench-")
-    app = create_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp}/api.sqlite3",
-            "SECRET_KEY": "bench",
-            "INSTANCE_PATH": tmp,
-        }
-    )
-    with app.app_context():
-        upgrade()
-    factory = ApiFactory(app)
-    account = factory.account("bench")
-    user = factory.user(account)
-    headers = factory.token("user", user=user).headers
+    app, factory, user, headers = app_in_process("validation")
     master = factory.token("master", user=user).headers
     client = app.test_client()
     project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]

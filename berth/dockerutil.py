@@ -9,6 +9,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from berth import registryclient
+
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
@@ -32,7 +34,10 @@ def client(url: str, timeout: int = 120) -> docker.DockerClient:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """``host:port/name:tag`` -> (``host:port/name``, ``tag``)."""
+    """``host:port/name:tag`` -> (``host:port/name``, ``tag``); ``name@sha256:...`` -> (name, digest)."""
+    name, sep, digest = ref.partition("@")
+    if sep:
+        return name, digest
     name, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return ref, "latest"
@@ -63,19 +68,25 @@ def list_containers(cli: docker.DockerClient) -> list[dict]:
 
 
 def local_image_refs(cli: docker.DockerClient) -> set[str]:
+    """Every reference the engine has an image for: tags and digests (``name@sha256:...``)."""
     refs: set[str] = set()
     for img in cli.api.images():
         refs.update(t for t in (img.get("RepoTags") or []) if t != "<none>:<none>")
+        refs.update(d for d in (img.get("RepoDigests") or []) if not d.startswith("<none>@"))
     return refs
+
+
+def repo_digests(cli: docker.DockerClient, ref: str) -> list[str] | None:
+    """``RepoDigests`` of the image ``ref`` names on the engine; None when it has none such."""
+    try:
+        return list(cli.api.inspect_image(ref).get("RepoDigests") or [])
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def registry_host(url: str) -> str:
     """Registry address as used in image references: no scheme, no trailing slash."""
-    url = url.strip()
-    for scheme in ("https://", "http://"):
-        if url.startswith(scheme):
-            url = url[len(scheme) :]
-    return url.rstrip("/")
+    return registryclient.host_of(url)
 
 
 def login(cli: docker.DockerClient, url: str, username: str, password: str) -> None:

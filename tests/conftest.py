@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.docker",
     "tests.fixtures.salt",
     "tests.fixtures.logbook",
+    "tests.fixtures.registry",
 ]
 
 

@@ -149,6 +149,8 @@ class ReleaseContainer(db.Model):
     registry_id: Mapped[int | None] = mapped_column(
         ForeignKey("registries.id", ondelete="RESTRICT"), index=True
     )
+    # sha256:<64 hex> the release pins (docs/release.md "Digest pinning"); null: run by tag
+    digest: Mapped[str | None] = mapped_column(String(71))
 
     release: Mapped[Release] = relationship(back_populates="containers")
     pull_registry: Mapped[Registry | None] = relationship()

@@ -31,6 +31,7 @@ from api.serializers.releases import (
     serialize_release,
     serialize_releases,
 )
+from api.services import pinning
 from api.services import releases as service
 from api.services.deployments import deployments_of, queue_release, unlist_devices
 
@@ -62,6 +63,8 @@ def list_releases(project_id: int):
 def create_release(project_id: int):
     project = owned_or_404(Project, project_id)
     values = service.validate_release(json_body(), project, None)
+    if values["pin_digests"]:
+        pinning.pin(values["containers"])
     devices = values["devices"]
     device_ids = [d[0] for d in devices]
     release = Release(
@@ -80,6 +83,7 @@ def create_release(project_id: int):
             startup_parameters=c["startup_parameters"],
             purge_data=c["purge_data"],
             registry_id=c["registry"],
+            digest=c["digest"],
         )
         for i, c in enumerate(values["containers"])
     ]
@@ -97,7 +101,12 @@ def create_release(project_id: int):
     audit.record(
         "release.create",
         target=f"release:{release.id}",
-        details={"project": project.id, "version": release.version, "devices": len(device_ids)},
+        details={
+            "project": project.id,
+            "version": release.version,
+            "devices": len(device_ids),
+            "pin_digests": values["pin_digests"],
+        },
     )
     service.commit(release.version)
     log.info(
@@ -125,9 +134,7 @@ def update_release(project_id: int, release_id: int):
     project, release = service.release_of(project_id, release_id)
     body = json_body()
     values = service.validate_release(body, project, release, partial=is_partial())
-    if "containers" in values and values["containers"] != [
-        container_spec(c) for c in release.containers
-    ]:
+    if "containers" in values and not _same_containers(values["containers"], release.containers):
         raise Conflict("Containers of an existing release cannot be changed; create a new release.")
     if "remove_containers" in values and values["remove_containers"] != list(
         release.remove_containers
@@ -154,6 +161,19 @@ def update_release(project_id: int, release_id: int):
     )
     service.commit(release.version)
     return serialize_release(release)
+
+
+def _same_containers(given: list[dict], stored: list[ReleaseContainer]) -> bool:
+    """A body without a container's ``digest`` does not change the digest pinned at creation."""
+    if len(given) != len(stored):
+        return False
+    for body, container in zip(given, stored, strict=True):
+        spec = container_spec(container)
+        if body.get("digest") is None:
+            spec["digest"] = None
+        if body != spec:
+            return False
+    return True
 
 
 @bp.delete("/docker/projects/<int:project_id>/releases/<int:release_id>/")

@@ -38,6 +38,7 @@ from api.schemas.rollouts import TAG, RolloutPolicy
 from api.schemas.startup_parameters import StartupParameters
 from api.validation import (
     CONTAINER_NAME_RE,
+    DIGEST_RE,
     IMAGE_NAME_RE,
     MAX_DB_ID,
     NON_BLANK,
@@ -47,6 +48,7 @@ from api.validation import (
     container_name,
     docker_image,
     docker_tag,
+    image_digest,
     json_value,
     list_of,
     string,
@@ -111,6 +113,16 @@ class ContainerInput(RequestBody):
         int | None,
         rule(registry_ref, nullable=True),
         doc("Registry id; pulled as `<url>/<image>:<tag>`."),
+    ] = None
+    digest: Annotated[
+        str | None,
+        rule(image_digest, nullable=True),
+        doc(
+            "The image's digest (`sha256:` + 64 hex digits); when given it is pinned as it is and "
+            "the tag is not looked up. Absent: the API resolves `image:tag` on its registry at "
+            'creation (docs/release.md "Digest pinning").',
+            pattern=DIGEST_RE.pattern,
+        ),
     ] = None
 
 
@@ -250,6 +262,16 @@ class ReleaseInput(RequestBody):
             "Staged rollout; absent or null: every target at once. Immutable after creation (409)."
         ),
     ] = None
+    pin_digests: Annotated[
+        bool,
+        rule(boolean),
+        doc(
+            "Creation only. true (default): every container without a `digest` is pinned to the "
+            "digest its registry serves for `image:tag` now, and a tag that cannot be resolved is a "
+            "400 naming the container. false: containers without a `digest` run by tag (recorded "
+            "in the audit log)."
+        ),
+    ] = True
 
 
 class Container(ResponseBody):
@@ -260,6 +282,13 @@ class Container(ResponseBody):
     startup_parameters: StartupParameters
     purge_data: bool
     registry: int | None
+    digest: Annotated[
+        str | None,
+        doc(
+            "The pinned digest the device pulls and runs (`image@digest`); null: run by tag.",
+            pattern=DIGEST_RE.pattern,
+        ),
+    ]
     fully_qualified_name: Annotated[
         str, doc(contract.fully_qualified_name("{name}", "{release id}"), **READ_ONLY)
     ]

@@ -18,6 +18,7 @@ CONTAINER_FIELDS = (
     "startup_parameters",
     "purge_data",
     "registry",
+    "digest",
 )
 
 
@@ -30,6 +31,7 @@ def serialize_container(container: ReleaseContainer) -> dict:
         "startup_parameters": dict(container.startup_parameters),
         "purge_data": container.purge_data,
         "registry": container.registry_id,
+        "digest": container.digest,
         "fully_qualified_name": container.fully_qualified_name,
     }
 

@@ -363,7 +363,7 @@ class Executor:
         if short:
             raise StepFailed(short)
         for step in steps:
-            if isinstance(step, (st.Login, st.Pull)):
+            if isinstance(step, (st.Login, st.Pull, st.CheckDigest)):
                 self._forward(step, target, changes)
         return changes
 
@@ -409,8 +409,19 @@ class Executor:
                 log.info(
                     "berth release %s on %s: pulling %s", target.release_id, self.device, step.ref
                 )
-                dockerutil.pull(self.cli, step.ref, auth)
+                try:
+                    dockerutil.pull(self.cli, step.ref, auth)
+                except dockerutil.PullError as exc:
+                    if "@" not in step.ref:
+                        raise
+                    raise StepFailed(
+                        f"refused: the registry does not serve the pinned image {step.ref} "
+                        f"({str(exc).split(' failed: ', 1)[-1]}); the release runs that digest or "
+                        "nothing, so nothing was stopped"
+                    ) from None
                 changes.setdefault("pulled", []).append(step.ref)
+            case st.CheckDigest():
+                self._check_digest(step.ref)
             case st.Stop():
                 self._undo(
                     "stopped",
@@ -457,6 +468,19 @@ class Executor:
                 self._verify(list(step.names))
             case _:
                 raise StepFailed(f"not a step to run before verification: {step!r}")
+
+    def _check_digest(self, ref: str) -> None:
+        """The image the engine has for ``<repo>@<digest>`` lists that digest in ``RepoDigests``."""
+        digests = dockerutil.repo_digests(self.cli, ref)
+        if digests is None:
+            raise StepFailed(
+                f"refused: the pinned image {ref} is not on the engine; nothing was stopped"
+            )
+        if ref not in digests:
+            raise StepFailed(
+                f"refused: the engine's image for {ref} does not have the pinned digest "
+                f"(its digests: {', '.join(digests) or 'none'}); nothing was stopped"
+            )
 
     def _commit(self, steps: list[st.Step], changes: dict) -> list[str]:
         """The post-verification steps; each is idempotent and tried even if an earlier one failed.

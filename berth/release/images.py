@@ -1,12 +1,15 @@
 """Image references of a release's containers.
 
 A container that names a registry is pulled as ``<registry url>/<image>:<tag>``;
-one without a registry as ``<image>:<tag>``.
+one without a registry as ``<image>:<tag>``. A container whose release pins a digest is
+pulled and run as ``<registry url>/<image>@sha256:...`` instead (docs/release.md "Digest
+pinning"); its ``required_tags`` stay tags.
 """
 
 from __future__ import annotations
 
 from berth.dockerutil import registry_host
+from berth.registryclient import DIGEST_RE
 
 
 class ReleaseError(ValueError):
@@ -38,6 +41,25 @@ def ref(image: str, tag: str, registry: dict | None = None) -> str:
     return f"{image}:{tag}"
 
 
+def pinned(image: str, digest: str, registry: dict | None = None) -> str:
+    if registry:
+        return f"{registry_host(registry['url'])}/{image}@{digest}"
+    return f"{image}@{digest}"
+
+
+def container_digest(container: dict) -> str | None:
+    """The container's pinned digest (pillar ``digest``), None when the release runs it by tag."""
+    digest = container.get("digest")
+    if digest is None:
+        return None
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+        raise ReleaseError(
+            f"docker:release container {container.get('name')!r}: 'digest' is not "
+            f"sha256:<64 hex digits>: {str(digest)[:80]!r}"
+        )
+    return digest
+
+
 def container_refs(container: dict, registries: dict | None) -> tuple[str, list[str]]:
     """(the image the container runs, the refs of its required tags)."""
     registry = (
@@ -45,6 +67,11 @@ def container_refs(container: dict, registries: dict | None) -> tuple[str, list[
         if container.get("registry") is not None
         else None
     )
-    main = ref(container["image"], container["tag"], registry)
+    digest = container_digest(container)
+    main = (
+        pinned(container["image"], digest, registry)
+        if digest
+        else ref(container["image"], container["tag"], registry)
+    )
     required = [ref(container["image"], t, registry) for t in container.get("required_tags") or []]
     return main, [r for r in required if r != main]

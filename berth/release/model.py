@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from berth import startup_params
 from berth.contract import Label, fully_qualified_name
 from berth.release import policy
-from berth.release.images import ReleaseError, container_refs, find_registry
+from berth.release.images import ReleaseError, container_digest, container_refs, find_registry
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class TargetContainer:
     registry_id: object  # pillar registry id or None
     create_kwargs: dict  # docker SDK containers.create kwargs (name/image/labels included)
     purge_paths: tuple[str, ...]
+    digest: str | None = None  # pinned digest: ``image`` is then ``<repo>@<digest>``
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,14 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
             )
         containers.append(
             TargetContainer(
-                name, fq_name, image, tuple(required), raw.get("registry"), kwargs, purge
+                name,
+                fq_name,
+                image,
+                tuple(required),
+                raw.get("registry"),
+                kwargs,
+                purge,
+                container_digest(raw),
             )
         )
 

@@ -2,7 +2,7 @@
 
 Steps are :mod:`berth.release.steps` objects in the order docs/release.md
 ("What an apply does") fixes:
-login, pull (all before anything is stopped), stop, purge, create, start, verify,
+login, pull, check_digest (all before anything is stopped), stop, purge, create, start, verify,
 then on success remove, drop_purged, prune, record. An empty plan means the
 target release is applied and all its containers are running.
 """
@@ -81,6 +81,8 @@ def plan(
         if str(registry_id) in pulling_from and (key is None or key not in current.logged_in):
             steps.append(st.Login(str(registry_id), entry["url"]))
     steps.extend(pulls)
+    for ref in dict.fromkeys(tc.image for tc in target.containers if tc.digest):
+        steps.append(st.CheckDigest(ref))
 
     old = old_containers(current, target)
     target_names = {c.fq_name for c in target.containers}

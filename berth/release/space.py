@@ -14,75 +14,18 @@ not on this machine (``docker.url`` pointing elsewhere) is not checked.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import re
 
-import requests
+from berth import registryclient
 
 log = logging.getLogger(__name__)
 
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386"}
-DOCKER_HUB = "registry-1.docker.io"
 
 
 class SizeUnknown(Exception):
     pass
-
-
-def split(ref: str) -> tuple[str, str, str]:
-    """(registry host, repository, tag or digest) of an image reference."""
-    name, sep, digest = ref.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = DOCKER_HUB, name
-    repo, _, tag = path.rpartition(":") if ":" in path.split("/")[-1] else (path, "", "latest")
-    if host == DOCKER_HUB and "/" not in repo:
-        repo = f"library/{repo}"
-    return host, repo, digest if sep else tag
-
-
-def _scheme(host: str, url: str | None) -> str:
-    if url and "://" in url:
-        return url.split("://", 1)[0]
-    hostname = host.rsplit(":", 1)[0].strip("[]")
-    try:
-        loopback = ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        loopback = hostname == "localhost"
-    # the engine talks plain HTTP to a loopback registry by default; so do we
-    return "http" if loopback else "https"
-
-
-def _get(session, url: str, auth: tuple[str, str] | None, accept: str, timeout: float):
-    r = session.get(url, headers={"Accept": accept}, auth=auth, timeout=timeout)
-    challenge = r.headers.get("WWW-Authenticate", "")
-    if r.status_code == 401 and challenge.lower().startswith("bearer "):
-        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-        realm = params.pop("realm", None)
-        if not realm:
-            raise SizeUnknown(f"{url}: bearer challenge without realm")
-        tok = session.get(realm, params=params, auth=auth, timeout=timeout)
-        tok.raise_for_status()
-        body = tok.json()
-        token = body.get("token") or body.get("access_token")
-        r = session.get(
-            url,
-            headers={"Accept": accept, "Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
-    if r.status_code != 200:
-        raise SizeUnknown(f"{url}: HTTP {r.status_code}")
-    return r.json()
 
 
 def image_size(
@@ -93,12 +36,11 @@ def image_size(
     timeout: float = 15.0,
 ) -> int:
     """Compressed bytes of ``ref``'s layers and config, from its registry manifest."""
-    host, repo, tag = split(ref)
-    base = f"{_scheme(host, registry_url)}://{host}/v2/{repo}/manifests/"
+    host, repo, tag = registryclient.split(ref)
     creds = (auth["username"], auth["password"]) if auth and auth.get("username") else None
-    with requests.Session() as session:
+    with registryclient.Client(host, registry_url, creds, timeout) as client:
         try:
-            manifest = _get(session, base + tag, creds, ", ".join(MANIFEST_TYPES), timeout)
+            manifest = client.manifest(repo, tag).json()
             if "manifests" in manifest:  # an index: the entry for this engine's platform
                 entries = manifest["manifests"]
                 chosen = next(
@@ -112,10 +54,8 @@ def image_size(
                 )
                 if chosen is None:
                     raise SizeUnknown(f"{ref}: no manifest for linux/{arch}")
-                manifest = _get(
-                    session, base + chosen["digest"], creds, ", ".join(MANIFEST_TYPES), timeout
-                )
-        except (requests.RequestException, ValueError) as exc:
+                manifest = client.manifest(repo, chosen["digest"]).json()
+        except (registryclient.RegistryError, ValueError, AttributeError, KeyError) as exc:
             raise SizeUnknown(f"{ref}: {exc}") from None
     layers = manifest.get("layers")
     if layers is None:

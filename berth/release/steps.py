@@ -67,6 +67,17 @@ class Pull(Step):
 
 
 @dataclass(frozen=True)
+class CheckDigest(Step):
+    """The engine's image for ``ref`` (``<repo>@sha256:...``) carries that digest; before any stop."""
+
+    action: ClassVar[str] = "check_digest"
+    ref: str
+
+    def describe(self) -> str:
+        return f"check that {self.ref} has its pinned digest"
+
+
+@dataclass(frozen=True)
 class Stop(Step):
     action: ClassVar[str] = "stop"
     name: str
@@ -185,7 +196,20 @@ class Record(Step):
 
 KINDS: dict[str, type[Step]] = {
     cls.action: cls
-    for cls in (Login, Pull, Stop, Purge, Create, Start, Verify, Remove, DropPurged, Prune, Record)
+    for cls in (
+        Login,
+        Pull,
+        CheckDigest,
+        Stop,
+        Purge,
+        Create,
+        Start,
+        Verify,
+        Remove,
+        DropPurged,
+        Prune,
+        Record,
+    )
 }
 
 

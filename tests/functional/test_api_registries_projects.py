@@ -134,6 +134,7 @@ def test_registry_in_use_cannot_be_deleted(client, user_token):
     body = {
         "version": "1",
         "containers": [{"name": "app", "image": "app", "tag": "1", "registry": rid}],
+        "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
     }
     assert (
         client.post(
@@ -196,6 +197,7 @@ def test_deleting_project_deletes_releases(app, client, user_token, device):
         "version": "1",
         "devices": [device.id],
         "containers": [{"name": "app", "image": "app", "tag": "1"}],
+        "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
     }
     client.post(f"/docker/projects/{pid}/releases/", json=body, headers=user_token.headers)
     assert client.delete(f"/docker/projects/{pid}/", headers=user_token.headers).status_code == 204

@@ -10,18 +10,32 @@ from api.extensions import db
 from api.models import Deployment
 from tests.fixtures.api import deployment_statuses
 
+pytestmark = pytest.mark.docker
+
 # The release body from the seed document ("Deploying docker containers on devices"), verbatim.
 SEED_RELEASE = json.loads("""
 {   "id": 1,   "version": "1.0.0",   "version_hash": "96a7191f",   "devices": [       "device_id"   ],   "containers": [       {           "name": "curveball",           "image": "curveball",           "tag": "delta-base-r0.0.0.1",           "required_tags": [               "base"           ],           "startup_parameters": {               "environment": "REQUESTS_CA_BUNDLE='/usr/local/share/ca-certificates/AdamCA.crt'",               "binds": [                   "/home/balenaEngine/data:/opt/RavenDB/Server/RavenData"               ],               "network_mode": "host",               "restart_policy": "always",               "privileged": true           },           "purge_data": false,           "registry": 1,           "fully_qualified_name": "deployment-curveball-1"       },       {           "name": "ravendb",           "image": "ravendb",           "tag": "base",           "required_tags": [],           "startup_parameters": {               "environment": "RAVEN_ARGS='--config-path /opt/RavenDB/Server/RavenData/settings.json'",               "binds": [                   "/home/balenaEngine/data:/opt/RavenDB/Server/RavenData"               ],               "network_mode": "host",               "restart_policy": "always",               "privileged": true           },           "purge_data": false,           "registry": 1,           "fully_qualified_name": "deployment-ravendb-1"       }   ],   "successful_deployments": [       "device_id"   ],   "remove_containers": [       "curveball",       "ravendb"   ]}
 """)
 
 
+@pytest.fixture(scope="session")
+def seed_images(registry_push):
+    """The seed's images on the testbed registry: its release body is pinned as it stands."""
+    for container in SEED_RELEASE["containers"]:
+        registry_push.image(container["image"], container["tag"])
+
+
 @pytest.fixture
-def setup(client, user_token, api_factory, account):
+def setup(client, user_token, api_factory, account, testbed, seed_images):
     headers = user_token.headers
     registry = client.post(
         "/docker/registries/",
-        json={"name": "r", "url": "127.0.0.1:5000", "username": "u", "password": "p"},
+        json={
+            "name": "r",
+            "url": testbed.registry,
+            "username": testbed.user,
+            "password": testbed.password,
+        },
         headers=headers,
     ).json
     project = client.post("/docker/projects/", json={"name": "proj"}, headers=headers).json
@@ -44,10 +58,12 @@ def seed_body(setup, devices=None):
 
 
 def simple_body(version="1", devices=(), **container):
+    # an image that was never pushed: run by tag (pinning: tests/functional/test_api_release_pinning.py)
     return {
         "version": version,
         "devices": [d.id for d in devices],
         "containers": [{"name": "app", "image": "app", "tag": "1.0", **container}],
+        "pin_digests": False,
     }
 
 
@@ -71,7 +87,8 @@ def test_seed_release_body_is_accepted_verbatim(app, client, setup):
     assert body["remove_containers"] == ["curveball", "ravendb"]
     assert [c["name"] for c in body["containers"]] == ["curveball", "ravendb"]
     for got, sent in zip(body["containers"], SEED_RELEASE["containers"], strict=True):
-        assert set(got) == set(sent)
+        assert set(got) == {*sent, "digest"}
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", got["digest"])
         for key in ("name", "image", "tag", "required_tags", "startup_parameters", "purge_data"):
             assert got[key] == sent[key]
         assert got["registry"] == setup["registry"]

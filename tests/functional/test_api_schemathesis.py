@@ -48,7 +48,13 @@ def seeded(app, api_factory, account, user, user_token, master_token, device, de
             "version": "1.0.0",
             "devices": [device.id],
             "containers": [
-                {"name": "app", "image": "app", "tag": "v1", "registry": registry["id"]}
+                {
+                    "name": "app",
+                    "image": "app",
+                    "tag": "v1",
+                    "registry": registry["id"],
+                    "digest": PINNED,  # registry.example is not a registry: pinned in the body
+                }
             ],
         },
         headers=headers,
@@ -105,8 +111,10 @@ POSITIVE_DATA_DRIFT = {
 }
 # Rules JSON Schema cannot express: a name unique in the account, an id that must exist in the
 # account, an enrollment token that must be real, an expiry in the future, container names unique
-# in a release, rollout waves increasing up to 100, a webhook host that resolves. A schema-valid (positive) case is fitted to
+# in a release, rollout waves increasing up to 100, a webhook host that resolves, an image:tag its
+# registry serves (a new release pins it: the fitted case gives the digest instead). A schema-valid (positive) case is fitted to
 # the database before it is sent, changing only those values; everything else stays generated.
+PINNED = "sha256:" + "0" * 64
 HOST_RE = re.compile(r"^([hH][tT][tT][pP][sS]?://)[^/:?]+")
 UNIQUE_FIELDS = {
     "/docker/projects/": "name",
@@ -149,6 +157,12 @@ def _fit_database(case, seeded) -> None:
                 if container["name"].strip() in names:
                     container["name"] = f"c{i}"
                 names.add(container["name"].strip())
+            if (
+                path == "/docker/projects/{project_id}/releases/"
+                and body.get("pin_digests") is not False
+                and container.get("digest") is None
+            ):
+                container["digest"] = PINNED
         waves = (body.get("rollout") or {}).get("waves")
         if waves:
             waves = sorted(set(waves))

@@ -43,6 +43,7 @@ def make_release(client, fleet, version="1.0.0", devices=None, **container):
             }
         ],
         "remove_containers": ["old"],
+        "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
     }
     resp = client.post(
         f"/docker/projects/{fleet['project']}/releases/", json=body, headers=fleet["user"]

@@ -45,6 +45,7 @@ def _create(client, headers, project, version, device_ids):
         "version": version,
         "devices": device_ids,
         "containers": [{"name": "app", "image": "app", "tag": "1"}],
+        "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
     }
     return client.post(f"/docker/projects/{project}/releases/", json=body, headers=headers)
 

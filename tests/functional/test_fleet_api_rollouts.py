@@ -50,6 +50,7 @@ class Fleet:
             "version": version or f"v{self.n}",
             "devices": list(devices),
             "containers": CONTAINERS,
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         }
         if rollout is not None:
             body["rollout"] = rollout

@@ -51,7 +51,12 @@ def test_release_and_registry_changes_are_audited_without_secrets(
     ]
     resp = client.post(
         f"/docker/projects/{project}/releases/",
-        json={"version": "1", "devices": [device.id], "containers": [SEED_CONTAINER]},
+        json={
+            "version": "1",
+            "devices": [device.id],
+            "containers": [SEED_CONTAINER],
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
+        },
         headers=user_token.headers,
     )
     assert resp.status_code == 201, resp.json

@@ -61,6 +61,7 @@ def create(client, user_token, device):
             "devices": [device.id],
             "containers": containers,
             "remove_containers": list(remove),
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         }
         return client.post(
             f"/docker/projects/{project}/releases/", json=body, headers=user_token.headers

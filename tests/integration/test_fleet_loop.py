@@ -287,12 +287,14 @@ def test_offline_device_applies_release_after_reconnecting(fleet, salt_minions):
     release = fleet.release("2.0.0", [("app", "app", "v1"), ("side", "app", "v3")], fleet.minions)
     minion.start(start_timeout=120)
 
-    # minion start reactor: registries + pre-pull of the pending release's images
+    # minion start reactor: registries + pre-pull of the pending release's images (by the digest
+    # the release pinned, docs/release.md "Digest pinning")
     cli = docker.DockerClient(base_url=minion.docker_host)
     try:
-        ref = f"{fleet.testbed.registry}/{fleet.repo}/app:v3"
+        digest = release["containers"][1]["digest"]
+        ref = f"{fleet.testbed.registry}/{fleet.repo}/app@{digest}"
         wait_for(
-            lambda: any(ref in img.tags for img in cli.images.list()),
+            lambda: any(ref in img.attrs.get("RepoDigests", []) for img in cli.images.list()),
             timeout=120,
             what=f"{ref} pre-pulled on reconnect",
         )

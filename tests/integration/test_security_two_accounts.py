@@ -220,6 +220,7 @@ def test_two_accounts_enrolled_on_one_master_reach_only_their_own_minion(tier, s
                 "version": f"{account}-1",
                 "devices": [devices[account]],
                 "containers": [{"name": f"{account}-app", "image": f"{account}/app", "tag": "1"}],
+                "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
             },
         )
     for account, minion in owners.items():
