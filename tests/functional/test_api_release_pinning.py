@@ -195,14 +195,10 @@ def test_a_put_without_digests_keeps_them_and_another_digest_is_409(client, pin,
     assert r.status_code == 409
 
 
-def test_the_pillar_carries_the_digest(app, pin, registry_push):
-    from api.models import Release
-    from api.serializers.releases import release_for_device
-
+def test_the_pillar_carries_the_digest(client, pin, registry_push, master_token):
     digest, _ = registry_push.image(f"{pin.repo}/app", "1")
     body = pin.create([{"image": f"{pin.repo}/app", "tag": "1"}])
-    with app.app_context():
-        from api.extensions import db
-
-        pillar = release_for_device(db.session.get(Release, body["id"]))
-    assert pillar["containers"][0]["digest"] == digest
+    resp = client.get(f"/master/minions/{pin.device.unit_id}/pillar/", headers=master_token.headers)
+    assert resp.status_code == 200, resp.json
+    assert resp.json["release"]["id"] == body["id"]
+    assert resp.json["release"]["containers"][0]["digest"] == digest

@@ -65,6 +65,7 @@ class Api:
             "version": f"v{self.n}",
             "devices": list(self.units),
             "containers": [{"name": "app", "image": "app", "tag": "1"}],
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
             **({"rollout": rollout} if rollout else {}),
         }
         return self.call("POST", f"/docker/projects/{self.project}/releases/", 201, json=body)

@@ -133,6 +133,7 @@ class World:
             "version": "1",
             "devices": [self.device.id],
             "containers": CONTAINERS,
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         }
         if rollout:
             body["rollout"] = rollout
@@ -280,6 +281,7 @@ ROUTE_CALLS = {
             "version": "1",
             "devices": [w.device.id],
             "containers": CONTAINERS,
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         },
     ),
     ("releases.update_release", "PATCH"): _release_update("PATCH"),

@@ -97,6 +97,7 @@ def release_for(client, who, device_id, version):
             "version": version,
             "devices": [device_id],
             "containers": [{"name": "app", "image": "app", "tag": "1"}],
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         },
         headers=who["user"],
     )

@@ -325,6 +325,9 @@ def test_a_release_the_policy_now_refuses_gains_no_device_and_is_served_to_none(
         container = copy.deepcopy(SEED_CONTAINERS[1])
         container["startup_parameters"]["privileged"] = privileged
         body = {"version": version, "devices": [d.id for d in devices], "containers": [container]}
+        body["pin_digests"] = (
+            False  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
+        )
         resp = client.post(
             f"/docker/projects/{project}/releases/", json={**body, **extra}, headers=headers
         )

@@ -30,6 +30,7 @@ def setup(client, app, api_factory, account, user_token, master_token):
             "version": "1",
             "devices": [d.id for d in devices],
             "containers": [{"name": "app", "image": "i", "tag": "1"}],
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
         },
         headers=user_token.headers,
     )

@@ -151,6 +151,7 @@ def _release_for(s: requests.Session, lb: str, project_id: int, device) -> None:
         "version": device.unit_id,
         "devices": [device.id],
         "containers": [{"name": "app", "image": "app", "tag": "1"}],
+        "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
     }
     r = s.post(f"{lb}/docker/projects/{project_id}/releases/", json=body)
     assert r.status_code == 201, r.text

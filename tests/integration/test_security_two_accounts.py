@@ -315,6 +315,7 @@ def _release(tier, account, device_id, version, more_devices=(), rollout=None):
             "version": version,
             "devices": [device_id, *more_devices],
             "containers": [{"name": f"{account}-app", "image": f"{account}/app", "tag": "1"}],
+            "pin_digests": False,  # images never pushed: run by tag (pinning: test_api_release_pinning.py)
             **({"rollout": rollout} if rollout else {}),
         },
     )
