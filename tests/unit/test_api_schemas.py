@@ -58,7 +58,7 @@ def test_rules_decide_not_pydantic_coercion():
     bad = parse(DeploymentReport, {"unit_id": "m", "release_id": 1.5, "outcome": "applied"})
     assert bad.errors == {
         "release_id": ["A valid integer is required."],
-        "outcome": ['"applied" is not a valid choice: applying, succeeded, failed.'],
+        "outcome": ['"applied" is not a valid choice: applying, succeeded, failed, deferred.'],
     }
     assert (
         parse(DeploymentReport, {"unit_id": "m", "release_id": 1, "outcome": "failed"})[

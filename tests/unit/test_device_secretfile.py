@@ -32,7 +32,9 @@ def test_refuses_missing_and_empty(tmp_path):
 
 
 def test_the_local_api_uses_it(tmp_path):
-    assert localapi.read_local_token("") is None
+    # the engine always has a token file (default: next to the minion config); no path is an error
+    with pytest.raises(ValueError, match="cannot create token_file"):
+        localapi.read_local_token("")
     assert localapi.read_local_token(_file(tmp_path, "tok")) == "tok"
     with pytest.raises(ValueError, match="accessible by group or others"):
         localapi.read_local_token(_file(tmp_path, "tok", 0o644))
