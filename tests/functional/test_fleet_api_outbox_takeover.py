@@ -92,3 +92,37 @@ def test_a_step_never_published_is_published_by_the_next_worker(app, device, sta
         assert [(p.caller, p.jid) for p in standin.published()] == [
             ("worker-b", "20260101000000000001")
         ]
+
+
+def test_a_master_of_masters_job_waits_for_the_messages_minions(app, device, monkeypatch):
+    """Behind syndics the top master's job names no targets (it has no keys for them) and their
+    returns do not come up (docs/scale.md "Salt syndic tiers"): step 2 waits for the minions the
+    message names, up to BERTH_OUTBOX_STEP_WAIT, instead of following step 1 at once."""
+    from api.salt_client import JobInfo, new_jid
+
+    sent = []
+
+    def local_async(self, minions, fun, arg=None, kwarg=None, jid=None):
+        sent.append(fun)
+        return jid or new_jid(), []  # what salt-api on a master of masters answers
+
+    monkeypatch.setattr(SaltApiClient, "local_async", local_async)
+    monkeypatch.setattr(SaltApiClient, "job", lambda self, jid: JobInfo(jid=jid))
+    app.config.update(
+        BERTH_SALT_API_URL="http://127.0.0.1:9",
+        BERTH_SALT_API_USER="berth",
+        BERTH_SALT_API_PASSWORD="x",
+        BERTH_OUTBOX_STEP_WAIT="2",
+    )
+    with app.app_context():
+        enqueue_release_notification(1, [device.unit_id])
+        db.session.commit()
+        run_once()
+        assert sent == [REFRESH_PILLAR[0]]
+        time.sleep(1.1)  # past the step poll, within the step wait
+        run_once()
+        assert sent == [REFRESH_PILLAR[0]]
+        time.sleep(2)
+        run_once()
+        assert sent == [REFRESH_PILLAR[0], RELEASE_PULL[0]]
+        assert db.session.scalars(select(OutboxMessage)).one().delivered_at is not None
