@@ -257,8 +257,7 @@ def _core_paths() -> dict:
         },
     )
     rel_c["post"]["description"] = (
-        "Creates the release and queues it on every listed device. Token scope: user. "
-        "The seed's body is accepted verbatim."
+        "Creates the release and queues it on every listed device. Token scope: user."
     )
     paths["/docker/projects/{project_id}/releases/"] = rel_c
     paths["/docker/projects/{project_id}/releases/{release_id}/"] = rel_i

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Index, String, Text, func, select
+from sqlalchemy import JSON, Index, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -159,14 +159,6 @@ def due_messages(limit: int, now: datetime | None = None) -> list[OutboxMessage]
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(db.session.scalars(stmt))
-
-
-def pending_count() -> int:
-    return db.session.scalar(
-        select(func.count(OutboxMessage.id)).where(
-            OutboxMessage.delivered_at.is_(None), OutboxMessage.gave_up_at.is_(None)
-        )
-    )
 
 
 def init_app(app) -> None:

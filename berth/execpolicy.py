@@ -234,10 +234,6 @@ def allows_function(fun: str, allowed: Iterable[str | Entry]) -> bool:
     return any(fnmatch.fnmatchcase(fun, e.fun) for e in entries)
 
 
-def parse_entries(texts: Iterable[str]) -> list[Entry]:
-    return [parse_entry(t) for t in texts]
-
-
 def split_kwarg_strings(arg: list) -> tuple[list, dict]:
     """Positional arguments as Salt sees them: ``name=value`` strings are keyword arguments."""
     positional, implicit = [], {}

@@ -314,8 +314,3 @@ def sync(account_id: int, unit_ids: list[str], master: str) -> dict[str, list[st
             ],
         )
     return {"created": created, "existing": existing, "pending": pending}
-
-
-def pending_filter(devices=Device.__table__):
-    """SQL: the device is pending (not enrolled in its account)."""
-    return ~enrolled_clause(devices)
