@@ -21,7 +21,9 @@ KWARG_NAME_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*
 # name=value words (keyword arguments). Quoting, YAML values ([1, 2], 0x1F) and other names
 # also work, but only these are sure to pass every rule (``command_line``).
 _WORD = r"[A-Za-z][A-Za-z0-9_.,/@%+-]*"
-COMMAND_LINE_PATTERN = rf"^{_FUN}(?: +(?:[A-Za-z][A-Za-z0-9_]*=(?:{_WORD})?|{_WORD}))*$"
+# The function name is at most 255 characters (``function_name``): 1 + 126 + 1 + 1 + 126.
+_SHORT_FUN = r"[A-Za-z_][A-Za-z0-9_]{0,126}\.[A-Za-z_][A-Za-z0-9_]{0,126}"
+COMMAND_LINE_PATTERN = rf"^{_SHORT_FUN}(?: +(?:[A-Za-z][A-Za-z0-9_]*=(?:{_WORD})?|{_WORD}))*$"
 # An http(s) URL with a host name or IPv4 address, as OpenAPI shows it (``http_url`` takes any
 # URL with an http(s) scheme, a host and a valid port). The host must also resolve, to public
 # addresses only (api/security/ssrf.py): not a rule a schema can tell.

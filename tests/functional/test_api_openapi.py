@@ -1,9 +1,11 @@
 """/openapi.json and /docs/ are public and describe every endpoint."""
 
 import json
+import re
 
 from api.limits import MAX_REPORT_BATCH
 from api.openapi import _openapi_path
+from berth.execargs import MAX_COMMAND_LINE
 
 
 def _refs(node):
@@ -220,3 +222,27 @@ def test_registry_put_may_leave_the_password_out(client, user_token):
     del body["password"]
     resp = client.put(f"/docker/registries/{created['id']}/", json=body, headers=user_token.headers)
     assert resp.status_code == 200, resp.json
+
+
+def test_public_document_has_no_project_history_words(client):
+    """The document speaks to API clients: no words about how the project began."""
+    text = client.get("/openapi.json").get_data(as_text=True).lower()
+    assert "seed" not in text
+
+
+def test_execute_raw_command_schema_states_the_function_name_limit(client, user_token, device):
+    """A command line the document allows is one the server takes: the function name's 255
+    characters are in the pattern, the line's length in maxLength."""
+    command = client.get("/openapi.json").json["components"]["schemas"]["ExecuteRawInput"][
+        "properties"
+    ]["command"]
+    assert command["maxLength"] == MAX_COMMAND_LINE
+    too_long = "m" * 200 + "." + "f" * 100 + " curveball"
+    assert re.fullmatch(command["pattern"], too_long) is None
+    resp = client.post(
+        f"/dongle/devices/{device.id}/execute_raw/",
+        json={"command": too_long},
+        headers=user_token.headers,
+    )
+    assert resp.status_code == 400 and "command" in resp.json, resp.json
+    assert re.fullmatch(command["pattern"], "m" * 127 + "." + "f" * 127 + " curveball")
