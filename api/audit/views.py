@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Blueprint, g, request
@@ -36,11 +37,17 @@ def serialize_entry(entry: AuditEntry) -> dict:
     }
 
 
+# a date and a time (``format: date-time``), not a bare date or an empty value
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
 def _time_arg(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    if not raw:
+    if name not in request.args:
         return None
+    raw = request.args[name]
     try:
+        if not _DATE_TIME.match(raw):
+            raise FieldError("Datetime has wrong format. Use ISO-8601.")
         return iso_datetime(raw)
     except FieldError as exc:
         raise ValidationError({name: exc.detail}) from None
@@ -100,12 +107,12 @@ PATHS = {
                 ),
                 _query(
                     "since",
-                    "From this time on (ISO-8601).",
+                    "From this time on (ISO-8601 date-time; without an offset: UTC).",
                     {"type": "string", "format": "date-time"},
                 ),
                 _query(
                     "until",
-                    "Before this time (ISO-8601).",
+                    "Before this time (ISO-8601 date-time; without an offset: UTC).",
                     {"type": "string", "format": "date-time"},
                 ),
                 _query(

@@ -226,6 +226,19 @@ def test_audit_filters_are_what_the_document_says(client, user_token):
     assert params["page_size"]["maximum"] == 1000 and params["user"]["minimum"] == 0
 
 
+def test_audit_time_filters_refuse_what_is_not_a_date_time(client, user_token):
+    """since/until are ``format: date-time``: an empty value, a bare date or a basic-format
+    date is a 400 naming the parameter, not a filter the server quietly reads or drops."""
+    for name in ("since", "until"):
+        for value in ("", "2020-01-01", "20200101", "2020-01-01T", "x2020-01-01T00:00:00"):
+            resp = client.get("/audit/", headers=user_token.headers, query_string={name: value})
+            assert resp.status_code == 400 and name in resp.json, (name, value, resp.json)
+        ok = client.get(
+            "/audit/", headers=user_token.headers, query_string={name: "2020-01-01T00:00:00"}
+        )
+        assert ok.status_code == 200, ok.json
+
+
 def test_project_delete_tag_change_rename_and_webhooks_are_audited(
     app, client, user_token, device, account
 ):
