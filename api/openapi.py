@@ -149,10 +149,12 @@ def _crud(
         "patch": {
             "tags": [tag],
             "summary": f"Update some fields of a {name}",
+            "description": "Any subset of the fields; a request without a body is read as "
+            "`{}` (no field given), as DRF's partial update does.",
             "security": sec,
             "parameters": params,
             "requestBody": {
-                "required": True,
+                "required": False,
                 "content": {"application/json": {"schema": _ref(input_name)}},
             },
             "responses": {"200": _json(_ref(name)), **_ERRORS, **conflict},

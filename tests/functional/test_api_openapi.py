@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from api.limits import MAX_REPORT_BATCH
 from api.openapi import _openapi_path
 from berth.execargs import MAX_COMMAND_LINE
@@ -230,6 +232,7 @@ def test_public_document_has_no_project_history_words(client):
     assert "seed" not in text
 
 
+@pytest.mark.db
 def test_execute_raw_command_schema_states_the_function_name_limit(client, user_token, device):
     """A command line the document allows is one the server takes: the function name's 255
     characters are in the pattern, the line's length in maxLength."""
@@ -246,3 +249,41 @@ def test_execute_raw_command_schema_states_the_function_name_limit(client, user_
     )
     assert resp.status_code == 400 and "command" in resp.json, resp.json
     assert re.fullmatch(command["pattern"], "m" * 127 + "." + "f" * 127 + " curveball")
+
+
+@pytest.mark.db
+def test_patch_without_a_body_is_what_the_document_says(client, user_token, device):
+    """DRF reads a PATCH without a body as an empty partial update (200, the object): every
+    PATCH operation's requestBody says it is optional, and the server answers so."""
+    h = user_token.headers
+    registry = client.post(
+        "/docker/registries/",
+        json={"name": "r", "url": "registry.example:5000", "username": "u", "password": "p"},
+        headers=h,
+    ).json
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=h).json
+    container = {"name": "app", "image": "app", "tag": "v1", "digest": "sha256:" + "0" * 64}
+    release = client.post(
+        f"/docker/projects/{project['id']}/releases/",
+        json={"version": "1", "devices": [device.id], "containers": [container]},
+        headers=h,
+    ).json
+    paths = client.get("/openapi.json").json["paths"]
+    patched = {path for path, ops in paths.items() if "patch" in ops}
+    assert patched == {
+        "/devices/{device_id}/",
+        "/docker/registries/{registry_id}/",
+        "/docker/projects/{project_id}/",
+        "/docker/projects/{project_id}/releases/{release_id}/",
+    }
+    for path in patched:
+        assert paths[path]["patch"]["requestBody"]["required"] is False, path
+        url = path.format(
+            device_id=device.id,
+            registry_id=registry["id"],
+            project_id=project["id"],
+            release_id=release["id"],
+        )
+        before = client.get(url, headers=h).json
+        resp = client.patch(url, headers=h)
+        assert resp.status_code == 200 and resp.json == before, (path, resp.json)
