@@ -23,7 +23,7 @@ from api.schemas.projects import Project, ProjectInput
 from api.schemas.registries import Registry, RegistryInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
-from api.schemas.startup_parameters import StartupParameters
+from api.schemas.startup_parameters import StartupParameters, stored_schema
 
 REQUEST_BODIES = (
     StartupParameters,
@@ -56,4 +56,7 @@ RESPONSE_BODIES = (
 
 def openapi_components() -> dict[str, Any]:
     """``components.schemas`` of every body above (and the enums and models they refer to)."""
-    return component_schemas(REQUEST_BODIES, RESPONSE_BODIES)
+    return {
+        **component_schemas(REQUEST_BODIES, RESPONSE_BODIES),
+        "StoredStartupParameters": stored_schema(),
+    }

@@ -35,7 +35,6 @@ from api.schemas.base import (
     rule,
 )
 from api.schemas.rollouts import TAG, RolloutPolicy
-from api.schemas.startup_parameters import StartupParameters
 from api.validation import (
     CONTAINER_NAME_RE,
     DIGEST_RE,
@@ -279,7 +278,7 @@ class Container(ResponseBody):
     image: str
     tag: str
     required_tags: list[str]
-    startup_parameters: StartupParameters
+    startup_parameters: Annotated[dict[str, Any], ref("StoredStartupParameters")]
     purge_data: bool
     registry: int | None
     digest: Annotated[

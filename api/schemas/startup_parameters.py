@@ -11,7 +11,8 @@ follows it is never refused. Where the server takes more, the description says s
 ``/home/balenaEngine/data``; other paths need an account bind prefix, docs/security.md),
 ``devices`` the default device nodes, a shell-quoted string its plain-word form, and
 ``network_mode: container:<name>`` names that can be neither a protected container nor a
-container id.
+container id. A release read back shows its parameters as ``StoredStartupParameters``
+(:func:`stored_schema`): the same keys and types without these request-only bounds.
 """
 
 from __future__ import annotations
@@ -262,3 +263,45 @@ class StartupParameters(BaseModel):
             },
         ),
     ] = None
+
+
+# A response holds what was stored: any value the validator took, now or when the row was
+# written. The request schema shows only forms that always pass, so a stored shell-quoted string
+# with quotes, a bind under an account prefix or an older row can be outside it; the response
+# schema keeps the keys and their types and drops the request-only bounds.
+_REQUEST_ONLY = frozenset(
+    {
+        "pattern",
+        "propertyNames",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "not",
+        "default",  # a request's absent key; never a stored value
+        "title",
+    }
+)
+
+
+def _loosen(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _loosen(v) for k, v in node.items() if k not in _REQUEST_ONLY}
+    if isinstance(node, list):
+        return [_loosen(v) for v in node]
+    return node
+
+
+def stored_schema() -> dict:
+    """OpenAPI component ``StoredStartupParameters``: a release container's parameters as read
+    back."""
+    schema = _loosen(StartupParameters.model_json_schema())
+    schema.pop("additionalProperties", None)
+    schema["description"] = (
+        "The container's startup parameters as they were accepted (StartupParameters shows the "
+        "forms a request may use; a value read back may be any form the server took, e.g. a "
+        "shell-quoted environment string with quotes)."
+    )
+    return schema

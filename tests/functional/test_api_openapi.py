@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from api.limits import MAX_REPORT_BATCH
 from api.openapi import _openapi_path
@@ -287,3 +288,46 @@ def test_patch_without_a_body_is_what_the_document_says(client, user_token, devi
         before = client.get(url, headers=h).json
         resp = client.patch(url, headers=h)
         assert resp.status_code == 200 and resp.json == before, (path, resp.json)
+
+
+@pytest.mark.db
+def test_a_stored_release_reads_back_within_its_response_schema(client, user_token, device):
+    """The server takes a shell-quoted environment with quotes (the request schema shows only
+    plain words): the release read back still fits the document's Release schema."""
+    h = user_token.headers
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=h).json
+    container = {
+        "name": "app",
+        "image": "app",
+        "tag": "v1",
+        "digest": "sha256:" + "0" * 64,
+        "startup_parameters": {"environment": "A='x y' B=\"1 2\" C=z"},
+    }
+    created = client.post(
+        f"/docker/projects/{project['id']}/releases/",
+        json={"version": "1", "devices": [device.id], "containers": [container]},
+        headers=h,
+    )
+    assert created.status_code == 201, created.json
+    doc = client.get("/openapi.json").json
+    schemas = doc["components"]["schemas"]
+    validator = Draft202012Validator(_inline_refs(schemas["Release"], schemas))
+    for body in (
+        created.json,
+        client.get(
+            f"/docker/projects/{project['id']}/releases/{created.json['id']}/", headers=h
+        ).json,
+    ):
+        assert body["containers"][0]["startup_parameters"] == container["startup_parameters"]
+        errors = [e.message for e in validator.iter_errors(body)]
+        assert not errors, errors
+
+
+def _inline_refs(node, schemas):
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline_refs(schemas[node["$ref"].rsplit("/", 1)[1]], schemas)
+        return {k: _inline_refs(v, schemas) for k, v in node.items() if k != "components"}
+    if isinstance(node, list):
+        return [_inline_refs(v, schemas) for v in node]
+    return node
