@@ -56,8 +56,12 @@ PATHS = {
                 "parameters": _PARAMS,
                 "responses": {
                     "200": _json(_ref("Rollout")),
-                    "409": _json(_ref("Detail"), "The action makes no sense in this state."),
+                    "409": _json(
+                        _ref("Detail"),
+                        "The action makes no sense in this state, or the release has no rollout.",
+                    ),
                     **_ERRORS,
+                    "404": _json(_ref("Detail"), "Unknown release."),
                 },
             }
         }

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from api import audit
 from api.audit import audited
 from api.auth import require_token
-from api.errors import NotFound, ValidationError
+from api.errors import Conflict, NotFound, ValidationError
 from api.execute.models import settings_for
 from api.extensions import db
 from api.models import Project, Release
@@ -57,7 +57,9 @@ def get_rollout(project_id: int, release_id: int):
 def _action(action: RolloutAction):
     def view(project_id: int, release_id: int):
         release = _release(project_id, release_id)
-        _rollout(release)
+        if db.session.get(Rollout, release.id) is None:
+            # the release exists (a link from it can be followed); the action cannot apply
+            raise Conflict(f"Cannot {action}: this release has no rollout.")
         rollout = service.act(release, action, g.token.user_id, g.token.id)
         db.session.commit()
         return service.serialize(rollout)

@@ -251,10 +251,11 @@ def test_no_rollout_is_todays_behaviour(fleet):
     assert all(fleet.pillar(d) == release["id"] for d in devices)
     r = fleet.client.get(fleet.url(release, "rollout/"), headers=fleet.headers)
     assert r.status_code == 404
-    assert (
-        fleet.client.post(fleet.url(release, "rollout/pause/"), headers=fleet.headers).status_code
-        == 404
-    )
+    for action in ("pause", "resume", "abort", "revert"):
+        # a link from the release to an action can be followed: the release is there, the
+        # action cannot apply (409), as the document says
+        r = fleet.client.post(fleet.url(release, f"rollout/{action}/"), headers=fleet.headers)
+        assert r.status_code == 409 and "no rollout" in r.json["detail"], (action, r.json)
 
 
 def test_advance_pillar_before_in_and_after_the_wave(fleet):
