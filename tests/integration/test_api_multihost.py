@@ -262,9 +262,12 @@ def test_sessions_login_lockout_and_rollouts_span_the_hosts(cluster, api_factory
         "version": "1",
         "devices": [api_factory.device(account).id for _ in range(2)],
         "containers": [{"name": "app", "image": "app", "tag": "1"}],
+        "pin_digests": False,  # never pushed: run by tag
         "rollout": {"waves": [50, 100]},
     }
-    release = api.post(f"{host_b}/docker/projects/{project['id']}/releases/", json=body).json()
+    resp = api.post(f"{host_b}/docker/projects/{project['id']}/releases/", json=body)
+    assert resp.status_code == 201, resp.text
+    release = resp.json()
     rollout = f"/docker/projects/{project['id']}/releases/{release['id']}/rollout/"
     for act_on, read_on, action, state in (
         (host_a, host_b, "pause", "paused"),
