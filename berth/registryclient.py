@@ -1,4 +1,5 @@
-"""Docker Registry HTTP API v2, the few calls Berth makes itself: a manifest by tag or digest.
+"""Docker Registry HTTP API v2, the few calls Berth makes itself: a manifest by tag or digest,
+and a small blob (a cosign signature's payload, ``berth/signing.py``).
 
 Used by the API (a new release's ``image:tag`` pinned to the digest the registry serves,
 ``api/services/pinning.py``) and by the device (the size of what it is about to pull,
@@ -20,6 +21,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import time
 from dataclasses import dataclass
 
 import requests
@@ -95,12 +97,15 @@ def scheme(host: str, url: str | None = None) -> str:
     return "http" if loopback else "https"
 
 
-def _read(resp: requests.Response, limit: int) -> bytes:
+def _read(resp: requests.Response, limit: int, deadline: float | None = None) -> bytes:
+    """At most ``limit`` bytes of a body, read before ``deadline`` (``time.monotonic()``)."""
     body = b""
     for chunk in resp.iter_content(65536):
         body += chunk
         if len(body) > limit:
             raise RegistryError(RegistryError.BAD_ANSWER, f"more than {limit} bytes")
+        if deadline is not None and time.monotonic() > deadline:
+            raise RegistryError(RegistryError.UNREACHABLE, "timed out reading the answer")
     return body
 
 
@@ -131,20 +136,21 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def manifest(self, repo: str, reference: str) -> Manifest:
-        """The manifest ``repo:reference`` (a tag or a digest), its bytes checked against its digest."""
+    def manifest(
+        self,
+        repo: str,
+        reference: str,
+        limit: int = MAX_MANIFEST_BYTES,
+        deadline: float | None = None,
+    ) -> Manifest:
+        """The manifest ``repo:reference`` (a tag or a digest), its bytes checked against its
+        digest; at most ``limit`` bytes, read before ``deadline`` (``time.monotonic()``)."""
         what = f"{repo}@{reference}" if reference.startswith("sha256:") else f"{repo}:{reference}"
         url = f"{self.base}/v2/{repo}/manifests/{reference}"
-        resp = self._get(url, {"Accept": ", ".join(MANIFEST_TYPES)}, stream=True)
-        with resp:
-            if resp.status_code == 404:
-                raise RegistryError(
-                    RegistryError.UNKNOWN, f"{self.host} has no manifest {what}{_codes(resp)}"
-                )
-            _expect_ok(resp, f"{self.host}, for {what},")
-            body = _read(resp, MAX_MANIFEST_BYTES)
-            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            claimed = resp.headers.get("Docker-Content-Digest", "").strip()
+        accept = {"Accept": ", ".join(MANIFEST_TYPES)}
+        body, headers = self._fetch(url, accept, f"manifest {what}", limit, deadline)
+        media_type = headers.get("Content-Type", "").split(";")[0].strip()
+        claimed = headers.get("Docker-Content-Digest", "").strip()
         if media_type not in MANIFEST_TYPES:
             try:  # an OCI manifest may leave the type to its body
                 media_type = json.loads(body).get("mediaType") or media_type
@@ -168,6 +174,29 @@ class Client:
                 f"{self.host} served a manifest hashing to {digest} for {what}",
             )
         return Manifest(body, media_type, digest)
+
+    def blob(self, repo: str, digest: str, limit: int, deadline: float | None = None) -> bytes:
+        """The blob ``repo@digest``, at most ``limit`` bytes, its bytes checked against ``digest``."""
+        if not DIGEST_RE.fullmatch(digest):
+            raise RegistryError(RegistryError.BAD_ANSWER, f"{digest!r} is not a sha256 digest")
+        url = f"{self.base}/v2/{repo}/blobs/{digest}"
+        body, _ = self._fetch(url, {}, f"blob {repo}@{digest}", limit, deadline)
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(
+                RegistryError.BAD_ANSWER,
+                f"{self.host} served a blob for {repo}@{digest} that hashes to something else",
+            )
+        return body
+
+    def _fetch(self, url: str, headers: dict, what: str, limit: int, deadline: float | None):
+        """(body, response headers) of a GET answered 200; UNKNOWN for a 404."""
+        with self._get(url, headers, stream=True) as resp:
+            if resp.status_code == 404:
+                raise RegistryError(
+                    RegistryError.UNKNOWN, f"{self.host} has no {what}{_codes(resp)}"
+                )
+            _expect_ok(resp, f"{self.host}, for {what},")
+            return _read(resp, limit, deadline), resp.headers
 
     def _get(self, url: str, headers: dict, stream: bool = False) -> requests.Response:
         try:

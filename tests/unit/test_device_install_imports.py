@@ -21,8 +21,10 @@ def api_extra_imports() -> set[str]:
     return {re.split(r"[\[<>=!~;]", r, maxsplit=1)[0].lower().replace("-", "_") for r in reqs}
 
 
-# the API package itself and what its extra brings
-API_ONLY = {"api", "pydantic_core", *api_extra_imports()}
+# the API package itself and what its extra brings; but salt itself requires cryptography, so
+# every device has it (tests/integration/test_device_install.py SALT_BRINGS) and berth/signing.py
+# verifies image signatures with it there
+API_ONLY = {"api", "pydantic_core", *api_extra_imports()} - {"cryptography"}
 
 
 def imported_tops(source: str) -> set[str]:
