@@ -128,7 +128,9 @@ def _report_batch(items: list) -> list[dict]:
     for index, (item, report) in enumerate(reports):
         try:
             device = _device_by_unit_id(report.unit_id)
-            report_keys.check(device, item)  # only the device's own signature, item by item
+            # only the device's own signature, item by item: a refused item's audit row is
+            # committed with the list, the other items' work is kept
+            report_keys.check(device, item, batch=True)
             release = deployment_reports.resolve(device.account_id, report)
         except ApiError as exc:
             results[index] = _item(index, exc.status_code, errors=exc.body)

@@ -35,10 +35,14 @@ def report_key(device: Device) -> str:
     return derive(current_app.config["SECRET_KEY"], device.id, device.unit_id)
 
 
-def check(device: Device, body: dict) -> None:
+def check(device: Device, body: dict, *, batch: bool = False) -> None:
     """Refuse a report ``body`` (as sent, before any normalisation) that the device did not sign:
     400 naming ``signature``, an audit row ``report.refused`` in the device's account, and
-    nothing else changes."""
+    nothing else changes.
+
+    Alone (``batch`` false) the refusal is the request's whole outcome: its audit row is committed
+    here. An item of a list (``batch``) is refused alone: its audit row is added to the list's
+    transaction and committed with the other items' work, none of which is rolled back."""
     signature = body.get(results.SIGNATURE)
     if signature is None:
         reason = "This field is required: the device signs its result with its report key."
@@ -46,7 +50,8 @@ def check(device: Device, body: dict) -> None:
         return
     else:
         reason = f"Not signed with the report key of device {device.unit_id}."
-    db.session.rollback()  # nothing of this request is kept but the audit row
+    if not batch:
+        db.session.rollback()  # nothing of this request is kept but the audit row
     audit.record(
         "report.refused",
         account_id=device.account_id,
@@ -59,5 +64,6 @@ def check(device: Device, body: dict) -> None:
             "reason": "unsigned" if signature is None else "bad signature",
         },
     )
-    db.session.commit()
+    if not batch:
+        db.session.commit()
     raise ValidationError({results.SIGNATURE: [reason]})

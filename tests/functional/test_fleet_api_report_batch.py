@@ -180,3 +180,73 @@ def test_a_list_starts_the_next_wave_and_halts_exactly_once(fleet, app):
         ).all()
         assert len(halts) == 1
         assert counter_drift() == {}
+
+
+def test_a_refused_item_is_recorded_with_the_list_and_rolls_nothing_back(fleet):
+    """Review of issue 20: a forged item of a list is refused alone -- its 400 in the results and
+    its ``report.refused`` row in the list's one transaction, with the other items' work (an
+    earlier item's adoption by this master, their deployments); nothing is rolled back mid-list
+    (before: the refusal rolled the session back and committed its row on its own)."""
+    import re
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from api.security.tenancy import MinionEnrollment
+
+    devices = fleet.devices(2)
+    release = fleet.release(devices)
+    with fleet.app.app_context():  # made before its master was recorded: adopted on its report
+        assert db.session.get(MinionEnrollment, fleet.units[devices[0]]).master is None
+    items = [
+        body(fleet, devices[0], release, "succeeded"),
+        {**body(fleet, devices[1], release, "succeeded"), "outcome": "failed"},  # forged
+        body(fleet, devices[1], release, "failed"),
+    ]
+    events, written = [], set()  # each transaction's end, with the tables it wrote
+
+    def after_cursor_execute(conn, cursor, statement, *args):
+        found = re.match(r"\s*(?:INSERT INTO|UPDATE)\s+(\w+)", statement, re.I)
+        if found:
+            written.add(found.group(1))
+
+    def ended(kind):
+        def listener(session):
+            events.append((kind, sorted(written)))
+            written.clear()
+
+        return listener
+
+    listeners = [
+        (Engine, "after_cursor_execute", after_cursor_execute),
+        (Session, "after_commit", ended("commit")),
+        (Session, "after_rollback", ended("rollback")),
+    ]
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
+    try:
+        results = send(fleet, items)
+    finally:
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
+    assert [r["status"] for r in results] == [200, 400, 200]
+    assert list(results[1]["errors"]) == ["signature"]
+    # the refusal is committed with the list's deployments, not on its own
+    assert [kind for kind, _ in events if kind == "rollback"] == [], events
+    # one commit writes the deployments, and it holds the refusal's audit row (the adoptions,
+    # committed by themselves as on a single report, are the other audit rows)
+    with_deployments = [set(tables) for _, tables in events if "deployments" in tables]
+    assert len(with_deployments) == 1 and "audit_log" in with_deployments[0], events
+    with fleet.app.app_context():
+        actions = db.session.execute(
+            select(AuditEntry.action, AuditEntry.device_id).where(
+                AuditEntry.action.in_(["report.refused", "device.master_adopt"]),
+                AuditEntry.device_id.in_(devices),
+            )
+        ).all()
+    assert sorted(actions) == sorted(
+        [("device.master_adopt", devices[0]), ("device.master_adopt", devices[1])]
+        + [("report.refused", devices[1])]
+    )
+    assert stored(fleet, release) == {devices[0]: ("succeeded", 1), devices[1]: ("failed", 1)}
