@@ -23,7 +23,6 @@ from api.pagination import paginate
 from api.payload import json_body
 from api.policies import release as release_policy
 from api.resources.common import is_partial, no_content, owned_or_404
-from api.rollouts import targets as rollout_targets
 from api.serializers.releases import (
     container_spec,
     rollout_extras,
@@ -31,9 +30,8 @@ from api.serializers.releases import (
     serialize_release,
     serialize_releases,
 )
-from api.services import pinning
 from api.services import releases as service
-from api.services.deployments import deployments_of, queue_release, unlist_devices
+from api.services.deployments import deployments_of, unlist_devices
 
 bp = Blueprint("releases", __name__)
 log = logging.getLogger(__name__)
@@ -62,61 +60,8 @@ def list_releases(project_id: int):
 @require_token("user")
 def create_release(project_id: int):
     project = owned_or_404(Project, project_id)
-    values = service.validate_release(json_body(), project, None)
-    if values["pin_digests"]:
-        pinning.pin(values["containers"])
-    devices = values["devices"]
-    device_ids = [d[0] for d in devices]
-    release = Release(
-        project_id=project.id,
-        version=values["version"],
-        version_hash=service.new_version_hash(),
-        remove_containers=values["remove_containers"],
-    )
-    release.containers = [
-        ReleaseContainer(
-            position=i,
-            name=c["name"],
-            image=c["image"],
-            tag=c["tag"],
-            required_tags=c["required_tags"],
-            startup_parameters=c["startup_parameters"],
-            purge_data=c["purge_data"],
-            registry_id=c["registry"],
-            digest=c["digest"],
-        )
-        for i, c in enumerate(values["containers"])
-    ]
-    db.session.add(release)
-    db.session.flush()
-    # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
-    if values["device_tags"] or values["rollout"]:
-        queue_now = rollout_targets.add_targets(
-            release, devices, values["device_tags"], values["rollout"]
-        )
-    else:
-        service.list_devices(release, device_ids)
-        queue_now = devices
-    queue_release(release, queue_now)
-    audit.record(
-        "release.create",
-        target=f"release:{release.id}",
-        details={
-            "project": project.id,
-            "version": release.version,
-            "devices": len(device_ids),
-            "pin_digests": values["pin_digests"],
-        },
-    )
-    service.commit(release.version)
-    log.info(
-        "release %s (%s, version %s) created in project %s for %d device(s)",
-        release.id,
-        release.version_hash,
-        release.version,
-        project.id,
-        len(device_ids),
-    )
+    release, values = service.create_release(json_body(), project)
+    device_ids = [d[0] for d in values["devices"]]
     extras = {"device_tags": sorted(values["device_tags"]), "rollout": values["rollout"]}
     return serialize_release(release, successful=[], device_ids=device_ids, extras=extras), 201
 

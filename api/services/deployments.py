@@ -50,9 +50,11 @@ def _listed_by_newer(release_id: int, device_id_column):
     return exists().where(newer.c.device_id == device_id_column, newer.c.release_id > release_id)
 
 
-def deployments_of(release_id: int, now=None, refused: str | None = None):
+def deployments_of(release_id: int, now=None, refused: str | None = None, devices=None):
     """Every deployment of a release, stored or derived, as one subquery with the columns
-    ``device_id, status, error, attempts, started_at, finished_at, wave``.
+    ``device_id, status, error, attempts, started_at, finished_at, wave``; with ``devices`` (device
+    ids, or a select of them) only those devices' (a page of the console: read through the
+    indexes on ``(release_id, device_id)``, whatever the release's size).
 
     Derived (no stored row): ``superseded`` when a newer release targets the device, else under
     a rollout ``waiting`` (its wave has not started), ``timed_out`` (current wave, past
@@ -78,6 +80,8 @@ def deployments_of(release_id: int, now=None, refused: str | None = None):
         )
         .where(_deployments.c.release_id == release_id)
     )
+    if devices is not None:
+        stored = stored.where(_deployments.c.device_id.in_(devices))
     has_row = exists().where(
         _deployments.c.release_id == release_id, _deployments.c.device_id == rd.c.device_id
     )
@@ -107,6 +111,8 @@ def deployments_of(release_id: int, now=None, refused: str | None = None):
         null(),
         rd.c.wave,
     ).where(rd.c.release_id == release_id, ~has_row)
+    if devices is not None:
+        derived = derived.where(rd.c.device_id.in_(devices))
     both = union_all(stored, derived)
     if refused is None:
         return both.subquery("deployments_of")

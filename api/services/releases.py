@@ -10,16 +10,18 @@ from typing import Any
 from sqlalchemy import Row, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
+from api import audit
 from api.bulk import id_rows
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.models import Project, Release, release_devices
+from api.models import Project, Release, ReleaseContainer, release_devices
 from api.policies import release as release_policy
 from api.resources.common import owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import Rollout, release_tags
 from api.schemas.base import as_dict, parse
 from api.schemas.releases import ReleaseInput
+from api.services import pinning
 from api.services.deployments import queue_release, unlist_devices
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,69 @@ def validate_release(
             parsed.error("version", _version_taken(version))
     parsed.raise_if_errors()
     return {name: as_dict(value) for name, value in parsed.values.items()}
+
+
+def create_release(body: Any, project: Project) -> tuple[Release, dict[str, Any]]:
+    """Create a release in ``project`` from a request body: validated (400 naming every bad field),
+    digests pinned, targets queued, audited (``release.create``) and committed. The one way a
+    release is made, whether by ``POST .../releases/`` or the console's form. Returns the release
+    and the body's clean values."""
+    values = validate_release(body, project, None)
+    if values["pin_digests"]:
+        pinning.pin(values["containers"])
+    devices = values["devices"]
+    device_ids = [d[0] for d in devices]
+    release = Release(
+        project_id=project.id,
+        version=values["version"],
+        version_hash=new_version_hash(),
+        remove_containers=values["remove_containers"],
+    )
+    release.containers = [
+        ReleaseContainer(
+            position=i,
+            name=c["name"],
+            image=c["image"],
+            tag=c["tag"],
+            required_tags=c["required_tags"],
+            startup_parameters=c["startup_parameters"],
+            purge_data=c["purge_data"],
+            registry_id=c["registry"],
+            digest=c["digest"],
+        )
+        for i, c in enumerate(values["containers"])
+    ]
+    db.session.add(release)
+    db.session.flush()
+    # Core inserts and set-based queueing, not the ORM relationship: a release may list 10,000 devices.
+    if values["device_tags"] or values["rollout"]:
+        queue_now = rollout_targets.add_targets(
+            release, devices, values["device_tags"], values["rollout"]
+        )
+    else:
+        list_devices(release, device_ids)
+        queue_now = devices
+    queue_release(release, queue_now)
+    audit.record(
+        "release.create",
+        target=f"release:{release.id}",
+        details={
+            "project": project.id,
+            "version": release.version,
+            "devices": len(device_ids),
+            "pin_digests": values["pin_digests"],
+        },
+    )
+    commit(release.version)
+    log.info(
+        "release %s (%s, version %s) created in project %s for %d device(s)",
+        release.id,
+        release.version_hash,
+        release.version,
+        project.id,
+        len(device_ids),
+    )
+    return release, values
 
 
 def new_version_hash() -> str:
