@@ -54,16 +54,8 @@ def login_required(view):
 
 def _page(create_form=None, new_token=None, new_token_row=None, status=200, password_form=None):
     user = g.user
-    devices = db.session.scalars(
-        select(Device).where(Device.account_id == user.account_id).order_by(Device.unit_id)
-    ).all()
-    form = create_form or CreateTokenForm()
-    form.device.choices = [SelectChoice("", "—")] + [
-        SelectChoice(d.id, f"{d.unit_id} {d.display}".strip()) for d in devices
-    ]
-    tokens = db.session.scalars(
-        select(ApiToken).where(ApiToken.account_id == user.account_id).order_by(ApiToken.id.desc())
-    ).all()
+    form = token_form(create_form)
+    tokens = account_tokens()
     return (
         render_template(
             "account/index.html",
@@ -176,17 +168,31 @@ def index():
     return _page()
 
 
-@bp.post("/tokens/")
-@audited("token.create")
-@login_required
-def create():
-    form = CreateTokenForm()
+def token_form(form: CreateTokenForm | None = None) -> CreateTokenForm:
+    """The create-token form with the account's devices to choose from."""
+    form = form or CreateTokenForm()
     devices = db.session.scalars(
-        select(Device.id).where(Device.account_id == g.user.account_id)
+        select(Device).where(Device.account_id == g.user.account_id).order_by(Device.unit_id)
     ).all()
-    form.device.choices = [SelectChoice("", "—")] + [SelectChoice(d, d) for d in devices]
+    form.device.choices = [SelectChoice("", "—")] + [
+        SelectChoice(d.id, f"{d.unit_id} {d.display}".strip()) for d in devices
+    ]
+    return form
+
+
+def account_tokens() -> list[ApiToken]:
+    return db.session.scalars(
+        select(ApiToken)
+        .where(ApiToken.account_id == g.user.account_id)
+        .order_by(ApiToken.id.desc())
+    ).all()
+
+
+def issue_token(form: CreateTokenForm) -> tuple[ApiToken, str] | None:
+    """Create the API token a submitted form asks for (audited, committed); None when the
+    form is invalid (its fields carry the messages). The account page and the console call it."""
     if not form.validate_on_submit():
-        return _page(create_form=form, status=400)
+        return None
     device = db.session.get(Device, form.device.data) if form.device.data else None
     expires = form.expires.data.replace(tzinfo=UTC) if form.expires.data else None
     try:
@@ -196,7 +202,7 @@ def create():
     except ValueError as exc:
         form.scope.errors = [str(exc)]
         db.session.rollback()
-        return _page(create_form=form, status=400)
+        return None
     audit.record(
         "token.create",
         account_id=g.user.account_id,
@@ -204,24 +210,41 @@ def create():
         details={"scope": row.scope, "name": row.name, "device": row.device_id},
     )
     db.session.commit()
-    log.info("account page: user %s created token %s (scope %s)", g.user.id, row.id, row.scope)
-    return _page(new_token=plaintext, new_token_row=row, status=201)
+    log.info("user %s created token %s (scope %s)", g.user.id, row.id, row.scope)
+    return row, plaintext
+
+
+def revoke_token(token_id: int) -> bool:
+    """Revoke the account's API token ``token_id`` (audited, committed); False: no such token."""
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == g.user.account_id)
+    )
+    if token is None:
+        return False
+    token.revoke()
+    audit.record("token.revoke", account_id=g.user.account_id, target=f"token:{token.id}")
+    db.session.commit()
+    log.info("user %s revoked token %s", g.user.id, token.id)
+    return True
+
+
+@bp.post("/tokens/")
+@audited("token.create")
+@login_required
+def create():
+    form = token_form()
+    created = issue_token(form)
+    if created is None:
+        return _page(create_form=form, status=400)
+    return _page(new_token=created[1], new_token_row=created[0], status=201)
 
 
 @bp.post("/tokens/<int:token_id>/revoke/")
 @audited("token.revoke")
 @login_required
 def revoke(token_id: int):
-    form = RevokeTokenForm()
-    if not form.validate_on_submit():
+    if not RevokeTokenForm().validate_on_submit():
         return _page(status=400)
-    token = db.session.scalar(
-        select(ApiToken).where(ApiToken.id == token_id, ApiToken.account_id == g.user.account_id)
-    )
-    if token is None:
+    if not revoke_token(token_id):
         return _page(status=404)
-    token.revoke()
-    audit.record("token.revoke", account_id=g.user.account_id, target=f"token:{token.id}")
-    db.session.commit()
-    log.info("account page: user %s revoked token %s", g.user.id, token.id)
     return redirect(url_for("account_page.index"))

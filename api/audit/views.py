@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 from flask import Blueprint, g, request
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from api.audit.log import AuditEntry
 from api.auth import require_token
@@ -41,10 +41,10 @@ def serialize_entry(entry: AuditEntry) -> dict:
 _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
-def _time_arg(name: str) -> datetime | None:
-    if name not in request.args:
+def _time_arg(args, name: str) -> datetime | None:
+    if name not in args:
         return None
-    raw = request.args[name]
+    raw = args[name]
     try:
         if not _DATE_TIME.match(raw):
             raise FieldError("Datetime has wrong format. Use ISO-8601.")
@@ -53,26 +53,33 @@ def _time_arg(name: str) -> datetime | None:
         raise ValidationError({name: exc.detail}) from None
 
 
-@bp.get("/audit/")
-@require_token("user")
-def list_audit():
-    """The account's audit log, newest first; filters action, device, user, since, until."""
-    stmt = select(AuditEntry).where(AuditEntry.account_id == g.account.id)
-    if request.args.get("action"):
-        stmt = stmt.where(AuditEntry.action == request.args["action"])
-    if request.args.get("device"):
-        stmt = stmt.where(AuditEntry.device_id == request.args["device"])
-    if "user" in request.args:  # an empty ?user= is not an integer either
-        raw = request.args["user"]
+def audit_query(account_id: int, args) -> Select:
+    """The account's audit rows matching the ``GET /audit/`` filters in ``args`` (action,
+    device, user, since, until), newest first; a bad filter raises ValidationError. The REST
+    API and the console both use it."""
+    stmt = select(AuditEntry).where(AuditEntry.account_id == account_id)
+    if args.get("action"):
+        stmt = stmt.where(AuditEntry.action == args["action"])
+    if args.get("device"):
+        stmt = stmt.where(AuditEntry.device_id == args["device"])
+    if "user" in args:  # an empty ?user= is not an integer either
+        raw = args["user"]
         if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_DB_ID:
             raise ValidationError({"user": ["A valid integer is required."]})
         stmt = stmt.where(AuditEntry.user_id == int(raw))
-    since, until = _time_arg("since"), _time_arg("until")
+    since, until = _time_arg(args, "since"), _time_arg(args, "until")
     if since is not None:
         stmt = stmt.where(AuditEntry.at >= since)
     if until is not None:
         stmt = stmt.where(AuditEntry.at < until)
-    return paginate(stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()), serialize_entry)
+    return stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+
+
+@bp.get("/audit/")
+@require_token("user")
+def list_audit():
+    """The account's audit log, newest first; filters action, device, user, since, until."""
+    return paginate(audit_query(g.account.id, request.args), serialize_entry)
 
 
 def _query(name: str, description: str, schema: dict | None = None) -> dict:

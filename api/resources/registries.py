@@ -35,12 +35,12 @@ def serialize_registry(registry: Registry) -> dict:
     }
 
 
-def _validate(data: dict, registry: Registry | None) -> dict:
+def _validate(data: dict, registry: Registry | None, partial: bool = False) -> dict:
     # An update without a password keeps the stored one.
     parsed = parse(
         RegistryInput,
         data,
-        partial=is_partial(),
+        partial=partial,
         optional=("password",) if registry is not None else (),
     )
     name = parsed.get("name")
@@ -69,11 +69,10 @@ def list_registries():
     return paginate(stmt, serialize_registry)
 
 
-@bp.post("/docker/registries/")
-@audited("registry.create")
-@require_token("user")
-def create_registry():
-    values = _validate(json_body(), None)
+def create(data: dict) -> Registry:
+    """Create a registry of ``g.account`` from a request body (raises ValidationError); the
+    REST API and the console both call this."""
+    values = _validate(data, None)
     registry = Registry(account_id=g.account.id)
     _apply(registry, values)
     db.session.add(registry)
@@ -82,7 +81,44 @@ def create_registry():
     audit.record("registry.create", target=f"registry:{registry.id}", details={"url": registry.url})
     db.session.commit()
     log.info("registry %s (%s) created in account %s", registry.id, registry.url, g.account.id)
-    return serialize_registry(registry), 201
+    return registry
+
+
+def update(registry: Registry, data: dict, partial: bool = False) -> Registry:
+    """Change ``registry`` from a request body (no password: the stored one is kept)."""
+    values = _validate(data, registry, partial)
+    _apply(registry, values)
+    if values:
+        enqueue_registry_login(g.account.id)
+        audit.record(
+            "registry.update", target=f"registry:{registry.id}", details={"fields": sorted(values)}
+        )
+    db.session.commit()
+    log.info("registry %s updated: %s", registry.id, ", ".join(sorted(values)) or "nothing")
+    return registry
+
+
+def delete(registry: Registry) -> None:
+    """Delete ``registry`` unless a release container uses it (Conflict)."""
+    used = db.session.scalar(
+        select(func.count()).where(ReleaseContainer.registry_id == registry.id)
+    )
+    if used:
+        raise Conflict(
+            f"This registry is used by {used} release container(s); delete those releases first."
+        )
+    registry_id = registry.id
+    db.session.delete(registry)
+    audit.record("registry.delete", target=f"registry:{registry_id}")
+    db.session.commit()
+    log.info("registry %s deleted", registry_id)
+
+
+@bp.post("/docker/registries/")
+@audited("registry.create")
+@require_token("user")
+def create_registry():
+    return serialize_registry(create(json_body())), 201
 
 
 @bp.get("/docker/registries/<int:registry_id>/")
@@ -96,32 +132,12 @@ def get_registry(registry_id: int):
 @require_token("user")
 def update_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)
-    values = _validate(json_body(), registry)
-    _apply(registry, values)
-    if values:
-        enqueue_registry_login(g.account.id)
-        audit.record(
-            "registry.update", target=f"registry:{registry.id}", details={"fields": sorted(values)}
-        )
-    db.session.commit()
-    log.info("registry %s updated: %s", registry.id, ", ".join(sorted(values)) or "nothing")
-    return serialize_registry(registry)
+    return serialize_registry(update(registry, json_body(), is_partial()))
 
 
 @bp.delete("/docker/registries/<int:registry_id>/")
 @audited("registry.delete")
 @require_token("user")
 def delete_registry(registry_id: int):
-    registry = owned_or_404(Registry, registry_id)
-    used = db.session.scalar(
-        select(func.count()).where(ReleaseContainer.registry_id == registry.id)
-    )
-    if used:
-        raise Conflict(
-            f"This registry is used by {used} release container(s); delete those releases first."
-        )
-    db.session.delete(registry)
-    audit.record("registry.delete", target=f"registry:{registry_id}")
-    db.session.commit()
-    log.info("registry %s deleted", registry_id)
+    delete(owned_or_404(Registry, registry_id))
     return no_content()

@@ -96,12 +96,10 @@ def list_webhooks():
     return paginate(stmt, _serialize_webhook)
 
 
-@bp.post("/docker/rollout-webhooks/")
-@audited("rollout_webhook.create")
-@require_token("user")
-def create_webhook():
-    """Register a URL for rollout events (signed with the account's webhook secret)."""
-    url = validate(RolloutWebhookInput, json_body())["url"]
+def create_webhook_from(data: dict) -> RolloutWebhook:
+    """Register a webhook URL of ``g.account`` from a request body (raises ValidationError);
+    the REST API and the console both call this."""
+    url = validate(RolloutWebhookInput, data)["url"]
     try:
         ssrf.resolve(url)  # checked again at every delivery
     except ssrf.UnsafeTarget as exc:
@@ -130,14 +128,10 @@ def create_webhook():
     except IntegrityError:
         db.session.rollback()
         raise ValidationError({"url": ["This URL is already registered."]}) from None
-    return _serialize_webhook(hook), 201
+    return hook
 
 
-@bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
-@audited("rollout_webhook.delete")
-@require_token("user")
-def delete_webhook(hook_id: int):
-    hook = owned_or_404(RolloutWebhook, hook_id)
+def delete_webhook_row(hook: RolloutWebhook) -> None:
     audit.record(
         "rollout_webhook.delete",
         target=f"rollout_webhook:{hook.id}",
@@ -145,4 +139,19 @@ def delete_webhook(hook_id: int):
     )
     db.session.delete(hook)
     db.session.commit()
+
+
+@bp.post("/docker/rollout-webhooks/")
+@audited("rollout_webhook.create")
+@require_token("user")
+def create_webhook():
+    """Register a URL for rollout events (signed with the account's webhook secret)."""
+    return _serialize_webhook(create_webhook_from(json_body())), 201
+
+
+@bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
+@audited("rollout_webhook.delete")
+@require_token("user")
+def delete_webhook(hook_id: int):
+    delete_webhook_row(owned_or_404(RolloutWebhook, hook_id))
     return no_content()

@@ -40,15 +40,14 @@ def list_enrollment_tokens():
     return paginate(stmt, enrollment.serialize)
 
 
-@bp.post("/enrollment-tokens/")
-@audited("enrollment_token.create")
-@require_token("user")
-def create_enrollment_token():
-    """Create an enrollment token; the token is in this response only."""
-    body = validate(EnrollmentTokenInput, json_body())
+def create_token(data: dict, user_id: int | None) -> tuple[enrollment.EnrollmentToken, str]:
+    """Create an enrollment token of ``g.account`` from a request body (raises
+    ValidationError); the REST API and the console both call this. The plaintext is returned
+    once, never stored."""
+    body = validate(EnrollmentTokenInput, data)
     name, expires, max_uses = body["name"], body["expires"], body["max_uses"]
     row, plaintext = enrollment.create(
-        g.account.id, name=name, expires=expires, max_uses=max_uses, created_by=g.token.user_id
+        g.account.id, name=name, expires=expires, max_uses=max_uses, created_by=user_id
     )
     audit.record(
         "enrollment_token.create",
@@ -56,6 +55,23 @@ def create_enrollment_token():
         details={"name": name, "max_uses": max_uses, "expires": expires and expires.isoformat()},
     )
     db.session.commit()
+    return row, plaintext
+
+
+def revoke_token(row: enrollment.EnrollmentToken) -> None:
+    """Revoke (idempotent); devices it enrolled stay enrolled."""
+    if not row.revoked:
+        row.revoked, row.revoked_at = True, utcnow()
+        audit.record("enrollment_token.revoke", target=f"enrollment_token:{row.id}")
+    db.session.commit()
+
+
+@bp.post("/enrollment-tokens/")
+@audited("enrollment_token.create")
+@require_token("user")
+def create_enrollment_token():
+    """Create an enrollment token; the token is in this response only."""
+    row, plaintext = create_token(json_body(), g.token.user_id)
     return {**enrollment.serialize(row), "token": plaintext}, 201, NO_STORE
 
 
@@ -64,11 +80,7 @@ def create_enrollment_token():
 @require_token("user")
 def revoke_enrollment_token(token_id: int):
     """Revoke an enrollment token (devices it enrolled stay enrolled)."""
-    row = owned_or_404(enrollment.EnrollmentToken, token_id)
-    if not row.revoked:
-        row.revoked, row.revoked_at = True, utcnow()
-        audit.record("enrollment_token.revoke", target=f"enrollment_token:{row.id}")
-    db.session.commit()
+    revoke_token(owned_or_404(enrollment.EnrollmentToken, token_id))
     return no_content()
 
 
