@@ -8,9 +8,11 @@ size limit (``MAX_CONTENT_LENGTH``, 16 MiB): ``bench/validation_bench.py`` print
 
 from __future__ import annotations
 
-# Reports in one ``POST /master/deployments/report/`` list: in the contract, as the master's
-# berth.flush sends lists of at most that many.
-from berth.contract import MAX_REPORT_BATCH  # noqa: F401
+# In the contract, as the master's runners send at most that much:
+# * MAX_REPORT_BATCH: reports in one ``POST /master/deployments/report/`` list (berth.flush);
+# * MAX_FORWARDED_RETURN_CHARS: a forwarded command return's ``response`` as JSON text
+#   (``POST /master/execute/returns/``, berth.forward_return).
+from berth.contract import MAX_FORWARDED_RETURN_CHARS, MAX_REPORT_BATCH  # noqa: F401
 
 # An execute command's arguments (``arg``, ``kwarg``, an ``execute_raw`` line): at most
 # MAX_ARG_NODES values and MAX_ARG_CHARS characters, and no YAML anchors or aliases. The numbers

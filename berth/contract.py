@@ -61,6 +61,11 @@ ACTIVE_DEPLOYMENT_STATES = (
 #: most the master's ``berth.flush`` sends at once (``berth.master.forward``).
 MAX_REPORT_BATCH = 1000
 
+#: A forwarded command return (``POST /master/execute/returns/``, docs/scale.md "The path up"):
+#: its ``response`` as JSON text is at most this many characters. The lower master's
+#: ``berth.forward_return`` replaces a larger ``return`` by a note saying so.
+MAX_FORWARDED_RETURN_CHARS = 1_000_000
+
 
 class RolloutState(StrEnum):
     """Where a staged rollout of one release stands (docs/rollouts.md)."""

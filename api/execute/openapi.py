@@ -4,7 +4,14 @@ models of :mod:`api.schemas.execute`."""
 from __future__ import annotations
 
 from api.schemas.base import component_schemas
-from api.schemas.execute import ExecuteAccepted, ExecuteInput, ExecuteRawInput, ExecuteResult
+from api.schemas.execute import (
+    ExecuteAccepted,
+    ExecuteInput,
+    ExecuteRawInput,
+    ExecuteResult,
+    ForwardedReturn,
+    ForwardedReturnResult,
+)
 
 
 def _ref(name: str) -> dict:
@@ -40,7 +47,10 @@ _SUBMIT_ERRORS = {
         "salt-api is unreachable, refused the login, or is not configured; nothing was sent."
     ),
 }
-SCHEMAS = component_schemas([ExecuteInput, ExecuteRawInput], [ExecuteAccepted, ExecuteResult])
+SCHEMAS = component_schemas(
+    [ExecuteInput, ExecuteRawInput, ForwardedReturn],
+    [ExecuteAccepted, ExecuteResult, ForwardedReturnResult],
+)
 
 
 def _submit(summary: str, input_name: str) -> dict:
@@ -78,6 +88,35 @@ PATHS = {
                 {"name": "jid", "in": "path", "required": True, "schema": {"type": "string"}},
             ],
             "responses": {"200": _json(_ref("ExecuteResult"), "The job."), **_COMMON_ERRORS},
+        }
+    },
+    "/master/execute/returns/": {
+        "post": {
+            "tags": ["master"],
+            "summary": "A device's return of an execute job, forwarded by its lower master",
+            "description": (
+                "Behind Salt syndics no return comes up to the top master's salt-api (docs/scale.md "
+                '"The path up"): the lower master the device hangs off forwards the return of a '
+                "job the API published (berth.forward_return). Accepted only from a master "
+                "credential that serves the device and only for an execute job of that device; "
+                "it finishes a PENDING job once (its webhook is queued then). Token scope: master "
+                "or platform."
+            ),
+            "security": _SECURITY,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ForwardedReturn")}},
+            },
+            "responses": {
+                "200": _json(_ref("ForwardedReturnResult"), "The job now."),
+                "400": _json(_ref("ValidationErrors"), "Invalid body: field -> messages."),
+                "401": _detail("Missing, invalid, revoked or expired token."),
+                "403": _detail("Not a master or platform token."),
+                "404": _detail(
+                    "No such execute job for this device, or a device this credential does not "
+                    "serve (another tier's, another account's, pending, unknown)."
+                ),
+            },
         }
     },
 }

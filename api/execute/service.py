@@ -159,3 +159,10 @@ def refresh(client: SaltApiClient | None, job: ExecuteJob) -> ExecuteJob:
     elif utcnow() >= job.deadline:
         _finish(job, ExecuteJobState.TIMEOUT, None)
     return job
+
+
+def record_forwarded(job: ExecuteJob, response: dict) -> bool:
+    """A return of ``job`` forwarded by the lower master its device hangs off (docs/scale.md
+    "The path up"): what salt-api's lookup gives on a single master, where a syndic carries no
+    return up. Finishes a PENDING job (webhook queued once); a finished job is left as it is."""
+    return _finish(job, ExecuteJobState.COMMAND_EXECUTED, response)

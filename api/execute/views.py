@@ -6,7 +6,7 @@ from flask import Blueprint, g, jsonify
 from sqlalchemy import select
 
 from api import audit
-from api.audit import audited
+from api.audit import audited, not_audited
 from api.auth import require_token
 from api.errors import ApiError, NotFound, ValidationError
 from api.execute import service
@@ -18,6 +18,8 @@ from api.payload import json_body
 from api.policies import execute as execute_policy
 from api.resources.common import owned_or_404
 from api.salt_client import SaltApiError, current_client
+from api.schemas.base import validate
+from api.schemas.execute import ForwardedReturn
 from api.security import ssrf, tenancy
 from berth import execpolicy
 from berth.contract import ExecuteJobState
@@ -106,3 +108,29 @@ def execute_result(device_id: str, jid: str):
             client = None
         service.refresh(client, job)
     return jsonify(job.result())
+
+
+@bp.post("/master/execute/returns/")
+@not_audited(
+    "a device's return of a command an operator ran (the execute itself is audited): device "
+    "data, kept on the execute job"
+)
+@require_token("master", "platform")
+def forwarded_return():
+    """A device's return of an execute job, forwarded by the lower master it hangs off
+    (``berth.forward_return``; docs/scale.md "The path up"). Accepted only from a master
+    credential that serves that device (``tenancy.served_device``) and only for a jid the API
+    published to that device; anything else is the 404 of an unknown job."""
+    body = validate(ForwardedReturn, json_body())
+    device = tenancy.served_device(body["unit_id"])
+    job = db.session.scalars(
+        select(ExecuteJob).where(
+            ExecuteJob.jid == body["jid"],
+            ExecuteJob.device_id == device.id,
+            ExecuteJob.account_id == device.account_id,
+        )
+    ).one_or_none()
+    if job is None:
+        raise NotFound(f'No execute job {body["jid"]} for device "{body["unit_id"]}".')
+    recorded = service.record_forwarded(job, body["response"])
+    return jsonify({"jid": job.jid, "state": job.state, "recorded": recorded})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, WithJsonSchema
 
+from api.limits import MAX_FORWARDED_RETURN_CHARS
 from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
 from api.validation import FieldError, integer, json_value, string
 from berth import execargs
@@ -201,3 +203,78 @@ class ExecuteResult(ResponseBody):
     device_id: str
     state: ExecuteJobState
     response: SaltReturn
+
+
+def forwarded_response(value: Any) -> dict:
+    """A minion's return as Salt's job cache holds it: ``return`` (any JSON, bounded) and the
+    optional ``fun``, ``fun_args``, ``retcode``, ``success``."""
+    if not isinstance(value, dict):
+        raise FieldError(f'Expected a dictionary of items but got type "{type(value).__name__}".')
+    if "return" not in value:
+        raise FieldError({"return": ["This field is required."]})
+    json_value(value)
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_FORWARDED_RETURN_CHARS:
+        raise FieldError(
+            f"Ensure this value has at most {MAX_FORWARDED_RETURN_CHARS} characters as JSON."
+        )
+    fun = value.get("fun")
+    if fun is not None and not (isinstance(fun, str) and len(fun) <= 255):
+        raise FieldError({"fun": ["Expected a string of at most 255 characters."]})
+    fun_args = value.get("fun_args", [])
+    if not isinstance(fun_args, list):
+        raise FieldError({"fun_args": ["Expected a list."]})
+    retcode = value.get("retcode")
+    if retcode is not None and (isinstance(retcode, bool) or not isinstance(retcode, int)):
+        raise FieldError({"retcode": ["A valid integer is required."]})
+    success = value.get("success")
+    if success is not None and not isinstance(success, bool):
+        raise FieldError({"success": ["Must be a valid boolean."]})
+    return {
+        "fun": fun,
+        "fun_args": fun_args,
+        "return": value["return"],
+        "retcode": retcode,
+        "success": success,
+    }
+
+
+def salt_jid(value: Any) -> str:
+    value = string(max_length=32)(value)
+    if not value.isdigit():
+        raise FieldError("A Salt job id (digits).")
+    return value
+
+
+class ForwardedReturn(RequestBody):
+    """A device's return of a command the API published, forwarded by the lower master that
+    received it (``berth.forward_return``, docs/scale.md "The path up")."""
+
+    unit_id: Annotated[
+        str, rule(string(max_length=255)), doc("The minion id that returned.", maxLength=255)
+    ]
+    jid: Annotated[str, rule(salt_jid), doc("The execute job's jid.", maxLength=32)]
+    response: Annotated[
+        dict[str, Any],
+        rule(forwarded_response),
+        WithJsonSchema(
+            {
+                "type": "object",
+                "required": ["return"],
+                "properties": {
+                    "fun": {"type": ["string", "null"], "maxLength": 255},
+                    "fun_args": {"type": "array"},
+                    "return": JSON_VALUE,
+                    "retcode": {"type": ["integer", "null"]},
+                    "success": {"type": ["boolean", "null"]},
+                },
+                "description": f"The minion's return (at most {MAX_FORWARDED_RETURN_CHARS:,} "
+                "characters as JSON).",
+            }
+        ),
+    ]
+
+
+class ForwardedReturnResult(ResponseBody):
+    jid: str
+    state: ExecuteJobState
+    recorded: Annotated[bool, doc("This return finished the job (false: it had finished already).")]
