@@ -18,11 +18,16 @@ from api.settings import base_config
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 
 
+# the account page, the console (api/console) and ``/`` (it opens the console when logged in)
+SESSION_PATHS = ("/account/", "/ui/")
+
+
 class AccountPageSessions(SecureCookieSessionInterface):
-    """Cookie sessions for the account page only: API requests carry a token, so they skip the cookie work."""
+    """Cookie sessions for the account page and the console only: API requests carry a token,
+    so they skip the cookie work."""
 
     def open_session(self, app, request):
-        if not request.path.startswith("/account/"):
+        if not request.path.startswith(SESSION_PATHS) and request.path != "/":
             return self.make_null_session(app)
         return super().open_session(app, request)
 
@@ -72,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api import (
         account_page,
         audit,
+        console,
         execute,
         logbook,
         master,
@@ -92,7 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     # each registers its blueprint, OpenAPI paths and CLI commands
-    for feature in (master, execute, logbook, audit, security, outbox, rollouts):
+    for feature in (master, execute, logbook, audit, security, outbox, rollouts, console):
         feature.init_app(app)
 
     from api.cli import register_cli

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.salt",
     "tests.fixtures.logbook",
     "tests.fixtures.registry",
+    "tests.fixtures.browser",
 ]
 
 

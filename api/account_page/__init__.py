@@ -37,14 +37,36 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH = generate_password_hash("berth-no-such-user")
 
 
+def session_user() -> User | None:
+    """The logged-in user of this request's session cookie, or None (and the cookie is cleared).
+    The server-side session row is what makes the cookie valid (logout, password change,
+    idle and absolute lifetimes); the console (api/console/auth.py) uses the same check."""
+    user_id = login_guard.session_user_id(session.get("sid"))
+    user = db.session.get(User, user_id) if user_id is not None else None
+    if user is None or user.id != session.get("user_id"):
+        session.clear()
+        return None
+    return user
+
+
+def safe_next(target: str | None) -> str | None:
+    """``next`` after a login: only a path of the console (``/ui/...``), never another site."""
+    if (
+        target
+        and target.startswith("/ui/")
+        and "//" not in target
+        and "\\" not in target
+        and "\x00" not in target
+    ):
+        return target
+    return None
+
+
 def login_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        # the server-side session row is what makes the cookie valid (logout, password change)
-        user_id = login_guard.session_user_id(session.get("sid"))
-        user = db.session.get(User, user_id) if user_id is not None else None
-        if user is None or user.id != session.get("user_id"):
-            session.clear()
+        user = session_user()
+        if user is None:
             return redirect(url_for("account_page.login"))
         g.user = user
         return view(*args, **kwargs)
@@ -78,6 +100,7 @@ def _page(create_form=None, new_token=None, new_token_row=None, status=200, pass
 def login():
     form = LoginForm()
     error = None
+    next_url = safe_next(request.args.get("next"))
     if form.validate_on_submit():
         email = form.email.data.strip().lower()
         address = request.remote_addr or ""
@@ -97,6 +120,7 @@ def login():
             page = render_template(
                 "account/login.html",
                 form=form,
+                next_url=next_url,
                 error="Too many failed logins for this account or from this address. "
                 f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
             )
@@ -111,7 +135,7 @@ def login():
             )
             db.session.commit()
             log.info("account page: user %s logged in", user.id)
-            return redirect(url_for("account_page.index"))
+            return redirect(next_url or url_for("account_page.index"))
         if user is None:
             check_password_hash(_DUMMY_HASH, form.password.data)
         login_guard.note(email, address, False)
@@ -125,7 +149,8 @@ def login():
         log.info("account page: failed login")
         error = "Wrong email or password."
     status = 400 if form.is_submitted() else 200
-    return render_template("account/login.html", form=form, error=error), status
+    page = render_template("account/login.html", form=form, error=error, next_url=next_url)
+    return page, status
 
 
 @bp.post("/logout/")

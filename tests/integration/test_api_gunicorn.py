@@ -1,65 +1,18 @@
 """The API served the production way: gunicorn with several workers sharing one database."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 
-from tests.fixtures.api import TEST_SECRET_KEY
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.fixtures.browser import start_gunicorn, stop_gunicorn
 
 
 @pytest.fixture
 def gunicorn_api(app, api_database_url, tmp_path):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": api_database_url,
-        "BERTH_SECRET_KEY": TEST_SECRET_KEY,
-        "BERTH_INSTANCE_PATH": str(tmp_path / "gunicorn-instance"),
-    }
-    log = open(tmp_path / "gunicorn.log", "w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "-w",
-            "3",
-            "-b",
-            f"127.0.0.1:{port}",
-            "api:create_app()",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base, _log = start_gunicorn(api_database_url, tmp_path, workers=3)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/openapi.json", timeout=5)
-                break
-            except requests.RequestException:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "gunicorn.log").read_text()) from None
-                time.sleep(0.2)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
+        stop_gunicorn(proc)
 
 
 def test_release_flow_over_http(gunicorn_api, user_token, device):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_DIRS = ("api", "berth", "_modules", "_states", "_runners", "_engines", "pillar")
-ROLES = {"__init__", "views", "openapi", "cli", "models", "service", "common"}
+ROLES = {"__init__", "views", "openapi", "cli", "models", "service", "common", "auth"}
 RESOURCES = {"releases", "devices", "registries", "projects", "execute", "enrollment"}
 LAYERS = {
     "api/models",
@@ -18,6 +18,7 @@ LAYERS = {
     "api/resources",
     "api/policies",
     "api/security",
+    "api/console",
 }
 
 
