@@ -1,6 +1,7 @@
 """``bench/fanout_bench.py`` stopped by SIGTERM or SIGINT while its minions start leaves nothing
-running: no API, salt-master or minion process (nor anything they spawned), no Docker engine of
-its own (issue 22: a SIGTERM once left 100 minions and their engines running)."""
+running: no API, salt-master, salt-api, salt-syndic or minion process (nor anything they spawned),
+no Docker engine of its own (issue 22: a SIGTERM once left 100 minions and their engines
+running); once with one master, once with a top master and a syndic master."""
 
 from __future__ import annotations
 
@@ -65,15 +66,30 @@ def _leftovers(state: str, engines_dir: pathlib.Path, prefix: str, started, grou
     return sorted({p.pid: _cmdline(p) for p in left}.items())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_fanout_bench_stops_all_it_started_when_signalled(sig, testbed, tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "syndics"),
+    [(signal.SIGTERM, 1), (signal.SIGINT, 0)],
+    ids=["SIGTERM-top-master-and-a-syndic", "SIGINT-one-master"],
+)
+def test_fanout_bench_stops_all_it_started_when_signalled(sig, syndics, testbed, tmp_path):
     engines_dir = (
         pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed")) / "engines"
     )
     out = tmp_path / "bench.out"
     with open(out, "w") as log:
         bench = subprocess.Popen(
-            [sys.executable, str(BENCH), "--minions", "2", "--sizes", "2", "--repeat", "1"],
+            [
+                sys.executable,
+                str(BENCH),
+                "--minions",
+                "2",
+                "--syndics",
+                str(syndics),
+                "--sizes",
+                "2",
+                "--repeat",
+                "1",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **testbed.env()},
@@ -91,6 +107,11 @@ def test_fanout_bench_stops_all_it_started_when_signalled(sig, testbed, tmp_path
         state = re.search(r"state in (\S+)", out.read_text()).group(1)
         started = parent.children(recursive=True)
         groups = {_group(p.pid) for p in started} - {None, os.getpgid(os.getpid())}
+        # the masters (a top master, salt-api, and each lower master with its salt-syndic)
+        titles = [_cmdline(p) for p in started]
+        assert sum("salt-api" in t for t in titles) >= 1, titles
+        assert sum("salt-syndic" in t for t in titles) >= syndics, titles
+        assert sum("salt-master" in t for t in titles) >= 1 + syndics, titles
         engines = sorted(p.name for p in engines_dir.glob(prefix + "*"))
         assert engines == [prefix + "0", prefix + "1"]
         assert any(f"{engines_dir}/{prefix}" in _cmdline(p) for p in psutil.process_iter())
