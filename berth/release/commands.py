@@ -9,6 +9,8 @@ Minion options read here:
 ``docker.release_state_dir``        journal, lock and applied record (default ``<cachedir>/berth``)
 ``docker.release_space_factor``     free space needed = download size x this + margin (default 3; 0: no check)
 ``docker.release_space_margin_mb``  the margin (default 64)
+``berth_trusted_keys``              keys whose signatures this device requires on every image
+                                    (PEM strings or PEM file paths; :mod:`berth.release.trust`)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from berth import dockerutil, results, secretfile
 from berth.contract import AppliedReleaseState, Label, LoginOutcome, ReleaseOutcome
+from berth.release import trust
 from berth.release.executor import Executor, read_json, write_json
 from berth.release.images import ReleaseError, find_registry
 from berth.release.model import target_from_pillar
@@ -65,6 +68,7 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
         space_factor=opt(None, "docker.release_space_factor", DEFAULT_SPACE_FACTOR),
         space_margin_mb=opt(None, "docker.release_space_margin_mb", DEFAULT_SPACE_MARGIN_MB),
         protected=protected_containers(opts),
+        trusted_keys=opts.get(trust.MINION_OPTION),
     )
 
 

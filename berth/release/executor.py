@@ -10,6 +10,7 @@ State lives in ``state_dir`` (on a minion ``<cachedir>/berth``):
                   ``applying`` -> ``rolling_back`` or ``committing`` -> gone
 ``logins.json``   registries whose credentials were verified (password digested)
 ``release.lock``  ``flock``-ed while an apply runs; a second apply gets :class:`ReleaseBusy`
+``signatures.json``  digests whose signature by a trusted key was verified (:mod:`berth.release.trust`)
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from pathlib import Path
 
 import docker.errors
 
-from berth import dockerutil
+from berth import dockerutil, registryclient, signing
 from berth.contract import JournalPhase, Label, ReleaseOutcome
-from berth.release import locks, policy, space, volumes
+from berth.release import locks, policy, space, trust, volumes
 from berth.release import plan as planner
 from berth.release import steps as st
 from berth.release.model import EngineState, Target
@@ -103,6 +104,8 @@ def read_json(path: Path, required: tuple[str, ...] = ()):
 
 
 JOURNAL_KEYS = ("release_id", "version_hash", "phase", "steps", "undo")
+VERIFIED_LIMIT = 256  # remembered (digest, key) pairs
+REGISTRY_TIMEOUT = 10.0  # each registry request of a signature check
 
 
 class Executor:
@@ -118,6 +121,7 @@ class Executor:
         space_factor: float = 3.0,
         space_margin_mb: float = 64,
         protected: tuple[str, ...] = policy.PROTECTED_CONTAINERS,
+        trusted_keys=None,
     ):
         self.cli = cli
         self.dir = Path(state_dir)
@@ -129,6 +133,9 @@ class Executor:
         self.space_factor = float(space_factor)  # 0: free space not checked
         self.space_margin = int(float(space_margin_mb) * 1e6)
         self.protected = tuple(protected)  # containers whose volumes a release never mounts
+        # the minion option berth_trusted_keys, as configured (berth.release.trust)
+        self.trusted_keys = trusted_keys
+        self.verified_path = self.dir / "signatures.json"
         self.journal_path = self.dir / "journal.json"
         self.applied_path = self.dir / "applied.json"
         self.logins_path = self.dir / "logins.json"
@@ -257,6 +264,15 @@ class Executor:
             if not steps:
                 result["containers"] = self._container_report(target)
                 return result
+            try:  # before anything is pulled, stopped or replaced
+                signed = self.check_signatures(target)
+            except trust.Refused as exc:
+                log.error("berth release %s on %s: %s", target.release_id, self.device, exc)
+                return self._not_started(
+                    result, target, ReleaseOutcome.FAILED, str(exc), rolled_back=False
+                )
+            if signed:
+                result["signed_by"] = signed
             short = self._space_shortfall(steps, target)
             if short:
                 log.error("berth release %s on %s: %s", target.release_id, self.device, short)
@@ -359,6 +375,11 @@ class Executor:
         current = self.observe()
         changes: dict[str, list] = {}
         steps = plan(current, target, self.login_keys(target))
+        if steps:
+            try:  # nothing unsigned is even downloaded
+                self.check_signatures(target)
+            except trust.Refused as exc:
+                raise StepFailed(str(exc)) from None
         short = self._space_shortfall(steps, target)
         if short:
             raise StepFailed(short)
@@ -366,6 +387,64 @@ class Executor:
             if isinstance(step, (st.Login, st.Pull, st.CheckDigest)):
                 self._forward(step, target, changes)
         return changes
+
+    def check_signatures(self, target: Target) -> dict:
+        """``{container: key name}`` when every container of ``target`` is signed as this device
+        requires (:mod:`berth.release.trust`; {} when it requires nothing); else
+        :class:`berth.release.trust.Refused` naming the containers and why."""
+        decision = trust.decide(self.trusted_keys, target.signatures)
+        if not decision.required:
+            return {}
+        verified = set((read_json(self.verified_path) or {}).get("verified") or [])
+        learnt = []
+        clients: dict[tuple, registryclient.Client] = {}  # one connection per registry
+
+        def verify(container, pems: list[str]) -> str:
+            for fingerprint in decision.fingerprints:
+                if f"{container.digest}|{fingerprint}" in verified:
+                    return fingerprint  # verified before (pre-pull): no registry needed
+            host, repository, _ = registryclient.split(container.image)
+            entry = (
+                None
+                if container.registry_id is None
+                else target.registries[_key_in(target.registries, container.registry_id)]
+            )
+            creds = None
+            if entry and entry.get("username"):
+                creds = (str(entry["username"]), str(entry.get("password") or ""))
+            url = (entry or {}).get("url")
+            client = clients.get((host, url, creds))
+            if client is None:
+                client = clients[(host, url, creds)] = registryclient.Client(
+                    host, url, creds, REGISTRY_TIMEOUT
+                )
+            fingerprint = signing.verify_image(client, repository, container.digest, pems)
+            learnt.append(f"{container.digest}|{fingerprint}")
+            return fingerprint
+
+        try:
+            signed = trust.check(target.containers, decision, verify)
+        finally:
+            for client in clients.values():
+                client.close()
+            if learnt:
+                self._remember_verified(learnt)
+        log.info(
+            "berth release %s on %s: signatures verified (%s): %s",
+            target.release_id,
+            self.device,
+            decision.source,
+            ", ".join(f"{c} by {k}" for c, k in signed.items()),
+        )
+        return signed
+
+    def _remember_verified(self, entries: list[str]) -> None:
+        known = [e for e in (read_json(self.verified_path) or {}).get("verified") or []]
+        known = [e for e in known if e not in entries] + entries
+        try:
+            write_json(self.verified_path, {"verified": known[-VERIFIED_LIMIT:]})
+        except OSError as exc:  # the next apply verifies again
+            log.warning("berth release on %s: cannot remember signatures: %s", self.device, exc)
 
     def _space_shortfall(self, steps: list[st.Step], target: Target) -> str | None:
         """Why the images to pull do not fit on the engine's disk (None: they fit)."""

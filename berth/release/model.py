@@ -36,6 +36,8 @@ class Target:
     registries: dict  # {registry id: {"url","username","password"}} for registries the release uses
     # the account's bind prefixes (berth.release.policy): where binds may go besides the data roots
     bind_prefixes: tuple[str, ...] = ()
+    # pillar docker:release:signatures as given ({"required", "keys"}; berth.release.trust)
+    signatures: object = None
 
     @property
     def refs(self) -> list[str]:
@@ -152,4 +154,5 @@ def target_from_pillar(release: dict, registries: dict | None) -> Target:
         tuple(remove),
         used_registries,
         prefixes,
+        release.get("signatures"),
     )
