@@ -41,6 +41,23 @@ def app_in_process(name: str):
     return app, factory, user, factory.token("user", user=user).headers
 
 
+def releases_url(client, headers, testbed) -> tuple[int, str]:
+    """(registry id, releases URL): the testbed registry with its credentials and one project,
+    made through the API's test ``client`` with a user's ``headers``."""
+    registry = client.post(
+        "/docker/registries/",
+        json={
+            "name": "r",
+            "url": testbed.registry,
+            "username": testbed.user,
+            "password": testbed.password,
+        },
+        headers=headers,
+    ).json["id"]
+    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
+    return registry, f"/docker/projects/{project}/releases/"
+
+
 def wait_for(predicate, timeout, what, interval=0.5):
     """Poll ``predicate`` until it returns something true (returned), or exit after ``timeout``."""
     deadline = time.monotonic() + timeout

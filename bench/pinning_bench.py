@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # imports below need the repository on sys.path (set just above): E402 is expected
-from harness import app_in_process  # noqa: E402
+from harness import app_in_process, releases_url  # noqa: E402
 
 from tests.fixtures.docker import Testbed, _testbed_env  # noqa: E402
 from tests.fixtures.registry import RegistryPush  # noqa: E402
@@ -51,18 +51,7 @@ def main() -> int:
 
     app, _, _, headers = app_in_process("pinning")
     client = app.test_client()
-    registry = client.post(
-        "/docker/registries/",
-        json={
-            "name": "r",
-            "url": testbed.registry,
-            "username": testbed.user,
-            "password": testbed.password,
-        },
-        headers=headers,
-    ).json["id"]
-    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
-    url = f"/docker/projects/{project}/releases/"
+    registry, url = releases_url(client, headers, testbed)
     counter = iter(range(10**9))
 
     def create(pin: bool) -> float:

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # imports below need the repository on sys.path (set just above): E402 is expected
-from harness import app_in_process  # noqa: E402
+from harness import app_in_process, releases_url  # noqa: E402
 
 from berth.release.executor import Executor  # noqa: E402
 from berth.release.model import target_from_pillar  # noqa: E402
@@ -79,18 +79,7 @@ def api(testbed, images, key_pem, repeat) -> None:
     if probe.status_code == 404:
         print("API creation: skipped (this API has no /docker/signing-keys/ yet)")
         return
-    registry = client.post(
-        "/docker/registries/",
-        json={
-            "name": "r",
-            "url": testbed.registry,
-            "username": testbed.user,
-            "password": testbed.password,
-        },
-        headers=headers,
-    ).json["id"]
-    project = client.post("/docker/projects/", json={"name": "p"}, headers=headers).json["id"]
-    url = f"/docker/projects/{project}/releases/"
+    registry, url = releases_url(client, headers, testbed)
     counter = iter(range(10**9))
 
     def create() -> float:
