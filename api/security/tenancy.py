@@ -33,6 +33,7 @@ from sqlalchemy import ForeignKey, String, exists, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api import audit
+from api.bulk import id_select
 from api.errors import Conflict, NotFound
 from api.extensions import db
 from api.models import ApiToken, Device
@@ -97,12 +98,12 @@ def require_enrolled(device) -> None:
 
 def enrolled_unit_ids(account_id: int, unit_ids: Iterable[str] | None = None) -> list[str]:
     """The unit_ids (of ``unit_ids``, else all) whose minion is enrolled in ``account_id``."""
-    rows = db.session.scalars(
-        select(_enrollments.c.unit_id).where(_enrollments.c.account_id == account_id)
-    ).all()
+    stmt = select(_enrollments.c.unit_id).where(_enrollments.c.account_id == account_id)
     if unit_ids is None:
-        return sorted(rows)
-    mine = set(rows)
+        return sorted(db.session.scalars(stmt))
+    unit_ids = list(unit_ids)
+    # read through the primary key for just these (a wave's), not the account's whole fleet
+    mine = set(db.session.scalars(stmt.where(_enrollments.c.unit_id.in_(id_select(unit_ids)))))
     return [u for u in unit_ids if u in mine]
 
 
