@@ -420,6 +420,7 @@ class Executor:
                 )
             fingerprint = signing.verify_image(client, repository, container.digest, pems)
             learnt.append(f"{container.digest}|{fingerprint}")
+            verified.add(learnt[-1])  # another container of the same image: asked once
             return fingerprint
 
         try:

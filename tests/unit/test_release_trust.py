@@ -162,7 +162,11 @@ def test_the_executor_remembers_what_it_verified_per_digest_and_key(tmp_path, ke
         {
             "id": 3,
             "version_hash": "ab",
-            "containers": [{**container("app"), "registry": 1}, container("db", OTHER)],
+            "containers": [
+                {**container("app"), "registry": 1},
+                container("db", OTHER),
+                {**container("worker"), "registry": 1},  # the same image as app
+            ],
         },
         {1: {"url": "127.0.0.1:5000", "username": "u", "password": "p"}},
     )
@@ -170,6 +174,7 @@ def test_the_executor_remembers_what_it_verified_per_digest_and_key(tmp_path, ke
     assert ex.check_signatures(release) == {
         "app": "berth_trusted_keys[1]",
         "db": "berth_trusted_keys[1]",
+        "worker": "berth_trusted_keys[1]",
     }
     assert asked == [
         ("127.0.0.1:5000", ("u", "p"), "team/app", DIGEST, (keys.device,)),
