@@ -240,6 +240,21 @@ def _webhook_create(w: World) -> Call:
     return Call("POST", "/docker/rollout-webhooks/", json={"url": HOOK_URL})
 
 
+def _console_release_create(w: World) -> Call:
+    form = {"version": "1", "devices": w.device.id, "containers-0-name": "app"}
+    form.update({"containers-0-image": "app", "containers-0-tag": "1"})  # pin_digests off
+    call = w.form(f"/ui/projects/{w.project()}/releases/new/", form)
+    call.expect = (303,)  # to the new release's page
+    return call
+
+
+def _console_rollout_action(w: World) -> Call:
+    call = w.rollout_url("pause")
+    call = w.form(call.path.replace("/docker/projects/", "/ui/projects/"), {})
+    call.expect = (303,)  # back to the release's page
+    return call
+
+
 def _enroll(w: World) -> Call:
     token = w.enrollment_token()["token"]
     body = {"unit_id": "minion-by-enrollment", "enrollment_token": token}
@@ -259,6 +274,8 @@ ROUTE_CALLS = {
         "/account/tokens/", {"name": "page", "scope": "user", "device": ""}
     ),
     ("account_page.revoke", "POST"): _revoke_page_token,
+    ("console.release_new", "POST"): _console_release_create,
+    ("console.rollout_act", "POST"): _console_rollout_action,
     ("devices.create_device", "POST"): lambda w: Call(
         "POST", "/devices/", json={"unit_id": "new-minion", "tags": ["fleet-a"]}
     ),
