@@ -22,19 +22,25 @@ Minion configuration:
 
 import logging
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from berth import localapi
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
+    __salt__: dict[str, Callable[..., Any]]
 
 log = logging.getLogger(__name__)
 
 
 def start(
-    host=localapi.DEFAULT_HOST,
-    port=localapi.DEFAULT_PORT,
-    commands=None,
-    retry_seconds=30,
-    token_file=None,
-):
+    host: str = localapi.DEFAULT_HOST,
+    port: int = localapi.DEFAULT_PORT,
+    commands: list[str] | None = None,
+    retry_seconds: float = 30,
+    token_file: str | None = None,
+) -> None:
     unit_id = __opts__["id"]
     try:
         localapi.ensure_minion_id_file(localapi.minion_id_path(__opts__), unit_id)

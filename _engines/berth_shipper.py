@@ -21,6 +21,7 @@ at start and every 5 minutes; engine options of the same names override the pill
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 import salt.minion
 import salt.pillar
@@ -29,10 +30,20 @@ import salt.utils.event
 from berth.telemetry import shipper
 from berth.telemetry.spool import Spool
 
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
+
 log = logging.getLogger(__name__)
 
 
-def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device_id=None):
+def start(
+    interval: float = 10,
+    batch_size: int = 1000,
+    spool: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    device_id: int | None = None,
+) -> None:
     unit_id = __opts__["id"]
     path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool.sqlite3")
     overrides = {
@@ -41,7 +52,7 @@ def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device
         if value
     }
 
-    def fresh_pillar_config():
+    def fresh_pillar_config() -> dict[str, Any]:
         # The engine process starts before the minion has connected (its opts lack
         # master_uri and its pillar may be empty) and never sees a pillar refresh,
         # so it asks the master for this minion's pillar itself.
@@ -62,7 +73,7 @@ def start(interval=10, batch_size=1000, spool=None, url=None, token=None, device
     bus = salt.utils.event.get_event("minion", opts=__opts__, listen=True)
     bus.subscribe(shipper.RECORD_TAG)
 
-    def next_event(timeout):
+    def next_event(timeout: float) -> dict[str, Any] | None:
         event = bus.get_event(wait=timeout, tag=shipper.RECORD_TAG, full=True)
         return event["data"] if event else None
 

@@ -16,6 +16,12 @@ CLI examples::
 import functools
 import logging
 import pathlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
+    __salt__: dict[str, Callable[..., Any]]
 
 try:
     import docker.errors
@@ -57,7 +63,7 @@ def _pillar(key, default=None):
     return release_pillar.get(__salt__, key, default)
 
 
-def _fail(message):
+def _fail(message) -> None:
     from salt.exceptions import CommandExecutionError
 
     raise CommandExecutionError(message)

@@ -26,10 +26,14 @@ CLI examples:
 import logging
 import socket
 import urllib.parse
+from typing import TYPE_CHECKING, Any
 
 from salt.exceptions import SaltInvocationError
 
 from berth import localapi, minionlogs, sleephook
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,14 @@ Configured by the master option ``berth_api: {url, token_file, timeout, spool_di
 
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 from berth.master import forward
 from berth.master.apiclient import ApiClient, ApiError
 from berth.master.report_spool import Spool
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
 
 log = logging.getLogger(__name__)
 

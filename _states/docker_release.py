@@ -11,9 +11,15 @@ States for Berth releases.
 """
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from berth.contract import LoginOutcome, ReleaseOutcome
 from berth.release import pillar as release_pillar
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
+    __salt__: dict[str, Callable[..., Any]]
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -61,8 +62,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     if app.config["BERTH_TRUSTED_PROXIES"]:
         proxies = app.config["BERTH_TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
-    app.json.sort_keys = False
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # Flask's documented way
+            app.wsgi_app, x_for=proxies, x_proto=proxies
+        )
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     app.session_interface = AccountPageSessions()
     app.url_map.strict_slashes = True
     app.url_value_preprocessor(_refuse_impossible_url_values)

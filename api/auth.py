@@ -71,7 +71,7 @@ class AuthToken:
     last_used: datetime | None
 
 
-def _load_token(digest: str) -> tuple[AuthToken, AuthAccount] | None:
+def _load_token(digest: str) -> tuple[AuthToken, AuthAccount | None] | None:
     row = db.session.connection().execute(_TOKEN_QUERY, {"digest": digest}).one_or_none()
     if row is None:
         return None
@@ -145,7 +145,7 @@ def require_token(*scopes: str) -> Callable:
             g.device = db.session.get(Device, token.device_id) if token.scope == "device" else None
             return view(*args, **kwargs)
 
-        wrapper.required_scopes = scopes
+        wrapper.required_scopes = scopes  # type: ignore[attr-defined]  # read by the OpenAPI check
         return wrapper
 
     return decorator

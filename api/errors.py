@@ -110,8 +110,9 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         response = jsonify({"detail": _http_detail(exc)})
         response.status_code = exc.code or 500
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # set by MethodNotAllowed
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)

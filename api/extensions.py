@@ -1,8 +1,10 @@
 """Flask extensions shared by the whole application."""
 
+from typing import Any, cast
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import CursorResult, MetaData, Result
 
 # Stable constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -15,3 +17,9 @@ NAMING_CONVENTION = {
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an ``UPDATE``/``DELETE`` matched (its result is a :class:`CursorResult`; the
+    session's ``execute`` is typed as returning any ``Result``)."""
+    return cast(CursorResult[Any], result).rowcount

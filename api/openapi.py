@@ -103,7 +103,7 @@ def _crud(
     extra_409: dict[str, str] | None = None,
 ) -> tuple[dict, dict]:
     collection_params = collection_params or []
-    sec = [{"APIToken": []}]
+    sec: list[dict[str, list[str]]] = [{"APIToken": []}]
     scope_note = f"Token scope: {' or '.join(scopes)}."
     body = {"required": True, "content": {"application/json": {"schema": _ref(input_name)}}}
     collection = {
@@ -129,7 +129,7 @@ def _crud(
     conflict = (
         {"409": _json(_ref("Detail"), text)} if (text := (extra_409 or {}).get("update")) else {}
     )
-    item = {
+    item: dict[str, Any] = {
         "get": {
             "tags": [tag],
             "summary": f"Get a {name}",
@@ -278,7 +278,7 @@ def _core_paths() -> dict:
             "responses": {"200": _json(_page_of("Deployment")), **_ERRORS},
         }
     }
-    master = [{"APIToken": []}]
+    master: list[dict[str, list[str]]] = [{"APIToken": []}]
     paths["/master/deployments/report/"] = {
         "post": {
             "tags": ["master"],

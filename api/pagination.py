@@ -54,7 +54,7 @@ def paginate(
     """
     page = _positive_int("page", 1)
     page_size = _positive_int("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    count = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    count = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     last_page = max(1, -(-count // page_size))
     if page > last_page:
         raise NotFound("Invalid page.")

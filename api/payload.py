@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from flask import request
@@ -50,6 +50,12 @@ def raw_json_body() -> bytes:
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(request.content_type or mimetype)
     return raw
+
+
+@overload
+def json_body(allow_list: Literal[False] = False) -> dict[str, Any]: ...
+@overload
+def json_body(allow_list: bool) -> dict[str, Any] | list[Any]: ...
 
 
 def json_body(allow_list: bool = False) -> dict[str, Any] | list[Any]:

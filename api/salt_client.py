@@ -239,7 +239,7 @@ class SaltApiClient:
         master knows none of the minions (no accepted key). ``jid``: use this job id
         (see ``new_jid``) instead of one the master chooses.
         """
-        low = {
+        low: dict[str, Any] = {
             "client": "local_async",
             "tgt": list(minions),
             "tgt_type": "list",

@@ -10,6 +10,7 @@ import secrets
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -107,7 +108,7 @@ def base_config(instance_path: str, overrides: dict) -> dict:
     if url.startswith("sqlite"):
         # the driver's timeout is SQLite's busy timeout (sqlite3_busy_timeout)
         busy = _positive_seconds("BERTH_SQLITE_BUSY_SECONDS", SQLITE_BUSY_SECONDS)
-        engine_options = {"connect_args": {"timeout": busy}}
+        engine_options: dict[str, Any] = {"connect_args": {"timeout": busy}}
     else:
         engine_options = {"pool_pre_ping": True}
     return {

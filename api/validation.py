@@ -178,7 +178,11 @@ def list_of(
             raise FieldError(errors)
         if unique:
             seen: set = set()
-            dupes = {x for x in result if x in seen or seen.add(x)}
+            dupes = set()
+            for x in result:
+                if x in seen:
+                    dupes.add(x)
+                seen.add(x)
             if dupes:
                 raise FieldError(f"Duplicate items: {', '.join(sorted(map(str, dupes)))}.")
         return result

@@ -30,7 +30,7 @@ from api.audit import not_audited
 from api.execute import service as execute_service
 from api.execute import webhooks
 from api.execute.models import ExecuteJob
-from api.extensions import db
+from api.extensions import db, rowcount
 from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
 from api.rollouts import counters
@@ -227,11 +227,13 @@ def drain_outbox(client: SaltApiClient | None, limit: int = 100) -> int:
 def purge_delivered(now: datetime | None = None) -> int:
     """Forget delivered (or abandoned) outbox rows after ``BERTH_OUTBOX_RETENTION_DAYS`` (default 7)."""
     cutoff = (now or utcnow()) - timedelta(days=_config_number("BERTH_OUTBOX_RETENTION_DAYS", 7))
-    deleted = db.session.execute(
-        delete(OutboxMessage).where(
-            or_(OutboxMessage.delivered_at < cutoff, OutboxMessage.gave_up_at < cutoff)
+    deleted = rowcount(
+        db.session.execute(
+            delete(OutboxMessage).where(
+                or_(OutboxMessage.delivered_at < cutoff, OutboxMessage.gave_up_at < cutoff)
+            )
         )
-    ).rowcount
+    )
     db.session.commit()
     if deleted:
         log.info(

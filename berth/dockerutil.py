@@ -20,7 +20,7 @@ class DockerUnavailable(RuntimeError):
     """The Docker engine cannot be reached."""
 
 
-def engine_url(opts: dict | None = None) -> str:
+def engine_url(opts: dict[str, Any] | None = None) -> str:
     """Minion option ``docker.url``, else ``$DOCKER_HOST``, else the default socket."""
     url = (opts or {}).get("docker.url") or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     return str(url)
@@ -44,7 +44,7 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, tag
 
 
-def list_containers(cli: docker.DockerClient) -> list[dict]:
+def list_containers(cli: docker.DockerClient) -> list[dict[str, Any]]:
     """All containers as summaries: name, id, state, status, image, labels, created.
 
     Uses the list endpoint only (one request), so it stays cheap for the no-op check.
@@ -99,18 +99,18 @@ def login(cli: docker.DockerClient, url: str, username: str, password: str) -> N
 
 
 class RegistryLoginError(RuntimeError):
-    def __init__(self, registry: str, reason: str):
+    def __init__(self, registry: str, reason: str) -> None:
         self.registry = registry
         super().__init__(f"login to registry {registry} failed: {reason}")
 
 
 class PullError(RuntimeError):
-    def __init__(self, ref: str, reason: str):
+    def __init__(self, ref: str, reason: str) -> None:
         self.ref = ref
         super().__init__(f"pull of {ref} failed: {reason}")
 
 
-def pull(cli: docker.DockerClient, ref: str, auth: dict | None = None) -> str:
+def pull(cli: docker.DockerClient, ref: str, auth: dict[str, Any] | None = None) -> str:
     """Pull ``ref``; return the image id. ``auth`` is ``{"username","password"}`` or None."""
     repo, tag = split_ref(ref)
     try:
@@ -119,14 +119,14 @@ def pull(cli: docker.DockerClient, ref: str, auth: dict | None = None) -> str:
         raise PullError(ref, _api_message(exc)) from None
     except docker.errors.DockerException as exc:
         raise PullError(ref, str(exc)) from None
-    return image.id
+    return str(image.id)
 
 
 def _api_message(exc: docker.errors.APIError) -> str:
     return (exc.explanation or str(exc)).strip() if hasattr(exc, "explanation") else str(exc)
 
 
-def api_message(exc: Exception) -> str:
+def api_message(exc: BaseException) -> str:
     if isinstance(exc, docker.errors.APIError):
         return _api_message(exc)
     return str(exc)
@@ -139,7 +139,12 @@ def logs(
     since: Any = None,
     timestamps: bool = False,
 ) -> str:
-    kwargs: dict = {"stdout": True, "stderr": True, "timestamps": bool(timestamps), "tail": tail}
+    kwargs: dict[str, Any] = {
+        "stdout": True,
+        "stderr": True,
+        "timestamps": bool(timestamps),
+        "tail": tail,
+    }
     if since is not None:
         kwargs["since"] = since
     data = cli.api.logs(name, **kwargs)

@@ -33,7 +33,7 @@ _NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEven
 class BadValue(ValueError):
     """A value refused by the rules above; ``message`` says why (for a 400 naming the field)."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
@@ -82,7 +82,7 @@ def _yaml_read(text: str) -> bool:
     )
 
 
-def check_kwarg_strings(arg: list) -> None:
+def check_kwarg_strings(arg: list[Any]) -> None:
     """The values of positional ``name=value`` strings, which the minion reads as YAML."""
     for item in arg:
         match = KWARG_STRING.match(item) if isinstance(item, str) else None
@@ -110,7 +110,7 @@ def check_size(*values: Any) -> None:
             raise problem
 
 
-def parse_command_line(line: str) -> tuple[str, list, dict]:
+def parse_command_line(line: str) -> tuple[str, list[Any], dict[str, Any]]:
     """``"docker.logs curveball tail=10"`` -> ``("docker.logs", ["curveball"], {"tail": 10})``,
     parsed like the ``salt`` command line (shell words; values as YAML), bounded as above.
     Raises :class:`BadValue`; the function name is the caller's to check."""

@@ -19,6 +19,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from berth.execargs import KWARG_STRING as _KWARG_STRING
 
@@ -118,7 +119,7 @@ class Forbidden(Exception):
     ``what``: the refused call, e.g. ``"cmd.run"`` or ``"state.sls" with ['docker.sleep']``;
     ``allowed``: the allow-list as text."""
 
-    def __init__(self, what: str, allowed: str):
+    def __init__(self, what: str, allowed: str) -> None:
         super().__init__(f"{what} (allowed commands: {allowed})")
         self.what = what
         self.allowed = allowed
@@ -127,7 +128,7 @@ class Forbidden(Exception):
 class RunsOtherFunctions(Forbidden):
     """A function of :data:`CALLS_OTHER_FUNCTIONS` (HTTP 403 whatever the allow-list says)."""
 
-    def __init__(self, fun: str, why: str):
+    def __init__(self, fun: str, why: str) -> None:
         self.detail = (
             f'"{fun}" {why}: it is never executed on a device, whatever the allow-list '
             "(functions that call other functions, docs/security.md)."
@@ -163,7 +164,7 @@ class BadArgument(Exception):
     ``field`` is ``"kwarg"`` or ``"arg"`` (a ``name=value`` string among the positional ones).
     """
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
@@ -177,7 +178,7 @@ class Entry:
     def __str__(self) -> str:
         return " ".join((self.fun, *(self.args or ())))
 
-    def allows(self, fun: str, positional: list) -> bool:
+    def allows(self, fun: str, positional: list[Any]) -> bool:
         if not fnmatch.fnmatchcase(fun, self.fun):
             return False
         if self.args is None:
@@ -234,7 +235,7 @@ def allows_function(fun: str, allowed: Iterable[str | Entry]) -> bool:
     return any(fnmatch.fnmatchcase(fun, e.fun) for e in entries)
 
 
-def split_kwarg_strings(arg: list) -> tuple[list, dict]:
+def split_kwarg_strings(arg: list[Any]) -> tuple[list[Any], dict[str, Any]]:
     """Positional arguments as Salt sees them: ``name=value`` strings are keyword arguments."""
     positional, implicit = [], {}
     for item in arg:
@@ -248,8 +249,8 @@ def split_kwarg_strings(arg: list) -> tuple[list, dict]:
 
 def check(
     fun: str,
-    arg: list,
-    kwarg: dict,
+    arg: list[Any],
+    kwarg: dict[str, Any],
     allowed: Iterable[str | Entry],
     extra_kwargs: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
@@ -297,7 +298,7 @@ def _public_arguments(fun: str) -> bool:
     return any(fnmatch.fnmatchcase(fun, parse_entry(e).fun) for e in SAFE_DEFAULT)
 
 
-def audit_summary(fun: str, arg: list, kwarg: dict) -> dict:
+def audit_summary(fun: str, arg: list[Any], kwarg: dict[str, Any]) -> dict[str, Any]:
     """What an audit row may keep of ``fun(*arg, **kwarg)``: never an argument that may be a secret.
 
     A safe-default function keeps its positional arguments and the values of the keyword

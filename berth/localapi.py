@@ -39,6 +39,7 @@ import socket
 import threading
 import types
 from collections.abc import Mapping
+from typing import Any
 
 import salt.defaults.exitcodes
 import salt.exceptions
@@ -70,7 +71,7 @@ _KWARG_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 class BadRequest(Exception):
-    def __init__(self, errors: dict):
+    def __init__(self, errors: dict[str, Any]) -> None:
         super().__init__(errors)
         self.errors = errors
 
@@ -87,7 +88,7 @@ def _jsonable(value):
     return str(value)
 
 
-def _json_object(raw: bytes, fields: set[str]) -> dict:
+def _json_object(raw: bytes, fields: set[str]) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"")
     except ValueError as exc:
@@ -103,12 +104,12 @@ def _json_object(raw: bytes, fields: set[str]) -> dict:
     return body
 
 
-def _check_kwarg_names(kwarg: dict) -> list[str]:
+def _check_kwarg_names(kwarg: dict[str, Any]) -> list[str]:
     bad = sorted(k for k in kwarg if not _KWARG_NAME.match(k) or k.startswith("__"))
     return [f"Not valid keyword argument names: {', '.join(bad)}."] if bad else []
 
 
-def parse_body(raw: bytes) -> tuple[str, list, dict]:
+def parse_body(raw: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     """Validate an execute body; raises :class:`BadRequest` naming the field."""
     body = _json_object(raw, {"command", "arg", "kwarg"})
     errors: dict[str, list[str]] = {}
@@ -135,10 +136,10 @@ def parse_body(raw: bytes) -> tuple[str, list, dict]:
                 errors[field] = [exc.message]
     if errors:
         raise BadRequest(errors)
-    return command, arg, kwarg
+    return str(command), arg, kwarg
 
 
-def parse_raw_body(raw: bytes) -> tuple[str, list, dict]:
+def parse_raw_body(raw: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     """Validate an execute_raw body ``{"command": "docker.logs curveball tail=10"}``:
     the command line is split like a shell and parsed like the ``salt`` CLI does, bounded
     (``berth.execargs``, as in the cloud)."""
@@ -181,12 +182,12 @@ class LocalAPI:
         unit_id: str,
         functions: Mapping,
         opts: Mapping | None = None,
-        context: dict | None = None,
+        context: dict[str, Any] | None = None,
         commands: list[str] | None = None,
         token: str | None = None,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
-    ):
+    ) -> None:
         self.unit_id = str(unit_id)
         self.commands = check_commands(commands)
         # Commands beyond LOCAL_API_OPEN need this token (header X-Berth-Local-Token); the engine
@@ -319,7 +320,7 @@ class LocalAPI:
             },
         )
 
-    def open_to_any_process(self, command: str, arg: list, kwarg: dict) -> bool:
+    def open_to_any_process(self, command: str, arg: list[Any], kwarg: dict[str, Any]) -> bool:
         """Whether ``command`` runs without the local token: :data:`execpolicy.LOCAL_API_OPEN`,
         except the logs of a protected container (the salt-minion's; by name or by what could
         be its id)."""
@@ -380,7 +381,7 @@ class LocalAPI:
 
     # --- running a command ---------------------------------------------------
 
-    def run(self, jid: str, command: str, arg: list, kwarg: dict) -> dict:
+    def run(self, jid: str, command: str, arg: list[Any], kwarg: dict[str, Any]) -> dict[str, Any]:
         """Run like the minion runs a published job; returns the job return."""
         # As Salt publishes a job (and reports it back in fun_args): keyword
         # arguments travel as a trailing dict marked with __kwarg__.
@@ -425,7 +426,7 @@ class LocalAPI:
         }
 
 
-def with_master_address(opts: Mapping) -> dict:
+def with_master_address(opts: Mapping) -> dict[str, Any]:
     """A copy of the minion ``opts`` with the master's address resolved
     (``master_ip``, ``master_uri``) as ``salt.minion`` does when it connects.
 
@@ -628,7 +629,7 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
 
     class RequestLog(WSGIRequestHandler):
         # One plain line per request in the minion log, naming the device.
-        def log_request(self, code="-", size="-"):
+        def log_request(self, code="-", size="-") -> None:
             log.info(
                 "berth_localapi on %s: %s %s %s -> %s",
                 app.unit_id,
@@ -638,7 +639,7 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
                 code,
             )
 
-        def log(self, type, message, *args):  # werkzeug's signature names it type
+        def log(self, type, message, *args) -> None:  # werkzeug's signature names it type
             getattr(log, type if type in ("info", "warning", "error") else "info")(
                 "berth_localapi on %s: " + message, app.unit_id, *args
             )

@@ -239,7 +239,9 @@ def search(
     out: list[str] = []
     emitted = 0  # lines in ``out`` that are log lines (not separators)
     last_index = None  # index (in newest-first order) of the last emitted line
-    newer = collections.deque(maxlen=after)  # (index, line) not emitted, for ``after`` context
+    newer: collections.deque[tuple[int, str]] = collections.deque(
+        maxlen=after
+    )  # (index, line) not emitted, for ``after`` context
     older_wanted = 0  # ``before`` context still to take
     matches = 0
 
@@ -250,7 +252,7 @@ def search(
         out.append(line)
         emitted += 1
         last_index = index
-        return limit and emitted >= limit
+        return bool(limit) and emitted >= limit
 
     for index, line in enumerate(lines):
         stop_here = until_re is not None and until_re.search(line) is not None
@@ -344,7 +346,7 @@ def last_startup(
     limit = _count("limit", limit)
     # The lines right after the marker are the oldest ones seen when the marker
     # turns up, so keep a window of the last ``limit - 1`` lines read.
-    window = collections.deque(maxlen=(limit - 1) if limit else None)
+    window: collections.deque[str] = collections.deque(maxlen=(limit - 1) if limit else None)
     for line in _lines(log_file, file):
         if match_re.search(line):
             return list(window) + [line]

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import re
+from typing import Any
 
 from berth.contract import AppliedReleaseState, ReportOutcome
 
@@ -30,12 +31,12 @@ _SIGNATURE = re.compile(r"[0-9a-f]{64}\Z")
 VERSION = 1
 
 
-def valid_key(key) -> bool:
+def valid_key(key: object) -> bool:
     """A report key as the API makes them: 64 lowercase hex digits."""
     return isinstance(key, str) and bool(_KEY.match(key))
 
 
-def canonical(unit_id: str, result: dict) -> bytes:
+def canonical(unit_id: str, result: dict[str, Any]) -> bytes:
     """The bytes a signature covers: the minion id and the signed fields, as sorted compact JSON."""
     body = {"v": VERSION, "unit_id": unit_id}
     for field in SIGNED_FIELDS:
@@ -47,19 +48,19 @@ def canonical(unit_id: str, result: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def sign(key: str, unit_id: str, result: dict) -> str:
+def sign(key: str, unit_id: str, result: dict[str, Any]) -> str:
     """The hex HMAC-SHA256 of :func:`canonical` under the device's report key."""
     if not valid_key(key):
         raise ValueError("not a report key (64 lowercase hex digits)")
     return hmac.new(bytes.fromhex(key), canonical(unit_id, result), hashlib.sha256).hexdigest()
 
 
-def signed(key: str, unit_id: str, result: dict) -> dict:
+def signed(key: str, unit_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """``result`` with its ``signature``."""
     return {**result, SIGNATURE: sign(key, unit_id, result)}
 
 
-def verify(key: str, unit_id: str, result: dict, signature) -> bool:
+def verify(key: str, unit_id: str, result: dict[str, Any], signature: object) -> bool:
     """Whether ``signature`` is the device's signature of ``result``; constant time."""
     if not isinstance(signature, str) or not _SIGNATURE.match(signature):
         return False
@@ -70,7 +71,7 @@ def verify(key: str, unit_id: str, result: dict, signature) -> bool:
     return hmac.compare_digest(expected, signature)
 
 
-def status_to_result(status) -> dict | None:
+def status_to_result(status: object) -> dict[str, Any] | None:
     """A ``docker.release_status`` return as a result to report, or None when there is nothing to say.
 
     ``running`` -> succeeded; ``degraded`` -> failed (a release container stopped);
@@ -79,6 +80,7 @@ def status_to_result(status) -> dict | None:
     if not isinstance(status, dict) or status.get("release_id") in (None, ""):
         return None
     state = status.get("state")
+    error: str | None
     if state == AppliedReleaseState.RUNNING:
         outcome, error = ReportOutcome.SUCCEEDED, None
     elif state == AppliedReleaseState.DEGRADED:

@@ -65,6 +65,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 COMMAND = {"command": "state.sls", "arg": ["docker.release"]}
 REPORT_FAILED = "docker.release_report_failed"
@@ -110,7 +111,7 @@ def use_local_token(path: str | None) -> None:
         )
 
 
-def _request(url: str, body: dict | None, timeout: float) -> dict:
+def _request(url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if _local_token:
@@ -140,7 +141,7 @@ def _execute_url(base_url: str) -> str:
     return f"{base_url}/dongle/{urllib.parse.quote(unit_id, safe='')}/execute/"
 
 
-def apply_via_local_api(base_url: str, timeout: float) -> dict:
+def apply_via_local_api(base_url: str, timeout: float) -> dict[str, Any]:
     """Run ``state.sls docker.release`` through the local API; returns the job
     response (``fun``, ``return``, ``retcode``, ``success``)."""
     url = _execute_url(base_url)
@@ -152,14 +153,14 @@ def apply_via_local_api(base_url: str, timeout: float) -> dict:
     return answer["response"]
 
 
-def _lines(response: dict) -> list:
+def _lines(response: dict[str, Any]) -> list[Any]:
     ret = response.get("return")
     if isinstance(ret, dict):
         return [step.get("comment") for step in ret.values() if isinstance(step, dict)]
     return ret if isinstance(ret, list) else [ret]
 
 
-def busy_reason(response: dict) -> str | None:
+def busy_reason(response: dict[str, Any]) -> str | None:
     """Why the minion could not start the apply because another run holds it (Salt's
     "... is running as PID ..." refusal, or the release engine's lock in the state's
     comment), else None."""
@@ -169,7 +170,7 @@ def busy_reason(response: dict) -> str | None:
     return None
 
 
-def deferred_reason(response: dict) -> str | None:
+def deferred_reason(response: dict[str, Any]) -> str | None:
     """The state's comment when the release engine deferred the apply because a container
     holds its update lock (``berth.release.locks``), else None."""
     for line in _lines(response):
@@ -178,7 +179,9 @@ def deferred_reason(response: dict) -> str | None:
     return None
 
 
-def apply_when_idle(attempt, timeout: float, retry: float, log=print) -> tuple[dict, str | None]:
+def apply_when_idle(
+    attempt, timeout: float, retry: float, log=print
+) -> tuple[dict[str, Any], str | None]:
     """``attempt(seconds_left)`` (one apply, returning the job response), tried again every
     ``retry`` seconds (plus up to half of it at random) while another run holds the minion or
     a container holds its update lock (the engine deferred the apply), for at most
@@ -258,7 +261,7 @@ def _run(argv: list[str], timeout: float | None, release_lock: str | None):
 
 def _salt_call(
     command: list[str], fun: list[str], timeout: float | None, release_lock: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """Run the fallback's ``salt-call`` (its options, up to ``state.sls``) with ``fun`` and
     ``--out=json`` (see :func:`_run` for ``timeout``); a job response like the local API's,
     ``return`` being Salt's errors or the output's end when there is no Salt JSON (a
@@ -283,7 +286,9 @@ def _salt_call(
     return {"fun": fun[0], "return": ret, "retcode": returncode, "success": returncode == 0}
 
 
-def apply_via_salt_call(command: list[str], timeout: float, release_lock: str | None) -> dict:
+def apply_via_salt_call(
+    command: list[str], timeout: float, release_lock: str | None
+) -> dict[str, Any]:
     """Run ``state.sls docker.release`` with the fallback's ``salt-call``; stopped after
     ``timeout`` only while it has not started applying (``release_lock``, see :func:`_run`)."""
     fun = command[command.index("state.sls") :]
@@ -292,7 +297,7 @@ def apply_via_salt_call(command: list[str], timeout: float, release_lock: str | 
 
 def report_failed_via_salt_call(
     command: list[str], error: str, timeout: float = REPORT_TIMEOUT
-) -> dict:
+) -> dict[str, Any]:
     """:func:`report_failed` with the fallback's ``salt-call`` (no YAML parsing of the text).
     When that report cannot be made (the master away: salt-call waits for it until stopped at
     ``timeout``, or fails), the failure is queued on the device without sending
@@ -321,7 +326,7 @@ def report_failed_via_salt_call(
     return queued
 
 
-def not_run_reason(response: dict) -> str | None:
+def not_run_reason(response: dict[str, Any]) -> str | None:
     """Why a failed state run never reached the release (Salt's errors as a list: render,
     pillar, compile errors; a salt-call without a result), else None. A release state that
     ran has reported its own outcome (the release engine fires the result event)."""
@@ -331,7 +336,7 @@ def not_run_reason(response: dict) -> str | None:
     return "; ".join(str(line) for line in ret)[:2000] or "no result"
 
 
-def conclude(response: dict, busy: str | None, via: str, timeout: float, report) -> int:
+def conclude(response: dict[str, Any], busy: str | None, via: str, timeout: float, report) -> int:
     """Print what the apply did, have the device report ``failed`` (through ``report``) when
     the release could not be applied, and return the exit status."""
     if busy is not None:
@@ -388,7 +393,7 @@ def master_unreachable(base_url: str) -> str | None:
     return None
 
 
-def report_failed(base_url: str, error: str) -> dict:
+def report_failed(base_url: str, error: str) -> dict[str, Any]:
     """Have the minion report its pending release ``failed`` with ``error`` (the result
     event the master forwards to the API); a release already applied is left alone."""
     answer = _request(_execute_url(base_url), {"command": REPORT_FAILED, "arg": [error]}, 60)
@@ -472,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fallback = args.fallback[1:] if args.fallback[:1] == ["--"] else args.fallback
 
-    def log(line):
+    def log(line) -> None:
         print(line, file=sys.stderr, flush=True)
 
     if args.local_api:

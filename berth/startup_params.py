@@ -77,7 +77,7 @@ def _whole(value: Any) -> int | None:
 class StartupParameterError(ValueError):
     """Raised by :func:`to_create_kwargs` with the same per-field errors as :func:`validate`."""
 
-    def __init__(self, errors: dict[str, list[str]]):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
 
@@ -125,7 +125,8 @@ def _environment(value: Any) -> dict[str, str]:
         for entry in entries:
             if "=" not in entry:
                 raise _Invalid(f"{entry!r} is not KEY=VALUE.")
-            items.append(tuple(entry.split("=", 1)))
+            key, _, val = entry.partition("=")
+            items.append((key, val))
     env = {}
     for key, val in items:
         if not _ENV_KEY.fullmatch(key):
@@ -197,8 +198,8 @@ def _host_port(value: Any, where: str):
         return None
     if isinstance(value, bool):
         raise _Invalid(f"{where}: host port must be a number, 'ip:port' or null.")
-    if _whole(value) is not None:
-        port = _whole(value)
+    if (whole := _whole(value)) is not None:
+        port = whole
         ip = None
     elif isinstance(value, str):
         ip, _, port_s = value.rpartition(":")
@@ -223,8 +224,8 @@ def _container_port(key: str) -> str:
     return f"{match.group(1)}/{match.group(3) or 'tcp'}"
 
 
-def _ports(value: Any) -> dict:
-    ports: dict = {}
+def _ports(value: Any) -> dict[str, Any]:
+    ports: dict[str, Any] = {}
     if isinstance(value, dict):
         for key, host in value.items():
             ports[_container_port(str(key))] = _host_port(host, str(key))
@@ -247,13 +248,13 @@ def _network_mode(value: Any) -> str:
     return value
 
 
-def _restart_policy(value: Any) -> dict:
+def _restart_policy(value: Any) -> dict[str, Any]:
     if not isinstance(value, str) or not _RESTART.fullmatch(value):
         raise _Invalid(
             "Expected one of 'no', 'always', 'unless-stopped', 'on-failure', 'on-failure:N'."
         )
     name, _, count = value.partition(":")
-    policy = {"Name": "" if name == "no" else name}
+    policy: dict[str, Any] = {"Name": "" if name == "no" else name}
     if name == "on-failure":
         policy["MaximumRetryCount"] = int(count or 0)
     return policy
@@ -309,8 +310,8 @@ def _mem_limit(value: Any):
 
 
 def _user(value: Any) -> str:
-    if _whole(value) is not None and _whole(value) >= 0:
-        return str(_whole(value))
+    if (whole := _whole(value)) is not None and whole >= 0:
+        return str(whole)
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise _Invalid("Expected a user name or uid, optionally ':group' or ':gid'.")
     return value
@@ -322,7 +323,7 @@ def _working_dir(value: Any) -> str:
     return value
 
 
-def _log_config(value: Any) -> dict:
+def _log_config(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) - {"type", "config"} or "type" not in value:
         raise _Invalid("Expected {'type': driver, 'config': {option: value}}.")
     if not isinstance(value["type"], str) or not _LOG_DRIVER.fullmatch(value["type"]):
@@ -356,12 +357,12 @@ _PARAMS: dict[str, tuple[Callable[[Any], Any], str]] = {
 SUPPORTED = tuple(_PARAMS)
 
 
-def _convert(params: Any) -> tuple[dict, dict[str, list[str]]]:
+def _convert(params: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
     if params is None:
         return {}, {}
     if not isinstance(params, dict):
         return {}, {"non_field_errors": ["Expected a map of startup parameters."]}
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for key, value in params.items():
         if key not in _PARAMS:
@@ -385,7 +386,7 @@ def validate(params: Any) -> dict[str, list[str]]:
     return _convert(params)[1]
 
 
-def to_create_kwargs(params: Any) -> dict:
+def to_create_kwargs(params: Any) -> dict[str, Any]:
     """Docker SDK ``containers.create`` keyword arguments for these startup parameters."""
     kwargs, errors = _convert(params)
     if errors:

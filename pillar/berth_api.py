@@ -14,16 +14,23 @@ Produces ``docker:release`` / ``docker:registries`` and ``berth:logbook`` (``url
 asked, ``docker:error`` instead, and the release state refuses to run.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from berth.master.minion_pillar import release_pillar
+
+if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
+    __opts__: dict[str, Any]
 
 __virtualname__ = "berth_api"
 
 
-def __virtual__():
+def __virtual__() -> str:
     return __virtualname__
 
 
-def ext_pillar(minion_id, pillar, **kwargs):  # Salt's ext_pillar signature
+def ext_pillar(  # Salt's ext_pillar signature
+    minion_id: str, pillar: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     conf = dict(__opts__.get("berth_api") or {})
     conf.update(kwargs)
     # The minion's grains come with every pillar request: an enrollment token among them

@@ -6,6 +6,8 @@ can change, so it lives in the CLI rather than in the API.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import Flask
 from flask.cli import with_appcontext
@@ -112,7 +114,7 @@ def commands_command(
     settings.allowed_commands = after
     settings.allowed_kwargs = kwargs_after or None
     if after != before or settings.allowed_kwargs != kwargs_before:
-        details = {"before": before, "after": after, "by": "cli"}
+        details: dict[str, Any] = {"before": before, "after": after, "by": "cli"}
         if settings.allowed_kwargs != kwargs_before:
             details["allowed_kwargs"] = {"before": kwargs_before, "after": settings.allowed_kwargs}
         audit.record("policy.change", account_id=account.id, target="execute", details=details)

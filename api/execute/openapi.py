@@ -33,7 +33,7 @@ _DEVICE = {
     "schema": {"type": "string"},
     "description": "Device id (UUID).",
 }
-_SECURITY = [{"APIToken": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"APIToken": []}]
 _COMMON_ERRORS = {
     "400": _json(_ref("ValidationErrors"), "Invalid body: field -> messages."),
     "401": _detail("Missing, invalid, revoked or expired token."),

@@ -12,7 +12,7 @@ from api import audit
 from api.errors import ApiError, Conflict, PermissionDenied
 from api.execute.command import Command
 from api.execute.models import ExecuteJob
-from api.extensions import db
+from api.extensions import db, rowcount
 from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
@@ -120,12 +120,14 @@ def _forget(job: ExecuteJob) -> None:
 def _finish(job: ExecuteJob, state: ExecuteJobState, response: dict | None) -> bool:
     """Move a PENDING job to ``state`` once, even if a poll and the worker race; queue its webhook."""
     now = utcnow()
-    changed = db.session.execute(
-        update(ExecuteJob)
-        .where(ExecuteJob.id == job.id, ExecuteJob.state == ExecuteJobState.PENDING)
-        .values(state=state, response=response, finished_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rowcount(
+        db.session.execute(
+            update(ExecuteJob)
+            .where(ExecuteJob.id == job.id, ExecuteJob.state == ExecuteJobState.PENDING)
+            .values(state=state, response=response, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if changed:
         db.session.refresh(job)
         if job.callback_url:

@@ -14,7 +14,7 @@ from api.schemas.logbook import (
     LogbookWritten,
 )
 
-_SECURITY = [{"APIToken": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"APIToken": []}]
 
 
 def _ref(name):
@@ -79,7 +79,7 @@ PATHS = {
             "tags": ["logbook"],
             "summary": "Raw samples or aggregated buckets of one field over [from_utc, to_utc)",
             "description": f"Token scope: user. Buckets aligned to from_utc, empty ones omitted, "
-            f"at most {MAX_BUCKETS} buckets. {LogbookReadQuery.__doc__.split(': ', 1)[1]}",
+            f"at most {MAX_BUCKETS} buckets. {(LogbookReadQuery.__doc__ or ': ').split(': ', 1)[1]}",
             "security": _SECURITY,
             "parameters": _parameters(LogbookReadQuery),
             "responses": {

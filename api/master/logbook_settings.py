@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api import crypto
-from api.extensions import db
+from api.extensions import db, rowcount
 from api.models import ApiToken, Device, User
 from api.models.types import UTCDateTime, utcnow
 from api.tokens import create_token
@@ -112,7 +112,7 @@ def shipper_token(device: Device, owner_id: int | None) -> str | None:
             old_id = row.token_id
             if row.token is not None:
                 row.token.revoke()  # expired or undecryptable: make sure it is dead too
-            swapped = db.session.execute(
+            result = db.session.execute(
                 update(LogbookShipperToken)
                 .where(
                     LogbookShipperToken.device_id == device.id,
@@ -122,7 +122,8 @@ def shipper_token(device: Device, owner_id: int | None) -> str | None:
                     token_id=token.id, token_encrypted=crypto.encrypt(plaintext), created=utcnow()
                 )
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            swapped = rowcount(result)
             if swapped != 1:
                 db.session.rollback()
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import g, request
 from sqlalchemy import select
@@ -15,7 +15,8 @@ T = TypeVar("T")
 
 def owned_or_404(model: type[T], pk, **filters) -> T:
     """The account's ``model`` row with primary key ``pk``; another account's row is 404 like a missing one."""
-    stmt = select(model).where(model.id == pk, model.account_id == g.account.id)
+    columns: Any = model  # a model class: its columns are class attributes
+    stmt = select(model).where(columns.id == pk, columns.account_id == g.account.id)
     for name, value in filters.items():
         stmt = stmt.where(getattr(model, name) == value)
     row = db.session.scalars(stmt).one_or_none()

@@ -61,7 +61,7 @@ def counted(release_id: int) -> dict[int, Counter]:
 
 
 def _as_statuses(buckets: dict[str, int]) -> Counter:
-    stored = Counter({b: n for b, n in buckets.items() if b != TARGETS and n})
+    stored: Counter[str | None] = Counter({b: n for b, n in buckets.items() if b != TARGETS and n})
     stored[None] = buckets.get(TARGETS, 0) - sum(stored.values())
     return stored
 

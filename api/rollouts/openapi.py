@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from berth.contract import RolloutAction
 
 
@@ -18,9 +20,9 @@ def _path(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
 
 
-_SEC = [{"APIToken": []}]
-_PARAMS = [_path("project_id"), _path("release_id")]
-_ERRORS = {
+_SEC: list[dict[str, list[str]]] = [{"APIToken": []}]
+_PARAMS: list[dict] = [_path("project_id"), _path("release_id")]
+_ERRORS: dict[str, dict] = {
     "401": _json(_ref("Detail"), "Missing or invalid token."),
     "404": _json(_ref("Detail"), "Unknown release, or the release has no rollout."),
 }
@@ -34,7 +36,7 @@ _ACTIONS = {
     "it ran successfully before it, at its next idle moment.",
 }
 
-PATHS = {
+PATHS: dict[str, Any] = {
     _ROLLOUT: {
         "get": {
             "tags": ["rollouts"],

@@ -159,7 +159,7 @@ def _start_wave(rollout: Rollout, wave: int, now: datetime) -> None:
         len(rollout.waves),
         len(members),
     )
-    queue_release(db.session.get(Release, rollout.release_id), members)
+    queue_release(db.session.get_one(Release, rollout.release_id), members)
     emit(rollout, E.WAVE_STARTED, now, targets=len(members))
 
 
@@ -365,7 +365,7 @@ def tick(now: datetime | None = None) -> int:
 
 # -- operator actions ----------------------------------------------------------
 
-ALLOWED = {
+ALLOWED: dict[A, dict[str, R | None]] = {
     A.PAUSE: {R.RUNNING: R.PAUSED, R.PAUSED: None},
     A.RESUME: {R.PAUSED: R.RUNNING, R.HALTED: R.RUNNING, R.RUNNING: None},
     A.ABORT: {R.RUNNING: R.ABORTED, R.PAUSED: R.ABORTED, R.HALTED: R.ABORTED, R.ABORTED: None},
@@ -385,6 +385,8 @@ def act(release: Release, action: A, user_id: int | None, token_id: int | None) 
     """Apply an operator action: idempotent (repeating it changes nothing and is not recorded
     again), 409 where it makes no sense. The caller commits."""
     rollout = lock(release.id)
+    if rollout is None:
+        raise Conflict(f"Cannot {action}: this release has no rollout.")
     now = utcnow()
     if rollout.state not in ALLOWED[action]:
         raise Conflict(f"Cannot {action} a rollout that is {rollout.state}.")
@@ -458,10 +460,10 @@ def act(release: Release, action: A, user_id: int | None, token_id: int | None) 
 
 def emit(rollout: Rollout, event: E, now: datetime, **extra) -> None:
     """Queue a signed POST of the event to every rollout webhook of the release's account."""
-    release = db.session.get(Release, rollout.release_id)
-    account_id = db.session.scalar(
+    release = db.session.get_one(Release, rollout.release_id)
+    account_id = db.session.scalars(
         select(Project.account_id).where(Project.id == release.project_id)
-    )
+    ).one()
     urls = db.session.scalars(
         select(RolloutWebhook.url)
         .where(RolloutWebhook.account_id == account_id)
@@ -498,7 +500,7 @@ def _wave_state(rollout: Rollout, index: int) -> W:
     if index > rollout.wave:
         return W.CANCELLED if state == R.ABORTED else W.WAITING
     return {R.RUNNING: W.RUNNING, R.PAUSED: W.PAUSED, R.HALTED: W.HALTED, R.ABORTED: W.ABORTED}[
-        state
+        R(state)
     ]
 
 
@@ -517,7 +519,7 @@ def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
         )
     revert = None
     if rollout.state in REVERTS:
-        statuses = Counter()
+        statuses: Counter[str] = Counter()
         for c in counts.values():
             statuses.update(c)
         revert = dict(

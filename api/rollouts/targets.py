@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Integer,
     and_,
     bindparam,
@@ -164,7 +166,7 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
         unlist_devices(gone, [device.id])
     new = sorted(matching - set(existing))
     if new:
-        waves = dict(
+        waves: dict[int, list[int]] = dict(
             db.session.execute(
                 select(_ro.c.release_id, _ro.c.waves).where(_ro.c.release_id.in_(new))
             ).all()
@@ -195,7 +197,7 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
         gone,
     )
     if after != before and after is not None:
-        queue_release(db.session.get(Release, after), [(device.id, device.unit_id)])
+        queue_release(db.session.get_one(Release, after), [(device.id, device.unit_id)])
     elif after != before:
         from api.outbox import REFRESH_PILLAR, enqueue_salt
 
@@ -253,6 +255,9 @@ def add_targets(release: Release, listed: Sequence, tags: list[str], rollout: di
 def _insert_targets(release_id: int, rows: list[list]) -> None:
     """``release_devices`` rows from ``[device id, listed, wave or None]`` triples: one
     ``INSERT ... SELECT`` from a JSON parameter (like ``api.bulk``), not 10,000 bound rows."""
+    device: ColumnElement[Any]
+    listed: ColumnElement[Any]
+    wave: ColumnElement[Any]
     if db.session.get_bind().dialect.name == "postgresql":
         given = (
             func.jsonb_array_elements(bindparam(None, rows, type_=JSONB))

@@ -32,7 +32,7 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic import ValidationError as PydanticValidationError
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import PydanticCustomError
 
 from api.limits import MAX_JSON_DEPTH
@@ -266,7 +266,8 @@ def component_schemas(
 ) -> dict[str, Any]:
     """``components.schemas`` for these models (request bodies in validation mode, responses in
     serialization mode), keyed by class name; nested models become ``$ref`` s."""
-    pairs = [(m, "validation") for m in requests] + [(m, "serialization") for m in responses]
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in requests]
+    pairs += [(m, "serialization") for m in responses]
     _, defs = models_json_schema(pairs, ref_template=REF_TEMPLATE, schema_generator=_OpenAPISchema)
     schemas = _resolve_refs(defs.get("$defs", {}))
     for schema in schemas.values():

@@ -84,7 +84,8 @@ def minion_id_list(value: Any) -> list[str]:
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
     if len(value) > MAX_SYNC_UNIT_IDS:
         raise FieldError(f"Ensure this field has no more than {MAX_SYNC_UNIT_IDS} elements.")
-    result, errors = {}, {}
+    result: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
     for i, item in enumerate(value):
         try:
             result[minion_id(item)] = None  # de-duplicated, order kept, linear

@@ -202,7 +202,7 @@ def device_list(value: Any) -> list[Row]:
         raise FieldError(
             [f'Invalid pk "{i}" - object does not exist.' for i in ids if i not in found]
         )
-    return known
+    return list(known)
 
 
 class ReleaseInput(RequestBody):

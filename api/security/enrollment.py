@@ -15,7 +15,7 @@ from sqlalchemy import ForeignKey, String, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.crypto import token_digest
-from api.extensions import db
+from api.extensions import db, rowcount
 from api.models.types import UTCDateTime, isoformat, utcnow
 
 PREFIX = "berth_enroll_"
@@ -103,7 +103,7 @@ def consume(row: EnrollmentToken) -> bool:
         .values(uses=t.c.uses + 1)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         return False
     db.session.expire(row, ["uses"])
     return True

@@ -181,7 +181,7 @@ def _json(schema: dict, description: str) -> dict:
 
 
 SCHEMAS = component_schemas([EnrollmentTokenInput, EnrollInput], [EnrollmentToken])
-_SEC = [{"APIToken": []}]
+_SEC: list[dict[str, list[str]]] = [{"APIToken": []}]
 PATHS = {
     "/enrollment-tokens/": {
         "get": {

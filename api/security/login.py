@@ -66,7 +66,7 @@ def retry_after(email: str, address: str) -> int | None:
     window = timedelta(seconds=_setting("BERTH_LOGIN_WINDOW_SECONDS"))
     now = utcnow()
     since = now - window
-    waits = []
+    waits: list[int] = []
     for column, value, limit in (
         (LoginAttempt.email, email, _setting("BERTH_LOGIN_MAX_FAILURES")),
         (LoginAttempt.client_address, address, _setting("BERTH_LOGIN_MAX_FAILURES_PER_ADDRESS")),
@@ -74,12 +74,12 @@ def retry_after(email: str, address: str) -> int | None:
         failures = select(LoginAttempt.at).where(
             column == value, LoginAttempt.at > since, LoginAttempt.succeeded.is_(False)
         )
-        count = db.session.scalar(select(func.count()).select_from(failures.subquery()))
+        count = db.session.scalar(select(func.count()).select_from(failures.subquery())) or 0
         if count >= limit:
             # the window frees up when the (count - limit + 1)-th oldest failure leaves it
             oldest = db.session.scalars(
                 failures.order_by(LoginAttempt.at).offset(count - limit).limit(1)
-            ).first()
+            ).one()
             waits.append(max(1, math.ceil((oldest + window - now).total_seconds())))
     return max(waits) if waits else None
 

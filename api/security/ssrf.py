@@ -73,7 +73,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
-def _public(ip: ipaddress._BaseAddress) -> bool:
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip in _NAT64_LOCAL_USE:  # its IPv4 embedding is the operator's choice: never public
             return False
@@ -94,7 +94,7 @@ def resolve(url: str) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise UnsafeTarget(f"cannot resolve {host}: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise UnsafeTarget(f"cannot resolve {host}")
     if not allow_private():
@@ -129,6 +129,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
         headers["Authorization"] = "Basic " + base64.b64encode(creds.encode()).decode()
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     pool_timeout = urllib3.Timeout(connect=timeout, read=timeout)
+    pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address,

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from api import audit
 from api.bulk import id_select
 from api.errors import Conflict, NotFound
-from api.extensions import db
+from api.extensions import db, rowcount
 from api.models import ApiToken, Device
 from api.models.types import UTCDateTime, utcnow
 from api.security import platform
@@ -189,13 +189,13 @@ def served_device(unit_id: str) -> Device:
         )
         .values(master=mine)
     )
-    if adopted.rowcount != 1:  # another request took it in the meantime
+    if rowcount(adopted) != 1:  # another request took it in the meantime
         db.session.rollback()
         taken_by = db.session.scalar(
             select(_enrollments.c.master).where(_enrollments.c.unit_id == unit_id)
         )
         if taken_by in tier(g.token):  # this master's other request (a re-sent report): served
-            return db.session.get(Device, device.id)
+            return db.session.get_one(Device, device.id)
         raise missing
     audit.record(
         "device.master_adopt",
@@ -261,7 +261,7 @@ def sync(account_id: int, unit_ids: list[str], master: str) -> dict[str, list[st
     in another account and unit_ids another account has a device for (pending or not: it may
     have handed that minion an enrollment token), which are never enrolled and are listed as
     ``pending`` like any unproven id."""
-    owners = dict(
+    owners: dict[str, int] = dict(
         db.session.execute(
             select(_enrollments.c.unit_id, _enrollments.c.account_id).where(
                 _enrollments.c.unit_id.in_(unit_ids)

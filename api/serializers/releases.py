@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from api.extensions import db
@@ -67,7 +69,9 @@ def serialize_release(
 
 def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
     """{release id: {"device_tags": [...], "rollout": policy or None}}, two queries for a page."""
-    extras = {r: {"device_tags": [], "rollout": None} for r in release_ids}
+    extras: dict[int, dict[str, Any]] = {
+        r: {"device_tags": [], "rollout": None} for r in release_ids
+    }
     if release_ids:
         for release_id, tag in db.session.execute(
             select(release_tags.c.release_id, release_tags.c.tag)

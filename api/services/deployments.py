@@ -317,4 +317,4 @@ def unlist_devices(release_ids: Sequence[int], device_ids: Sequence[str] | None 
             continue
         requeue.setdefault(target, []).append((device_id, unlisted[device_id].unit_id))
     for target, devices_of_target in sorted(requeue.items()):
-        queue_release(db.session.get(Release, target), devices_of_target)
+        queue_release(db.session.get_one(Release, target), devices_of_target)

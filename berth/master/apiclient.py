@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import quote
+
 import requests
 
 from berth import secretfile
@@ -12,7 +15,7 @@ DEFAULT_TIMEOUT = 5.0
 class ApiError(Exception):
     """The API could not be asked or refused the request; ``status`` is the HTTP status or None."""
 
-    def __init__(self, message: str, status: int | None = None, body=None):
+    def __init__(self, message: str, status: int | None = None, body=None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body  # the error's JSON body, when it had one
@@ -34,7 +37,7 @@ def read_token(path: str) -> str:
 
 
 class ApiClient:
-    def __init__(self, url: str, token_file: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, url: str, token_file: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         if not url:
             raise ApiError("berth_api: no url configured")
         self.url = url.rstrip("/")
@@ -42,7 +45,7 @@ class ApiClient:
         self.timeout = float(timeout or DEFAULT_TIMEOUT)
 
     @classmethod
-    def from_config(cls, conf: dict) -> ApiClient:
+    def from_config(cls, conf: dict[str, Any]) -> ApiClient:
         return cls(
             conf.get("url", ""), conf.get("token_file", ""), conf.get("timeout", DEFAULT_TIMEOUT)
         )
@@ -79,24 +82,22 @@ class ApiClient:
                 f"berth_api: {method} {url} returned invalid JSON", resp.status_code
             ) from None
 
-    def minion_pillar(self, minion_id: str) -> dict:
-        return self._request(
-            "GET", f"/master/minions/{requests.utils.quote(minion_id, safe='')}/pillar/"
-        )
+    def minion_pillar(self, minion_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/master/minions/{quote(minion_id, safe='')}/pillar/")
 
-    def report_deployment(self, report: dict) -> dict:
+    def report_deployment(self, report: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/master/deployments/report/", report)
 
-    def report_deployments(self, reports: list[dict]) -> list:
+    def report_deployments(self, reports: list[dict[str, Any]]) -> list[Any]:
         """Many reports in one request; the API answers one ``{"index", "status", ...}`` each."""
         return self._request("POST", "/master/deployments/report/", list(reports))
 
-    def enroll(self, minion_id: str, enrollment_token: str) -> dict:
+    def enroll(self, minion_id: str, enrollment_token: str) -> dict[str, Any]:
         return self._request(
             "POST",
             "/master/devices/enroll/",
             {"unit_id": minion_id, "enrollment_token": enrollment_token},
         )
 
-    def sync_devices(self, unit_ids: list[str]) -> dict:
+    def sync_devices(self, unit_ids: list[str]) -> dict[str, Any]:
         return self._request("POST", "/master/devices/sync/", {"unit_ids": list(unit_ids)})

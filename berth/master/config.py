@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -21,7 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 MINION_LOG_LEVEL = "info"
 
 
-def salt_api_options(*, port, sharedsecret, user="berth", host="127.0.0.1") -> dict:
+def salt_api_options(*, port, sharedsecret, user="berth", host="127.0.0.1") -> dict[str, Any]:
     """``conf/master.d/salt-api.conf`` with its port, secret and eauth user replaced."""
     options = yaml.safe_load((paths.conf() / "master.d" / "salt-api.conf").read_text())
     options["rest_cherrypy"].update(host=host, port=int(port))
@@ -40,7 +42,7 @@ def master_options(
     sharedsecret,
     salt_api_user="berth",
     flush_seconds=30,
-) -> dict:
+) -> dict[str, Any]:
     """One master serving the devices and the API's salt-api (the single-tier fleet)."""
     return {
         **berth_master_options(
@@ -50,7 +52,7 @@ def master_options(
     }
 
 
-def top_master_options(*, salt_api_port, sharedsecret, salt_api_user="berth") -> dict:
+def top_master_options(*, salt_api_port, sharedsecret, salt_api_user="berth") -> dict[str, Any]:
     """The master of masters of a syndic topology (``conf/master.d/berth-top.conf``): it
     publishes the API's calls to every syndic and gathers their returns for salt-api. No
     Berth reactor, ext_pillar or credential: those live on the lower masters (docs/scale.md)."""
@@ -62,7 +64,7 @@ def top_master_options(*, salt_api_port, sharedsecret, salt_api_user="berth") ->
 
 def syndic_master_options(
     *, api_url, token_file, spool_dir, syndic_master, syndic_master_port=4506, flush_seconds=30
-) -> dict:
+) -> dict[str, Any]:
     """A lower master of a syndic topology (``conf/master.d/berth-syndic.conf`` + ``berth.conf``):
     Berth's ext_pillar, reactor, runners and credential for the devices that hang off it, and
     the ``salt-syndic`` options that tie it to the top master. No salt-api."""
@@ -75,7 +77,7 @@ def syndic_master_options(
     }
 
 
-def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) -> dict:
+def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) -> dict[str, Any]:
     """What a master that the devices connect to needs from Berth (``conf/master.d/berth.conf``)."""
     return {
         "module_dirs": [str(REPO)],
@@ -97,7 +99,9 @@ def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) ->
     }
 
 
-def minion_options(*, docker_host, hook_dir, localapi_port, settle_seconds=3, repo=REPO) -> dict:
+def minion_options(
+    *, docker_host, hook_dir, localapi_port, settle_seconds=3, repo=REPO
+) -> dict[str, Any]:
     hook_dir = pathlib.Path(hook_dir)
     return {
         "module_dirs": [str(repo)],
@@ -126,7 +130,9 @@ def main(argv: list[str]) -> int:
         )
         return 2
     kind, pairs = argv[0], argv[1:]
-    known, extra, target = {}, {}, None
+    known: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    target: dict[str, Any] | None = None
     for pair in pairs:
         if pair == "--extra":
             target = extra
@@ -149,7 +155,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-BUILDERS = {
+BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "master": master_options,
     "top": top_master_options,
     "syndic": syndic_master_options,

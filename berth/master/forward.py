@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from berth.contract import MAX_REPORT_BATCH
 from berth.master.apiclient import ApiClient, ApiError
@@ -28,7 +29,7 @@ REPORT_FIELDS = (
 )
 
 
-def build_report(minion_id: str, result: dict) -> dict:
+def build_report(minion_id: str, result: dict[str, Any]) -> dict[str, Any]:
     """The API's report body from a ``berth/release/result`` event's data (its ``signature``
     included: only the device's signature makes the API accept it)."""
     if not minion_id:
@@ -40,7 +41,7 @@ def build_report(minion_id: str, result: dict) -> dict:
     missing = [field for field in ("release_id", "outcome") if result.get(field) in (None, "")]
     if missing:
         raise ValueError(f"report from {minion_id}: missing {', '.join(missing)}")
-    report = {"unit_id": minion_id}
+    report: dict[str, Any] = {"unit_id": minion_id}
     for field in REPORT_FIELDS:
         report[field] = result.get(field)
     if report[SIGNATURE] is None:
@@ -50,14 +51,14 @@ def build_report(minion_id: str, result: dict) -> dict:
     return report
 
 
-def describe(report: dict) -> str:
+def describe(report: dict[str, Any]) -> str:
     return (
         f"device {report.get('unit_id')} release {report.get('release_id')} "
         f"({report.get('version_hash')}) {report.get('outcome')}"
     )
 
 
-def batch_size(conf: dict) -> int:
+def batch_size(conf: dict[str, Any]) -> int:
     """``berth_api: batch_size`` (default DEFAULT_BATCH, at most the API's ``MAX_REPORT_BATCH``)."""
     value = conf.get("batch_size") or DEFAULT_BATCH
     try:
@@ -68,7 +69,9 @@ def batch_size(conf: dict) -> int:
     return max(1, min(size, MAX_REPORT_BATCH))
 
 
-def deliver(client: ApiClient, spool: Spool, report: dict, size: int = DEFAULT_BATCH) -> str:
+def deliver(
+    client: ApiClient, spool: Spool, report: dict[str, Any], size: int = DEFAULT_BATCH
+) -> str:
     """Send one report (the reactor's ``berth.report``). ``"sent"``, ``"spooled"`` (the API
     cannot take it now: retried later), ``"rejected"`` (the API refused it: moved aside) or
     ``"batched"`` (put in the spool while another ``berth.report``/``berth.flush`` held it: that
@@ -94,20 +97,22 @@ def deliver(client: ApiClient, spool: Spool, report: dict, size: int = DEFAULT_B
     return spool.status(path)
 
 
-def submit(client: ApiClient, spool: Spool, reports: list[dict], size: int = DEFAULT_BATCH):
+def submit(
+    client: ApiClient, spool: Spool, reports: list[dict[str, Any]], size: int = DEFAULT_BATCH
+):
     """Send many reports (``berth.resync``) through the spool, in lists; their statuses."""
     paths = [spool.put(report) for report in reports]
     _drain(client, spool, size, blocking=True)
     return [spool.status(path) for path in paths]
 
 
-def flush(client: ApiClient, spool: Spool, size: int = DEFAULT_BATCH) -> dict:
+def flush(client: ApiClient, spool: Spool, size: int = DEFAULT_BATCH) -> dict[str, Any]:
     """Re-send spooled reports oldest first, in lists of up to ``size``; stop at the first
     request the API cannot take yet."""
-    return _drain(client, spool, size, blocking=True)
+    return _drain(client, spool, size, blocking=True) or {}  # blocking: never None
 
 
-def _send_alone(client: ApiClient, spool: Spool, report: dict) -> str:
+def _send_alone(client: ApiClient, spool: Spool, report: dict[str, Any]) -> str:
     try:
         client.report_deployment(report)
     except ApiError as exc:
@@ -124,11 +129,11 @@ def _send_alone(client: ApiClient, spool: Spool, report: dict) -> str:
     return "sent"
 
 
-def _drain(client: ApiClient, spool: Spool, size: int, blocking: bool) -> dict | None:
+def _drain(client: ApiClient, spool: Spool, size: int, blocking: bool) -> dict[str, Any] | None:
     """Send the spool while holding it; None when another holds it. After letting it go, look
     again: a caller that put a report while this one held the spool left it to this one (it
     found the spool busy), so it is sent now rather than by the next scheduled flush."""
-    counts = None
+    counts: dict[str, Any] | None = None
     while True:
         with spool.locked(blocking) as held:
             if not held:
@@ -141,7 +146,7 @@ def _drain(client: ApiClient, spool: Spool, size: int, blocking: bool) -> dict |
         blocking = False
 
 
-def _flush(client: ApiClient, spool: Spool, size: int) -> dict:
+def _flush(client: ApiClient, spool: Spool, size: int) -> dict[str, Any]:
     counts = {"sent": 0, "rejected": 0, "remaining": 0}
     entries = spool.entries()
     for start in range(0, len(entries), size):
@@ -160,11 +165,12 @@ def _flush(client: ApiClient, spool: Spool, size: int) -> dict:
     return counts
 
 
-def _send_batch(client: ApiClient, spool: Spool, batch: list, counts: dict) -> bool:
+def _send_batch(client: ApiClient, spool: Spool, batch: list[Any], counts: dict[str, Any]) -> bool:
     """Send ``batch`` (``[(path, report)]``) and settle each: sent -> removed, refused -> moved
     aside, as the report alone would be. False: the API cannot take them now (all kept)."""
     if len(batch) == 1:
-        return _settle(spool, *batch[0], _answer(client.report_deployment, batch[0][1]), counts)
+        path, report = batch[0]
+        return _settle(spool, path, report, _answer(client.report_deployment, report), counts)
     try:
         answers = client.report_deployments([report for _, report in batch])
     except ApiError as exc:
@@ -195,7 +201,7 @@ def _send_batch(client: ApiClient, spool: Spool, batch: list, counts: dict) -> b
     return not kept
 
 
-def _answer(send, report: dict) -> int | ApiError:
+def _answer(send, report: dict[str, Any]) -> int | ApiError:
     try:
         send(report)
     except ApiError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from berth.master.apiclient import ApiClient, ApiError
 from berth.results import valid_key
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 ENROLLMENT_GRAIN = "berth_enrollment_token"
 
 
-def _enroll(client: ApiClient, minion_id: str, grains: dict | None) -> bool:
+def _enroll(client: ApiClient, minion_id: str, grains: dict[str, Any] | None) -> bool:
     """Present the minion's enrollment token (its grain ``berth_enrollment_token``), if it has
     one; True once the API enrolled it (docs/security.md)."""
     token = (grains or {}).get(ENROLLMENT_GRAIN)
@@ -29,7 +30,9 @@ def _enroll(client: ApiClient, minion_id: str, grains: dict | None) -> bool:
     return True
 
 
-def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> dict:
+def release_pillar(
+    conf: dict[str, Any], minion_id: str, grains: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``{"docker": {"release": ..., "registries": ...}, "berth": {"report_key": ..., "logbook":
     {"url", "token", "device_id"}}}``, or ``{"docker": {"error": ...}}``.
 
@@ -88,7 +91,7 @@ def release_pillar(conf: dict, minion_id: str, grains: dict | None = None) -> di
 LOGBOOK_KEYS = ("url", "token", "device_id")
 
 
-def logbook_settings(value) -> dict | None:
+def logbook_settings(value) -> dict[str, Any] | None:
     """The API's ``logbook`` object as pillar ``berth:logbook``; None unless it has every key as a non-empty string."""
     if not isinstance(value, dict) or not all(
         isinstance(value.get(k), str) and value[k] for k in LOGBOOK_KEYS

@@ -9,13 +9,14 @@ import os
 import pathlib
 import time
 import uuid
+from typing import Any
 
 
 class Spool:
-    def __init__(self, directory: str):
+    def __init__(self, directory: str) -> None:
         self.dir = pathlib.Path(directory)
 
-    def put(self, payload: dict) -> pathlib.Path:
+    def put(self, payload: dict[str, Any]) -> pathlib.Path:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
         tmp = self.dir / f".{name}.tmp"
@@ -54,7 +55,7 @@ class Spool:
         return sorted(p for p in self.dir.glob("*.json") if not p.name.startswith("."))
 
     @staticmethod
-    def load(path: pathlib.Path) -> dict:
+    def load(path: pathlib.Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def status(self, path: pathlib.Path) -> str:

@@ -254,7 +254,7 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
         registries = {k: registries[k] for k in matches}
     ex = executor(opts)
     logged = ex.verified_logins()
-    out = {}
+    out: dict[str, str] = {}
     for rid in registries:
         entry = find_registry(registries, rid)
         host = dockerutil.registry_host(entry["url"])

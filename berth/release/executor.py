@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
@@ -140,7 +141,7 @@ class Executor:
         self.applied_path = self.dir / "applied.json"
         self.logins_path = self.dir / "logins.json"
         self.lock_path = self.dir / "release.lock"
-        self._journal: dict | None = None
+        self._journal: Any = None  # the journal's dict while an apply runs, else None
         self._journal_lock = threading.Lock()
         # fault-injection tests set this to kill the process at a named point (see _at)
         self.fault_hook = None
@@ -195,7 +196,7 @@ class Executor:
     def login_keys(self, target: Target) -> dict[str, str]:
         return {str(rid): self.login_key(entry) for rid, entry in target.registries.items()}
 
-    def plan(self, target: Target, current: EngineState | None = None) -> list[dict]:
+    def plan(self, target: Target, current: EngineState | None = None) -> list[st.Step]:
         current = current or self.observe()
         return plan(current, target, self.login_keys(target))
 

@@ -216,7 +216,7 @@ KINDS: dict[str, type[Step]] = {
 def from_dict(data: dict) -> Step:
     """The step a dict (journal, ``docker.release_plan`` output) describes; :class:`UnknownStep`
     when its action or fields are not known."""
-    cls = KINDS.get(data.get("action")) if isinstance(data, dict) else None
+    cls = KINDS.get(str(data.get("action"))) if isinstance(data, dict) else None
     if cls is None:
         raise UnknownStep(f"unknown release step {data!r}")
     fields = {f.name for f in dataclasses.fields(cls)}

@@ -16,13 +16,13 @@ class SendError(Exception):
 class Rejected(Exception):
     """The API refused some records for good (400); ``errors`` maps batch index -> problems."""
 
-    def __init__(self, errors):
+    def __init__(self, errors) -> None:
         super().__init__(errors)
         self.errors = errors
 
 
 class Sender:
-    def __init__(self, url, token, device_id, timeout=30, session=None):
+    def __init__(self, url, token, device_id, timeout=30, session=None) -> None:
         self.endpoint = url.rstrip("/") + WRITE_PATH
         self.device_id = device_id
         self.timeout = timeout

@@ -8,6 +8,7 @@ oldest first.
 
 import logging
 import time
+from typing import Any
 
 from berth.contract import EventTag
 
@@ -34,9 +35,10 @@ class RefreshingConfig:
     or after ``retry`` seconds while incomplete (engines start before the minion
     has its pillar, and never see a pillar refresh otherwise)."""
 
-    def __init__(self, fetch, max_age=300.0, retry=10.0):
+    def __init__(self, fetch, max_age=300.0, retry=10.0) -> None:
         self.fetch, self.max_age, self.retry = fetch, max_age, retry
-        self.value, self.fetched = {}, float("-inf")
+        self.value: dict[str, Any] = {}
+        self.fetched = float("-inf")
 
     def __call__(self):
         age = time.monotonic() - self.fetched
@@ -61,7 +63,7 @@ def run(
     interval=10.0,
     batch_size=1000,
     keep_running=lambda: True,
-):
+) -> None:
     """``next_event(timeout)`` -> event data or None; ``get_config()`` -> {url, token, device_id}."""
     last_drain = float("-inf")
     warned = False

@@ -36,7 +36,7 @@ def _normalise(index, record):
 
 
 class Spool:
-    def __init__(self, path):
+    def __init__(self, path) -> None:
         self.path = path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with closing(self._connect()) as conn, conn:
@@ -66,7 +66,7 @@ class Spool:
             ).fetchall()
         return [(row_id, json.loads(text)) for row_id, text in rows]
 
-    def remove(self, ids):
+    def remove(self, ids) -> None:
         with closing(self._connect()) as conn, conn:
             conn.executemany("DELETE FROM spool WHERE id = ?", [(row_id,) for row_id in ids])
 
