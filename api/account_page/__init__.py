@@ -206,11 +206,13 @@ def token_form(form: CreateTokenForm | None = None) -> CreateTokenForm:
 
 
 def account_tokens() -> list[ApiToken]:
-    return db.session.scalars(
-        select(ApiToken)
-        .where(ApiToken.account_id == g.user.account_id)
-        .order_by(ApiToken.id.desc())
-    ).all()
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.account_id == g.user.account_id)
+            .order_by(ApiToken.id.desc())
+        )
+    )
 
 
 def issue_token(form: CreateTokenForm) -> tuple[ApiToken, str] | None:
