@@ -199,7 +199,7 @@ def release_body(form) -> tuple[dict, dict]:
         "pin_digests": form.get("pin_digests") == "on",
         "containers": [],
     }
-    problems: dict[str, Any] = {}
+    problems: dict[Any, Any] = {}  # field name, or (container index, field)
     for i in range(container_count(form)):
         field = f"containers-{i}-"
         container: dict[str, Any] = {
@@ -406,8 +406,9 @@ def device_page(release: Release, wave=None, status=None, after=None, size=PAGE_
 def release_counts(release: Release) -> dict[str, int]:
     """Targets and their stored deployments by status, for a release without a rollout (a
     rollout release shows its waves' counters instead)."""
-    targets = db.session.scalar(
-        select(func.count()).where(release_devices.c.release_id == release.id)
+    targets = (
+        db.session.scalar(select(func.count()).where(release_devices.c.release_id == release.id))
+        or 0
     )
     stored = Counter(
         dict(
@@ -484,7 +485,7 @@ def consequences(rollout: Rollout, action: RolloutAction) -> dict[str, int]:
     the started waves that have not applied the release (they get their previous release back),
     those that applied it (a revert sends them back), those of waves not started."""
     waves = counters.statuses(rollout.release_id)
-    started = Counter()
+    started: Counter[str | None] = Counter()  # status None: no stored deployment
     later = 0
     for index, statuses in waves.items():
         if index <= rollout.wave:
