@@ -216,7 +216,7 @@ def _count(name: str, value) -> int:
     return number
 
 
-def search(
+def search(  # noqa: C901 - one pass over the log: match, count, context and the until marker share the loop's state
     lines: Iterable[str],
     until: str = UNTIL_END,
     match: str = ".*",

@@ -100,7 +100,7 @@ def _str_or_list(value: Any, what: str) -> list[str]:
     raise _Invalid(f"Expected a string or a non-empty list of strings for the {what}.")
 
 
-def _environment(value: Any) -> dict[str, str]:
+def _environment(value: Any) -> dict[str, str]:  # noqa: C901 - the three accepted forms (map, list, shell string) and their value rules
     if isinstance(value, dict):
         items = []
         for key, val in value.items():

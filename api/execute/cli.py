@@ -56,7 +56,7 @@ from berth import execpolicy
     help="Back to the safe default (and no extra keyword arguments).",
 )
 @with_appcontext
-def commands_command(
+def commands_command(  # noqa: C901 - a CLI command: one branch per option (allow, deny, kwarg specs, default)
     name: str,
     patterns: tuple[str, ...],
     allow_all: bool,

@@ -45,7 +45,7 @@ def parse_interval(text):
     return int(match.group(1)) * _UNITS_US[match.group(2)]
 
 
-def parse(args):
+def parse(args):  # noqa: C901 - one rule per query parameter, then the rules across them, in the order their errors are reported
     """Query-string mapping -> (ReadQuery | None, errors): each parameter by the rule of its
     :class:`~api.schemas.logbook.LogbookReadQuery` field, then the rules across parameters."""
     present = {}

@@ -188,7 +188,7 @@ def validate(records):
     return _columns(_RECORDS_OR_RAW.validate_python(records), records)
 
 
-def _columns(items, raw=None):
+def _columns(items, raw=None):  # noqa: C901 - ingest's hot loop: each remaining rule inlined, one pass per batch
     """Records the model accepted -> a :class:`Batch` (``raw`` None: the first record that
     breaks a rule ends it, the result is None), or ``(batch, errors)`` (``raw``: the request's
     records, ``items`` their validation, a record the model refused being ``raw``'s own object).
@@ -253,7 +253,7 @@ def _good_name(field):
     )
 
 
-def _validate_slowly(record):
+def _validate_slowly(record):  # noqa: C901 - one branch per rule of a record, each adding its DRF message
     """-> ((field, field_type, ts, value), None) or (None, problems)."""
     if not isinstance(record, dict):
         return None, {"non_field_errors": ["expected an object with ts, field, field_type, value"]}

@@ -49,7 +49,7 @@ from berth.release import policy as rules
 )
 @click.option("--reset", is_flag=True, help="Back to the defaults.")
 @with_appcontext
-def release_policy_command(
+def release_policy_command(  # noqa: C901 - a CLI command: one branch per option
     name,
     privileged,
     cap_add,

@@ -108,7 +108,7 @@ def _current() -> ReleasePolicy:
     return cached
 
 
-def container_errors(
+def container_errors(  # noqa: C901 - one branch per policy rule, each adding its field's error
     container: dict[str, Any], policy: ReleasePolicy | None = None
 ) -> dict[str, Any]:
     """Errors of one validated container of a release body, DRF-shaped: ``{"startup_parameters":

@@ -56,7 +56,7 @@ def old_containers(current: EngineState, target: Target) -> list[dict]:
     return out
 
 
-def plan(
+def plan(  # noqa: C901 - one section per step kind, in apply order
     current: EngineState, target: Target, login_keys: dict[str, str] | None = None
 ) -> list[st.Step]:
     """Ordered steps taking the engine from ``current`` to ``target``.

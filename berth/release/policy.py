@@ -265,7 +265,7 @@ def protected_containers(opts: dict) -> tuple[str, ...]:
     return _option(opts, "docker.release_protected_containers", PROTECTED_CONTAINERS)
 
 
-def violations(target, opts: dict) -> list[str]:
+def violations(target, opts: dict) -> list[str]:  # noqa: C901 - one check per device rule, each adding its reason
     """Why this device must refuse ``target`` (a :class:`berth.release.model.Target`); [] when it may apply it."""
     roots = data_roots(opts)
     protected = protected_containers(opts)
