@@ -90,10 +90,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rollouts,
         security,
     )
-    from api.resources import devices, projects, registries, releases
+    from api.resources import devices, projects, registries, releases, signing_keys
 
     for blueprint in (
         registries.bp,
+        signing_keys.bp,
         projects.bp,
         releases.bp,
         devices.bp,

@@ -101,6 +101,7 @@ def _crud(
     input_name: str,
     scopes: tuple[str, ...] = ("user",),
     extra_409: dict[str, str] | None = None,
+    item_methods: tuple[str, ...] = ("get", "put", "patch", "delete"),
 ) -> tuple[dict, dict]:
     collection_params = collection_params or []
     sec: list[dict[str, list[str]]] = [{"APIToken": []}]
@@ -169,6 +170,7 @@ def _crud(
     }
     if (text := (extra_409 or {}).get("delete")) is not None:
         item["delete"]["responses"]["409"] = _json(_ref("Detail"), text)
+    item = {method: op for method, op in item.items() if method in item_methods}
     _add_links(tag, name, collection, item, collection_params, item_params[0]["name"])
     return collection, item
 
@@ -181,12 +183,13 @@ def _add_links(
 ) -> None:
     """operationIds, and OpenAPI links from a create's 201 to the item's get, put, patch and
     delete (the new object's ``id``): clients and schemathesis's stateful tests follow them."""
-    collection["get"]["operationId"] = f"list{tag.capitalize()}"
+    collection["get"]["operationId"] = "list" + tag.title().replace("-", "")
     collection["post"]["operationId"] = f"create{name}"
     parameters = {p["name"]: f"$request.path.{p['name']}" for p in collection_params}
     parameters[id_name] = "$response.body#/id"
     links = {}
-    for method, verb in _VERBS.items():
+    for method in item:
+        verb = _VERBS[method]
         item[method]["operationId"] = f"{verb}{name}"
         links[f"{verb.capitalize()}{name}"] = {
             "operationId": f"{verb}{name}",
@@ -234,6 +237,20 @@ def _core_paths() -> dict:
     }
     paths["/docker/registries/"] = reg_c
     paths["/docker/registries/{registry_id}/"] = reg_i
+    key_c, key_i = _crud(
+        "signing-keys",
+        "SigningKey",
+        input_name="SigningKeyInput",
+        item_params=[_path_param("key_id")],
+        item_methods=("get", "delete"),
+    )
+    key_c["post"]["description"] = (
+        "An ECDSA P-256 or Ed25519 public key (PEM) the account's images may be signed with "
+        "(cosign key-based signatures, docs/release.md). Audited (signing_key.create). "
+        "Token scope: user."
+    )
+    paths["/docker/signing-keys/"] = key_c
+    paths["/docker/signing-keys/{key_id}/"] = key_i
     pro_c, pro_i = _crud(
         "projects", "Project", input_name="ProjectInput", item_params=[_path_param("project_id")]
     )

@@ -22,6 +22,7 @@ from api.models import (
     Registry,
     Release,
     ReleaseContainer,
+    SigningKey,
     User,
     release_devices,
 )
@@ -39,7 +40,18 @@ from api.security.login import AccountSession, LoginAttempt
 from api.security.platform import PlatformToken
 from api.security.tenancy import MinionEnrollment
 
-CORE = (Account, User, ApiToken, Device, Registry, Project, Release, ReleaseContainer, Deployment)
+CORE = (
+    Account,
+    User,
+    ApiToken,
+    Device,
+    Registry,
+    SigningKey,
+    Project,
+    Release,
+    ReleaseContainer,
+    Deployment,
+)
 FEATURES = (
     AuditEntry,
     ExecuteJob,

@@ -270,6 +270,20 @@ def _short(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def client_for(
+    registry_url: str | None, creds: tuple[str, str] | None = None, timeout: float = 10.0
+) -> Client:
+    """A :class:`Client` for a registry as a release names it (its URL; None: Docker Hub)."""
+    host = host_of(registry_url) if registry_url else DOCKER_HUB
+    return Client(host, registry_url, creds, timeout)
+
+
+def repository(registry_url: str | None, image: str) -> str:
+    """The repository a release container's ``image`` is on its registry (Docker Hub's
+    official images are ``library/<name>``)."""
+    return image if registry_url or "/" in image else f"library/{image}"
+
+
 def resolve(
     registry_url: str | None,
     image: str,
@@ -278,7 +292,5 @@ def resolve(
     timeout: float = 10.0,
 ) -> str:
     """The digest ``image:tag`` has on ``registry_url`` (None: Docker Hub) right now."""
-    host = host_of(registry_url) if registry_url else DOCKER_HUB
-    repo = image if registry_url or "/" in image else f"library/{image}"
-    with Client(host, registry_url, creds, timeout) as client:
-        return client.manifest(repo, tag).digest
+    with client_for(registry_url, creds, timeout) as client:
+        return client.manifest(repository(registry_url, image), tag).digest

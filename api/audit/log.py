@@ -50,6 +50,8 @@ ACTIONS = (
     "registry.create",
     "registry.update",
     "registry.delete",
+    "signing_key.create",
+    "signing_key.delete",
     "policy.change",
     "report.refused",
 )

@@ -29,7 +29,7 @@ from api.schemas.base import parse, validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import report_keys, tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
-from api.services import deployment_reports
+from api.services import deployment_reports, signatures
 
 bp = Blueprint("master", __name__)
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def minion_pillar(unit_id: str):
             "release": release_for_device(
                 release,
                 release_policy.pillar_prefixes(release_policy.policy_for(device.account_id)),
+                signatures.pillar(device.account_id),
             )
             if release is not None
             else None,

@@ -8,6 +8,7 @@ from api.models.releases import (
     Registry,
     Release,
     ReleaseContainer,
+    SigningKey,
     release_devices,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "Registry",
     "Release",
     "ReleaseContainer",
+    "SigningKey",
     "release_devices",
 ]

@@ -47,6 +47,13 @@ from berth.release import policy as rules
     multiple=True,
     help="A container name (glob) releases may not remove (repeatable; replaces the default list).",
 )
+@click.option(
+    "--require-signatures/--no-require-signatures",
+    "require_signatures",
+    default=None,
+    help="Every container of a new release pinned to a digest and signed (cosign) by one of the "
+    "account's signing keys (/docker/signing-keys/); the device verifies again.",
+)
 @click.option("--reset", is_flag=True, help="Back to the defaults.")
 @with_appcontext
 def release_policy_command(  # noqa: C901 - a CLI command: one branch per option
@@ -59,6 +66,7 @@ def release_policy_command(  # noqa: C901 - a CLI command: one branch per option
     bind_prefixes,
     no_bind_prefixes,
     protected,
+    require_signatures,
     reset,
 ):
     """Show or set account NAME's release policy (docs/security.md)."""
@@ -86,6 +94,7 @@ def release_policy_command(  # noqa: C901 - a CLI command: one branch per option
             ("allow_privileged", privileged),
             ("allow_cap_add", cap_add),
             ("allow_devices", devices),
+            ("require_signatures", require_signatures),
         ):
             if value is not None:
                 setattr(policy, attr, value)

@@ -14,6 +14,9 @@ Defaults accept the seed's release body verbatim (privileged, host network, its 
 * ``remove_containers`` may not name a protected container (``salt-minion``, ...).
 * ``network_mode: container:<ref>`` may not join a protected container, nor use a reference that
   could be a container id.
+* with ``require_signatures`` (``--require-signatures``), every container of a new release is
+  pinned to a digest and signed by one of the account's signing keys
+  (``api/services/signatures.py``, docs/release.md "Signatures").
 
 Set with ``flask --app api accounts release-policy NAME ...``. The device enforces the same
 rules itself (``berth.release.policy.enforce``); the bind prefixes reach it with the release.
@@ -30,7 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import g
-from sqlalchemy import JSON, ForeignKey
+from sqlalchemy import JSON, ForeignKey, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -55,6 +58,8 @@ class ReleasePolicy(db.Model):
     # where binds may go besides the data roots (never a sensitive path)
     bind_prefixes: Mapped[list[str] | None] = mapped_column(JSON)
     protected_containers: Mapped[list[str] | None] = mapped_column(JSON)
+    # every container of a new release pinned and signed by one of the account's signing keys
+    require_signatures: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     @property
@@ -76,6 +81,7 @@ class ReleasePolicy(db.Model):
             "host_paths": list(self.host_paths or []),
             "bind_prefixes": list(self.bind_prefixes or []),
             "protected_containers": self.protected,
+            "require_signatures": bool(self.require_signatures),
         }
 
 
@@ -90,6 +96,7 @@ def policy_for(account_id: int) -> ReleasePolicy:
             allow_devices=True,
             host_paths=[],
             bind_prefixes=[],
+            require_signatures=False,
         )
     return row
 

@@ -23,12 +23,14 @@ from api.schemas.projects import Project, ProjectInput
 from api.schemas.registries import Registry, RegistryInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
+from api.schemas.signing_keys import SigningKey, SigningKeyInput
 from api.schemas.startup_parameters import StartupParameters, stored_schema
 
 REQUEST_BODIES = (
     StartupParameters,
     DeviceInput,
     RegistryInput,
+    SigningKeyInput,
     ProjectInput,
     ContainerInput,
     ReleaseInput,
@@ -43,6 +45,7 @@ RESPONSE_BODIES = (
     ValidationErrors,
     Device,
     Registry,
+    SigningKey,
     Project,
     Container,
     Release,

@@ -86,10 +86,14 @@ def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
     return extras
 
 
-def release_for_device(release: Release, bind_prefixes: list[str]) -> dict:
+def release_for_device(
+    release: Release, bind_prefixes: list[str], signatures: dict | None = None
+) -> dict:
     """Pillar ``docker:release``: the release as the API returns it, without the fleet-wide lists
     (``devices``, ``successful_deployments``) a device does not need, with the account's
-    ``bind_prefixes`` (where the device may bind besides its data roots, docs/security.md)."""
+    ``bind_prefixes`` (where the device may bind besides its data roots, docs/security.md) and
+    ``signatures`` (``{"required", "keys": [{"name", "public_key"}]}``, the account's signing
+    policy and keys, ``api.services.signatures.pillar``)."""
     return {
         "id": release.id,
         "project": release.project_id,
@@ -99,6 +103,7 @@ def release_for_device(release: Release, bind_prefixes: list[str]) -> dict:
         "remove_containers": list(release.remove_containers),
         "created": isoformat(release.created),
         "bind_prefixes": list(bind_prefixes),
+        "signatures": signatures or {"required": False, "keys": []},
     }
 
 

@@ -39,11 +39,7 @@ def pin(containers: list[dict]) -> None:
             wanted.setdefault((c.get("registry"), c["image"], c["tag"]), None)
     if not wanted:
         return
-    ids = {registry_id for registry_id, _, _ in wanted if registry_id is not None}
-    registries = {
-        r.id: (r.url, (r.username, r.get_password()) if r.username else None)
-        for r in db.session.scalars(select(Registry).where(Registry.id.in_(ids)))
-    }
+    registries = registries_of({registry_id for registry_id, _, _ in wanted})
     found = _resolve_all(list(wanted), registries)
     errors: list[dict] = []
     for c in containers:
@@ -70,31 +66,52 @@ def pin(containers: list[dict]) -> None:
         raise ValidationError({"containers": errors})
 
 
+def registries_of(ids: set[int | None]) -> dict[int, tuple[str, tuple[str, str] | None]]:
+    """{registry id: (url, credentials or None)} of the registries ``ids`` names (None: none)."""
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    return {
+        r.id: (r.url, (r.username, r.get_password()) if r.username else None)
+        for r in db.session.scalars(select(Registry).where(Registry.id.in_(ids)))
+    }
+
+
 def _resolve_all(keys: list[Key], registries: dict) -> dict[Key, str | RegistryError]:
     def one(key: Key) -> str:
         registry_id, image, tag = key
         url, creds = registries[registry_id] if registry_id is not None else (None, None)
         return registryclient.resolve(url, image, tag, creds, timeout=REGISTRY_TIMEOUT_SECONDS)
 
-    pool = ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(keys)))
-    try:
-        futures = {key: pool.submit(one, key) for key in keys}
-        wait(futures.values(), timeout=PINNING_DEADLINE_SECONDS)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
     out: dict[Key, str | RegistryError] = {}
-    for key, future in futures.items():
-        if future.cancelled() or not future.done():
+    for key, result in run_parallel(keys, one, PINNING_DEADLINE_SECONDS).items():
+        if isinstance(result, TimeoutError):
             out[key] = RegistryError(
                 RegistryError.UNREACHABLE, f"no answer within {PINNING_DEADLINE_SECONDS} s"
             )
-            continue
-        exc = future.exception()
-        if exc is None:
-            out[key] = future.result()
-        elif isinstance(exc, RegistryError):
-            out[key] = exc
-        else:  # a bug or an odd answer must stay a 400 naming the container, never a 500
-            log.warning("pinning %s:%s failed: %r", key[1], key[2], exc)
-            out[key] = RegistryError(RegistryError.BAD_ANSWER, type(exc).__name__)
+        elif isinstance(result, Exception) and not isinstance(result, RegistryError):
+            # a bug or an odd answer must stay a 400 naming the container, never a 500
+            log.warning("pinning %s:%s failed: %r", key[1], key[2], result)
+            out[key] = RegistryError(RegistryError.BAD_ANSWER, type(result).__name__)
+        else:
+            out[key] = result
+    return out
+
+
+def run_parallel(keys: list, one, deadline: float) -> dict:
+    """{key: ``one(key)``, or the exception it raised, or TimeoutError when it had no answer
+    within ``deadline`` seconds}; at most ``MAX_PARALLEL`` at a time."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(keys))))
+    try:
+        futures = {key: pool.submit(one, key) for key in keys}
+        wait(futures.values(), timeout=deadline)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    out = {}
+    for key, future in futures.items():
+        if future.cancelled() or not future.done():
+            out[key] = TimeoutError()
+        else:
+            exc = future.exception()
+            out[key] = future.result() if exc is None else exc
     return out

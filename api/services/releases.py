@@ -21,7 +21,7 @@ from api.rollouts import targets as rollout_targets
 from api.rollouts.models import Rollout, release_tags
 from api.schemas.base import as_dict, parse
 from api.schemas.releases import ReleaseInput
-from api.services import pinning
+from api.services import pinning, signatures
 from api.services.deployments import queue_release, unlist_devices
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,13 @@ def validate_release(
 
 def create_release(body: Any, project: Project) -> tuple[Release, dict[str, Any]]:
     """Create a release in ``project`` from a request body: validated (400 naming every bad field),
-    digests pinned, targets queued, audited (``release.create``) and committed. The one way a
+    digests pinned, signatures verified (when the account requires them), targets queued, audited (``release.create``) and committed. The one way a
     release is made, whether by ``POST .../releases/`` or the console's form. Returns the release
     and the body's clean values."""
     values = validate_release(body, project, None)
     if values["pin_digests"]:
         pinning.pin(values["containers"])
+    signed_by = signatures.verify(project.account_id, values["containers"])
     devices = values["devices"]
     device_ids = [d[0] for d in devices]
     release = Release(
@@ -102,6 +103,7 @@ def create_release(body: Any, project: Project) -> tuple[Release, dict[str, Any]
             "version": release.version,
             "devices": len(device_ids),
             "pin_digests": values["pin_digests"],
+            **({"signed_by": signed_by} if signed_by is not None else {}),
         },
     )
     commit(release.version)

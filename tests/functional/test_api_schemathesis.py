@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.limits import MAX_DB_ID
+from tests.fixtures import cosign
 
 EXAMPLES = int(os.environ.get("BERTH_SCHEMATHESIS_EXAMPLES", "15"))
 
@@ -112,7 +113,8 @@ POSITIVE_DATA_DRIFT = {
 # Rules JSON Schema cannot express: a name unique in the account, an id that must exist in the
 # account, an enrollment token that must be real, an expiry in the future, container names unique
 # in a release, rollout waves increasing up to 100, a webhook host that resolves, an image:tag its
-# registry serves (a new release pins it: the fitted case gives the digest instead). A schema-valid (positive) case is fitted to
+# registry serves (a new release pins it: the fitted case gives the digest instead), a real public
+# key unique in the account (a generated key instead). A schema-valid (positive) case is fitted to
 # the database before it is sent, changing only those values; everything else stays generated.
 PINNED = "sha256:" + "0" * 64
 HOST_RE = re.compile(r"^([hH][tT][tT][pP][sS]?://)[^/:?]+")
@@ -121,6 +123,7 @@ UNIQUE_FIELDS = {
     "/docker/projects/{project_id}/": "name",
     "/docker/registries/": "name",
     "/docker/registries/{registry_id}/": "name",
+    "/docker/signing-keys/": "name",
     "/devices/": "unit_id",
     "/devices/{device_id}/": "unit_id",
     "/docker/projects/{project_id}/releases/": "version",
@@ -180,6 +183,8 @@ def _fit_database(case, seeded) -> None:
         if body["url"] in used:
             body["url"] = f"http://192.0.2.1/{len(used)}"
         used.add(body["url"])
+    if path == "/docker/signing-keys/" and isinstance(body.get("public_key"), str):
+        body["public_key"] = cosign.public_pem(cosign.new_key("ed25519"))
     if path == "/enrollment-tokens/" and body.get("expires") is not None:
         body["expires"] = "2999-01-01T00:00:00Z"
     if path == "/master/devices/enroll/" and "enrollment_token" in body:

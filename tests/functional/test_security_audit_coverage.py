@@ -24,6 +24,7 @@ from api import create_app
 from api.audit import ACTIONS, AuditEntry
 from api.audit.declarations import EXEMPT_CLI_GROUPS, STATE_CHANGING_METHODS, declaration
 from api.extensions import db
+from tests.fixtures import cosign
 
 pytestmark = pytest.mark.db
 
@@ -35,6 +36,7 @@ UNREACHABLE_SALT = {
     "BERTH_SALT_API_TIMEOUT": "1",
 }
 REGISTRY_PASSWORD = "registry-pw-never-audited"
+SIGNING_KEY = cosign.public_pem(cosign.new_key("ed25519"))
 USER_PASSWORD = "user-pw-never-audited"
 HOOK_URL = "http://hookuser:hook-pw-never-audited@127.0.0.1:9/hook?sig=hook-query-never-audited"
 SECRETS = ("never-audited",)
@@ -150,6 +152,9 @@ class World:
     def registry(self):
         body = {"name": "r", "url": "reg.example:5000", "username": "u"}
         return self.post("/docker/registries/", {**body, "password": REGISTRY_PASSWORD})["id"]
+
+    def signing_key(self):
+        return self.post("/docker/signing-keys/", {"name": "k", "public_key": SIGNING_KEY})["id"]
 
     def webhook(self):
         self.cli("accounts", "webhook-secret", self.account.name)
@@ -321,6 +326,12 @@ ROUTE_CALLS = {
     ("registries.update_registry", "PUT"): _registry_update("PUT"),
     ("registries.delete_registry", "DELETE"): lambda w: Call(
         "DELETE", f"/docker/registries/{w.registry()}/"
+    ),
+    ("signing_keys.create_signing_key", "POST"): lambda w: Call(
+        "POST", "/docker/signing-keys/", json={"name": "k", "public_key": SIGNING_KEY}
+    ),
+    ("signing_keys.delete_signing_key", "DELETE"): lambda w: Call(
+        "DELETE", f"/docker/signing-keys/{w.signing_key()}/"
     ),
     # Salt is unreachable here: the row is written, then 503
     ("execute.execute", "POST"): lambda w: Call(

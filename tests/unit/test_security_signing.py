@@ -219,22 +219,14 @@ def test_a_malformed_digest_is_refused_before_any_request(reg):
     )
 
 
-def pem_of(private_key) -> str:
-    return (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 @pytest.mark.parametrize(
     "pem,message",
     [
         ("", "not a PEM public key"),
         ("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a readable PEM"),
-        (pem_of(ec.generate_private_key(ec.SECP384R1())), "only P-256"),
+        (cosign.public_pem(ec.generate_private_key(ec.SECP384R1())), "only P-256"),
         (
-            pem_of(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+            cosign.public_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
             "only ECDSA P-256 and Ed25519",
         ),
     ],

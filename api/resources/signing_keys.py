@@ -1,0 +1,100 @@
+"""``/docker/signing-keys/``: the public keys an account's images may be signed with (cosign,
+docs/release.md "Signatures"). List, create, get, delete; a key is never changed in place."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, g
+from sqlalchemy import select
+
+from api import audit
+from api.audit import audited
+from api.auth import require_token
+from api.extensions import db
+from api.models import SigningKey
+from api.models.types import isoformat
+from api.pagination import paginate
+from api.payload import json_body
+from api.resources.common import no_content, owned_or_404
+from api.schemas.base import parse
+from api.schemas.signing_keys import SigningKeyInput
+from berth import signing
+
+bp = Blueprint("signing_keys", __name__)
+log = logging.getLogger(__name__)
+
+
+def serialize_signing_key(key: SigningKey) -> dict:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "public_key": key.public_key,
+        "algorithm": key.algorithm,
+        "fingerprint": key.fingerprint,
+        "created": isoformat(key.created),
+    }
+
+
+@bp.get("/docker/signing-keys/")
+@require_token("user")
+def list_signing_keys():
+    stmt = select(SigningKey).where(SigningKey.account_id == g.account.id).order_by(SigningKey.id)
+    return paginate(stmt, serialize_signing_key)
+
+
+@bp.post("/docker/signing-keys/")
+@audited("signing_key.create")
+@require_token("user")
+def create_signing_key():
+    parsed = parse(SigningKeyInput, json_body())
+    mine = select(SigningKey).where(SigningKey.account_id == g.account.id)
+    name = parsed.get("name")
+    if name is not None and db.session.scalar(mine.where(SigningKey.name == name)) is not None:
+        parsed.error("name", "signing key with this name already exists.")
+    pem = parsed.get("public_key")
+    fingerprint = signing.key_fingerprint(pem) if pem is not None else None
+    if fingerprint is not None:
+        same = db.session.scalar(mine.where(SigningKey.fingerprint == fingerprint))
+        if same is not None:
+            parsed.error("public_key", f'This key is already registered as "{same.name}".')
+    parsed.raise_if_errors()
+    key = SigningKey(
+        account_id=g.account.id,
+        name=name,
+        public_key=pem,
+        algorithm=signing.key_algorithm(pem),
+        fingerprint=fingerprint,
+    )
+    db.session.add(key)
+    db.session.flush()
+    audit.record(
+        "signing_key.create",
+        target=f"signing_key:{key.id}",
+        details={"name": key.name, "algorithm": key.algorithm, "fingerprint": key.fingerprint},
+    )
+    db.session.commit()
+    log.info("signing key %s (%s) added to account %s", key.id, key.fingerprint, g.account.id)
+    return serialize_signing_key(key), 201
+
+
+@bp.get("/docker/signing-keys/<int:key_id>/")
+@require_token("user")
+def get_signing_key(key_id: int):
+    return serialize_signing_key(owned_or_404(SigningKey, key_id))
+
+
+@bp.delete("/docker/signing-keys/<int:key_id>/")
+@audited("signing_key.delete")
+@require_token("user")
+def delete_signing_key(key_id: int):
+    key = owned_or_404(SigningKey, key_id)
+    audit.record(
+        "signing_key.delete",
+        target=f"signing_key:{key.id}",
+        details={"name": key.name, "fingerprint": key.fingerprint},
+    )
+    db.session.delete(key)
+    db.session.commit()
+    log.info("signing key %s (%s) deleted", key_id, key.fingerprint)
+    return no_content()

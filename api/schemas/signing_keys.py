@@ -1,0 +1,54 @@
+"""Signing key bodies: ``/docker/signing-keys/`` (docs/release.md "Signatures")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.validation import NON_BLANK, FieldError, string
+from berth import signing
+
+# a PEM P-256 key is 178 characters, an Ed25519 one 113; room for CRLFs and a trailing comment
+MAX_PEM = 4096
+
+
+def public_key_pem(value: Any) -> str:
+    """A PEM public key, ECDSA P-256 or Ed25519 (what ``cosign generate-key-pair`` writes to
+    ``cosign.pub``); stored as sent, without surrounding whitespace."""
+    value = string(max_length=MAX_PEM)(value)
+    try:
+        signing.load_public_key(value)
+    except ValueError as exc:
+        raise FieldError(f"Not an ECDSA P-256 or Ed25519 public key in PEM: {exc}.") from None
+    return value + "\n"
+
+
+class SigningKeyInput(RequestBody):
+    name: Annotated[
+        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
+    ]
+    public_key: Annotated[
+        str,
+        rule(public_key_pem),
+        doc(
+            "PEM public key (-----BEGIN PUBLIC KEY-----, cosign.pub): ECDSA P-256 or Ed25519.",
+            maxLength=MAX_PEM,
+            **NON_BLANK,
+        ),
+    ]
+
+
+class SigningKey(ResponseBody):
+    id: Annotated[int, doc(readOnly=True)]
+    name: str
+    public_key: Annotated[str, doc("PEM public key.")]
+    algorithm: Annotated[Literal["ecdsa-p256", "ed25519"], doc(readOnly=True)]
+    fingerprint: Annotated[
+        str,
+        doc(
+            "SHA-256 (hex) of the DER SubjectPublicKeyInfo.",
+            readOnly=True,
+            pattern="^[0-9a-f]{64}$",
+        ),
+    ]
+    created: Annotated[str, doc(format="date-time", readOnly=True)]
