@@ -29,7 +29,7 @@ bp = Blueprint(
 )
 
 # the page modules, each adds its views to ``bp``
-PAGES = ("api.console.home", "api.console.devices", "api.console.releases")
+PAGES = ("api.console.home", "api.console.devices", "api.console.releases", "api.console.account")
 
 # a forged POST (no or a wrong CSRF token) is refused before any view runs
 CSRF_REFUSED = "The form's CSRF token is missing or wrong: reload the page and try again."

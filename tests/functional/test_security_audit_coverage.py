@@ -353,6 +353,37 @@ ROUTE_CALLS = {
         "DELETE", f"/enrollment-tokens/{w.enrollment_token()['id']}/"
     ),
     ("enrollment.enroll_device", "POST"): _enroll,
+    # the console's account pages (api/console/account.py): the same services, as forms
+    ("console.create_token", "POST"): lambda w: w.form(
+        "/ui/account/tokens/", {"name": "console", "scope": "user", "device": ""}
+    ),
+    ("console.revoke_api_token", "POST"): lambda w: w.form(
+        f"/ui/account/tokens/{w.factory.token('user', user=w.user).id}/revoke/", {}
+    ),
+    ("console.create_enrollment_token", "POST"): lambda w: w.form(
+        "/ui/account/enrollment/", {"name": "e", "max_uses": "1", "expires": ""}
+    ),
+    ("console.revoke_enrollment_token", "POST"): lambda w: w.form(
+        f"/ui/account/enrollment/{w.enrollment_token()['id']}/revoke/", {}
+    ),
+    ("console.create_registry", "POST"): lambda w: w.form(
+        "/ui/account/registries/",
+        {"name": "r", "url": "reg.example", "username": "u", "password": REGISTRY_PASSWORD},
+    ),
+    ("console.update_registry", "POST"): lambda w: w.form(
+        f"/ui/account/registries/{w.registry()}/",
+        {"name": "r2", "url": "reg.example:5001", "username": "u2", "password": REGISTRY_PASSWORD},
+    ),
+    ("console.delete_registry", "POST"): lambda w: w.form(
+        f"/ui/account/registries/{w.registry()}/delete/", {}
+    ),
+    ("console.create_webhook", "POST"): lambda w: (
+        w.cli("accounts", "webhook-secret", w.account.name),
+        w.form("/ui/account/webhooks/", {"url": HOOK_URL}),
+    )[1],
+    ("console.delete_webhook", "POST"): lambda w: w.form(
+        f"/ui/account/webhooks/{w.webhook()}/delete/", {}
+    ),
     ("master.devices_sync", "POST"): lambda w: Call(
         "POST", "/master/devices/sync/", json={"unit_ids": ["minion-by-sync"]}, headers=w.master
     ),
