@@ -12,7 +12,9 @@ operator's own registries: they do not go through the webhook address rules.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
 
 from sqlalchemy import select
 
@@ -98,7 +100,7 @@ def _resolve_all(keys: list[Key], registries: dict) -> dict[Key, str | RegistryE
     return out
 
 
-def run_parallel(keys: list, one, deadline: float) -> dict:
+def run_parallel(keys: list, one: Callable[[Any], Any], deadline: float) -> dict[Any, Any]:
     """{key: ``one(key)``, or the exception it raised, or TimeoutError when it had no answer
     within ``deadline`` seconds}; at most ``MAX_PARALLEL`` at a time."""
     pool = ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(keys))))
@@ -107,7 +109,7 @@ def run_parallel(keys: list, one, deadline: float) -> dict:
         wait(futures.values(), timeout=deadline)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    out = {}
+    out: dict[Any, Any] = {}
     for key, future in futures.items():
         if future.cancelled() or not future.done():
             out[key] = TimeoutError()
