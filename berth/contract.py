@@ -50,6 +50,20 @@ class DerivedDeploymentState(StrEnum):
     REFUSED_BY_POLICY = "refused_by_policy"
 
 
+class DeviceOutcome(StrEnum):
+    """A device at a glance (the console's fleet page, ``api.services.fleet``): its newest
+    stored deployment's state, folded."""
+
+    #: ``succeeded`` or ``reverted`` (it went back to its earlier release)
+    SUCCEEDED = "succeeded"
+    #: ``failed`` or ``revert_failed``
+    FAILED = "failed"
+    #: any other stored state: the device has work in hand or waits to report
+    PENDING = "pending"
+    #: no stored deployment: the device never reported on a release
+    NEVER_REPORTED = "never_reported"
+
+
 #: A deployment the device still has to act on (or is acting on).
 ACTIVE_DEPLOYMENT_STATES = (
     DeploymentState.QUEUED,

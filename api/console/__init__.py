@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CsrfValidationError
 
 from api.errors import ApiError, NotFound
+from berth import contract
 
 bp = Blueprint(
     "console",
@@ -47,7 +48,8 @@ SECTIONS = {
 
 @bp.app_context_processor
 def _helpers():
-    return {"nav_url": SECTIONS.__getitem__, "csrf_token": generate_csrf}
+    # state words in templates come from berth.contract too (contract.ExecuteJobState.PENDING)
+    return {"nav_url": SECTIONS.__getitem__, "csrf_token": generate_csrf, "contract": contract}
 
 
 @bp.app_template_filter("isotime")

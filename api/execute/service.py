@@ -5,18 +5,28 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import update
+from flask import g
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
-from api.errors import ApiError, Conflict, PermissionDenied
+from api.errors import ApiError, Conflict, NotFound, PermissionDenied, ValidationError
 from api.execute.command import Command
-from api.execute.models import ExecuteJob
+from api.execute.models import ExecuteJob, settings_for
 from api.extensions import db, rowcount
 from api.models import Device
 from api.models.types import utcnow
 from api.outbox import enqueue_webhook
-from api.salt_client import SaltApiClient, SaltApiError, SaltApiRefused, SaltApiTimeout, new_jid
+from api.policies import execute as execute_policy
+from api.salt_client import (
+    SaltApiClient,
+    SaltApiError,
+    SaltApiRefused,
+    SaltApiTimeout,
+    current_client,
+    new_jid,
+)
+from api.security import ssrf, tenancy
 from berth import execpolicy
 from berth.contract import ExecuteJobState
 
@@ -168,3 +178,70 @@ def record_forwarded(job: ExecuteJob, response: dict) -> bool:
     "The path up"): what salt-api's lookup gives on a single master, where a syndic carries no
     return up. Finishes a PENDING job (webhook queued once); a finished job is left as it is."""
     return _finish(job, ExecuteJobState.COMMAND_EXECUTED, response)
+
+
+def _client():
+    try:
+        return current_client()
+    except SaltApiError as exc:
+        raise SaltUnavailable(f"Salt is unavailable, the command was not sent: {exc}") from None
+
+
+def start(device: Device, command: Command, raw: bool = False) -> ExecuteJob:
+    """Run ``command`` on the account's ``device`` (``g.account``), as ``POST .../execute/``
+    (``raw``: ``execute_raw``) and the console do: the callback checks, the account's execute
+    policy (400/403, audited ``execute.refused``), the enrollment, then :func:`submit`."""
+    if command.callback_url:
+        settings = settings_for(g.account.id)
+        if settings is None or not settings.webhook_secret_encrypted:
+            raise ValidationError(
+                {
+                    "callback_url": [
+                        "This account has no webhook secret to sign callbacks with; an administrator "
+                        "creates it with `flask --app api accounts webhook-secret ACCOUNT`."
+                    ]
+                }
+            )
+    if command.callback_url:
+        try:
+            ssrf.resolve(command.callback_url)  # checked again at every delivery
+        except ssrf.UnsafeTarget as exc:
+            raise ValidationError({"callback_url": [f"Refused: {exc}."]}) from None
+    # before asking for a client: 400/403 even when Salt is down
+    try:
+        execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
+        tenancy.require_enrolled(device)
+    except ApiError as exc:
+        # a refused attempt is worth an auditor's eye too (e.g. pillar= injection)
+        audit.record(
+            "execute.refused",
+            device_id=device.id,
+            details={
+                **execpolicy.audit_summary(command.fun, command.arg, command.kwarg),
+                "status": exc.status_code,
+            },
+        )
+        db.session.commit()
+        raise
+    return submit(_client(), device, command)
+
+
+def job_of(device: Device, jid: str) -> ExecuteJob:
+    """The account's execute job ``jid`` on ``device`` (404 otherwise), asked of salt-api once
+    more while it is pending."""
+    job = db.session.scalars(
+        select(ExecuteJob).where(
+            ExecuteJob.jid == jid,
+            ExecuteJob.device_id == device.id,
+            ExecuteJob.account_id == g.account.id,
+        )
+    ).one_or_none()
+    if job is None:
+        raise NotFound()
+    if job.state == ExecuteJobState.PENDING:
+        try:
+            client = current_client()
+        except SaltApiError:
+            client = None
+        refresh(client, job)
+    return job

@@ -2,75 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from api import audit
 from api.audit import audited, not_audited
 from api.auth import require_token
-from api.errors import ApiError, NotFound, ValidationError
+from api.errors import NotFound
 from api.execute import service
 from api.execute.command import Command, parse_raw, parse_structured
-from api.execute.models import ExecuteJob, settings_for
+from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models import Device
 from api.payload import json_body
-from api.policies import execute as execute_policy
 from api.resources.common import owned_or_404
-from api.salt_client import SaltApiError, current_client
 from api.schemas.base import validate
 from api.schemas.execute import ForwardedReturn
-from api.security import ssrf, tenancy
-from berth import execpolicy
-from berth.contract import ExecuteJobState
+from api.security import tenancy
 
 bp = Blueprint("execute", __name__)
 
 
-def _client():
-    try:
-        return current_client()
-    except SaltApiError as exc:
-        raise service.SaltUnavailable(
-            f"Salt is unavailable, the command was not sent: {exc}"
-        ) from None
-
-
 def _submit(device_id: str, command: Command, raw: bool = False):
-    device = owned_or_404(Device, device_id)
-    if command.callback_url:
-        settings = settings_for(g.account.id)
-        if settings is None or not settings.webhook_secret_encrypted:
-            raise ValidationError(
-                {
-                    "callback_url": [
-                        "This account has no webhook secret to sign callbacks with; an administrator "
-                        "creates it with `flask --app api accounts webhook-secret ACCOUNT`."
-                    ]
-                }
-            )
-    if command.callback_url:
-        try:
-            ssrf.resolve(command.callback_url)  # checked again at every delivery
-        except ssrf.UnsafeTarget as exc:
-            raise ValidationError({"callback_url": [f"Refused: {exc}."]}) from None
-    # before asking for a client: 400/403 even when Salt is down
-    try:
-        execute_policy.check(g.account.id, command.fun, command.arg, command.kwarg, raw=raw)
-        tenancy.require_enrolled(device)
-    except ApiError as exc:
-        # a refused attempt is worth an auditor's eye too (e.g. pillar= injection)
-        audit.record(
-            "execute.refused",
-            device_id=device.id,
-            details={
-                **execpolicy.audit_summary(command.fun, command.arg, command.kwarg),
-                "status": exc.status_code,
-            },
-        )
-        db.session.commit()
-        raise
-    job = service.submit(_client(), device, command)
+    job = service.start(owned_or_404(Device, device_id), command, raw=raw)
     return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
 
 
@@ -91,22 +44,7 @@ def execute_raw(device_id: str):
 @bp.get("/dongle/devices/<device_id>/execute/<jid>/")
 @require_token("user")
 def execute_result(device_id: str, jid: str):
-    device = owned_or_404(Device, device_id)
-    job = db.session.scalars(
-        select(ExecuteJob).where(
-            ExecuteJob.jid == jid,
-            ExecuteJob.device_id == device.id,
-            ExecuteJob.account_id == g.account.id,
-        )
-    ).one_or_none()
-    if job is None:
-        raise NotFound()
-    if job.state == ExecuteJobState.PENDING:
-        try:
-            client = current_client()
-        except SaltApiError:
-            client = None
-        service.refresh(client, job)
+    job = service.job_of(owned_or_404(Device, device_id), jid)
     return jsonify(job.result())
 
 

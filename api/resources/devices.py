@@ -20,9 +20,8 @@ from api.payload import json_body
 from api.resources.common import is_partial, no_content, owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import device_tags
-from api.schemas.base import parse
-from api.schemas.devices import DeviceInput
 from api.security import tenancy
+from api.services import devices as device_service
 from berth.contract import DeploymentState
 
 bp = Blueprint("devices", __name__)
@@ -75,17 +74,7 @@ def serialize_devices(devices: list[Device]) -> list[dict]:
 
 
 def _validate(data: dict, device: Device | None) -> dict:
-    parsed = parse(DeviceInput, data, partial=is_partial())
-    new_unit_id = parsed.get("unit_id")
-    if new_unit_id is not None and (device is None or new_unit_id != device.unit_id):
-        # unique per account: another account's device of this unit_id is neither refused nor revealed
-        taken = select(Device.id).where(
-            Device.unit_id == new_unit_id, Device.account_id == g.account.id
-        )
-        if db.session.scalar(taken) is not None:
-            parsed.error("unit_id", "device with this unit id already exists.")
-    parsed.raise_if_errors()
-    return parsed.values
+    return device_service.validate(data, device, partial=is_partial())
 
 
 @bp.get("/devices/")
@@ -175,27 +164,8 @@ def get_device(device_id: str):
 def update_device(device_id: str):
     device = owned_or_404(Device, device_id)
     body = json_body()
-    values = _validate(body, device)
-    tags = values.pop("tags", None)
-    for key, value in values.items():
-        setattr(device, key, value)
-    details: dict = {"fields": sorted(values)}
-    if "tags" in body:  # a PUT without tags leaves them (docs/rollouts.md)
-        # tags retarget releases (device_tags): the row keeps what they were
-        before = rollout_targets.device_tags_of([device.id])[device.id]
-        db.session.flush()
-        rollout_targets.set_device_tags(device, tags)
-        values["tags"] = tags
-        details["fields"] = sorted(values)
-        details["tags"] = {"before": before, "after": sorted(set(tags or []))}
-    audit.record("device.update", device_id=device.id, details=details)
+    device_service.update(device, _validate(body, device), tags_given="tags" in body)
     db.session.commit()
-    log.info(
-        "device %s (%s) updated: %s",
-        device.unit_id,
-        device.id,
-        ", ".join(sorted(values)) or "nothing",
-    )
     return serialize_device(device)
 
 

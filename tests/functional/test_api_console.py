@@ -1,6 +1,8 @@
 """The console's session rules in Flask's test client (the browser tests drive Chromium):
 login's ``next``, the console's CSP and cache headers, ``/``."""
 
+import re
+
 import pytest
 
 from tests.functional.test_api_account_page import csrf
@@ -47,3 +49,33 @@ def test_console_post_without_csrf_is_refused(client, user):
     _login(client, user)
     r = client.post("/ui/devices/", data={})
     assert r.status_code == 400 and b"CSRF token is missing" in r.data
+
+
+def test_fleet_page_filters_in_sql(client, user, api_factory, account, user_token):
+    """The fleet page's filters and counts on this database (PostgreSQL in the second pass)."""
+    other = api_factory.device(api_factory.account(), unit_id="other-100%")
+    a = api_factory.device(account, unit_id="unit_a%1", display="Alpha")
+    b = api_factory.device(account, unit_id="unit_b", display="Beta", enrolled=False)
+    r = client.patch(f"/devices/{a.id}/", json={"tags": ["x"]}, headers=user_token.headers)
+    assert r.status_code == 200
+    _login(client, user)
+
+    def unit_ids(query):
+        page = client.get(f"/ui/devices/?{query}")
+        assert page.status_code == 200
+        return re.findall(r'data-unit-id="([^"]+)"', page.get_data(as_text=True))
+
+    assert unit_ids("") == ["unit_a%1", "unit_b"]
+    assert other.unit_id not in client.get("/ui/devices/").get_data(as_text=True)
+    assert unit_ids("q=a%25") == ["unit_a%1"]  # % is a character, not a wildcard
+    assert unit_ids("q=_b") == ["unit_b"]
+    assert unit_ids("q=alph") == ["unit_a%1"]
+    assert unit_ids("tag=x") == ["unit_a%1"]
+    assert unit_ids("enrolled=no") == ["unit_b"]
+    assert unit_ids("status=never_reported") == ["unit_a%1", "unit_b"]
+    assert unit_ids("status=failed") == []
+    assert unit_ids(f"after_unit=unit_a%251&after_id={a.id}") == ["unit_b"]
+    page = client.get("/ui/devices/").get_data(as_text=True)
+    assert re.search(r'data-outcome="never_reported">2<', page)
+    assert client.get(f"/ui/devices/{b.id}/").status_code == 200
+    assert client.get(f"/ui/devices/{other.id}/").status_code == 404

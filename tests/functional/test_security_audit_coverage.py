@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -281,6 +281,12 @@ ROUTE_CALLS = {
     ("account_page.revoke", "POST"): _revoke_page_token,
     ("console.release_new", "POST"): _console_release_create,
     ("console.rollout_act", "POST"): _console_rollout_action,
+    ("console.device_tags_edit", "POST"): lambda w: replace(
+        w.form(f"/ui/devices/{w.device.id}/tags/", {"tags": "fleet-a"}), expect=(303,)
+    ),
+    ("console.device_execute", "POST"): lambda w: replace(
+        w.form(f"/ui/devices/{w.device.id}/execute/", {"command": "last_logs"}), expect=(503,)
+    ),
     ("devices.create_device", "POST"): lambda w: Call(
         "POST", "/devices/", json={"unit_id": "new-minion", "tags": ["fleet-a"]}
     ),
