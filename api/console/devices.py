@@ -144,7 +144,9 @@ def _telemetry(device: Device) -> dict:
     fields = sorted(catalog)
     args = request.args
     field = args.get("field") or (fields[0] if fields else "")
-    window = args.get("window") if args.get("window") in WINDOWS else "24h"
+    window = args.get("window") or "24h"
+    if window not in WINDOWS:
+        window = "24h"
     form = {
         "field": field,
         "window": window,
