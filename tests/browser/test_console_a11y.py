@@ -73,6 +73,7 @@ def console_pages(console_server):
         {"name": "a11y", "url": "reg.example:5000", "username": "u", "password": "pw"},
     )["id"]
     ids = {
+        "jid": _finished_job(console_server, device),
         "device_id": device.id,
         "project_id": project,
         "release_id": release,
@@ -95,6 +96,38 @@ def console_pages(console_server):
             pages[rule.endpoint] = url_for(rule.endpoint, **{a: ids[a] for a in rule.arguments})
     assert not unknown, f"console pages this test cannot fill in (add their objects): {unknown}"
     return pages
+
+
+def _finished_job(console_server, device) -> str:
+    """An execute job of ``device`` that has its output (the console's job page)."""
+    from api.execute.models import ExecuteJob
+    from api.extensions import db
+    from api.models.types import utcnow
+    from berth.contract import ExecuteJobState
+
+    jid = "20261207120000000001"
+    with console_server.app.app_context():
+        db.session.add(
+            ExecuteJob(
+                jid=jid,
+                account_id=device.account_id,
+                device_id=device.id,
+                unit_id=device.unit_id,
+                fun="minionutil.last_logs",
+                state=ExecuteJobState.COMMAND_EXECUTED,
+                response={
+                    "fun": "minionutil.last_logs",
+                    "fun_args": [],
+                    "return": "a log line",
+                    "retcode": 0,
+                    "success": True,
+                },
+                deadline=utcnow(),
+                finished_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    return jid
 
 
 def _html_pages(page, base: str, pages: dict) -> dict:
