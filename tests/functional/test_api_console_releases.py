@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from api.audit import AuditEntry
 from api.extensions import db
-from tests.fixtures.api import signed_report
+from tests.fixtures.api import report_body, signed_report
 
 CONTAINER = {"name": "app", "image": "app", "tag": "1"}
 
@@ -98,13 +98,7 @@ def _api_release(w, body=None, devices=(), rollout=None):
 
 
 def _report(w, release, device, outcome, error=None):
-    body = {
-        "unit_id": device.unit_id,
-        "release_id": release["id"],
-        "version_hash": release["version_hash"],
-        "outcome": outcome,
-        "error": error,
-    }
+    body = report_body(device.unit_id, release, outcome, error=error)
     resp = w.client.post(
         "/master/deployments/report/",
         json=signed_report(w.app, body, device.id),
