@@ -63,6 +63,30 @@ def report(minion_id, result):
     return {"status": forward.deliver(_client(), _spool(), body, _batch_size())}
 
 
+def forward_return(minion_id, jid, ret):
+    """Forward the return ``ret`` of job ``jid`` from ``minion_id`` to the API.
+
+    Called by the reactor (salt://reactor/job_return.sls) on a lower master of a syndic
+    topology, for returns of jobs a master above published: Salt's syndic carries none up to the
+    top master's salt-api (docs/scale.md "The path up"). The API takes it for an execute job it
+    published to that device and served by this master's credential; any other job is
+    ``"unknown"`` to it. Not spooled: a return the API cannot take now is lost (the job ends in
+    TIMEOUT).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run berth.forward_return <minion id> 20261207120000123456 '{"return": true, "retcode": 0}'
+    """
+    try:
+        body = forward.build_return(minion_id, str(jid), ret)
+    except ValueError as exc:
+        log.error("berth.forward_return: dropped: %s", exc)
+        return {"status": "invalid", "error": str(exc)}
+    return {"status": forward.forward_return(_client(), body)}
+
+
 def flush():
     """Re-send spooled reports to the API, oldest first, in lists of up to ``berth_api:
     batch_size`` (scheduled on the master, see conf/master.d/berth.conf).

@@ -92,6 +92,10 @@ class ApiClient:
         """Many reports in one request; the API answers one ``{"index", "status", ...}`` each."""
         return self._request("POST", "/master/deployments/report/", list(reports))
 
+    def forward_return(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A device's return of an execute job (``berth.master.forward.build_return``)."""
+        return self._request("POST", "/master/execute/returns/", body)
+
     def enroll(self, minion_id: str, enrollment_token: str) -> dict[str, Any]:
         return self._request(
             "POST",

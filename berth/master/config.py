@@ -52,12 +52,22 @@ def master_options(
     }
 
 
-def top_master_options(*, salt_api_port, sharedsecret, salt_api_user="berth") -> dict[str, Any]:
+# What the top master of a syndic topology names itself in what it publishes: the lower
+# masters' ``job_return.sls`` reactor forwards the returns of jobs that carry one.
+TOP_MASTER_ID = "berth-top"
+JOB_RETURN_REACTOR = {"salt/job/*/ret/*": ["salt://reactor/job_return.sls"]}
+
+
+def top_master_options(
+    *, salt_api_port, sharedsecret, salt_api_user="berth", master_id=TOP_MASTER_ID
+) -> dict[str, Any]:
     """The master of masters of a syndic topology (``conf/master.d/berth-top.conf``): it
-    publishes the API's calls to every syndic and gathers their returns for salt-api. No
-    Berth reactor, ext_pillar or credential: those live on the lower masters (docs/scale.md)."""
+    publishes the API's calls to every syndic, naming itself (``master_id``) so the lower
+    masters know which returns to forward to the API. No Berth reactor, ext_pillar or
+    credential: those live on the lower masters (docs/scale.md)."""
     return {
         "order_masters": True,
+        "master_id": master_id,
         **salt_api_options(port=salt_api_port, sharedsecret=sharedsecret, user=salt_api_user),
     }
 
@@ -67,11 +77,14 @@ def syndic_master_options(
 ) -> dict[str, Any]:
     """A lower master of a syndic topology (``conf/master.d/berth-syndic.conf`` + ``berth.conf``):
     Berth's ext_pillar, reactor, runners and credential for the devices that hang off it, and
-    the ``salt-syndic`` options that tie it to the top master. No salt-api."""
+    the ``salt-syndic`` options that tie it to the top master, and the reactor that forwards
+    the returns of the top master's jobs to the API (``job_return.sls``). No salt-api."""
+    options = berth_master_options(
+        api_url=api_url, token_file=token_file, spool_dir=spool_dir, flush_seconds=flush_seconds
+    )
     return {
-        **berth_master_options(
-            api_url=api_url, token_file=token_file, spool_dir=spool_dir, flush_seconds=flush_seconds
-        ),
+        **options,
+        "reactor": [*options["reactor"], JOB_RETURN_REACTOR],
         "syndic_master": syndic_master,
         "syndic_master_port": int(syndic_master_port),
     }

@@ -1,11 +1,13 @@
-"""Master side: forward device release results to the API; spool them while it is unreachable."""
+"""Master side: forward device release results to the API; spool them while it is unreachable.
+On a lower master of a syndic topology also the returns of the API's execute jobs."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from berth.contract import MAX_REPORT_BATCH
+from berth.contract import MAX_FORWARDED_RETURN_CHARS, MAX_REPORT_BATCH
 from berth.master.apiclient import ApiClient, ApiError
 from berth.master.report_spool import Spool
 from berth.results import SIGNATURE
@@ -256,3 +258,59 @@ def item_statuses(answers, count: int) -> list[tuple[int, object]] | None:
             return None
         statuses.append((answer["status"], answer.get("errors")))
     return statuses
+
+
+# -- the return path of a syndic topology (docs/scale.md "The path up") ---------------------------
+
+RETURN_FIELDS = ("fun", "fun_args", "return", "retcode", "success")
+
+
+def build_return(minion_id: str, jid: str, ret: dict) -> dict:
+    """The body of ``POST /master/execute/returns/`` from a ``salt/job/<jid>/ret/<minion_id>``
+    event's fields. A ``return`` larger than the API takes
+    (``berth.contract.MAX_FORWARDED_RETURN_CHARS`` as JSON) is replaced by a note saying so."""
+    if not minion_id or not isinstance(jid, str) or not jid.isdigit():
+        raise ValueError(f"forward_return: a minion id and a jid are required ({jid!r})")
+    if not isinstance(ret, dict):
+        raise ValueError(f"forward_return from {minion_id}: not a mapping")
+    response = {field: ret.get(field) for field in RETURN_FIELDS}
+    if not isinstance(response["fun_args"], list):
+        response["fun_args"] = []
+    if not isinstance(response["retcode"], int) or isinstance(response["retcode"], bool):
+        response["retcode"] = None
+    if not isinstance(response["success"], bool):
+        response["success"] = None
+    size = len(json.dumps(response, separators=(",", ":"), default=str))
+    if size > MAX_FORWARDED_RETURN_CHARS:
+        response["return"] = (
+            f"(a return of {size} characters as JSON: more than the API takes, "
+            f"{MAX_FORWARDED_RETURN_CHARS}; not forwarded)"
+        )
+        response["fun_args"] = []
+    return {"unit_id": minion_id, "jid": jid, "response": response}
+
+
+def forward_return(client: ApiClient, body: dict) -> str:
+    """Send one return (the reactor's ``berth.forward_return``): ``"recorded"`` (it finished the
+    job), ``"finished"`` (the job had finished), ``"unknown"`` (the API published no such job to
+    that device through this master: an outbox step, a job of someone else; 404) or
+    ``"failed"`` (not delivered: a return is not spooled, the job ends in TIMEOUT)."""
+    try:
+        answer = client.forward_return(body)
+    except ApiError as exc:
+        if exc.status == 404:
+            log.debug(
+                "berth: return of %s from %s is no execute job of the API's",
+                body["jid"],
+                body["unit_id"],
+            )
+            return "unknown"
+        log.warning(
+            "berth: could not forward the return of %s from %s: %s",
+            body["jid"],
+            body["unit_id"],
+            exc,
+        )
+        return "failed"
+    log.info("berth: forwarded the return of %s from %s", body["jid"], body["unit_id"])
+    return "recorded" if answer.get("recorded") else "finished"

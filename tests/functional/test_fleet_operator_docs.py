@@ -69,7 +69,7 @@ def test_syndic_confs_say_what_the_harness_runs():
     conf_dir = REPO / "conf" / "master.d"
     top_conf = yaml.safe_load((conf_dir / "berth-top.conf").read_text())
     top = top_master_options(salt_api_port=18001, sharedsecret="s")
-    assert top_conf == {"order_masters": True}
+    assert top_conf == {"order_masters": True, "master_id": top["master_id"]}
     assert top["order_masters"] is True and top["rest_cherrypy"]["port"] == 18001
     # the top master reacts to nothing of Berth's and holds no credential
     assert not {"reactor", "ext_pillar", "berth_api", "schedule"} & set(top)
@@ -84,9 +84,20 @@ def test_syndic_confs_say_what_the_harness_runs():
     single = master_options(
         api_url="http://api", token_file="/t", spool_dir="/s", salt_api_port=1, sharedsecret="x"
     )
-    # a lower master is a Berth master (berth.conf) without salt-api
-    for key in ("ext_pillar", "berth_api", "reactor", "file_roots", "module_dirs"):
+    # a lower master is a Berth master (berth.conf) without salt-api, whose reactor also
+    # forwards the returns of the top master's jobs (its list replaces berth.conf's)
+    for key in ("ext_pillar", "berth_api", "file_roots", "module_dirs"):
         assert lower[key] == single[key], key
+    berth_conf = yaml.safe_load((conf_dir / "berth.conf").read_text())
+    assert single["reactor"] == berth_conf["reactor"]
+    assert (
+        lower["reactor"]
+        == syndic_conf["reactor"]
+        == [
+            *berth_conf["reactor"],
+            {"salt/job/*/ret/*": ["salt://reactor/job_return.sls"]},
+        ]
+    )
     assert "rest_cherrypy" not in lower and "external_auth" not in lower
 
 

@@ -6,16 +6,20 @@ One topology for the module: a top master + salt-api, two syndics (lower master 
 process) with one minion each (own dockerd), and the API in a thread. The tests build on each
 other and run in file order. Run once (SQLite): nothing here tests SQL.
 
-Shown working: pillar, enrollment, results and spooled reports through each lower master, and
-the outbox's messages published on the top master and run on the devices under both syndics.
-Not working with Salt 3008.4: a return coming back up through the syndic, so an execute's
-result never reaches the API (strict xfail: it fails loudly once Salt carries it).
+Shown working: pillar, enrollment, results and spooled reports through each lower master, the
+outbox's messages published on the top master and run on the devices under both syndics, a
+rollout halted by wave 1's device under one syndic keeping the other syndic's device on its
+previous release, a device under a syndic enrolling with an enrollment token, and execute /
+execute_raw through the top master with the return polled back: Salt 3008.4's syndic carries
+no return up, so the lower master's ``job_return.sls`` reactor forwards it to the API
+(``POST /master/execute/returns/``, docs/scale.md "The path up").
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import subprocess
 import uuid
 
@@ -36,11 +40,14 @@ pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker]
 
 APPLY_TIMEOUT = 180
 SYNDICS = 2
-TOP_ADDRESS = "127.0.0.2"
+# Each master on its own loopback address, in a /24 of 127/8 drawn per run, so that two runs of
+# this module on one machine (other checkouts, CI) do not meet on an address.
+_NET = f"127.{random.randint(16, 250)}.{random.randint(0, 250)}"
+TOP_ADDRESS = f"{_NET}.2"
 
 
 def lower_address(index: int) -> str:
-    return f"127.0.0.{3 + index}"
+    return f"{_NET}.{3 + index}"
 
 
 class Tier:
@@ -76,14 +83,14 @@ class Topology:
         assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text[:1000]}"
         return resp.json() if resp.content else None
 
-    def release(self, version, tag, minions, extra=None):
+    def release(self, version, tag, minions, extra=None, image="app"):
         body = {
             "version": version,
             "devices": [self.device_ids[m.id] for m in minions],
             "containers": [
                 {
                     "name": "app",
-                    "image": f"{self.repo}/app",
+                    "image": f"{self.repo}/{image}",
                     "tag": tag,
                     "required_tags": [],
                     "startup_parameters": {"network_mode": "none", "restart_policy": "no"},
@@ -151,6 +158,20 @@ def running_containers(minion) -> dict[str, str]:
     cli = docker.DockerClient(base_url=minion.docker_host)
     try:
         return {c.name: c.status for c in cli.containers.list(all=True)}
+    finally:
+        cli.close()
+
+
+def inspect_app(minion) -> dict[str, tuple[str, bool]]:
+    """``docker inspect`` of the release containers on the device's own engine:
+    {name: (image, running)}."""
+    cli = docker.DockerClient(base_url=minion.docker_host)
+    try:
+        return {
+            c.name: (c.attrs["Config"]["Image"], c.attrs["State"]["Running"])
+            for c in cli.containers.list(all=True)
+            if c.name.startswith("deployment-app-")
+        }
     finally:
         cli.close()
 
@@ -290,6 +311,7 @@ def topology(salt_factories, syndic_api, testbed, build_image):
         repo = f"syndic-{uuid.uuid4().hex[:6]}"
         for tag in ("v1", "v2"):
             build_image(f"{testbed.registry}/{repo}/app:{tag}")
+        build_image(f"{testbed.registry}/{repo}/crash:v1", cmd=["sh", "-c", "exit 3"])
         registry_id, project_id = registry_and_project(api.url, api.headers, testbed, repo)
         topo = Topology(api, top, tiers, registry_id, project_id, repo, testbed)
         devices = topo.call("GET", "/devices/?page_size=100")["results"]
@@ -390,13 +412,101 @@ def test_api_stopped_while_a_lower_master_reports_is_delivered_once_back(topolog
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Salt 3008.4's salt-syndic carries the top master's publish down (the command runs "
-    "on the device) but no return back up (docs/scale.md 'What does not work with Salt 3008.4')",
-)
+def test_a_rollout_halted_by_wave_1_under_one_syndic_keeps_the_other_on_its_previous_release(
+    topology,
+):
+    """Two waves of one device each, under different syndics: wave 1's device fails the release
+    (its container exits at once) and rolls back, its report halts the rollout, and the device
+    under the other syndic, signalled "about to sleep", keeps the release it ran before."""
+    before = {m.id: inspect_app(m) for m in topology.minions}
+    for minion_id, containers in before.items():
+        assert [running for _, running in containers.values()] == [True], (minion_id, containers)
+    bad = topology.release(
+        "2.0.0-broken", "v1", topology.minions, {"rollout": {"waves": [50, 100]}}, image="crash"
+    )
+    base = f"/docker/projects/{topology.project_id}/releases/{bad['id']}"
+    rows = topology.call("GET", f"{base}/deployments/?page_size=100")["results"]
+    wave_of = {row["device"]: row["wave"] for row in rows}
+    by_device = {topology.device_ids[m.id]: m for m in topology.minions}
+    (first,) = [by_device[d] for d, wave in wave_of.items() if wave == 1]
+    (second,) = [by_device[d] for d, wave in wave_of.items() if wave == 2]
+    assert first.id != second.id  # one device under each syndic
+
+    done = sleep_signal(first)
+    assert done.returncode != 0, done.stdout + done.stderr  # failed and rolled back
+    rollout = wait_for(
+        lambda: (r := topology.call("GET", f"{base}/rollout/"))["state"] == "halted" and r,
+        timeout=90,
+        what="the rollout halted by wave 1's report (through its lower master)",
+    )
+    assert rollout["waves"][0]["failed"] == 1 and "wave 1" in rollout["halt_reason"], rollout
+
+    done = sleep_signal(second)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {
+        row["device"]: row
+        for row in topology.call("GET", f"{base}/deployments/?page_size=100")["results"]
+    }
+    assert {device: row["status"] for device, row in rows.items()} == {
+        topology.device_ids[first.id]: "failed",
+        topology.device_ids[second.id]: "waiting",
+    }
+    # it failed because its container exited, not on the way there
+    assert "exit code 3" in rows[topology.device_ids[first.id]]["error"], rows
+    # docker inspect on each device's own engine: the same container, the same image, running;
+    # the broken release's container is on neither
+    for minion in topology.minions:
+        assert inspect_app(minion) == before[minion.id], minion.id
+        assert f"deployment-app-{bad['id']}" not in running_containers(minion)
+
+
 def test_execute_through_the_top_master_reaches_a_device_two_tiers_down(topology):
-    minion = topology.tiers[0].minion
-    job = topology.execute(minion, "execute_raw", {"command": "docker.ps all=True"}, timeout=45)
-    assert job["state"] == "COMMAND_EXECUTED", job
-    assert job["response"]["fun"] == "docker.ps" and job["response"]["success"] is True, job
+    """execute and execute_raw published on the top master's salt-api reach the device under
+    each syndic; the return comes back through the device's lower master (job_return.sls ->
+    berth.forward_return -> POST /master/execute/returns/), not through salt-syndic."""
+    for tier in topology.tiers:
+        minion = tier.minion
+        job = topology.execute(minion, "execute_raw", {"command": "docker.ps all=True"})
+        assert job["state"] == "COMMAND_EXECUTED", job
+        response = job["response"]
+        assert response["fun"] == "docker.ps" and response["success"] is True, job
+        running = {c["name"] for c in response["return"] if c["state"] == "running"}
+        assert running == {n for n, (_, up) in inspect_app(minion).items() if up}, response
+
+        job = topology.execute(minion, "execute", {"command": "test.ping"})
+        assert job["state"] == "COMMAND_EXECUTED", job
+        assert job["response"]["return"] is True and job["response"]["fun"] == "test.ping", job
+
+
+def test_a_device_under_a_syndic_enrolls_with_an_enrollment_token(topology):
+    """The device under syndic B is deleted in the API (its minion is unknown to every master
+    credential: 404), then presents an enrollment token (grain ``berth_enrollment_token``): its
+    lower master's ext_pillar enrolls it through that lower master's own credential, which is
+    served its pillar again; the other lower master's credential is still told nothing."""
+    index = 1
+    tier = topology.tiers[index]
+    minion = tier.minion
+    own, other = topology.api.master_tokens[index], topology.api.master_tokens[1 - index]
+    path = topology.api.url + f"/master/minions/{minion.id}/pillar/"
+    old_id = topology.device_ids[minion.id]
+    topology.call("DELETE", f"/devices/{old_id}/", expect=204)
+    assert requests.get(path, headers=own.headers, timeout=30).status_code == 404
+
+    token = topology.call(
+        "POST", "/enrollment-tokens/", expect=201, json={"name": "syndic-b", "max_uses": 1}
+    )["token"]
+    salt_cli = tier.master.salt_cli(timeout=120)
+    ret = salt_cli.run("grains.setval", "berth_enrollment_token", token, minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+    ret = salt_cli.run("saltutil.refresh_pillar", "wait=True", minion_tgt=minion.id)
+    assert ret.returncode == 0, ret
+
+    def enrolled():
+        devices = topology.call("GET", "/devices/?page_size=100")["results"]
+        return [d for d in devices if d["unit_id"] == minion.id] or None
+
+    (device,) = wait_for(enrolled, timeout=60, what=f"{minion.id} enrolled with its token")
+    assert device["id"] != old_id
+    topology.device_ids[minion.id] = device["id"]
+    assert requests.get(path, headers=own.headers, timeout=30).status_code == 200
+    assert requests.get(path, headers=other.headers, timeout=30).status_code == 404

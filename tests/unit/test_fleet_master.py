@@ -450,3 +450,70 @@ def test_batch_size_is_capped_by_the_api_limit():
     assert reports.batch_size({"batch_size": 10**6}) == MAX_REPORT_BATCH
     assert reports.batch_size({"batch_size": -5}) == 1
     assert reports.batch_size({"batch_size": "many"}) == 100
+
+
+# -- the return path of a syndic topology (issue 22) --
+
+RETURNS = ("POST", "/master/execute/returns/")
+
+
+def test_a_return_is_forwarded_with_the_master_token(fake_api, token_file):
+    from berth.master.forward import build_return, forward_return
+
+    fake_api.routes[RETURNS] = (200, {"jid": "1", "state": "COMMAND_EXECUTED", "recorded": True})
+    up = ApiClient.from_config(conf(fake_api.url, token_file))
+    ret = {
+        "fun": "docker.ps",
+        "fun_args": ["all=True"],
+        "return": {"a": 1},
+        "retcode": 0,
+        "success": True,
+        "id": "spoofed",
+        "jid": "0",
+        "master_id": "top",
+    }
+    body = build_return("m1", "1", ret)
+    assert body == {
+        "unit_id": "m1",
+        "jid": "1",
+        "response": {
+            "fun": "docker.ps",
+            "fun_args": ["all=True"],
+            "return": {"a": 1},
+            "retcode": 0,
+            "success": True,
+        },
+    }
+    assert forward_return(up, body) == "recorded"
+    method, path, headers, sent = fake_api.requests[-1]
+    assert (method, path, sent) == (*RETURNS, body)
+    assert headers["Authorization"] == "APIToken s3cret-master-token"
+    fake_api.routes[RETURNS] = (200, {"jid": "1", "state": "TIMEOUT", "recorded": False})
+    assert forward_return(up, body) == "finished"
+    fake_api.routes[RETURNS] = (404, {"detail": "No execute job."})  # e.g. an outbox step
+    assert forward_return(up, body) == "unknown"
+    fake_api.routes[RETURNS] = (503, {"detail": "down"})
+    assert forward_return(up, body) == "failed"
+    down = ApiClient.from_config(conf("http://127.0.0.1:9", token_file))
+    assert forward_return(down, body) == "failed"
+
+
+def test_a_return_larger_than_the_api_takes_is_replaced_by_a_note():
+    from berth.contract import MAX_FORWARDED_RETURN_CHARS
+    from berth.master.forward import build_return
+
+    big = build_return("m1", "1", {"return": "x" * MAX_FORWARDED_RETURN_CHARS, "retcode": 0})
+    assert "not forwarded" in big["response"]["return"]
+    assert big["response"]["retcode"] == 0
+    assert len(json.dumps(big["response"])) < 1000
+    odd = build_return("m1", "1", {"return": 1, "retcode": "0", "success": "yes", "fun_args": 7})
+    assert odd["response"] == {
+        "fun": None,
+        "fun_args": [],
+        "return": 1,
+        "retcode": None,
+        "success": None,
+    }
+    for minion_id, jid, ret in (("", "1", {}), ("m1", "1; x", {}), ("m1", "1", [])):
+        with pytest.raises(ValueError):
+            build_return(minion_id, jid, ret)

@@ -136,8 +136,63 @@ def test_reactors_ignore_events_without_a_minion_id(master_renderers, data):
         assert _render(REACTOR / name, renderers, opts, tag="t", data=data) == {}
 
 
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_job_return_reactor_passes_the_return_as_data_only(master_renderers, value):
+    """On a lower master: the return of a job the top master published (``master_id``)."""
+    opts, renderers = master_renderers
+    ret = {
+        "fun": value,
+        "fun_args": [value],
+        "return": {value: value},
+        "retcode": value,
+        "success": value,
+    }
+    event = {**ret, "id": value, "jid": value, "master_id": value or "top", "_stamp": value}
+    jid = "20261207120000123456"
+    high = _render(
+        REACTOR / "job_return.sls",
+        renderers,
+        opts,
+        tag=f"salt/job/{jid}/ret/{value}",
+        data=copy.deepcopy(event),
+    )
+    if value == "" or "/" in value:
+        assert high == {}  # no minion id (or not one tag part): no reaction at all
+        return
+    assert high == {
+        "berth_job_return": {
+            "runner.berth.forward_return": [
+                {"args": [{"minion_id": value}, {"jid": jid}, {"ret": ret}]}
+            ]
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "tag,data",
+    [
+        # a job this master published itself: no master above named in it
+        ("salt/job/20261207120000123456/ret/m1", {"return": True}),
+        ("salt/job/20261207120000123456/ret/m1", {"return": True, "master_id": ""}),
+        # not a return, or a jid that is not Salt's
+        ("salt/job/20261207120000123456/new", {"master_id": "top"}),
+        ("salt/job/x; rm/ret/m1", {"master_id": "top"}),
+        ("salt/job/1/ret/m1/extra", {"master_id": "top"}),
+        ("salt/job/20261207120000123456/ret/", {"master_id": "top"}),
+        ("salt/job/20261207120000123456/ret/m1", None),
+        (None, {"master_id": "top"}),
+    ],
+)
+def test_job_return_reactor_ignores_what_is_no_return_of_a_job_from_above(
+    master_renderers, tag, data
+):
+    opts, renderers = master_renderers
+    assert _render(REACTOR / "job_return.sls", renderers, opts, tag=tag, data=data) == {}
+
+
 def test_every_shipped_reactor_file_is_covered():
     assert sorted(p.name for p in REACTOR.glob("*.sls")) == [
+        "job_return.sls",
         "minion_start.sls",
         "release_result.sls",
     ]
