@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives import serialization
+
 from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.validation import NON_BLANK, FieldError, string
 from berth import signing
@@ -14,13 +16,23 @@ MAX_PEM = 4096
 
 def public_key_pem(value: Any) -> str:
     """A PEM public key, ECDSA P-256 or Ed25519 (what ``cosign generate-key-pair`` writes to
-    ``cosign.pub``); stored as sent, without surrounding whitespace."""
+    ``cosign.pub``); exactly one PEM block, stored as the key's own PEM (nothing else that was
+    pasted with it: it is returned by the API and sent to every device)."""
     value = string(max_length=MAX_PEM)(value)
+    if "PRIVATE KEY-----" in value:
+        raise FieldError(
+            "This holds a private key: give only the public key (cosign.pub), and replace the "
+            "key pair, since its private key has left its safe place."
+        )
+    if value.count("-----BEGIN ") > 1:
+        raise FieldError("Give one PEM public key per signing key (this holds several blocks).")
     try:
-        signing.load_public_key(value)
+        key = signing.load_public_key(value)
     except ValueError as exc:
         raise FieldError(f"Not an ECDSA P-256 or Ed25519 public key in PEM: {exc}.") from None
-    return value + "\n"
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 class SigningKeyInput(RequestBody):

@@ -9,6 +9,7 @@ import json
 import secrets
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from berth import signing
@@ -75,6 +76,29 @@ def test_anything_but_a_p256_or_ed25519_pem_is_400_naming_public_key(
     body = add_key(client, user_token.headers, "k", pem, expect=400)
     assert list(body) == ["public_key"]
     assert words in body["public_key"][0]
+
+
+def test_a_private_key_or_a_second_key_after_the_public_key_is_400_never_stored(client, user_token):
+    """A cosign.pub pasted together with cosign.key (or a second key) used to be stored as sent:
+    the private key was returned by the API and sent to every device in pillar."""
+    key = cosign.new_key()
+    pem = cosign.public_pem(key)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    sigstore = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nQUJD\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+    for body, words in [
+        (pem + private, "private key"),
+        (pem + sigstore, "private key"),
+        (pem + cosign.public_pem(cosign.new_key()), "one"),
+    ]:
+        r = add_key(client, user_token.headers, "k", body, expect=400)
+        assert list(r) == ["public_key"] and words in r["public_key"][0], r
+        assert "PRIVATE KEY-----\n" not in json.dumps(r) and "QUJD" not in json.dumps(r)
+    assert client.get("/docker/signing-keys/", headers=user_token.headers).json["count"] == 0
+    # what is stored (and returned, and sent to devices) is the key itself
+    made = add_key(client, user_token.headers, "k", "ci key from vault\n" + pem + "\n\n")
+    assert made["public_key"] == pem
 
 
 def test_names_and_keys_are_unique_in_the_account(client, user_token):
