@@ -1,0 +1,164 @@
+"""Every console route, read from the URL map (issue 21; docs/console.md "Login, sessions, CSRF"):
+another account's user gets 404 on every page and action that names an object, and every POST
+without the CSRF token is refused, with nothing written. A new page or action is covered without
+editing this test; a URL argument it cannot fill fails it, naming the argument."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from api.audit import AuditEntry
+from api.extensions import db
+from api.models.types import utcnow
+from tests.functional.test_api_console_releases import Console
+
+# a form with a value for any field a console action reads, so a view that validated the form
+# before looking its object up would answer 400 instead of 404 and fail the test
+FORM = {
+    "tags": "stolen",
+    "version": "9.9",
+    "containers-0-name": "app",
+    "containers-0-image": "app",
+    "containers-0-tag": "1",
+    "fun": "minionutil.last_logs",
+    "container": "app",
+    "name": "stolen",
+    "url": "https://registry.example.com",
+    "username": "u",
+    "password": "p",
+}
+
+
+def _console_rules(app):
+    return [
+        rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("console.") and rule.endpoint != "console.static"
+    ]
+
+
+def _objects(app, factory, account, user_token, label: str) -> dict:
+    """One object of every kind a console URL names, in ``account``: URL argument -> value."""
+    from api.execute.models import ExecuteJob
+    from api.models import Registry
+    from api.rollouts.models import RolloutWebhook
+    from api.security import enrollment
+
+    client = app.test_client()
+    headers = user_token.headers
+    device = factory.device(account, unit_id=f"{label}-unit")
+    project = client.post("/docker/projects/", json={"name": label}, headers=headers).json
+    release = client.post(
+        f"/docker/projects/{project['id']}/releases/",
+        json={
+            "version": "1.0",
+            "devices": [device.id],
+            "containers": [{"name": "app", "image": "app", "tag": "1"}],
+            "rollout": {"waves": [100]},
+            "pin_digests": False,
+        },
+        headers=headers,
+    )
+    assert release.status_code == 201, release.json
+    api_token = factory.token(account=account, name=label)
+    with app.app_context():
+        registry = Registry(account_id=account.id, name=label, url="r.example", username="u")
+        registry.set_password(f"{label}-secret")
+        hook = RolloutWebhook(account_id=account.id, url=f"https://hooks.example/{label}")
+        job = ExecuteJob(
+            jid=f"2026120700000000{account.id:04d}",
+            account_id=account.id,
+            device_id=device.id,
+            unit_id=device.unit_id,
+            fun="minionutil.last_logs",
+            deadline=utcnow() + timedelta(minutes=5),
+        )
+        db.session.add_all([registry, hook, job])
+        enroll, _ = enrollment.create(account.id, name=label)
+        db.session.commit()
+        return {
+            "device_id": device.id,
+            "jid": job.jid,
+            "project_id": project["id"],
+            "release_id": release.json["id"],
+            "action": "abort",
+            "token_id": api_token.id,
+            "registry_id": registry.id,
+            "hook_id": hook.id,
+            "enrollment_token_id": enroll.id,
+        }
+
+
+def _url(rule, objects: dict) -> str:
+    missing = sorted(set(rule.arguments) - set(objects))
+    assert not missing, f"{rule.rule}: no object for URL argument(s) {missing}: add one"
+    # token_id is an API token in /tokens/ and an enrollment token in /enrollment/
+    values = {name: objects[name] for name in rule.arguments}
+    if "enrollment" in rule.rule and "token_id" in values:
+        values["token_id"] = objects["enrollment_token_id"]
+    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), rule.rule)
+
+
+def _audit_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AuditEntry))
+
+
+@pytest.fixture
+def two_accounts(app, api_factory, account, user, user_token):
+    other_account = api_factory.account()
+    other_token = api_factory.token(account=other_account)
+    victim = _objects(app, api_factory, other_account, other_token, "victim")
+    own = _objects(app, api_factory, account, user_token, "own")
+    return victim, own
+
+
+def test_another_accounts_objects_are_404_on_every_console_route(app, user, two_accounts):
+    victim, _ = two_accounts
+    console = Console(app, user)
+    before = _audit_count(app)
+    checked = []
+    for rule in _console_rules(app):
+        if not rule.arguments - {"action"}:
+            continue  # the account's own lists and create forms
+        url = _url(rule, victim)
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            resp = console.get(url) if method == "GET" else console.post(url, FORM)
+            assert resp.status_code == 404, (method, url, resp.status_code)
+            assert "victim" not in resp.get_data(as_text=True), (method, url)
+            checked.append((method, rule.rule))
+    assert len(checked) >= 15, checked
+    assert _audit_count(app) == before  # nothing was done in either account
+    # the lists show none of the other account's objects
+    for path in (
+        "/ui/devices/",
+        "/ui/projects/",
+        "/ui/account/",
+        "/ui/account/enrollment/",
+        "/ui/account/registries/",
+        "/ui/account/webhooks/",
+        "/ui/audit/",
+    ):
+        page = console.get(path)
+        assert page.status_code == 200, path
+        assert "victim" not in page.get_data(as_text=True), path
+
+
+def test_every_console_post_without_the_csrf_token_is_refused(app, user, two_accounts):
+    _, own = two_accounts
+    console = Console(app, user)
+    before = _audit_count(app)
+    posts = [rule for rule in _console_rules(app) if "POST" in rule.methods]
+    assert len(posts) >= 12, [r.rule for r in posts]
+    for rule in posts:
+        url = _url(rule, own)
+        for token in (None, "forged", console.token + "x"):
+            data = dict(FORM) if token is None else {**FORM, "csrf_token": token}
+            resp = console.client.post(url, data=data)
+            assert resp.status_code == 400, (url, token, resp.status_code)
+            assert "CSRF token is missing or wrong" in resp.get_data(as_text=True), url
+    assert _audit_count(app) == before
