@@ -100,7 +100,12 @@ def scheme(host: str, url: str | None = None) -> str:
 def _read(resp: requests.Response, limit: int, deadline: float | None = None) -> bytes:
     """At most ``limit`` bytes of a body, read before ``deadline`` (``time.monotonic()``)."""
     body = b""
-    for chunk in resp.iter_content(65536):
+    read1 = getattr(resp.raw, "read1", None)  # urllib3 2: whatever has arrived, up to n bytes
+    if read1 is not None:
+        chunks = iter(lambda: read1(65536, decode_content=True), b"")
+    else:  # urllib3 1.26: read(n) waits for n bytes, so small pieces keep the deadline looked at
+        chunks = resp.iter_content(1024)
+    for chunk in chunks:
         body += chunk
         if len(body) > limit:
             raise RegistryError(RegistryError.BAD_ANSWER, f"more than {limit} bytes")

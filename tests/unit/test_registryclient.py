@@ -81,3 +81,39 @@ def test_nothing_listening_is_registry_unreachable():
     with pytest.raises(RegistryError) as err:
         registryclient.resolve(f"127.0.0.1:{port}", "app", "1", None, timeout=2)
     assert err.value.reason == RegistryError.UNREACHABLE
+
+
+def test_a_registry_dripping_its_answer_is_cut_at_the_deadline():
+    """A registry (or something in the way) sending one byte at a time, each within the socket
+    timeout: reading 64 KiB used to take hours (the deadline was only looked at per 64 KiB)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", registryclient.OCI_MANIFEST)
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with registryclient.Client(f"127.0.0.1:{server.server_port}", timeout=5) as client:
+            with pytest.raises(RegistryError) as caught:
+                client.manifest("a/b", "1", 65536, deadline=time.monotonic() + 1)
+    finally:
+        server.shutdown()
+    assert caught.value.reason == RegistryError.UNREACHABLE
+    assert time.monotonic() - started < 4
