@@ -42,20 +42,12 @@ PAGE_SIZE = 50
 #: a status filter reads the targets in chunks (the first this big, each next twice the last, up
 #: to SCAN_CHUNK_MAX), at most SCAN_LIMIT per request
 SCAN_CHUNK = 250
-SCAN_CHUNK_MAX = 2000
-SCAN_LIMIT = 5000
+SCAN_CHUNK_MAX = 500
+SCAN_LIMIT = 2000
 #: statuses only a stored deployment has (deployments_of derives none of them): a filter on one
 #: reads the deployments' (release_id, device_id) key
 STORED_ONLY = frozenset(DeploymentState) - {DeploymentState.QUEUED, DeploymentState.SUPERSEDED}
 RELEASES_PAGE_SIZE = 50
-#: a status filter reads the targets in chunks (the first this big, each next twice the last, up
-#: to SCAN_CHUNK_MAX), at most SCAN_LIMIT per request
-SCAN_CHUNK = 250
-SCAN_CHUNK_MAX = 2000
-SCAN_LIMIT = 5000
-#: statuses only a stored deployment has (deployments_of derives none of them): a filter on one
-#: reads the deployments' (release_id, device_id) key
-STORED_ONLY = frozenset(DeploymentState) - {DeploymentState.QUEUED, DeploymentState.SUPERSEDED}
 #: seconds between two refreshes of the release page's live part (htmx; meta refresh without JS)
 POLL_SECONDS = 3
 NO_JS_REFRESH_SECONDS = 10
@@ -330,16 +322,20 @@ def _filters() -> dict[str, Any]:
     }
 
 
-def _target_ids(release: Release, wave, after, limit: int) -> list[str]:
-    """The release's target device ids in key order after ``after`` (its ``release_devices``
-    primary key, optionally one wave's)."""
+def _targets(release: Release, wave, after, limit: int):
+    """A select of the release's target device ids in key order after ``after`` (its
+    ``release_devices`` primary key, optionally one wave's), at most ``limit``."""
     rd = release_devices
     ids = select(rd.c.device_id).where(rd.c.release_id == release.id)
     if wave is not None:
         ids = ids.where(rd.c.wave == wave)
     if after:
         ids = ids.where(rd.c.device_id > after)
-    return list(db.session.scalars(ids.order_by(rd.c.device_id).limit(limit)))
+    return ids.order_by(rd.c.device_id).limit(limit)
+
+
+def _target_ids(release: Release, wave, after, limit: int) -> list[str]:
+    return list(db.session.scalars(_targets(release, wave, after, limit)))
 
 
 def _stored_ids(release: Release, status: str, wave, after, limit: int) -> list[str]:
@@ -381,7 +377,9 @@ def device_page(release: Release, wave=None, status=None, after=None, size=PAGE_
         while scanned < SCAN_LIMIT:
             chunk = _target_ids(release, wave, after, chunk_size)
             scanned += len(chunk)
-            rows = deployments_of(release.id, refused=refused, devices=chunk)
+            # the same ids as a subquery, not a list: PostgreSQL then joins on the keys
+            ids = _targets(release, wave, after, chunk_size).scalar_subquery()
+            rows = deployments_of(release.id, refused=refused, devices=ids)
             matching = select(rows.c.device_id).where(rows.c.status == status)
             page_ids += db.session.scalars(matching.order_by(rows.c.device_id)).all()
             if len(page_ids) > size:

@@ -236,6 +236,33 @@ def test_release_page_devices_status_reasons_and_paging(world):
     assert sorted(r.device_id for r in first + second) == sorted(d.id for d in w.devices)
 
 
+def test_a_derived_status_filter_reads_bounded_chunks_and_goes_on(world, monkeypatch):
+    """Filtered by a status deployments_of derives, a request reads at most SCAN_LIMIT targets
+    and the page goes on after the last one read: every match is found, none twice."""
+    from api.console import releases as pages
+    from api.models import Release
+
+    w = world
+    w.devices += [w.factory.device(w.account, unit_id=f"car-{i}") for i in range(3, 7)]
+    release = _api_release(w, devices=w.devices)
+    for device in w.devices[::2]:
+        _report(w, release, device, "succeeded")
+    monkeypatch.setattr(pages, "SCAN_CHUNK", 1)
+    monkeypatch.setattr(pages, "SCAN_CHUNK_MAX", 2)
+    monkeypatch.setattr(pages, "SCAN_LIMIT", 3)
+    found, after, requests = [], None, 0
+    with w.app.test_request_context():
+        rel = db.session.get(Release, release["id"])
+        while True:
+            rows, after = pages.device_page(rel, status="queued", after=after, size=2)
+            found += [r.device_id for r in rows]
+            requests += 1
+            if after is None:
+                break
+    assert sorted(found) == sorted(d.id for d in w.devices[1::2])
+    assert requests >= 3  # 7 targets, at most 3 read per request
+
+
 def test_rollout_halts_then_resume_abort_revert_act_and_are_audited(world):
     w = world
     release = _api_release(w, devices=w.devices, rollout={"waves": [34, 100]})
