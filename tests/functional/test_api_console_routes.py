@@ -162,3 +162,78 @@ def test_every_console_post_without_the_csrf_token_is_refused(app, user, two_acc
             assert resp.status_code == 400, (url, token, resp.status_code)
             assert "CSRF token is missing or wrong" in resp.get_data(as_text=True), url
     assert _audit_count(app) == before
+
+
+XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+RAW = ("<img src=x", "<script>alert")
+
+
+def test_text_from_users_and_devices_is_escaped_on_every_console_page(
+    app, client, api_factory, account, user, user_token, master_token
+):
+    """A display name, project name, release version, deployment error, token and registry
+    names, and the audit details carrying them: escaped on every GET page of the URL map (the
+    live fragment included) and where a refused form or a filter echoes what was typed."""
+    from tests.fixtures.api import report_body, signed_report
+
+    headers = user_token.headers
+    own = _objects(app, api_factory, account, user_token, "own")
+    device = client.patch(f"/devices/{own['device_id']}/", json={"display": XSS}, headers=headers)
+    assert device.status_code == 200, device.json
+    project = client.post("/docker/projects/", json={"name": XSS}, headers=headers).json
+    release = client.post(
+        f"/docker/projects/{project['id']}/releases/",
+        json={
+            "version": XSS,
+            "devices": [own["device_id"]],
+            "containers": [{"name": "app", "image": "app", "tag": "1"}],
+            "pin_digests": False,
+        },
+        headers=headers,
+    ).json
+    report = report_body("own-unit", release, "failed", error=XSS)
+    resp = client.post(
+        "/master/deployments/report/",
+        json=signed_report(app, report, own["device_id"]),
+        headers=master_token.headers,
+    )
+    assert resp.status_code == 200, resp.json
+    assert (
+        client.post("/enrollment-tokens/", json={"name": XSS}, headers=headers).status_code == 201
+    )
+    api_factory.token(account=account, name=XSS)
+    objects = {**own, "project_id": project["id"], "release_id": release["id"]}
+    console = Console(app, user)
+    pages = [
+        _url(rule, objects)
+        for rule in _console_rules(app)
+        if "GET" in rule.methods and rule.arguments <= set(objects)
+    ]
+    pages += [
+        f"/ui/devices/?q={XSS}",
+        f"/ui/devices/?tag={XSS}&status={XSS}&release={XSS}",
+        f"/ui/audit/?action={XSS}&device={XSS}&since={XSS}",
+        f"/ui/projects/{project['id']}/releases/{release['id']}/live/?status={XSS}&wave={XSS}",
+    ]
+    escaped = 0
+    for path in pages:
+        resp = console.get(path, follow_redirects=True)
+        assert resp.status_code in (200, 400, 404, 409), (path, resp.status_code)
+        html = resp.get_data(as_text=True)
+        for raw in RAW:
+            assert raw not in html, (path, raw)
+        escaped += "&lt;script&gt;alert(2)" in html
+    assert escaped >= 6, escaped
+    # a refused form echoes what was typed, escaped
+    for path, form in (
+        (
+            f"/ui/projects/{project['id']}/releases/new/",
+            {"version": XSS, "containers-0-image": XSS},
+        ),
+        (f"/ui/devices/{own['device_id']}/tags/", {"tags": XSS}),
+        ("/ui/account/registries/", {"name": XSS, "url": XSS, "username": XSS, "password": "p"}),
+        ("/ui/account/webhooks/", {"url": XSS}),
+    ):
+        html = console.post(path, form).get_data(as_text=True)
+        for raw in RAW:
+            assert raw not in html, (path, raw)
