@@ -97,6 +97,9 @@ def scheme(host: str, url: str | None = None) -> str:
     return "http" if loopback else "https"
 
 
+ANSWER_TIMEOUTS = 3  # a whole answer read without a deadline: within 3 x the client's timeout
+
+
 def _read(resp: requests.Response, limit: int, deadline: float | None = None) -> bytes:
     """At most ``limit`` bytes of a body, read before ``deadline`` (``time.monotonic()``)."""
     body = b""
@@ -194,7 +197,10 @@ class Client:
         return body
 
     def _fetch(self, url: str, headers: dict, what: str, limit: int, deadline: float | None):
-        """(body, response headers) of a GET answered 200; UNKNOWN for a 404."""
+        """(body, response headers) of a GET answered 200; UNKNOWN for a 404. Without a
+        ``deadline`` the answer must be read within ``ANSWER_TIMEOUTS`` x the client's timeout."""
+        if deadline is None:
+            deadline = time.monotonic() + ANSWER_TIMEOUTS * self.timeout
         with self._get(url, headers, stream=True) as resp:
             if resp.status_code == 404:
                 raise RegistryError(
@@ -236,7 +242,7 @@ class Client:
             realm, params=params, auth=self.creds, timeout=self.timeout, stream=True
         ) as resp:
             _expect_ok(resp, f"the token service of {self.host}")
-            raw = _read(resp, MAX_TOKEN_BYTES)
+            raw = _read(resp, MAX_TOKEN_BYTES, time.monotonic() + ANSWER_TIMEOUTS * self.timeout)
         try:
             body = json.loads(raw)
             token = body.get("token") or body.get("access_token")
