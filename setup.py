@@ -1,9 +1,11 @@
 """Wheel builds carry the Salt loader directories, the state tree and the config snippets
 inside the ``berth`` package.
 
-``_modules/``, ``_states/``, ... live at the repository root so that
-``module_dirs: [<repo>]`` and ``saltutil.sync_*`` work from a checkout; a wheel
-copies them to ``berth/salt_ext/`` where ``berth.loader`` finds them.
+Everything else (metadata, dependencies, extras, entry point, package data, tool settings) is in
+pyproject.toml. This file stays only for the ``build_py`` hook below, which pyproject.toml
+cannot declare: ``_modules/``, ``_states/``, ... live at the repository root (not inside a
+package) so that ``module_dirs: [<repo>]`` and ``saltutil.sync_*`` work from a checkout, and a
+wheel copies them to ``berth/salt_ext/`` where ``berth.loader`` finds them.
 """
 
 from pathlib import Path

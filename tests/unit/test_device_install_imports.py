@@ -5,8 +5,8 @@ extra; tests/integration/test_device_install.py installs it for real)."""
 from __future__ import annotations
 
 import ast
-import configparser
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,10 +14,9 @@ DEVICE_DIRS = ("berth", "_modules", "_states", "_engines", "_returners", "_runne
 
 
 def api_extra_imports() -> set[str]:
-    """The import names of the `api` extra's packages (setup.cfg), e.g. ``flask_sqlalchemy``."""
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    reqs = cfg["options.extras_require"]["api"].split()
+    """The import names of the `api` extra's packages (pyproject.toml), e.g. ``flask_sqlalchemy``."""
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        reqs = tomllib.load(fh)["project"]["optional-dependencies"]["api"]
     return {re.split(r"[\[<>=!~;]", r, maxsplit=1)[0].lower().replace("-", "_") for r in reqs}
 
 

@@ -1,0 +1,157 @@
+"""No import cycle between the packages of ``api/`` and ``berth/``.
+
+A static import graph (ast, so imports inside functions count too): a node is a top-level module
+or package of ``api`` or ``berth`` (``api.outbox``, ``api.rollouts``, ``berth.release``, ...;
+``api`` itself is ``api/__init__.py``, the app factory). An edge A -> B is any import in A's files
+of a module in B. Every strongly connected group of more than one node is a cycle; the ones that
+exist today are listed in ``KNOWN`` with the reason, and no other may appear -- nor may a known
+one grow. When a known cycle is broken, its entry goes (the last test fails on a stale entry).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPS = ("api", "berth")
+SKIPPED = (Path("api/migrations"),)
+
+# cycles that exist today: {nodes}: why. Breaking them is issue 19 item 2 (one shape for api/);
+# until then none may grow and no other may appear.
+KNOWN: dict[frozenset[str], str] = {
+    frozenset(
+        {
+            "api.audit",
+            "api.auth",
+            "api.cli",
+            "api.execute",
+            "api.logbook",
+            "api.openapi",
+            "api.outbox",
+            "api.policies",
+            "api.resources",
+            "api.rollouts",
+            "api.schemas",
+            "api.security",
+            "api.serializers",
+            "api.services",
+            "api.worker",
+        }
+    ): "the horizontal layers (resources, schemas, serializers, services) and the feature "
+    "packages call each other both ways; the outbox imports the worker, which imports the "
+    "features, which queue through the outbox (imports inside functions in api/outbox.py, "
+    "api/rollouts/, api/policies/ keep it importable); audit and logbook add their OpenAPI "
+    "paths through api.openapi, which reads them back",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for top in TOPS:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT)
+            if any(rel.is_relative_to(s) for s in SKIPPED):
+                continue
+            found[_module_name(path)] = path
+    return found
+
+
+def _node(module: str) -> str:
+    """``api.rollouts.service`` -> ``api.rollouts``; ``api`` -> ``api``."""
+    return ".".join(module.split(".")[:2])
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    is_package = path.name == "__init__.py"
+    package = name if is_package else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            for alias in node.names:
+                candidate = f"{source}.{alias.name}"
+                found.add(candidate if candidate in modules else source)
+    return {m for m in found if m.split(".")[0] in TOPS}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = graph.setdefault(_node(name), set())
+        for target in _imports(name, path, modules):
+            if _node(target) != _node(name):
+                edges.add(_node(target))
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected groups of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(frozenset(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def test_the_graph_sees_imports_inside_functions():
+    # api/policies/release.py imports api.rollouts.targets inside a function
+    graph = import_graph()
+    assert "api.rollouts" in graph["api.policies"]
+    assert "berth.contract" in graph["berth.release"]
+
+
+def test_no_new_import_cycle_between_packages():
+    new = [
+        sorted(group)
+        for group in cycles(import_graph())
+        if not any(group <= known for known in KNOWN)
+    ]
+    assert not new, f"import cycles between packages: {new}"
+
+
+def test_every_known_cycle_still_exists():
+    found = cycles(import_graph())
+    stale = [sorted(k) for k in KNOWN if not any(k <= group for group in found)]
+    assert not stale, f"broken cycles still listed in KNOWN (remove them): {stale}"
