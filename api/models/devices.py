@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -21,7 +21,11 @@ class Device(db.Model):
     # unit_id is unique per account; which account's device a minion is, is its enrollment
     # (api/security/tenancy.py, docs/security.md).
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("account_id", "unit_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "unit_id"),
+        # the console's fleet search by a display name's prefix (api/services/fleet.py)
+        Index("ix_devices_account_id_display", "account_id", "display"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_id)
     account_id: Mapped[int] = mapped_column(

@@ -50,6 +50,15 @@ _outcome = case(
 PAGE_SIZE = 50
 
 
+def _prefix(column, text: str):
+    """SQL: ``column`` starts with ``text`` (case-sensitive), as a range its index serves
+    (``(account_id, unit_id)``, ``(account_id, display)``); LIKE keeps it exact."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        (column >= text) & (column < text + "\U0010ffff") & column.like(escaped + "%", escape="\\")
+    )
+
+
 @dataclass
 class FleetQuery:
     account_id: int
@@ -80,12 +89,10 @@ class FleetQuery:
             clause = tenancy.enrolled_clause(_devices)
             stmt = stmt.where(clause if self.enrolled else ~clause)
         if self.search:
-            like = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            like += "%"
             stmt = stmt.where(
                 or_(
-                    _devices.c.unit_id.ilike(like, escape="\\"),
-                    _devices.c.display.ilike(like, escape="\\"),
+                    _prefix(_devices.c.unit_id, self.search),
+                    _prefix(_devices.c.display, self.search),
                 )
             )
         if with_outcome and self.outcome in OUTCOMES:

@@ -90,7 +90,7 @@ def test_fleet_lists_counts_and_filters_by_tag(page, console_server, fleet):
     assert _rows(page) == ["car-002"]
     screenshot(page, "fleet-filtered")
     # search by display name, enrollment filter, release filter
-    page.goto(f"{console_server.url}/ui/devices/?q=green")
+    page.goto(f"{console_server.url}/ui/devices/?q=Green")
     assert _rows(page) == ["car-003"]
     page.goto(f"{console_server.url}/ui/devices/?release={fleet['release']['id']}")
     assert _rows(page) == ["car-001", "car-002", "car-003"]

@@ -67,13 +67,18 @@ def test_fleet_page_filters_in_sql(client, user, api_factory, account, user_toke
 
     assert unit_ids("") == ["unit_a%1", "unit_b"]
     assert other.unit_id not in client.get("/ui/devices/").get_data(as_text=True)
-    assert unit_ids("q=a%25") == ["unit_a%1"]  # % is a character, not a wildcard
-    assert unit_ids("q=_b") == ["unit_b"]
-    assert unit_ids("q=alph") == ["unit_a%1"]
+    # a prefix of the unit id or of the display name, case-sensitive; % and _ are characters
+    assert unit_ids("q=unit_a%25") == ["unit_a%1"]
+    assert unit_ids("q=unit%25") == []
+    assert unit_ids("q=unit_") == ["unit_a%1", "unit_b"]
+    assert unit_ids("q=Alph") == ["unit_a%1"]
+    assert unit_ids("q=alph") == []
+    assert unit_ids("q=nit") == []
     assert unit_ids("tag=x") == ["unit_a%1"]
     assert unit_ids("enrolled=no") == ["unit_b"]
     assert unit_ids("status=never_reported") == ["unit_a%1", "unit_b"]
     assert unit_ids("status=failed") == []
+    assert unit_ids("status=succeeded") == []
     assert unit_ids(f"after_unit=unit_a%251&after_id={a.id}") == ["unit_b"]
     page = client.get("/ui/devices/").get_data(as_text=True)
     assert re.search(r'data-outcome="never_reported">2<', page)
