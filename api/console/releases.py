@@ -27,6 +27,7 @@ from api.console import bp
 from api.console.auth import login_required
 from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
+from api.limits import MAX_DB_ID
 from api.models import Deployment, Device, Project, Registry, Release, release_devices
 from api.models.types import utcnow
 from api.policies import release as release_policy
@@ -118,7 +119,7 @@ def project_releases(project_id: int):
     project = _project(project_id)
     before = request.args.get("before", type=int)
     stmt = select(Release).where(Release.project_id == project.id)
-    if before:
+    if before and before <= MAX_DB_ID:  # above: every id is below it (and no int overflow)
         stmt = stmt.where(Release.id < before)
     page = db.session.scalars(stmt.order_by(Release.id.desc()).limit(RELEASES_PAGE_SIZE + 1)).all()
     more = len(page) > RELEASES_PAGE_SIZE

@@ -237,3 +237,44 @@ def test_text_from_users_and_devices_is_escaped_on_every_console_page(
         html = console.post(path, form).get_data(as_text=True)
         for raw in RAW:
             assert raw not in html, (path, raw)
+
+
+BAD_QUERIES = (
+    "page=-1&before=-5&after=-1&after_id=-1&wave=-1&window=-1h&interval=0s&since=yesterday"
+    "&until=2026-13-45&page_size=-1&enrolled=maybe&aggregation=nope&field=nope&status=nope",
+    "page=abc&before=99999999999999999999999&after=99999999999999999999&wave=99999999999999"
+    "&after_id=99999999999999999999&release=99999999999999999999&device=99999999999999999999"
+    "&window=99999d&interval=99999999999999s&user=99999999999999999999",
+    "after_unit=%00&tag=%00&q=%00&action=%00&field=%00&status=%00",
+    "q=" + "\u00e9\u6f22\U0001f697" * 400 + "&tag=" + "x" * 5000 + "&after_unit=" + "x" * 5000,
+)
+HUGE = "\u00e9\U0001f697" * 5_000 + "\x00"
+
+
+def test_bad_input_on_every_console_route_is_never_a_server_error(
+    app, api_factory, account, user, user_token
+):
+    """Negative, huge, non-numeric and NUL-carrying query parameters on every GET page, bad ids
+    in URLs, and huge unicode / NUL form fields on every POST: an answer below 500 (the API's
+    message or a 404), never a traceback."""
+    objects = _objects(app, api_factory, account, user_token, "own")
+    console = Console(app, user)
+    for rule in _console_rules(app):
+        url = _url(rule, objects)
+        if "GET" in rule.methods:
+            for query in BAD_QUERIES:
+                resp = console.get(f"{url}?{query}")
+                assert resp.status_code < 500, (url, query, resp.status_code)
+                assert "Traceback" not in resp.get_data(as_text=True)
+        if "POST" in rule.methods:
+            form = {name: HUGE for name in FORM} | {
+                "waves": "-1 0 " + "9" * 30,
+                "rollout": "on",
+                "command": HUGE,
+            }
+            resp = console.post(url, form)
+            assert resp.status_code < 500, (url, resp.status_code)
+        for name in rule.arguments:
+            for bad in ("0", "99999999999999999999", "%00%C3%A9" + "x" * 3000):
+                resp = console.get(_url(rule, {**objects, name: bad}))
+                assert resp.status_code < 500, (rule.rule, name, bad, resp.status_code)
