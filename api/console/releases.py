@@ -256,6 +256,14 @@ def flatten(errors: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
     return []
 
 
+def field_name(path: tuple) -> str:
+    """A field's path as the API's documents write it: ``containers[0].image``."""
+    name = ""
+    for part in path:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
+
+
 def messages_at(errors: dict, *path, exact: bool = False) -> list[str]:
     """The API's messages for the field at ``path`` (its own, and those nested under it unless
     ``exact``)."""
@@ -280,7 +288,7 @@ def _form_page(project: Project, form, errors: dict | None = None, status: int =
             registries=registries,
             errors=errors,
             messages_at=lambda *path, **kw: messages_at(errors, *path, **kw),
-            summary=[(".".join(map(str, p)), m) for p, m in flatten(errors)],
+            summary=[(field_name(p), m) for p, m in flatten(errors)],
         ),
         status,
     )

@@ -15,6 +15,8 @@ from tests.fixtures.api import report_body, signed_report
 from tests.fixtures.browser import screenshot
 
 CONTAINER = {"name": "app", "image": "app", "tag": "1"}
+#: ms to wait for the page to follow a change (its polling, a redirect) on a loaded machine
+WAIT = 30_000
 
 
 class Fleet:
@@ -111,7 +113,7 @@ def test_a_deployment_changes_status_without_a_reload(page, fleet):
     assert status.inner_text() == "queued"
     page.evaluate("window.berthNoReload = true")  # gone if the page were loaded again
     fleet.report(release, device, "failed", error="exited 3: config missing")
-    expect(status).to_have_text("failed", timeout=15_000)  # the page's polling, no reload
+    expect(status).to_have_text("failed", timeout=WAIT)  # the page's polling, no reload
     assert page.evaluate("window.berthNoReload") is True
     assert "exited 3: config missing" in page.locator(f"#device-{device.id} .reason").inner_text()
     screenshot(page, "release")
@@ -127,7 +129,7 @@ def test_a_halted_rollout_shows_its_reason_and_the_actions_act_and_are_audited(p
     first = next(d for d in fleet.devices if d.id == wave1)
     fleet.report(release, first, "failed", error="exited 3")
     # halted by the report itself; the open page follows
-    page.locator("#halt-reason").wait_for(timeout=15_000)
+    page.locator("#halt-reason").wait_for(timeout=WAIT)
     reason = fleet.get(f"/docker/projects/{fleet.project}/releases/{release['id']}/rollout/")[
         "halt_reason"
     ]
@@ -136,15 +138,17 @@ def test_a_halted_rollout_shows_its_reason_and_the_actions_act_and_are_audited(p
     screenshot(page, "rollout-halted")
 
     page.locator("#action-resume").click()
-    expect(page.locator("#rollout-state")).to_have_text("running")
+    expect(page.locator("#rollout-state")).to_have_text("running", timeout=WAIT)
     page.locator("#action-abort").click()  # asks first, saying to how many devices
     assert page.locator("#consequences").inner_text().count("device(s)") == 3
     screenshot(page, "rollout-confirm")
     page.locator("#confirm-abort").click()
-    expect(page.locator("#rollout-state")).to_have_text("aborted")
+    expect(page.locator("#rollout-state")).to_have_text("aborted", timeout=WAIT)
     page.locator("#action-revert").click()
     page.locator("#confirm-revert").click()
-    expect(page.locator("#rollout-state")).to_have_text(re.compile("^(reverting|reverted)$"))
+    expect(page.locator("#rollout-state")).to_have_text(
+        re.compile("^(reverting|reverted)$"), timeout=WAIT
+    )
     history = page.locator("table.history tbody tr").all_inner_texts()
     assert [row.split("\t")[1] for row in history] == ["resume", "abort", "revert"]
 
