@@ -9,7 +9,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_DIRS = ("api", "berth", "_modules", "_states", "_runners", "_engines", "pillar")
 ROLES = {"__init__", "views", "openapi", "cli", "models", "service", "common", "auth"}
-RESOURCES = {"releases", "devices", "registries", "projects", "execute", "enrollment"}
+RESOURCES = {
+    "releases",
+    "devices",
+    "registries",
+    "projects",
+    "execute",
+    "enrollment",
+    "signing_keys",
+}
 LAYERS = {
     "api/models",
     "api/schemas",
