@@ -63,28 +63,53 @@ def report(minion_id, result):
     return {"status": forward.deliver(_client(), _spool(), body, _batch_size())}
 
 
-def forward_return(minion_id, jid, ret):
-    """Forward the return ``ret`` of job ``jid`` from ``minion_id`` to the API.
+def forward_return(minion_id, jid):
+    """Forward the return of job ``jid`` from ``minion_id`` to the API, as this master's job
+    cache holds it.
 
     Called by the reactor (salt://reactor/job_return.sls) on a lower master of a syndic
     topology, for returns of jobs a master above published: Salt's syndic carries none up to the
-    top master's salt-api (docs/scale.md "The path up"). The API takes it for an execute job it
-    published to that device and served by this master's credential; any other job is
-    ``"unknown"`` to it. Not spooled: a return the API cannot take now is lost (the job ends in
-    TIMEOUT).
+    top master's salt-api (docs/scale.md "The path up"). The return is read from the master job
+    cache (``master_job_cache``), never taken from the event: a minion can fire
+    ``salt/job/<jid>/ret/<another id>`` itself (docs/security.md "2."). Salt fires the event
+    before it writes the cache, so the cache is read for up to ``forward.CACHE_WAIT`` seconds; an
+    event with no return in the cache forwards nothing (``"not_in_cache"``, logged). The API
+    takes it for an execute job it published to that device and served by this master's
+    credential; any other job is ``"unknown"`` to it. Not spooled: a return the API cannot take
+    now is lost (the job ends in TIMEOUT).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run berth.forward_return <minion id> 20261207120000123456 '{"return": true, "retcode": 0}'
+        salt-run berth.forward_return <minion id> 20261207120000123456
     """
+    jid = str(jid)
     try:
-        body = forward.build_return(minion_id, str(jid), ret)
+        forward.check_return_ids(minion_id, jid)
     except ValueError as exc:
         log.error("berth.forward_return: dropped: %s", exc)
         return {"status": "invalid", "error": str(exc)}
-    return {"status": forward.forward_return(_client(), body)}
+    returners = _job_cache()
+    cache = __opts__["master_job_cache"]
+    ret = forward.cached_return(
+        returners[f"{cache}.get_jid"], returners[f"{cache}.get_load"], jid, minion_id
+    )
+    if ret is None:
+        log.warning(
+            "berth.forward_return: no return of %s from %s in the job cache (an event some "
+            "minion fired, or the cache is off); nothing forwarded",
+            jid,
+            minion_id,
+        )
+        return {"status": "not_in_cache"}
+    return {"status": forward.forward_return(_client(), forward.build_return(minion_id, jid, ret))}
+
+
+def _job_cache():
+    import salt.loader  # here: only this runner reads the job cache
+
+    return salt.loader.returners(__opts__, {})
 
 
 def flush():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from berth.contract import MAX_FORWARDED_RETURN_CHARS, MAX_REPORT_BATCH
@@ -264,13 +265,49 @@ def item_statuses(answers, count: int) -> list[tuple[int, object]] | None:
 
 RETURN_FIELDS = ("fun", "fun_args", "return", "retcode", "success")
 
+# How long ``cached_return`` waits for the job cache: Salt fires ``salt/job/<jid>/ret/<id>``
+# before it writes the return to the master job cache (salt/utils/job.py ``_store_job``).
+CACHE_WAIT = 5.0
+CACHE_POLL = 0.2
+
+
+def cached_return(
+    get_jid, get_load, jid: str, minion_id: str, wait: float | None = None
+) -> dict | None:
+    """The return of job ``jid`` from ``minion_id`` as this master's job cache holds it
+    (``get_jid``/``get_load``: the ``master_job_cache`` returner's functions), or None when the
+    cache has none within ``wait`` seconds (``CACHE_WAIT``).
+
+    Never the ``salt/job/<jid>/ret/<id>`` event's data: any minion can fire that event with
+    another device's id and jid (the nested ``events`` form of ``_minion_event``); Salt writes a
+    return to the cache only from the return request itself (``AESFuncs._return``), whose ``id``
+    the transport checked (docs/security.md "2. A device reports only for itself")."""
+    deadline = time.monotonic() + (CACHE_WAIT if wait is None else wait)
+    while True:
+        try:
+            returns = get_jid(jid)
+        except OSError as exc:  # read again until the deadline
+            log.warning("berth: job cache unreadable for %s (%s)", jid, exc)
+            returns = None
+        entry = returns.get(minion_id) if isinstance(returns, dict) else None
+        if isinstance(entry, dict):
+            break
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(CACHE_POLL)
+    ret = {field: entry.get(field) for field in ("return", "retcode", "success")}
+    load = get_load(jid)
+    load = load if isinstance(load, dict) else {}
+    ret["fun"] = load.get("fun") if isinstance(load.get("fun"), str) else None
+    ret["fun_args"] = load.get("arg") if isinstance(load.get("arg"), list) else []
+    return ret
+
 
 def build_return(minion_id: str, jid: str, ret: dict) -> dict:
-    """The body of ``POST /master/execute/returns/`` from a ``salt/job/<jid>/ret/<minion_id>``
-    event's fields. A ``return`` larger than the API takes
+    """The body of ``POST /master/execute/returns/`` from the return ``ret`` of ``minion_id``
+    read from the job cache (``cached_return``). A ``return`` larger than the API takes
     (``berth.contract.MAX_FORWARDED_RETURN_CHARS`` as JSON) is replaced by a note saying so."""
-    if not minion_id or not isinstance(jid, str) or not jid.isdigit():
-        raise ValueError(f"forward_return: a minion id and a jid are required ({jid!r})")
+    check_return_ids(minion_id, jid)
     if not isinstance(ret, dict):
         raise ValueError(f"forward_return from {minion_id}: not a mapping")
     response = {field: ret.get(field) for field in RETURN_FIELDS}
@@ -288,6 +325,13 @@ def build_return(minion_id: str, jid: str, ret: dict) -> dict:
         )
         response["fun_args"] = []
     return {"unit_id": minion_id, "jid": jid, "response": response}
+
+
+def check_return_ids(minion_id, jid) -> None:
+    if not minion_id or not isinstance(minion_id, str) or not isinstance(jid, str):
+        raise ValueError(f"forward_return: a minion id and a jid are required ({jid!r})")
+    if not jid.isdigit() or len(jid) > 64 or len(minion_id) > 255:
+        raise ValueError(f"forward_return: not a jid and minion id ({jid!r}, {minion_id!r:.80})")
 
 
 def forward_return(client: ApiClient, body: dict) -> str:

@@ -6,13 +6,16 @@ of a job a master above published (an execute of the API) to the API through the
 Only a return whose data names a ``master_id`` is forwarded: the top master sets it
 (``master_id`` in conf/master.d/berth-top.conf) on what it publishes, the syndic passes it on,
 and the minion copies it into its return; jobs this master published itself have none.
-Python, not a template: the minion id and jid come from the tag, the return's fields are handed
-to the runner as data and never become text parsed as YAML or Jinja; the reaction's ID is a
+Python, not a template: the minion id and jid come from the tag and are handed to the runner as
+data, never text parsed as YAML or Jinja; the reaction's ID is a
 constant (docs/security.md "1."). Whether the return may finish a job is decided by the API
 (the device is served by this master's credential, the jid was published to that device).
-"""
 
-FIELDS = ("fun", "fun_args", "return", "retcode", "success")
+The return's fields are *not* passed on: any minion can fire this event with another device's id
+and jid (the nested ``events`` form of ``_minion_event``); the runner reads the return from this
+master's job cache, which only the return request of that minion writes (docs/security.md "2.").
+``master_id`` is only a cheap filter.
+"""
 
 
 def run():
@@ -30,7 +33,6 @@ def run():
                     "args": [
                         {"minion_id": minion_id},
                         {"jid": jid},
-                        {"ret": {field: event.get(field) for field in FIELDS}},
                     ]
                 },
             ]

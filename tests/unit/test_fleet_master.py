@@ -517,3 +517,69 @@ def test_a_return_larger_than_the_api_takes_is_replaced_by_a_note():
     for minion_id, jid, ret in (("", "1", {}), ("m1", "1; x", {}), ("m1", "1", [])):
         with pytest.raises(ValueError):
             build_return(minion_id, jid, ret)
+
+
+def _runner_module(opts):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "_runners" / "berth.py"
+    spec = importlib.util.spec_from_file_location("berth_runner_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__opts__ = opts
+    return module
+
+
+def test_forward_return_posts_the_job_caches_return_never_the_events(
+    fake_api, token_file, monkeypatch
+):
+    """A minion fires ``salt/job/<victim's jid>/ret/<victim>`` with data of its choosing: the
+    runner gets only the jid and the id and forwards what the job cache holds (Salt writes it
+    from the victim's own return request), or nothing (docs/security.md "2.")."""
+    jid = "20261207120000123456"
+    cache = {}  # jid -> {minion id: return}, as local_cache.get_jid answers
+    loads = {jid: {"fun": "cmd.run", "arg": ["uptime"], "tgt": "m1"}}
+    runner = _runner_module(
+        {"master_job_cache": "local_cache", "berth_api": conf(fake_api.url, token_file)}
+    )
+    monkeypatch.setattr(
+        runner,
+        "_job_cache",
+        lambda: {
+            "local_cache.get_jid": lambda j: dict(cache.get(j, {})),
+            "local_cache.get_load": lambda j: loads.get(j, {}),
+        },
+    )
+    monkeypatch.setattr(reports, "CACHE_WAIT", 0.3)
+    fake_api.routes[RETURNS] = (200, {"jid": jid, "state": "COMMAND_EXECUTED", "recorded": True})
+
+    # forged: the event exists, the cache has no return of m1 (or only the forger's own)
+    cache[jid] = {"m2": {"return": "forged", "retcode": 0, "success": True}}
+    started = time.monotonic()
+    assert runner.forward_return("m1", jid) == {"status": "not_in_cache"}
+    assert 0.3 <= time.monotonic() - started < 2
+    assert fake_api.requests == []
+    with pytest.raises(TypeError):  # the event's fields are no argument any more
+        runner.forward_return("m1", jid, ret={"return": "forged"})
+    assert runner.forward_return("m1", "1; rm")["status"] == "invalid"
+    assert fake_api.requests == []
+
+    # the real return, written to the cache a moment after the event (Salt fires first)
+    real = {"return": " 12:00 up 3 days", "retcode": 0, "success": True, "out": "txt"}
+    threading.Timer(0.1, lambda: cache[jid].update(m1=real)).start()
+    assert runner.forward_return("m1", jid) == {"status": "recorded"}
+    method, path, _, sent = fake_api.requests[-1]
+    assert (method, path) == RETURNS
+    assert sent == {
+        "unit_id": "m1",
+        "jid": jid,
+        "response": {
+            "fun": "cmd.run",
+            "fun_args": ["uptime"],
+            "return": " 12:00 up 3 days",
+            "retcode": 0,
+            "success": True,
+        },
+    }
+    assert len(fake_api.requests) == 1

@@ -137,8 +137,9 @@ def test_reactors_ignore_events_without_a_minion_id(master_renderers, data):
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_job_return_reactor_passes_the_return_as_data_only(master_renderers, value):
-    """On a lower master: the return of a job the top master published (``master_id``)."""
+def test_job_return_reactor_passes_only_the_tags_jid_and_minion_id(master_renderers, value):
+    """On a lower master: the return of a job the top master published (``master_id``). None of
+    the event's fields reach the runner: it reads the return from the job cache."""
     opts, renderers = master_renderers
     ret = {
         "fun": value,
@@ -161,9 +162,7 @@ def test_job_return_reactor_passes_the_return_as_data_only(master_renderers, val
         return
     assert high == {
         "berth_job_return": {
-            "runner.berth.forward_return": [
-                {"args": [{"minion_id": value}, {"jid": jid}, {"ret": ret}]}
-            ]
+            "runner.berth.forward_return": [{"args": [{"minion_id": value}, {"jid": jid}]}]
         }
     }
 
