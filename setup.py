@@ -14,7 +14,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-SALT_DIRS = ("_modules", "_states", "_runners", "pillar", "_engines", "_returners")
+SALT_DIRS = ("_modules", "_states", "_runners", "pillar", "_engines")
 
 
 # Copied whole: the state tree and reactor files (the master's file_roots, found with

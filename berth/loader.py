@@ -18,7 +18,6 @@ LOADER_DIRS = {
     "runners": "_runners",
     "pillar": "pillar",
     "engines": "_engines",
-    "returners": "_returners",
 }
 
 _PACKAGED = Path(__file__).resolve().parent / "salt_ext"

@@ -23,7 +23,6 @@ PRODUCT_DIRS = (
     "_states",
     "_runners",
     "_engines",
-    "_returners",
     "pillar",
 )
 SKIPPED = {

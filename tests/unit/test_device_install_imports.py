@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEVICE_DIRS = ("berth", "_modules", "_states", "_engines", "_returners", "_runners", "pillar")
+DEVICE_DIRS = ("berth", "_modules", "_states", "_engines", "_runners", "pillar")
 
 
 def api_extra_imports() -> set[str]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("api", "berth", "_modules", "_states", "_runners", "_engines", "_returners", "pillar")
+PRODUCT = ("api", "berth", "_modules", "_states", "_runners", "_engines", "pillar")
 SUFFIXES = {".py", ".sls", ".conf", ".html", ".js"}
 CITATION = re.compile(r"\bSPEC\s*§")
 
