@@ -7,9 +7,10 @@ device checks that every container's pinned digest is signed (cosign key-based f
 * the minion option ``berth_trusted_keys`` (the device's own configuration, never pillar): a
   list whose entries are PEM public keys (``-----BEGIN PUBLIC KEY-----`` ..., ECDSA P-256 or
   Ed25519, what ``cosign.pub`` holds) or absolute paths of such PEM files (read at each apply;
-  a file group or others may write is refused). When it lists any key, verification is
-  mandatory on this device whatever pillar says, and only these keys count: a forged pillar
-  (``required: false``, other keys, no digest) cannot make it run something unsigned;
+  a file group or others may write, or that another user than root owns, is refused). When it
+  lists any key, verification is mandatory on this device whatever pillar says, and only these
+  keys count: a forged pillar (``required: false``, other keys, no digest) cannot make it run
+  something unsigned;
 * otherwise pillar ``docker:release:signatures`` (``{"required": bool, "keys": [{"name",
   "public_key"}]}``, written by the API from the account's signing keys and release policy):
   checked when ``required`` is true, against those keys.
@@ -90,6 +91,10 @@ def _read_key_file(path: str) -> str:
             raise ValueError(
                 f"{path} may be written by group or others (mode "
                 f"{stat.S_IMODE(info.st_mode):04o}): anyone who can write it decides what runs"
+            )
+        if info.st_uid not in (0, os.geteuid()):
+            raise ValueError(
+                f"{path} is owned by uid {info.st_uid}, not root: its owner decides what runs"
             )
         with open(path, encoding="ascii") as handle:
             return handle.read(MAX_KEY_FILE_BYTES)

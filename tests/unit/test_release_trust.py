@@ -5,6 +5,7 @@ berth/signing.py (tests/unit/test_security_signing.py); here it is a stand-in.""
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -64,6 +65,10 @@ def test_minion_key_files(tmp_path, keys):
     path.chmod(0o666)  # anyone who may write it decides what runs
     refused = trust.decide([str(path)], None)
     assert refused.required and "may be written by group or others" in refused.error
+    path.chmod(0o644)
+    os.chown(path, 65534, -1)  # owned by another user (nobody): that user decides what runs
+    refused = trust.decide([str(path)], None)
+    assert refused.required and "owned by uid 65534" in refused.error
     for entry, why in [
         ("cosign.pub", "absolute path"),
         (str(tmp_path / "missing.pub"), "cannot read"),
