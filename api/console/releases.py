@@ -12,6 +12,7 @@ comes from :mod:`berth.contract`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -20,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from api.audit import audited
@@ -462,19 +465,41 @@ def _state(project: Project, release: Release) -> dict[str, Any]:
     }
 
 
+def _live(project: Project, release_: Release, state: dict) -> tuple[Markup, str]:
+    """The page's live part in the frame htmx polls, and its version: a hash of what it shows
+    (the CSRF token aside, which changes with every request). The frame asks for the next one
+    with its version; an unchanged part is answered 204 and htmx leaves the page alone, so a
+    button is never replaced under the operator's pointer when nothing changed."""
+    inner = _render("live.html", **state)
+    version = hashlib.sha256(inner.replace(generate_csrf(), "").encode()).hexdigest()[:16]
+    url = url_for(
+        ".release_live",
+        project_id=project.id,
+        release_id=release_.id,
+        **{**state["query"], "v": version},
+    )
+    frame = _render("live_frame.html", inner=Markup(inner), live_url=url, **state)
+    return Markup(frame), version
+
+
 @bp.get("/projects/<int:project_id>/releases/<int:release_id>/")
 @login_required
 def release_page(project_id: int, release_id: int):
     project, release_ = _release(project_id, release_id)
-    return _render("release.html", **_state(project, release_))
+    state = _state(project, release_)
+    return _render("release.html", live=_live(project, release_, state)[0], **state)
 
 
 @bp.get("/projects/<int:project_id>/releases/<int:release_id>/live/")
 @login_required
 def release_live(project_id: int, release_id: int):
-    """The part of the release page that changes (polled by htmx every few seconds)."""
+    """The part of the release page that changes (polled by htmx every few seconds); 204 when
+    it is the version the page shows (``?v=``)."""
     project, release_ = _release(project_id, release_id)
-    return _render("live.html", **_state(project, release_))
+    frame, version = _live(project, release_, _state(project, release_))
+    if request.args.get("v") == version:
+        return "", 204
+    return frame
 
 
 # -- rollout actions -----------------------------------------------------------------------
@@ -542,5 +567,6 @@ def rollout_act(project_id: int, release_id: int, action: str):
     except Conflict as exc:
         db.session.rollback()
         state = _state(project, release_)
-        return _render("release.html", error=exc.body["detail"], **state), 409
+        live = _live(project, release_, state)[0]
+        return _render("release.html", error=exc.body["detail"], live=live, **state), 409
     return redirect(url_for(".release_page", project_id=project.id, release_id=release_.id), 303)

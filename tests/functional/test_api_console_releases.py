@@ -223,6 +223,12 @@ def test_release_page_devices_status_reasons_and_paging(world):
     assert html.count("data-status=") == 1 and "car-0" in html
     live = w.console.get(url + "live/?status=succeeded").get_data(as_text=True)
     assert "<html" not in live and live.count("data-status=") == 1 and "car-1" in live
+    # the page polls its live part with the version it shows: unchanged, 204 (htmx swaps nothing)
+    poll = re.search(r'hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert w.console.get(poll).status_code == 204
+    _report(w, release, w.devices[2], "succeeded")
+    changed = w.console.get(poll)
+    assert changed.status_code == 200 and 'hx-get="' in changed.get_data(as_text=True)
 
     from api.console import releases as pages
 
