@@ -56,7 +56,8 @@ def safe_next(target: str | None) -> str | None:
         and target.startswith("/ui/")
         and "//" not in target
         and "\\" not in target
-        and "\x00" not in target
+        # no control character: a newline cannot be in Location, a tab is dropped from it
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
     ):
         return target
     return None

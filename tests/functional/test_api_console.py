@@ -38,7 +38,15 @@ def test_login_returns_to_the_console_page(client, user):
 
 
 @pytest.mark.parametrize(
-    "next_path", ["//evil.example/", "https://evil.example/ui/", "/account/", "/ui/\\\\evil"]
+    "next_path",
+    [
+        "//evil.example/",
+        "https://evil.example/ui/",
+        "/account/",
+        "/ui/\\\\evil",
+        "/ui/%0D%0ASet-Cookie:%20x=1",  # a newline in Location was a 500 after the login
+        "/ui/%09/evil.example",  # a tab, dropped from Location, made it /ui//evil.example
+    ],
 )
 def test_login_never_follows_next_off_the_console(client, user, next_path):
     r = _login(client, user, next_path)
