@@ -338,7 +338,7 @@ def forward_return(client: ApiClient, body: dict) -> str:
     """Send one return (the reactor's ``berth.forward_return``): ``"recorded"`` (it finished the
     job), ``"finished"`` (the job had finished), ``"unknown"`` (the API published no such job to
     that device through this master: an outbox step, a job of someone else; 404) or
-    ``"failed"`` (not delivered: a return is not spooled, the job ends in TIMEOUT)."""
+    ``"not_delivered"`` (the API did not answer or refused: a return is not spooled, the job ends in TIMEOUT)."""
     try:
         answer = client.forward_return(body)
     except ApiError as exc:
@@ -355,6 +355,6 @@ def forward_return(client: ApiClient, body: dict) -> str:
             body["unit_id"],
             exc,
         )
-        return "failed"
+        return "not_delivered"
     log.info("berth: forwarded the return of %s from %s", body["jid"], body["unit_id"])
     return "recorded" if answer.get("recorded") else "finished"

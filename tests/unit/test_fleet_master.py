@@ -493,9 +493,9 @@ def test_a_return_is_forwarded_with_the_master_token(fake_api, token_file):
     fake_api.routes[RETURNS] = (404, {"detail": "No execute job."})  # e.g. an outbox step
     assert forward_return(up, body) == "unknown"
     fake_api.routes[RETURNS] = (503, {"detail": "down"})
-    assert forward_return(up, body) == "failed"
+    assert forward_return(up, body) == "not_delivered"
     down = ApiClient.from_config(conf("http://127.0.0.1:9", token_file))
-    assert forward_return(down, body) == "failed"
+    assert forward_return(down, body) == "not_delivered"
 
 
 def test_a_return_larger_than_the_api_takes_is_replaced_by_a_note():
