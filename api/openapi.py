@@ -366,7 +366,8 @@ def build_document(app: Flask) -> dict:
     paths = _core_paths()
     for path, ops in extra["paths"].items():
         paths.setdefault(path, {}).update(copy.deepcopy(ops))
-    undocumented_ok = {"openapi.", "account_page.", "static"}
+    # the console and the account page are HTML for a browser session, not the REST API
+    undocumented_ok = {"openapi.", "account_page.", "console.", "static"}
     for rule in app.url_map.iter_rules():
         if any(rule.endpoint.startswith(p) for p in undocumented_ok):
             continue

@@ -240,7 +240,7 @@ def forwarded_response(value: Any) -> dict:
 
 def salt_jid(value: Any) -> str:
     value = string(max_length=32)(value)
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise FieldError("A Salt job id (digits).")
     return value
 
@@ -252,7 +252,9 @@ class ForwardedReturn(RequestBody):
     unit_id: Annotated[
         str, rule(string(max_length=255)), doc("The minion id that returned.", maxLength=255)
     ]
-    jid: Annotated[str, rule(salt_jid), doc("The execute job's jid.", maxLength=32)]
+    jid: Annotated[
+        str, rule(salt_jid), doc("The execute job's jid.", maxLength=32, pattern="^[0-9]+$")
+    ]
     response: Annotated[
         dict[str, Any],
         rule(forwarded_response),
