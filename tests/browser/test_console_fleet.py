@@ -189,12 +189,13 @@ def test_telemetry_chart_from_data_written_through_the_api(page, console_server,
     assert chart.get_attribute("data-drawn") == "20"
     assert page.locator("details.samples tbody tr").count() == 20
     screenshot(page, "device-telemetry")
-    # aggregated through GET read's rules: 10-minute averages
+    # aggregated through GET read's rules: 10-minute averages of samples spanning 19 minutes,
+    # 2 or 3 buckets depending on where the buckets start
     page.goto(
         f"{console_server.url}/ui/devices/{device['id']}/"
         "?field=speed&window=1h&aggregation=avg&interval=10m"
     )
-    assert 3 <= int(page.locator("#chart").get_attribute("data-drawn")) <= 4
+    assert 2 <= int(page.locator("#chart").get_attribute("data-drawn")) <= 3
     # GET read's own message for a bad interval, beside the field
     page.goto(
         f"{console_server.url}/ui/devices/{device['id']}/?field=speed&aggregation=avg&interval=7x"
