@@ -90,7 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rollouts,
         security,
     )
-    from api.resources import devices, projects, registries, releases, signing_keys
+    from api.resources import devices, projects, registries, releases
+    from api.signing_keys import views as signing_keys
 
     for blueprint in (
         registries.bp,

@@ -22,7 +22,6 @@ from api.models import (
     Registry,
     Release,
     ReleaseContainer,
-    SigningKey,
     User,
     release_devices,
 )
@@ -39,6 +38,7 @@ from api.security.enrollment import EnrollmentToken
 from api.security.login import AccountSession, LoginAttempt
 from api.security.platform import PlatformToken
 from api.security.tenancy import MinionEnrollment
+from api.signing_keys.models import SigningKey
 
 CORE = (
     Account,

@@ -21,13 +21,13 @@ from api.account_page import account_tokens, issue_token, revoke_token, token_fo
 from api.account_page.forms import CreateTokenForm
 from api.audit import ACTIONS, audited
 from api.audit.views import audit_query
+from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
 from api.errors import ApiError, NotFound, ValidationError
 from api.extensions import db
 from api.models import Registry
 from api.resources import registries
-from api.resources.common import owned_or_404
 from api.rollouts import views as rollout_views
 from api.rollouts.models import RolloutWebhook
 from api.security import enrollment, enrollment_views

@@ -8,6 +8,7 @@ from flask import g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from api.audit import audited
+from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
 from api.errors import ApiError
@@ -20,7 +21,6 @@ from api.logbook import store
 from api.logbook.tables import NUMERIC_TYPES
 from api.logbook.views import device_samples
 from api.models import Deployment, Device, Project, Release, ReleaseContainer
-from api.resources.common import owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.security import tenancy
 from api.services import devices as device_service

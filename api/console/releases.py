@@ -26,6 +26,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 
 from api.audit import audited
+from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
 from api.errors import Conflict, NotFound, ValidationError
@@ -34,7 +35,6 @@ from api.limits import MAX_DB_ID
 from api.models import Deployment, Device, Project, Registry, Release, release_devices
 from api.models.types import utcnow
 from api.policies import release as release_policy
-from api.resources.common import owned_or_404
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from api.audit import audited, not_audited
 from api.auth import require_token
+from api.common import owned_or_404
 from api.errors import NotFound
 from api.execute import service
 from api.execute.command import Command, parse_raw, parse_structured
@@ -14,7 +15,6 @@ from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models import Device
 from api.payload import json_body
-from api.resources.common import owned_or_404
 from api.schemas.base import validate
 from api.schemas.execute import ForwardedReturn
 from api.security import tenancy

@@ -8,7 +8,6 @@ from api.models.releases import (
     Registry,
     Release,
     ReleaseContainer,
-    SigningKey,
     release_devices,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "Registry",
     "Release",
     "ReleaseContainer",
-    "SigningKey",
     "release_devices",
 ]

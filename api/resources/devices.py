@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.common import is_partial, no_content, owned_or_404
 from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
@@ -17,7 +18,6 @@ from api.models.types import isoformat, utcnow
 from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
-from api.resources.common import is_partial, no_content, owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import device_tags
 from api.security import tenancy

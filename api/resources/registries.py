@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
 from api.models import Registry, ReleaseContainer
@@ -17,7 +18,6 @@ from api.models.types import isoformat
 from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
-from api.resources.common import is_partial, no_content, owned_or_404
 from api.schemas.base import parse
 from api.schemas.registries import RegistryInput
 

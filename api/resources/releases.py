@@ -16,13 +16,13 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict, ValidationError
 from api.extensions import db
 from api.models import Device, Project, Release, ReleaseContainer, release_devices
 from api.pagination import paginate
 from api.payload import json_body
 from api.policies import release as release_policy
-from api.resources.common import is_partial, no_content, owned_or_404
 from api.serializers.releases import (
     container_spec,
     rollout_extras,

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.common import no_content, owned_or_404
 from api.errors import Conflict, NotFound, ValidationError
 from api.execute.models import settings_for
 from api.extensions import db
@@ -17,7 +18,6 @@ from api.models import Project, Release
 from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
-from api.resources.common import no_content, owned_or_404
 from api.rollouts import service
 from api.rollouts.models import Rollout, RolloutWebhook
 from api.schemas.base import validate

@@ -23,8 +23,8 @@ from api.schemas.projects import Project, ProjectInput
 from api.schemas.registries import Registry, RegistryInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
-from api.schemas.signing_keys import SigningKey, SigningKeyInput
 from api.schemas.startup_parameters import StartupParameters, stored_schema
+from api.signing_keys.schemas import SigningKey, SigningKeyInput
 
 REQUEST_BODIES = (
     StartupParameters,

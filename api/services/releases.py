@@ -12,11 +12,11 @@ from sqlalchemy.exc import IntegrityError
 
 from api import audit
 from api.bulk import id_rows
+from api.common import owned_or_404
 from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Project, Release, ReleaseContainer, release_devices
 from api.policies import release as release_policy
-from api.resources.common import owned_or_404
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import Rollout, release_tags
 from api.schemas.base import as_dict, parse

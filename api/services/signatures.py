@@ -22,9 +22,9 @@ from sqlalchemy import select
 from api.errors import ValidationError
 from api.extensions import db
 from api.limits import PINNING_DEADLINE_SECONDS, REGISTRY_TIMEOUT_SECONDS
-from api.models import SigningKey
 from api.policies.release import policy_for
 from api.services.pinning import registries_of, run_parallel
+from api.signing_keys.models import SigningKey
 from berth import registryclient, signing
 from berth.signing import SignatureError
 

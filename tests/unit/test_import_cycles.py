@@ -30,12 +30,12 @@ KNOWN: dict[frozenset[str], str] = {
             "api.openapi",
             "api.outbox",
             "api.policies",
-            "api.resources",
             "api.rollouts",
             "api.schemas",
             "api.security",
             "api.serializers",
             "api.services",
+            "api.signing_keys",
             "api.worker",
         }
     ): "the horizontal layers (resources, schemas, serializers, services) and the feature "

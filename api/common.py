@@ -1,4 +1,4 @@
-"""Helpers shared by the resource views."""
+"""Helpers shared by the views of every feature package."""
 
 from __future__ import annotations
 
