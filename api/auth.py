@@ -14,7 +14,7 @@ from api.crypto import token_digest
 from api.errors import AuthenticationFailed, PermissionDenied
 from api.extensions import db
 from api.models import TOKEN_SCOPES, Account, ApiToken, Device
-from api.models.types import utcnow
+from api.types import utcnow
 
 KEYWORD = "apitoken"
 # last_used is written at most this often per token so reads stay read-only.

@@ -24,7 +24,7 @@ from sqlalchemy import JSON, Index, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ from api.execute import service as execute_service
 from api.execute import webhooks
 from api.execute.models import ExecuteJob
 from api.extensions import db, rowcount
-from api.models.types import utcnow
 from api.outbox import OutboxMessage, backoff, due_messages
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.salt_client import SaltApiClient, SaltApiError, current_client, new_jid
 from api.security import ssrf
+from api.types import utcnow
 from berth.contract import ExecuteJobState
 
 log = logging.getLogger(__name__)

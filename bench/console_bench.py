@@ -99,8 +99,8 @@ def release(app, token: str) -> tuple[int, int]:
 
     from api.extensions import db
     from api.models import Deployment, release_devices
-    from api.models.types import utcnow
     from api.rollouts import counters
+    from api.types import utcnow
 
     client = app.test_client()
     headers = {"Authorization": f"APIToken {token}"}

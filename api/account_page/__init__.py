@@ -26,9 +26,9 @@ from api.account_page.forms import (
 from api.audit import audited
 from api.extensions import db
 from api.models import ApiToken, Device, User
-from api.models.types import utcnow
 from api.security import login as login_guard
 from api.tokens import create_token
+from api.types import utcnow
 
 bp = Blueprint("account_page", __name__, url_prefix="/account", template_folder="templates")
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 
 # The actions Berth records: what docs/security.md documents and what GET /audit/?action= is
 # usually given; a view or command declares its action from this list (api/audit/declarations.py).

@@ -12,11 +12,11 @@ from api.audit.log import AuditEntry
 from api.auth import require_token
 from api.errors import ValidationError
 from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
-from api.models.types import isoformat
 from api.pagination import paginate
 from api.schemas.audit import AuditEntry as AuditEntrySchema
 from api.schemas.audit import AuditPage
 from api.schemas.base import component_schemas
+from api.types import isoformat
 from api.validation import FieldError, iso_datetime
 
 bp = Blueprint("audit", __name__)

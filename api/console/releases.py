@@ -33,13 +33,13 @@ from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
 from api.limits import MAX_DB_ID
 from api.models import Deployment, Device, Project, Registry, Release, release_devices
-from api.models.types import utcnow
 from api.policies import release as release_policy
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags
 from api.services import releases as release_service
 from api.services.deployments import deployments_of
+from api.types import utcnow
 from berth.contract import DeploymentState, DerivedDeploymentState, RolloutAction, RolloutState
 
 PAGE_SIZE = 50
@@ -87,7 +87,7 @@ def _time(value: Any) -> datetime | None:
     if isinstance(value, str):  # a union's column may come back as SQLite's text
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)  # stored in UTC (api.models.types.UTCDateTime)
+        value = value.replace(tzinfo=UTC)  # stored in UTC (api.types.UTCDateTime)
     return value
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from api.crypto import derive_key
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 from berth.contract import ExecuteJobState
 
 

@@ -15,7 +15,6 @@ from api.execute.command import Command
 from api.execute.models import ExecuteJob, settings_for
 from api.extensions import db, rowcount
 from api.models import Device
-from api.models.types import utcnow
 from api.outbox import enqueue_webhook
 from api.policies import execute as execute_policy
 from api.salt_client import (
@@ -27,6 +26,7 @@ from api.salt_client import (
     new_jid,
 )
 from api.security import ssrf, tenancy
+from api.types import utcnow
 from berth import execpolicy
 from berth.contract import ExecuteJobState
 

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from api import crypto
 from api.extensions import db, rowcount
 from api.models import ApiToken, Device, User
-from api.models.types import UTCDateTime, utcnow
 from api.tokens import create_token
+from api.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from api.types import UTCDateTime
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -47,8 +49,6 @@ def get_metadata():
 
 def render_item(type_, obj, autogen_context):
     """Autogenerate writes Berth's UTCDateTime as the plain SQL type it stores."""
-    from api.models.types import UTCDateTime
-
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:  # a runtime import would be circular; SQLAlchemy resolves the name
     from api.models.devices import Device

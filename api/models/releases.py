@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from api import crypto
 from api.extensions import db
 from api.models.devices import Device
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 from berth.contract import DeploymentState, fully_qualified_name
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import JSON, ForeignKey, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 from berth.release import policy as rules
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from api.common import is_partial, no_content, owned_or_404
 from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
-from api.models.types import isoformat, utcnow
 from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
@@ -22,6 +21,7 @@ from api.rollouts import targets as rollout_targets
 from api.rollouts.models import device_tags
 from api.security import tenancy
 from api.services import devices as device_service
+from api.types import isoformat, utcnow
 from berth.contract import DeploymentState
 
 bp = Blueprint("devices", __name__)

@@ -13,12 +13,12 @@ from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.extensions import db
 from api.models import Project
-from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.schemas.base import parse
 from api.schemas.projects import ProjectInput
 from api.services.deployments import unlist_devices
+from api.types import isoformat
 
 bp = Blueprint("projects", __name__)
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
 from api.models import Registry, ReleaseContainer
-from api.models.types import isoformat
 from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
 from api.schemas.base import parse
 from api.schemas.registries import RegistryInput
+from api.types import isoformat
 
 bp = Blueprint("registries", __name__)
 log = logging.getLogger(__name__)

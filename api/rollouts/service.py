@@ -23,11 +23,11 @@ from api import audit
 from api.errors import Conflict
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release, User, release_devices
-from api.models.types import isoformat, utcnow
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webhook
 from api.rollouts import counters
 from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
 from api.rollouts.targets import APPLIED, REVERTS
+from api.types import isoformat, utcnow
 from berth.contract import DeploymentState as S
 from berth.contract import RolloutAction as A
 from berth.contract import RolloutEvent as E

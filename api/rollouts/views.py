@@ -15,7 +15,6 @@ from api.errors import Conflict, NotFound, ValidationError
 from api.execute.models import settings_for
 from api.extensions import db
 from api.models import Project, Release
-from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.rollouts import service
@@ -23,6 +22,7 @@ from api.rollouts.models import Rollout, RolloutWebhook
 from api.schemas.base import validate
 from api.schemas.rollouts import RolloutWebhookInput
 from api.security import ssrf
+from api.types import isoformat
 from berth.contract import RolloutAction
 
 bp = Blueprint("rollouts", __name__)

@@ -14,8 +14,8 @@ from api import audit
 from api.audit import audited, not_audited
 from api.cli import account_named, parse_expires
 from api.extensions import db
-from api.models.types import utcnow
 from api.security import enrollment, platform
+from api.types import utcnow
 
 platform_tokens = click.Group(
     "platform-token", help="Master credentials of a Salt tier serving every account."

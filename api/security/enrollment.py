@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from api.crypto import token_digest
 from api.extensions import db, rowcount
-from api.models.types import UTCDateTime, isoformat, utcnow
+from api.types import UTCDateTime, isoformat, utcnow
 
 PREFIX = "berth_enroll_"
 

@@ -15,12 +15,12 @@ from api.common import no_content, owned_or_404
 from api.errors import Conflict, ValidationError
 from api.extensions import db
 from api.models import Device
-from api.models.types import utcnow
 from api.pagination import paginate
 from api.payload import json_body
 from api.schemas.base import component_schemas, validate
 from api.schemas.enrollment import EnrollInput, EnrollmentToken, EnrollmentTokenInput
 from api.security import enrollment, tenancy
+from api.types import utcnow
 
 bp = Blueprint("enrollment", __name__)
 log = logging.getLogger(__name__)

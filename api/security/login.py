@@ -25,7 +25,7 @@ from sqlalchemy import ForeignKey, Index, String, delete, func, or_, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
-from api.models.types import UTCDateTime, utcnow
+from api.types import UTCDateTime, utcnow
 
 DEFAULTS = {
     "BERTH_LOGIN_MAX_FAILURES": 10,

@@ -37,8 +37,8 @@ from api.bulk import id_select
 from api.errors import Conflict, NotFound
 from api.extensions import db, rowcount
 from api.models import ApiToken, Device
-from api.models.types import UTCDateTime, utcnow
 from api.security import platform
+from api.types import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Deployment, Device, Release, ReleaseContainer, release_devices
-from api.models.types import isoformat
 from api.rollouts.models import Rollout, release_tags
+from api.types import isoformat
 from berth.contract import DeploymentState
 
 CONTAINER_FIELDS = (

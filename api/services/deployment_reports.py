@@ -19,8 +19,8 @@ from api.bulk import dialect_insert
 from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
-from api.models.types import utcnow
 from api.rollouts import service as rollouts
+from api.types import utcnow
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
 
 log = logging.getLogger(__name__)

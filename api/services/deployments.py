@@ -29,9 +29,9 @@ from sqlalchemy import (
 from api.bulk import id_select
 from api.extensions import db
 from api.models import Deployment, Device, Release, release_devices
-from api.models.types import utcnow
 from api.outbox import enqueue_release_notification
 from api.rollouts.models import Rollout
+from api.types import utcnow
 from berth.contract import (
     ACTIVE_DEPLOYMENT_STATES,
     DeploymentState,

@@ -17,10 +17,10 @@ from sqlalchemy import case, func, literal, or_, select, type_coerce
 
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release, release_devices
-from api.models.types import UTCDateTime
 from api.rollouts.models import device_tags
 from api.rollouts.targets import device_tags_of
 from api.security import tenancy
+from api.types import UTCDateTime
 from berth.contract import DeploymentState, DeviceOutcome
 
 _dep = Deployment.__table__

@@ -13,12 +13,12 @@ from api.audit import audited
 from api.auth import require_token
 from api.common import no_content, owned_or_404
 from api.extensions import db
-from api.models.types import isoformat
 from api.pagination import paginate
 from api.payload import json_body
 from api.schemas.base import parse
 from api.signing_keys.models import SigningKey
 from api.signing_keys.schemas import SigningKeyInput
+from api.types import isoformat
 from berth import signing
 
 bp = Blueprint("signing_keys", __name__)

@@ -102,7 +102,7 @@ def _finished_job(console_server, device) -> str:
     """An execute job of ``device`` that has its output (the console's job page)."""
     from api.execute.models import ExecuteJob
     from api.extensions import db
-    from api.models.types import utcnow
+    from api.types import utcnow
     from berth.contract import ExecuteJobState
 
     jid = "20261207120000000001"

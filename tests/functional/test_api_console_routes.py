@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from api.audit import AuditEntry
 from api.extensions import db
-from api.models.types import utcnow
+from api.types import utcnow
 from tests.functional.test_api_console_releases import Console
 
 # a form with a value for any field a console action reads, so a view that validated the form

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from api.execute.models import ExecuteJob
 from api.extensions import db
-from api.models.types import utcnow
 from api.outbox import OutboxMessage, enqueue_release_notification
+from api.types import utcnow
 from api.worker import run_once
 
 pytestmark = pytest.mark.db

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from api.execute.models import ExecuteJob
 from api.extensions import db
-from api.models.types import utcnow
 from api.outbox import OutboxMessage
+from api.types import utcnow
 from berth.contract import MAX_FORWARDED_RETURN_CHARS
 from tests.fixtures.api import SALT_API_UNREACHABLE
 

@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import select
 
 from api.extensions import db
-from api.models.types import utcnow
 from api.outbox import OutboxMessage
 from api.rollouts import service
 from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout
+from api.types import utcnow
 from tests.fixtures.api import deployment_statuses, signed_report
 
 pytestmark = pytest.mark.db

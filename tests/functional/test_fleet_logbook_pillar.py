@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from api.extensions import db
 from api.master.logbook_settings import TOKEN_NAME, LogbookShipperToken
 from api.models import ApiToken, User
-from api.models.types import utcnow
+from api.types import utcnow
 
 pytestmark = pytest.mark.db
 

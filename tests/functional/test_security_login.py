@@ -168,8 +168,8 @@ def _age_sessions(app, *, idle=None, since_login=None):
 
     from sqlalchemy import update
 
-    from api.models.types import utcnow
     from api.security.login import AccountSession
+    from api.types import utcnow
 
     values = {}
     if idle is not None:
