@@ -10,8 +10,4 @@ def init_app(app: Flask) -> None:
     from api.execute.views import bp
 
     app.register_blueprint(bp)
-    from api import openapi
-    from api.execute.openapi import PATHS, SCHEMAS
-
-    openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)

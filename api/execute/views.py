@@ -14,12 +14,31 @@ from api.execute.command import Command, parse_raw, parse_structured
 from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.models import Device
+from api.openapi import Response, operation
 from api.payload import json_body
 from api.schemas.base import validate
-from api.schemas.execute import ForwardedReturn
+from api.schemas.execute import (
+    ExecuteAccepted,
+    ExecuteInput,
+    ExecuteRawInput,
+    ExecuteResult,
+    ForwardedReturn,
+    ForwardedReturnResult,
+)
 from api.security import tenancy
 
 bp = Blueprint("execute", __name__)
+
+_SUBMITTED = (
+    "Publishes the command to the device's minion through salt-api (local_async) and returns "
+    "at once; poll the job or receive the callback."
+)
+_SUBMIT_ERRORS = {
+    403: "The token is not a user token, or the account may not execute this command.",
+    404: "Unknown device, or a device of another account.",
+    409: "The Salt master has no accepted key for the device's minion.",
+    503: "salt-api is unreachable, refused the login, or is not configured; nothing was sent.",
+}
 
 
 def _submit(device_id: str, command: Command, raw: bool = False):
@@ -28,6 +47,14 @@ def _submit(device_id: str, command: Command, raw: bool = False):
 
 
 @bp.post("/dongle/devices/<device_id>/execute/")
+@operation(
+    "execute",
+    "Run a Salt function on the device",
+    description=_SUBMITTED,
+    body=ExecuteInput,
+    responses={202: Response(ExecuteAccepted, "Sent.")},
+    errors=_SUBMIT_ERRORS,
+)
 @audited("execute", "execute.refused")
 @require_token("user")
 def execute(device_id: str):
@@ -35,6 +62,14 @@ def execute(device_id: str):
 
 
 @bp.post("/dongle/devices/<device_id>/execute_raw/")
+@operation(
+    "execute",
+    "Run a Salt command line on the device",
+    description=_SUBMITTED,
+    body=ExecuteRawInput,
+    responses={202: Response(ExecuteAccepted, "Sent.")},
+    errors=_SUBMIT_ERRORS,
+)
 @audited("execute", "execute.refused")
 @require_token("user")
 def execute_raw(device_id: str):
@@ -42,6 +77,12 @@ def execute_raw(device_id: str):
 
 
 @bp.get("/dongle/devices/<device_id>/execute/<jid>/")
+@operation(
+    "execute",
+    "The state and return of an execute job",
+    responses={200: Response(ExecuteResult, "The job.")},
+    errors={404: "Unknown device, or a device of another account."},
+)
 @require_token("user")
 def execute_result(device_id: str, jid: str):
     job = service.job_of(owned_or_404(Device, device_id), jid)
@@ -49,6 +90,22 @@ def execute_result(device_id: str, jid: str):
 
 
 @bp.post("/master/execute/returns/")
+@operation(
+    "master",
+    "A device's return of an execute job, forwarded by its lower master",
+    description="Behind Salt syndics no return comes up to the top master's salt-api "
+    '(docs/scale.md "The path up"): the lower master the device hangs off forwards the return '
+    "of a job the API published (berth.forward_return). Accepted only from a master credential "
+    "that serves the device and only for an execute job of that device; it finishes a PENDING "
+    "job once (its webhook is queued then).",
+    body=ForwardedReturn,
+    responses={200: Response(ForwardedReturnResult, "The job now.")},
+    errors={
+        403: "Not a master or platform token.",
+        404: "No such execute job for this device, or a device this credential does not serve "
+        "(another tier's, another account's, pending, unknown).",
+    },
+)
 @not_audited(
     "a device's return of a command an operator ran (the execute itself is audited): device "
     "data, kept on the execute job"

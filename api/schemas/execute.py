@@ -11,7 +11,7 @@ from pydantic import Field, WithJsonSchema
 
 from api.limits import MAX_FORWARDED_RETURN_CHARS
 from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
-from api.validation import FieldError, integer, json_value, string
+from api.validation import NON_BLANK, FieldError, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState
 
@@ -250,7 +250,9 @@ class ForwardedReturn(RequestBody):
     received it (``berth.forward_return``, docs/scale.md "The path up")."""
 
     unit_id: Annotated[
-        str, rule(string(max_length=255)), doc("The minion id that returned.", maxLength=255)
+        str,
+        rule(string(max_length=255)),
+        doc("The minion id that returned.", maxLength=255, **NON_BLANK),
     ]
     jid: Annotated[
         str, rule(salt_jid), doc("The execute job's jid.", maxLength=32, pattern="^[0-9]+$")

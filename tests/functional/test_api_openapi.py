@@ -333,3 +333,41 @@ def _inline_refs(node, schemas):
     if isinstance(node, list):
         return [_inline_refs(v, schemas) for v in node]
     return node
+
+
+def test_the_document_only_gains_precision():
+    """Against the snapshot (tests/fixtures/openapi.json): no operation, status code, parameter,
+    link or constraint lost or loosened. ``python -m tests.fixtures.openapi_diff`` shows every
+    difference; ``--update`` takes a deliberate change of the API as the new snapshot."""
+    from tests.fixtures.openapi_diff import compare
+
+    assert compare().broken == []
+
+
+def test_the_precision_check_fails_on_a_looser_document():
+    from tests.fixtures.openapi_diff import Diff
+
+    def doc(max_length, codes, required=True):
+        return {
+            "paths": {
+                "/x/": {
+                    "post": {
+                        "requestBody": {
+                            "required": required,
+                            "content": {"application/json": {"schema": {"$ref": "#/c/X"}}},
+                        },
+                        "responses": {code: {"description": ""} for code in codes},
+                    }
+                }
+            },
+            "components": {
+                "schemas": {"X": {"type": "object", "properties": {"a": {"maxLength": max_length}}}}
+            },
+        }
+
+    assert Diff(doc(10, ["200"]), doc(5, ["200", "400"])).document().broken == []
+    assert Diff(doc(10, ["200", "400"]), doc(20, ["200"], False)).document().broken == [
+        "POST /x/ requestBody: no longer required",
+        "POST /x/ response 400: removed",
+        "component X.properties.a.maxLength: 10 -> 20",
+    ]
