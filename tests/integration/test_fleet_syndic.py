@@ -29,7 +29,9 @@ import requests
 
 from berth.master.config import syndic_master_options, top_master_options
 from tests.fixtures.salt import (
+    TEST_DIAGNOSTICS,
     LiveApi,
+    fire_nested_events,
     free_port,
     registry_and_project,
     running_minions,
@@ -227,11 +229,16 @@ def topology(salt_factories, syndic_api, testbed, build_image):
     # separate hosts with Salt's default: a syndic reaches the top master's publisher at its own
     # master's publish_port (docs/scale.md).
     publish_port = free_port()
+    top_options = top_master_options(salt_api_port=free_port(), sharedsecret=sharedsecret)
+    # As the single-master fixture: the few pinned diagnostics (test.sleep for a job that is
+    # still running when a forged return arrives), widened as docs/fleet-api.md tells an
+    # operator to.
+    top_options["external_auth"]["sharedsecret"]["berth"].append({"*": [TEST_DIAGNOSTICS]})
     top = salt_factories.salt_master_daemon(
         f"berth-top-{uuid.uuid4().hex[:6]}",
         order_masters=True,
         overrides={
-            **top_master_options(salt_api_port=free_port(), sharedsecret=sharedsecret),
+            **top_options,
             "interface": TOP_ADDRESS,
             "publish_port": publish_port,
             "log_level_logfile": "info",
@@ -510,3 +517,55 @@ def test_a_device_under_a_syndic_enrolls_with_an_enrollment_token(topology):
     topology.device_ids[minion.id] = device["id"]
     assert requests.get(path, headers=own.headers, timeout=30).status_code == 200
     assert requests.get(path, headers=other.headers, timeout=30).status_code == 404
+
+
+def test_a_minion_cannot_forge_another_devices_execute_return(topology):
+    """A second minion of the device's lower master (it sees every publication, so it knows the
+    jid) fires ``salt/job/<jid>/ret/<device>`` in the nested ``events`` form, with the top
+    master's ``master_id`` and a return of its own, while the device's command still runs: the
+    lower master forwards only what its job cache holds, which only the device's own return
+    writes (docs/security.md "2."). The job stays PENDING and finishes with the device's return.
+    Last in the module: the extra minion is this test's alone."""
+    tier = topology.tiers[0]
+    victim = tier.minion
+    forger = tier.master.salt_minion_daemon(
+        f"forger-{uuid.uuid4().hex[:8]}",
+        overrides={"master": lower_address(0), "log_level_logfile": "info"},
+    )
+    forger.start(start_timeout=120)
+    try:
+        device_id = topology.device_ids[victim.id]
+        started = topology.call(
+            "POST",
+            f"/dongle/devices/{device_id}/execute/",
+            expect=202,
+            json={"command": "test.sleep", "arg": [15]},
+        )
+        jid = started["jid"]
+        forged = {
+            "id": victim.id,
+            "jid": jid,
+            "master_id": "berth-top",
+            "fun": "test.sleep",
+            "fun_args": [15],
+            "return": "forged by another device",
+            "retcode": 0,
+            "success": True,
+        }
+        fire_nested_events(
+            tier.master.salt_cli(timeout=120),
+            forger,
+            [{"tag": f"salt/job/{jid}/ret/{victim.id}", "data": forged}],
+        )
+        path = f"/dongle/devices/{device_id}/execute/{jid}/"
+
+        def done():
+            job = topology.call("GET", path)
+            return job if job["state"] != "PENDING" else None
+
+        job = wait_for(done, timeout=120, what=f"the execute of {jid} on {victim.id}")
+        assert job["state"] == "COMMAND_EXECUTED", job
+        assert job["response"]["return"] is True, job  # test.sleep's own return
+        assert job["response"]["fun"] == "test.sleep", job
+    finally:
+        forger.terminate()
