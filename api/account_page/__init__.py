@@ -37,11 +37,12 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH = generate_password_hash("berth-no-such-user")
 
 
-def session_user() -> User | None:
+def session_user(touch: bool = True) -> User | None:
     """The logged-in user of this request's session cookie, or None (and the cookie is cleared).
     The server-side session row is what makes the cookie valid (logout, password change,
-    idle and absolute lifetimes); the console (api/console/auth.py) uses the same check."""
-    user_id = login_guard.session_user_id(session.get("sid"))
+    idle and absolute lifetimes); the console (api/console/auth.py) uses the same check.
+    ``touch=False``: a page's automatic refresh, which does not restart the idle time."""
+    user_id = login_guard.session_user_id(session.get("sid"), touch=touch)
     user = db.session.get(User, user_id) if user_id is not None else None
     if user is None or user.id != session.get("user_id"):
         session.clear()

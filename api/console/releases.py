@@ -441,6 +441,7 @@ def _state(project: Project, release: Release) -> dict[str, Any]:
     if rollout is not None:
         # what the state allows and would change (an idempotent repeat is no button)
         actions = [a for a in RolloutAction if rollouts.ALLOWED[a].get(rollout.state) is not None]
+    query = {k: v for k, v in request.args.items() if k in ("wave", "status", "after")}
     return {
         "project": project,
         "release": release,
@@ -461,7 +462,15 @@ def _state(project: Project, release: Release) -> dict[str, Any]:
         "poll_seconds": POLL_SECONDS,
         "no_js_refresh": NO_JS_REFRESH_SECONDS,
         "now": utcnow(),
-        "query": {k: v for k, v in request.args.items() if k in ("wave", "status", "after")},
+        "query": query,
+        # the no-JavaScript reload: marked, so it does not restart the session's idle time
+        "no_js_refresh_url": url_for(
+            "console.release_page",
+            project_id=project.id,
+            release_id=release.id,
+            **query,
+            auto="1",
+        ),
     }
 
 
@@ -491,7 +500,7 @@ def release_page(project_id: int, release_id: int):
 
 
 @bp.get("/projects/<int:project_id>/releases/<int:release_id>/live/")
-@login_required
+@login_required(touch=False)  # polled: does not keep the session from going idle
 def release_live(project_id: int, release_id: int):
     """The part of the release page that changes (polled by htmx every few seconds); 204 when
     it is the version the page shows (``?v=``)."""

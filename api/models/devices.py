@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
@@ -23,8 +23,8 @@ class Device(db.Model):
     __tablename__ = "devices"
     __table_args__ = (
         UniqueConstraint("account_id", "unit_id"),
-        # the console's fleet search by a display name's prefix (api/services/fleet.py)
-        Index("ix_devices_account_id_display", "account_id", "display"),
+        # the fleet page's counts and status filter, in unit id order (api/services/fleet.py)
+        Index("ix_devices_account_id_outcome_unit_id", "account_id", "outcome", "unit_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_new_id)
@@ -34,6 +34,11 @@ class Device(db.Model):
     unit_id: Mapped[str] = mapped_column(String(255), index=True)
     display: Mapped[str] = mapped_column(String(200), default="")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # berth.contract.DeviceOutcome of the device's newest stored deployment (by release id),
+    # kept by database triggers on deployments (migration 0020_device_outcome): read-only here
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="never_reported", server_default="never_reported"
+    )
     # the operator's one-time override of the update locks (docs/release.md "Update locks"): set
     # by POST /devices/{id}/override-lock/, served in pillar, cleared by the device's next report
     # of an apply that finished after it was set
@@ -52,3 +57,9 @@ class Device(db.Model):
                 .order_by(Deployment.release_id)
             )
         )
+
+
+# the console's fleet search, case-insensitive, by a prefix of the unit id or of the display name
+# (api/services/fleet.py; migration 0021_devices_search_lower)
+Index("ix_devices_account_id_unit_id_lower", Device.account_id, func.lower(Device.unit_id))
+Index("ix_devices_account_id_display_lower", Device.account_id, func.lower(Device.display))

@@ -10,7 +10,10 @@
   every row of the user, so a copied cookie stops working at once.
 * Session lifetimes: a session ends ``BERTH_SESSION_IDLE_SECONDS`` (30 min) after its last
   request and ``BERTH_SESSION_MAX_SECONDS`` (12 h) after the login, whatever the cookie says
-  (``api/settings.py``); an ended session's row is deleted when it is next presented.
+  (``api/settings.py``); an ended session's row is deleted when it is next presented. A page's
+  own automatic refresh (the console's live polling, its no-JavaScript reload) is not a request
+  of the operator: it is served while the session is valid but does not restart the idle time
+  (``touch=False``), so an unattended open page does not keep a session alive.
 """
 
 from __future__ import annotations
@@ -115,9 +118,9 @@ def start_session(user_id: int) -> str:
     return sid
 
 
-def session_user_id(sid: str | None) -> int | None:
-    """The user of session ``sid`` if it is still valid (and then it counts as used now), else
-    None; a session past its idle or absolute lifetime is deleted. Commits."""
+def session_user_id(sid: str | None, touch: bool = True) -> int | None:
+    """The user of session ``sid`` if it is still valid (and then, with ``touch``, it counts as
+    used now), else None; a session past its idle or absolute lifetime is deleted. Commits."""
     if not sid or not isinstance(sid, str):
         return None
     row = db.session.get(AccountSession, sid)
@@ -129,8 +132,9 @@ def session_user_id(sid: str | None) -> int | None:
         db.session.delete(row)
         db.session.commit()
         return None
-    row.last_seen = now
-    db.session.commit()
+    if touch:
+        row.last_seen = now
+        db.session.commit()
     return row.user_id
 
 

@@ -4,6 +4,11 @@ pending / never reported), its current release (the newest release it applied su
 its last report, filtered, counted and paged in SQL through the indexes -- never a Python loop
 over the fleet.
 
+The outcome is stored on the device (``devices.outcome``), kept by database triggers on
+``deployments`` in the statement of every write (migration ``0020_device_outcome``), so the counts
+and the status filter read the index ``(account_id, outcome, unit_id)`` instead of probing every
+device's deployments. :func:`outcome_drift` recomputes it from the rows.
+
 ``FleetQuery`` holds the filters (tag, outcome, release, enrolled, search); ``page()`` is one page
 by keyset ``(unit_id, id)``, ``counts()`` the outcomes of every device the other filters keep.
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, literal, or_, select, type_coerce
+from sqlalchemy import case, func, literal, or_, select, type_coerce, union_all
 
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release, release_devices
@@ -30,8 +35,8 @@ OUTCOMES = tuple(DeviceOutcome)
 _SUCCEEDED_STATES = (DeploymentState.SUCCEEDED, DeploymentState.REVERTED)
 _FAILED_STATES = (DeploymentState.FAILED, DeploymentState.REVERT_FAILED)
 
-# the state of the device's newest stored deployment (index uq_deployments_release_id and
-# ix_deployments_device_id_status: a few rows per device)
+# the state of the device's newest stored deployment, computed from the rows (what the triggers
+# store in devices.outcome; read by outcome_drift only)
 _latest_status = (
     select(_dep.c.status)
     .where(_dep.c.device_id == _devices.c.id)
@@ -40,22 +45,39 @@ _latest_status = (
     .correlate(_devices)
     .scalar_subquery()
 )
-_outcome = case(
+_computed_outcome = case(
     (_latest_status.is_(None), literal(DeviceOutcome.NEVER_REPORTED.value)),
     (_latest_status.in_(_SUCCEEDED_STATES), literal(DeviceOutcome.SUCCEEDED.value)),
     (_latest_status.in_(_FAILED_STATES), literal(DeviceOutcome.FAILED.value)),
     else_=literal(DeviceOutcome.PENDING.value),
 )
 
+_outcome = _devices.c.outcome
+
 PAGE_SIZE = 50
 
 
+def outcome_drift(account_id: int | None = None) -> dict[str, tuple[str, str]]:
+    """{device id: (stored outcome, recomputed outcome)} of the devices whose stored outcome
+    differs from their rows (a scan: for tests and repairs, never for a page)."""
+    stmt = select(_devices.c.id, _devices.c.outcome, _computed_outcome).where(
+        _devices.c.outcome != _computed_outcome
+    )
+    if account_id is not None:
+        stmt = stmt.where(_devices.c.account_id == account_id)
+    return {r[0]: (r[1], r[2]) for r in db.session.execute(stmt)}
+
+
 def _prefix(column, text: str):
-    """SQL: ``column`` starts with ``text`` (case-sensitive), as a range its index serves
-    (``(account_id, unit_id)``, ``(account_id, display)``); LIKE keeps it exact."""
+    """SQL: ``column`` starts with ``text``, ignoring case (both sides through the database's
+    ``lower()``), as a range the expression index ``(account_id, lower(column))`` serves; LIKE
+    keeps it exact (``%`` and ``_`` are characters)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    folded, needle = func.lower(column), func.lower(literal(text))
     return (
-        (column >= text) & (column < text + "\U0010ffff") & column.like(escaped + "%", escape="\\")
+        (folded >= needle)
+        & (folded < needle.concat("\U0010ffff"))
+        & folded.like(func.lower(literal(escaped)).concat("%"), escape="\\")
     )
 
 
@@ -89,23 +111,25 @@ class FleetQuery:
             clause = tenancy.enrolled_clause(_devices)
             stmt = stmt.where(clause if self.enrolled else ~clause)
         if self.search:
-            stmt = stmt.where(
-                or_(
-                    _prefix(_devices.c.unit_id, self.search),
-                    _prefix(_devices.c.display, self.search),
+            # the ids each expression index finds (a union, not an OR: the planner then reads
+            # the indexes first instead of the account's devices in the page's order)
+            found = [
+                select(_devices.c.id).where(
+                    _devices.c.account_id == self.account_id, _prefix(column, self.search)
                 )
-            )
+                for column in (_devices.c.unit_id, _devices.c.display)
+            ]
+            stmt = stmt.where(_devices.c.id.in_(union_all(*found)))
         if with_outcome and self.outcome in OUTCOMES:
             stmt = stmt.where(_outcome == self.outcome)
         return stmt
 
     def counts(self) -> dict[DeviceOutcome, int]:
         """{outcome: devices} over the devices the filters other than ``outcome`` keep."""
-        bucket = _outcome.label("outcome")
         rows = db.session.execute(
             self._where(
-                select(bucket, func.count()).select_from(_devices), with_outcome=False
-            ).group_by(bucket)
+                select(_outcome, func.count()).select_from(_devices), with_outcome=False
+            ).group_by(_outcome)
         ).all()
         counts = dict.fromkeys(OUTCOMES, 0)
         counts.update({DeviceOutcome(outcome): n for outcome, n in rows})

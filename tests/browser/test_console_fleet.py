@@ -92,6 +92,14 @@ def test_fleet_lists_counts_and_filters_by_tag(page, console_server, fleet):
     # search by display name, enrollment filter, release filter
     page.goto(f"{console_server.url}/ui/devices/?q=Green")
     assert _rows(page) == ["car-003"]
+    # the search ignores case: an operator typing CAR-00 or green finds car-00x, Green ...
+    page.goto(f"{console_server.url}/ui/devices/")
+    page.get_by_label("Unit id or name starts with").fill("CAR-00")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**q=CAR-00**")
+    assert _rows(page) == ["car-001", "car-002", "car-003"]
+    page.goto(f"{console_server.url}/ui/devices/?q=green")
+    assert _rows(page) == ["car-003"]
     page.goto(f"{console_server.url}/ui/devices/?release={fleet['release']['id']}")
     assert _rows(page) == ["car-001", "car-002", "car-003"]
     page.goto(f"{console_server.url}/ui/devices/?enrolled=yes")
