@@ -33,8 +33,10 @@ try:
     from berth.release import pillar as release_pillar
     from berth.release import policy as release_policy
     from berth.release import volumes as release_volumes
-    from berth.release.executor import ReleaseBusy, StepFailed, read_json, write_json
+    from berth.release.apply import StepFailed
     from berth.release.images import ReleaseError
+    from berth.release.result import ApplyResult
+    from berth.release.statefiles import ReleaseBusy, read_json, write_json
 
     HAS_BERTH = True
 except ImportError as _exc:  # docker SDK or berth not installed
@@ -277,43 +279,38 @@ def release_apply(
     try:
         target = _target(release, registries)
         ex = _executor(settle_seconds=settle_seconds, health_timeout=health_timeout)
-        result = ex.apply(target, ignore_locks=bool(ignore_locks))
+        result = ex.run(target, ignore_locks=bool(ignore_locks))
     except ReleaseBusy:
         raise  # the apply that holds the lock reports
     except Exception as exc:
         # the operator must hear that this device could not apply the release, whatever broke
         if fire_event and isinstance(release, dict) and release.get("id") is not None:
-            _fire_result(
-                {
-                    "release_id": release.get("id"),
-                    "version_hash": release.get("version_hash"),
-                    "outcome": ReleaseOutcome.FAILED,
-                    "error": _error_text(exc),
-                    "containers": [],
-                }
+            failed = ApplyResult.failed(
+                release.get("id"), release.get("version_hash"), _error_text(exc)
             )
+            _fire_result(failed.event())
         raise
     if fire_event:
         recovered = ex.recovery
-        same = recovered and str(recovered["release_id"]) == str(target.release_id)
+        same = recovered and str(recovered.release_id) == str(target.release_id)
         if recovered and not same:
-            _fire_result(recovered)
-        if result["outcome"] != ReleaseOutcome.UNCHANGED and _news(result):
-            _fire_result(result)
+            _fire_result(recovered.event())
+        if result.outcome != ReleaseOutcome.UNCHANGED and _news(result):
+            _fire_result(result.event())
         elif same:
             # the interrupted apply of this very release ended with it running: say so
-            _fire_result({**result, "outcome": ReleaseOutcome.SUCCEEDED})
-    return result
+            _fire_result(result.event(ReleaseOutcome.SUCCEEDED))
+    return result.as_dict()
 
 
 def _news(result):
     """Whether ``result`` is worth a report: a deferral is reported once per release and
     holders (the sleep hook asks again and again while it waits for the lock)."""
     path = _state_path(DEFERRED)
-    if result["outcome"] != ReleaseOutcome.DEFERRED:
+    if result.outcome != ReleaseOutcome.DEFERRED:
         path.unlink(missing_ok=True)
         return True
-    seen = {"release_id": str(result.get("release_id")), "holders": result.get("holders")}
+    seen = {"release_id": str(result.release_id), "holders": result.holders}
     if read_json(path) == seen:
         return False
     write_json(path, seen)
@@ -369,32 +366,24 @@ def release_report_failed(error, send=True):
     applied = _executor().applied() or {}
     if str(applied.get("release_id")) == str(release["id"]):
         return {"reported": False, "comment": f"release {release['id']} is already applied"}
-    queued = _fire_result(
-        {
-            "release_id": release["id"],
-            "version_hash": release.get("version_hash"),
-            "outcome": ReleaseOutcome.FAILED,
-            "error": str(error),
-            "containers": [],
-        },
-        send=send,
-    )
+    failed = ApplyResult.failed(release["id"], release.get("version_hash"), str(error))
+    queued = _fire_result(failed.event(), send=send)
     if not send and not queued:
         return {"reported": False, "comment": "cannot queue the result event (see the log)"}
     answer = {"reported": True, "release_id": release["id"], "error": str(error)}
     return answer if send else {**answer, "sent": False}  # in the result queue
 
 
-def _fire_result(result, send=True):
+def _fire_result(event, send=True):
     """Queue the result event on disk, then (``send``) send everything queued (oldest first).
     Returns whether the event was queued."""
     queued = True
     try:
-        commands.queue_result(__opts__, commands.result_event(result))
+        commands.queue_result(__opts__, event)
     except OSError as exc:
         queued = False
         log.warning(
-            "berth release %s: cannot queue the result event: %s", result.get("release_id"), exc
+            "berth release %s: cannot queue the result event: %s", event.get("release_id"), exc
         )
     if send:
         _flush_results()
@@ -513,7 +502,7 @@ def release_recover():
     ex = _executor()
     done = ex.recover()
     if ex.recovery:
-        _fire_result(ex.recovery)
+        _fire_result(ex.recovery.event())
     return done or "nothing to recover"
 
 

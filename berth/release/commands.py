@@ -19,16 +19,16 @@ import contextlib
 import fcntl
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 from berth import dockerutil, results, secretfile
-from berth.contract import AppliedReleaseState, Label, LoginOutcome, ReleaseOutcome
+from berth.contract import AppliedReleaseState, Label, LoginOutcome
 from berth.release import trust
-from berth.release.executor import Executor, read_json, write_json
+from berth.release.executor import Executor
 from berth.release.images import ReleaseError, find_registry
 from berth.release.model import target_from_pillar
 from berth.release.policy import protected_containers
+from berth.release.statefiles import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +70,6 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
         protected=protected_containers(opts),
         trusted_keys=opts.get(trust.MINION_OPTION),
     )
-
-
-def result_event(result: dict) -> dict:
-    """Event data for tag ``berth/release/result`` (docs/architecture.md "Events")."""
-    return {
-        "release_id": result.get("release_id"),
-        "version_hash": result.get("version_hash"),
-        "outcome": result.get("outcome")
-        if result.get("outcome") in (ReleaseOutcome.FAILED, ReleaseOutcome.DEFERRED)
-        else ReleaseOutcome.SUCCEEDED,
-        "error": result.get("error"),
-        "containers": result.get("containers") or [],
-        "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
 
 
 def status(opts: dict) -> dict:

@@ -6,6 +6,7 @@ Both are plain data so that :mod:`berth.release.plan` stays a pure function.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from berth import startup_params
 from berth.contract import Label, fully_qualified_name
@@ -54,6 +55,14 @@ class Target:
             if ref == c.image or ref in c.required:
                 return c.registry_id
         return None
+
+    def registry(self, registry_id: object) -> dict[str, Any]:
+        """The entry of pillar ``docker:registries`` for ``registry_id`` (ids compare as text)."""
+        for key, entry in self.registries.items():
+            if str(key) == str(registry_id):
+                found: dict[str, Any] = entry
+                return found
+        raise KeyError(registry_id)
 
     def summary(self) -> dict:
         return {

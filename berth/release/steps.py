@@ -1,8 +1,10 @@
 """Release steps: one small typed class per action.
 
-The planner (:mod:`berth.release.plan`) returns them; the executor dispatches on their
-type; each describes itself for ``test=True`` (:meth:`Step.describe`) and for the state's
-``changes`` (:meth:`Step.planned_changes`). In the journal and in ``docker.release_plan``
+The planner (:mod:`berth.release.plan`) returns them; the apply (:mod:`berth.release.apply`)
+maps each type to its call; each describes itself for ``test=True`` (:meth:`Step.describe`), for
+the state's ``changes`` (:meth:`Step.planned_changes`) and, when it changes something a failed
+apply must give back, what undoes it (:meth:`Step.undo`, a :data:`berth.release.journal.Undo`
+the journal records before the step runs; :mod:`berth.release.recovery` undoes it). In the journal and in ``docker.release_plan``
 they are plain dicts ``{"action": ..., <fields>}`` (:meth:`Step.to_dict`,
 :func:`from_dict`); an unknown action is an error, never skipped.
 """
@@ -10,8 +12,11 @@ they are plain dicts ``{"action": ..., <fields>}`` (:meth:`Step.to_dict`,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from berth.release import journal
 
 
 class UnknownStep(ValueError):
@@ -27,15 +32,19 @@ class Step:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def planned_changes(self) -> dict[str, list]:
+    def planned_changes(self) -> dict[str, list[str]]:
         return {}
 
-    def to_dict(self) -> dict:
+    def undo(self) -> journal.Undo | None:
+        """What gives back this step's change if the apply fails (None: nothing to give back)."""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
         """``{"action": ..., <fields>}`` with lists, as JSON gives it back."""
         return {"action": self.action, **_plain(dataclasses.asdict(self))}
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -62,7 +71,7 @@ class Pull(Step):
     def describe(self) -> str:
         return f"pull {self.ref}"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"pulled": [self.ref]}
 
 
@@ -88,8 +97,11 @@ class Stop(Step):
     def describe(self) -> str:
         return f"stop {self.name}"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"stopped": [self.name]} if self.was_running else {}
+
+    def undo(self) -> journal.Undo:
+        return journal.Stopped(self.name, self.was_running, self.rename_to)
 
 
 @dataclass(frozen=True)
@@ -101,8 +113,11 @@ class Purge(Step):
     def describe(self) -> str:
         return f"move {self.path} aside"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"purged": [self.path]}
+
+    def undo(self) -> journal.Undo:
+        return journal.Purged(self.path, self.aside)
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,9 @@ class Create(Step):
     def describe(self) -> str:
         return f"create {self.name} from {self.image}"
 
+    def undo(self) -> journal.Undo:
+        return journal.Created(self.name)
+
 
 @dataclass(frozen=True)
 class Start(Step):
@@ -124,7 +142,7 @@ class Start(Step):
     def describe(self) -> str:
         return f"start {', '.join(self.names)}"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"started": list(self.names)}
 
 
@@ -146,7 +164,7 @@ class Remove(Step):
     def describe(self) -> str:
         return f"remove {', '.join(self.names)}"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"removed": list(self.names)}
 
 
@@ -169,7 +187,7 @@ class Prune(Step):
     def describe(self) -> str:
         return f"remove images {', '.join(self.refs)}"
 
-    def planned_changes(self):
+    def planned_changes(self) -> dict[str, list[str]]:
         return {"images_removed": list(self.refs)}
 
 
@@ -181,7 +199,7 @@ class Record(Step):
     version: str
     version_hash: str
     project: object
-    containers: tuple[dict, ...]
+    containers: tuple[dict[str, Any], ...]
     images: tuple[str, ...]
     # the images of the release this one replaced: kept for an offline revert or rollback
     previous_images: tuple[str, ...] = ()
@@ -189,9 +207,10 @@ class Record(Step):
     def describe(self) -> str:
         return f"record release {self.release_id} ({self.version_hash}) as applied"
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """What ``applied.json`` holds (without ``applied_at``)."""
-        return _plain(dataclasses.asdict(self))
+        record: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return record
 
 
 KINDS: dict[str, type[Step]] = {
@@ -213,7 +232,7 @@ KINDS: dict[str, type[Step]] = {
 }
 
 
-def from_dict(data: dict) -> Step:
+def from_dict(data: Any) -> Step:
     """The step a dict (journal, ``docker.release_plan`` output) describes; :class:`UnknownStep`
     when its action or fields are not known."""
     cls = KINDS.get(str(data.get("action"))) if isinstance(data, dict) else None
@@ -231,13 +250,20 @@ def from_dict(data: dict) -> Step:
     return cls(**values)
 
 
-def describe(steps) -> list[str]:
+def describe(steps: Iterable[Step]) -> list[str]:
     return [s.describe() for s in steps]
 
 
-def planned_changes(steps) -> dict[str, list]:
-    out: dict[str, list] = {}
+def planned_changes(steps: Iterable[Step]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
     for step in steps:
         for key, values in step.planned_changes().items():
             out.setdefault(key, []).extend(values)
     return out
+
+
+def dry_run_changes(step_dicts: Iterable[Any]) -> dict[str, list[str]]:
+    """The ``changes`` of the release state under ``test=True``: the plan described, and what
+    it would pull, stop, start and remove (``step_dicts`` as ``docker.release_plan`` gives them)."""
+    typed = [from_dict(s) for s in step_dicts]
+    return {"plan": describe(typed), **planned_changes(typed)}

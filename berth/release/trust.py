@@ -28,12 +28,20 @@ longer trusted no longer matches a remembered entry.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from berth import signing
+from berth import registryclient, signing
+
+if TYPE_CHECKING:
+    from berth.release.model import Target
+    from berth.release.statefiles import StateFiles
+
+log = logging.getLogger(__name__)
 
 MINION_OPTION = "berth_trusted_keys"
 MAX_KEY_FILE_BYTES = 64 * 1024
@@ -188,4 +196,57 @@ def check(containers, decision: Decision, verify: Callable[[object, list[str]], 
         signed[container.name] = decision.fingerprints.get(fingerprint, fingerprint)
     if problems:
         raise Refused(f"refused: {'; '.join(problems)}; nothing was stopped")
+    return signed
+
+
+REGISTRY_TIMEOUT = 10.0  # each registry request of a signature check
+
+
+def verify_target(
+    files: StateFiles, target: Target, trusted_keys: Any, device: str = "device"
+) -> dict[str, str]:
+    """``{container: key name}`` when every container of ``target`` is signed as this device
+    requires ({} when it requires nothing); else :class:`Refused` naming the containers and why.
+    Digests verified before (``signatures.json``, e.g. at pre-pull) need no registry."""
+    decision = decide(trusted_keys, target.signatures)
+    if not decision.required:
+        return {}
+    verified = files.verified_signatures()
+    learnt: list[str] = []
+    clients: dict[tuple[Any, ...], registryclient.Client] = {}  # one connection per registry
+
+    def verify(container: Any, pems: list[str]) -> str:
+        for known in decision.fingerprints:
+            if f"{container.digest}|{known}" in verified:
+                return known  # verified before (pre-pull): no registry needed
+        host, repository, _ = registryclient.split(container.image)
+        entry = None if container.registry_id is None else target.registry(container.registry_id)
+        creds = None
+        if entry and entry.get("username"):
+            creds = (str(entry["username"]), str(entry.get("password") or ""))
+        url = (entry or {}).get("url")
+        client = clients.get((host, url, creds))
+        if client is None:
+            client = clients[(host, url, creds)] = registryclient.Client(
+                host, url, creds, REGISTRY_TIMEOUT
+            )
+        fingerprint: str = signing.verify_image(client, repository, container.digest, pems)
+        learnt.append(f"{container.digest}|{fingerprint}")
+        verified.add(learnt[-1])  # another container of the same image: asked once
+        return fingerprint
+
+    try:
+        signed: dict[str, str] = check(target.containers, decision, verify)
+    finally:
+        for client in clients.values():
+            client.close()
+        if learnt:
+            files.remember_signatures(learnt)
+    log.info(
+        "berth release %s on %s: signatures verified (%s): %s",
+        target.release_id,
+        device,
+        decision.source,
+        ", ".join(f"{c} by {k}" for c, k in signed.items()),
+    )
     return signed
