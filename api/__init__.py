@@ -90,7 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rollouts,
         security,
     )
-    from api.resources import devices, projects, registries, releases
+    from api.registries import views as registries
+    from api.resources import devices, projects, releases
     from api.signing_keys import views as signing_keys
 
     for blueprint in (

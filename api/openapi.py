@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, make_response, render_template
 from pydantic import BaseModel
 
 from api.limits import MAX_DB_ID, MAX_PAGE_SIZE, MAX_REPORT_BATCH
-from api.schemas import openapi_components
+from api.schema_registry import openapi_components
 from api.schemas.base import component_schemas
 from api.validation import ANY_TEXT
 

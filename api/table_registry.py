@@ -19,7 +19,6 @@ from api.models import (
     Deployment,
     Device,
     Project,
-    Registry,
     Release,
     ReleaseContainer,
     User,
@@ -27,6 +26,7 @@ from api.models import (
 )
 from api.outbox import OutboxMessage
 from api.policies.release import ReleasePolicy
+from api.registries.models import Registry
 from api.rollouts.models import (
     Rollout,
     RolloutActionRecord,

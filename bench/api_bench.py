@@ -47,7 +47,8 @@ def seed(env: dict) -> dict:
         from flask_migrate import upgrade
         from api import create_app
         from api.extensions import db
-        from api.models import Account, Device, Project, Registry, User
+        from api.models import Account, Device, Project, User
+        from api.registries.models import Registry
         from api.tokens import create_token
         app = create_app()
         with app.app_context():

@@ -26,8 +26,8 @@ from api.console import bp
 from api.console.auth import login_required
 from api.errors import ApiError, NotFound, ValidationError
 from api.extensions import db
-from api.models import Registry
-from api.resources import registries
+from api.registries import views as registries
+from api.registries.models import Registry
 from api.rollouts import views as rollout_views
 from api.rollouts.models import RolloutWebhook
 from api.security import enrollment, enrollment_views

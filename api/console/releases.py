@@ -32,8 +32,9 @@ from api.console.auth import login_required
 from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
 from api.limits import MAX_DB_ID
-from api.models import Deployment, Device, Project, Registry, Release, release_devices
+from api.models import Deployment, Device, Project, Release, release_devices
 from api.policies import release as release_policy
+from api.registries.models import Registry
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags

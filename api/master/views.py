@@ -22,9 +22,10 @@ from api.errors import ApiError, PermissionDenied, ValidationError
 from api.extensions import db
 from api.limits import MAX_REPORT_BATCH
 from api.master.logbook_settings import logbook_pillar
-from api.models import Device, Registry
+from api.models import Device
 from api.payload import json_body
 from api.policies import release as release_policy
+from api.registries.models import Registry
 from api.schemas.base import parse, validate
 from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import report_keys, tenancy

@@ -5,7 +5,6 @@ from api.models.devices import Device
 from api.models.releases import (
     Deployment,
     Project,
-    Registry,
     Release,
     ReleaseContainer,
     release_devices,
@@ -19,7 +18,6 @@ __all__ = [
     "Device",
     "Deployment",
     "Project",
-    "Registry",
     "Release",
     "ReleaseContainer",
     "release_devices",

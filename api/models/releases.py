@@ -23,36 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from api import crypto
 from api.extensions import db
 from api.models.devices import Device
 from api.types import UTCDateTime, utcnow
 from berth.contract import DeploymentState, fully_qualified_name
-
-
-class Registry(db.Model):
-    __tablename__ = "registries"
-    __table_args__ = (UniqueConstraint("account_id", "name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(String(100))
-    url: Mapped[str] = mapped_column(String(255))
-    username: Mapped[str] = mapped_column(String(255))
-    password_encrypted: Mapped[str] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    def set_password(self, password: str) -> None:
-        self.password_encrypted = crypto.encrypt(password)
-
-    def get_password(self) -> str:
-        """The decrypted password, for the master pillar only; never part of an API response."""
-        return crypto.decrypt(self.password_encrypted)
-
-    def __repr__(self) -> str:  # never include the password
-        return f"<Registry {self.id} {self.name!r} {self.url!r}>"
 
 
 class Project(db.Model):
@@ -153,7 +127,6 @@ class ReleaseContainer(db.Model):
     digest: Mapped[str | None] = mapped_column(String(71))
 
     release: Mapped[Release] = relationship(back_populates="containers")
-    pull_registry: Mapped[Registry | None] = relationship()
 
     @property
     def fully_qualified_name(self) -> str:

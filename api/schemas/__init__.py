@@ -1,65 +1,7 @@
 """Request and response bodies, declared once with pydantic: they validate requests
 (:func:`api.schemas.base.parse`, DRF error shapes) and are the OpenAPI components.
 
-One module per resource; a feature adds its fields to the body it extends, or a new module
-here, and lists new models below so ``/openapi.json`` describes them
-(docs/architecture.md "Where to change what").
+``base.py`` and ``common.py`` are shared by every package; the bodies of a resource not yet moved
+into its feature package are here, one module per resource. Every body is listed in
+:mod:`api.schema_registry` so ``/openapi.json`` describes it.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from api.schemas.base import component_schemas
-from api.schemas.common import Detail, ValidationErrors
-from api.schemas.devices import Device, DeviceInput, LockOverride
-from api.schemas.master import (
-    DeploymentReport,
-    DeploymentReportResult,
-    DeviceSync,
-    DeviceSyncResult,
-)
-from api.schemas.projects import Project, ProjectInput
-from api.schemas.registries import Registry, RegistryInput
-from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
-from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
-from api.schemas.startup_parameters import StartupParameters, stored_schema
-from api.signing_keys.schemas import SigningKey, SigningKeyInput
-
-REQUEST_BODIES = (
-    StartupParameters,
-    DeviceInput,
-    RegistryInput,
-    SigningKeyInput,
-    ProjectInput,
-    ContainerInput,
-    ReleaseInput,
-    DeploymentReport,
-    DeviceSync,
-    RolloutPolicy,
-    RolloutWebhookInput,
-)
-RESPONSE_BODIES = (
-    LockOverride,
-    Detail,
-    ValidationErrors,
-    Device,
-    Registry,
-    SigningKey,
-    Project,
-    Container,
-    Release,
-    Deployment,
-    DeploymentReportResult,
-    DeviceSyncResult,
-    Rollout,
-    RolloutWebhook,
-)
-
-
-def openapi_components() -> dict[str, Any]:
-    """``components.schemas`` of every body above (and the enums and models they refer to)."""
-    return {
-        **component_schemas(REQUEST_BODIES, RESPONSE_BODIES),
-        "StoredStartupParameters": stored_schema(),
-    }

@@ -23,8 +23,9 @@ from api.limits import (
     MAX_REMOVE_CONTAINERS,
     MAX_REQUIRED_TAGS,
 )
-from api.models import Device, Registry
+from api.models import Device
 from api.policies import release as release_policy
+from api.registries.models import Registry
 from api.schemas import rollouts as rollout_rules
 from api.schemas.base import (
     RequestBody,

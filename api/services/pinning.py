@@ -21,7 +21,7 @@ from sqlalchemy import select
 from api.errors import ValidationError
 from api.extensions import db
 from api.limits import PINNING_DEADLINE_SECONDS, REGISTRY_TIMEOUT_SECONDS
-from api.models import Registry
+from api.registries.models import Registry
 from berth import registryclient
 from berth.registryclient import RegistryError
 

@@ -44,7 +44,7 @@ def _console_rules(app):
 def _objects(app, factory, account, user_token, label: str) -> dict:
     """One object of every kind a console URL names, in ``account``: URL argument -> value."""
     from api.execute.models import ExecuteJob
-    from api.models import Registry
+    from api.registries.models import Registry
     from api.rollouts.models import RolloutWebhook
     from api.security import enrollment
 

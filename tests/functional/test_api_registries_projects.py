@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 
 from api.extensions import db
-from api.models import Registry
+from api.registries.models import Registry
 
 REGISTRY = {
     "name": "private",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, g
-from sqlalchemy import func, select
+from sqlalchemy import column, func, select, table
 
 from api import audit
 from api.audit import audited
@@ -13,16 +13,20 @@ from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
-from api.models import Registry, ReleaseContainer
 from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
+from api.registries.models import Registry
+from api.registries.schemas import RegistryInput
 from api.schemas.base import parse
-from api.schemas.registries import RegistryInput
 from api.types import isoformat
 
 bp = Blueprint("registries", __name__)
 log = logging.getLogger(__name__)
+
+# the release containers pulling from a registry, named like a foreign key names its table: the
+# releases package depends on this one (a container's registry), never the other way round
+RELEASE_CONTAINERS = table("release_containers", column("registry_id"))
 
 
 def serialize_registry(registry: Registry) -> dict:
@@ -101,7 +105,7 @@ def update(registry: Registry, data: dict, partial: bool = False) -> Registry:
 def delete(registry: Registry) -> None:
     """Delete ``registry`` unless a release container uses it (Conflict)."""
     used = db.session.scalar(
-        select(func.count()).where(ReleaseContainer.registry_id == registry.id)
+        select(func.count()).where(RELEASE_CONTAINERS.c.registry_id == registry.id)
     )
     if used:
         raise Conflict(

@@ -1,0 +1,64 @@
+"""Every request and response body of the API, registered from this one place:
+:func:`openapi_components` makes them ``/openapi.json``'s ``components.schemas``. A resource's bodies
+live in its package (``api/<feature>/schemas.py``) or in ``api/schemas/<resource>.py``; a new one is
+listed below (docs/architecture.md "Where to change what"). Only :mod:`api.openapi` imports this
+module, so the bodies' modules can import :mod:`api.schemas.base` without a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.registries.schemas import Registry, RegistryInput
+from api.schemas.base import component_schemas
+from api.schemas.common import Detail, ValidationErrors
+from api.schemas.devices import Device, DeviceInput, LockOverride
+from api.schemas.master import (
+    DeploymentReport,
+    DeploymentReportResult,
+    DeviceSync,
+    DeviceSyncResult,
+)
+from api.schemas.projects import Project, ProjectInput
+from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
+from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
+from api.schemas.startup_parameters import StartupParameters, stored_schema
+from api.signing_keys.schemas import SigningKey, SigningKeyInput
+
+REQUEST_BODIES = (
+    StartupParameters,
+    DeviceInput,
+    RegistryInput,
+    SigningKeyInput,
+    ProjectInput,
+    ContainerInput,
+    ReleaseInput,
+    DeploymentReport,
+    DeviceSync,
+    RolloutPolicy,
+    RolloutWebhookInput,
+)
+RESPONSE_BODIES = (
+    LockOverride,
+    Detail,
+    ValidationErrors,
+    Device,
+    Registry,
+    SigningKey,
+    Project,
+    Container,
+    Release,
+    Deployment,
+    DeploymentReportResult,
+    DeviceSyncResult,
+    Rollout,
+    RolloutWebhook,
+)
+
+
+def openapi_components() -> dict[str, Any]:
+    """``components.schemas`` of every body above (and the enums and models they refer to)."""
+    return {
+        **component_schemas(REQUEST_BODIES, RESPONSE_BODIES),
+        "StoredStartupParameters": stored_schema(),
+    }
