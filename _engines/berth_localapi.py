@@ -21,6 +21,7 @@ Minion configuration:
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,10 @@ def start(
             time.sleep(30)
         return
     log.info("berth_localapi on %s: listening on http://%s:%s/", unit_id, host, httpd.port)
+    # sign in with the master now, not at the first state run (the sleep hook's apply)
+    threading.Thread(
+        target=localapi.sign_in, args=(opts,), name="berth-localapi-sign-in", daemon=True
+    ).start()
     if "*" in app.commands:
         log.warning(
             "berth_localapi on %s: every command allowed on %s; any process that can read the "

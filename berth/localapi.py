@@ -37,6 +37,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -471,6 +472,41 @@ def minion_functions(opts: Mapping):
     opts = with_master_address(opts)
     utils = salt.loader.utils(opts)
     return salt.loader.minion_mods(opts, utils=utils), opts
+
+
+def sign_in(opts: Mapping, attempts: int = 10, pause: float = 30.0) -> bool:
+    """Authenticate this process with the master once, ahead of the first state run.
+
+    The engine process keeps its own session with the master (Salt caches it per process,
+    ``salt.crypt.AsyncAuth.creds_map``); without this its first ``state.sls`` -- usually the
+    sleep hook's apply -- starts with an RSA sign-in, and a fleet told to sleep at once sends
+    the master one sign-in per device on top of the applies (100 devices on one master:
+    sign-ins timed out and the applies failed, docs/scale.md). Asking the master for its
+    options (what a state run asks first) signs in while the device is awake. Failures are
+    logged and tried again ``attempts`` times; the state run signs in itself anyway."""
+    import salt.fileclient  # here: slow to import, and only the engine's thread needs it
+
+    for attempt in range(1, attempts + 1):
+        client = None
+        try:
+            client = salt.fileclient.get_file_client(dict(opts))
+            client.master_opts()
+            log.info("berth_localapi on %s: signed in with the master", opts.get("id"))
+            return True
+        except (salt.exceptions.SaltException, OSError, KeyError, ValueError) as exc:
+            log.info(
+                "berth_localapi on %s: sign-in with the master failed (attempt %s of %s): %s",
+                opts.get("id"),
+                attempt,
+                attempts,
+                exc,
+            )
+        finally:
+            if client is not None:
+                client.destroy()
+        if attempt < attempts:
+            time.sleep(pause)
+    return False
 
 
 def local_api_url(opts: Mapping) -> str | None:

@@ -114,6 +114,16 @@ def state_sls(minion, name):
     return resp.json()["response"]
 
 
+def test_the_engine_signs_in_with_the_master_at_start(minion):
+    """Before any state run (the sleep hook's apply), so a fleet told to sleep at once does
+    not send its master one RSA sign-in per device (docs/scale.md)."""
+    log = pathlib.Path(minion.config["log_file"])
+    deadline = time.monotonic() + 120
+    while f"berth_localapi on {minion.id}: signed in with the master" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
 def test_state_sls_runs_through_the_local_api_with_fresh_pillar(
     master, minion, roots, event_listener
 ):

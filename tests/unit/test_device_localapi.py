@@ -6,7 +6,7 @@ tests/integration/test_device_minion.py.
 """
 
 import pytest
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltClientError, SaltInvocationError
 from werkzeug.test import Client
 
 from berth import localapi
@@ -261,3 +261,51 @@ def test_execute_raw_bad_bodies(client, body, field):
 
 def test_execute_raw_checks_the_unit_id(client):
     assert execute_raw(client, {"command": "test.echo a"}, unit="other").status_code == 403
+
+
+class _FileClient:
+    def __init__(self, outcomes, calls):
+        self.outcomes, self.calls = outcomes, calls
+
+    def master_opts(self):
+        self.calls.append("master_opts")
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def destroy(self):
+        self.calls.append("destroy")
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "signed_in", "calls"),
+    [
+        ([{"file_roots": {}}], True, ["master_opts", "destroy"]),
+        (
+            [SaltClientError("timed out"), {"file_roots": {}}],
+            True,
+            ["master_opts", "destroy", "master_opts", "destroy"],
+        ),
+        ([SaltClientError("a"), SaltClientError("b")], False, ["master_opts", "destroy"] * 2),
+    ],
+    ids=["first-attempt", "after-a-timeout", "gives-up"],
+)
+def test_sign_in_asks_the_master_once_signed_in_and_retries_a_failure(
+    monkeypatch, outcomes, signed_in, calls
+):
+    """The engine signs in with the master at start (what a state run asks first: the
+    master's options), so the sleep hook's apply needs no sign-in (docs/scale.md)."""
+    import salt.fileclient
+
+    seen = []
+    made = []
+
+    def get_file_client(opts):
+        made.append(opts["id"])
+        return _FileClient(outcomes, seen)
+
+    monkeypatch.setattr(salt.fileclient, "get_file_client", get_file_client)
+    assert localapi.sign_in({"id": UNIT}, attempts=2, pause=0) is signed_in
+    assert seen == calls
+    assert made == [UNIT] * (len(calls) // 2)
