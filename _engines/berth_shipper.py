@@ -16,7 +16,7 @@ at start and every 5 minutes; engine options of the same names override the pill
       - berth_shipper:
           interval: 10        # seconds between drains; default 10
           batch_size: 1000    # records per POST; default 1000
-          spool: /var/cache/salt/minion/berth_logbook_spool.sqlite3   # default under cachedir
+          spool: /var/cache/salt/minion/berth_logbook_spool   # default under cachedir (a directory)
 """
 
 import logging
@@ -45,7 +45,7 @@ def start(
     device_id: int | None = None,
 ) -> None:
     unit_id = __opts__["id"]
-    path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool.sqlite3")
+    path = spool or os.path.join(__opts__["cachedir"], "berth_logbook_spool")
     overrides = {
         key: value
         for key, value in (("url", url), ("token", token), ("device_id", device_id))

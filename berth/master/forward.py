@@ -217,7 +217,7 @@ def _settle(spool, path, report, outcome, counts, errors=None) -> bool:
     False when it is kept for a retry."""
     status = outcome.status if isinstance(outcome, ApiError) else outcome
     if status is not None and 200 <= status < 300:
-        path.unlink(missing_ok=True)
+        spool.ack(path)
         counts["sent"] += 1
         log.info("berth: delivered spooled report for %s", describe(report))
         return True

@@ -15,20 +15,19 @@ Minion options read here:
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
 
 from berth import dockerutil, results, secretfile
 from berth.contract import AppliedReleaseState, Label, LoginOutcome
+from berth.diskspool import Spool
 from berth.release import trust
 from berth.release.executor import Executor
 from berth.release.images import ReleaseError, find_registry
 from berth.release.model import target_from_pillar
 from berth.release.policy import protected_containers
-from berth.release.statefiles import read_json, write_json
+from berth.release.statefiles import read_json
 
 log = logging.getLogger(__name__)
 
@@ -146,55 +145,56 @@ def kept_report_key(opts: dict) -> str | None:
     return key if results.valid_key(key) else None
 
 
+# the results outbox: a berth.diskspool directory; RESULTS_OUTBOX is the single JSON file
+# ({"events": [...]}) of earlier versions, moved into the spool on first use
+RESULTS_SPOOL = "results-outbox"
 RESULTS_OUTBOX = "results-outbox.json"
 OUTBOX_LIMIT = 50
+OUTBOX_MAX_BYTES = 4 * 1024 * 1024
 
 
-@contextlib.contextmanager
-def _outbox_locked(opts: dict):
-    """The queue file is changed by the minion daemon and by a ``salt-call --local`` of the sleep
-    hook at the same time: each read-modify-write holds this lock so neither loses the other's
-    events. Sending happens outside it."""
+def results_outbox(opts: dict) -> Spool:
+    """The device's queue of result events not yet handed to the master (a full one drops its
+    oldest events, logged). The minion daemon and a ``salt-call --local`` of the sleep hook
+    change it at the same time (berth/diskspool.py)."""
     directory = Path(state_dir(opts))
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(directory / (RESULTS_OUTBOX + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield directory / RESULTS_OUTBOX
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    outbox = Spool(
+        directory / RESULTS_SPOOL,
+        name=f"results outbox of {opts.get('id') or 'this device'}",
+        max_entries=OUTBOX_LIMIT,
+        max_bytes=OUTBOX_MAX_BYTES,
+    )
+    legacy = directory / RESULTS_OUTBOX
+    if legacy.exists():
+        with outbox.writing():
+            _migrate_outbox(legacy, outbox)
+    return outbox
+
+
+def _migrate_outbox(legacy: Path, outbox: Spool) -> None:
+    """Move the events of an outbox file written before the upgrade into the spool, oldest
+    first; the file goes only once they are all there (a crash in between sends some twice,
+    which the API takes: reports are idempotent)."""
+    if not legacy.exists():  # another process moved it meanwhile
+        return
+    events = (read_json(legacy) or {}).get("events") or []
+    for event in events[-OUTBOX_LIMIT:]:
+        outbox.put_locked(event)
+    legacy.unlink(missing_ok=True)
+    Path(str(legacy) + ".lock").unlink(missing_ok=True)
+    log.info("berth release: %d queued result event(s) moved into %s", len(events), outbox.dir)
 
 
 def queue_result(opts: dict, event: dict) -> None:
     """Keep a result event on disk until it was handed to the event bus (:func:`flush_results`)."""
-    with _outbox_locked(opts) as path:
-        queued = (read_json(path) or {}).get("events") or []
-        write_json(path, {"events": (queued + [event])[-OUTBOX_LIMIT:]})
+    results_outbox(opts).put(event)
 
 
 def flush_results(opts: dict, send) -> int:
-    """Send the queued result events in order with ``send(data) -> bool``; keep the unsent ones
-    and any queued meanwhile. Returns how many were sent."""
-    with _outbox_locked(opts) as path:
-        queued = (read_json(path) or {}).get("events") or []
-    sent = 0
-    for event in queued:
-        if not send(event):
-            break
-        sent += 1
-    if sent:
-        done = queued[:sent]
-        with _outbox_locked(opts) as path:
-            current = (read_json(path) or {}).get("events") or []
-            if current[:sent] == done:
-                rest = current[sent:]
-            else:  # another flush or the queue's limit moved the head meanwhile
-                rest = [e for e in current if e not in done]
-            if rest:
-                write_json(path, {"events": rest})
-            else:
-                path.unlink(missing_ok=True)
-    return sent
+    """Send the queued result events in order with ``send(data) -> bool``; each leaves the queue
+    only once sent; the first unsent one stops (it and the rest stay, with any queued
+    meanwhile). Returns how many were sent."""
+    return results_outbox(opts).drain(send)
 
 
 def resolve_container(opts: dict, cli, name: str) -> str:

@@ -1,27 +1,41 @@
-"""A durable FIFO of logbook records in a SQLite file on the device.
+"""A durable FIFO of logbook records on the device: a :mod:`berth.diskspool` directory.
 
-Records survive restarts and power loss (WAL, synchronous=FULL). They leave the
-spool only after the API acknowledged them, so a crash between sending and
-acknowledging re-sends them -- harmless, the API is idempotent on
-(device, field, ts).
+Each :meth:`Spool.add` is one entry holding its records (all or none). Records survive
+restarts and power loss and leave the spool only after the API acknowledged them, so a crash
+between sending and acknowledging re-sends them -- harmless, the API is idempotent on
+(device, field, ts). A full spool drops its oldest batches (logged, berth/diskspool.py).
+
+The spool is named by a path as before: ``<dir>/<name>.sqlite3`` is the directory
+``<dir>/<name>`` (another path: that directory itself, or ``<path>.d`` when ``path`` is a file).
+An SQLite spool of earlier versions at ``path`` is moved into the directory on first use.
 """
 
+from __future__ import annotations
+
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
-from contextlib import closing
+from collections import defaultdict
+from typing import Any
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL)"
-)
+from berth import diskspool
+
+log = logging.getLogger(__name__)
+
+LEGACY_SUFFIX = ".sqlite3"
+MAX_ENTRIES = 20_000
+MAX_BYTES = 64 * 1024 * 1024
+_MIGRATE_CHUNK = 1000
 
 
 class SpoolError(ValueError):
     """A record that cannot be spooled; the message says which and why."""
 
 
-def _normalise(index, record):
+def _normalise(index: int, record: object) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise SpoolError(
             f"record {index}: expected a mapping with field, field_type, value and optionally ts"
@@ -35,41 +49,91 @@ def _normalise(index, record):
     return record
 
 
+def directory_of(path: str) -> str:
+    """The spool directory a configured path names (see the module docstring)."""
+    if path.endswith(LEGACY_SUFFIX):
+        return path[: -len(LEGACY_SUFFIX)]
+    return path + ".d" if os.path.isfile(path) else path
+
+
 class Spool:
-    def __init__(self, path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with closing(self._connect()) as conn, conn:
-            conn.execute(SCHEMA)
+        self.queue = diskspool.Spool(
+            directory_of(path),
+            name=f"logbook {directory_of(path)}",
+            max_entries=MAX_ENTRIES,
+            max_bytes=MAX_BYTES,
+        )
+        if os.path.isfile(path):
+            with self.queue.writing():
+                self._migrate()
 
-    def _connect(self):
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+    def _migrate(self) -> None:
+        """Move the records of an SQLite spool of earlier versions in, oldest first; the file
+        goes once they are all in (a crash in between re-sends some: the API is idempotent)."""
+        if not os.path.isfile(self.path):  # another process moved it meanwhile
+            return
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as conn:
+            try:
+                rows = conn.execute("SELECT record FROM spool ORDER BY id").fetchall()
+            except sqlite3.DatabaseError as exc:
+                log.error("logbook: old spool %s unreadable (%s): left in place", self.path, exc)
+                return
+        records = [json.loads(text) for (text,) in rows]
+        for start in range(0, len(records), _MIGRATE_CHUNK):
+            chunk = records[start : start + _MIGRATE_CHUNK]
+            self.queue.put_locked({"records": list(enumerate(chunk))})
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path + suffix)
+        log.info("logbook: %d spooled records moved into %s", len(records), self.queue.dir)
 
-    def add(self, records):
+    def add(self, records: list[Any]) -> int:
         """Append records (all or none); returns how many were spooled."""
-        rows = [
-            (json.dumps(_normalise(n, record), separators=(",", ":")),)
-            for n, record in enumerate(records)
-        ]
-        with closing(self._connect()) as conn, conn:
-            conn.executemany("INSERT INTO spool (record) VALUES (?)", rows)
+        rows = [_normalise(n, record) for n, record in enumerate(records)]
+        if rows:
+            self.queue.put({"records": list(enumerate(rows))})
         return len(rows)
 
-    def oldest(self, limit):
+    def _batches(self) -> list[tuple[Any, list[tuple[int, Any]]]]:
+        found = []
+        for path in self.queue.entries():
+            try:
+                found.append((path, [(i, r) for i, r in self.queue.load(path)["records"]]))
+            except FileNotFoundError:  # acknowledged or dropped meanwhile
+                continue
+        return found
+
+    def oldest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """[(id, record)] of the oldest ``limit`` records, oldest first."""
-        with closing(self._connect()) as conn:
-            rows = conn.execute(
-                "SELECT id, record FROM spool ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
-        return [(row_id, json.loads(text)) for row_id, text in rows]
+        out: list[tuple[str, dict[str, Any]]] = []
+        for path, records in self._batches():
+            for index, record in records:
+                if len(out) >= limit:
+                    return out
+                out.append((f"{path.name}#{index}", record))
+        return out
 
-    def remove(self, ids) -> None:
-        with closing(self._connect()) as conn, conn:
-            conn.executemany("DELETE FROM spool WHERE id = ?", [(row_id,) for row_id in ids])
+    def remove(self, ids: list[str]) -> None:
+        """Acknowledge records: an entry whose records are all gone leaves the spool, one with
+        some left is rewritten (atomically) without the others."""
+        by_entry: dict[str, set[int]] = defaultdict(set)
+        for record_id in ids:
+            name, _, index = record_id.rpartition("#")
+            by_entry[name].add(int(index))
+        with self.queue.writing():
+            for name, gone in by_entry.items():
+                path = self.queue.dir / name
+                try:
+                    records = self.queue.load(path)["records"]
+                except FileNotFoundError:
+                    continue
+                left = [[i, r] for i, r in records if i not in gone]
+                if left:
+                    self.queue.replace(path, {"records": left})
+                else:
+                    self.queue.ack(path)
 
-    def __len__(self):
-        with closing(self._connect()) as conn:
-            return conn.execute("SELECT count(*) FROM spool").fetchone()[0]
+    def __len__(self) -> int:
+        return sum(len(records) for _, records in self._batches())
