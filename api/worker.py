@@ -11,7 +11,9 @@ stopped, restarted or run twice (PostgreSQL) without losing or duplicating work:
 * webhook outbox messages -> signed POST, retried with backoff;
 * rollouts: a timed-out wave may halt its rollout (every pass); every rollout's wave counters
   are checked against the rows (``BERTH_ROLLOUT_RECOUNT_INTERVAL`` seconds, default 3600; any
-  drift is logged and corrected).
+  drift is logged and corrected);
+* SQLite: the query planner's statistics refreshed at start and hourly (:func:`analyze_sqlite`;
+  PostgreSQL's autovacuum does that itself).
 """
 
 from __future__ import annotations
@@ -224,6 +226,19 @@ def drain_outbox(client: SaltApiClient | None, limit: int = 100) -> int:
     return processed
 
 
+def analyze_sqlite() -> bool:
+    """SQLite only: refresh the query planner's statistics (``ANALYZE``, sampled: bounded cost at
+    any size). Without them SQLite's planner assumes an equality on ``account_id`` keeps a few
+    rows, and reads a whole account's devices in page order to find a tag's or a search's few
+    (the console's fleet page, docs/console.md). PostgreSQL's autovacuum analyzes by itself."""
+    if db.engine.dialect.name != "sqlite":
+        return False
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
+    return True
+
+
 def purge_delivered(now: datetime | None = None) -> int:
     """Forget delivered (or abandoned) outbox rows after ``BERTH_OUTBOX_RETENTION_DAYS`` (default 7)."""
     cutoff = (now or utcnow()) - timedelta(days=_config_number("BERTH_OUTBOX_RETENTION_DAYS", 7))
@@ -274,6 +289,7 @@ def worker_command(once: bool, interval: float) -> None:
         try:
             if time.monotonic() - last_purge > 3600:
                 purge_delivered()
+                analyze_sqlite()
                 last_purge = time.monotonic()
             if time.monotonic() - last_recount > recount_interval:
                 last_recount = time.monotonic()

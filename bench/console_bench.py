@@ -5,7 +5,9 @@ Fills a database (bulk inserts, as bench/rollout_bench.py does) with one account
 devices tagged ``bench`` (a tenth also ``bench-a``), and a release targeting the tag with a
 rollout (waves [1, 10, 50, 100]) created through the REST API; the first wave's devices
 then have stored deployments (30 failed, the rest succeeded; the rollout's counters recounted),
-as after their reports. Then it logs in through the account page like a browser and
+as after their reports. The planner's statistics are then refreshed as in a running
+installation (SQLite: the worker's ``analyze_sqlite``; PostgreSQL: what autovacuum does,
+``VACUUM ANALYZE``). Then it logs in through the account page like a browser and
 requests, ``--samples`` times each, through the real app (Flask's test client, in-process):
 
 * the fleet page (``console.fleet``), its first page, and filtered by tag;
@@ -91,6 +93,17 @@ def fill(app, devices: int) -> tuple[str, str]:
             db.session.execute(insert(device_tags), tags)
         db.session.commit()
         return token, user.email
+
+
+def analyze(app) -> None:
+    """What the worker does at its start and hourly on SQLite (PostgreSQL: autovacuum)."""
+    from api.extensions import db
+    from api.worker import analyze_sqlite
+
+    with app.app_context():
+        if not analyze_sqlite():
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def release(app, token: str) -> tuple[int, int]:
@@ -226,6 +239,7 @@ def main() -> None:
         token, _ = fill(app, args.devices)
         print(f"{args.devices} devices inserted in {time.perf_counter() - started:.1f} s")
         project, release_id = release(app, token)
+        analyze(app)
         browser = login(app)
         with app.test_request_context():
             fleet = url_for("console.fleet")

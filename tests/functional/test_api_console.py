@@ -194,3 +194,23 @@ def test_the_release_pages_automatic_refresh_does_not_keep_the_session_alive(
     _age_sessions(app, idle=31 * 60)
     resp = client.get(f"{page}live/")  # an unattended page: the session has ended
     assert resp.status_code == 302 and "/account/login/" in resp.headers["Location"]
+
+
+def test_the_worker_keeps_sqlites_planner_statistics(app, api_factory, account):
+    """SQLite: the worker's analyze_sqlite writes the statistics the fleet page's plans need (a
+    search or tag read through its index, not the account's devices in page order);
+    PostgreSQL: autovacuum's job, nothing to do."""
+    from sqlalchemy import text
+
+    from api.worker import analyze_sqlite
+
+    for n in range(3):
+        api_factory.device(account, unit_id=f"car-{n}")
+    with app.app_context():
+        sqlite = db.engine.dialect.name == "sqlite"
+        assert analyze_sqlite() is sqlite
+        if sqlite:
+            indexes = db.session.scalars(
+                text("SELECT idx FROM sqlite_stat1 WHERE tbl = 'devices'")
+            ).all()
+            assert "ix_devices_account_id_unit_id_lower" in indexes
