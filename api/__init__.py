@@ -86,9 +86,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         logbook,
         master,
         openapi,
-        outbox,
         rollouts,
         security,
+        worker,
     )
     from api.registries import views as registries
     from api.resources import devices, projects, releases
@@ -105,7 +105,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     # each registers its blueprint, OpenAPI paths and CLI commands
-    for feature in (master, execute, logbook, audit, security, outbox, rollouts, console):
+    for feature in (master, execute, logbook, audit, security, worker, rollouts, console):
         feature.init_app(app)
 
     from api.cli import register_cli

@@ -91,44 +91,6 @@ def enqueue_salt(minions: Iterable[str], steps: list[list], reason: str) -> list
     return rows
 
 
-def enqueue_release_notification(release_id: int, unit_ids: Iterable[str]) -> list[OutboxMessage]:
-    """Tell the minions a release is queued for them: refresh their pillar, then pre-pull its images.
-
-    Only minions enrolled in the release's account are told: a pending device's unit_id may be
-    another account's minion (docs/security.md)."""
-    from api.models import Project, Release
-    from api.security.tenancy import MinionEnrollment, enrolled_unit_ids
-
-    unit_ids = list(unit_ids)
-    account_id = db.session.scalar(
-        select(Project.account_id).join(Release).where(Release.id == release_id)
-    )
-    if account_id is not None:
-        unit_ids = enrolled_unit_ids(account_id, unit_ids)
-    else:  # no such release (yet): still never a minion nobody enrolled
-        enrolled = set(
-            db.session.scalars(
-                select(MinionEnrollment.unit_id).where(MinionEnrollment.unit_id.in_(unit_ids))
-            )
-        )
-        unit_ids = [u for u in unit_ids if u in enrolled]
-    return enqueue_salt(unit_ids, [REFRESH_PILLAR, RELEASE_PULL], f"release {release_id} queued")
-
-
-def enqueue_registry_login(account_id: int) -> list[OutboxMessage]:
-    """A registry was added or changed: refresh the account's devices' pillar, then log them in
-    (``state.sls docker.registries``)."""
-    from api.models import Device
-    from api.security.tenancy import enrolled_clause
-
-    unit_ids = db.session.scalars(
-        select(Device.unit_id).where(Device.account_id == account_id, enrolled_clause())
-    ).all()
-    return enqueue_salt(
-        unit_ids, [REFRESH_PILLAR, REGISTRIES_LOGIN], f"registries of account {account_id} changed"
-    )
-
-
 def enqueue_webhook(url: str, account_id: int, body: dict[str, Any], reason: str) -> OutboxMessage:
     row = OutboxMessage(
         kind="webhook",
@@ -159,10 +121,3 @@ def due_messages(limit: int, now: datetime | None = None) -> list[OutboxMessage]
     if db.session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(db.session.scalars(stmt))
-
-
-def init_app(app) -> None:
-    """``flask --app api worker`` (:mod:`api.worker`): the process that delivers this outbox."""
-    from api.worker import worker_command
-
-    app.cli.add_command(worker_command)

@@ -305,3 +305,8 @@ def worker_command(once: bool, interval: float) -> None:
             time.sleep(interval)
         db.session.remove()
     log.info("worker stopped")
+
+
+def init_app(app) -> None:
+    """Register ``flask --app api worker``, the process that delivers the outbox."""
+    app.cli.add_command(worker_command)

@@ -13,11 +13,11 @@ from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
-from api.outbox import enqueue_registry_login
 from api.pagination import paginate
 from api.payload import json_body
 from api.registries.models import Registry
 from api.registries.schemas import RegistryInput
+from api.registries.service import enqueue_registry_login
 from api.schemas.base import parse
 from api.types import isoformat
 

@@ -28,9 +28,10 @@ from sqlalchemy import (
 
 from api.bulk import id_select
 from api.extensions import db
-from api.models import Deployment, Device, Release, release_devices
-from api.outbox import enqueue_release_notification
+from api.models import Deployment, Device, Project, Release, release_devices
+from api.outbox import REFRESH_PILLAR, RELEASE_PULL, OutboxMessage, enqueue_salt
 from api.rollouts.models import Rollout
+from api.security.tenancy import MinionEnrollment, enrolled_unit_ids
 from api.types import utcnow
 from berth.contract import (
     ACTIVE_DEPLOYMENT_STATES,
@@ -136,6 +137,27 @@ def deployments_of(release_id: int, now=None, refused: str | None = None, device
         rows.c.finished_at,
         rows.c.wave,
     ).subquery("deployments_of")
+
+
+def enqueue_release_notification(release_id: int, unit_ids: Iterable[str]) -> list[OutboxMessage]:
+    """Tell the minions a release is queued for them: refresh their pillar, then pre-pull its images.
+
+    Only minions enrolled in the release's account are told: a pending device's unit_id may be
+    another account's minion (docs/security.md)."""
+    unit_ids = list(unit_ids)
+    account_id = db.session.scalar(
+        select(Project.account_id).join(Release).where(Release.id == release_id)
+    )
+    if account_id is not None:
+        unit_ids = enrolled_unit_ids(account_id, unit_ids)
+    else:  # no such release (yet): still never a minion nobody enrolled
+        enrolled = set(
+            db.session.scalars(
+                select(MinionEnrollment.unit_id).where(MinionEnrollment.unit_id.in_(unit_ids))
+            )
+        )
+        unit_ids = [u for u in unit_ids if u in enrolled]
+    return enqueue_salt(unit_ids, [REFRESH_PILLAR, RELEASE_PULL], f"release {release_id} queued")
 
 
 def queue_release(release: Release, devices: Sequence[Sequence[str]]) -> list[str]:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from api.execute.models import ExecuteJob
 from api.extensions import db
-from api.outbox import OutboxMessage, enqueue_release_notification
+from api.outbox import OutboxMessage
+from api.services.deployments import enqueue_release_notification
 from api.types import utcnow
 from api.worker import run_once
 
