@@ -10,12 +10,15 @@ States for Berth releases.
       docker_release.registries_logged_in: []
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from berth.contract import LoginOutcome, ReleaseOutcome
 from berth.release import pillar as release_pillar
+from berth.release import steps as release_steps
 
 if TYPE_CHECKING:  # injected by Salt's loader when it loads this module
     __opts__: dict[str, Any]
@@ -26,17 +29,23 @@ log = logging.getLogger(__name__)
 __virtualname__ = "docker_release"
 
 
-def __virtual__():
+def __virtual__() -> str | tuple[bool, str]:
     if "docker.release_apply" not in __salt__:
         return False, "docker_release: the berth docker execution module is not available"
     return __virtualname__
 
 
-def _ret(name):
+def _ret(name: str) -> dict[str, Any]:
     return {"name": name, "result": False, "changes": {}, "comment": ""}
 
 
-def applied(name, release=None, registries=None, settle_seconds=None, health_timeout=None):
+def applied(
+    name: str,
+    release: Any = None,
+    registries: Any = None,
+    settle_seconds: Any = None,
+    health_timeout: Any = None,
+) -> dict[str, Any]:
     """
     Ensure the release is applied and all its containers run.
 
@@ -65,14 +74,8 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
                 ret["result"] = True
                 ret["comment"] = f"Release {release_id} is applied and running"
                 return ret
-            from berth.release import steps as release_steps
-
-            typed = [release_steps.from_dict(s) for s in steps]
             ret["result"] = None
-            ret["changes"] = {
-                "plan": release_steps.describe(typed),
-                **release_steps.planned_changes(typed),
-            }
+            ret["changes"] = release_steps.dry_run_changes(steps)
             ret["comment"] = f"Release {release_id} would be applied in {len(steps)} steps"
             return ret
         result = __salt__["docker.release_apply"](
@@ -86,33 +89,35 @@ def applied(name, release=None, registries=None, settle_seconds=None, health_tim
         ret["comment"] = str(exc)
         return ret
 
-    outcome = result["outcome"]
     ret["changes"] = {k: v for k, v in (result.get("changes") or {}).items() if v}
-    recovered = f" ({result['recovered']})" if result.get("recovered") else ""
-    if outcome == ReleaseOutcome.UNCHANGED:
-        ret["result"] = True
-        ret["comment"] = f"Release {release_id} is already applied and running{recovered}"
-    elif outcome == ReleaseOutcome.SUCCEEDED:
-        ret["result"] = True
-        ret["comment"] = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
-        if result.get("warnings"):
-            ret["comment"] += "; " + "; ".join(result["warnings"])
-    elif outcome == ReleaseOutcome.DEFERRED:
-        # not a failure: nothing was changed, the device tries again at its next apply
-        ret["result"] = True
-        ret["comment"] = f"Release {release_id} {result.get('error')}{recovered}"
-    else:
-        if result.get("rollback_incomplete"):
-            after = "rollback incomplete, the next run retries it"
-        elif result.get("rolled_back"):
-            after = "it was rolled back"
-        else:
-            after = "the running release was left untouched"
-        ret["comment"] = f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
+    ret["result"], ret["comment"] = _outcome(release_id, result)
     return ret
 
 
-def registries_logged_in(name, registries=None):
+def _outcome(release_id: Any, result: dict[str, Any]) -> tuple[bool, str]:
+    """The state's result and comment for ``docker.release_apply``'s answer."""
+    outcome = result["outcome"]
+    recovered = f" ({result['recovered']})" if result.get("recovered") else ""
+    if outcome == ReleaseOutcome.UNCHANGED:
+        return True, f"Release {release_id} is already applied and running{recovered}"
+    if outcome == ReleaseOutcome.SUCCEEDED:
+        comment = f"Release {release_id} ({result.get('version_hash')}) applied{recovered}"
+        if result.get("warnings"):
+            comment += "; " + "; ".join(result["warnings"])
+        return True, comment
+    if outcome == ReleaseOutcome.DEFERRED:
+        # not a failure: nothing was changed, the device tries again at its next apply
+        return True, f"Release {release_id} {result.get('error')}{recovered}"
+    if result.get("rollback_incomplete"):
+        after = "rollback incomplete, the next run retries it"
+    elif result.get("rolled_back"):
+        after = "it was rolled back"
+    else:
+        after = "the running release was left untouched"
+    return False, f"Release {release_id} failed, {after}: {result.get('error')}{recovered}"
+
+
+def registries_logged_in(name: str, registries: Any = None) -> dict[str, Any]:
     """Log in to every registry in pillar ``docker:registries`` (skipping those already logged in)."""
     ret = _ret(name)
     if __opts__.get("test"):
@@ -123,7 +128,7 @@ def registries_logged_in(name, registries=None):
         if registries is None:
             result = __salt__["docker.registries"]()
         else:
-            from berth.release import commands
+            from berth.release import commands  # needs the Docker SDK, unlike this module
 
             result = commands.login_registries(__opts__, registries)
     except Exception as exc:  # noqa: BLE001 - any error is a failed state, never a traceback

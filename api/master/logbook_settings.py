@@ -22,6 +22,7 @@ from api.extensions import db, rowcount
 from api.models import ApiToken, Device, User
 from api.tokens import create_token
 from api.types import UTCDateTime, utcnow
+from berth.release.pillar import LogbookPillar
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def public_url() -> str:
     return url.rstrip("/")
 
 
-def logbook_pillar(device: Device, owner_id: int | None) -> dict | None:
+def logbook_pillar(device: Device, owner_id: int | None) -> LogbookPillar | None:
     """``{"url", "token", "device_id"}`` for ``device``; None when no token can be minted (no user in the account)."""
     token = shipper_token(device, owner_id)
     if token is None:

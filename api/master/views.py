@@ -31,6 +31,7 @@ from api.schemas.master import DeploymentReport, DeviceSync
 from api.security import report_keys, tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
 from api.services import deployment_reports, signatures
+from berth.release.pillar import MinionPillar
 
 bp = Blueprint("master", __name__)
 log = logging.getLogger(__name__)
@@ -51,26 +52,25 @@ def minion_pillar(unit_id: str):
     registries = db.session.scalars(
         select(Registry).where(Registry.account_id == device.account_id).order_by(Registry.id)
     ).all()
-    return jsonify(
-        {
-            "release": release_for_device(
-                release,
-                release_policy.pillar_prefixes(release_policy.policy_for(device.account_id)),
-                signatures.pillar(device.account_id),
-            )
-            if release is not None
-            else None,
-            "registries": {
-                str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()}
-                for r in registries
-            },
-            "logbook": logbook_pillar(device, g.token.user_id),
-            # the key this device signs its results with; served for this minion only
-            "report_key": report_keys.report_key(device),
-            # the operator's one-time override of the update locks (docs/release.md)
-            "update_lock_override": device.update_lock_override_at is not None,
-        }
-    )
+    answer: MinionPillar = {
+        "release": release_for_device(
+            release,
+            release_policy.pillar_prefixes(release_policy.policy_for(device.account_id)),
+            signatures.pillar(device.account_id),
+        )
+        if release is not None
+        else None,
+        "registries": {
+            str(r.id): {"url": r.url, "username": r.username, "password": r.get_password()}
+            for r in registries
+        },
+        "logbook": logbook_pillar(device, g.token.user_id),
+        # the key this device signs its results with; served for this minion only
+        "report_key": report_keys.report_key(device),
+        # the operator's one-time override of the update locks (docs/release.md)
+        "update_lock_override": device.update_lock_override_at is not None,
+    }
+    return jsonify(answer)
 
 
 @bp.post("/master/deployments/report/")

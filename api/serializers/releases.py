@@ -11,6 +11,7 @@ from api.models import Deployment, Device, Release, ReleaseContainer, release_de
 from api.rollouts.models import Rollout, release_tags
 from api.types import isoformat
 from berth.contract import DeploymentState
+from berth.release.pillar import PillarContainer, PillarSignatures, ReleasePillar
 
 CONTAINER_FIELDS = (
     "name",
@@ -24,7 +25,7 @@ CONTAINER_FIELDS = (
 )
 
 
-def serialize_container(container: ReleaseContainer) -> dict:
+def serialize_container(container: ReleaseContainer) -> PillarContainer:
     return {
         "name": container.name,
         "image": container.image,
@@ -87,8 +88,8 @@ def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
 
 
 def release_for_device(
-    release: Release, bind_prefixes: list[str], signatures: dict | None = None
-) -> dict:
+    release: Release, bind_prefixes: list[str], signatures: PillarSignatures | None = None
+) -> ReleasePillar:
     """Pillar ``docker:release``: the release as the API returns it, without the fleet-wide lists
     (``devices``, ``successful_deployments``) a device does not need, with the account's
     ``bind_prefixes`` (where the device may bind besides its data roots, docs/security.md) and

@@ -26,6 +26,7 @@ from api.policies.release import policy_for
 from api.services.pinning import registries_of, run_parallel
 from api.signing_keys.models import SigningKey
 from berth import registryclient, signing
+from berth.release.pillar import PillarSignatures
 from berth.signing import SignatureError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def account_keys(account_id: int) -> list[SigningKey]:
     )
 
 
-def pillar(account_id: int) -> dict:
+def pillar(account_id: int) -> PillarSignatures:
     """Pillar ``docker:release:signatures``: ``{"required": bool, "keys": [{"name",
     "public_key"}]}`` -- the account's current policy and keys."""
     return {

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from berth import dockerutil, results, secretfile
 from berth.contract import AppliedReleaseState, Label, LoginOutcome
@@ -25,7 +27,8 @@ from berth.diskspool import Spool
 from berth.release import trust
 from berth.release.executor import Executor
 from berth.release.images import ReleaseError, find_registry
-from berth.release.model import target_from_pillar
+from berth.release.model import Target, target_from_pillar
+from berth.release.pillar import ReleasePillar
 from berth.release.policy import protected_containers
 from berth.release.statefiles import read_json
 
@@ -265,7 +268,7 @@ def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
     return out
 
 
-def target(release, registries):
+def target(release: ReleasePillar | None, registries: Mapping[str, Any] | None) -> Target | None:
     if not release:
         return None
     return target_from_pillar(release, registries)

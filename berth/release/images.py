@@ -8,6 +8,9 @@ pinning"); its ``required_tags`` stay tags.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from berth.dockerutil import registry_host
 from berth.registryclient import DIGEST_RE
 
@@ -16,7 +19,7 @@ class ReleaseError(ValueError):
     """The release (pillar ``docker:release``) is not usable as given."""
 
 
-def find_registry(registries: dict | None, registry_id) -> dict:
+def find_registry(registries: Mapping[Any, Any] | None, registry_id: Any) -> dict[str, Any]:
     """The pillar entry of ``registry_id``; pillar keys may be ints (YAML) or strings (JSON)."""
     registries = registries or {}
     for key in (registry_id, str(registry_id)):
@@ -47,7 +50,7 @@ def pinned(image: str, digest: str, registry: dict | None = None) -> str:
     return f"{image}@{digest}"
 
 
-def container_digest(container: dict) -> str | None:
+def container_digest(container: Mapping[str, Any]) -> str | None:
     """The container's pinned digest (pillar ``digest``), None when the release runs it by tag."""
     digest = container.get("digest")
     if digest is None:
@@ -60,7 +63,9 @@ def container_digest(container: dict) -> str | None:
     return digest
 
 
-def container_refs(container: dict, registries: dict | None) -> tuple[str, list[str]]:
+def container_refs(
+    container: Mapping[str, Any], registries: Mapping[str, Any] | None
+) -> tuple[str, list[str]]:
     """(the image the container runs, the refs of its required tags)."""
     registry = (
         find_registry(registries, container["registry"])

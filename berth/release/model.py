@@ -1,10 +1,11 @@
-"""The target release (from pillar ``docker:release``) and the observed engine state.
+"""The target release (from pillar ``docker:release``, :class:`berth.release.pillar.ReleasePillar`) and the observed engine state.
 
 Both are plain data so that :mod:`berth.release.plan` stays a pure function.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from berth import startup_params
 from berth.contract import Label, fully_qualified_name
 from berth.release import policy
 from berth.release.images import ReleaseError, container_digest, container_refs, find_registry
+from berth.release.pillar import ReleasePillar
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,14 @@ class EngineState:
     logged_in: set[str] = field(default_factory=set)  # login keys already verified (see executor)
 
 
-def _require(mapping: dict, key: str, where: str):
+def _require(mapping: Mapping[str, object], key: str, where: str) -> Any:
     value = mapping.get(key)
     if value is None or value == "":
         raise ReleaseError(f"{where}: '{key}' is missing")
     return value
 
 
-def target_from_pillar(release: dict, registries: dict | None) -> Target:
+def target_from_pillar(release: ReleasePillar, registries: Mapping[str, Any] | None) -> Target:
     """Validate and normalise pillar ``docker:release``; raise :class:`ReleaseError` naming the problem."""
     if not isinstance(release, dict):
         raise ReleaseError("docker:release must be a mapping")
