@@ -90,8 +90,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         security,
         worker,
     )
+    from api.projects import views as projects
     from api.registries import views as registries
-    from api.resources import devices, projects, releases
+    from api.resources import devices, releases
     from api.signing_keys import views as signing_keys
 
     for blueprint in (

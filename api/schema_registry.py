@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.projects.schemas import Project, ProjectInput
 from api.registries.schemas import Registry, RegistryInput
 from api.schemas.base import component_schemas
 from api.schemas.common import Detail, ValidationErrors
@@ -19,7 +20,6 @@ from api.schemas.master import (
     DeviceSync,
     DeviceSyncResult,
 )
-from api.schemas.projects import Project, ProjectInput
 from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
 from api.schemas.startup_parameters import StartupParameters, stored_schema

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from api.errors import ValidationError
+from api.projects.schemas import ProjectInput
 from api.registries.schemas import RegistryInput
 from api.schemas.base import parse, validate
 from api.schemas.master import DeploymentReport, DeviceSync
-from api.schemas.projects import ProjectInput
 from berth.contract import ReportOutcome
 
 

@@ -29,6 +29,7 @@ KNOWN: dict[frozenset[str], str] = {
             "api.logbook",
             "api.openapi",
             "api.policies",
+            "api.projects",
             "api.registries",
             "api.rollouts",
             "api.schema_registry",

@@ -12,7 +12,6 @@ ROLES = {"__init__", "views", "openapi", "cli", "models", "schemas", "service", 
 RESOURCES = {
     "releases",
     "devices",
-    "projects",
     "execute",
     "enrollment",
 }

@@ -15,8 +15,8 @@ from api.extensions import db
 from api.models import Project
 from api.pagination import paginate
 from api.payload import json_body
+from api.projects.schemas import ProjectInput
 from api.schemas.base import parse
-from api.schemas.projects import ProjectInput
 from api.services.deployments import unlist_devices
 from api.types import isoformat
 
