@@ -1,7 +1,11 @@
-"""Execute arguments parsed and bounded: a command line as the ``salt`` CLI reads it, and the
-caps on what one command may carry (docs/security.md "Bounded parsing"). One home for the cloud
-API (``api/schemas/execute.py``, numbers re-exported by ``api/limits.py``) and the on-device
-local API (``berth/localapi.py``).
+"""The execute-body parser: an execute body (``command``, ``arg``, ``kwarg``) or an execute_raw
+body (a ``command`` line as the ``salt`` CLI reads it) checked field by field, and the caps on
+what one command may carry (docs/security.md "Bounded parsing"). The one parser of the cloud API
+(``api/schemas/execute.py`` runs :func:`function_name`, :func:`arg_list`, :func:`kwarg_map` and
+:func:`command_line` as its models' field rules; numbers re-exported by ``api/limits.py``) and
+of the on-device local API (``berth/localapi.py`` runs :func:`parse_execute` and
+:func:`parse_execute_raw`), so both answer a bad body with the same DRF-style 400
+``{"<field>": ["<message>"]}``.
 
 Salt reads a command-line value as YAML (``salt.utils.args.yamlify_arg``), and so does the minion
 for a positional ``name=value`` string. YAML aliases make a few hundred bytes stand for a
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -23,6 +28,14 @@ import yaml
 MAX_ARG_NODES = 10_000
 MAX_ARG_CHARS = 65_536
 MAX_COMMAND_LINE = 4096  # an ``execute_raw`` command line, in characters
+MAX_FUNCTION_NAME = 255
+
+# a Salt function: module.function
+FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+# Keyword argument names: identifiers not starting with "__" (Salt's own markers).
+KWARG_NAME = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*|_)$")
+REQUIRED = "This field is required."
+NOT_NULL = "This field may not be null."
 
 # salt.utils.args.KWARG_REGEX: a positional string Salt turns into a keyword argument.
 KWARG_STRING = re.compile(r"^([^\d\W][\w.-]*)=(?!=)(.*)$", re.UNICODE)
@@ -131,3 +144,117 @@ def parse_command_line(line: str) -> tuple[str, list[Any], dict[str, Any]]:
     arg, kwarg = list(arg), dict(kwarg)
     check_size(arg, kwarg)
     return tokens[0], arg, kwarg
+
+
+# -- the execute-body parser --------------------------------------------------------------
+
+
+class BadBody(ValueError):
+    """An execute body refused: ``errors`` is the DRF-style ``{field: [message]}`` of a 400."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _text(value: object, max_length: int) -> str:
+    """A string field as the API reads one: at most ``max_length`` as sent, then stripped."""
+    if not isinstance(value, str):
+        raise BadValue("Not a valid string.")
+    if len(value) > max_length:
+        raise BadValue(f"Ensure this field has no more than {max_length} characters.")
+    value = value.strip()
+    if not value:
+        raise BadValue("This field may not be blank.")
+    return value
+
+
+def function_name(value: object) -> str:
+    """``command`` of an execute body: a Salt function ``module.function``."""
+    name = _text(value, MAX_FUNCTION_NAME)
+    if not FUNCTION_NAME.fullmatch(name):
+        raise BadValue(
+            f'"{name}" is not a Salt function: expected "module.function", e.g. "docker.logs".'
+        )
+    return name
+
+
+def arg_list(value: object) -> list[Any]:
+    """``arg``: positional arguments, bounded; no item Salt would turn into keyword arguments
+    (a ``{"__kwarg__": true}`` mapping, which would bypass the ``kwarg`` checks), and the values
+    of ``name=value`` strings (which the minion reads as YAML) without anchors or aliases."""
+    if not isinstance(value, list):
+        raise BadValue(
+            f'Expected a list of positional arguments but got type "{type(value).__name__}".'
+        )
+    if any(isinstance(item, dict) and "__kwarg__" in item for item in value):
+        raise BadValue(
+            'Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".'
+        )
+    check_size(value)
+    check_kwarg_strings(value)
+    return value
+
+
+def kwarg_map(value: object) -> dict[str, Any]:
+    """``kwarg``: keyword arguments with identifier names not starting with ``__``, bounded."""
+    if not isinstance(value, dict):
+        raise BadValue(
+            f'Expected an object of keyword arguments but got type "{type(value).__name__}".'
+        )
+    bad = [k for k in value if not isinstance(k, str) or not KWARG_NAME.fullmatch(k)]
+    if bad:
+        raise BadValue(f"Not valid keyword argument names: {', '.join(sorted(map(str, bad)))}.")
+    check_size(value)
+    return value
+
+
+def command_line(value: object) -> tuple[str, list[Any], dict[str, Any]]:
+    """``command`` of an execute_raw body: ``"docker.logs curveball tail=10"`` parsed like the
+    ``salt`` command line (:func:`parse_command_line`), its parts checked as above."""
+    fun, arg, kwarg = parse_command_line(_text(value, MAX_COMMAND_LINE))
+    return function_name(fun), arg, kwarg_map(kwarg)
+
+
+def _field(
+    errors: dict[str, list[str]],
+    body: Mapping[str, Any],
+    name: str,
+    check: Callable[[object], Any],
+    default: Any = None,
+) -> Any:
+    """Run ``check`` on ``body[name]``: a missing field is required unless it has a default,
+    which also stands for null."""
+    value = body.get(name)
+    if value is None:
+        if default is not None:
+            return default
+        errors[name] = [REQUIRED if name not in body else NOT_NULL]
+        return None
+    try:
+        return check(value)
+    except BadValue as exc:
+        errors[name] = [exc.message]
+        return None
+
+
+def parse_execute(body: Mapping[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
+    """``{"command", "arg"?, "kwarg"?}`` -> ``(fun, arg, kwarg)``; :class:`BadBody` naming every
+    bad field. Other fields are the caller's (the API's callback fields)."""
+    errors: dict[str, list[str]] = {}
+    fun = _field(errors, body, "command", function_name)
+    arg = _field(errors, body, "arg", arg_list, default=[])
+    kwarg = _field(errors, body, "kwarg", kwarg_map, default={})
+    if errors:
+        raise BadBody(errors)
+    return fun, arg, kwarg
+
+
+def parse_execute_raw(body: Mapping[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
+    """``{"command": "<salt command line>"}`` -> ``(fun, arg, kwarg)``; :class:`BadBody`."""
+    errors: dict[str, list[str]] = {}
+    parsed = _field(errors, body, "command", command_line)
+    if errors:
+        raise BadBody(errors)
+    fun, arg, kwarg = parsed
+    return fun, arg, kwarg

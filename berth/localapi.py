@@ -67,9 +67,6 @@ LOCAL_TOKEN_HEADER = "X-Berth-Local-Token"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _HOST_HEADER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?$")
 
-_COMMAND = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_KWARG_NAME = re.compile(r"^[A-Za-z_]\w*$")
-
 
 class BadRequest(Exception):
     def __init__(self, errors: dict[str, Any]) -> None:
@@ -105,69 +102,23 @@ def _json_object(raw: bytes, fields: set[str]) -> dict[str, Any]:
     return body
 
 
-def _check_kwarg_names(kwarg: dict[str, Any]) -> list[str]:
-    bad = sorted(k for k in kwarg if not _KWARG_NAME.match(k) or k.startswith("__"))
-    return [f"Not valid keyword argument names: {', '.join(bad)}."] if bad else []
-
-
 def parse_body(raw: bytes) -> tuple[str, list[Any], dict[str, Any]]:
-    """Validate an execute body; raises :class:`BadRequest` naming the field."""
-    body = _json_object(raw, {"command", "arg", "kwarg"})
-    errors: dict[str, list[str]] = {}
-    command = body.get("command")
-    if command is None:
-        errors["command"] = ["This field is required."]
-    elif not isinstance(command, str) or not _COMMAND.match(command):
-        errors["command"] = ["Must be a module function name like 'docker.logs'."]
-    arg = [] if body.get("arg") is None else body["arg"]
-    if not isinstance(arg, list):
-        errors["arg"] = ["Must be a list of positional arguments."]
-    kwarg = {} if body.get("kwarg") is None else body["kwarg"]
-    if not isinstance(kwarg, dict):
-        errors["kwarg"] = ["Must be an object of keyword arguments."]
-    elif problems := _check_kwarg_names(kwarg):
-        errors["kwarg"] = problems
-    for field, value in (("arg", arg), ("kwarg", kwarg)):
-        if field not in errors:
-            try:
-                execargs.check_size(value)
-                if field == "arg":
-                    execargs.check_kwarg_strings(arg)  # the minion reads their values as YAML
-            except execargs.BadValue as exc:
-                errors[field] = [exc.message]
-    if errors:
-        raise BadRequest(errors)
-    return str(command), arg, kwarg
+    """Validate an execute body (``berth.execargs``, as in the cloud); raises
+    :class:`BadRequest` naming the field."""
+    try:
+        return execargs.parse_execute(_json_object(raw, {"command", "arg", "kwarg"}))
+    except execargs.BadBody as exc:
+        raise BadRequest(exc.errors) from None
 
 
 def parse_raw_body(raw: bytes) -> tuple[str, list[Any], dict[str, Any]]:
     """Validate an execute_raw body ``{"command": "docker.logs curveball tail=10"}``:
     the command line is split like a shell and parsed like the ``salt`` CLI does, bounded
     (``berth.execargs``, as in the cloud)."""
-    body = _json_object(raw, {"command"})
-    line = body.get("command")
-    if line is None:
-        raise BadRequest({"command": ["This field is required."]})
-    if not isinstance(line, str) or len(line) > execargs.MAX_COMMAND_LINE:
-        raise BadRequest(
-            {
-                "command": [
-                    f"Must be a command line like 'docker.logs curveball' "
-                    f"(at most {execargs.MAX_COMMAND_LINE} characters)."
-                ]
-            }
-        )
     try:
-        command, arg, kwarg = execargs.parse_command_line(line)
-    except execargs.BadValue as exc:
-        raise BadRequest({"command": [exc.message]}) from None
-    if not _COMMAND.match(command):
-        raise BadRequest(
-            {"command": ["Must start with a module function name like 'docker.logs'."]}
-        )
-    if problems := _check_kwarg_names(kwarg):
-        raise BadRequest({"command": problems})
-    return command, arg, kwarg
+        return execargs.parse_execute_raw(_json_object(raw, {"command"}))
+    except execargs.BadBody as exc:
+        raise BadRequest(exc.errors) from None
 
 
 class LocalAPI:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,10 +15,8 @@ from api.validation import NON_BLANK, FieldError, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState
 
-_FUN = r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*"
-FUN_RE = re.compile(rf"^{_FUN}$")
-# Keyword argument names: identifiers not starting with "__" (Salt's own markers).
-KWARG_NAME_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*|_[A-Za-z0-9][A-Za-z0-9_]*|_)$")
+FUN_RE = execargs.FUNCTION_NAME
+KWARG_NAME_RE = execargs.KWARG_NAME
 # What OpenAPI shows of a command line: the function, then plain words (arguments) and
 # name=value words (keyword arguments). Quoting, YAML values ([1, 2], 0x1F) and other names
 # also work, but only these are sure to pass every rule (``command_line``).
@@ -38,54 +36,27 @@ CALLBACK_TIMEOUT_DEFAULT = 120
 CALLBACK_TIMEOUT_MIN, CALLBACK_TIMEOUT_MAX = 1, 600
 
 
-def function_name(value: Any) -> str:
-    value = string(max_length=255)(value)
-    if not FUN_RE.fullmatch(value):
-        raise FieldError(
-            f'"{value}" is not a Salt function: expected "module.function", e.g. "docker.logs".'
-        )
-    return value
+def _parsed(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A field rule from the execute-body parser the local API shares (``berth.execargs``): its
+    message as the field's error."""
+
+    def run(value: Any) -> Any:
+        try:
+            return check(value)
+        except execargs.BadValue as exc:
+            raise FieldError(exc.message) from None
+
+    return run
+
+
+function_name = _parsed(execargs.function_name)
+# what a database and Salt can carry besides (``json_value``): stored and sent as it is
+arg_list = _parsed(lambda value: json_value(execargs.arg_list(value)))
+kwarg_map = _parsed(lambda value: json_value(execargs.kwarg_map(value)))
 
 
 # an ``arg`` item Salt would turn into keyword arguments (``arg_list`` refuses it)
 NOT_KWARG_MARKER = {"not": {"type": "object", "required": ["__kwarg__"]}}
-
-
-def arg_list(value: Any) -> list:
-    if not isinstance(value, list):
-        raise FieldError(
-            f'Expected a list of positional arguments but got type "{type(value).__name__}".'
-        )
-    if any(isinstance(item, dict) and "__kwarg__" in item for item in value):
-        # Salt would turn such an item into keyword arguments, bypassing the kwarg checks.
-        raise FieldError(
-            'Pass keyword arguments in "kwarg", not as {"__kwarg__": true} items of "arg".'
-        )
-    _bounded(value)
-    try:
-        execargs.check_kwarg_strings(value)  # the minion reads their values as YAML
-    except execargs.BadValue as exc:
-        raise FieldError(exc.message) from None
-    return json_value(value)  # stored, returned and sent to Salt as it is
-
-
-def _bounded(value: Any) -> None:
-    try:
-        execargs.check_size(value)
-    except execargs.BadValue as exc:
-        raise FieldError(exc.message) from None
-
-
-def kwarg_map(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise FieldError(
-            f'Expected an object of keyword arguments but got type "{type(value).__name__}".'
-        )
-    bad = [k for k in value if not KWARG_NAME_RE.fullmatch(k)]
-    if bad:
-        raise FieldError(f"Not valid keyword argument names: {', '.join(sorted(bad))}.")
-    _bounded(value)
-    return json_value(value)
 
 
 def http_url(value: Any) -> str:
@@ -109,15 +80,12 @@ def timeout_seconds(value: Any) -> int:
     return value
 
 
-def command_line(value: Any) -> tuple[str, list, dict]:
-    """``"docker.logs curveball tail=10"`` parsed like the ``salt`` command line does, bounded
-    (``berth.execargs``: no YAML anchors or aliases, capped nodes and size)."""
-    value = string(max_length=execargs.MAX_COMMAND_LINE)(value)
-    try:
-        fun, arg, kwarg = execargs.parse_command_line(value)
-    except execargs.BadValue as exc:
-        raise FieldError(exc.message) from None
-    return function_name(fun), json_value(arg), kwarg_map(kwarg)
+def _command_line(value: Any) -> tuple[str, list, dict]:
+    fun, arg, kwarg = execargs.command_line(value)
+    return fun, json_value(arg), json_value(kwarg)
+
+
+command_line = _parsed(_command_line)
 
 
 class _Callback(RequestBody):
