@@ -1,9 +1,11 @@
 """``/openapi.json`` (OpenAPI 3.1) and ``/docs/`` (Swagger UI on it); both readable without a token.
 
-Bodies are the pydantic models of :mod:`api.schemas` (``components.schemas``); this module
-describes the paths of the core resources. Routes that feature packages add are described by
-their own ``add_paths(app, paths, schemas)`` call; any route still undocumented gets an entry
-built from its view docstring and scopes, so the document always lists every endpoint.
+Each operation is declared once, on its view, with :func:`operation` (body, query, responses,
+errors; the token scopes come from ``@require_token``); :func:`build_document` walks the URL map
+and generates the paths, the ``components.schemas`` of the pydantic models the declarations name
+and the links from a create to the new object. The core resources' paths not declared yet are
+still written here (``_core_paths``); any other route gets an entry built from its view
+docstring and scopes, so the document always lists every endpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, current_app, make_response, render_template
 from pydantic import BaseModel
 
-from api.limits import MAX_DB_ID, MAX_PAGE_SIZE, MAX_REPORT_BATCH
+from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
 from api.schema_registry import openapi_components
 from api.schemas.base import component_schemas
 from api.validation import ANY_TEXT
@@ -33,7 +35,6 @@ bp = Blueprint(
     static_url_path="/docs/static",
 )
 
-_EXTENSION_KEY = "berth_openapi"
 # Swagger UI is a script: /docs/ loads it, its stylesheet and /openapi.json from this origin only
 # (no inline script, no eval, no framing); other HTML pages keep api.security.headers.CSP.
 DOCS_CSP = (
@@ -107,6 +108,7 @@ def operation(
     to say more about one of those. ``paginated``: ``?page=&page_size=`` (implied by a
     :func:`page_of` response). The token scopes come from the view's ``@require_token``; a
     view serving several methods declares one operation per ``method``."""
+    answers = {s: r if isinstance(r, Response) else Response(r) for s, r in responses.items()}
     declared = Operation(
         tag=tag,
         summary=summary,
@@ -121,7 +123,7 @@ def operation(
         },
         errors=dict(errors or {}),
         operation_id=operation_id,
-        paginated=paginated or any(isinstance(r, _Page) for r in responses.values()),
+        paginated=paginated or any(isinstance(r.schema, _Page) for r in answers.values()),
     )
 
     def mark(view: F) -> F:
@@ -156,6 +158,17 @@ def page_of(model: type[BaseModel]) -> dict:
 
 def list_of(model: type[BaseModel]) -> dict:
     return {"type": "array", "items": model}
+
+
+def query_param(name: str, description: str = "", schema: dict | None = None) -> dict:
+    """An optional query parameter (a string unless ``schema`` says otherwise)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or {"type": "string"},
+        "description": description,
+    }
 
 
 def _ref(name: str) -> dict:
@@ -417,66 +430,7 @@ def _core_paths() -> dict:
             "responses": {"200": _json(_page_of("Deployment")), **_ERRORS},
         }
     }
-    master: list[dict[str, list[str]]] = [{"APIToken": []}]
-    paths["/master/deployments/report/"] = {
-        "post": {
-            "tags": ["master"],
-            "summary": "Record a device's release result, or a list of them",
-            "description": (
-                "Idempotent; an older result never overwrites a newer one. A list (at most "
-                f"{MAX_REPORT_BATCH:,} reports, each the single report's body) is applied in one "
-                "transaction and answered item by item, in the order sent; a list with an item "
-                "that breaks the schema is a 400 keyed by the item's index, and nothing is "
-                "recorded. Token scope: master."
-            ),
-            "security": master,
-            "requestBody": {
-                "required": True,
-                **_json(
-                    {
-                        "oneOf": [
-                            _ref("DeploymentReport"),
-                            {
-                                "type": "array",
-                                "maxItems": MAX_REPORT_BATCH,
-                                "items": _ref("DeploymentReport"),
-                            },
-                        ]
-                    }
-                ),
-            },
-            "responses": {
-                "200": _json(
-                    {
-                        "oneOf": [
-                            _ref("Deployment"),
-                            {"type": "array", "items": _ref("DeploymentReportResult")},
-                        ]
-                    },
-                    "The deployment now; for a list, one result per report.",
-                ),
-                **_ERRORS,
-            },
-        }
-    }
-    paths["/master/devices/sync/"] = {
-        "post": {
-            "tags": ["master"],
-            "summary": "Register accepted minion keys as devices of the token's account",
-            "description": "Token scope: master.",
-            "security": master,
-            "requestBody": {"required": True, **_json(_ref("DeviceSync"))},
-            "responses": {"200": _json(_ref("DeviceSyncResult")), **_ERRORS},
-        }
-    }
     return paths
-
-
-def add_paths(app: Flask, paths: dict, schemas: dict | None = None) -> None:
-    """Feature packages describe their endpoints with this from their ``init_app``."""
-    extra = app.extensions.setdefault(_EXTENSION_KEY, {"paths": {}, "schemas": {}})
-    extra["paths"].update(paths)
-    extra["schemas"].update(schemas or {})
 
 
 def _openapi_path(rule: str) -> str:
@@ -641,10 +595,7 @@ def _link_creates(paths: dict, declared: set[tuple[str, str]]) -> None:
 
 
 def build_document(app: Flask) -> dict:
-    extra = app.extensions.get(_EXTENSION_KEY, {"paths": {}, "schemas": {}})
     paths = _core_paths()
-    for path, ops in extra["paths"].items():
-        paths.setdefault(path, {}).update(copy.deepcopy(ops))
     components = _Components()
     declared: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():
@@ -695,7 +646,7 @@ def build_document(app: Flask) -> dict:
                 }
             paths[path][method.lower()] = entry
     _document_errors(paths)
-    schemas = {**openapi_components(), **extra["schemas"], **components.build()}
+    schemas = {**openapi_components(), **components.build()}
     _partial_patch_bodies(paths, schemas)
     # PUT keeps the stored password when the body has none (write-only, never read back)
     schemas["RegistryReplaceInput"] = {

@@ -28,8 +28,6 @@ __all__ = ["ACTIONS", "AuditEntry", "audited", "not_audited", "record", "redact"
 
 
 def init_app(app: Flask) -> None:
-    from api import openapi
-    from api.audit.views import PATHS, SCHEMAS, bp
+    from api.audit.views import bp
 
     app.register_blueprint(bp)
-    openapi.add_paths(app, PATHS, SCHEMAS)

@@ -11,11 +11,10 @@ from sqlalchemy import Select, select
 from api.audit.log import AuditEntry
 from api.auth import require_token
 from api.errors import ValidationError
-from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
+from api.limits import MAX_DB_ID
+from api.openapi import Response, operation, query_param
 from api.pagination import paginate
-from api.schemas.audit import AuditEntry as AuditEntrySchema
 from api.schemas.audit import AuditPage
-from api.schemas.base import component_schemas
 from api.types import isoformat
 from api.validation import FieldError, iso_datetime
 
@@ -76,78 +75,37 @@ def audit_query(account_id: int, args) -> Select:
 
 
 @bp.get("/audit/")
+@operation(
+    "audit",
+    "The account's audit log (append-only), newest first",
+    description="Who (user, token id, client address) did what and when: logins and failed "
+    "logins, tokens and enrollment tokens created/revoked, releases created/changed/deleted, "
+    "rollout actions, execute (function, arguments, device), registries changed. Rows outlive "
+    "the device or user they name and never hold secrets.",
+    query=[
+        query_param("action", "Only this action, e.g. release.create, execute, login.failed."),
+        query_param("device", "Only rows about this device id."),
+        query_param(
+            "user",
+            "Only rows by this user id.",
+            {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID},
+        ),
+        query_param(
+            "since",
+            "From this time on (ISO-8601 date-time; without an offset: UTC).",
+            {"type": "string", "format": "date-time"},
+        ),
+        query_param(
+            "until",
+            "Before this time (ISO-8601 date-time; without an offset: UTC).",
+            {"type": "string", "format": "date-time"},
+        ),
+    ],
+    responses={200: Response(AuditPage, "A page of audit entries.")},
+    paginated=True,
+    errors={400: "A bad filter (field -> messages).", 403: "Not a user token."},
+)
 @require_token("user")
 def list_audit():
     """The account's audit log, newest first; filters action, device, user, since, until."""
     return paginate(audit_query(g.account.id, request.args), serialize_entry)
-
-
-def _query(name: str, description: str, schema: dict | None = None) -> dict:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema or {"type": "string"},
-        "description": description,
-    }
-
-
-SCHEMAS = component_schemas([], [AuditEntrySchema, AuditPage])
-
-PATHS = {
-    "/audit/": {
-        "get": {
-            "tags": ["audit"],
-            "summary": "The account's audit log (append-only), newest first",
-            "description": "Who (user, token id, client address) did what and when: logins and failed "
-            "logins, tokens and enrollment tokens created/revoked, releases created/changed/deleted, "
-            "rollout actions, execute (function, arguments, device), registries changed. Rows outlive "
-            "the device or user they name and never hold secrets. Token scope: user.",
-            "security": [{"APIToken": []}],
-            "parameters": [
-                _query("action", "Only this action, e.g. release.create, execute, login.failed."),
-                _query("device", "Only rows about this device id."),
-                _query(
-                    "user",
-                    "Only rows by this user id.",
-                    {"type": "integer", "minimum": 0, "maximum": MAX_DB_ID},
-                ),
-                _query(
-                    "since",
-                    "From this time on (ISO-8601 date-time; without an offset: UTC).",
-                    {"type": "string", "format": "date-time"},
-                ),
-                _query(
-                    "until",
-                    "Before this time (ISO-8601 date-time; without an offset: UTC).",
-                    {"type": "string", "format": "date-time"},
-                ),
-                _query(
-                    "page", "Page number.", {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID}
-                ),
-                _query(
-                    "page_size",
-                    f"Rows per page (max {MAX_PAGE_SIZE}).",
-                    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-                ),
-            ],
-            "responses": {
-                "200": {
-                    "description": "A page of audit entries.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/AuditPage"}}
-                    },
-                },
-                "400": {"description": "A bad filter (field -> messages)."},
-                "401": {"description": "Missing, invalid, revoked or expired token."},
-                "403": {"description": "Not a user token."},
-                "404": {
-                    "description": "A page past the last one (`Invalid page.`).",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Detail"}}
-                    },
-                },
-            },
-        }
-    }
-}

@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms.validators import ValidationError as CsrfValidationError
 
 from api.errors import ApiError, NotFound
+from api.openapi import Response, operation
 from berth import contract
 
 bp = Blueprint(
@@ -95,6 +96,12 @@ def init_app(app: Flask) -> None:
     app.before_request(_csrf)
 
     @app.get("/")
+    @operation(
+        "root",
+        "``/`` opens the console when logged in; otherwise it stays what it was (404)",
+        responses={302: Response(None, "To the console (a logged-in session).")},
+        errors={404: "Without a logged-in session."},
+    )
     def root():
         """``/`` opens the console when logged in; otherwise it stays what it was (404)."""
         from api.console.auth import current_user

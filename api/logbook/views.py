@@ -12,6 +12,7 @@ from api.auth import require_token
 from api.errors import NotFound, PermissionDenied, ValidationError
 from api.extensions import db
 from api.models import Device
+from api.openapi import Response, list_of, operation
 from api.payload import json_body, raw_json_body
 from api.schemas import logbook as schema
 from api.validation import FieldError
@@ -77,7 +78,23 @@ def _write_batch():
     return device, len(batch), written
 
 
+_ERRORS = {
+    400: "Invalid input, naming the parameter (or the record index).",
+    403: "Wrong token scope, or a device token for another device.",
+    404: "Unknown device, or a device of another account.",
+}
+
+
 @bp.post("/write/")
+@operation(
+    "logbook",
+    "Store a batch of samples of one device (idempotent on device, field, ts; all or nothing)",
+    description="A device token writes its own device only. A record's `value` has the type its "
+    "`field_type` names.",
+    body=schema.LogbookWrite,
+    responses={201: Response(schema.LogbookWritten, "Stored.")},
+    errors=_ERRORS,
+)
 @not_audited(
     "telemetry written into the logbook: device data, not a change of configuration, policy "
     "or credentials (and far too frequent for the audit log)"
@@ -98,6 +115,15 @@ def write():
 
 
 @bp.get("/read/")
+@operation(
+    "logbook",
+    "Raw samples or aggregated buckets of one field over [from_utc, to_utc)",
+    description=f"Buckets aligned to from_utc, empty ones omitted, at most {schema.MAX_BUCKETS} "
+    f"buckets. {(schema.LogbookReadQuery.__doc__ or ': ').split(': ', 1)[1]}",
+    query=schema.LogbookReadQuery,
+    responses={200: Response(list_of(schema.LogbookRow), "Rows, oldest first.")},
+    errors=_ERRORS,
+)
 @require_token("user")
 def read_samples():
     parsed, errors = read_query.parse(request.args)
@@ -127,6 +153,13 @@ def device_samples(device: Device, parsed: read_query.ReadQuery) -> list[dict]:
 
 
 @bp.get("/fields/")
+@operation(
+    "logbook",
+    "The fields of a device and their types",
+    query=schema.LogbookFieldsQuery,
+    responses={200: Response(list_of(schema.LogbookField), "Fields by name.")},
+    errors=_ERRORS,
+)
 @require_token("user")
 def list_fields():
     device = _device(request.args.get("device_id"))

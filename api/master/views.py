@@ -23,11 +23,18 @@ from api.extensions import db
 from api.limits import MAX_REPORT_BATCH
 from api.master.logbook_settings import logbook_pillar
 from api.models import Device
+from api.openapi import Response, operation
 from api.payload import json_body
 from api.policies import release as release_policy
 from api.registries.models import Registry
 from api.schemas.base import parse, validate
-from api.schemas.master import DeploymentReport, DeviceSync
+from api.schemas.master import (
+    DeploymentReport,
+    DeploymentReportResult,
+    DeviceSync,
+    DeviceSyncResult,
+)
+from api.schemas.releases import Deployment
 from api.security import report_keys, tenancy
 from api.serializers.releases import release_for_device, serialize_deployment
 from api.services import deployment_reports, signatures
@@ -43,6 +50,16 @@ def _device_by_unit_id(unit_id: str) -> Device:
 
 
 @bp.get("/master/minions/<unit_id>/pillar/")
+@operation(
+    "master",
+    "The minion's target release, its account's registries (passwords decrypted) and its "
+    "logbook settings",
+    description="For the ext_pillar: the release the device should run (null for none), the "
+    "account's registries with their passwords, the logbook settings (API URL, device id, the "
+    "device's shipper token), the device's report key and whether its update locks are "
+    "overridden once.",
+    responses={200: Response({"type": "object"}, "The minion's pillar data.")},
+)
 @require_token("master", "platform")
 def minion_pillar(unit_id: str):
     """The minion's target release, its account's registries (passwords decrypted) and its logbook
@@ -74,6 +91,27 @@ def minion_pillar(unit_id: str):
 
 
 @bp.post("/master/deployments/report/")
+@operation(
+    "master",
+    "Record a device's release result, or a list of them",
+    description="Idempotent; an older result never overwrites a newer one. A list (at most "
+    f"{MAX_REPORT_BATCH:,} reports, each the single report's body) is applied in one "
+    "transaction and answered item by item, in the order sent; a list with an item that breaks "
+    "the schema is a 400 keyed by the item's index, and nothing is recorded.",
+    body={
+        "oneOf": [
+            DeploymentReport,
+            {"type": "array", "maxItems": MAX_REPORT_BATCH, "items": DeploymentReport},
+        ]
+    },
+    responses={
+        200: Response(
+            {"oneOf": [Deployment, {"type": "array", "items": DeploymentReportResult}]},
+            "The deployment now; for a list, one result per report.",
+        )
+    },
+    errors={404: "A single report of a device this credential does not serve, or no such device."},
+)
 @not_audited(
     "a device's report of its own apply result: device data (kept on its deployment row), "
     "not an operator action; a refused report is audited (report.refused)"
@@ -158,6 +196,12 @@ def _item(index: int, status: int, deployment: dict | None = None, errors=None) 
 
 
 @bp.post("/master/devices/sync/")
+@operation(
+    "master",
+    "Register accepted minion keys as devices of the token's account",
+    body=DeviceSync,
+    responses={200: DeviceSyncResult},
+)
 @audited("device.enroll")
 @require_token("master", "platform")
 def devices_sync():

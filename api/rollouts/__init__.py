@@ -7,11 +7,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from api import openapi
     from api.rollouts import cli
-    from api.rollouts.openapi import PATHS
     from api.rollouts.views import bp
 
     app.register_blueprint(bp)
-    openapi.add_paths(app, PATHS)
     cli.register(app)

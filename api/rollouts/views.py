@@ -15,11 +15,14 @@ from api.errors import Conflict, NotFound, ValidationError
 from api.execute.models import settings_for
 from api.extensions import db
 from api.models import Project, Release
+from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
 from api.rollouts import service
 from api.rollouts.models import Rollout, RolloutWebhook
 from api.schemas.base import validate
+from api.schemas.rollouts import Rollout as RolloutBody
+from api.schemas.rollouts import RolloutWebhook as RolloutWebhookBody
 from api.schemas.rollouts import RolloutWebhookInput
 from api.security import ssrf
 from api.types import isoformat
@@ -48,6 +51,12 @@ def _rollout(release: Release) -> Rollout:
 
 
 @bp.get(ROLLOUT)
+@operation(
+    "rollouts",
+    "State, current wave, per-wave counts, halt reason and action history",
+    responses={200: RolloutBody},
+    errors={404: "Unknown release, or the release has no rollout."},
+)
 @require_token("user")
 def get_rollout(project_id: int, release_id: int):
     """The release's rollout: state, current wave, per-wave counts, halt reason, action history."""
@@ -69,10 +78,27 @@ def _action(action: RolloutAction):
     return view
 
 
-for _a in RolloutAction:
+_ACTIONS = {
+    RolloutAction.PAUSE: "No further wave starts; started waves keep the release.",
+    RolloutAction.RESUME: "Continue a paused or halted rollout (overrides the halt of the current "
+    "wave); starts the next wave at once if its advance rule is already met.",
+    RolloutAction.ABORT: "No further device gets the release; devices that applied it keep it.",
+    RolloutAction.REVERT: "Every device that applied the release goes back to the last release "
+    "it ran successfully before it, at its next idle moment.",
+}
+for _a, _text in _ACTIONS.items():
     bp.add_url_rule(
         f"{ROLLOUT}{_a}/",
-        view_func=audited("rollout.action")(require_token("user")(_action(_a))),
+        view_func=operation(
+            "rollouts",
+            f"{_a.capitalize()} the rollout",
+            description=f"{_text} Idempotent; recorded in the history with who and when.",
+            responses={200: RolloutBody},
+            errors={
+                404: "Unknown release.",
+                409: "The action makes no sense in this state, or the release has no rollout.",
+            },
+        )(audited("rollout.action")(require_token("user")(_action(_a)))),
         methods=["POST"],
     )
 
@@ -85,6 +111,9 @@ def _serialize_webhook(hook: RolloutWebhook) -> dict:
 
 
 @bp.get("/docker/rollout-webhooks/")
+@operation(
+    "rollouts", "The account's rollout webhook URLs", responses={200: page_of(RolloutWebhookBody)}
+)
 @require_token("user")
 def list_webhooks():
     """The account's rollout webhook URLs."""
@@ -142,6 +171,15 @@ def delete_webhook_row(hook: RolloutWebhook) -> None:
 
 
 @bp.post("/docker/rollout-webhooks/")
+@operation(
+    "rollouts",
+    "Register a URL for rollout events",
+    description="Events (wave_started, halted, completed, aborted, reverted) are POSTed signed "
+    "like execute callbacks (`X-Request-Signature`), retried. The account needs a webhook "
+    "secret first.",
+    body=RolloutWebhookInput,
+    responses={201: Response(RolloutWebhookBody, "Registered.")},
+)
 @audited("rollout_webhook.create")
 @require_token("user")
 def create_webhook():
@@ -150,6 +188,9 @@ def create_webhook():
 
 
 @bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
+@operation(
+    "rollouts", "Unregister a rollout webhook URL", responses={204: Response(None, "Deleted.")}
+)
 @audited("rollout_webhook.delete")
 @require_token("user")
 def delete_webhook(hook_id: int):

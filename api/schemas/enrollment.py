@@ -60,3 +60,11 @@ class EnrollmentToken(ResponseBody):
     created: Annotated[str, doc(format="date-time")]
     # absent (never null) outside the creation response: the schema stays a plain string
     token: Annotated[str, doc("Only in the creation response.")] = None  # type: ignore[assignment]
+
+
+class Enrolled(ResponseBody):
+    """``POST /master/devices/enroll/``: the minion is a device of the token's account now."""
+
+    unit_id: str
+    device_id: Annotated[str, doc("Device id (UUID).")]
+    enrolled: Literal[True]

@@ -141,6 +141,14 @@ class LogbookWrite(RequestBody):
     device_id: Annotated[str, Strict(), Field(pattern=NON_BLANK["pattern"]), doc("Device id.")]
     records: Annotated[list[LogbookRecord], Field(min_length=1, max_length=MAX_BATCH)]
 
+    @classmethod
+    def openapi_components(cls, schemas: dict[str, Any]) -> None:
+        """The record union under one name in ``/openapi.json``: the five typed records,
+        chosen by field_type."""
+        records = schemas[cls.__name__]["properties"]["records"]
+        schemas["LogbookRecord"] = records.pop("items")
+        records["items"] = {"$ref": "#/components/schemas/LogbookRecord"}
+
 
 # -- query parameters (strings; each rule names the parameter's problem) -------------------
 

@@ -7,14 +7,12 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from api import openapi
     from api.security import cli, headers
-    from api.security.enrollment_views import PATHS, SCHEMAS, bp
+    from api.security.enrollment_views import bp
 
     app.register_blueprint(bp)
     headers.init_app(app)
     from api.security import logsafe
 
     logsafe.install()
-    openapi.add_paths(app, PATHS, SCHEMAS)
     cli.register(app)

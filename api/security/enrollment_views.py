@@ -15,10 +15,11 @@ from api.common import no_content, owned_or_404
 from api.errors import Conflict, ValidationError
 from api.extensions import db
 from api.models import Device
+from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
-from api.schemas.base import component_schemas, validate
-from api.schemas.enrollment import EnrollInput, EnrollmentToken, EnrollmentTokenInput
+from api.schemas.base import validate
+from api.schemas.enrollment import Enrolled, EnrollInput, EnrollmentToken, EnrollmentTokenInput
 from api.security import enrollment, tenancy
 from api.types import utcnow
 
@@ -29,6 +30,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 @bp.get("/enrollment-tokens/")
+@operation(
+    "enrollment",
+    "The account's enrollment tokens (without the tokens)",
+    responses={200: Response(page_of(EnrollmentToken), "A page of enrollment tokens.")},
+)
 @require_token("user")
 def list_enrollment_tokens():
     """The account's enrollment tokens (never the token itself)."""
@@ -67,6 +73,14 @@ def revoke_token(row: enrollment.EnrollmentToken) -> None:
 
 
 @bp.post("/enrollment-tokens/")
+@operation(
+    "enrollment",
+    "Create an enrollment token (shown once)",
+    body=EnrollmentTokenInput,
+    body_required=False,
+    responses={201: Response(EnrollmentToken, "Created; `token` is shown only here.")},
+    errors={400: "Invalid body: field -> messages."},
+)
 @audited("enrollment_token.create")
 @require_token("user")
 def create_enrollment_token():
@@ -76,6 +90,12 @@ def create_enrollment_token():
 
 
 @bp.delete("/enrollment-tokens/<int:token_id>/")
+@operation(
+    "enrollment",
+    "Revoke an enrollment token",
+    responses={204: Response(None, "Revoked.")},
+    errors={404: "Not found."},
+)
 @audited("enrollment_token.revoke")
 @require_token("user")
 def revoke_enrollment_token(token_id: int):
@@ -85,6 +105,18 @@ def revoke_enrollment_token(token_id: int):
 
 
 @bp.post("/master/devices/enroll/")
+@operation(
+    "master",
+    "Enroll a minion with an enrollment token",
+    body=EnrollInput,
+    responses={200: Response(Enrolled, "Enrolled.")},
+    errors={
+        400: "Bad body, or an invalid/expired/revoked/used-up token.",
+        409: "The minion is enrolled in another account that still has it (an enrollment only "
+        "another account's own master vouched for is taken over by a token presented through a "
+        "platform master).",
+    },
+)
 @audited("device.enroll")
 @require_token("master", "platform")
 def enroll_device():
@@ -170,68 +202,3 @@ def enroll_device():
         "minion %s enrolled in account %s with enrollment token %s", uid, token.account_id, token.id
     )
     return jsonify({"unit_id": uid, "device_id": device.id, "enrolled": True})
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-SCHEMAS = component_schemas([EnrollmentTokenInput, EnrollInput], [EnrollmentToken])
-_SEC: list[dict[str, list[str]]] = [{"APIToken": []}]
-PATHS = {
-    "/enrollment-tokens/": {
-        "get": {
-            "tags": ["enrollment"],
-            "summary": "The account's enrollment tokens (without the tokens)",
-            "security": _SEC,
-            "responses": {"200": {"description": "A page of enrollment tokens."}},
-        },
-        "post": {
-            "tags": ["enrollment"],
-            "summary": "Create an enrollment token (shown once); token scope user",
-            "security": _SEC,
-            "requestBody": {
-                "content": {"application/json": {"schema": _ref("EnrollmentTokenInput")}}
-            },
-            "responses": {
-                "201": _json(_ref("EnrollmentToken"), "Created; `token` is shown only here."),
-                "400": {"description": "Invalid body: field -> messages."},
-            },
-        },
-    },
-    "/enrollment-tokens/{token_id}/": {
-        "delete": {
-            "tags": ["enrollment"],
-            "summary": "Revoke an enrollment token",
-            "security": _SEC,
-            "parameters": [
-                {"name": "token_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-            ],
-            "responses": {"204": {"description": "Revoked."}, "404": {"description": "Not found."}},
-        }
-    },
-    "/master/devices/enroll/": {
-        "post": {
-            "tags": ["master"],
-            "summary": "Enroll a minion with an enrollment token; token scope master or platform",
-            "security": _SEC,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("EnrollInput")}},
-            },
-            "responses": {
-                "200": {"description": "Enrolled: `{unit_id, device_id, enrolled: true}`."},
-                "400": {"description": "Bad body, or an invalid/expired/revoked/used-up token."},
-                "409": {
-                    "description": "The minion is enrolled in another account that still has it "
-                    "(an enrollment only another account's own master vouched for is taken over "
-                    "by a token presented through a platform master)."
-                },
-            },
-        }
-    },
-}

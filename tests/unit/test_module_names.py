@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_DIRS = ("api", "berth", "_modules", "_states", "_runners", "_engines", "pillar")
-ROLES = {"__init__", "views", "openapi", "cli", "models", "schemas", "service", "common", "auth"}
+ROLES = {"__init__", "views", "cli", "models", "schemas", "service", "common", "auth"}
 RESOURCES = {
     "releases",
     "devices",
