@@ -11,7 +11,7 @@ from pydantic import Field, WithJsonSchema
 
 from api.limits import MAX_FORWARDED_RETURN_CHARS
 from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
-from api.validation import NON_BLANK, FieldError, integer, json_value, string
+from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState
 
@@ -232,9 +232,12 @@ class ForwardedReturn(RequestBody):
             {
                 "type": "object",
                 "required": ["return"],
+                # no NUL in any key or string (api.validation.json_value)
+                "propertyNames": {"pattern": ANY_TEXT["pattern"]},
+                "additionalProperties": JSON_VALUE,
                 "properties": {
-                    "fun": {"type": ["string", "null"], "maxLength": 255},
-                    "fun_args": {"type": "array"},
+                    "fun": {"type": ["string", "null"], "maxLength": 255, **ANY_TEXT},
+                    "fun_args": {"type": "array", "items": JSON_VALUE},
                     "return": JSON_VALUE,
                     "retcode": {"type": ["integer", "null"]},
                     "success": {"type": ["boolean", "null"]},
