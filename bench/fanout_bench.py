@@ -293,6 +293,8 @@ class Bench:
         )
         self.procs.append(proc)
         self.groups[proc.pid] = group
+        if nice:
+            _autogroup_nice(proc.pid, nice)
         return proc
 
     def master_conf(self, master: Master, worker_threads: int) -> dict:
@@ -411,6 +413,11 @@ class Bench:
                 text=True,
                 timeout=300,
             ).stdout
+            if self.args.device_nice:  # the engine is part of the device too
+                state = pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed"))
+                pidfile = state / "engines" / name / "docker.pid"
+                if pidfile.exists():
+                    _autogroup_nice(int(pidfile.read_text().strip()), self.args.device_nice)
             return out.split("DOCKER_HOST=", 1)[1].strip()
 
         start = time.monotonic()
@@ -840,6 +847,8 @@ class Bench:
                 start_new_session=True,
             )
             self.groups[hooks[m].pid] = "sleep hooks"
+            if self.args.device_nice:
+                _autogroup_nice(hooks[m].pid, self.args.device_nice)
         self.procs += hooks.values()  # a hook may fall back to salt-call: stopped with the rest
         hook_done = {}
 
@@ -1092,6 +1101,16 @@ def _load() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def _autogroup_nice(pid: int, nice: int) -> None:
+    """With the kernel's autogroups (``kernel.sched_autogroup_enabled``) every session is one
+    scheduling group with an equal share and ``nice`` counts only inside it: the process started
+    in its own session gets its nice on its session's group too (docs/scale.md)."""
+    try:
+        pathlib.Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass  # no autogroups (or gone already): the process's own nice is what counts
+
+
 def _signal_group(proc: subprocess.Popen, sig) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -1153,8 +1172,9 @@ def main():
         "--device-nice",
         type=int,
         default=0,
-        help="nice value of the minions (with their jobs and engine processes) and sleep hooks: "
-        "on a fleet the devices do not take the master's CPU",
+        help="nice value of the minions (with their jobs and engine processes), the sleep hooks "
+        "and the Docker engines, on the process and on its session's autogroup: on a fleet the "
+        "devices do not take the master's CPU",
     )
     parser.add_argument(
         "--no-prepull",
