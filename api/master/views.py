@@ -22,7 +22,7 @@ from api.errors import ApiError, PermissionDenied, ValidationError
 from api.extensions import db
 from api.limits import MAX_REPORT_BATCH
 from api.master.logbook_settings import logbook_pillar
-from api.models import Device
+from api.models import Device, Release
 from api.openapi import Response, operation
 from api.payload import json_body
 from api.policies import release as release_policy
@@ -129,10 +129,7 @@ def deployment_report():
     report = deployment_reports.Report.from_body(validate(DeploymentReport, body).values)
     device = _device_by_unit_id(report.unit_id)
     report_keys.check(device, body)  # only the device's own signature: 400 + audit row otherwise
-    deployment = deployment_reports.apply(device.account_id, device, report)
-    return jsonify(
-        serialize_deployment(deployment, deployment.release_id, deployment.device.unit_id)
-    )
+    return jsonify(deployment_reports.apply(device.account_id, device, report))
 
 
 def _report_batch(items: list) -> list[dict]:
@@ -165,30 +162,54 @@ def _report_batch(items: list) -> list[dict]:
         raise ValidationError(errors)
     results: list[dict] = [{} for _ in reports]
     ready = []
-    for index, (item, report) in enumerate(reports):
-        try:
-            device = _device_by_unit_id(report.unit_id)
-            # only the device's own signature, item by item: a refused item's audit row is
-            # committed with the list, the other items' work is kept
-            report_keys.check(device, item, batch=True)
-            release = deployment_reports.resolve(device.account_id, report)
-        except ApiError as exc:
-            results[index] = _item(index, exc.status_code, errors=exc.body)
-            continue
-        ready.append((index, device, release, report))
+    for index, checked in enumerate(_checked(reports)):
+        if isinstance(checked, ApiError):
+            results[index] = _item(index, checked.status_code, errors=checked.body)
+        else:
+            ready.append((index, *checked))
     locked = deployment_reports.lock_rollouts([(r, report) for _, _, r, report in ready])
+    recorded = deployment_reports.record_many([(r, d, report) for _, d, r, report in ready], locked)
     changed = []
-    for index, device, release, report in ready:
-        deployment, did_change = deployment_reports.record(release, device, report, locked)
+    for (index, device, release, report), (deployment, did_change) in zip(
+        ready, recorded, strict=True
+    ):
         results[index] = _item(
             index, 200, deployment=serialize_deployment(deployment, release.id, device.unit_id)
         )
         if did_change:
-            changed.append((device, release, report))
+            changed.append((device.unit_id, release.id, release.version_hash, report))
     db.session.commit()
-    for device, release, report in changed:
-        deployment_reports.log_change(device, release, report)
+    for unit_id, release_id, version_hash, report in changed:
+        deployment_reports.log_change(unit_id, release_id, version_hash, report)
     return results
+
+
+def _checked(reports: list) -> list:
+    """Per item of a list: ``(device, release, report)``, or the ApiError that answers it. The
+    devices are read in one query, each release once."""
+    served = tenancy.served_devices(report.unit_id for _, report in reports)
+    resolved: dict[tuple, Release | ApiError] = {}
+    checked: list = []
+    for item, report in reports:
+        try:
+            device = served.get(report.unit_id) or _device_by_unit_id(report.unit_id)
+            # only the device's own signature, item by item: a refused item's audit row is
+            # committed with the list, the other items' work is kept
+            report_keys.check(device, item, batch=True)
+            key = (device.account_id, report.release_id, report.version_hash)
+            if key not in resolved:
+                try:
+                    resolved[key] = deployment_reports.resolve(device.account_id, report)
+                except ApiError as exc:
+                    resolved[key] = exc
+            release = resolved[key]
+            if isinstance(release, ApiError):
+                raise release
+        except ApiError as exc:
+            checked.append(exc)
+            continue
+        checked.append((device, release, report))
+    return checked
 
 
 def _item(index: int, status: int, deployment: dict | None = None, errors=None) -> dict:

@@ -81,6 +81,9 @@ rollout_wave_counts = Table(
     Column("release_id", ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
     Column("wave", Integer, primary_key=True),
     Column("bucket", String(16), primary_key=True),
+    # PostgreSQL: a device's changes go to shard hashtext(device_id) & 31 (migration 0022), so
+    # reports of one wave change different rows; SQLite: 0. Readers sum the shards.
+    Column("shard", Integer, primary_key=True, server_default="0"),
     Column("n", Integer, nullable=False),
 )
 

@@ -57,6 +57,60 @@ def lock(release_id: int) -> Rollout | None:
     ).one_or_none()
 
 
+def lock_if_reverting(release_id: int) -> Rollout | None:
+    """A report alone, before it writes: the release's rollout locked when it is being reverted
+    (the report is handled with it, :func:`on_report`), else None -- a running rollout decides
+    after the report's commit (:func:`after_report`). SQLite: the database's write lock is taken
+    either way (one writer at a time; the report reads its deployment under it)."""
+    state = db.session.scalar(select(Rollout.state).where(Rollout.release_id == release_id))
+    if state in REVERTS:
+        return lock(release_id)
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("UPDATE rollouts SET wave = wave WHERE 0"))
+    return None
+
+
+def _due(release_id: int, now: datetime) -> bool:
+    """The running rollout's counters (read unlocked) cross a threshold."""
+    rollout = db.session.get(Rollout, release_id)
+    if rollout is None or rollout.state != R.RUNNING:
+        return False
+    counts = wave_counts(rollout, rollout.wave, now)
+    return bool(_halts(rollout, counts)) or _advances(rollout, counts)
+
+
+def after_report(release_id: int, deployment_id: int) -> Deployment | None:
+    """After a report alone committed: decide what the counts now say. Unlocked first (a few
+    rows); only when a threshold is crossed (or a revert began since the report's first look)
+    the rollout is locked and decided again from the committed counters, so of reports crossing
+    it together each sees the others' counts (each reads after its own commit) and exactly one
+    acts (the others find it decided). Returns the deployment when a revert changed it."""
+    rollout = db.session.get(Rollout, release_id)
+    if rollout is None:
+        db.session.rollback()
+        return None
+    if rollout.state == R.RUNNING:
+        if not _due(release_id, utcnow()):
+            db.session.rollback()
+            return None
+        rollout = lock(release_id)
+        if rollout is not None and rollout.state == R.RUNNING:
+            evaluate(rollout)
+        db.session.commit()
+        return None
+    if rollout.state not in REVERTS:
+        db.session.rollback()
+        return None
+    rollout = lock(release_id)
+    deployment = db.session.get(Deployment, deployment_id, populate_existing=True)
+    if rollout is None or deployment is None or deployment.status != S.SUCCEEDED:
+        db.session.rollback()
+        return None
+    on_report(rollout, deployment, S.SUCCEEDED.value, revert_only=True)
+    db.session.commit()
+    return deployment
+
+
 # -- counting ------------------------------------------------------------------
 
 
@@ -116,6 +170,47 @@ def _halts(rollout: Rollout, counts: WaveCounts) -> str | None:
 
 def _advances(rollout: Rollout, counts: WaveCounts) -> bool:
     return counts.succeeded * 100 >= rollout.advance_at * counts.targets
+
+
+class Watch:
+    """A list of reports followed in memory (api.services.deployment_reports.record_many): the
+    current wave's counts of each locked running rollout, moved item by item, to find the item
+    that makes a decision."""
+
+    def __init__(self, locked: dict, devices: dict[int, set[str]]):
+        self.now = utcnow()
+        self.rollouts = {
+            release_id: r
+            for release_id, r in locked.items()
+            if r is not None and r.state == R.RUNNING and release_id in devices
+        }
+        self.counts = {
+            release_id: counters.statuses(release_id, r.wave).get(r.wave, Counter())
+            for release_id, r in self.rollouts.items()
+        }
+        self.members: dict[int, set[str]] = {}
+        for release_id, r in self.rollouts.items():
+            self.members[release_id] = set(
+                db.session.scalars(
+                    select(_rd.c.device_id).where(
+                        _rd.c.release_id == release_id,
+                        _rd.c.wave == r.wave,
+                        _rd.c.device_id.in_(sorted(devices[release_id])),
+                    )
+                )
+            )
+
+    def moved(self, release_id: int, device_id: str, before, after) -> bool:
+        """A report moved the device's deployment from ``before`` (None: no row) to ``after``;
+        True when the rollout now decides something (halt, next wave, completion)."""
+        rollout = self.rollouts.get(release_id)
+        if rollout is None or device_id not in self.members[release_id]:
+            return False
+        counts = self.counts[release_id]
+        counts[before] -= 1
+        counts[after] += 1
+        wave = _classify(rollout, rollout.wave, counts, self.now)
+        return bool(_halts(rollout, wave)) or _advances(rollout, wave)
 
 
 # -- decisions -----------------------------------------------------------------
@@ -277,11 +372,13 @@ def _expire_deployments() -> None:
 # -- hooks ---------------------------------------------------------------------
 
 
-def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> None:
+def on_report(
+    rollout: Rollout | None, deployment: Deployment, outcome: str, revert_only: bool = False
+) -> None:
     """A device reported on ``deployment`` (flushed, not committed); ``rollout`` is its
     release's locked rollout or None. Decides what the report decides."""
     now = utcnow()
-    if outcome in (S.SUCCEEDED, S.FAILED):
+    if outcome in (S.SUCCEEDED, S.FAILED) and not revert_only:
         _revert_progress(
             deployment.device_id, deployment.release_id, outcome, deployment.error, now
         )
@@ -343,7 +440,9 @@ def _revert_progress(device_id: str, release_id: int, outcome: str, error: str |
 
 
 def tick(now: datetime | None = None) -> int:
-    """Worker: halt running rollouts whose current wave timed out. Returns how many changed."""
+    """Worker: decide running rollouts whose current wave timed out, or whose counters crossed a
+    threshold without a decision (a process that died between a report's commit and its
+    :func:`after_report`). Returns how many changed."""
     now = now or utcnow()
     changed = 0
     for release_id, started, timeout in db.session.execute(
@@ -351,7 +450,7 @@ def tick(now: datetime | None = None) -> int:
             Rollout.state == R.RUNNING
         )
     ).all():
-        if now < started + timedelta(seconds=timeout):
+        if now < started + timedelta(seconds=timeout) and not _due(release_id, now):
             continue
         rollout = lock(release_id)
         if rollout is None or rollout.state != R.RUNNING:

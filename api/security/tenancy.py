@@ -149,6 +149,27 @@ def _may_adopt(method: str, token) -> bool:
     return token.scope != platform.SCOPE or method != "master_sync"
 
 
+def served_devices(unit_ids: Iterable[str]) -> dict[str, Device]:
+    """{unit_id: device} of the minions :func:`served_device` serves this request without
+    adopting anything (the enrollment's master is in :func:`tier`), in one query; the others
+    are left out (ask :func:`served_device` for each: 404, or adoption)."""
+    unit_ids = set(unit_ids)
+    if not unit_ids:
+        return {}
+    query = (
+        select(Device)
+        .join(
+            _enrollments,
+            (_enrollments.c.unit_id == Device.unit_id)
+            & (_enrollments.c.account_id == Device.account_id),
+        )
+        .where(Device.unit_id.in_(unit_ids), _enrollments.c.master.in_(tier(g.token)))
+    )
+    if g.account is not None:
+        query = query.where(_enrollments.c.account_id == g.account.id)
+    return {device.unit_id: device for device in db.session.scalars(query)}
+
+
 def served_device(unit_id: str) -> Device:
     """The device a master-scope request about minion ``unit_id`` is about, or 404.
 

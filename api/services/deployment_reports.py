@@ -9,19 +9,23 @@ one transaction: :func:`resolve` each (reads), :func:`lock_rollouts`, :func:`rec
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from api.bulk import dialect_insert
 from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
 from api.rollouts import service as rollouts
+from api.rollouts.targets import REVERTS
+from api.serializers.releases import serialize_deployment
 from api.types import utcnow
-from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome
+from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,10 @@ def record(
     # locked first: the wave decision below counts this report with concurrent ones
     rollout = None
     if _decides(report):
-        rollout = locked[release.id] if locked is not None else rollouts.lock(release.id)
+        if locked is not None:
+            rollout = locked[release.id]
+        else:  # alone: a running rollout decides after the commit (:func:`apply`)
+            rollout = rollouts.lock_if_reverting(release.id)
     deployment = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
     _consume_lock_override(device, report)
@@ -110,22 +117,176 @@ def record(
     return deployment, changed
 
 
-def apply(account_id: int, device: Device, report: Report) -> Deployment:
-    """One report in its own transaction."""
+_dep = Deployment.__table__
+_COLUMNS = ("status", "error", "attempts", "started_at", "finished_at")
+
+
+def record_many(
+    items: list[tuple[Release, Device, Report]], locked: dict
+) -> list[tuple[Any, bool]]:
+    """:func:`record` for the reports of one list, set-based: per run of items, one read of their
+    deployments, one ``INSERT`` of the new rows, one ``UPDATE`` (executemany) of the changed ones
+    and one supersede per release. Decisions are the ones the items would make one by one: the
+    wave's counts are followed in memory item by item, and where one item crosses a threshold the
+    run ends there, is written, and the rollout decides (then the next run starts). A report
+    twice in a list is applied once. Returns per item its deployment as it stood after that
+    item (an object with the columns) and whether the item changed it. Lists that need what only
+    :func:`record` does (a rollout being reverted, a device finishing a revert, the operator's
+    override of the update locks) go item by item."""
+    if _needs_items(items, locked):
+        return [record(release, device, report, locked) for release, device, report in items]
+    answers: list[tuple[Any, bool]] = []
+    while len(answers) < len(items):
+        answers += _record_run(items[len(answers) :], locked)
+    return answers
+
+
+def _record_run(items: list[tuple[Release, Device, Report]], locked: dict) -> list:
+    """Apply the items up to the first one that makes a decision (or all); returns their
+    answers."""
+    db.session.flush()
+    by_release: dict[int, set[str]] = defaultdict(set)
+    for release, device, _ in items:
+        by_release[release.id].add(device.id)
+    state = _stored_rows(by_release)
+    stored = set(state)
+    watch = rollouts.Watch(locked, by_release)
+    dirty: set[tuple[int, str]] = set()
+    answers: list[tuple[Any, bool]] = []
+    for release, device, report in items:
+        key = (release.id, device.id)
+        if key not in state:
+            state[key] = SimpleNamespace(
+                id=None, release_id=release.id, device_id=device.id,
+                status=DeploymentState.QUEUED, error=None, revert_to=None, attempts=0,
+                started_at=None, finished_at=None,
+            )  # fmt: skip
+        before = state[key].status if key in stored or key in dirty else None
+        changed = _apply_outcome(state[key], report)
+        if changed:
+            dirty.add(key)
+        answers.append((SimpleNamespace(**vars(state[key])), changed))
+        if changed and watch.moved(release.id, device.id, before, state[key].status):
+            break  # this item decides: what follows is counted after the decision
+    late = _insert_new([state[k] for k in sorted(dirty - stored)])
+    _update_stored([state[k] for k in sorted(dirty & stored)])
+    _supersede_older([state[k] for k in sorted(dirty)])
+    for index, (release, device, report) in enumerate(items[: len(answers)]):
+        if (release.id, device.id) in late:  # another request wrote its first row meanwhile
+            answers[index] = record(release, device, report, locked)
+    for release_id in sorted(by_release):
+        rollout = locked.get(release_id)
+        if rollout is not None and rollout.state == RolloutState.RUNNING:
+            rollouts.evaluate(rollout)
+    return answers
+
+
+def _stored_rows(by_release: dict[int, set[str]]) -> dict[tuple[int, str], SimpleNamespace]:
+    """The stored deployments of these (release, devices), locked (PostgreSQL)."""
+    state = {}
+    for release_id, device_ids in sorted(by_release.items()):
+        for row in db.session.execute(
+            select(_dep)
+            .where(_dep.c.release_id == release_id, _dep.c.device_id.in_(sorted(device_ids)))
+            .with_for_update()
+        ):
+            state[(row.release_id, row.device_id)] = SimpleNamespace(**row._mapping)
+    return state
+
+
+def _supersede_older(rows: list[SimpleNamespace]) -> None:
+    """What :func:`record` does for a success: older unfinished deployments are superseded."""
+    succeeded: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        if row.status == DeploymentState.SUCCEEDED:
+            succeeded[row.release_id].append(row.device_id)
+    for release_id, device_ids in succeeded.items():
+        db.session.execute(
+            update(_dep)
+            .where(
+                _dep.c.device_id.in_(device_ids),
+                _dep.c.release_id < release_id,
+                _dep.c.status.in_(ACTIVE_DEPLOYMENT_STATES),
+            )
+            .values(status=DeploymentState.SUPERSEDED)
+        )
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Deployment):
+            db.session.expire(obj)
+
+
+def _needs_items(items: list[tuple[Release, Device, Report]], locked: dict) -> bool:
+    if any(r is not None and r.state in REVERTS for r in locked.values()):
+        return True
+    if any(device.update_lock_override_at is not None for _, device, _ in items):
+        return True
+    device_ids = sorted({device.id for _, device, _ in items})
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    _dep.c.device_id.in_(device_ids),
+                    _dep.c.status.in_((DeploymentState.REVERTING, DeploymentState.REVERT_FAILED)),
+                )
+            )
+        )
+    )
+
+
+def _insert_new(rows: list[SimpleNamespace]) -> set[tuple[int, str]]:
+    """One ``INSERT`` of first rows; returns the keys another request inserted first."""
+    if not rows:
+        return set()
+    inserted = db.session.execute(
+        dialect_insert(_dep)
+        .values(
+            [
+                {"release_id": r.release_id, "device_id": r.device_id}
+                | {c: getattr(r, c) for c in _COLUMNS}
+                for r in rows
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["release_id", "device_id"])
+        .returning(_dep.c.release_id, _dep.c.device_id)
+    ).all()
+    return {(r.release_id, r.device_id) for r in rows} - {tuple(k) for k in inserted}
+
+
+def _update_stored(rows: list[SimpleNamespace]) -> None:
+    if not rows:
+        return
+    db.session.execute(
+        update(_dep)
+        .where(_dep.c.id == bindparam("_id"))
+        .values({c: bindparam(f"_{c}") for c in _COLUMNS}),
+        [{"_id": r.id} | {f"_{c}": getattr(r, c) for c in _COLUMNS} for r in rows],
+    )
+
+
+def apply(account_id: int, device: Device, report: Report) -> dict:
+    """One report in its own transaction; returns the deployment as the API shows it (made
+    before the commit: nothing is read again after it)."""
     release = resolve(account_id, report)
     deployment, changed = record(release, device, report)
+    shown = serialize_deployment(deployment, release.id, device.unit_id)
+    unit_id, release_id, version_hash = device.unit_id, release.id, release.version_hash
+    deployment_id = deployment.id
     db.session.commit()
     if changed:
-        log_change(device, release, report)
-    return deployment
+        log_change(unit_id, release_id, version_hash, report)
+    if _decides(report):
+        after = rollouts.after_report(release_id, deployment_id)
+        if after is not None:  # the deployment went back with a revert that began meanwhile
+            shown = serialize_deployment(after, release_id, unit_id)
+    return shown
 
 
-def log_change(device: Device, release: Release, report: Report) -> None:
+def log_change(unit_id: str, release_id: int, version_hash: str, report: Report) -> None:
     log.info(
         "device %s release %s (%s): %s%s",
-        device.unit_id,
-        release.id,
-        release.version_hash,
+        unit_id,
+        release_id,
+        version_hash,
         report.outcome,
         f" ({report.error})" if report.error else "",
     )
