@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.devices.schemas import Device, DeviceInput, LockOverride
 from api.projects.schemas import Project, ProjectInput
 from api.registries.schemas import Registry, RegistryInput
 from api.schemas.base import component_schemas
 from api.schemas.common import Detail, ValidationErrors
-from api.schemas.devices import Device, DeviceInput, LockOverride
 from api.schemas.master import (
     DeploymentReport,
     DeploymentReportResult,

@@ -11,6 +11,7 @@ from api.audit import audited
 from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
+from api.devices import service as device_service
 from api.errors import ApiError
 from api.execute import service as execute_service
 from api.execute.command import parse_structured
@@ -23,7 +24,6 @@ from api.logbook.views import device_samples
 from api.models import Deployment, Device, Project, Release, ReleaseContainer
 from api.rollouts import targets as rollout_targets
 from api.security import tenancy
-from api.services import devices as device_service
 from api.services.fleet import OUTCOMES, FleetQuery
 from berth.contract import DeploymentState
 
@@ -260,7 +260,7 @@ def _messages(body) -> list[str]:
 @login_required
 def device_tags_edit(device_id: str):
     """The tags, as ``PATCH /devices/{id}/ {"tags": [...]}``: same validation, messages and
-    audit row (``api.services.devices``)."""
+    audit row (``api.devices.service``)."""
     device = owned_or_404(Device, device_id)
     text = request.form.get("tags", "")
     tags = [t for t in text.replace(",", " ").split() if t]

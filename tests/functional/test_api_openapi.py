@@ -153,9 +153,9 @@ def test_docs_page_serves_the_vendored_swagger_ui(client):
 
 
 def test_core_responses_match_their_openapi_models(client, user_token, device):
+    from api.devices.schemas import Device
     from api.projects.schemas import Project
     from api.registries.schemas import Registry
-    from api.schemas.devices import Device
 
     headers = user_token.headers
     registry = client.post(

@@ -25,6 +25,7 @@ KNOWN: dict[frozenset[str], str] = {
             "api.audit",
             "api.auth",
             "api.cli",
+            "api.devices",
             "api.execute",
             "api.logbook",
             "api.openapi",

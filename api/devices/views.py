@@ -11,6 +11,7 @@ from api import audit
 from api.audit import audited
 from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
+from api.devices import service as device_service
 from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
@@ -20,7 +21,6 @@ from api.payload import json_body
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import device_tags
 from api.security import tenancy
-from api.services import devices as device_service
 from api.types import isoformat, utcnow
 from berth.contract import DeploymentState
 
