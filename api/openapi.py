@@ -359,33 +359,6 @@ def _core_paths() -> dict:
             "responses": {"200": _json(_ref("LockOverride")), **_ERRORS},
         }
     }
-    reg_c, reg_i = _crud(
-        "registries",
-        "Registry",
-        input_name="RegistryInput",
-        item_params=[_path_param("registry_id")],
-        extra_409={"delete": "The registry is used by release containers."},
-    )
-    reg_i["put"]["requestBody"] = {
-        "required": True,
-        "content": {"application/json": {"schema": _ref("RegistryReplaceInput")}},
-    }
-    paths["/docker/registries/"] = reg_c
-    paths["/docker/registries/{registry_id}/"] = reg_i
-    key_c, key_i = _crud(
-        "signing-keys",
-        "SigningKey",
-        input_name="SigningKeyInput",
-        item_params=[_path_param("key_id")],
-        item_methods=("get", "delete"),
-    )
-    key_c["post"]["description"] = (
-        "An ECDSA P-256 or Ed25519 public key (PEM) the account's images may be signed with "
-        "(cosign key-based signatures, docs/release.md). Audited (signing_key.create). "
-        "Token scope: user."
-    )
-    paths["/docker/signing-keys/"] = key_c
-    paths["/docker/signing-keys/{key_id}/"] = key_i
     pro_c, pro_i = _crud(
         "projects", "Project", input_name="ProjectInput", item_params=[_path_param("project_id")]
     )
@@ -648,11 +621,6 @@ def build_document(app: Flask) -> dict:
     _document_errors(paths)
     schemas = {**openapi_components(), **components.build()}
     _partial_patch_bodies(paths, schemas)
-    # PUT keeps the stored password when the body has none (write-only, never read back)
-    schemas["RegistryReplaceInput"] = {
-        **copy.deepcopy(schemas["RegistryInput"]),
-        "required": [n for n in schemas["RegistryInput"]["required"] if n != "password"],
-    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -725,7 +693,7 @@ def _partial_patch_bodies(paths: dict, schemas: dict) -> None:
         content = ((patch or {}).get("requestBody") or {}).get("content", {})
         schema = content.get("application/json", {}).get("schema", {})
         name = schema.get("$ref", "").rsplit("/", 1)[-1]
-        if not name or name not in schemas:
+        if not name or name not in schemas or name.endswith("Patch"):
             continue
         partial = copy.deepcopy(schemas[name])
         partial.pop("required", None)

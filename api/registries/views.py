@@ -13,9 +13,11 @@ from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
+from api.openapi import Derived, Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
 from api.registries.models import Registry
+from api.registries.schemas import Registry as RegistryBody
 from api.registries.schemas import RegistryInput
 from api.registries.service import enqueue_registry_login
 from api.schemas.base import parse
@@ -67,6 +69,12 @@ def _apply(registry: Registry, values: dict) -> None:
 
 
 @bp.get("/docker/registries/")
+@operation(
+    "registries",
+    "List registries",
+    operation_id="listRegistries",
+    responses={200: Response(page_of(RegistryBody), "A page of results.")},
+)
 @require_token("user")
 def list_registries():
     stmt = select(Registry).where(Registry.account_id == g.account.id).order_by(Registry.id)
@@ -119,6 +127,13 @@ def delete(registry: Registry) -> None:
 
 
 @bp.post("/docker/registries/")
+@operation(
+    "registries",
+    "Create a Registry",
+    operation_id="createRegistry",
+    body=RegistryInput,
+    responses={201: Response(RegistryBody, "Created.")},
+)
 @audited("registry.create")
 @require_token("user")
 def create_registry():
@@ -126,12 +141,35 @@ def create_registry():
 
 
 @bp.get("/docker/registries/<int:registry_id>/")
+@operation(
+    "registries", "Get a Registry", operation_id="getRegistry", responses={200: RegistryBody}
+)
 @require_token("user")
 def get_registry(registry_id: int):
     return serialize_registry(owned_or_404(Registry, registry_id))
 
 
 @bp.route("/docker/registries/<int:registry_id>/", methods=["PUT", "PATCH"])
+@operation(
+    "registries",
+    "Replace a Registry",
+    method="PUT",
+    operation_id="replaceRegistry",
+    # the stored password stays when the body has none (write-only, never read back)
+    body=Derived(RegistryInput, "RegistryReplaceInput", optional=("password",)),
+    responses={200: RegistryBody},
+)
+@operation(
+    "registries",
+    "Update some fields of a Registry",
+    description="Any subset of the fields; a request without a body is read as `{}` (no field "
+    "given), as DRF's partial update does.",
+    method="PATCH",
+    operation_id="updateRegistry",
+    body=RegistryInput,
+    partial=True,
+    responses={200: RegistryBody},
+)
 @audited("registry.update")
 @require_token("user")
 def update_registry(registry_id: int):
@@ -140,6 +178,13 @@ def update_registry(registry_id: int):
 
 
 @bp.delete("/docker/registries/<int:registry_id>/")
+@operation(
+    "registries",
+    "Delete a Registry",
+    operation_id="deleteRegistry",
+    responses={204: Response(None, "Deleted, no body.")},
+    errors={409: "The registry is used by release containers."},
+)
 @audited("registry.delete")
 @require_token("user")
 def delete_registry(registry_id: int):

@@ -13,10 +13,12 @@ from api.audit import audited
 from api.auth import require_token
 from api.common import no_content, owned_or_404
 from api.extensions import db
+from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
 from api.schemas.base import parse
 from api.signing_keys.models import SigningKey
+from api.signing_keys.schemas import SigningKey as SigningKeyBody
 from api.signing_keys.schemas import SigningKeyInput
 from api.types import isoformat
 from berth import signing
@@ -37,6 +39,12 @@ def serialize_signing_key(key: SigningKey) -> dict:
 
 
 @bp.get("/docker/signing-keys/")
+@operation(
+    "signing-keys",
+    "List signing-keys",
+    operation_id="listSigningKeys",
+    responses={200: Response(page_of(SigningKeyBody), "A page of results.")},
+)
 @require_token("user")
 def list_signing_keys():
     stmt = select(SigningKey).where(SigningKey.account_id == g.account.id).order_by(SigningKey.id)
@@ -44,6 +52,15 @@ def list_signing_keys():
 
 
 @bp.post("/docker/signing-keys/")
+@operation(
+    "signing-keys",
+    "Create a SigningKey",
+    description="An ECDSA P-256 or Ed25519 public key (PEM) the account's images may be signed "
+    "with (cosign key-based signatures, docs/release.md). Audited (signing_key.create).",
+    operation_id="createSigningKey",
+    body=SigningKeyInput,
+    responses={201: Response(SigningKeyBody, "Created.")},
+)
 @audited("signing_key.create")
 @require_token("user")
 def create_signing_key():
@@ -79,12 +96,24 @@ def create_signing_key():
 
 
 @bp.get("/docker/signing-keys/<int:key_id>/")
+@operation(
+    "signing-keys",
+    "Get a SigningKey",
+    operation_id="getSigningKey",
+    responses={200: SigningKeyBody},
+)
 @require_token("user")
 def get_signing_key(key_id: int):
     return serialize_signing_key(owned_or_404(SigningKey, key_id))
 
 
 @bp.delete("/docker/signing-keys/<int:key_id>/")
+@operation(
+    "signing-keys",
+    "Delete a SigningKey",
+    operation_id="deleteSigningKey",
+    responses={204: Response(None, "Deleted, no body.")},
+)
 @audited("signing_key.delete")
 @require_token("user")
 def delete_signing_key(key_id: int):
