@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import g, redirect, render_template, request, url_for
 from flask_wtf.csrf import generate_csrf
@@ -469,8 +469,7 @@ def _state(project: Project, release: Release) -> dict[str, Any]:
             "console.release_page",
             project_id=project.id,
             release_id=release.id,
-            **query,
-            auto="1",
+            **cast(dict[str, Any], {**query, "auto": "1"}),
         ),
     }
 
