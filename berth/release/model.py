@@ -13,7 +13,7 @@ from berth import startup_params
 from berth.contract import Label, fully_qualified_name
 from berth.release import policy
 from berth.release.images import ReleaseError, container_digest, container_refs, find_registry
-from berth.release.pillar import ReleasePillar
+from berth.release.pillar import PillarContainer, ReleasePillar
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,45 @@ def _require(mapping: Mapping[str, object], key: str, where: str) -> Any:
     return value
 
 
+def _container(
+    raw: PillarContainer,
+    name: str,
+    release_id: Any,
+    registries: Mapping[str, Any] | None,
+    labels: Mapping[Label, str],
+) -> TargetContainer:
+    """One container of ``docker:release``, checked, as the engine will create it."""
+    where = f"docker:release container {name!r}"
+    _require(raw, "image", where)
+    _require(raw, "tag", where)
+    fq_name = str(raw.get("fully_qualified_name") or fully_qualified_name(name, release_id))
+    image, required = container_refs(raw, registries)
+    try:
+        kwargs = startup_params.to_create_kwargs(raw.get("startup_parameters") or {})
+    except startup_params.StartupParameterError as exc:
+        raise ReleaseError(f"{where}: startup_parameters: {exc}") from None
+    kwargs["labels"] = {**kwargs.get("labels", {}), **labels, Label.NAME: name}
+    kwargs["name"] = fq_name
+    kwargs["image"] = image
+    purge: tuple[str, ...] = ()
+    if raw.get("purge_data"):
+        purge = tuple(
+            dict.fromkeys(
+                v.split(":", 1)[0] for v in kwargs.get("volumes", []) if v.startswith("/")
+            )
+        )
+    return TargetContainer(
+        name,
+        fq_name,
+        image,
+        tuple(required),
+        raw.get("registry"),
+        kwargs,
+        purge,
+        container_digest(raw),
+    )
+
+
 def target_from_pillar(release: ReleasePillar, registries: Mapping[str, Any] | None) -> Target:
     """Validate and normalise pillar ``docker:release``; raise :class:`ReleaseError` naming the problem."""
     if not isinstance(release, dict):
@@ -105,49 +144,19 @@ def target_from_pillar(release: ReleasePillar, registries: Mapping[str, Any] | N
         labels[Label.PROJECT] = str(project)
 
     containers = []
-    used_registries = {}
-    seen = set()
+    used_registries: dict[Any, Any] = {}
+    seen: set[str] = set()
     for i, raw in enumerate(raw_containers):
         where = f"docker:release container #{i + 1}"
         if not isinstance(raw, dict):
             raise ReleaseError(f"{where} must be a mapping")
         name = str(_require(raw, "name", where))
-        where = f"docker:release container {name!r}"
         if name in seen:
-            raise ReleaseError(f"{where} appears twice")
+            raise ReleaseError(f"docker:release container {name!r} appears twice")
         seen.add(name)
-        _require(raw, "image", where)
-        _require(raw, "tag", where)
-        fq_name = str(raw.get("fully_qualified_name") or fully_qualified_name(name, release_id))
-        image, required = container_refs(raw, registries)
+        containers.append(_container(raw, name, release_id, registries, labels))
         if raw.get("registry") is not None:
             used_registries[raw["registry"]] = find_registry(registries, raw["registry"])
-        try:
-            kwargs = startup_params.to_create_kwargs(raw.get("startup_parameters") or {})
-        except startup_params.StartupParameterError as exc:
-            raise ReleaseError(f"{where}: startup_parameters: {exc}") from None
-        kwargs["labels"] = {**kwargs.get("labels", {}), **labels, Label.NAME: name}
-        kwargs["name"] = fq_name
-        kwargs["image"] = image
-        purge = ()
-        if raw.get("purge_data"):
-            purge = tuple(
-                dict.fromkeys(
-                    v.split(":", 1)[0] for v in kwargs.get("volumes", []) if v.startswith("/")
-                )
-            )
-        containers.append(
-            TargetContainer(
-                name,
-                fq_name,
-                image,
-                tuple(required),
-                raw.get("registry"),
-                kwargs,
-                purge,
-                container_digest(raw),
-            )
-        )
 
     try:
         prefixes = policy.bind_prefixes(release.get("bind_prefixes"))
