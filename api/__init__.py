@@ -93,7 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from api.devices import views as devices
     from api.projects import views as projects
     from api.registries import views as registries
-    from api.resources import releases
+    from api.releases import views as releases
     from api.signing_keys import views as signing_keys
 
     for blueprint in (

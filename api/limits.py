@@ -31,7 +31,7 @@ MAX_REQUIRED_TAGS = 100  # a container's ``required_tags``
 MAX_SYNC_UNIT_IDS = 10_000  # ``POST /master/devices/sync/`` ``unit_ids``
 MAX_REPORT_CONTAINERS = 1000  # a master report's ``containers``
 
-# Pinning a new release's images (api/services/pinning.py): each registry call, and the whole
+# Pinning a new release's images (api/releases/pinning.py): each registry call, and the whole
 # resolution of one request (distinct images resolved in parallel)
 REGISTRY_TIMEOUT_SECONDS = 10
 PINNING_DEADLINE_SECONDS = 30

@@ -12,6 +12,7 @@ from typing import Any
 from api.devices.schemas import Device, DeviceInput, LockOverride
 from api.projects.schemas import Project, ProjectInput
 from api.registries.schemas import Registry, RegistryInput
+from api.releases.schemas import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.base import component_schemas
 from api.schemas.common import Detail, ValidationErrors
 from api.schemas.master import (
@@ -20,7 +21,6 @@ from api.schemas.master import (
     DeviceSync,
     DeviceSyncResult,
 )
-from api.schemas.releases import Container, ContainerInput, Deployment, Release, ReleaseInput
 from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
 from api.schemas.startup_parameters import StartupParameters, stored_schema
 from api.signing_keys.schemas import SigningKey, SigningKeyInput

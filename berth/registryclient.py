@@ -2,7 +2,7 @@
 and a small blob (a cosign signature's payload, ``berth/signing.py``).
 
 Used by the API (a new release's ``image:tag`` pinned to the digest the registry serves,
-``api/services/pinning.py``) and by the device (the size of what it is about to pull,
+``api/releases/pinning.py``) and by the device (the size of what it is about to pull,
 ``berth/release/space.py``). Authentication follows the registry's challenge: HTTP Basic with
 the stored credentials, or the bearer-token flow (``WWW-Authenticate: Bearer realm=...,
 service=..., scope=...``: a token from the realm, asked with the credentials when there are

@@ -15,7 +15,7 @@ discovery", "simple signing" payloads) and writes with ``cosign sign --key cosig
   default keys make) and Ed25519 (the signature over the payload itself), PEM
   SubjectPublicKeyInfo (``cosign.pub``).
 
-The API verifies at release creation (``api/services/signatures.py``), the device again before it
+The API verifies at release creation (``api/releases/signatures.py``), the device again before it
 starts anything. Everything read is bounded: the signature manifest and each payload at most
 ``MAX_BYTES``, at most ``MAX_SIGNATURES`` signature layers looked at, every request with the
 client's timeout and the whole verification with ``DEADLINE_SECONDS``. This module is importable

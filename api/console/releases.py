@@ -2,7 +2,7 @@
 status, the rollout's waves, state, halt reason, history and its actions), docs/console.md.
 
 Built on the REST API's own functions, never a copy of them: the form becomes the JSON body of
-``POST .../releases/`` and goes through :func:`api.services.releases.create_release` (the same
+``POST .../releases/`` and goes through :func:`api.releases.service.create_release` (the same
 rules, messages, digest pinning and audit row); the actions call
 :func:`api.rollouts.service.act` like ``POST .../rollout/<action>/``; the counts are the rollout
 body's (:func:`api.rollouts.service.serialize`, from the wave counters) and the per-device rows
@@ -35,10 +35,10 @@ from api.limits import MAX_DB_ID
 from api.models import Deployment, Device, Project, Release, release_devices
 from api.policies import release as release_policy
 from api.registries.models import Registry
+from api.releases import service as release_service
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags
-from api.services import releases as release_service
 from api.services.deployments import deployments_of
 from api.types import utcnow
 from berth.contract import DeploymentState, DerivedDeploymentState, RolloutAction, RolloutState

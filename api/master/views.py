@@ -27,6 +27,9 @@ from api.openapi import Response, operation
 from api.payload import json_body
 from api.policies import release as release_policy
 from api.registries.models import Registry
+from api.releases import signatures
+from api.releases.schemas import Deployment
+from api.releases.serializers import release_for_device, serialize_deployment
 from api.schemas.base import parse, validate
 from api.schemas.master import (
     DeploymentReport,
@@ -34,10 +37,8 @@ from api.schemas.master import (
     DeviceSync,
     DeviceSyncResult,
 )
-from api.schemas.releases import Deployment
 from api.security import report_keys, tenancy
-from api.serializers.releases import release_for_device, serialize_deployment
-from api.services import deployment_reports, signatures
+from api.services import deployment_reports
 from berth.release.pillar import MinionPillar
 
 bp = Blueprint("master", __name__)

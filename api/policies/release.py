@@ -16,7 +16,7 @@ Defaults accept the seed's release body verbatim (privileged, host network, its 
   could be a container id.
 * with ``require_signatures`` (``--require-signatures``), every container of a new release is
   pinned to a digest and signed by one of the account's signing keys
-  (``api/services/signatures.py``, docs/release.md "Signatures").
+  (``api/releases/signatures.py``, docs/release.md "Signatures").
 
 Set with ``flask --app api accounts release-policy NAME ...``. The device enforces the same
 rules itself (``berth.release.policy.enforce``); the bind prefixes reach it with the release.
@@ -207,7 +207,7 @@ def _flat(errors: Any, where: str) -> list[str]:
 def refusal(release, policy: ReleasePolicy | None = None) -> str | None:
     """Why the account's current release policy refuses a stored release (created under an
     earlier, wider one), or None. Same rules as a new release body."""
-    from api.serializers.releases import container_spec
+    from api.releases.serializers import container_spec
 
     if policy is None:
         policy = policy_for(release.project.account_id)

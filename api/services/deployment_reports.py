@@ -21,9 +21,9 @@ from api.bulk import dialect_insert
 from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Deployment, Device, Project, Release
+from api.releases.serializers import serialize_deployment
 from api.rollouts import service as rollouts
 from api.rollouts.targets import REVERTS
-from api.serializers.releases import serialize_deployment
 from api.types import utcnow
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome, RolloutState
 

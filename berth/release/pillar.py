@@ -1,7 +1,7 @@
 """The device's release pillar: its shape, declared once, and reading it.
 
 The API writes ``docker:release`` and ``docker:registries`` (``GET /master/minions/<id>/pillar/``,
-:class:`MinionPillar`; ``api.serializers.releases.release_for_device``), the ext_pillar
+:class:`MinionPillar`; ``api.releases.serializers.release_for_device``), the ext_pillar
 ``berth_api`` puts them in the minion's pillar (``berth.master.minion_pillar``), and the device
 reads them (``berth.release.model.target_from_pillar``): all through the types below, so mypy
 checks every key at both ends. ``docker:error`` is set by the ext_pillar when the fleet API

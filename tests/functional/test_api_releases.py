@@ -374,7 +374,7 @@ def test_created_release_lists_its_devices_as_get_does(app, client, setup, api_f
 
 
 def test_responses_match_their_openapi_models(client, setup):
-    from api.schemas.releases import Deployment, Release
+    from api.releases.schemas import Deployment, Release
 
     body = client.post(setup["url"], json=seed_body(setup), headers=setup["headers"]).json
     Release.model_validate(body)

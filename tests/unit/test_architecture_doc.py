@@ -62,7 +62,7 @@ def files_of(token: str) -> list[Path]:
 
 
 def resolve_dotted(name: str) -> bool:
-    """``api.services.releases.validate_release``: a module and a name defined in it."""
+    """``api.releases.service.validate_release``: a module and a name defined in it."""
     parts = name.split(".")
     for cut in range(len(parts), 0, -1):
         base = ROOT.joinpath(*parts[:cut])

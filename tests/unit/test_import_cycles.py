@@ -32,15 +32,15 @@ KNOWN: dict[frozenset[str], str] = {
             "api.policies",
             "api.projects",
             "api.registries",
+            "api.releases",
             "api.rollouts",
             "api.schema_registry",
             "api.schemas",
             "api.security",
-            "api.serializers",
             "api.services",
             "api.signing_keys",
         }
-    ): "the horizontal layers (resources, schemas, serializers, services) and the feature "
+    ): "the layers left (schemas, services) and the feature "
     "packages call each other both ways (imports inside functions in api/rollouts/ and "
     "api/policies/ keep it importable); audit and logbook add their OpenAPI paths through "
     "api.openapi, which reads every body back through api.schema_registry",

@@ -18,9 +18,7 @@ RESOURCES = {
 LAYERS = {
     "api/models",
     "api/schemas",
-    "api/serializers",
     "api/services",
-    "api/resources",
     "api/policies",
     "api/security",
     "api/console",

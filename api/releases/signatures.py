@@ -2,7 +2,7 @@
 
 When the account's release policy requires signatures (``flask --app api accounts
 release-policy NAME --require-signatures``), every container of a new release must be pinned to a
-digest (digest pinning, ``api/services/pinning.py``, or a ``digest`` in the body) and that digest
+digest (digest pinning, ``api/releases/pinning.py``, or a ``digest`` in the body) and that digest
 signed, cosign's key-based format (``berth/signing.py``), by one of the account's signing keys
 (``/docker/signing-keys/``); otherwise a 400 naming ``containers[i].image`` and why (no digest,
 no signature, signed by an unknown key, signature payload names another digest, ...). Each
@@ -23,7 +23,7 @@ from api.errors import ValidationError
 from api.extensions import db
 from api.limits import PINNING_DEADLINE_SECONDS, REGISTRY_TIMEOUT_SECONDS
 from api.policies.release import policy_for
-from api.services.pinning import registries_of, run_parallel
+from api.releases.pinning import registries_of, run_parallel
 from api.signing_keys.models import SigningKey
 from berth import registryclient, signing
 from berth.release.pillar import PillarSignatures

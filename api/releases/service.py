@@ -17,11 +17,11 @@ from api.errors import NotFound, ValidationError
 from api.extensions import db
 from api.models import Project, Release, ReleaseContainer, release_devices
 from api.policies import release as release_policy
+from api.releases import pinning, signatures
+from api.releases.schemas import ReleaseInput
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import Rollout, release_tags
 from api.schemas.base import as_dict, parse
-from api.schemas.releases import ReleaseInput
-from api.services import pinning, signatures
 from api.services.deployments import queue_release, unlist_devices
 
 log = logging.getLogger(__name__)

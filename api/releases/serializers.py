@@ -94,7 +94,7 @@ def release_for_device(
     (``devices``, ``successful_deployments``) a device does not need, with the account's
     ``bind_prefixes`` (where the device may bind besides its data roots, docs/security.md) and
     ``signatures`` (``{"required", "keys": [{"name", "public_key"}]}``, the account's signing
-    policy and keys, ``api.services.signatures.pillar``)."""
+    policy and keys, ``api.releases.signatures.pillar``)."""
     return {
         "id": release.id,
         "project": release.project_id,

@@ -1,7 +1,7 @@
 """``/docker/projects/{project_pk}/releases/`` and their per-device ``deployments/``: the views.
 
-Bodies: :mod:`api.schemas.releases`; output: :mod:`api.serializers.releases`; writes and the
-checks that need the project: :mod:`api.services.releases`. Containers (and
+Bodies: :mod:`api.releases.schemas`; output: :mod:`api.releases.serializers`; writes and the
+checks that need the project: :mod:`api.releases.service`. Containers (and
 ``remove_containers``) of an existing release are immutable; its ``devices`` may change, and
 an added device is queued.
 """
@@ -23,14 +23,14 @@ from api.models import Device, Project, Release, ReleaseContainer, release_devic
 from api.pagination import paginate
 from api.payload import json_body
 from api.policies import release as release_policy
-from api.serializers.releases import (
+from api.releases import service
+from api.releases.serializers import (
     container_spec,
     rollout_extras,
     serialize_deployment,
     serialize_release,
     serialize_releases,
 )
-from api.services import releases as service
 from api.services.deployments import deployments_of, unlist_devices
 
 bp = Blueprint("releases", __name__)

@@ -1,1 +1,0 @@
-"""HTTP resources, one blueprint per module (DRF conventions: trailing slashes, 201/200/204)."""

@@ -1,1 +1,0 @@
-"""Models as the API returns them (plain dicts, shaped as the ``api.schemas`` response models)."""
