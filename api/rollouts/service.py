@@ -57,19 +57,6 @@ def lock(release_id: int) -> Rollout | None:
     ).one_or_none()
 
 
-def lock_if_reverting(release_id: int) -> Rollout | None:
-    """A report alone, before it writes: the release's rollout locked when it is being reverted
-    (the report is handled with it, :func:`on_report`), else None -- a running rollout decides
-    after the report's commit (:func:`after_report`). SQLite: the database's write lock is taken
-    either way (one writer at a time; the report reads its deployment under it)."""
-    state = db.session.scalar(select(Rollout.state).where(Rollout.release_id == release_id))
-    if state in REVERTS:
-        return lock(release_id)
-    if db.session.get_bind().dialect.name == "sqlite":
-        db.session.execute(text("UPDATE rollouts SET wave = wave WHERE 0"))
-    return None
-
-
 def _due(release_id: int, now: datetime) -> bool:
     """The running rollout's counters (read unlocked) cross a threshold."""
     rollout = db.session.get(Rollout, release_id)
@@ -77,38 +64,6 @@ def _due(release_id: int, now: datetime) -> bool:
         return False
     counts = wave_counts(rollout, rollout.wave, now)
     return bool(_halts(rollout, counts)) or _advances(rollout, counts)
-
-
-def after_report(release_id: int, deployment_id: int) -> Deployment | None:
-    """After a report alone committed: decide what the counts now say. Unlocked first (a few
-    rows); only when a threshold is crossed (or a revert began since the report's first look)
-    the rollout is locked and decided again from the committed counters, so of reports crossing
-    it together each sees the others' counts (each reads after its own commit) and exactly one
-    acts (the others find it decided). Returns the deployment when a revert changed it."""
-    rollout = db.session.get(Rollout, release_id)
-    if rollout is None:
-        db.session.rollback()
-        return None
-    if rollout.state == R.RUNNING:
-        if not _due(release_id, utcnow()):
-            db.session.rollback()
-            return None
-        rollout = lock(release_id)
-        if rollout is not None and rollout.state == R.RUNNING:
-            evaluate(rollout)
-        db.session.commit()
-        return None
-    if rollout.state not in REVERTS:
-        db.session.rollback()
-        return None
-    rollout = lock(release_id)
-    deployment = db.session.get(Deployment, deployment_id, populate_existing=True)
-    if rollout is None or deployment is None or deployment.status != S.SUCCEEDED:
-        db.session.rollback()
-        return None
-    on_report(rollout, deployment, S.SUCCEEDED.value, revert_only=True)
-    db.session.commit()
-    return deployment
 
 
 # -- counting ------------------------------------------------------------------
@@ -372,13 +327,11 @@ def _expire_deployments() -> None:
 # -- hooks ---------------------------------------------------------------------
 
 
-def on_report(
-    rollout: Rollout | None, deployment: Deployment, outcome: str, revert_only: bool = False
-) -> None:
+def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> None:
     """A device reported on ``deployment`` (flushed, not committed); ``rollout`` is its
     release's locked rollout or None. Decides what the report decides."""
     now = utcnow()
-    if outcome in (S.SUCCEEDED, S.FAILED) and not revert_only:
+    if outcome in (S.SUCCEEDED, S.FAILED):
         _revert_progress(
             deployment.device_id, deployment.release_id, outcome, deployment.error, now
         )
@@ -441,8 +394,8 @@ def _revert_progress(device_id: str, release_id: int, outcome: str, error: str |
 
 def tick(now: datetime | None = None) -> int:
     """Worker: decide running rollouts whose current wave timed out, or whose counters crossed a
-    threshold without a decision (a process that died between a report's commit and its
-    :func:`after_report`). Returns how many changed."""
+    threshold without a decision (a safety net: a report decides in its own transaction).
+    Returns how many changed."""
     now = now or utcnow()
     changed = 0
     for release_id, started, timeout in db.session.execute(

@@ -92,10 +92,7 @@ def record(
     # locked first: the wave decision below counts this report with concurrent ones
     rollout = None
     if _decides(report):
-        if locked is not None:
-            rollout = locked[release.id]
-        else:  # alone: a running rollout decides after the commit (:func:`apply`)
-            rollout = rollouts.lock_if_reverting(release.id)
+        rollout = locked[release.id] if locked is not None else rollouts.lock(release.id)
     deployment = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
     _consume_lock_override(device, report)
@@ -270,14 +267,9 @@ def apply(account_id: int, device: Device, report: Report) -> dict:
     deployment, changed = record(release, device, report)
     shown = serialize_deployment(deployment, release.id, device.unit_id)
     unit_id, release_id, version_hash = device.unit_id, release.id, release.version_hash
-    deployment_id = deployment.id
     db.session.commit()
     if changed:
         log_change(unit_id, release_id, version_hash, report)
-    if _decides(report):
-        after = rollouts.after_report(release_id, deployment_id)
-        if after is not None:  # the deployment went back with a revert that began meanwhile
-            shown = serialize_deployment(after, release_id, unit_id)
     return shown
 
 
