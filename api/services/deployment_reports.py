@@ -321,8 +321,9 @@ def _deployment_row(release_id: int, device_id: str) -> Deployment:
     return deployment
 
 
-def _apply_outcome(deployment: Deployment, report: Report) -> bool:
-    """Update ``deployment`` from ``report``; False when the report changes nothing."""
+def _apply_outcome(deployment: Deployment | SimpleNamespace, report: Report) -> bool:
+    """Update ``deployment`` (a row, or a batch's stand-in with its columns) from ``report``; False
+    when the report changes nothing."""
     now = utcnow()
     if report.outcome == ReportOutcome.APPLYING:
         if deployment.status == DeploymentState.APPLYING:
