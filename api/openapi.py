@@ -359,11 +359,6 @@ def _core_paths() -> dict:
             "responses": {"200": _json(_ref("LockOverride")), **_ERRORS},
         }
     }
-    pro_c, pro_i = _crud(
-        "projects", "Project", input_name="ProjectInput", item_params=[_path_param("project_id")]
-    )
-    paths["/docker/projects/"] = pro_c
-    paths["/docker/projects/{project_id}/"] = pro_i
     rel_c, rel_i = _crud(
         "releases",
         "Release",

@@ -13,8 +13,10 @@ from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.extensions import db
 from api.models import Project
+from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
+from api.projects.schemas import Project as ProjectBody
 from api.projects.schemas import ProjectInput
 from api.schemas.base import parse
 from api.services.deployments import unlist_devices
@@ -45,6 +47,12 @@ def _validate(data: dict, project: Project | None) -> dict:
 
 
 @bp.get("/docker/projects/")
+@operation(
+    "projects",
+    "List projects",
+    operation_id="listProjects",
+    responses={200: Response(page_of(ProjectBody), "A page of results.")},
+)
 @require_token("user")
 def list_projects():
     stmt = select(Project).where(Project.account_id == g.account.id).order_by(Project.id)
@@ -52,6 +60,13 @@ def list_projects():
 
 
 @bp.post("/docker/projects/")
+@operation(
+    "projects",
+    "Create a Project",
+    operation_id="createProject",
+    body=ProjectInput,
+    responses={201: Response(ProjectBody, "Created.")},
+)
 @audited("project.create")
 @require_token("user")
 def create_project():
@@ -65,12 +80,32 @@ def create_project():
 
 
 @bp.get("/docker/projects/<int:project_id>/")
+@operation("projects", "Get a Project", operation_id="getProject", responses={200: ProjectBody})
 @require_token("user")
 def get_project(project_id: int):
     return serialize_project(owned_or_404(Project, project_id))
 
 
 @bp.route("/docker/projects/<int:project_id>/", methods=["PUT", "PATCH"])
+@operation(
+    "projects",
+    "Replace a Project",
+    method="PUT",
+    operation_id="replaceProject",
+    body=ProjectInput,
+    responses={200: ProjectBody},
+)
+@operation(
+    "projects",
+    "Update some fields of a Project",
+    description="Any subset of the fields; a request without a body is read as `{}` (no field "
+    "given), as DRF's partial update does.",
+    method="PATCH",
+    operation_id="updateProject",
+    body=ProjectInput,
+    partial=True,
+    responses={200: ProjectBody},
+)
 @audited("project.update")
 @require_token("user")
 def update_project(project_id: int):
@@ -87,6 +122,12 @@ def update_project(project_id: int):
 
 
 @bp.delete("/docker/projects/<int:project_id>/")
+@operation(
+    "projects",
+    "Delete a Project",
+    operation_id="deleteProject",
+    responses={204: Response(None, "Deleted, no body.")},
+)
 @audited("project.delete")
 @require_token("user")
 def delete_project(project_id: int):
