@@ -3,9 +3,9 @@
 Each operation is declared once, on its view, with :func:`operation` (body, query, responses,
 errors; the token scopes come from ``@require_token``); :func:`build_document` walks the URL map
 and generates the paths, the ``components.schemas`` of the pydantic models the declarations name
-and the links from a create to the new object. The core resources' paths not declared yet are
-still written here (``_core_paths``); any other route gets an entry built from its view
-docstring and scopes, so the document always lists every endpoint.
+and the links from a create to the new object. A route without a declaration (none in the REST
+API today) still gets an entry built from its view docstring and scopes, so the document always
+lists every endpoint.
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ class Derived:
     optional: tuple[str, ...] = ()
 
 
+PARTIAL_NOTE = (
+    "Any subset of the fields; a request without a body is read as `{}` (no field given), as "
+    "DRF's partial update does."
+)
+
+
 def operation(
     tag: str,
     summary: str,
@@ -101,7 +107,7 @@ def operation(
 
     ``body``: the request body (a pydantic model, a :class:`Derived` one, or a JSON schema
     holding models); ``partial``: PATCH, any subset of the body's fields (component
-    ``<Body>Patch``, body optional). ``query``: a model whose fields are the query parameters,
+    ``<Body>Patch``, body optional; the description defaults to :data:`PARTIAL_NOTE`). ``query``: a model whose fields are the query parameters,
     or a list of parameter objects. ``responses``: status -> model, schema, :class:`Response`
     or None (no body). ``errors``: status -> description, for an error this operation answers
     beyond the ones every operation gets (400/401/403/404/413/415, added where they apply) or
@@ -112,7 +118,7 @@ def operation(
     declared = Operation(
         tag=tag,
         summary=summary,
-        description=description,
+        description=description or (PARTIAL_NOTE if partial else ""),
         method=method.upper() if method else None,
         body=body,
         body_required=(not partial) if body_required is None else body_required,
@@ -179,19 +185,6 @@ def _json(schema: dict, description: str = "") -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _page_of(name: str) -> dict:
-    return {
-        "type": "object",
-        "required": ["count", "next", "previous", "results"],
-        "properties": {
-            "count": {"type": "integer"},
-            "next": {"type": ["string", "null"], "format": "uri"},
-            "previous": {"type": ["string", "null"], "format": "uri"},
-            "results": {"type": "array", "items": _ref(name)},
-        },
-    }
-
-
 _ERRORS = {
     "400": _json(
         _ref("ValidationErrors"), "Invalid input: field -> messages (nested for containers)."
@@ -202,18 +195,6 @@ _ERRORS = {
     "403": _json(_ref("Detail"), "The token's scope does not allow this endpoint."),
     "404": _json(_ref("Detail"), "Unknown id, or an object of another account."),
 }
-_PAGE_PARAMS = [
-    {
-        "name": "page",
-        "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID},
-    },
-    {
-        "name": "page_size",
-        "in": "query",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
-    },
-]
 
 
 def _path_param(name: str, type_: str = "integer", description: str = "") -> dict:
@@ -224,181 +205,6 @@ def _path_param(name: str, type_: str = "integer", description: str = "") -> dic
         "schema": {"type": type_},
         "description": description,
     }
-
-
-def _crud(
-    tag: str,
-    name: str,
-    *,
-    item_params: list[dict],
-    list_params: list[dict] | None = None,
-    collection_params: list[dict] | None = None,
-    input_name: str,
-    scopes: tuple[str, ...] = ("user",),
-    extra_409: dict[str, str] | None = None,
-    item_methods: tuple[str, ...] = ("get", "put", "patch", "delete"),
-) -> tuple[dict, dict]:
-    collection_params = collection_params or []
-    sec: list[dict[str, list[str]]] = [{"APIToken": []}]
-    scope_note = f"Token scope: {' or '.join(scopes)}."
-    body = {"required": True, "content": {"application/json": {"schema": _ref(input_name)}}}
-    collection = {
-        "get": {
-            "tags": [tag],
-            "summary": f"List {tag}",
-            "description": scope_note,
-            "security": sec,
-            "parameters": collection_params + (list_params or []) + _PAGE_PARAMS,
-            "responses": {"200": _json(_page_of(name), "A page of results."), **_ERRORS},
-        },
-        "post": {
-            "tags": [tag],
-            "summary": f"Create a {name}",
-            "description": "Token scope: user.",
-            "security": sec,
-            "parameters": collection_params,
-            "requestBody": body,
-            "responses": {"201": _json(_ref(name), "Created."), **_ERRORS},
-        },
-    }
-    params = collection_params + item_params
-    conflict = (
-        {"409": _json(_ref("Detail"), text)} if (text := (extra_409 or {}).get("update")) else {}
-    )
-    item: dict[str, Any] = {
-        "get": {
-            "tags": [tag],
-            "summary": f"Get a {name}",
-            "description": scope_note,
-            "security": sec,
-            "parameters": params,
-            "responses": {"200": _json(_ref(name)), **_ERRORS},
-        },
-        "put": {
-            "tags": [tag],
-            "summary": f"Replace a {name}",
-            "security": sec,
-            "parameters": params,
-            "requestBody": body,
-            "responses": {"200": _json(_ref(name)), **_ERRORS, **conflict},
-        },
-        "patch": {
-            "tags": [tag],
-            "summary": f"Update some fields of a {name}",
-            "description": "Any subset of the fields; a request without a body is read as "
-            "`{}` (no field given), as DRF's partial update does.",
-            "security": sec,
-            "parameters": params,
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": _ref(input_name)}},
-            },
-            "responses": {"200": _json(_ref(name)), **_ERRORS, **conflict},
-        },
-        "delete": {
-            "tags": [tag],
-            "summary": f"Delete a {name}",
-            "security": sec,
-            "parameters": params,
-            "responses": {"204": {"description": "Deleted, no body."}, **_ERRORS},
-        },
-    }
-    if (text := (extra_409 or {}).get("delete")) is not None:
-        item["delete"]["responses"]["409"] = _json(_ref("Detail"), text)
-    item = {method: op for method, op in item.items() if method in item_methods}
-    _add_links(tag, name, collection, item, collection_params, item_params[0]["name"])
-    return collection, item
-
-
-_VERBS = {"get": "get", "put": "replace", "patch": "update", "delete": "delete"}
-
-
-def _add_links(
-    tag: str, name: str, collection: dict, item: dict, collection_params: list[dict], id_name: str
-) -> None:
-    """operationIds, and OpenAPI links from a create's 201 to the item's get, put, patch and
-    delete (the new object's ``id``): clients and schemathesis's stateful tests follow them."""
-    collection["get"]["operationId"] = "list" + tag.title().replace("-", "")
-    collection["post"]["operationId"] = f"create{name}"
-    parameters = {p["name"]: f"$request.path.{p['name']}" for p in collection_params}
-    parameters[id_name] = "$response.body#/id"
-    links = {}
-    for method in item:
-        verb = _VERBS[method]
-        item[method]["operationId"] = f"{verb}{name}"
-        links[f"{verb.capitalize()}{name}"] = {
-            "operationId": f"{verb}{name}",
-            "parameters": dict(parameters),
-            "description": f"The {name.lower()} just created.",
-        }
-    collection["post"]["responses"]["201"]["links"] = links
-
-
-def _core_paths() -> dict:
-    paths: dict[str, Any] = {}
-    dev_c, dev_i = _crud(
-        "devices",
-        "Device",
-        input_name="DeviceInput",
-        item_params=[_path_param("device_id", "string", "Device id (UUID).")],
-        list_params=[{"name": "unit_id", "in": "query", "schema": {"type": "string"}}],
-        scopes=("user", "master"),
-    )
-    paths["/devices/"] = dev_c
-    paths["/devices/{device_id}/"] = dev_i
-    paths["/devices/{device_id}/override-lock/"] = {
-        "post": {
-            "tags": ["devices"],
-            "summary": "Ignore the device's update locks at its next apply (once)",
-            "description": "The device's next apply stops and replaces containers even while "
-            "they hold their update lock (docs/release.md); used up by the device's report of "
-            "that apply. Audited (device.lock_override). Token scope: user.",
-            "operationId": "overrideDeviceLock",
-            "security": [{"APIToken": []}],
-            "parameters": [_path_param("device_id", "string", "Device id (UUID).")],
-            "responses": {"200": _json(_ref("LockOverride")), **_ERRORS},
-        }
-    }
-    rel_c, rel_i = _crud(
-        "releases",
-        "Release",
-        input_name="ReleaseInput",
-        collection_params=[_path_param("project_id")],
-        item_params=[_path_param("release_id")],
-        list_params=[
-            {"name": "version_hash", "in": "query", "schema": {"type": "string"}},
-            {
-                "name": "device",
-                "in": "query",
-                "schema": {"type": "string"},
-                "description": "Releases listing it.",
-            },
-        ],
-        extra_409={
-            "update": "Containers or remove_containers of an existing release cannot be changed."
-        },
-    )
-    rel_c["post"]["description"] = (
-        "Creates the release and queues it on every listed device. Token scope: user."
-    )
-    paths["/docker/projects/{project_id}/releases/"] = rel_c
-    paths["/docker/projects/{project_id}/releases/{release_id}/"] = rel_i
-    paths["/docker/projects/{project_id}/releases/{release_id}/deployments/"] = {
-        "get": {
-            "tags": ["releases"],
-            "summary": "Per-device deployment status of a release",
-            "security": [{"APIToken": []}],
-            "parameters": [
-                _path_param("project_id"),
-                _path_param("release_id"),
-                {"name": "device", "in": "query", "schema": {"type": "string"}},
-                {"name": "status", "in": "query", "schema": {"type": "string"}},
-                *_PAGE_PARAMS,
-            ],
-            "responses": {"200": _json(_page_of("Deployment")), **_ERRORS},
-        }
-    }
-    return paths
 
 
 def _openapi_path(rule: str) -> str:
@@ -563,7 +369,7 @@ def _link_creates(paths: dict, declared: set[tuple[str, str]]) -> None:
 
 
 def build_document(app: Flask) -> dict:
-    paths = _core_paths()
+    paths: dict[str, Any] = {}
     components = _Components()
     declared: set[tuple[str, str]] = set()
     for rule in app.url_map.iter_rules():

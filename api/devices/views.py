@@ -12,9 +12,12 @@ from api.audit import audited
 from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.devices import service as device_service
+from api.devices.schemas import Device as DeviceBody
+from api.devices.schemas import DeviceInput, LockOverride
 from api.errors import NotFound
 from api.extensions import db
 from api.models import Deployment, Device
+from api.openapi import Response, operation, page_of, query_param
 from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
@@ -78,6 +81,16 @@ def _validate(data: dict, device: Device | None) -> dict:
 
 
 @bp.get("/devices/")
+@operation(
+    "devices",
+    "List devices",
+    operation_id="listDevices",
+    query=[
+        query_param("unit_id", "Only the device with this Salt minion id."),
+        query_param("tag", "Only devices with this tag."),
+    ],
+    responses={200: Response(page_of(DeviceBody), "A page of results.")},
+)
 @require_token("user", "master")
 def list_devices():
     stmt = (
@@ -95,6 +108,13 @@ def list_devices():
 
 
 @bp.post("/devices/")
+@operation(
+    "devices",
+    "Create a Device",
+    operation_id="createDevice",
+    body=DeviceInput,
+    responses={201: Response(DeviceBody, "Created.")},
+)
 @audited("device.create")
 @require_token("user")
 def create_device():
@@ -137,6 +157,7 @@ _DEVICE_WITH_RELEASES = (
 
 
 @bp.get("/devices/<device_id>/")
+@operation("devices", "Get a Device", operation_id="getDevice", responses={200: DeviceBody})
 @require_token("user", "master")
 def get_device(device_id: str):
     rows = (
@@ -159,6 +180,23 @@ def get_device(device_id: str):
 
 
 @bp.route("/devices/<device_id>/", methods=["PUT", "PATCH"])
+@operation(
+    "devices",
+    "Replace a Device",
+    method="PUT",
+    operation_id="replaceDevice",
+    body=DeviceInput,
+    responses={200: DeviceBody},
+)
+@operation(
+    "devices",
+    "Update some fields of a Device",
+    method="PATCH",
+    operation_id="updateDevice",
+    body=DeviceInput,
+    partial=True,
+    responses={200: DeviceBody},
+)
 @audited("device.update")
 @require_token("user")
 def update_device(device_id: str):
@@ -170,6 +208,15 @@ def update_device(device_id: str):
 
 
 @bp.post("/devices/<device_id>/override-lock/")
+@operation(
+    "devices",
+    "Ignore the device's update locks at its next apply (once)",
+    description="The device's next apply stops and replaces containers even while they hold "
+    "their update lock (docs/release.md); used up by the device's report of that apply. "
+    "Audited (device.lock_override).",
+    operation_id="overrideDeviceLock",
+    responses={200: LockOverride},
+)
 @audited("device.lock_override")
 @require_token("user")
 def override_lock(device_id: str):
@@ -196,6 +243,12 @@ def serialize_lock_override(device: Device) -> dict:
 
 
 @bp.delete("/devices/<device_id>/")
+@operation(
+    "devices",
+    "Delete a Device",
+    operation_id="deleteDevice",
+    responses={204: Response(None, "Deleted, no body.")},
+)
 @audited("device.delete")
 @require_token("user")
 def delete_device(device_id: str):

@@ -98,8 +98,6 @@ def get_project(project_id: int):
 @operation(
     "projects",
     "Update some fields of a Project",
-    description="Any subset of the fields; a request without a body is read as `{}` (no field "
-    "given), as DRF's partial update does.",
     method="PATCH",
     operation_id="updateProject",
     body=ProjectInput,

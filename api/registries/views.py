@@ -162,8 +162,6 @@ def get_registry(registry_id: int):
 @operation(
     "registries",
     "Update some fields of a Registry",
-    description="Any subset of the fields; a request without a body is read as `{}` (no field "
-    "given), as DRF's partial update does.",
     method="PATCH",
     operation_id="updateRegistry",
     body=RegistryInput,

@@ -20,10 +20,14 @@ from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict, ValidationError
 from api.extensions import db
 from api.models import Device, Project, Release, ReleaseContainer, release_devices
+from api.openapi import Response, operation, page_of, query_param
 from api.pagination import paginate
 from api.payload import json_body
 from api.policies import release as release_policy
 from api.releases import service
+from api.releases.schemas import Deployment as DeploymentBody
+from api.releases.schemas import Release as ReleaseBody
+from api.releases.schemas import ReleaseInput
 from api.releases.serializers import (
     container_spec,
     rollout_extras,
@@ -36,8 +40,23 @@ from api.services.deployments import deployments_of, unlist_devices
 bp = Blueprint("releases", __name__)
 log = logging.getLogger(__name__)
 
+_IMMUTABLE = (
+    "Containers, remove_containers, device_tags or rollout of an existing release cannot be "
+    "changed."
+)
+
 
 @bp.get("/docker/projects/<int:project_id>/releases/")
+@operation(
+    "releases",
+    "List releases",
+    operation_id="listReleases",
+    query=[
+        query_param("version_hash", "Only the release with this version hash."),
+        query_param("device", "Releases listing it."),
+    ],
+    responses={200: Response(page_of(ReleaseBody), "A page of results.")},
+)
 @require_token("user")
 def list_releases(project_id: int):
     project = owned_or_404(Project, project_id)
@@ -56,6 +75,14 @@ def list_releases(project_id: int):
 
 
 @bp.post("/docker/projects/<int:project_id>/releases/")
+@operation(
+    "releases",
+    "Create a Release",
+    description="Creates the release and queues it on every listed device.",
+    operation_id="createRelease",
+    body=ReleaseInput,
+    responses={201: Response(ReleaseBody, "Created.")},
+)
 @audited("release.create")
 @require_token("user")
 def create_release(project_id: int):
@@ -67,12 +94,32 @@ def create_release(project_id: int):
 
 
 @bp.get("/docker/projects/<int:project_id>/releases/<int:release_id>/")
+@operation("releases", "Get a Release", operation_id="getRelease", responses={200: ReleaseBody})
 @require_token("user")
 def get_release(project_id: int, release_id: int):
     return serialize_release(service.release_of(project_id, release_id)[1])
 
 
 @bp.route("/docker/projects/<int:project_id>/releases/<int:release_id>/", methods=["PUT", "PATCH"])
+@operation(
+    "releases",
+    "Replace a Release",
+    method="PUT",
+    operation_id="replaceRelease",
+    body=ReleaseInput,
+    responses={200: ReleaseBody},
+    errors={409: _IMMUTABLE},
+)
+@operation(
+    "releases",
+    "Update some fields of a Release",
+    method="PATCH",
+    operation_id="updateRelease",
+    body=ReleaseInput,
+    partial=True,
+    responses={200: ReleaseBody},
+    errors={409: _IMMUTABLE},
+)
 @audited("release.update")
 @require_token("user")
 def update_release(project_id: int, release_id: int):
@@ -122,6 +169,12 @@ def _same_containers(given: list[dict], stored: list[ReleaseContainer]) -> bool:
 
 
 @bp.delete("/docker/projects/<int:project_id>/releases/<int:release_id>/")
+@operation(
+    "releases",
+    "Delete a Release",
+    operation_id="deleteRelease",
+    responses={204: Response(None, "Deleted, no body.")},
+)
 @audited("release.delete")
 @require_token("user")
 def delete_release(project_id: int, release_id: int):
@@ -135,6 +188,19 @@ def delete_release(project_id: int, release_id: int):
 
 
 @bp.get("/docker/projects/<int:project_id>/releases/<int:release_id>/deployments/")
+@operation(
+    "releases",
+    "Per-device deployment status of a release",
+    operation_id="listDeployments",
+    query=[
+        query_param("device", "Only this device id."),
+        query_param("status", "Only deployments in this state."),
+        query_param(
+            "wave", "Only this rollout wave.", {"type": "integer", "minimum": 1, "maximum": 1000}
+        ),
+    ],
+    responses={200: Response(page_of(DeploymentBody), "A page of results.")},
+)
 @require_token("user")
 def list_deployments(project_id: int, release_id: int):
     _, release = service.release_of(project_id, release_id)
@@ -151,7 +217,7 @@ def list_deployments(project_id: int, release_id: int):
         stmt = stmt.where(rows.c.status == request.args["status"])
     if "wave" in request.args:
         wave = request.args["wave"]
-        if not wave.isdigit() or not 1 <= int(wave) <= 1000:
+        if not (wave.isascii() and wave.isdigit()) or not 1 <= int(wave) <= 1000:
             raise ValidationError({"wave": ["A valid integer is required."]})
         stmt = stmt.where(rows.c.wave == int(wave))
     return paginate(stmt, lambda row: serialize_deployment(row, release.id, row.unit_id), rows=True)
