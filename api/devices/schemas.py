@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from api.schemas import rollouts as rollout_rules
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.schemas.rollouts import TAG
 from api.validation import ANY_TEXT, SPACE, FieldError, string
 
@@ -66,7 +66,7 @@ class Device(ResponseBody):
     enrolled: Annotated[
         bool, doc("The minion proved it is this account's (docs/security.md).", **READ_ONLY)
     ]
-    created: Annotated[str, doc(format="date-time", **READ_ONLY)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", **READ_ONLY)]
     docker_releases: Annotated[
         list[int], doc("Ids of releases this device deployed successfully.", **READ_ONLY)
     ]
@@ -80,4 +80,4 @@ class LockOverride(ResponseBody):
     update_lock_override: Annotated[
         bool, doc("True until the device reports the apply that used it.", **READ_ONLY)
     ]
-    requested_at: Annotated[str | None, doc(format="date-time", **READ_ONLY)]
+    requested_at: Annotated[str | None, TIMESTAMP, doc(format="date-time", **READ_ONLY)]

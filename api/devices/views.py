@@ -24,7 +24,7 @@ from api.payload import json_body
 from api.rollouts import targets as rollout_targets
 from api.rollouts.models import device_tags
 from api.security import tenancy
-from api.types import isoformat, utcnow
+from api.types import utcnow
 from berth.contract import DeploymentState
 
 bp = Blueprint("devices", __name__)
@@ -37,17 +37,12 @@ def serialize_device(
     enrolled: bool | None = None,
     tags: list[str] | None = None,
 ) -> dict:
-    return {
-        "id": device.id,
-        "unit_id": device.unit_id,
-        "display": device.display,
-        "enrolled": tenancy.is_enrolled(device) if enrolled is None else enrolled,
-        "created": isoformat(device.created),
-        "docker_releases": device.docker_release_ids()
-        if docker_releases is None
-        else docker_releases,
-        "tags": rollout_targets.device_tags_of([device.id])[device.id] if tags is None else tags,
-    }
+    return DeviceBody.body(
+        device,
+        enrolled=tenancy.is_enrolled(device) if enrolled is None else enrolled,
+        docker_releases=device.docker_release_ids() if docker_releases is None else docker_releases,
+        tags=rollout_targets.device_tags_of([device.id])[device.id] if tags is None else tags,
+    )
 
 
 def serialize_devices(devices: list[Device]) -> list[dict]:
@@ -168,15 +163,12 @@ def get_device(device_id: str):
     if not rows:
         raise NotFound()
     first = rows[0]
-    return {
-        "id": first.id,
-        "unit_id": first.unit_id,
-        "display": first.display,
-        "enrolled": bool(first.enrolled),
-        "created": isoformat(first.created),
-        "docker_releases": [r.release_id for r in rows if r.release_id is not None],
-        "tags": rollout_targets.device_tags_of([first.id])[first.id],
-    }
+    return DeviceBody.body(
+        first,
+        enrolled=bool(first.enrolled),
+        docker_releases=[r.release_id for r in rows if r.release_id is not None],
+        tags=rollout_targets.device_tags_of([first.id])[first.id],
+    )
 
 
 @bp.route("/devices/<device_id>/", methods=["PUT", "PATCH"])
@@ -235,11 +227,12 @@ def override_lock(device_id: str):
 
 
 def serialize_lock_override(device: Device) -> dict:
-    return {
-        "device_id": device.id,
-        "update_lock_override": device.update_lock_override_at is not None,
-        "requested_at": isoformat(device.update_lock_override_at),
-    }
+    return LockOverride.body(
+        device,
+        device_id=device.id,
+        update_lock_override=device.update_lock_override_at is not None,
+        requested_at=device.update_lock_override_at,
+    )
 
 
 @bp.delete("/devices/<device_id>/")

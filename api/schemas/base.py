@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from annotated_types import GroupedMetadata
@@ -36,6 +37,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 from pydantic_core import PydanticCustomError
 
 from api.limits import MAX_JSON_DEPTH
+from api.types import isoformat
 from api.validation import FieldError, FieldErrors
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -51,9 +53,40 @@ class RequestBody(BaseModel):
 
 
 class ResponseBody(BaseModel):
-    """A response body: described in OpenAPI; the views build it as a dict."""
+    """A response body: described in OpenAPI (the model an ``@operation`` declares) and built
+    by :meth:`body` from the row, so the schema and what the view returns cannot drift."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    @classmethod
+    def body(cls, row: Any, **computed: Any) -> dict[str, Any]:
+        """The JSON body for ``row`` (an ORM object or a result row, read by field name);
+        ``computed``: the fields the row does not hold (lists from other tables, a flag)."""
+        source = _With(row, computed) if computed else row
+        return cls.model_validate(source, from_attributes=True).model_dump(mode="json")
+
+
+class _With:
+    """``row``'s attributes, ``computed``'s keys first (what ``from_attributes`` reads)."""
+
+    __slots__ = ("_computed", "_row")
+
+    def __init__(self, row: Any, computed: dict[str, Any]) -> None:
+        self._row, self._computed = row, computed
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._computed:
+            return self._computed[name]
+        return getattr(self._row, name)
+
+
+def _isoformat(value: Any) -> Any:
+    return isoformat(value) if isinstance(value, datetime) else value
+
+
+# Annotation metadata of a response's date-time field: a row's datetime is written as every API
+# response writes it (api.types.isoformat: UTC, milliseconds, ``Z``).
+TIMESTAMP = BeforeValidator(_isoformat)
 
 
 def drf_error(detail: list | dict | str) -> PydanticCustomError:
