@@ -28,6 +28,7 @@ from api.policies import release as release_policy
 from api.registries.models import Registry
 from api.schemas import rollouts as rollout_rules
 from api.schemas.base import (
+    TIMESTAMP,
     RequestBody,
     ResponseBody,
     doc,
@@ -303,7 +304,7 @@ class Release(ResponseBody):
     containers: list[Container]
     successful_deployments: Annotated[list[str], doc(**READ_ONLY)]
     remove_containers: list[str]
-    created: Annotated[str, doc(format="date-time", **READ_ONLY)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", **READ_ONLY)]
     device_tags: list[TAG]
     rollout: RolloutPolicy | None
 
@@ -317,6 +318,6 @@ class Deployment(ResponseBody):
     status: DeploymentState | DerivedDeploymentState
     error: str | None
     attempts: int
-    started_at: Annotated[str | None, doc(format="date-time")]
-    finished_at: Annotated[str | None, doc(format="date-time")]
+    started_at: Annotated[str | None, TIMESTAMP, doc(format="date-time")]
+    finished_at: Annotated[str | None, TIMESTAMP, doc(format="date-time")]
     wave: Annotated[int | None, doc("Rollout wave (1-based); null without a rollout.")]

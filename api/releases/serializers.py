@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
 from api.extensions import db
 from api.models import Deployment, Device, Release, ReleaseContainer, release_devices
+from api.releases.schemas import Container
+from api.releases.schemas import Deployment as DeploymentBody
+from api.releases.schemas import Release as ReleaseBody
 from api.rollouts.models import Rollout, release_tags
 from api.types import isoformat
 from berth.contract import DeploymentState
@@ -26,17 +29,8 @@ CONTAINER_FIELDS = (
 
 
 def serialize_container(container: ReleaseContainer) -> PillarContainer:
-    return {
-        "name": container.name,
-        "image": container.image,
-        "tag": container.tag,
-        "required_tags": list(container.required_tags),
-        "startup_parameters": dict(container.startup_parameters),
-        "purge_data": container.purge_data,
-        "registry": container.registry_id,
-        "digest": container.digest,
-        "fully_qualified_name": container.fully_qualified_name,
-    }
+    """A container as the API and the pillar return it (its ``Container`` response model)."""
+    return cast(PillarContainer, Container.body(container, registry=container.registry_id))
 
 
 def container_spec(container: ReleaseContainer) -> dict:
@@ -52,20 +46,16 @@ def serialize_release(
 ) -> dict:
     """The release as the API returns it (the pillar has a leaner one: :func:`release_for_device`)."""
     extras = rollout_extras([release.id])[release.id] if extras is None else extras
-    return {
-        "id": release.id,
-        "project": release.project_id,
-        "version": release.version,
-        "version_hash": release.version_hash,
-        "devices": _listed_devices([release.id])[release.id] if device_ids is None else device_ids,
-        "containers": [serialize_container(c) for c in release.containers],
-        "successful_deployments": release.successful_device_ids()
+    return ReleaseBody.body(
+        release,
+        project=release.project_id,
+        devices=_listed_devices([release.id])[release.id] if device_ids is None else device_ids,
+        containers=[serialize_container(c) for c in release.containers],
+        successful_deployments=release.successful_device_ids()
         if successful is None
         else successful,
-        "remove_containers": list(release.remove_containers),
-        "created": isoformat(release.created),
         **extras,
-    }
+    )
 
 
 def rollout_extras(release_ids: list[int]) -> dict[int, dict]:
@@ -144,14 +134,10 @@ def serialize_releases(releases: list[Release]) -> list[dict]:
 
 def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
     """A ``Deployment``, or a row of :func:`api.services.deployments.deployments_of`."""
-    return {
-        "release": release_id,
-        "device": deployment.device_id,
-        "unit_id": unit_id,
-        "status": deployment.status,
-        "error": deployment.error,
-        "attempts": deployment.attempts,
-        "started_at": isoformat(deployment.started_at),
-        "finished_at": isoformat(deployment.finished_at),
-        "wave": getattr(deployment, "wave", None),
-    }
+    return DeploymentBody.body(
+        deployment,
+        release=release_id,
+        device=deployment.device_id,
+        unit_id=unit_id,
+        wave=getattr(deployment, "wave", None),
+    )
