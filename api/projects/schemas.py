@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.validation import ANY_TEXT, NON_BLANK, string
 
 
@@ -21,4 +21,4 @@ class Project(ResponseBody):
     id: Annotated[int, doc(readOnly=True)]
     name: str
     description: str
-    created: Annotated[str, doc(format="date-time", readOnly=True)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", readOnly=True)]

@@ -20,19 +20,9 @@ from api.projects.schemas import Project as ProjectBody
 from api.projects.schemas import ProjectInput
 from api.schemas.base import parse
 from api.services.deployments import unlist_devices
-from api.types import isoformat
 
 bp = Blueprint("projects", __name__)
 log = logging.getLogger(__name__)
-
-
-def serialize_project(project: Project) -> dict:
-    return {
-        "id": project.id,
-        "name": project.name,
-        "description": project.description,
-        "created": isoformat(project.created),
-    }
 
 
 def _validate(data: dict, project: Project | None) -> dict:
@@ -56,7 +46,7 @@ def _validate(data: dict, project: Project | None) -> dict:
 @require_token("user")
 def list_projects():
     stmt = select(Project).where(Project.account_id == g.account.id).order_by(Project.id)
-    return paginate(stmt, serialize_project)
+    return paginate(stmt, ProjectBody.body)
 
 
 @bp.post("/docker/projects/")
@@ -76,14 +66,14 @@ def create_project():
     audit.record("project.create", target=f"project:{project.id}", details={"name": project.name})
     db.session.commit()
     log.info("project %s (%s) created in account %s", project.id, project.name, g.account.id)
-    return serialize_project(project), 201
+    return ProjectBody.body(project), 201
 
 
 @bp.get("/docker/projects/<int:project_id>/")
 @operation("projects", "Get a Project", operation_id="getProject", responses={200: ProjectBody})
 @require_token("user")
 def get_project(project_id: int):
-    return serialize_project(owned_or_404(Project, project_id))
+    return ProjectBody.body(owned_or_404(Project, project_id))
 
 
 @bp.route("/docker/projects/<int:project_id>/", methods=["PUT", "PATCH"])
@@ -116,7 +106,7 @@ def update_project(project_id: int):
         setattr(project, key, value)
     audit.record("project.update", target=f"project:{project.id}", details=details)
     db.session.commit()
-    return serialize_project(project)
+    return ProjectBody.body(project)
 
 
 @bp.delete("/docker/projects/<int:project_id>/")

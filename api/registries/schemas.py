@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.validation import ANY_TEXT, NON_BLANK, REGISTRY_RE, SPACE, FieldError, string
 
 
@@ -61,4 +61,4 @@ class Registry(ResponseBody):
     name: str
     url: Annotated[str, doc("host[:port][/path]")]
     username: str
-    created: Annotated[str, doc(format="date-time", readOnly=True)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", readOnly=True)]

@@ -21,7 +21,6 @@ from api.registries.schemas import Registry as RegistryBody
 from api.registries.schemas import RegistryInput
 from api.registries.service import enqueue_registry_login
 from api.schemas.base import parse
-from api.types import isoformat
 
 bp = Blueprint("registries", __name__)
 log = logging.getLogger(__name__)
@@ -29,16 +28,6 @@ log = logging.getLogger(__name__)
 # the release containers pulling from a registry, named like a foreign key names its table: the
 # releases package depends on this one (a container's registry), never the other way round
 RELEASE_CONTAINERS = table("release_containers", column("registry_id"))
-
-
-def serialize_registry(registry: Registry) -> dict:
-    return {
-        "id": registry.id,
-        "name": registry.name,
-        "url": registry.url,
-        "username": registry.username,
-        "created": isoformat(registry.created),
-    }
 
 
 def _validate(data: dict, registry: Registry | None, partial: bool = False) -> dict:
@@ -78,7 +67,7 @@ def _apply(registry: Registry, values: dict) -> None:
 @require_token("user")
 def list_registries():
     stmt = select(Registry).where(Registry.account_id == g.account.id).order_by(Registry.id)
-    return paginate(stmt, serialize_registry)
+    return paginate(stmt, RegistryBody.body)
 
 
 def create(data: dict) -> Registry:
@@ -137,7 +126,7 @@ def delete(registry: Registry) -> None:
 @audited("registry.create")
 @require_token("user")
 def create_registry():
-    return serialize_registry(create(json_body())), 201
+    return RegistryBody.body(create(json_body())), 201
 
 
 @bp.get("/docker/registries/<int:registry_id>/")
@@ -146,7 +135,7 @@ def create_registry():
 )
 @require_token("user")
 def get_registry(registry_id: int):
-    return serialize_registry(owned_or_404(Registry, registry_id))
+    return RegistryBody.body(owned_or_404(Registry, registry_id))
 
 
 @bp.route("/docker/registries/<int:registry_id>/", methods=["PUT", "PATCH"])
@@ -172,7 +161,7 @@ def get_registry(registry_id: int):
 @require_token("user")
 def update_registry(registry_id: int):
     registry = owned_or_404(Registry, registry_id)
-    return serialize_registry(update(registry, json_body(), is_partial()))
+    return RegistryBody.body(update(registry, json_body(), is_partial()))
 
 
 @bp.delete("/docker/registries/<int:registry_id>/")

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
+from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.validation import NON_BLANK, FieldError, string
 from berth import signing
 
@@ -63,4 +63,4 @@ class SigningKey(ResponseBody):
             pattern="^[0-9a-f]{64}$",
         ),
     ]
-    created: Annotated[str, doc(format="date-time", readOnly=True)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", readOnly=True)]

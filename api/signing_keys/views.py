@@ -20,22 +20,10 @@ from api.schemas.base import parse
 from api.signing_keys.models import SigningKey
 from api.signing_keys.schemas import SigningKey as SigningKeyBody
 from api.signing_keys.schemas import SigningKeyInput
-from api.types import isoformat
 from berth import signing
 
 bp = Blueprint("signing_keys", __name__)
 log = logging.getLogger(__name__)
-
-
-def serialize_signing_key(key: SigningKey) -> dict:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "public_key": key.public_key,
-        "algorithm": key.algorithm,
-        "fingerprint": key.fingerprint,
-        "created": isoformat(key.created),
-    }
 
 
 @bp.get("/docker/signing-keys/")
@@ -48,7 +36,7 @@ def serialize_signing_key(key: SigningKey) -> dict:
 @require_token("user")
 def list_signing_keys():
     stmt = select(SigningKey).where(SigningKey.account_id == g.account.id).order_by(SigningKey.id)
-    return paginate(stmt, serialize_signing_key)
+    return paginate(stmt, SigningKeyBody.body)
 
 
 @bp.post("/docker/signing-keys/")
@@ -92,7 +80,7 @@ def create_signing_key():
     )
     db.session.commit()
     log.info("signing key %s (%s) added to account %s", key.id, key.fingerprint, g.account.id)
-    return serialize_signing_key(key), 201
+    return SigningKeyBody.body(key), 201
 
 
 @bp.get("/docker/signing-keys/<int:key_id>/")
@@ -104,7 +92,7 @@ def create_signing_key():
 )
 @require_token("user")
 def get_signing_key(key_id: int):
-    return serialize_signing_key(owned_or_404(SigningKey, key_id))
+    return SigningKeyBody.body(owned_or_404(SigningKey, key_id))
 
 
 @bp.delete("/docker/signing-keys/<int:key_id>/")
