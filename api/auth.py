@@ -10,10 +10,11 @@ from functools import wraps
 from flask import g, request
 from sqlalchemy import bindparam, select, update
 
+from api.accounts.models import TOKEN_SCOPES, Account, ApiToken
 from api.crypto import token_digest
+from api.devices.models import Device
 from api.errors import AuthenticationFailed, PermissionDenied
 from api.extensions import db
-from api.models import TOKEN_SCOPES, Account, ApiToken, Device
 from api.types import utcnow
 
 KEYWORD = "apitoken"
@@ -125,7 +126,7 @@ def require_token(*scopes: str) -> Callable:
     Sets ``g.token`` (:class:`AuthToken`), ``g.account`` (:class:`AuthAccount`; use
     ``g.account.id`` in queries; None for scope ``platform``, the operator's master
     credential for every account, docs/security.md) and, for device-scope tokens,
-    ``g.device`` (the ORM :class:`~api.models.Device`, else ``None``).
+    ``g.device`` (the ORM :class:`~api.devices.models.Device`, else ``None``).
     """
     scopes = scopes or ("user",)
     unknown = set(scopes) - set(TOKEN_SCOPES) - {"platform"}

@@ -10,9 +10,10 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from api import audit
+from api.accounts.models import TOKEN_SCOPES, Account, ApiToken, User
 from api.audit import audited
+from api.devices.models import Device
 from api.extensions import db
-from api.models import TOKEN_SCOPES, Account, ApiToken, Device, User
 from api.tokens import create_token
 
 accounts = click.Group("accounts", help="Manage accounts (tenants).")

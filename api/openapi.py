@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, current_app, make_response, render_template
 from pydantic import BaseModel
 
+from api.bodies import component_schemas
 from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
 from api.schema_registry import openapi_components
-from api.schemas.base import component_schemas
 from api.validation import ANY_TEXT
 
 F = TypeVar("F", bound=Callable[..., Any])

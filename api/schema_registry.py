@@ -1,28 +1,28 @@
 """Every request and response body of the API, registered from this one place:
 :func:`openapi_components` makes them ``/openapi.json``'s ``components.schemas``. A resource's bodies
-live in its package (``api/<feature>/schemas.py``) or in ``api/schemas/<resource>.py``; a new one is
-listed below (docs/architecture.md "Where to change what"). Only :mod:`api.openapi` imports this
-module, so the bodies' modules can import :mod:`api.schemas.base` without a cycle.
+live in its package (``api/<feature>/schemas.py``); the shared error bodies in
+:mod:`api.error_bodies`; a new one is listed below (docs/architecture.md "Where to change what"). Only :mod:`api.openapi` imports this
+module, so the bodies' modules can import :mod:`api.bodies` without a cycle.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from api.bodies import component_schemas
 from api.devices.schemas import Device, DeviceInput, LockOverride
-from api.projects.schemas import Project, ProjectInput
-from api.registries.schemas import Registry, RegistryInput
-from api.releases.schemas import Container, ContainerInput, Deployment, Release, ReleaseInput
-from api.schemas.base import component_schemas
-from api.schemas.common import Detail, ValidationErrors
-from api.schemas.master import (
+from api.error_bodies import Detail, ValidationErrors
+from api.master.schemas import (
     DeploymentReport,
     DeploymentReportResult,
     DeviceSync,
     DeviceSyncResult,
 )
-from api.schemas.rollouts import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
-from api.schemas.startup_parameters import StartupParameters, stored_schema
+from api.projects.schemas import Project, ProjectInput
+from api.registries.schemas import Registry, RegistryInput
+from api.releases.schemas import Container, ContainerInput, Deployment, Release, ReleaseInput
+from api.releases.startup_parameters import StartupParameters, stored_schema
+from api.rollouts.schemas import Rollout, RolloutPolicy, RolloutWebhook, RolloutWebhookInput
 from api.signing_keys.schemas import SigningKey, SigningKeyInput
 
 REQUEST_BODIES = (

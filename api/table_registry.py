@@ -2,31 +2,23 @@
 so ``db.metadata`` (what Alembic autogenerate and the test databases are made from) holds them
 all, whichever blueprints a process uses.
 
-The core models live in :mod:`api.models` (import them from there); a feature's own tables
-live next to the feature and are listed here (docs/architecture.md "Where to change what").
+Every table lives in its feature package (``api/<feature>/models.py``: accounts, devices,
+releases, ...) and is listed here (docs/architecture.md "Where to change what").
 Nothing else imports this module, so it cannot take part in an import cycle.
 """
 
 from __future__ import annotations
 
+from api.accounts.models import Account, ApiToken, User
 from api.audit.log import AuditEntry
+from api.devices.models import Device
 from api.execute.models import ExecuteJob, ExecuteSettings
 from api.logbook import tables as logbook
 from api.master.logbook_settings import LogbookShipperToken
-from api.models import (
-    Account,
-    ApiToken,
-    Deployment,
-    Device,
-    Project,
-    Release,
-    ReleaseContainer,
-    User,
-    release_devices,
-)
 from api.outbox import OutboxMessage
 from api.policies.release import ReleasePolicy
 from api.registries.models import Registry
+from api.releases.models import Deployment, Project, Release, ReleaseContainer, release_devices
 from api.rollouts.models import (
     Rollout,
     RolloutActionRecord,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from api.accounts.models import TOKEN_SCOPES, ApiToken, User
 from api.crypto import token_digest
+from api.devices.models import Device
 from api.extensions import db
-from api.models import TOKEN_SCOPES, ApiToken, Device, User
 
 TOKEN_PREFIX = "berth_"
 

@@ -1,7 +1,7 @@
 """Field checks with DRF's messages (``FieldError``), and Docker naming rules.
 
-The checks are the *rules* of the pydantic bodies in :mod:`api.schemas`; ``FieldErrors``
-collects a body's errors (:class:`api.schemas.base.Parsed`) and raises them as one 400.
+The checks are the *rules* of the pydantic bodies (``api/<feature>/schemas.py``, on :mod:`api.bodies`); ``FieldErrors``
+collects a body's errors (:class:`api.bodies.Parsed`) and raises them as one 400.
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def seed(env: dict) -> dict:
         from flask_migrate import upgrade
         from api import create_app
         from api.extensions import db
-        from api.models import Account, Device, Project, User
+        from api.accounts.models import Account, User
+        from api.devices.models import Device
+        from api.releases.models import Project
         from api.registries.models import Registry
         from api.tokens import create_token
         app = create_app()

@@ -56,8 +56,9 @@ def fill(app, devices: int) -> tuple[str, str]:
     from flask_migrate import downgrade, upgrade
     from sqlalchemy import insert
 
+    from api.accounts.models import Account, User
+    from api.devices.models import Device
     from api.extensions import db
-    from api.models import Account, Device, User
     from api.rollouts.models import device_tags
     from api.tokens import create_token
 
@@ -111,7 +112,7 @@ def release(app, token: str) -> tuple[int, int]:
     from sqlalchemy import func, insert, select
 
     from api.extensions import db
-    from api.models import Deployment, release_devices
+    from api.releases.models import Deployment, release_devices
     from api.rollouts import counters
     from api.types import utcnow
 

@@ -127,8 +127,9 @@ class Bench:
         from sqlalchemy import insert
 
         from api import create_app
+        from api.accounts.models import Account, User
+        from api.devices.models import Device
         from api.extensions import db
-        from api.models import Account, Device, User
         from api.tokens import create_token
 
         app = create_app()

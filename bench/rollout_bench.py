@@ -80,8 +80,9 @@ class Bench:
         from sqlalchemy import insert
 
         from api import create_app
+        from api.accounts.models import Account, User
+        from api.devices.models import Device
         from api.extensions import db
-        from api.models import Account, Device, User
         from api.rollouts.models import device_tags
         from api.security import tenancy
         from api.security.tenancy import MinionEnrollment

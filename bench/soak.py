@@ -123,7 +123,8 @@ import json, uuid
 from flask_migrate import upgrade
 from api import create_app
 from api.extensions import db
-from api.models import Account, Device, User
+from api.accounts.models import Account, User
+from api.devices.models import Device
 from api.tokens import create_token
 app = create_app()
 with app.app_context():

@@ -51,7 +51,7 @@ class DerivedDeploymentState(StrEnum):
 
 
 class DeviceOutcome(StrEnum):
-    """A device at a glance (the console's fleet page, ``api.services.fleet``): its newest
+    """A device at a glance (the console's fleet page, ``api.deployments.fleet``): its newest
     stored deployment's state, folded."""
 
     #: ``succeeded`` or ``reverted`` (it went back to its earlier release)

@@ -1,7 +1,7 @@
 """The execute-body parser: an execute body (``command``, ``arg``, ``kwarg``) or an execute_raw
 body (a ``command`` line as the ``salt`` CLI reads it) checked field by field, and the caps on
 what one command may carry (docs/security.md "Bounded parsing"). The one parser of the cloud API
-(``api/schemas/execute.py`` runs :func:`function_name`, :func:`arg_list`, :func:`kwarg_map` and
+(``api/execute/schemas.py`` runs :func:`function_name`, :func:`arg_list`, :func:`kwarg_map` and
 :func:`command_line` as its models' field rules; numbers re-exported by ``api/limits.py``) and
 of the on-device local API (``berth/localapi.py`` runs :func:`parse_execute` and
 :func:`parse_execute_raw`), so both answer a bad body with the same DRF-style 400

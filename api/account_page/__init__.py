@@ -23,9 +23,10 @@ from api.account_page.forms import (
     PasswordForm,
     RevokeTokenForm,
 )
+from api.accounts.models import ApiToken, User
 from api.audit import audited
+from api.devices.models import Device
 from api.extensions import db
-from api.models import ApiToken, Device, User
 from api.security import login as login_guard
 from api.tokens import create_token
 from api.types import utcnow

@@ -9,7 +9,7 @@ from wtforms import DateTimeLocalField, EmailField, PasswordField, SelectField, 
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from api.models import TOKEN_SCOPES
+from api.accounts.models import TOKEN_SCOPES
 
 
 def no_null_characters(form, field):

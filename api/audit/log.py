@@ -132,7 +132,7 @@ def record(
     if account_id is None and has_request_context() and getattr(g, "account", None) is not None:
         account_id = g.account.id
     if user_email is None and user_id is not None and "user_email" not in actor:
-        from api.models import User
+        from api.accounts.models import User
 
         user = db.session.get(User, user_id)
         user_email = user.email if user is not None else None

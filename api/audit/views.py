@@ -9,12 +9,12 @@ from flask import Blueprint, g, request
 from sqlalchemy import Select, select
 
 from api.audit.log import AuditEntry
+from api.audit.schemas import AuditPage
 from api.auth import require_token
 from api.errors import ValidationError
 from api.limits import MAX_DB_ID
 from api.openapi import Response, operation, query_param
 from api.pagination import paginate
-from api.schemas.audit import AuditPage
 from api.types import isoformat
 from api.validation import FieldError, iso_datetime
 

@@ -17,8 +17,8 @@ from functools import wraps
 from flask import g, redirect, request, url_for
 
 from api.account_page import session_user
+from api.accounts.models import Account, User
 from api.extensions import db
-from api.models import Account, User
 
 
 def current_user() -> User | None:

@@ -11,7 +11,10 @@ from api.audit import audited
 from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
+from api.deployments import targets as rollout_targets
+from api.deployments.fleet import OUTCOMES, FleetQuery
 from api.devices import service as device_service
+from api.devices.models import Device
 from api.errors import ApiError
 from api.execute import service as execute_service
 from api.execute.command import parse_structured
@@ -21,10 +24,8 @@ from api.logbook import query as read_query
 from api.logbook import store
 from api.logbook.tables import NUMERIC_TYPES
 from api.logbook.views import device_samples
-from api.models import Deployment, Device, Project, Release, ReleaseContainer
-from api.rollouts import targets as rollout_targets
+from api.releases.models import Deployment, Project, Release, ReleaseContainer
 from api.security import tenancy
-from api.services.fleet import OUTCOMES, FleetQuery
 from berth.contract import DeploymentState
 
 # the newest releases offered in the fleet filter's list

@@ -6,7 +6,7 @@ Built on the REST API's own functions, never a copy of them: the form becomes th
 rules, messages, digest pinning and audit row); the actions call
 :func:`api.rollouts.service.act` like ``POST .../rollout/<action>/``; the counts are the rollout
 body's (:func:`api.rollouts.service.serialize`, from the wave counters) and the per-device rows
-are :func:`api.services.deployments.deployments_of` for one page of devices. Every state word
+are :func:`api.deployments.service.deployments_of` for one page of devices. Every state word
 comes from :mod:`berth.contract`.
 """
 
@@ -29,17 +29,18 @@ from api.audit import audited
 from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
+from api.deployments.service import deployments_of
+from api.devices.models import Device
 from api.errors import Conflict, NotFound, ValidationError
 from api.extensions import db
 from api.limits import MAX_DB_ID
-from api.models import Deployment, Device, Project, Release, release_devices
 from api.policies import release as release_policy
 from api.registries.models import Registry
 from api.releases import service as release_service
+from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags
-from api.services.deployments import deployments_of
 from api.types import utcnow
 from berth.contract import DeploymentState, DerivedDeploymentState, RolloutAction, RolloutState
 

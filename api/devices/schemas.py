@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api.schemas import rollouts as rollout_rules
-from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
-from api.schemas.rollouts import TAG
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
+from api.rollouts import schemas as rollout_rules
+from api.rollouts.schemas import TAG
 from api.validation import ANY_TEXT, SPACE, FieldError, string
 
 READ_ONLY = {"readOnly": True}

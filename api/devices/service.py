@@ -9,11 +9,11 @@ from flask import g
 from sqlalchemy import select
 
 from api import audit
+from api.bodies import parse
+from api.deployments import targets as rollout_targets
+from api.devices.models import Device
 from api.devices.schemas import DeviceInput
 from api.extensions import db
-from api.models import Device
-from api.rollouts import targets as rollout_targets
-from api.schemas.base import parse
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,18 @@ from api import audit
 from api.audit import audited
 from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
+from api.deployments import targets as rollout_targets
 from api.devices import service as device_service
+from api.devices.models import Device
 from api.devices.schemas import Device as DeviceBody
 from api.devices.schemas import DeviceInput, LockOverride
 from api.errors import NotFound
 from api.extensions import db
-from api.models import Deployment, Device
 from api.openapi import Response, operation, page_of, query_param
 from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
-from api.rollouts import targets as rollout_targets
+from api.releases.models import Deployment
 from api.rollouts.models import device_tags
 from api.security import tenancy
 from api.types import utcnow

@@ -1,13 +1,13 @@
 """An execute request as the service runs it: which Salt function, with which arguments, and
-where to call back. The bodies and their rules are :mod:`api.schemas.execute`."""
+where to call back. The bodies and their rules are :mod:`api.execute.schemas`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from api.schemas.base import validate
-from api.schemas.execute import ExecuteInput, ExecuteRawInput
+from api.bodies import validate
+from api.execute.schemas import ExecuteInput, ExecuteRawInput
 
 
 @dataclass

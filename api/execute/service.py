@@ -10,11 +10,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
+from api.devices.models import Device
 from api.errors import ApiError, Conflict, NotFound, PermissionDenied, ValidationError
 from api.execute.command import Command
 from api.execute.models import ExecuteJob, settings_for
 from api.extensions import db, rowcount
-from api.models import Device
 from api.outbox import enqueue_webhook
 from api.policies import execute as execute_policy
 from api.salt_client import (

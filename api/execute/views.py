@@ -7,17 +7,14 @@ from sqlalchemy import select
 
 from api.audit import audited, not_audited
 from api.auth import require_token
+from api.bodies import validate
 from api.common import owned_or_404
+from api.devices.models import Device
 from api.errors import NotFound
 from api.execute import service
 from api.execute.command import Command, parse_raw, parse_structured
 from api.execute.models import ExecuteJob
-from api.extensions import db
-from api.models import Device
-from api.openapi import Response, operation
-from api.payload import json_body
-from api.schemas.base import validate
-from api.schemas.execute import (
+from api.execute.schemas import (
     ExecuteAccepted,
     ExecuteInput,
     ExecuteRawInput,
@@ -25,6 +22,9 @@ from api.schemas.execute import (
     ForwardedReturn,
     ForwardedReturnResult,
 )
+from api.extensions import db
+from api.openapi import Response, operation
+from api.payload import json_body
 from api.security import tenancy
 
 bp = Blueprint("execute", __name__)

@@ -3,8 +3,8 @@
 import re
 from typing import NamedTuple
 
-from api.schemas.base import parse as parse_model
-from api.schemas.logbook import DEFAULT_SIZE, MAX_BUCKETS, MAX_SIZE, LogbookReadQuery
+from api.bodies import parse as parse_model
+from api.logbook.schemas import DEFAULT_SIZE, MAX_BUCKETS, MAX_SIZE, LogbookReadQuery
 
 from .tables import NUMERIC_TYPES
 
@@ -47,7 +47,7 @@ def parse_interval(text):
 
 def parse(args):  # noqa: C901 - one rule per query parameter, then the rules across them, in the order their errors are reported
     """Query-string mapping -> (ReadQuery | None, errors): each parameter by the rule of its
-    :class:`~api.schemas.logbook.LogbookReadQuery` field, then the rules across parameters."""
+    :class:`~api.logbook.schemas.LogbookReadQuery` field, then the rules across parameters."""
     present = {}
     for name in LogbookReadQuery.model_fields:
         value = args.get(name)

@@ -1,6 +1,6 @@
 """Validation of a write batch: every record is checked before anything is written.
 
-The body is declared by :class:`api.schemas.logbook.LogbookWrite`, which validates it
+The body is declared by :class:`api.logbook.schemas.LogbookWrite`, which validates it
 (:func:`from_json`: straight from the request's bytes, the ingest hot path). A body the model
 refuses is decoded as every other body is (:func:`api.payload.loads`) and judged here record by
 record (:func:`validate`), so a 400 names each bad record by index with today's messages.
@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from api.schemas.logbook import (
+from api.logbook.schemas import (
     INT64,
     MAX_BATCH,
     MAX_EPOCH_MS,

@@ -9,12 +9,12 @@ from sqlalchemy import select
 
 from api.audit import not_audited
 from api.auth import require_token
+from api.devices.models import Device
 from api.errors import NotFound, PermissionDenied, ValidationError
 from api.extensions import db
-from api.models import Device
+from api.logbook import schemas as schema
 from api.openapi import Response, list_of, operation
 from api.payload import json_body, raw_json_body
-from api.schemas import logbook as schema
 from api.validation import FieldError
 
 from . import query as read_query

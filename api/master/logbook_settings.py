@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api import crypto
+from api.accounts.models import ApiToken, User
+from api.devices.models import Device
 from api.extensions import db, rowcount
-from api.models import ApiToken, Device, User
 from api.tokens import create_token
 from api.types import UTCDateTime, utcnow
 from berth.release.pillar import LogbookPillar

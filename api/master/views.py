@@ -18,27 +18,28 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited, not_audited
 from api.auth import require_token
+from api.bodies import parse, validate
+from api.deployments import reports as deployment_reports
+from api.devices.models import Device
 from api.errors import ApiError, PermissionDenied, ValidationError
 from api.extensions import db
 from api.limits import MAX_REPORT_BATCH
 from api.master.logbook_settings import logbook_pillar
-from api.models import Device, Release
-from api.openapi import Response, operation
-from api.payload import json_body
-from api.policies import release as release_policy
-from api.registries.models import Registry
-from api.releases import signatures
-from api.releases.schemas import Deployment
-from api.releases.serializers import release_for_device, serialize_deployment
-from api.schemas.base import parse, validate
-from api.schemas.master import (
+from api.master.schemas import (
     DeploymentReport,
     DeploymentReportResult,
     DeviceSync,
     DeviceSyncResult,
 )
+from api.openapi import Response, operation
+from api.payload import json_body
+from api.policies import release as release_policy
+from api.registries.models import Registry
+from api.releases import signatures
+from api.releases.models import Release
+from api.releases.schemas import Deployment
+from api.releases.serializers import release_for_device, serialize_deployment
 from api.security import report_keys, tenancy
-from api.services import deployment_reports
 from berth.release.pillar import MinionPillar
 
 bp = Blueprint("master", __name__)

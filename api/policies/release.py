@@ -228,11 +228,11 @@ _MAX_SKIPPED = 50
 
 
 def served_release(device):
-    """The release pillar serves ``device``: its target (``api.rollouts.targets``), unless the
+    """The release pillar serves ``device``: its target (``api.deployments.targets``), unless the
     account's current policy refuses it; then the next release it would fall back to, as if the
     refused one did not target it (the device keeps what it runs when there is none)."""
-    from api.models import Release
-    from api.rollouts.targets import target_release_id
+    from api.deployments.targets import target_release_id
+    from api.releases.models import Release
 
     policy = policy_for(device.account_id)
     skip: set[int] = set()

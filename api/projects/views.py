@@ -10,16 +10,16 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.bodies import parse
 from api.common import is_partial, no_content, owned_or_404
+from api.deployments.service import unlist_devices
 from api.extensions import db
-from api.models import Project
 from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
 from api.projects.schemas import Project as ProjectBody
 from api.projects.schemas import ProjectInput
-from api.schemas.base import parse
-from api.services.deployments import unlist_devices
+from api.releases.models import Project
 
 bp = Blueprint("projects", __name__)
 log = logging.getLogger(__name__)

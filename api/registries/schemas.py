@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.validation import ANY_TEXT, NON_BLANK, REGISTRY_RE, SPACE, FieldError, string
 
 

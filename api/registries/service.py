@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.outbox import REFRESH_PILLAR, REGISTRIES_LOGIN, OutboxMessage, enqueue_salt
 from api.security.tenancy import enrolled_clause
 

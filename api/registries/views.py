@@ -10,6 +10,7 @@ from sqlalchemy import column, func, select, table
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.bodies import parse
 from api.common import is_partial, no_content, owned_or_404
 from api.errors import Conflict
 from api.extensions import db
@@ -20,7 +21,6 @@ from api.registries.models import Registry
 from api.registries.schemas import Registry as RegistryBody
 from api.registries.schemas import RegistryInput
 from api.registries.service import enqueue_registry_login
-from api.schemas.base import parse
 
 bp = Blueprint("registries", __name__)
 log = logging.getLogger(__name__)

@@ -15,19 +15,7 @@ from flask import g
 from pydantic import Field
 from sqlalchemy import Row, select
 
-from api.bulk import id_rows
-from api.extensions import db
-from api.limits import (
-    MAX_RELEASE_CONTAINERS,
-    MAX_RELEASE_DEVICES,
-    MAX_REMOVE_CONTAINERS,
-    MAX_REQUIRED_TAGS,
-)
-from api.models import Device
-from api.policies import release as release_policy
-from api.registries.models import Registry
-from api.schemas import rollouts as rollout_rules
-from api.schemas.base import (
+from api.bodies import (
     TIMESTAMP,
     RequestBody,
     ResponseBody,
@@ -36,7 +24,19 @@ from api.schemas.base import (
     ref,
     rule,
 )
-from api.schemas.rollouts import TAG, RolloutPolicy
+from api.bulk import id_rows
+from api.devices.models import Device
+from api.extensions import db
+from api.limits import (
+    MAX_RELEASE_CONTAINERS,
+    MAX_RELEASE_DEVICES,
+    MAX_REMOVE_CONTAINERS,
+    MAX_REQUIRED_TAGS,
+)
+from api.policies import release as release_policy
+from api.registries.models import Registry
+from api.rollouts import schemas as rollout_rules
+from api.rollouts.schemas import TAG, RolloutPolicy
 from api.validation import (
     CONTAINER_NAME_RE,
     DIGEST_RE,
@@ -245,7 +245,7 @@ class ReleaseInput(RequestBody):
             uniqueItems=True,
         ),
     ] = Field(default_factory=list)
-    # rules in api.schemas.rollouts (docs/rollouts.md)
+    # rules in api.rollouts.schemas (docs/rollouts.md)
     device_tags: Annotated[
         list[TAG],
         rule(rollout_rules.tags),

@@ -6,8 +6,9 @@ from typing import Any, cast
 
 from sqlalchemy import select
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Deployment, Device, Release, ReleaseContainer, release_devices
+from api.releases.models import Deployment, Release, ReleaseContainer, release_devices
 from api.releases.schemas import Container
 from api.releases.schemas import Deployment as DeploymentBody
 from api.releases.schemas import Release as ReleaseBody
@@ -133,7 +134,7 @@ def serialize_releases(releases: list[Release]) -> list[dict]:
 
 
 def serialize_deployment(deployment, release_id: int, unit_id: str) -> dict:
-    """A ``Deployment``, or a row of :func:`api.services.deployments.deployments_of`."""
+    """A ``Deployment``, or a row of :func:`api.deployments.service.deployments_of`."""
     return DeploymentBody.body(
         deployment,
         release=release_id,

@@ -11,18 +11,18 @@ from sqlalchemy import Row, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
+from api.bodies import as_dict, parse
 from api.bulk import id_rows
 from api.common import owned_or_404
+from api.deployments import targets as rollout_targets
+from api.deployments.service import queue_release, unlist_devices
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.models import Project, Release, ReleaseContainer, release_devices
 from api.policies import release as release_policy
 from api.releases import pinning, signatures
+from api.releases.models import Project, Release, ReleaseContainer, release_devices
 from api.releases.schemas import ReleaseInput
-from api.rollouts import targets as rollout_targets
 from api.rollouts.models import Rollout, release_tags
-from api.schemas.base import as_dict, parse
-from api.services.deployments import queue_release, unlist_devices
 
 log = logging.getLogger(__name__)
 

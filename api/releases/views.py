@@ -17,14 +17,16 @@ from api import audit
 from api.audit import audited
 from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
+from api.deployments.service import deployments_of, unlist_devices
+from api.devices.models import Device
 from api.errors import Conflict, ValidationError
 from api.extensions import db
-from api.models import Device, Project, Release, ReleaseContainer, release_devices
 from api.openapi import Response, operation, page_of, query_param
 from api.pagination import paginate
 from api.payload import json_body
 from api.policies import release as release_policy
 from api.releases import service
+from api.releases.models import Project, Release, ReleaseContainer, release_devices
 from api.releases.schemas import Deployment as DeploymentBody
 from api.releases.schemas import Release as ReleaseBody
 from api.releases.schemas import ReleaseInput
@@ -35,7 +37,6 @@ from api.releases.serializers import (
     serialize_release,
     serialize_releases,
 )
-from api.services.deployments import deployments_of, unlist_devices
 
 bp = Blueprint("releases", __name__)
 log = logging.getLogger(__name__)

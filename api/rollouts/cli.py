@@ -10,7 +10,7 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited
 from api.extensions import db
-from api.models import Project, Release
+from api.releases.models import Project, Release
 from api.rollouts import counters
 from api.rollouts.models import Rollout
 

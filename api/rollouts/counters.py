@@ -24,7 +24,7 @@ from sqlalchemy import and_, func, literal, select, update
 
 from api.bulk import dialect_insert
 from api.extensions import db
-from api.models import Deployment, release_devices
+from api.releases.models import Deployment, release_devices
 from api.rollouts.models import Rollout, rollout_wave_counts
 
 log = logging.getLogger(__name__)

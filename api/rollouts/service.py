@@ -20,13 +20,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, select, text, update
 
 from api import audit
+from api.accounts.models import User
+from api.deployments.targets import APPLIED, REVERTS
+from api.devices.models import Device
 from api.errors import Conflict
 from api.extensions import db
-from api.models import Deployment, Device, Project, Release, User, release_devices
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webhook
+from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts import counters
 from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
-from api.rollouts.targets import APPLIED, REVERTS
 from api.types import isoformat, utcnow
 from berth.contract import DeploymentState as S
 from berth.contract import RolloutAction as A
@@ -128,7 +130,7 @@ def _advances(rollout: Rollout, counts: WaveCounts) -> bool:
 
 
 class Watch:
-    """A list of reports followed in memory (api.services.deployment_reports.record_many): the
+    """A list of reports followed in memory (api.deployments.reports.record_many): the
     current wave's counts of each locked running rollout, moved item by item, to find the item
     that makes a decision."""
 
@@ -193,7 +195,7 @@ def evaluate(rollout: Rollout, now: datetime | None = None) -> None:
 
 
 def _start_wave(rollout: Rollout, wave: int, now: datetime) -> None:
-    from api.services.deployments import queue_release
+    from api.deployments.service import queue_release
 
     rollout.wave, rollout.wave_started_at = wave, now
     devices = Device.__table__
@@ -339,7 +341,7 @@ def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> 
         return
     if rollout.state in REVERTS:
         if deployment.status == S.SUCCEEDED:  # applied after the revert began: it goes back too
-            from api.rollouts.targets import last_success_before
+            from api.deployments.targets import last_success_before
 
             deployment.status = S.REVERTING
             deployment.revert_to = last_success_before(deployment.device_id, deployment.release_id)
@@ -454,7 +456,7 @@ def act(release: Release, action: A, user_id: int | None, token_id: int | None) 
         rollout.state = R.RUNNING
         if before == R.HALTED:
             # the devices the halt sent back get the release again
-            from api.services.deployments import queue_release
+            from api.deployments.service import queue_release
 
             devices = Device.__table__
             members = db.session.execute(

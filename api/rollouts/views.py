@@ -10,20 +10,20 @@ from sqlalchemy.exc import IntegrityError
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.bodies import validate
 from api.common import no_content, owned_or_404
 from api.errors import Conflict, NotFound, ValidationError
 from api.execute.models import settings_for
 from api.extensions import db
-from api.models import Project, Release
 from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
+from api.releases.models import Project, Release
 from api.rollouts import service
 from api.rollouts.models import Rollout, RolloutWebhook
-from api.schemas.base import validate
-from api.schemas.rollouts import Rollout as RolloutBody
-from api.schemas.rollouts import RolloutWebhook as RolloutWebhookBody
-from api.schemas.rollouts import RolloutWebhookInput
+from api.rollouts.schemas import Rollout as RolloutBody
+from api.rollouts.schemas import RolloutWebhook as RolloutWebhookBody
+from api.rollouts.schemas import RolloutWebhookInput
 from api.security import ssrf
 from api.types import isoformat
 from berth.contract import RolloutAction

@@ -11,16 +11,21 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.bodies import validate
 from api.common import no_content, owned_or_404
+from api.devices.models import Device
 from api.errors import Conflict, ValidationError
 from api.extensions import db
-from api.models import Device
 from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
-from api.schemas.base import validate
-from api.schemas.enrollment import Enrolled, EnrollInput, EnrollmentToken, EnrollmentTokenInput
 from api.security import enrollment, tenancy
+from api.security.enrollment_schemas import (
+    Enrolled,
+    EnrollInput,
+    EnrollmentToken,
+    EnrollmentTokenInput,
+)
 from api.types import utcnow
 
 bp = Blueprint("enrollment", __name__)

@@ -17,9 +17,9 @@ from flask import current_app
 
 from api import audit
 from api.crypto import derive_key
+from api.devices.models import Device
 from api.errors import ValidationError
 from api.extensions import db
-from api.models import Device
 from berth import results
 
 

@@ -33,10 +33,11 @@ from sqlalchemy import ForeignKey, String, exists, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api import audit
+from api.accounts.models import ApiToken
 from api.bulk import id_select
+from api.devices.models import Device
 from api.errors import Conflict, NotFound
 from api.extensions import db, rowcount
-from api.models import ApiToken, Device
 from api.security import platform
 from api.types import UTCDateTime, utcnow
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 
-from api.schemas.base import TIMESTAMP, RequestBody, ResponseBody, doc, rule
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
 from api.validation import NON_BLANK, FieldError, string
 from berth import signing
 

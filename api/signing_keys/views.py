@@ -11,12 +11,12 @@ from sqlalchemy import select
 from api import audit
 from api.audit import audited
 from api.auth import require_token
+from api.bodies import parse
 from api.common import no_content, owned_or_404
 from api.extensions import db
 from api.openapi import Response, operation, page_of
 from api.pagination import paginate
 from api.payload import json_body
-from api.schemas.base import parse
 from api.signing_keys.models import SigningKey
 from api.signing_keys.schemas import SigningKey as SigningKeyBody
 from api.signing_keys.schemas import SigningKeyInput

@@ -43,7 +43,7 @@ def test_enrollment_token_messages_beside_the_field_and_shown_once(page, console
     page.get_by_label("Name").fill("line 3")
     page.get_by_label("Uses (optional)").fill("0")
     page.get_by_role("button", name="Create enrollment token").click()
-    # the API's own message (api/schemas/enrollment.py), beside the field
+    # the API's own message (api/security/enrollment_schemas.py), beside the field
     expect(page.locator("#max_uses-error")).to_have_text(
         "Ensure this value is between 1 and 1000000."
     )

@@ -5,8 +5,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from api.accounts.models import ApiToken
 from api.extensions import db
-from api.models import ApiToken
 
 
 def csrf(html: bytes) -> str:

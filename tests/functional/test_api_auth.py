@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from api.accounts.models import ApiToken
 from api.crypto import token_digest
 from api.extensions import db
-from api.models import ApiToken
 
 
 def test_missing_header_is_401_with_drf_body(client):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from api.accounts.models import ApiToken
 from api.extensions import db
-from api.models import ApiToken
 from tests.fixtures.api import TEST_SECRET_KEY
 
 FLASK = str(Path(sys.executable).with_name("flask"))

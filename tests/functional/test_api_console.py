@@ -6,9 +6,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from api.deployments.fleet import outcome_drift
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
-from api.services.fleet import outcome_drift
 from tests.functional.test_api_account_page import csrf
 
 

@@ -233,7 +233,7 @@ def test_release_page_devices_status_reasons_and_paging(world):
     from api.console import releases as pages
 
     with w.app.test_request_context():
-        from api.models import Release
+        from api.releases.models import Release
 
         rel = db.session.get(Release, release["id"])
         first, after = pages.device_page(rel, size=2)
@@ -246,7 +246,7 @@ def test_a_derived_status_filter_reads_bounded_chunks_and_goes_on(world, monkeyp
     """Filtered by a status deployments_of derives, a request reads at most SCAN_LIMIT targets
     and the page goes on after the last one read: every match is found, none twice."""
     from api.console import releases as pages
-    from api.models import Release
+    from api.releases.models import Release
 
     w = world
     w.devices += [w.factory.device(w.account, unit_id=f"car-{i}") for i in range(3, 7)]

@@ -179,7 +179,7 @@ def test_core_responses_match_their_openapi_models(client, user_token, device):
 
 
 def test_audit_page_matches_its_openapi_model(client, user_token):
-    from api.schemas.audit import AuditPage
+    from api.audit.schemas import AuditPage
 
     client.post("/docker/projects/", json={"name": "audited"}, headers=user_token.headers)
     client.post(

@@ -1,11 +1,12 @@
-"""api.services.deployments.queue_release: a device runs the newest release that lists it."""
+"""api.deployments.service.queue_release: a device runs the newest release that lists it."""
 
 from sqlalchemy import select
 
+from api.deployments.service import queue_release, unlist_devices
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Deployment, Device, Project, Release
 from api.outbox import OutboxMessage
-from api.services.deployments import queue_release, unlist_devices
+from api.releases.models import Deployment, Project, Release
 from tests.fixtures.api import deployment_statuses
 
 

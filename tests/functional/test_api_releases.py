@@ -7,7 +7,7 @@ import re
 import pytest
 
 from api.extensions import db
-from api.models import Deployment
+from api.releases.models import Deployment
 from tests.fixtures.api import deployment_statuses
 
 pytestmark = pytest.mark.docker

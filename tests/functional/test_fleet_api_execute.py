@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from api.deployments.service import enqueue_release_notification
 from api.execute.models import ExecuteJob
 from api.extensions import db
 from api.outbox import OutboxMessage
-from api.services.deployments import enqueue_release_notification
 from api.types import utcnow
 from api.worker import run_once
 

@@ -8,10 +8,10 @@ import time
 import pytest
 from sqlalchemy import select
 
+from api.deployments.service import enqueue_release_notification
 from api.extensions import db
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, OutboxMessage
 from api.salt_client import SaltApiClient
-from api.services.deployments import enqueue_release_notification
 from api.worker import run_once
 from tests.fixtures.salt_api_standin import start_standin
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import event, select
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.outbox import OutboxMessage
 from api.security.tenancy import MinionEnrollment
 from tests.fixtures.api import deployment_statuses, signed_report

@@ -22,8 +22,8 @@ import requests
 from sqlalchemy import func, select
 
 from api.extensions import db
-from api.models import Deployment
 from api.outbox import OutboxMessage
+from api.releases.models import Deployment
 from tests.fixtures.api import counter_drift, report_body, signed_report
 from tests.fixtures.logbook import free_port
 from tests.fixtures.salt import LiveApi

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import delete, event, select, text, update
 
 from api.audit import AuditEntry
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.rollouts import counters
 from api.rollouts.models import rollout_wave_counts
 from api.security.tenancy import MinionEnrollment

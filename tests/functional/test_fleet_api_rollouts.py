@@ -213,7 +213,7 @@ def test_wave_of_each_deployment_row_and_wave_filter(fleet, n, sizes):
 def test_wave_sizes_at_10000_targets_through_the_api(fleet, app, account):
     import uuid
 
-    from api.models import Device
+    from api.devices.models import Device
     from api.security.tenancy import MinionEnrollment
 
     with app.app_context():

@@ -5,8 +5,8 @@ the device's report of the apply that used it."""
 
 import pytest
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.rollouts import counters
 from tests.functional.test_fleet_api_rollouts import Fleet
 

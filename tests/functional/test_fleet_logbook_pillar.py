@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from api.accounts.models import ApiToken, User
 from api.extensions import db
 from api.master.logbook_settings import TOKEN_NAME, LogbookShipperToken
-from api.models import ApiToken, User
 from api.types import utcnow
 
 pytestmark = pytest.mark.db

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from api.audit import AuditEntry
 from api.extensions import db
-from api.models import Deployment
+from api.releases.models import Deployment
 from berth.master.report_spool import Spool
 from tests.fixtures.api import report_body, signed_report
 from tests.fixtures.logbook import free_port

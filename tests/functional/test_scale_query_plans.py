@@ -15,8 +15,8 @@ import uuid
 import pytest
 from sqlalchemy import event, insert, text
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.rollouts.models import device_tags
 from api.security.tenancy import MinionEnrollment
 from tests.fixtures.api import report_body, signed_report

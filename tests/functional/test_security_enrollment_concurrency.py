@@ -10,8 +10,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from api.security.enrollment import EnrollmentToken
 from api.security.tenancy import MinionEnrollment
 from tests.fixtures.logbook import free_port

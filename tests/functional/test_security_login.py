@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from api import create_app
+from api.accounts.models import ApiToken
 from api.extensions import db
-from api.models import ApiToken
 from tests.fixtures.api import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.db

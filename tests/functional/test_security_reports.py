@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.audit import AuditEntry
 from api.extensions import db
-from api.models import Deployment
+from api.releases.models import Deployment
 from berth import results
 from tests.fixtures.api import signed_report
 

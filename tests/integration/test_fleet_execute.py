@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select, update
 
+from api.deployments.service import enqueue_release_notification
 from api.execute.webhooks import SIGNATURE_HEADER, verify
 from api.extensions import db
 from api.outbox import OutboxMessage
 from api.salt_client import SaltApiClient
-from api.services.deployments import enqueue_release_notification
 from api.types import utcnow
 from api.worker import run_once
 from tests.fixtures.api import TEST_SECRET_KEY

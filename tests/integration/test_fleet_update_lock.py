@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Device
 from tests.fixtures.salt import wait_for
 from tests.integration.test_fleet_loop import containers_on
 from tests.integration.test_fleet_rollout import Api, Project

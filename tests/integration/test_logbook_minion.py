@@ -11,9 +11,9 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from api.accounts.models import ApiToken
 from api.extensions import db
 from api.master.logbook_settings import TOKEN_NAME
-from api.models import ApiToken
 from berth.telemetry.spool import Spool
 from tests.fixtures.logbook import Logbook
 

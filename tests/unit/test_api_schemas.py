@@ -1,14 +1,14 @@
-"""api/schemas: pydantic bodies validate with DRF's messages and shapes (no database needed)."""
+"""api/<feature>/schemas.py: pydantic bodies validate with DRF's messages and shapes (no database needed)."""
 
 from __future__ import annotations
 
 import pytest
 
+from api.bodies import parse, validate
 from api.errors import ValidationError
+from api.master.schemas import DeploymentReport, DeviceSync
 from api.projects.schemas import ProjectInput
 from api.registries.schemas import RegistryInput
-from api.schemas.base import parse, validate
-from api.schemas.master import DeploymentReport, DeviceSync
 from berth.contract import ReportOutcome
 
 

@@ -1,4 +1,4 @@
-"""The logbook write model (api/schemas/logbook.py) against the record rules (api/logbook/records.py).
+"""The logbook write model (api/logbook/schemas.py) against the record rules (api/logbook/records.py).
 
 The model validates a write straight from its bytes (``records.from_json``); a body it refuses
 goes the usual way (``api.payload.loads`` + ``records.validate``). Behaviour stays the same only
@@ -14,7 +14,7 @@ import random
 import pytest
 
 from api.logbook import records
-from api.schemas.logbook import MAX_EPOCH_MS, TIME_PATTERN, LogbookReadQuery
+from api.logbook.schemas import MAX_EPOCH_MS, TIME_PATTERN, LogbookReadQuery
 
 TS = [
     0,

@@ -1,5 +1,5 @@
 """devices.outcome: each device's newest stored deployment's state, folded (the console's fleet
-page, api/services/fleet.py), kept by triggers on deployments; index (account_id, outcome, unit_id)
+page, api/deployments/fleet.py), kept by triggers on deployments; index (account_id, outcome, unit_id)
 
 The fleet page counts devices by outcome and filters by it; computing it per request probed every
 device's newest deployment (a correlated subquery per device of the account: 300 ms and more at
@@ -7,7 +7,7 @@ device's newest deployment (a correlated subquery per device of the account: 300
 ``deployments`` -- a report, queueing, superseding, a revert, a deletion or a cascade, whatever
 wrote it -- so the counts read an index. PostgreSQL: statement-level triggers with transition
 tables (one statement per write statement, however many devices it touched); SQLite: row-level
-triggers. ``api.services.fleet.outcome_drift`` recomputes it from the rows (checked after every
+triggers. ``api.deployments.fleet.outcome_drift`` recomputes it from the rows (checked after every
 test that uses the ``app`` fixture).
 
 A migration that recreates ``deployments`` on SQLite (batch_alter_table) drops these triggers:

@@ -1,10 +1,10 @@
-"""Bodies every endpoint shares: error responses."""
+"""Bodies every endpoint shares: error responses (built on :mod:`api.bodies`)."""
 
 from __future__ import annotations
 
 from pydantic import ConfigDict
 
-from api.schemas.base import ResponseBody
+from api.bodies import ResponseBody
 
 
 class Detail(ResponseBody):

@@ -18,12 +18,13 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select, update
 
 from api.bulk import dialect_insert
+from api.deployments.targets import REVERTS
+from api.devices.models import Device
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.models import Deployment, Device, Project, Release
+from api.releases.models import Deployment, Project, Release
 from api.releases.serializers import serialize_deployment
 from api.rollouts import service as rollouts
-from api.rollouts.targets import REVERTS
 from api.types import utcnow
 from berth.contract import ACTIVE_DEPLOYMENT_STATES, DeploymentState, ReportOutcome, RolloutState
 
@@ -42,7 +43,7 @@ class Report:
 
     @classmethod
     def from_body(cls, values: dict[str, Any]) -> Report:
-        """From the clean values of a ``DeploymentReport`` body (:mod:`api.schemas.master`)."""
+        """From the clean values of a ``DeploymentReport`` body (:mod:`api.master.schemas`)."""
         # the signature was checked on the body as sent (api.security.report_keys)
         values = {k: v for k, v in values.items() if k != "signature"}
         return cls(**{**values, "containers": values.get("containers") or []})

@@ -27,9 +27,10 @@ from sqlalchemy import (
 )
 
 from api.bulk import id_select
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Deployment, Device, Project, Release, release_devices
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, OutboxMessage, enqueue_salt
+from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts.models import Rollout
 from api.security.tenancy import MinionEnrollment, enrolled_unit_ids
 from api.types import utcnow

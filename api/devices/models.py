@@ -23,7 +23,7 @@ class Device(db.Model):
     __tablename__ = "devices"
     __table_args__ = (
         UniqueConstraint("account_id", "unit_id"),
-        # the fleet page's counts and status filter, in unit id order (api/services/fleet.py)
+        # the fleet page's counts and status filter, in unit id order (api/deployments/fleet.py)
         Index("ix_devices_account_id_outcome_unit_id", "account_id", "outcome", "unit_id"),
     )
 
@@ -46,7 +46,7 @@ class Device(db.Model):
 
     def docker_release_ids(self) -> list[int]:
         """Ids of the releases this device has successfully deployed."""
-        from api.models.releases import Deployment
+        from api.releases.models import Deployment
 
         return list(
             db.session.scalars(
@@ -60,6 +60,6 @@ class Device(db.Model):
 
 
 # the console's fleet search, case-insensitive, by a prefix of the unit id or of the display name
-# (api/services/fleet.py; migration 0021_devices_search_lower)
+# (api/deployments/fleet.py; migration 0021_devices_search_lower)
 Index("ix_devices_account_id_unit_id_lower", Device.account_id, func.lower(Device.unit_id))
 Index("ix_devices_account_id_display_lower", Device.account_id, func.lower(Device.display))

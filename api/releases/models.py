@@ -23,8 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from api.devices.models import Device
 from api.extensions import db
-from api.models.devices import Device
 from api.types import UTCDateTime, utcnow
 from berth.contract import DeploymentState, fully_qualified_name
 

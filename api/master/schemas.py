@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from api.bodies import RequestBody, ResponseBody, doc, rule
 from api.devices.schemas import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
 from api.limits import MAX_DB_ID, MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
 from api.releases.schemas import Deployment
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.validation import NON_BLANK, FieldError, db_id, iso_datetime, string
 from berth.contract import ReportOutcome
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict
 
-from api.schemas.base import RequestBody, ResponseBody, doc, parse, rule
-from api.schemas.execute import HTTP_URL_PATTERN, http_url
+from api.bodies import RequestBody, ResponseBody, doc, parse, rule
+from api.execute.schemas import HTTP_URL_PATTERN, http_url
 from api.validation import FieldError, list_of
 from berth.contract import RolloutAction, RolloutState, WaveState
 

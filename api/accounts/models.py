@@ -13,7 +13,7 @@ from api.extensions import db
 from api.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:  # a runtime import would be circular; SQLAlchemy resolves the name
-    from api.models.devices import Device
+    from api.devices.models import Device
 
 TOKEN_SCOPES = ("user", "master", "device")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from api.schemas.base import ResponseBody, doc
+from api.bodies import ResponseBody, doc
 
 
 class AuditEntry(ResponseBody):

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, WithJsonSchema
 
+from api.bodies import JSON_VALUE, RequestBody, ResponseBody, doc, rule
 from api.limits import MAX_FORWARDED_RETURN_CHARS
-from api.schemas.base import JSON_VALUE, RequestBody, ResponseBody, doc, rule
 from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState

@@ -40,8 +40,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.bulk import id_select
+from api.devices.models import Device
 from api.extensions import db
-from api.models import Deployment, Device, Project, Release, release_devices
+from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout, device_tags, release_tags
 from berth.contract import DeploymentState as S
@@ -142,7 +143,7 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
     """Replace the device's tags and follow them: it becomes a target of every release of the
     account carrying one of them (joining a rollout in its hash's wave) and stops being a
     tag-only target of the others; a changed target is told to Salt through the outbox."""
-    from api.services.deployments import queue_release, unlist_devices
+    from api.deployments.service import queue_release, unlist_devices
 
     old = device_tags_of([device.id])[device.id]
     if sorted(old) == sorted(tags):

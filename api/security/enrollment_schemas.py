@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from api.bodies import RequestBody, ResponseBody, doc, rule
 from api.devices.schemas import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.types import utcnow
 from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, iso_datetime, string
 

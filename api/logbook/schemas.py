@@ -10,7 +10,7 @@ parameters of ``/logbook/storage/*`` are generated from these models, and they v
   judged record by record by those rules, which name every problem with today's messages
   (``tests/unit/test_logbook_schemas.py`` checks that both agree).
 * :class:`LogbookReadQuery` / :class:`LogbookFieldsQuery`: the query parameters of the read
-  and fields endpoints; their fields carry the rules (:func:`api.schemas.base.rule`) that
+  and fields endpoints; their fields carry the rules (:func:`api.bodies.rule`) that
   :func:`api.logbook.query.parse` runs.
 * :class:`LogbookWritten`, :class:`LogbookRow`, :class:`LogbookField`: what the endpoints
   answer (the views build them as dicts).
@@ -24,9 +24,9 @@ from annotated_types import Ge, Le, Lt
 from pydantic import ConfigDict, Field, Strict
 from typing_extensions import TypedDict
 
+from api.bodies import RequestBody, ResponseBody, doc, rule
 from api.logbook import timestamps
 from api.logbook.tables import FIELD_TYPES
-from api.schemas.base import RequestBody, ResponseBody, doc, rule
 from api.validation import NON_BLANK, FieldError
 
 MAX_BATCH = 50_000

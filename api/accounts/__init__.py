@@ -1,0 +1,1 @@
+"""Tenants (accounts), their users and API tokens: the tables in :mod:`api.accounts.models`."""

@@ -1,1 +1,0 @@
-"""Business operations shared by the HTTP views, the CLI and the master-facing endpoints."""
