@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +41,27 @@ DEFAULT_SPACE_FACTOR = 3.0
 DEFAULT_SPACE_MARGIN_MB = 64
 
 
-def state_dir(opts: dict) -> str:
+def state_dir(opts: dict[str, Any]) -> str:
     return str(
         opts.get("docker.release_state_dir")
         or os.path.join(opts.get("cachedir") or "/var/cache/salt/minion", "berth")
     )
 
 
-def client(opts: dict):
+def client(opts: dict[str, Any]) -> Any:
     return dockerutil.client(dockerutil.engine_url(opts))
 
 
-def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=None) -> Executor:
-    def opt(value, key, default):
+def executor(
+    opts: dict[str, Any],
+    settle_seconds: float | None = None,
+    health_timeout: float | None = None,
+    stop_timeout: float | None = None,
+) -> Executor:
+    def opt(value: object, key: str, default: float) -> float:
         value = value if value is not None else opts.get(key, default)
         try:
-            return float(value)
+            return float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ReleaseError(f"{key} must be a number, got {value!r}") from None
 
@@ -74,7 +79,7 @@ def executor(opts: dict, settle_seconds=None, health_timeout=None, stop_timeout=
     )
 
 
-def status(opts: dict) -> dict:
+def status(opts: dict[str, Any]) -> dict[str, Any]:
     ex = executor(opts)
     applied = ex.applied()
     journal = ex.pending()
@@ -120,7 +125,7 @@ def status(opts: dict) -> dict:
 REPORT_KEY = "report.key"
 
 
-def keep_report_key(opts: dict, key: str) -> None:
+def keep_report_key(opts: dict[str, Any], key: str) -> None:
     """Keep the device's report key (pillar ``berth:report_key``) in a file only root may read,
     so the paths that run without the master (``salt-call --local``, the local API engine's
     pillar of its start) still sign their results (berth/results.py)."""
@@ -135,7 +140,7 @@ def keep_report_key(opts: dict, key: str) -> None:
     os.replace(tmp, path)
 
 
-def kept_report_key(opts: dict) -> str | None:
+def kept_report_key(opts: dict[str, Any]) -> str | None:
     """The kept report key, or None (no file, readable by others, not a key)."""
     path = Path(state_dir(opts)) / REPORT_KEY
     if not path.exists():
@@ -156,7 +161,7 @@ OUTBOX_LIMIT = 50
 OUTBOX_MAX_BYTES = 4 * 1024 * 1024
 
 
-def results_outbox(opts: dict) -> Spool:
+def results_outbox(opts: dict[str, Any]) -> Spool:
     """The device's queue of result events not yet handed to the master (a full one drops its
     oldest events, logged). The minion daemon and a ``salt-call --local`` of the sleep hook
     change it at the same time (berth/diskspool.py)."""
@@ -188,19 +193,19 @@ def _migrate_outbox(legacy: Path, outbox: Spool) -> None:
     log.info("berth release: %d queued result event(s) moved into %s", len(events), outbox.dir)
 
 
-def queue_result(opts: dict, event: dict) -> None:
+def queue_result(opts: dict[str, Any], event: dict[str, Any]) -> None:
     """Keep a result event on disk until it was handed to the event bus (:func:`flush_results`)."""
     results_outbox(opts).put(event)
 
 
-def flush_results(opts: dict, send) -> int:
+def flush_results(opts: dict[str, Any], send: Callable[[dict[str, Any]], bool]) -> int:
     """Send the queued result events in order with ``send(data) -> bool``; each leaves the queue
     only once sent; the first unsent one stops (it and the rest stay, with any queued
     meanwhile). Returns how many were sent."""
     return results_outbox(opts).drain(send)
 
 
-def resolve_container(opts: dict, cli, name: str) -> str:
+def resolve_container(opts: dict[str, Any], cli: Any, name: str) -> str:
     """A full container name, or the short name of a container of the applied (else any) release."""
     containers = dockerutil.list_containers(cli)
     applied_record = read_json(Path(state_dir(opts)) / "applied.json")
@@ -209,7 +214,7 @@ def resolve_container(opts: dict, cli, name: str) -> str:
             if c["labels"].get(Label.NAME) == name and c["labels"].get(
                 Label.VERSION_HASH
             ) == applied_record.get("version_hash"):
-                return c["name"]
+                return str(c["name"])
     if any(c["name"] == name for c in containers):
         return name
     release_matches = sorted(
@@ -218,13 +223,15 @@ def resolve_container(opts: dict, cli, name: str) -> str:
         reverse=True,
     )
     if release_matches:
-        return release_matches[0]["name"]
+        return str(release_matches[0]["name"])
     raise ReleaseError(
         f"no container named {name!r} (neither a container name nor a release container's short name)"
     )
 
 
-def login_registries(opts: dict, registries: dict | None, only=None) -> dict:
+def login_registries(
+    opts: dict[str, Any], registries: dict[Any, Any] | None, only: object = None
+) -> dict[str, str]:
     """Log in to every registry in pillar ``docker:registries`` (or just ``only``: an id or url),
     skipping ones whose credentials were already verified. Returns ``{url: "logged in"|"already logged in"|error}``."""
     registries = registries or {}

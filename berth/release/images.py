@@ -38,13 +38,13 @@ def find_registry(registries: Mapping[Any, Any] | None, registry_id: Any) -> dic
     return entry
 
 
-def ref(image: str, tag: str, registry: dict | None = None) -> str:
+def ref(image: str, tag: str, registry: dict[str, Any] | None = None) -> str:
     if registry:
         return f"{registry_host(registry['url'])}/{image}:{tag}"
     return f"{image}:{tag}"
 
 
-def pinned(image: str, digest: str, registry: dict | None = None) -> str:
+def pinned(image: str, digest: str, registry: dict[str, Any] | None = None) -> str:
     if registry:
         return f"{registry_host(registry['url'])}/{image}@{digest}"
     return f"{image}@{digest}"

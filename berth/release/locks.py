@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 MOUNT_POINT = "/tmp/berth"
@@ -32,16 +33,16 @@ LOCK_FILE = "updates.lock"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 
 
-def root(state_dir) -> Path:
+def root(state_dir: str | Path) -> Path:
     return Path(state_dir) / "locks"
 
 
-def directory(state_dir, name: str) -> Path | None:
+def directory(state_dir: str | Path, name: str) -> Path | None:
     """The lock directory of container ``name`` (None for a name that is not a plain one)."""
     return root(state_dir) / name if _NAME.match(name) else None
 
 
-def mount(state_dir, name: str, volumes: list[str]) -> list[str]:
+def mount(state_dir: str | Path, name: str, volumes: list[str]) -> list[str]:
     """``volumes`` (docker SDK ``src:dst:mode`` strings) with the lock directory of ``name``
     mounted at :data:`MOUNT_POINT`, created (0777: the app may run as any user and create the
     file itself). Unchanged when the release mounts something there itself."""
@@ -70,11 +71,12 @@ def _open(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def hold(state_dir, names):
+def hold(state_dir: str | Path, names: Iterable[str]) -> Iterator[list[str]]:
     """Take the update lock of each container in ``names`` without waiting. Yields the names
     whose lock another holder has (their containers must not be stopped now); the locks taken
     are held until the block ends."""
-    taken, held = [], []
+    taken: list[int] = []
+    held: list[str] = []
     try:
         for name in names:
             path = directory(state_dir, name)
@@ -102,7 +104,7 @@ def deferred_reason(held: list[str]) -> str:
     )
 
 
-def prune(state_dir, keep) -> None:
+def prune(state_dir: str | Path, keep: Iterable[str]) -> None:
     """Remove the lock directories of containers not in ``keep`` (best effort)."""
     base = root(state_dir)
     if not base.is_dir():

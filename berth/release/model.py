@@ -23,7 +23,9 @@ class TargetContainer:
     image: str  # reference the container runs
     required: tuple[str, ...]  # references of its required tags
     registry_id: object  # pillar registry id or None
-    create_kwargs: dict  # docker SDK containers.create kwargs (name/image/labels included)
+    create_kwargs: dict[
+        str, Any
+    ]  # docker SDK containers.create kwargs (name/image/labels included)
     purge_paths: tuple[str, ...]
     digest: str | None = None  # pinned digest: ``image`` is then ``<repo>@<digest>``
 
@@ -36,7 +38,9 @@ class Target:
     project: object
     containers: tuple[TargetContainer, ...]
     remove_containers: tuple[str, ...]
-    registries: dict  # {registry id: {"url","username","password"}} for registries the release uses
+    registries: dict[
+        Any, Any
+    ]  # {registry id: {"url","username","password"}} for registries the release uses
     # the account's bind prefixes (berth.release.policy): where binds may go besides the data roots
     bind_prefixes: tuple[str, ...] = ()
     # pillar docker:release:signatures as given ({"required", "keys"}; berth.release.trust)
@@ -52,7 +56,7 @@ class Target:
                     out.append(r)
         return out
 
-    def registry_of(self, ref: str):
+    def registry_of(self, ref: str) -> object:
         for c in self.containers:
             if ref == c.image or ref in c.required:
                 return c.registry_id
@@ -66,7 +70,7 @@ class Target:
                 return found
         raise KeyError(registry_id)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
             "release_id": self.release_id,
             "version": self.version,
@@ -77,9 +81,9 @@ class Target:
 
 @dataclass
 class EngineState:
-    containers: list[dict]  # dockerutil.list_containers() summaries
+    containers: list[dict[str, Any]]  # dockerutil.list_containers() summaries
     images: set[str]  # local image references
-    applied: dict | None = None  # record of the last successfully applied release
+    applied: dict[str, Any] | None = None  # record of the last successfully applied release
     logged_in: set[str] = field(default_factory=set)  # login keys already verified (see executor)
 
 

@@ -9,6 +9,8 @@ target release is applied and all its containers are running.
 
 from __future__ import annotations
 
+from typing import Any
+
 from berth.contract import Label
 from berth.release import steps as st
 from berth.release.model import EngineState, Target
@@ -40,7 +42,7 @@ def is_applied(current: EngineState, target: Target) -> bool:
     return True
 
 
-def old_containers(current: EngineState, target: Target) -> list[dict]:
+def old_containers(current: EngineState, target: Target) -> list[dict[str, Any]]:
     """Containers the target replaces: its initial containers, other releases', and stale copies of its own."""
     target_names = {c.fq_name for c in target.containers}
     initial = set(target.remove_containers)
@@ -144,7 +146,7 @@ def plan(  # noqa: C901 - one section per step kind, in apply order
 
 
 def prunable_images(
-    current: EngineState, target: Target, old: list[dict], kept: tuple[str, ...] = ()
+    current: EngineState, target: Target, old: list[dict[str, Any]], kept: tuple[str, ...] = ()
 ) -> list[str]:
     """Images of replaced containers and of earlier releases that nothing keeps.
 

@@ -36,6 +36,10 @@ import os
 import posixpath
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from berth.release.model import Target
 
 # Where a release may bind host paths unless the device (``docker.release_data_roots``) lists its
 # own: the directories Berth's documented device layout keeps application data in.
@@ -178,7 +182,7 @@ def under_any(path: str, roots: Iterable[str]) -> bool:
     return any(_under(path, normalize(r)) for r in roots)
 
 
-def prefix_problem(prefix) -> str | None:
+def prefix_problem(prefix: object) -> str | None:
     """Why ``prefix`` cannot be an account's bind prefix, or None."""
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         return "give an absolute path"
@@ -193,7 +197,7 @@ def prefix_problem(prefix) -> str | None:
     return None
 
 
-def bind_prefixes(value) -> tuple[str, ...]:
+def bind_prefixes(value: object) -> tuple[str, ...]:
     """Pillar ``bind_prefixes`` of a release, checked: a list of at most
     :data:`MAX_BIND_PREFIXES` absolute paths; raises ``ValueError`` naming the problem."""
     if value is None:
@@ -214,7 +218,7 @@ def bind_prefixes(value) -> tuple[str, ...]:
 _CONTAINER_ID = re.compile(r"^[0-9a-fA-F]+$")
 
 
-def joined_container(network_mode, protected: Iterable[str]) -> str | None:
+def joined_container(network_mode: object, protected: Iterable[str]) -> str | None:
     """Why ``network_mode: container:<ref>`` may not be used, or None.
 
     Joining a container's namespaces gives its network (and loopback services): a protected
@@ -236,7 +240,7 @@ def joined_container(network_mode, protected: Iterable[str]) -> str | None:
 # -- on the device -------------------------------------------------------------------------
 
 
-def _option(opts: dict, key: str, default):
+def _option(opts: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
     value = opts.get(key)
     if value is None:
         return default
@@ -252,20 +256,20 @@ def _resolved(path: str) -> list[str]:
     return [normal] if real == normal else [normal, real]
 
 
-def data_roots(opts: dict) -> tuple[str, ...]:
+def data_roots(opts: dict[str, Any]) -> tuple[str, ...]:
     """This device's data roots (``docker.release_data_roots``, else :data:`DEFAULT_DATA_ROOTS`)."""
     return tuple(
         normalize(r) for r in _option(opts, "docker.release_data_roots", DEFAULT_DATA_ROOTS)
     )
 
 
-def protected_containers(opts: dict) -> tuple[str, ...]:
+def protected_containers(opts: dict[str, Any]) -> tuple[str, ...]:
     """Container names (globs) a release never removes, joins or shares a volume with
     (``docker.release_protected_containers``, else :data:`PROTECTED_CONTAINERS`)."""
     return _option(opts, "docker.release_protected_containers", PROTECTED_CONTAINERS)
 
 
-def violations(target, opts: dict) -> list[str]:  # noqa: C901 - one check per device rule, each adding its reason
+def violations(target: Target, opts: dict[str, Any]) -> list[str]:  # noqa: C901 - one check per device rule, each adding its reason
     """Why this device must refuse ``target`` (a :class:`berth.release.model.Target`); [] when it may apply it."""
     roots = data_roots(opts)
     protected = protected_containers(opts)
@@ -323,7 +327,7 @@ def violations(target, opts: dict) -> list[str]:  # noqa: C901 - one check per d
     return problems
 
 
-def enforce(target, opts: dict) -> None:
+def enforce(target: Target | None, opts: dict[str, Any]) -> None:
     """Raise ``ReleaseError`` before any step when the release asks
     for something this device never does."""
     if target is None:

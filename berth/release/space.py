@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from berth import registryclient
 
@@ -30,7 +31,7 @@ class SizeUnknown(Exception):
 
 def image_size(
     ref: str,
-    auth: dict | None = None,
+    auth: dict[str, Any] | None = None,
     registry_url: str | None = None,
     arch: str = "amd64",
     timeout: float = 15.0,
@@ -63,7 +64,7 @@ def image_size(
     return sum(int(b.get("size") or 0) for b in [*layers, manifest.get("config") or {}])
 
 
-def free_bytes(cli) -> tuple[str, int] | None:
+def free_bytes(cli: Any) -> tuple[str, int] | None:
     """(data root, bytes free there), or None when the data root is not on this machine."""
     root = (cli.info() or {}).get("DockerRootDir")
     if not root or not os.path.isdir(root):
@@ -72,7 +73,7 @@ def free_bytes(cli) -> tuple[str, int] | None:
     return root, st.f_bavail * st.f_frsize
 
 
-def engine_arch(cli) -> str:
+def engine_arch(cli: Any) -> str:
     arch = (cli.info() or {}).get("Architecture") or "x86_64"
     return ARCH.get(arch, arch)
 
@@ -81,7 +82,9 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
-def shortfall(cli, pulls: list[tuple[str, dict | None, str | None]], factor: float, margin: int):
+def shortfall(
+    cli: Any, pulls: list[tuple[str, dict[str, Any] | None, str | None]], factor: float, margin: int
+) -> str | None:
     """None when ``pulls`` (``[(ref, auth, registry url)]``) fit; else the reason they do not."""
     if factor <= 0 or not pulls:
         return None

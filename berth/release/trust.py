@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +64,7 @@ class Decision:
     fingerprints: dict[str, str] = field(default_factory=dict)  # fingerprint -> key name
 
 
-def minion_keys(value) -> list[tuple[str, str]]:
+def minion_keys(value: object) -> list[tuple[str, str]]:
     """``[(name, pem)]`` of the minion option's value (a list of PEM strings or absolute PEM file
     paths; one string is a list of one); ValueError naming the entry that cannot be used."""
     if value is None or value == "" or value == []:
@@ -110,7 +110,7 @@ def _read_key_file(path: str) -> str:
         raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def pillar_keys(signatures) -> tuple[bool, list[tuple[str, str]]]:
+def pillar_keys(signatures: object) -> tuple[bool, list[tuple[str, str]]]:
     """``(required, [(name, pem)])`` of pillar ``docker:release:signatures``; ValueError when it
     is malformed (then the device fails closed: the release is refused)."""
     if signatures is None:
@@ -131,7 +131,7 @@ def pillar_keys(signatures) -> tuple[bool, list[tuple[str, str]]]:
     return required, keys
 
 
-def decide(option, signatures) -> Decision:
+def decide(option: object, signatures: object) -> Decision:
     """What this device checks: ``option`` is the minion's ``berth_trusted_keys`` (it wins and
     makes verification mandatory), ``signatures`` the release pillar's ``signatures``."""
     try:
@@ -167,7 +167,9 @@ def _with_fingerprints(decision: Decision) -> Decision:
     return decision
 
 
-def check(containers, decision: Decision, verify: Callable[[object, list[str]], str]) -> dict:
+def check(
+    containers: Iterable[Any], decision: Decision, verify: Callable[[object, list[str]], str]
+) -> dict[str, str]:
     """``{container name: name of the key that signed it}``; :class:`Refused` naming every
     container that may not run and why. ``containers`` are
     :class:`berth.release.model.TargetContainer`; ``verify(container, pems)`` returns the signing

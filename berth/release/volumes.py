@@ -20,6 +20,8 @@ host path. :func:`enforce` runs before any step (a forged pillar is refused with
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import docker.errors
 
@@ -27,10 +29,13 @@ from berth.contract import Label
 from berth.release.images import ReleaseError
 from berth.release.policy import bind_source, protected_containers
 
+if TYPE_CHECKING:
+    from berth.release.model import Target
+
 LOCAL_DRIVER = "local"
 
 
-def named(create_kwargs: dict) -> list[str]:
+def named(create_kwargs: dict[str, Any]) -> list[str]:
     """The named volumes (not host paths) in ``containers.create`` keyword arguments."""
     out = []
     for spec in create_kwargs.get("volumes") or []:
@@ -40,7 +45,7 @@ def named(create_kwargs: dict) -> list[str]:
     return out
 
 
-def _mounted_by(containers: list[dict], name: str) -> list[dict]:
+def _mounted_by(containers: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [
         c
         for c in containers
@@ -48,7 +53,7 @@ def _mounted_by(containers: list[dict], name: str) -> list[dict]:
     ]
 
 
-def problem(cli, name: str, project, protected) -> str | None:
+def problem(cli: Any, name: str, project: object, protected: Iterable[str]) -> str | None:
     """Why a release of ``project`` may not mount volume ``name``; None when it may (also when
     the volume does not exist: :func:`ensure` creates it for the project)."""
     if project is None:
@@ -86,7 +91,7 @@ def problem(cli, name: str, project, protected) -> str | None:
     return None
 
 
-def violations(cli, target, opts: dict) -> list[str]:
+def violations(cli: Any, target: Target, opts: dict[str, Any]) -> list[str]:
     """Why this device must refuse the named volumes of ``target``; [] when it may mount them."""
     protected = protected_containers(opts)
     problems = []
@@ -98,7 +103,7 @@ def violations(cli, target, opts: dict) -> list[str]:
     return problems
 
 
-def enforce(client_factory, target, opts: dict) -> None:
+def enforce(client_factory: Callable[[], Any], target: Target | None, opts: dict[str, Any]) -> None:
     """Raise ``ReleaseError`` before any step when ``target`` names a volume it may not mount.
     ``client_factory`` is only called when the release names a volume."""
     if target is None or not any(named(c.create_kwargs) for c in target.containers):
@@ -108,7 +113,9 @@ def enforce(client_factory, target, opts: dict) -> None:
         raise ReleaseError("refused by the device's release policy: " + "; ".join(problems))
 
 
-def ensure(cli, create_kwargs: dict, project, protected) -> list[str]:
+def ensure(
+    cli: Any, create_kwargs: dict[str, Any], project: object, protected: Iterable[str]
+) -> list[str]:
     """Create the named volumes of one container that do not exist yet (labelled for
     ``project``) and check each again; returns the names created."""
     created = []
