@@ -57,6 +57,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def reverse_lines(paths: Iterable[str]) -> Iterator[str]:
 # --- searching ------------------------------------------------------------
 
 
-def _regex(name: str, pattern) -> re.Pattern:
+def _regex(name: str, pattern: object) -> re.Pattern[str]:
     if not isinstance(pattern, str):
         raise LogQueryError(f"{name}: must be a regular expression string, got {pattern!r}")
     try:
@@ -206,7 +207,7 @@ def _regex(name: str, pattern) -> re.Pattern:
         ) from None
 
 
-def _count(name: str, value) -> int:
+def _count(name: str, value: Any) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):

@@ -23,6 +23,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -58,8 +59,9 @@ class Manifest:
     media_type: str
     digest: str  # sha256:<hex> of body
 
-    def json(self) -> dict:
-        return json.loads(self.body)
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
 
 
 def split(ref: str) -> tuple[str, str, str]:
@@ -138,10 +140,10 @@ class Client:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def manifest(
@@ -196,7 +198,9 @@ class Client:
             )
         return body
 
-    def _fetch(self, url: str, headers: dict, what: str, limit: int, deadline: float | None):
+    def _fetch(
+        self, url: str, headers: dict[str, str], what: str, limit: int, deadline: float | None
+    ) -> tuple[bytes, Any]:
         """(body, response headers) of a GET answered 200; UNKNOWN for a 404. Without a
         ``deadline`` the answer must be read within ``ANSWER_TIMEOUTS`` x the client's timeout."""
         if deadline is None:
@@ -209,7 +213,7 @@ class Client:
             _expect_ok(resp, f"{self.host}, for {what},")
             return _read(resp, limit, deadline), resp.headers
 
-    def _get(self, url: str, headers: dict, stream: bool = False) -> requests.Response:
+    def _get(self, url: str, headers: dict[str, str], stream: bool = False) -> requests.Response:
         try:
             resp = self.session.get(
                 url, headers=headers, auth=self.creds, timeout=self.timeout, stream=stream

@@ -29,12 +29,20 @@ import binascii
 import hashlib
 import json
 import time
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from berth.registryclient import DIGEST_RE, DOCKER_MANIFEST, OCI_MANIFEST, RegistryError
+from berth.registryclient import (
+    DIGEST_RE,
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+    Client,
+    Manifest,
+    RegistryError,
+)
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -61,7 +69,7 @@ class SignatureError(Exception):
         super().__init__(reason)
 
 
-def load_public_key(pem: str):
+def load_public_key(pem: str) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     """The key of a PEM public key (``-----BEGIN PUBLIC KEY-----``); ValueError saying why for
     anything that is not an ECDSA P-256 or Ed25519 public key in PEM."""
     if not isinstance(pem, str) or "-----BEGIN PUBLIC KEY-----" not in pem:
@@ -119,7 +127,7 @@ def payload(digest: str, reference: str) -> bytes:
     ).encode()
 
 
-def verify_image(client, repository: str, digest: str, public_keys: list[str]) -> str:
+def verify_image(client: Client, repository: str, digest: str, public_keys: list[str]) -> str:
     """The fingerprint (:func:`key_fingerprint`) of the first of ``public_keys`` (PEM strings)
     that signed ``repository@digest``; SignatureError otherwise.
 
@@ -168,7 +176,7 @@ def verify_image(client, repository: str, digest: str, public_keys: list[str]) -
     raise SignatureError(_worst(failures))
 
 
-def _signature_layers(manifest) -> list[dict]:
+def _signature_layers(manifest: Manifest) -> list[dict[str, Any]]:
     """``[{"digest", "signature", "size"}]`` of the simple-signing layers of a signature manifest."""
     if manifest.media_type not in (OCI_MANIFEST, DOCKER_MANIFEST):
         raise SignatureError(f"{NOT_VALID}: the signature tag holds a {manifest.media_type}")
@@ -193,7 +201,12 @@ def _signature_layers(manifest) -> list[dict]:
     return found
 
 
-def _check(data: bytes, signature_b64: str, digest: str, keys: list) -> str:
+def _check(
+    data: bytes,
+    signature_b64: str,
+    digest: str,
+    keys: list[tuple[str, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey]],
+) -> str:
     """The fingerprint of the key whose signature ``signature_b64`` over ``data`` is, when
     ``data`` is a cosign payload naming ``digest``; SignatureError otherwise."""
     try:

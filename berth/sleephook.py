@@ -65,6 +65,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 COMMAND = {"command": "state.sls", "arg": ["docker.release"]}
@@ -119,7 +120,8 @@ def _request(url: str, body: dict[str, Any] | None, timeout: float) -> dict[str,
     request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # our own loopback URL
-            return json.load(resp)
+            answer: dict[str, Any] = json.load(resp)
+            return answer
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", errors="replace")[:500]
         if exc.code == 403:  # e.g. the engine's commands do not include state.sls
@@ -150,7 +152,8 @@ def apply_via_local_api(base_url: str, timeout: float) -> dict[str, Any]:
     except TimeoutError:
         # The job was accepted and may still be running: not a reason to start a second one.
         raise RuntimeError(f"no answer from {url} within {timeout:g}s") from None
-    return answer["response"]
+    response: dict[str, Any] = answer["response"]
+    return response
 
 
 def _lines(response: dict[str, Any]) -> list[Any]:
@@ -180,7 +183,10 @@ def deferred_reason(response: dict[str, Any]) -> str | None:
 
 
 def apply_when_idle(
-    attempt, timeout: float, retry: float, log=print
+    attempt: Callable[[float], dict[str, Any]],
+    timeout: float,
+    retry: float,
+    log: Callable[[str], object] = print,
 ) -> tuple[dict[str, Any], str | None]:
     """``attempt(seconds_left)`` (one apply, returning the job response), tried again every
     ``retry`` seconds (plus up to half of it at random) while another run holds the minion or
@@ -226,7 +232,9 @@ def _hold_release_lock(path: str | None) -> int | None:
     return fd
 
 
-def _run(argv: list[str], timeout: float | None, release_lock: str | None):
+def _run(
+    argv: list[str], timeout: float | None, release_lock: str | None
+) -> tuple[int | None, str, str]:
     """Run ``argv``; returns ``(returncode, stdout, stderr)``, returncode None when it was
     stopped at ``timeout``. Without ``release_lock`` a command past its timeout is stopped;
     with it only while no apply holds that lock (the hook holds it meanwhile, so the command
@@ -336,7 +344,13 @@ def not_run_reason(response: dict[str, Any]) -> str | None:
     return "; ".join(str(line) for line in ret)[:2000] or "no result"
 
 
-def conclude(response: dict[str, Any], busy: str | None, via: str, timeout: float, report) -> int:
+def conclude(
+    response: dict[str, Any],
+    busy: str | None,
+    via: str,
+    timeout: float,
+    report: Callable[[str], object],
+) -> int:
     """Print what the apply did, have the device report ``failed`` (through ``report``) when
     the release could not be applied, and return the exit status."""
     if busy is not None:
@@ -365,7 +379,7 @@ def conclude(response: dict[str, Any], busy: str | None, via: str, timeout: floa
         error = f"the sleep hook's state.sls docker.release did not run: {reason}"
     print(f"berth-before-sleep: {error}", file=sys.stderr, flush=True)
     try:
-        reported = report(error)
+        reported: object = report(error)
     except (Unreachable, RuntimeError, TimeoutError, KeyError, ValueError, OSError) as exc:
         reported = f"could not report: {exc}"
     print(
@@ -397,10 +411,11 @@ def report_failed(base_url: str, error: str) -> dict[str, Any]:
     """Have the minion report its pending release ``failed`` with ``error`` (the result
     event the master forwards to the API); a release already applied is left alone."""
     answer = _request(_execute_url(base_url), {"command": REPORT_FAILED, "arg": [error]}, 60)
-    return answer["response"]
+    response: dict[str, Any] = answer["response"]
+    return response
 
 
-def failed_steps(ret) -> list[str]:
+def failed_steps(ret: object) -> list[str]:
     """The ids of the states that failed in a ``state.sls`` return; a return
     that is not a dict of states (the errors Salt returns as a list) counts as one."""
     if isinstance(ret, list):
@@ -412,7 +427,7 @@ def failed_steps(ret) -> list[str]:
     ]
 
 
-def summary(ret) -> list[str]:
+def summary(ret: object) -> list[str]:
     """Human lines for a ``state.sls`` return: failures, and what changed."""
     if not isinstance(ret, dict):
         return [str(ret)] if not isinstance(ret, list) else [str(line) for line in ret]
@@ -477,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     fallback = args.fallback[1:] if args.fallback[:1] == ["--"] else args.fallback
 
-    def log(line) -> None:
+    def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     if args.local_api:

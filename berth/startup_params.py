@@ -193,7 +193,7 @@ def _ip_address(text: str) -> bool:
     return True
 
 
-def _host_port(value: Any, where: str):
+def _host_port(value: Any, where: str) -> int | tuple[str, int] | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -299,7 +299,7 @@ def _cap_add(value: Any) -> list[str]:
     return list(value)
 
 
-def _mem_limit(value: Any):
+def _mem_limit(value: Any) -> int | str | None:
     whole = _whole(value)
     if not (
         (whole is not None and whole > 0)

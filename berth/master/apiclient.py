@@ -15,7 +15,7 @@ DEFAULT_TIMEOUT = 5.0
 class ApiError(Exception):
     """The API could not be asked or refused the request; ``status`` is the HTTP status or None."""
 
-    def __init__(self, message: str, status: int | None = None, body=None) -> None:
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body  # the error's JSON body, when it had one
@@ -50,7 +50,7 @@ class ApiClient:
             conf.get("url", ""), conf.get("token_file", ""), conf.get("timeout", DEFAULT_TIMEOUT)
         )
 
-    def _request(self, method: str, path: str, payload=None):
+    def _request(self, method: str, path: str, payload: object = None) -> Any:
         url = f"{self.url}{path}"
         headers = {
             "Authorization": f"APIToken {read_token(self.token_file)}",
@@ -83,25 +83,35 @@ class ApiClient:
             ) from None
 
     def minion_pillar(self, minion_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/master/minions/{quote(minion_id, safe='')}/pillar/")
+        answer: dict[str, Any] = self._request(
+            "GET", f"/master/minions/{quote(minion_id, safe='')}/pillar/"
+        )
+        return answer
 
     def report_deployment(self, report: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", "/master/deployments/report/", report)
+        answer: dict[str, Any] = self._request("POST", "/master/deployments/report/", report)
+        return answer
 
     def report_deployments(self, reports: list[dict[str, Any]]) -> list[Any]:
         """Many reports in one request; the API answers one ``{"index", "status", ...}`` each."""
-        return self._request("POST", "/master/deployments/report/", list(reports))
+        answers: list[Any] = self._request("POST", "/master/deployments/report/", list(reports))
+        return answers
 
     def forward_return(self, body: dict[str, Any]) -> dict[str, Any]:
         """A device's return of an execute job (``berth.master.forward.build_return``)."""
-        return self._request("POST", "/master/execute/returns/", body)
+        answer: dict[str, Any] = self._request("POST", "/master/execute/returns/", body)
+        return answer
 
     def enroll(self, minion_id: str, enrollment_token: str) -> dict[str, Any]:
-        return self._request(
+        answer: dict[str, Any] = self._request(
             "POST",
             "/master/devices/enroll/",
             {"unit_id": minion_id, "enrollment_token": enrollment_token},
         )
+        return answer
 
     def sync_devices(self, unit_ids: list[str]) -> dict[str, Any]:
-        return self._request("POST", "/master/devices/sync/", {"unit_ids": list(unit_ids)})
+        answer: dict[str, Any] = self._request(
+            "POST", "/master/devices/sync/", {"unit_ids": list(unit_ids)}
+        )
+        return answer

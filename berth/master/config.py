@@ -23,9 +23,13 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 MINION_LOG_LEVEL = "info"
 
 
-def salt_api_options(*, port, sharedsecret, user="berth", host="127.0.0.1") -> dict[str, Any]:
+def salt_api_options(
+    *, port: int | str, sharedsecret: str, user: str = "berth", host: str = "127.0.0.1"
+) -> dict[str, Any]:
     """``conf/master.d/salt-api.conf`` with its port, secret and eauth user replaced."""
-    options = yaml.safe_load((paths.conf() / "master.d" / "salt-api.conf").read_text())
+    options: dict[str, Any] = yaml.safe_load(
+        (paths.conf() / "master.d" / "salt-api.conf").read_text()
+    )
     options["rest_cherrypy"].update(host=host, port=int(port))
     options["sharedsecret"] = sharedsecret
     users = options["external_auth"]["sharedsecret"]
@@ -35,13 +39,13 @@ def salt_api_options(*, port, sharedsecret, user="berth", host="127.0.0.1") -> d
 
 def master_options(
     *,
-    api_url,
-    token_file,
-    spool_dir,
-    salt_api_port,
-    sharedsecret,
-    salt_api_user="berth",
-    flush_seconds=30,
+    api_url: str,
+    token_file: str | pathlib.Path,
+    spool_dir: str | pathlib.Path,
+    salt_api_port: int | str,
+    sharedsecret: str,
+    salt_api_user: str = "berth",
+    flush_seconds: int = 30,
 ) -> dict[str, Any]:
     """One master serving the devices and the API's salt-api (the single-tier fleet)."""
     return {
@@ -59,7 +63,11 @@ JOB_RETURN_REACTOR = {"salt/job/*/ret/*": ["salt://reactor/job_return.sls"]}
 
 
 def top_master_options(
-    *, salt_api_port, sharedsecret, salt_api_user="berth", master_id=TOP_MASTER_ID
+    *,
+    salt_api_port: int | str,
+    sharedsecret: str,
+    salt_api_user: str = "berth",
+    master_id: str = TOP_MASTER_ID,
 ) -> dict[str, Any]:
     """The master of masters of a syndic topology (``conf/master.d/berth-top.conf``): it
     publishes the API's calls to every syndic, naming itself (``master_id``) so the lower
@@ -73,7 +81,13 @@ def top_master_options(
 
 
 def syndic_master_options(
-    *, api_url, token_file, spool_dir, syndic_master, syndic_master_port=4506, flush_seconds=30
+    *,
+    api_url: str,
+    token_file: str | pathlib.Path,
+    spool_dir: str | pathlib.Path,
+    syndic_master: str,
+    syndic_master_port: int | str = 4506,
+    flush_seconds: int = 30,
 ) -> dict[str, Any]:
     """A lower master of a syndic topology (``conf/master.d/berth-syndic.conf`` + ``berth.conf``):
     Berth's ext_pillar, reactor, runners and credential for the devices that hang off it, and
@@ -90,7 +104,13 @@ def syndic_master_options(
     }
 
 
-def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) -> dict[str, Any]:
+def berth_master_options(
+    *,
+    api_url: str,
+    token_file: str | pathlib.Path,
+    spool_dir: str | pathlib.Path,
+    flush_seconds: int = 30,
+) -> dict[str, Any]:
     """What a master that the devices connect to needs from Berth (``conf/master.d/berth.conf``)."""
     return {
         "module_dirs": [str(REPO)],
@@ -113,7 +133,12 @@ def berth_master_options(*, api_url, token_file, spool_dir, flush_seconds=30) ->
 
 
 def minion_options(
-    *, docker_host, hook_dir, localapi_port, settle_seconds=3, repo=REPO
+    *,
+    docker_host: str,
+    hook_dir: str | pathlib.Path,
+    localapi_port: int,
+    settle_seconds: float = 3,
+    repo: pathlib.Path = REPO,
 ) -> dict[str, Any]:
     hook_dir = pathlib.Path(hook_dir)
     return {

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from berth.contract import MAX_FORWARDED_RETURN_CHARS, MAX_REPORT_BATCH
@@ -102,7 +104,7 @@ def deliver(
 
 def submit(
     client: ApiClient, spool: Spool, reports: list[dict[str, Any]], size: int = DEFAULT_BATCH
-):
+) -> list[str]:
     """Send many reports (``berth.resync``) through the spool, in lists; their statuses."""
     paths = [spool.put(report) for report in reports]
     _drain(client, spool, size, blocking=True)
@@ -204,7 +206,7 @@ def _send_batch(client: ApiClient, spool: Spool, batch: list[Any], counts: dict[
     return not kept
 
 
-def _answer(send, report: dict[str, Any]) -> int | ApiError:
+def _answer(send: Callable[[dict[str, Any]], object], report: dict[str, Any]) -> int | ApiError:
     try:
         send(report)
     except ApiError as exc:
@@ -212,7 +214,14 @@ def _answer(send, report: dict[str, Any]) -> int | ApiError:
     return 200
 
 
-def _settle(spool, path, report, outcome, counts, errors=None) -> bool:
+def _settle(
+    spool: Spool,
+    path: pathlib.Path,
+    report: dict[str, Any],
+    outcome: int | ApiError | None,
+    counts: dict[str, Any],
+    errors: object = None,
+) -> bool:
     """Apply one report's ``outcome`` (an HTTP status or the ApiError) to its spool file.
     False when it is kept for a retry."""
     status = outcome.status if isinstance(outcome, ApiError) else outcome
@@ -230,7 +239,7 @@ def _settle(spool, path, report, outcome, counts, errors=None) -> bool:
     return True
 
 
-def refused_items(body, count: int) -> set[int] | None:
+def refused_items(body: object, count: int) -> set[int] | None:
     """The items a whole-list 400 names (``{"3": {...}}``: they break the schema), or None when
     the error is not about items."""
     if not isinstance(body, dict) or not body:
@@ -243,7 +252,7 @@ def refused_items(body, count: int) -> set[int] | None:
     return named
 
 
-def item_statuses(answers, count: int) -> list[tuple[int, object]] | None:
+def item_statuses(answers: object, count: int) -> list[tuple[int, object]] | None:
     """``[(status, errors)]`` of a list's answer, in the order sent; None when the answer is not
     one well-formed result per report."""
     if not isinstance(answers, list) or len(answers) != count:
@@ -272,8 +281,12 @@ CACHE_POLL = 0.2
 
 
 def cached_return(
-    get_jid, get_load, jid: str, minion_id: str, wait: float | None = None
-) -> dict | None:
+    get_jid: Callable[[str], Any],
+    get_load: Callable[[str], Any],
+    jid: str,
+    minion_id: str,
+    wait: float | None = None,
+) -> dict[str, Any] | None:
     """The return of job ``jid`` from ``minion_id`` as this master's job cache holds it
     (``get_jid``/``get_load``: the ``master_job_cache`` returner's functions), or None when the
     cache has none within ``wait`` seconds (``CACHE_WAIT``).
@@ -303,7 +316,7 @@ def cached_return(
     return ret
 
 
-def build_return(minion_id: str, jid: str, ret: dict) -> dict:
+def build_return(minion_id: str, jid: str, ret: dict[str, Any]) -> dict[str, Any]:
     """The body of ``POST /master/execute/returns/`` from the return ``ret`` of ``minion_id``
     read from the job cache (``cached_return``). A ``return`` larger than the API takes
     (``berth.contract.MAX_FORWARDED_RETURN_CHARS`` as JSON) is replaced by a note saying so."""
@@ -327,14 +340,14 @@ def build_return(minion_id: str, jid: str, ret: dict) -> dict:
     return {"unit_id": minion_id, "jid": jid, "response": response}
 
 
-def check_return_ids(minion_id, jid) -> None:
+def check_return_ids(minion_id: object, jid: object) -> None:
     if not minion_id or not isinstance(minion_id, str) or not isinstance(jid, str):
         raise ValueError(f"forward_return: a minion id and a jid are required ({jid!r})")
     if not jid.isdigit() or len(jid) > 64 or len(minion_id) > 255:
         raise ValueError(f"forward_return: not a jid and minion id ({jid!r}, {minion_id!r:.80})")
 
 
-def forward_return(client: ApiClient, body: dict) -> str:
+def forward_return(client: ApiClient, body: dict[str, Any]) -> str:
     """Send one return (the reactor's ``berth.forward_return``): ``"recorded"`` (it finished the
     job), ``"finished"`` (the job had finished), ``"unknown"`` (the API published no such job to
     that device through this master: an outbox step, a job of someone else; 404) or

@@ -91,7 +91,7 @@ def release_pillar(
 LOGBOOK_KEYS = ("url", "token", "device_id")
 
 
-def logbook_settings(value) -> dict[str, Any] | None:
+def logbook_settings(value: object) -> dict[str, Any] | None:
     """The API's ``logbook`` object as pillar ``berth:logbook``; None unless it has every key as a non-empty string."""
     if not isinstance(value, dict) or not all(
         isinstance(value.get(k), str) and value[k] for k in LOGBOOK_KEYS

@@ -1,8 +1,11 @@
 """Sending spooled records to ``POST /logbook/storage/write/``, oldest first."""
 
 import logging
+from typing import Any
 
 import requests
+
+from .spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -16,20 +19,27 @@ class SendError(Exception):
 class Rejected(Exception):
     """The API refused some records for good (400); ``errors`` maps batch index -> problems."""
 
-    def __init__(self, errors) -> None:
+    def __init__(self, errors: dict[int, Any]) -> None:
         super().__init__(errors)
         self.errors = errors
 
 
 class Sender:
-    def __init__(self, url, token, device_id, timeout=30, session=None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        device_id: str,
+        timeout: float = 30,
+        session: requests.Session | None = None,
+    ) -> None:
         self.endpoint = url.rstrip("/") + WRITE_PATH
         self.device_id = device_id
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.headers["Authorization"] = f"APIToken {token}"
 
-    def send(self, records):
+    def send(self, records: list[dict[str, Any]]) -> Any:
         """POST one batch; returns the API's answer. Raises SendError or Rejected."""
         try:
             response = self.session.post(
@@ -49,14 +59,14 @@ class Sender:
         raise SendError(f"{self.endpoint} answered {response.status_code}: {response.text[:300]}")
 
 
-def _json(response):
+def _json(response: requests.Response) -> Any:
     try:
         return response.json()
     except ValueError:
         return None
 
 
-def drain(spool, sender, batch_size=1000):
+def drain(spool: Spool, sender: Sender, batch_size: int = 1000) -> int:
     """Send everything in the spool, oldest first, until it is empty or the API fails.
 
     Returns the number of records the API acknowledged. Records the API rejects

@@ -8,12 +8,13 @@ oldest first.
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from berth.contract import EventTag
 
 from .sender import Sender, drain
-from .spool import SpoolError
+from .spool import Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +22,11 @@ RECORD_TAG = EventTag.LOGBOOK_RECORD.value
 CONFIG_KEYS = ("url", "token", "device_id")
 
 
-def records_of(data):
+def records_of(data: object) -> list[Any]:
     """Event data -> records: ``{"records": [...]}`` or a single record mapping."""
     if isinstance(data, dict) and isinstance(data.get("records"), list):
-        return data["records"]
+        records: list[Any] = data["records"]
+        return records
     if isinstance(data, dict) and "field" in data:
         return [{key: data[key] for key in ("ts", "field", "field_type", "value") if key in data}]
     raise SpoolError("event data holds neither 'records' nor a single record")
@@ -35,12 +37,17 @@ class RefreshingConfig:
     or after ``retry`` seconds while incomplete (engines start before the minion
     has its pillar, and never see a pillar refresh otherwise)."""
 
-    def __init__(self, fetch, max_age=300.0, retry=10.0) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], dict[str, Any] | None],
+        max_age: float = 300.0,
+        retry: float = 10.0,
+    ) -> None:
         self.fetch, self.max_age, self.retry = fetch, max_age, retry
         self.value: dict[str, Any] = {}
         self.fetched = float("-inf")
 
-    def __call__(self):
+    def __call__(self) -> dict[str, Any]:
         age = time.monotonic() - self.fetched
         if age >= self.max_age or (missing_config(self.value) and age >= self.retry):
             self.fetched = time.monotonic()
@@ -51,18 +58,18 @@ class RefreshingConfig:
         return self.value
 
 
-def missing_config(config):
+def missing_config(config: dict[str, Any] | None) -> list[str]:
     return [key for key in CONFIG_KEYS if not (config or {}).get(key)]
 
 
 def run(
-    spool,
-    unit_id,
-    get_config,
-    next_event,
-    interval=10.0,
-    batch_size=1000,
-    keep_running=lambda: True,
+    spool: Spool,
+    unit_id: str,
+    get_config: Callable[[], dict[str, Any] | None],
+    next_event: Callable[[float], object],
+    interval: float = 10.0,
+    batch_size: int = 1000,
+    keep_running: Callable[[], bool] = lambda: True,
 ) -> None:
     """``next_event(timeout)`` -> event data or None; ``get_config()`` -> {url, token, device_id}."""
     last_drain = float("-inf")
