@@ -26,6 +26,7 @@ CLI examples:
 import logging
 import socket
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from salt.exceptions import SaltInvocationError
@@ -40,18 +41,26 @@ log = logging.getLogger(__name__)
 __virtualname__ = "minionutil"
 
 
-def __virtual__():
+def __virtual__() -> str:
     return __virtualname__
 
 
-def _query(func, *args, **kwargs):
+def _query(func: Callable[..., list[str]], *args: Any, **kwargs: Any) -> list[str]:
     try:
         return func(__opts__.get("log_file"), *args, **kwargs)
     except minionlogs.LogQueryError as exc:
         raise SaltInvocationError(str(exc)) from None
 
 
-def last_logs(file="minion", until="$", match=".*", count=0, before=0, after=0, limit=100):
+def last_logs(
+    file: str = "minion",
+    until: str = "$",
+    match: str = ".*",
+    count: int = 0,
+    before: int = 0,
+    after: int = 0,
+    limit: int = 100,
+) -> list[str]:
     """
     Newest lines of a log file that match ``match``, newest first.
 
@@ -86,7 +95,15 @@ def last_logs(file="minion", until="$", match=".*", count=0, before=0, after=0, 
     )
 
 
-def last_errors(file="minion", until="$", level="error", count=0, before=0, after=0, limit=100):
+def last_errors(
+    file: str = "minion",
+    until: str = "$",
+    level: str = "error",
+    count: int = 0,
+    before: int = 0,
+    after: int = 0,
+    limit: int = 100,
+) -> list[str]:
     """
     Newest lines logged at ``level`` or above (default: ERROR and CRITICAL),
     newest first. Other parameters as in ``last_logs``; use ``after`` to see
@@ -110,7 +127,9 @@ def last_errors(file="minion", until="$", level="error", count=0, before=0, afte
     )
 
 
-def last_startup(file="minion", until="$", match=minionlogs.STARTUP_MARKER, limit=100):
+def last_startup(
+    file: str = "minion", until: str = "$", match: str = minionlogs.STARTUP_MARKER, limit: int = 100
+) -> list[str]:
     """
     The log of the newest minion start: the newest line matching ``match``
     (default ``Setting up the Salt Minion``) and up to ``limit - 1`` lines
@@ -126,7 +145,7 @@ def last_startup(file="minion", until="$", match=minionlogs.STARTUP_MARKER, limi
     return _query(minionlogs.last_startup, file=file, until=until, match=match, limit=limit)
 
 
-def log_files():
+def log_files() -> list[str]:
     """
     Names of the files in the Salt log directory (what ``file=`` accepts).
 
@@ -139,7 +158,7 @@ def log_files():
     return _query(minionlogs.log_files)
 
 
-def unit_id():
+def unit_id() -> str:
     """
     The device's unit id: the minion id (also in the ``minion_id`` file of the
     Salt config directory).
@@ -150,10 +169,10 @@ def unit_id():
 
         salt '*' minionutil.unit_id
     """
-    return __opts__["id"]
+    return str(__opts__["id"])
 
 
-def local_api_url():
+def local_api_url() -> str | None:
     """
     The URL where processes on this device reach the local API (the
     ``berth_localapi`` engine of this minion's config), or None when the engine
@@ -168,7 +187,7 @@ def local_api_url():
     return localapi.local_api_url(__opts__)
 
 
-def local_api_token_file():
+def local_api_token_file() -> str | None:
     """
     The root-only file holding the local API's token (the ``berth_localapi`` engine's
     ``token_file``, by default ``berth-local.token`` next to the minion config), or None when
@@ -183,7 +202,7 @@ def local_api_token_file():
     return localapi.local_token_file(__opts__)
 
 
-def sleep_hook_program():
+def sleep_hook_program() -> str:
     """
     The path of the sleep hook program (:mod:`berth.sleephook`), which
     ``state.sls docker.sleep`` runs with the minion's Python.
@@ -197,7 +216,7 @@ def sleep_hook_program():
     return sleephook.__file__
 
 
-def master_reachable(timeout=3):
+def master_reachable(timeout: float = 3) -> bool:
     """
     Whether the master's request port (``master_uri``) accepts a TCP connection within
     ``timeout`` seconds. The sleep hook asks before applying, and result events are only

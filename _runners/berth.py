@@ -20,28 +20,28 @@ log = logging.getLogger(__name__)
 __virtualname__ = "berth"
 
 
-def __virtual__():
+def __virtual__() -> str:
     return __virtualname__
 
 
-def _conf():
+def _conf() -> dict[str, Any]:
     return dict(__opts__.get("berth_api") or {})
 
 
-def _client():
+def _client() -> ApiClient:
     return ApiClient.from_config(_conf())
 
 
-def _batch_size():
+def _batch_size() -> int:
     return forward.batch_size(_conf())
 
 
-def _spool():
+def _spool() -> Spool:
     directory = _conf().get("spool_dir") or os.path.join(__opts__["cachedir"], "berth", "spool")
     return Spool(directory)
 
 
-def report(minion_id, result):
+def report(minion_id: str, result: Any) -> dict[str, Any]:
     """Forward one ``berth/release/result`` event of ``minion_id`` to the API.
 
     Called by the reactor (salt://reactor/release_result.sls) for each result. Sent at once
@@ -63,7 +63,7 @@ def report(minion_id, result):
     return {"status": forward.deliver(_client(), _spool(), body, _batch_size())}
 
 
-def forward_return(minion_id, jid):
+def forward_return(minion_id: str, jid: object) -> dict[str, Any]:
     """Forward the return of job ``jid`` from ``minion_id`` to the API, as this master's job
     cache holds it.
 
@@ -106,13 +106,13 @@ def forward_return(minion_id, jid):
     return {"status": forward.forward_return(_client(), forward.build_return(minion_id, jid, ret))}
 
 
-def _job_cache():
+def _job_cache() -> Any:
     import salt.loader  # here: only this runner reads the job cache
 
     return salt.loader.returners(__opts__, {})
 
 
-def flush():
+def flush() -> dict[str, Any]:
     """Re-send spooled reports to the API, oldest first, in lists of up to ``berth_api:
     batch_size`` (scheduled on the master, see conf/master.d/berth.conf).
 
@@ -125,7 +125,7 @@ def flush():
     return forward.flush(_client(), _spool(), _batch_size())
 
 
-def resync(tgt="*", timeout=60):
+def resync(tgt: str = "*", timeout: int = 60) -> dict[str, Any]:
     """Ask every device (``tgt``) for ``docker.release_report`` (the result its applied release
     implies, signed by the device) and forward it.
 
@@ -139,27 +139,30 @@ def resync(tgt="*", timeout=60):
 
     local = salt.client.get_local_client(__opts__["conf_file"])
     returns = local.cmd(tgt, "docker.release_report", timeout=timeout, tgt_type="glob")
-    summary = {"reported": [], "nothing_to_report": [], "errors": {}}
+    reported: list[dict[str, Any]] = []
+    nothing_to_report: list[str] = []
+    errors: dict[str, str] = {}
+    summary = {"reported": reported, "nothing_to_report": nothing_to_report, "errors": errors}
     bodies = []
     for minion_id, result in sorted(returns.items()):
         if result is None:
-            summary["nothing_to_report"].append(minion_id)
+            nothing_to_report.append(minion_id)
             continue
         try:
             bodies.append(forward.build_report(minion_id, result))
         except ValueError as exc:
-            summary["errors"][minion_id] = str(result)[:500]
+            errors[minion_id] = str(result)[:500]
             log.warning("berth.resync: device %s did not return a result: %s", minion_id, exc)
     # through the spool, in lists: a fleet's resync is a few requests
     statuses = forward.submit(_client(), _spool(), bodies, _batch_size())
     for body, outcome in zip(bodies, statuses, strict=True):
-        summary["reported"].append(
+        reported.append(
             {"minion_id": body["unit_id"], "release_id": body["release_id"], "status": outcome}
         )
     return summary
 
 
-def register_minions():
+def register_minions() -> dict[str, Any]:
     """Register every accepted minion key as an enrolled device of the master token's account
     (a single-tenant master), bound to this master's token. Minions enrolled in another account,
     or whose id another account has a device for, are never enrolled; they are returned as

@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import salt.defaults.exitcodes
@@ -49,7 +49,12 @@ import salt.syspaths
 import salt.utils.jid
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    make_server,
+    select_address_family,
+)
 from werkzeug.wrappers import Request, Response
 
 from berth import execargs, execpolicy, secretfile
@@ -74,11 +79,11 @@ class BadRequest(Exception):
         self.errors = errors
 
 
-def _json(status: int, body) -> Response:
+def _json(status: int, body: object) -> Response:
     return Response(json.dumps(body, default=_jsonable), status=status, mimetype="application/json")
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> object:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, (set, frozenset, tuple)):
@@ -132,8 +137,8 @@ class LocalAPI:
     def __init__(
         self,
         unit_id: str,
-        functions: Mapping,
-        opts: Mapping | None = None,
+        functions: Mapping[str, Any],
+        opts: Mapping[str, Any] | None = None,
         context: dict[str, Any] | None = None,
         commands: list[str] | None = None,
         token: str | None = None,
@@ -171,7 +176,9 @@ class LocalAPI:
 
     # --- WSGI -------------------------------------------------------------
 
-    def __call__(self, environ, start_response):
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = Request(environ)
         return self.dispatch(request)(environ, start_response)
 
@@ -234,7 +241,9 @@ class LocalAPI:
             )
             return _json(500, {"detail": "Internal error; see the minion log."})
 
-    def refusal(self, request: Request, command, arg, kwarg, raw: bool) -> Response | None:
+    def refusal(
+        self, request: Request, command: str, arg: list[Any], kwarg: dict[str, Any], raw: bool
+    ) -> Response | None:
         """403/400 unless the engine's allow-list (and, beyond the safe default, the local
         token) allows ``command(*arg, **kwarg)`` (docs/security.md)."""
         try:
@@ -288,7 +297,12 @@ class LocalAPI:
                     return False
         return True
 
-    def execute_view(self, request: Request, unit_id: str, parse) -> Response:
+    def execute_view(
+        self,
+        request: Request,
+        unit_id: str,
+        parse: Callable[[bytes], tuple[str, list[Any], dict[str, Any]]],
+    ) -> Response:
         if unit_id != self.unit_id:
             log.warning(
                 "berth_localapi on %s: refused a command meant for unit %r from %s",
@@ -378,7 +392,7 @@ class LocalAPI:
         }
 
 
-def with_master_address(opts: Mapping) -> dict[str, Any]:
+def with_master_address(opts: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the minion ``opts`` with the master's address resolved
     (``master_ip``, ``master_uri``) as ``salt.minion`` does when it connects.
 
@@ -415,7 +429,7 @@ def with_master_address(opts: Mapping) -> dict[str, Any]:
     return opts
 
 
-def minion_functions(opts: Mapping):
+def minion_functions(opts: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The execution modules of a minion whose ``opts`` may still lack the
     master's address (see :func:`with_master_address`), loaded afresh."""
     import salt.loader  # here: loading Salt's loader is slow and only this path needs it
@@ -425,7 +439,7 @@ def minion_functions(opts: Mapping):
     return salt.loader.minion_mods(opts, utils=utils), opts
 
 
-def sign_in(opts: Mapping, attempts: int = 10, pause: float = 30.0) -> bool:
+def sign_in(opts: Mapping[str, Any], attempts: int = 10, pause: float = 30.0) -> bool:
     """Authenticate this process with the master once, ahead of the first state run.
 
     The engine process keeps its own session with the master (Salt caches it per process,
@@ -460,7 +474,7 @@ def sign_in(opts: Mapping, attempts: int = 10, pause: float = 30.0) -> bool:
     return False
 
 
-def local_api_url(opts: Mapping) -> str | None:
+def local_api_url(opts: Mapping[str, Any]) -> str | None:
     """Where a process on this device reaches the ``berth_localapi`` engine
     configured in the minion ``opts`` (``http://127.0.0.1:9000`` by default), or
     None when the engine is not configured or listens on a port chosen at start
@@ -480,7 +494,7 @@ def local_api_url(opts: Mapping) -> str | None:
     return f"http://{host}:{port}"
 
 
-def minion_id_path(opts: Mapping) -> str:
+def minion_id_path(opts: Mapping[str, Any]) -> str:
     """Where Salt caches the minion id (``/etc/salt/minion_id``), computed as
     ``salt.config.get_id`` does, so it follows a relocated ``root_dir``."""
     root_dir = opts.get("root_dir") or salt.syspaths.ROOT_DIR
@@ -519,7 +533,7 @@ def ensure_minion_id_file(path: str, unit_id: str) -> None:
         )
 
 
-def check_commands(commands) -> list[str]:
+def check_commands(commands: object) -> list[str]:
     """Validate the engine's ``commands`` option: allow-list entries (``berth.execpolicy``:
     ``docker.*``, ``state.sls docker.release``, ``*``); the safe default
     (``berth.execpolicy.LOCAL_API_DEFAULT``) when not given."""
@@ -542,13 +556,13 @@ def check_commands(commands) -> list[str]:
 TOKEN_FILE_NAME = "berth-local.token"
 
 
-def default_token_file(opts: Mapping) -> str:
+def default_token_file(opts: Mapping[str, Any]) -> str:
     """``berth-local.token`` next to the minion's config file (``/etc/salt/berth-local.token``)."""
     conf_file = opts.get("conf_file") or os.path.join(salt.syspaths.CONFIG_DIR, "minion")
     return os.path.join(os.path.dirname(conf_file), TOKEN_FILE_NAME)
 
 
-def _engine_conf(opts: Mapping) -> Mapping | None:
+def _engine_conf(opts: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ``berth_localapi`` engine's options in the minion ``opts`` (``{}`` when it has
     none), or None when the engine is not configured."""
     engines = opts.get("engines") or []
@@ -564,7 +578,7 @@ def _engine_conf(opts: Mapping) -> Mapping | None:
     return None
 
 
-def local_token_file(opts: Mapping) -> str | None:
+def local_token_file(opts: Mapping[str, Any]) -> str | None:
     """The root-only file holding the local API's token (the engine's ``token_file``, by
     default :func:`default_token_file`), or None when the engine is not configured. The sleep
     hook sends what it holds."""
@@ -574,7 +588,7 @@ def local_token_file(opts: Mapping) -> str | None:
     return str(conf.get("token_file") or default_token_file(opts))
 
 
-def read_local_token(path) -> str:
+def read_local_token(path: str) -> str:
     """The local token from ``path`` (root-only: no group/other access); a new random one is
     written there (mode 0600) when the file does not exist. ValueError naming the problem."""
     try:
@@ -589,7 +603,7 @@ def read_local_token(path) -> str:
     return secretfile.read_private(path)
 
 
-def check_address(host, port) -> tuple[str, int]:
+def check_address(host: object, port: Any) -> tuple[str, int]:
     """Validate the engine's ``host``/``port`` options."""
     if not isinstance(host, str) or not host:
         raise ValueError(f"host: must be an address to bind to, got {host!r}")
@@ -610,13 +624,13 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> BaseWSGIServer:
     """A threaded HTTP server for ``app``; call ``serve_forever()`` / ``shutdown()``."""
     host, port = check_address(host, port)
 
     class RequestLog(WSGIRequestHandler):
         # One plain line per request in the minion log, naming the device.
-        def log_request(self, code="-", size="-") -> None:
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             log.info(
                 "berth_localapi on %s: %s %s %s -> %s",
                 app.unit_id,
@@ -626,7 +640,9 @@ def server(app: LocalAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
                 code,
             )
 
-        def log(self, type, message, *args) -> None:  # werkzeug's signature names it type
+        def log(
+            self, type: str, message: str, *args: Any
+        ) -> None:  # werkzeug's signature names it type
             getattr(log, type if type in ("info", "warning", "error") else "info")(
                 "berth_localapi on %s: " + message, app.unit_id, *args
             )
