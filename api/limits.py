@@ -24,6 +24,13 @@ MAX_DB_ID = 2**31 - 1  # ids in URLs (else 404) and bodies (else 400): what an i
 MAX_PAGE_SIZE = 1000  # ?page_size= above it is a 400 naming it
 DEFAULT_PAGE_SIZE = 100
 
+# Text fields of request bodies: at most this many characters (api/fields.py, the models)
+NAME_MAX = 100  # a project's, registry's or signing key's name, a release's version
+DESCRIPTION_MAX = 10_000  # a project's description
+REGISTRY_URL_MAX = 255
+REGISTRY_USERNAME_MAX = 255
+REGISTRY_PASSWORD_MAX = 1024
+
 MAX_RELEASE_DEVICES = 10_000  # a release's ``devices``
 MAX_RELEASE_CONTAINERS = 100  # a release's ``containers``
 MAX_REMOVE_CONTAINERS = 1000  # a release's ``remove_containers``

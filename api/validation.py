@@ -1,7 +1,12 @@
 """Field checks with DRF's messages (``FieldError``), and Docker naming rules.
 
-The checks are the *rules* of the pydantic bodies (``api/<feature>/schemas.py``, on :mod:`api.bodies`); ``FieldErrors``
-collects a body's errors (:class:`api.bodies.Parsed`) and raises them as one 400.
+The checks are the *rules* of the pydantic bodies (:func:`api.fields.rule`, in
+``api/<feature>/schemas.py``); ``FieldErrors`` collects a body's errors
+(:class:`api.bodies.Parsed`) and raises them as one 400.
+
+A check is a :class:`Check`: the code that enforces a field's limits and, written next to it
+once, what OpenAPI says of them (``schema``: ``maxLength``, ``pattern``, ``maxItems`` ...). A
+model's ``doc(...)`` adds descriptions only (``tests/unit/test_field_rules_once.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,30 @@ REGISTRY_RE = re.compile(rf"^{_DOMAIN}(?:/{_PATH_COMPONENT})*$")
 IMAGE_NAME_MAX = 255
 # moby daemon/names: RestrictedNamePattern
 CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+CONTAINER_NAME_MAX = 100
+
+
+class Check:
+    """A field rule: calling it checks a raw JSON value (the clean value, or ``FieldError``);
+    ``schema``: the JSON Schema keywords of what it accepts, merged into the field's OpenAPI
+    schema by :func:`api.fields.rule` (``items``: into the schema of a list's items)."""
+
+    def __init__(self, run: Callable[[Any], Any], **schema: Any):
+        self.run = run
+        self.schema = schema
+        self.__doc__ = run.__doc__
+
+    def __call__(self, value: Any) -> Any:
+        return self.run(value)
+
+
+def checks(**schema: Any) -> Callable[[Callable[[Any], Any]], Check]:
+    """Decorator: the function is a :class:`Check` accepting what ``schema`` describes."""
+
+    def make(run: Callable[[Any], Any]) -> Check:
+        return Check(run, **schema)
+
+    return make
 
 
 class FieldError(Exception):
@@ -74,9 +103,18 @@ NON_BLANK = {"minLength": 1, "pattern": rf"^[^\x00]*[^{SPACE}\x00][^\x00]*$"}
 ANY_TEXT = {"pattern": r"^[^\x00]*$"}
 
 
-def string(
-    *, max_length: int, allow_blank: bool = False, strip: bool = True
-) -> Callable[[Any], str]:
+def string(*, max_length: int, allow_blank: bool = False, strip: bool = True) -> Check:
+    """A string of at most ``max_length`` characters as sent, stripped unless not ``strip``,
+    not blank unless ``allow_blank``; no NUL or lone surrogate."""
+    schema: dict[str, Any]
+    if allow_blank:
+        schema = ANY_TEXT
+    elif strip:
+        schema = NON_BLANK
+    else:
+        schema = {"minLength": 1, **ANY_TEXT}
+
+    @checks(maxLength=max_length, **schema)
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("Not a valid string.")
@@ -138,7 +176,8 @@ def integer(value: Any) -> int:
     return value
 
 
-def bounded_integer(min_value: int, max_value: int) -> Callable[[Any], int]:
+def bounded_integer(min_value: int, max_value: int) -> Check:
+    @checks(minimum=min_value, maximum=max_value)
     def check(value: Any) -> int:
         value = integer(value)
         if value < min_value:
@@ -156,7 +195,7 @@ db_id = bounded_integer(1, MAX_DB_ID)
 
 def list_of(
     item: Callable[[Any], Any], *, unique: bool = False, max_items: int | None = None
-) -> Callable[[Any], list]:
+) -> Check:
     """A list whose items pass ``item``; errors come back per index like DRF ``ListField``.
 
     Linear in the list's length (duplicates found with a set), and ``max_items`` is checked
@@ -187,7 +226,16 @@ def list_of(
                 raise FieldError(f"Duplicate items: {', '.join(sorted(map(str, dupes)))}.")
         return result
 
-    return check
+    return Check(check, **_list_schema(item, unique, max_items))
+
+
+def _list_schema(item: Callable[[Any], Any], unique: bool, max_items: int | None) -> dict:
+    schema: dict[str, Any] = {"maxItems": max_items} if max_items is not None else {}
+    if unique:
+        schema["uniqueItems"] = True
+    if isinstance(item, Check) and item.schema:
+        schema["items"] = item.schema
+    return schema
 
 
 def json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -219,6 +267,7 @@ def json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
     return value
 
 
+@checks(maxLength=IMAGE_NAME_MAX, pattern=IMAGE_NAME_RE.pattern)
 def docker_image(value: Any) -> str:
     value = string(max_length=IMAGE_NAME_MAX)(value)
     if "@" in value or (":" in value.rsplit("/", 1)[-1]):
@@ -239,6 +288,7 @@ def _matching(value: Any, pattern: re.Pattern, what: str) -> str:
     return value
 
 
+@checks(pattern=TAG_RE.pattern)
 def docker_tag(value: Any) -> str:
     return _matching(
         value,
@@ -250,13 +300,15 @@ def docker_tag(value: Any) -> str:
 DIGEST_RE = re.compile(rf"^{registryclient.DIGEST_RE.pattern}$")
 
 
+@checks(pattern=DIGEST_RE.pattern)
 def image_digest(value: Any) -> str:
     """``sha256:`` and 64 lowercase hex digits, as Docker shows an image's digest."""
     return _matching(value, DIGEST_RE, 'an image digest: "sha256:" and 64 lowercase hex digits')
 
 
+@checks(pattern=CONTAINER_NAME_RE.pattern, maxLength=CONTAINER_NAME_MAX)
 def container_name(value: Any) -> str:
-    value = string(max_length=100)(value)
+    value = string(max_length=CONTAINER_NAME_MAX)(value)
     if not CONTAINER_NAME_RE.fullmatch(value):
         raise FieldError(
             f'"{value}" is not a valid container name: Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]+ '

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
+from api.fields import rule
 from api.rollouts import schemas as rollout_rules
 from api.rollouts.schemas import TAG
-from api.validation import ANY_TEXT, SPACE, FieldError, string
+from api.validation import SPACE, FieldError, checks, string
 
 READ_ONLY = {"readOnly": True}
 # Salt refuses ids that could escape its pki directory; whitespace and control
@@ -23,6 +24,7 @@ UNIT_ID_MAX = 255
 DISPLAY_MAX = 200
 
 
+@checks(maxLength=UNIT_ID_MAX, pattern=UNIT_ID_PATTERN)
 def minion_id(value: Any) -> str:
     value = string(max_length=UNIT_ID_MAX)(value)
     if not _UNIT_ID_RE.fullmatch(value) or value.startswith(".") or ".." in value:
@@ -37,24 +39,15 @@ class DeviceInput(RequestBody):
     unit_id: Annotated[
         str,
         rule(minion_id),
-        doc(
-            "The Salt minion id (unique); a UUID is recommended.",
-            maxLength=UNIT_ID_MAX,
-            pattern=UNIT_ID_PATTERN,
-        ),
+        doc("The Salt minion id (unique); a UUID is recommended."),
     ]
-    display: Annotated[
-        str,
-        rule(string(max_length=DISPLAY_MAX, allow_blank=True)),
-        doc(maxLength=DISPLAY_MAX, **ANY_TEXT),
-    ] = ""
+    display: Annotated[str, rule(string(max_length=DISPLAY_MAX, allow_blank=True))] = ""
     tags: Annotated[
-        list[TAG],
+        list[str],
         rule(rollout_rules.tags),
         doc(
             "Replaces the device's tags; releases with matching device_tags target it "
-            "(docs/rollouts.md). A PUT without tags leaves them.",
-            maxItems=rollout_rules.MAX_TAGS,
+            "(docs/rollouts.md). A PUT without tags leaves them."
         ),
     ] = Field(default_factory=list)
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
-from api.validation import ANY_TEXT, NON_BLANK, string
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
+from api.fields import Name, rule
+from api.limits import DESCRIPTION_MAX
+from api.validation import string
 
 
 class ProjectInput(RequestBody):
-    name: Annotated[
-        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
-    ]
-    description: Annotated[
-        str, rule(string(max_length=10000, allow_blank=True)), doc(maxLength=10000, **ANY_TEXT)
-    ] = ""
+    name: Annotated[Name, doc("Unique in the account.")]
+    description: Annotated[str, rule(string(max_length=DESCRIPTION_MAX, allow_blank=True))] = ""
 
 
 class Project(ResponseBody):

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
-from api.validation import ANY_TEXT, NON_BLANK, REGISTRY_RE, SPACE, FieldError, string
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
+from api.fields import Name, rule
+from api.limits import REGISTRY_PASSWORD_MAX, REGISTRY_URL_MAX, REGISTRY_USERNAME_MAX
+from api.validation import REGISTRY_RE, SPACE, FieldError, checks, string
+
+# What registry_url accepts, for OpenAPI: optional http(s):// and trailing slashes around it.
+REGISTRY_URL_PATTERN = (
+    rf"^[{SPACE}]*(?:[hH][tT][tT][pP][sS]?://)?"
+    + REGISTRY_RE.pattern.strip("^$")
+    + rf"/*[{SPACE}]*$"
+)
 
 
+@checks(maxLength=REGISTRY_URL_MAX, pattern=REGISTRY_URL_PATTERN)
 def registry_url(value: Any) -> str:
     """``host[:port][/path]``; a leading ``https://``/``http://`` and trailing ``/`` are dropped,
     because devices pull ``<url>/<image>:<tag>``."""
-    value = string(max_length=255)(value)
+    value = string(max_length=REGISTRY_URL_MAX)(value)
     for scheme in ("https://", "http://"):
         if value.lower().startswith(scheme):
             value = value[len(scheme) :]
@@ -23,35 +33,16 @@ def registry_url(value: Any) -> str:
     return value
 
 
-# What registry_url accepts, for OpenAPI: optional http(s):// and trailing slashes around it.
-REGISTRY_URL_PATTERN = (
-    rf"^[{SPACE}]*(?:[hH][tT][tT][pP][sS]?://)?"
-    + REGISTRY_RE.pattern.strip("^$")
-    + rf"/*[{SPACE}]*$"
-)
-
-
 class RegistryInput(RequestBody):
-    name: Annotated[
-        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
-    ]
-    url: Annotated[
-        str,
-        rule(registry_url),
-        doc(
-            "host[:port][/path]; a scheme is dropped.", maxLength=255, pattern=REGISTRY_URL_PATTERN
-        ),
-    ]
-    username: Annotated[str, rule(string(max_length=255)), doc(maxLength=255, **NON_BLANK)]
+    name: Annotated[Name, doc("Unique in the account.")]
+    url: Annotated[str, rule(registry_url), doc("host[:port][/path]; a scheme is dropped.")]
+    username: Annotated[str, rule(string(max_length=REGISTRY_USERNAME_MAX))]
     password: Annotated[
         str,
-        rule(string(max_length=1024, strip=False)),
+        rule(string(max_length=REGISTRY_PASSWORD_MAX, strip=False)),
         doc(
             "Write-only, encrypted at rest; optional on update (the stored one is kept).",
             writeOnly=True,
-            minLength=1,
-            maxLength=1024,
-            **ANY_TEXT,
         ),
     ]
 

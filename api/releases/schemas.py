@@ -22,11 +22,11 @@ from api.bodies import (
     doc,
     parse,
     ref,
-    rule,
 )
 from api.bulk import id_rows
 from api.devices.models import Device
 from api.extensions import db
+from api.fields import Name, rule
 from api.limits import (
     MAX_RELEASE_CONTAINERS,
     MAX_RELEASE_DEVICES,
@@ -38,21 +38,18 @@ from api.registries.models import Registry
 from api.rollouts import schemas as rollout_rules
 from api.rollouts.schemas import TAG, RolloutPolicy
 from api.validation import (
-    CONTAINER_NAME_RE,
     DIGEST_RE,
-    IMAGE_NAME_RE,
     MAX_DB_ID,
-    NON_BLANK,
-    TAG_RE,
+    Check,
     FieldError,
     boolean,
+    checks,
     container_name,
     docker_image,
     docker_tag,
     image_digest,
     json_value,
     list_of,
-    string,
     text_problem,
 )
 from berth import contract, startup_params
@@ -87,23 +84,15 @@ class ContainerInput(RequestBody):
     name: Annotated[
         str,
         rule(container_name),
-        doc("Unique in the release.", pattern=CONTAINER_NAME_RE.pattern, maxLength=100),
+        doc("Unique in the release."),
     ]
     image: Annotated[
-        str,
-        rule(docker_image),
-        doc(
-            "Docker repository name without tag, e.g. `curveball`.",
-            maxLength=255,
-            pattern=IMAGE_NAME_RE.pattern,
-        ),
+        str, rule(docker_image), doc("Docker repository name without tag, e.g. `curveball`.")
     ]
-    tag: Annotated[str, rule(docker_tag), doc(pattern=TAG_RE.pattern)]
-    required_tags: Annotated[
-        list[Annotated[str, doc(pattern=TAG_RE.pattern)]],
-        rule(list_of(docker_tag, max_items=MAX_REQUIRED_TAGS)),
-        doc(maxItems=MAX_REQUIRED_TAGS),
-    ] = Field(default_factory=list)
+    tag: Annotated[str, rule(docker_tag)]
+    required_tags: Annotated[list[str], rule(list_of(docker_tag, max_items=MAX_REQUIRED_TAGS))] = (
+        Field(default_factory=list)
+    )
     startup_parameters: Annotated[
         dict[str, Any],
         rule(startup_parameters_map),
@@ -121,12 +110,12 @@ class ContainerInput(RequestBody):
         doc(
             "The image's digest (`sha256:` + 64 hex digits); when given it is pinned as it is and "
             "the tag is not looked up. Absent: the API resolves `image:tag` on its registry at "
-            'creation (docs/release.md "Digest pinning").',
-            pattern=DIGEST_RE.pattern,
+            'creation (docs/release.md "Digest pinning").'
         ),
     ] = None
 
 
+@checks(maxItems=MAX_RELEASE_CONTAINERS)
 def container_list(value: Any) -> list[ContainerInput]:
     """Each container valid, allowed by the account's release policy (docs/security.md) and
     named once; DRF's errors of a nested list: one entry per item."""
@@ -171,6 +160,7 @@ def container_list(value: Any) -> list[ContainerInput]:
     return results
 
 
+@checks(maxItems=MAX_RELEASE_DEVICES)
 def device_list(value: Any) -> list[Row]:
     """The account's devices ``value`` names (rows of ``id``, ``unit_id``), de-duplicated, in the
     order a release lists its devices (by device creation), so a new release's response needs no
@@ -207,52 +197,45 @@ def device_list(value: Any) -> list[Row]:
     return list(known)
 
 
+# container names, each once; a protected container (the release policy's, docs/security.md) is
+# refused by api.policies.release, and OpenAPI says so for the items
+_remove_list = list_of(container_name, unique=True, max_items=MAX_REMOVE_CONTAINERS)
+removed_containers = Check(
+    _remove_list.run,
+    **{
+        **_remove_list.schema,
+        "items": {**container_name.schema, "not": {"enum": list(PROTECTED_CONTAINERS)}},
+    },
+)
+
+
 class ReleaseInput(RequestBody):
     """Read-only fields (id, version_hash, successful_deployments, fully_qualified_name) are ignored."""
 
-    version: Annotated[
-        str,
-        rule(string(max_length=100)),
-        doc("Unique within the project.", maxLength=100, **NON_BLANK),
-    ]
+    version: Annotated[Name, doc("Unique within the project.")]
     devices: Annotated[
-        list[str],
-        rule(device_list),
-        doc("Device ids; may change; an added device is queued.", maxItems=MAX_RELEASE_DEVICES),
+        list[str], rule(device_list), doc("Device ids; may change; an added device is queued.")
     ] = Field(default_factory=list)
     containers: Annotated[
         list[ContainerInput],
         rule(container_list, typed=True),
-        doc("Immutable after creation (409).", maxItems=MAX_RELEASE_CONTAINERS),
+        doc("Immutable after creation (409)."),
     ]
     remove_containers: Annotated[
-        list[
-            Annotated[
-                str,
-                doc(
-                    pattern=CONTAINER_NAME_RE.pattern,
-                    maxLength=100,
-                    # the release policy's protected containers (docs/security.md)
-                    **{"not": {"enum": list(PROTECTED_CONTAINERS)}},
-                ),
-            ]
-        ],
-        rule(list_of(container_name, unique=True, max_items=MAX_REMOVE_CONTAINERS)),
+        list[str],
+        rule(removed_containers),
         doc(
             "Containers of other releases to stop and remove (not a protected container); "
-            "immutable after creation (409).",
-            maxItems=MAX_REMOVE_CONTAINERS,
-            uniqueItems=True,
+            "immutable after creation (409)."
         ),
     ] = Field(default_factory=list)
     # rules in api.rollouts.schemas (docs/rollouts.md)
     device_tags: Annotated[
-        list[TAG],
+        list[str],
         rule(rollout_rules.tags),
         doc(
             "The release also targets every device carrying one of these tags (also one tagged "
-            "later). Immutable after creation (409).",
-            maxItems=rollout_rules.MAX_TAGS,
+            "later). Immutable after creation (409)."
         ),
     ] = Field(default_factory=list)
     rollout: Annotated[

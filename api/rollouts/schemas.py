@@ -12,7 +12,7 @@ from pydantic import ConfigDict
 
 from api.bodies import RequestBody, ResponseBody, doc, parse, rule
 from api.execute.schemas import HTTP_URL_PATTERN, http_url
-from api.validation import FieldError, list_of
+from api.validation import FieldError, checks, list_of
 from berth.contract import RolloutAction, RolloutState, WaveState
 
 DEVICE_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -21,6 +21,7 @@ MAX_WAVES = 20
 MAX_WAVE_TIMEOUT = 30 * 24 * 3600
 
 
+@checks(pattern=DEVICE_TAG_RE.pattern)
 def tag(value: Any) -> str:
     if not isinstance(value, str):
         raise FieldError("Not a valid string.")
@@ -34,6 +35,7 @@ def tag(value: Any) -> str:
 _tag_list = list_of(tag, max_items=MAX_TAGS)
 
 
+@checks(**_tag_list.schema)
 def tags(value: Any) -> list[str]:
     """A list of at most 50 tags; duplicates are dropped, order is kept."""
     return list(dict.fromkeys(_tag_list(value)))

@@ -6,14 +6,16 @@ from typing import Annotated, Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 
-from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, rule
-from api.validation import NON_BLANK, FieldError, string
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
+from api.fields import Name, rule
+from api.validation import NON_BLANK, FieldError, checks, string
 from berth import signing
 
 # a PEM P-256 key is 178 characters, an Ed25519 one 113; room for CRLFs and a trailing comment
 MAX_PEM = 4096
 
 
+@checks(maxLength=MAX_PEM, **NON_BLANK)
 def public_key_pem(value: Any) -> str:
     """A PEM public key, ECDSA P-256 or Ed25519 (what ``cosign generate-key-pair`` writes to
     ``cosign.pub``); exactly one PEM block, stored as the key's own PEM (nothing else that was
@@ -36,17 +38,11 @@ def public_key_pem(value: Any) -> str:
 
 
 class SigningKeyInput(RequestBody):
-    name: Annotated[
-        str, rule(string(max_length=100)), doc("Unique in the account.", maxLength=100, **NON_BLANK)
-    ]
+    name: Annotated[Name, doc("Unique in the account.")]
     public_key: Annotated[
         str,
         rule(public_key_pem),
-        doc(
-            "PEM public key (-----BEGIN PUBLIC KEY-----, cosign.pub): ECDSA P-256 or Ed25519.",
-            maxLength=MAX_PEM,
-            **NON_BLANK,
-        ),
+        doc("PEM public key (-----BEGIN PUBLIC KEY-----, cosign.pub): ECDSA P-256 or Ed25519."),
     ]
 
 
