@@ -831,6 +831,17 @@ class Bench:
             flush=True,
         )
 
+        if self.args.sleep_after:
+            # the fleet is up and idle; the measured phase waits for the operator (a quiet machine)
+            barrier = pathlib.Path(self.args.sleep_after)
+            waited = time.monotonic()
+            while not barrier.exists():
+                progress(
+                    f"fleet ready; waiting for {barrier} before the sleep signal "
+                    f"({time.monotonic() - waited:.0f}s, load average {_load()})"
+                )
+                time.sleep(10)
+
         # stderr says whether the hook applied through the local API or fell back to salt-call
         hook_logs = {m: self.minion_dir(m) / "hook" / "sleep.log" for m in live}
         load_at_sleep = _load()
@@ -1193,6 +1204,12 @@ def main():
         "--creation-only",
         action="store_true",
         help="only time release creation (API on its own: no testbed, salt or minions)",
+    )
+    parser.add_argument(
+        "--sleep-after",
+        metavar="PATH",
+        help="once the fleet is up and its hooks installed, wait until PATH exists before the "
+        "sleep signal (start a fleet beside other work, measure on a quiet machine)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the state dir (logs) afterwards")
     args = parser.parse_args()
