@@ -15,14 +15,14 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 
 from api.bulk import dialect_insert
 from api.deployments.targets import REVERTS
 from api.devices.models import Device
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.releases.models import Deployment, Project, Release
+from api.releases.models import Deployment, Project, Release, release_devices
 from api.releases.serializers import serialize_deployment
 from api.rollouts import service as rollouts
 from api.types import utcnow
@@ -52,9 +52,7 @@ class Report:
 def resolve(account_id: int, report: Report) -> Release:
     """The release ``report`` is about, checked (404, 400 naming ``version_hash``); reads only."""
     release = db.session.scalars(
-        select(Release)
-        .join(Project)
-        .where(Release.id == report.release_id, Project.account_id == account_id)
+        _RELEASE, {"release_id": report.release_id, "account_id": account_id}
     ).one_or_none()
     if release is None:
         raise NotFound(f"No release {report.release_id} in this account.")
@@ -67,6 +65,15 @@ def resolve(account_id: int, report: Report) -> Release:
             }
         )
     return release
+
+
+# a report's statements, built once (their construction and cache key cost more CPU than running
+# them); the values are bound per call
+_RELEASE = (
+    select(Release)
+    .join(Project)
+    .where(Release.id == bindparam("release_id"), Project.account_id == bindparam("account_id"))
+)
 
 
 def lock_rollouts(reports: list[tuple[Release, Report]]) -> dict[int, object]:
@@ -94,28 +101,29 @@ def record(
     rollout = None
     if _decides(report):
         rollout = locked[release.id] if locked is not None else rollouts.lock(release.id)
-    deployment = _deployment_row(release.id, device.id)
+    deployment, wave = _deployment_row(release.id, device.id)
     changed = _apply_outcome(deployment, report)
     _consume_lock_override(device, report)
     if changed and report.outcome == ReportOutcome.SUCCEEDED:
-        db.session.execute(
-            update(Deployment)
-            .where(
-                Deployment.device_id == device.id,
-                Deployment.release_id < release.id,
-                Deployment.status.in_(ACTIVE_DEPLOYMENT_STATES),
-            )
-            .values(status=DeploymentState.SUPERSEDED)
-            .execution_options(synchronize_session=False)
-        )
+        db.session.execute(_SUPERSEDE, {"b_device_id": device.id, "b_release_id": release.id})
     # also when unchanged: a device reverting to a release it already ran reports that release's
     # old result again, and that report is what finishes its revert
     db.session.flush()
-    rollouts.on_report(rollout, deployment, report.outcome)
+    rollouts.on_report(rollout, deployment, report.outcome, wave)
     return deployment, changed
 
 
-_dep = Deployment.__table__
+_dep, _rd = Deployment.__table__, release_devices
+_SUPERSEDE = (
+    update(Deployment)
+    .where(
+        Deployment.device_id == bindparam("b_device_id"),
+        Deployment.release_id < bindparam("b_release_id"),
+        Deployment.status.in_(ACTIVE_DEPLOYMENT_STATES),
+    )
+    .values(status=DeploymentState.SUPERSEDED)
+    .execution_options(synchronize_session=False)
+)
 _COLUMNS = ("status", "error", "attempts", "started_at", "finished_at")
 
 
@@ -295,19 +303,15 @@ def _consume_lock_override(device: Device, report: Report) -> None:
         device.update_lock_override_at = None
 
 
-def _deployment_row(release_id: int, device_id: str) -> Deployment:
+def _deployment_row(release_id: int, device_id: str) -> tuple[Deployment, int | None]:
     """The device's deployment of the release, locked (PostgreSQL), created when the device never
-    got a row (or ran a release that no longer lists it: what happened is still recorded). Two
-    first reports at once (a re-send after a lost answer) both get the one row: the insert is
+    got a row (or ran a release that no longer lists it: what happened is still recorded), and
+    the device's rollout wave in the release (None: not a target), read with it. Two first
+    reports at once (a re-send after a lost answer) both get the one row: the insert is
     ``ON CONFLICT DO NOTHING`` and waits for the other's insert to commit."""
-    query = (
-        select(Deployment)
-        .where(Deployment.release_id == release_id, Deployment.device_id == device_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    deployment = db.session.scalars(query).one_or_none()
-    if deployment is None:
+    keys = {"release_id": release_id, "device_id": device_id}
+    found = db.session.execute(_DEPLOYMENT_ROW, keys).one_or_none()
+    if found is None:
         db.session.execute(
             dialect_insert(Deployment.__table__)
             .values(
@@ -318,8 +322,23 @@ def _deployment_row(release_id: int, device_id: str) -> Deployment:
             )
             .on_conflict_do_nothing(index_elements=["release_id", "device_id"])
         )
-        deployment = db.session.scalars(query).one()
-    return deployment
+        found = db.session.execute(_DEPLOYMENT_ROW, keys).one()
+    return found[0], found[1]
+
+
+_DEPLOYMENT_ROW = (
+    select(Deployment, _rd.c.wave)
+    .outerjoin(
+        _rd,
+        and_(_rd.c.release_id == Deployment.release_id, _rd.c.device_id == Deployment.device_id),
+    )
+    .where(
+        Deployment.release_id == bindparam("release_id"),
+        Deployment.device_id == bindparam("device_id"),
+    )
+    .with_for_update(of=Deployment)
+    .execution_options(populate_existing=True)
+)
 
 
 def _apply_outcome(deployment: Deployment | SimpleNamespace, report: Report) -> bool:

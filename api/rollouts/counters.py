@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import and_, bindparam, func, literal, select, update
 
 from api.bulk import dialect_insert
 from api.extensions import db
@@ -44,17 +44,23 @@ def _shard(device_id_column):
 def statuses(release_id: int, wave: int | None = None) -> dict[int, Counter]:
     """{wave: Counter(status)} of a rollout release's targets from the counters (status None:
     no stored deployment), the shape of :func:`counted`."""
-    stmt = (
-        select(_c.c.wave, _c.c.bucket, func.sum(_c.c.n))
-        .where(_c.c.release_id == release_id)
-        .group_by(_c.c.wave, _c.c.bucket)
-    )
-    if wave is not None:
-        stmt = stmt.where(_c.c.wave == wave)
+    if wave is None:
+        rows = db.session.execute(_STATUSES, {"release_id": release_id})
+    else:
+        rows = db.session.execute(_WAVE_STATUSES, {"release_id": release_id, "wave": wave})
     buckets: dict[int, dict[str, int]] = {}
-    for w, bucket, n in db.session.execute(stmt):
+    for w, bucket, n in rows:
         buckets.setdefault(w, {})[bucket] = n
     return {w: _as_statuses(b) for w, b in buckets.items() if b.get(TARGETS)}
+
+
+# built once: a report reads its wave's counters (construction would cost more than the query)
+_STATUSES = (
+    select(_c.c.wave, _c.c.bucket, func.sum(_c.c.n))
+    .where(_c.c.release_id == bindparam("release_id"))
+    .group_by(_c.c.wave, _c.c.bucket)
+)
+_WAVE_STATUSES = _STATUSES.where(_c.c.wave == bindparam("wave"))
 
 
 def counted(release_id: int) -> dict[int, Counter]:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, select, text, update
 
 from api import audit
 from api.accounts.models import User
@@ -50,13 +50,19 @@ def lock(release_id: int) -> Rollout | None:
     read is the last committed one and no other writer commits before this transaction ends
     (without it two reports could both read wave 1 and both start wave 2)."""
     if db.session.get_bind().dialect.name == "sqlite":
-        db.session.execute(text("UPDATE rollouts SET wave = wave WHERE 0"))
-    return db.session.scalars(
-        select(Rollout)
-        .where(Rollout.release_id == release_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+        db.session.execute(_SQLITE_WRITE_LOCK)
+    return db.session.scalars(_LOCK, {"release_id": release_id}).one_or_none()
+
+
+# a report's statements are built once (their construction and cache key cost more CPU than
+# running them); the values are bound per call
+_SQLITE_WRITE_LOCK = text("UPDATE rollouts SET wave = wave WHERE 0")
+_LOCK = (
+    select(Rollout)
+    .where(Rollout.release_id == bindparam("release_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def _due(release_id: int, now: datetime) -> bool:
@@ -329,9 +335,12 @@ def _expire_deployments() -> None:
 # -- hooks ---------------------------------------------------------------------
 
 
-def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> None:
+def on_report(
+    rollout: Rollout | None, deployment: Deployment, outcome: str, wave: int | None
+) -> None:
     """A device reported on ``deployment`` (flushed, not committed); ``rollout`` is its
-    release's locked rollout or None. Decides what the report decides."""
+    release's locked rollout or None, ``wave`` the device's wave in it. Decides what the report
+    decides."""
     now = utcnow()
     if outcome in (S.SUCCEEDED, S.FAILED):
         _revert_progress(
@@ -355,11 +364,6 @@ def on_report(rollout: Rollout | None, deployment: Deployment, outcome: str) -> 
         return
     if rollout.state != R.RUNNING:
         return
-    wave = db.session.scalar(
-        select(_rd.c.wave).where(
-            _rd.c.release_id == rollout.release_id, _rd.c.device_id == deployment.device_id
-        )
-    )
     if wave == rollout.wave:
         evaluate(rollout, now)
 
@@ -368,11 +372,7 @@ def _revert_progress(device_id: str, release_id: int, outcome: str, error: str |
     """A device reporting on an older release finishes its revert of newer ones."""
     db.session.flush()
     pending = db.session.execute(
-        select(_dep.c.id, _dep.c.release_id).where(
-            _dep.c.device_id == device_id,
-            _dep.c.status.in_((S.REVERTING, S.REVERT_FAILED)),
-            _dep.c.release_id > release_id,
-        )
+        _REVERTS_PENDING, {"device_id": device_id, "release_id": release_id}
     ).all()
     if not pending:
         return
@@ -392,6 +392,13 @@ def _revert_progress(device_id: str, release_id: int, outcome: str, error: str |
         )
         if not left:
             _reverted(rollout, now)
+
+
+_REVERTS_PENDING = select(_dep.c.id, _dep.c.release_id).where(
+    _dep.c.device_id == bindparam("device_id"),
+    _dep.c.status.in_((S.REVERTING, S.REVERT_FAILED)),
+    _dep.c.release_id > bindparam("release_id"),
+)
 
 
 def tick(now: datetime | None = None) -> int:
