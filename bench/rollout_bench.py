@@ -20,6 +20,8 @@ Prints:
 * halt: failures follow in wave 4 until ``halt_at`` 5 % is crossed; the time from sending the
   report that crosses it until ``GET /master/minions/{unit_id}/pillar/`` serves the previous
   release to a device of that wave that has not applied (target < 1 s);
+* the API's CPU (its processes' user + system time) per single report of wave 3 and per
+  batched result: what a report costs the server, meaningful on a loaded machine too;
 * p50 / p95 of ``GET .../rollout/`` and of the deployments list (first page, 100 rows) at
   10,000 devices (target p95 < 500 ms).
 """
@@ -56,6 +58,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of group ``pgid`` (the API's
+    gunicorn master and workers): the server's cost, whatever else loads the machine."""
+    total = 0
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values, p):
@@ -281,29 +297,40 @@ class Bench:
             state = self.call("GET", f"{releases}{rel['id']}/rollout/")
             assert state["wave"] == w, state
 
+        cpu = lambda: group_cpu(self.proc.pid)  # noqa: E731
         single_n = len(waves[1])
         single_s = self.reports(rel, waves[1], "succeeded")  # wave 1: one report per request
         advanced_to(2)
         batch_n = len(waves[2])
+        cpu0 = cpu()
         batch_s = self.batched(rel, waves[2], "succeeded")  # wave 2: BATCH per request
+        batch_cpu = cpu() - cpu0
         advanced_to(3)
         timed3, rest3 = waves[3][:SINGLE], waves[3][SINGLE:]
+        cpu0 = cpu()
         wave3_s = self.reports(rel, timed3, "succeeded")  # wave 3: single again, 40 % of targets
+        single_cpu = cpu() - cpu0
+        cpu0 = cpu()
         batch_s += self.batched(rel, rest3, "succeeded")
+        batch_cpu += cpu() - cpu0
         batch_n += len(rest3)
         advanced_to(4)
         ok, bad, untouched = waves[4][:400], waves[4][400:430], waves[4][430:]
+        cpu0 = cpu()
         batch_s += self.batched(rel, ok, "succeeded")
         batch_n += len(ok)
+        batch_cpu += cpu() - cpu0
         print(
             f"single reports ({CONNECTIONS} connections): wave 1 ({len(waves[1])} targets) "
             f"{single_n / single_s:.0f}/s; wave 3 ({len(waves[3])} targets) {len(timed3)} in "
             f"{wave3_s:.1f} s = {len(timed3) / wave3_s:.0f}/s ({wave3_s / len(timed3) * 1000 * CONNECTIONS:.1f} ms "
-            f"per report per connection)"
+            f"per report per connection); server CPU {single_cpu / len(timed3) * 1000:.2f} ms "
+            "per report"
         )
         print(
             f"batched reports ({BATCH} per request, {CONNECTIONS} connections): {batch_n} in "
-            f"{batch_s:.1f} s = {batch_n / batch_s:.0f} results/s"
+            f"{batch_s:.1f} s = {batch_n / batch_s:.0f} results/s; server CPU "
+            f"{batch_cpu / batch_n * 1000:.2f} ms per result"
         )
 
         # failures until halt_at is crossed: 400 succeeded, the k-th failure crosses when
