@@ -23,7 +23,7 @@ caller adds its database checks (``parsed.error(...)``) and calls ``raise_if_err
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
