@@ -39,7 +39,6 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 from api.fields import DRF_ERROR
-from api.fields import rule as rule  # re-exported: the features not yet moved onto api.fields
 from api.limits import MAX_JSON_DEPTH
 from api.types import isoformat
 from api.validation import FieldErrors
@@ -144,8 +143,10 @@ def _resolve_refs(node: Any) -> Any:
 
 
 def doc(description: str | None = None, **json_schema: Any) -> Any:
-    """Annotation metadata for OpenAPI only (``maxLength``, ``pattern``, ``readOnly`` ...): the
-    rule enforces them; pydantic does not enforce them a second time."""
+    """Annotation metadata for OpenAPI only: a description, ``examples``, ``readOnly``,
+    ``format``; on a response field also the shape it has (``pattern``). A request field's limits
+    are its rule's (:class:`api.validation.Check`), never written here again
+    (``tests/unit/test_field_rules_once.py``)."""
     return Field(description=description, json_schema_extra=json_schema or None)
 
 

@@ -30,6 +30,13 @@ DESCRIPTION_MAX = 10_000  # a project's description
 REGISTRY_URL_MAX = 255
 REGISTRY_USERNAME_MAX = 255
 REGISTRY_PASSWORD_MAX = 1024
+UNIT_ID_MAX = 255  # a Salt minion id
+HTTP_URL_MAX = 2048  # an execute callback's or rollout webhook's URL
+SALT_JID_MAX = 32
+VERSION_HASH_MAX = 8  # a report's release version hash
+REPORT_SIGNATURE_MAX = 64  # a report's HMAC-SHA256, hex
+REPORT_ERROR_MAX = 10_000  # a report's error text
+ENROLLMENT_TOKEN_MAX = 200
 
 MAX_RELEASE_DEVICES = 10_000  # a release's ``devices``
 MAX_RELEASE_CONTAINERS = 100  # a release's ``containers``

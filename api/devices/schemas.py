@@ -9,6 +9,7 @@ from pydantic import Field
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
 from api.fields import rule
+from api.limits import UNIT_ID_MAX
 from api.rollouts import schemas as rollout_rules
 from api.rollouts.schemas import TAG
 from api.validation import SPACE, FieldError, checks, string
@@ -20,7 +21,6 @@ _UNIT_ID_RE = re.compile(rf"^[^{SPACE}/\\\x00-\x1f\x7f]+$")
 # The same rule for OpenAPI, without look-arounds: no leading ".", no "..", none of the above.
 _UNIT_ID_CHAR = rf"[^{SPACE}/\\\x00-\x1f\x7f.]"
 UNIT_ID_PATTERN = rf"^{_UNIT_ID_CHAR}+(\.{_UNIT_ID_CHAR}+)*\.?$"
-UNIT_ID_MAX = 255
 DISPLAY_MAX = 200
 
 

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, WithJsonSchema
 
-from api.bodies import JSON_VALUE, RequestBody, ResponseBody, doc, rule
-from api.limits import MAX_FORWARDED_RETURN_CHARS
-from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, json_value, string
+from api.bodies import JSON_VALUE, RequestBody, ResponseBody, doc
+from api.fields import rule
+from api.limits import HTTP_URL_MAX, MAX_FORWARDED_RETURN_CHARS, SALT_JID_MAX, UNIT_ID_MAX
+from api.validation import ANY_TEXT, Check, FieldError, checks, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState
 
@@ -49,7 +50,9 @@ def _parsed(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
-function_name = _parsed(execargs.function_name)
+function_name = Check(
+    _parsed(execargs.function_name), maxLength=execargs.MAX_FUNCTION_NAME, pattern=FUN_RE.pattern
+)
 # what a database and Salt can carry besides (``json_value``): stored and sent as it is
 arg_list = _parsed(lambda value: json_value(execargs.arg_list(value)))
 kwarg_map = _parsed(lambda value: json_value(execargs.kwarg_map(value)))
@@ -59,8 +62,9 @@ kwarg_map = _parsed(lambda value: json_value(execargs.kwarg_map(value)))
 NOT_KWARG_MARKER = {"not": {"type": "object", "required": ["__kwarg__"]}}
 
 
+@checks(maxLength=HTTP_URL_MAX, pattern=HTTP_URL_PATTERN)
 def http_url(value: Any) -> str:
-    value = string(max_length=2048)(value)
+    value = string(max_length=HTTP_URL_MAX)(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
@@ -71,6 +75,7 @@ def http_url(value: Any) -> str:
     return value
 
 
+@checks(minimum=CALLBACK_TIMEOUT_MIN, maximum=CALLBACK_TIMEOUT_MAX)
 def timeout_seconds(value: Any) -> int:
     value = integer(value)
     if not CALLBACK_TIMEOUT_MIN <= value <= CALLBACK_TIMEOUT_MAX:
@@ -85,7 +90,9 @@ def _command_line(value: Any) -> tuple[str, list, dict]:
     return fun, json_value(arg), json_value(kwarg)
 
 
-command_line = _parsed(_command_line)
+command_line = Check(
+    _parsed(_command_line), maxLength=execargs.MAX_COMMAND_LINE, pattern=COMMAND_LINE_PATTERN
+)
 
 
 class _Callback(RequestBody):
@@ -93,19 +100,13 @@ class _Callback(RequestBody):
         str | None,
         rule(http_url, nullable=True),
         doc(
-            "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>.",
-            maxLength=2048,
-            pattern=HTTP_URL_PATTERN,
+            "POSTed the result, signed: X-Request-Signature: sha256=<HMAC-SHA256(account webhook secret, body)>."
         ),
     ] = None
     callback_timeout: Annotated[
         int,
         rule(timeout_seconds),
-        doc(
-            "Seconds until the job is TIMEOUT (with or without a callback).",
-            minimum=CALLBACK_TIMEOUT_MIN,
-            maximum=CALLBACK_TIMEOUT_MAX,
-        ),
+        doc("Seconds until the job is TIMEOUT (with or without a callback)."),
     ] = CALLBACK_TIMEOUT_DEFAULT
 
 
@@ -113,7 +114,7 @@ class ExecuteInput(_Callback):
     command: Annotated[
         str,
         rule(function_name),
-        doc("module.function", examples=["docker.logs"], maxLength=255, pattern=FUN_RE.pattern),
+        doc("module.function", examples=["docker.logs"]),
     ]
     arg: Annotated[
         list[Any] | None,
@@ -147,8 +148,6 @@ class ExecuteRawInput(_Callback):
         doc(
             "A salt command line: function, then arguments and key=value keyword arguments.",
             examples=["docker.logs curveball tail=20"],
-            maxLength=execargs.MAX_COMMAND_LINE,
-            pattern=COMMAND_LINE_PATTERN,
         ),
     ]
 
@@ -186,8 +185,10 @@ def forwarded_response(value: Any) -> dict:
             f"Ensure this value has at most {MAX_FORWARDED_RETURN_CHARS} characters as JSON."
         )
     fun = value.get("fun")
-    if fun is not None and not (isinstance(fun, str) and len(fun) <= 255):
-        raise FieldError({"fun": ["Expected a string of at most 255 characters."]})
+    if fun is not None and not (isinstance(fun, str) and len(fun) <= execargs.MAX_FUNCTION_NAME):
+        raise FieldError(
+            {"fun": [f"Expected a string of at most {execargs.MAX_FUNCTION_NAME} characters."]}
+        )
     fun_args = value.get("fun_args", [])
     if not isinstance(fun_args, list):
         raise FieldError({"fun_args": ["Expected a list."]})
@@ -206,8 +207,9 @@ def forwarded_response(value: Any) -> dict:
     }
 
 
+@checks(maxLength=SALT_JID_MAX, pattern="^[0-9]+$")
 def salt_jid(value: Any) -> str:
-    value = string(max_length=32)(value)
+    value = string(max_length=SALT_JID_MAX)(value)
     if not (value.isascii() and value.isdigit()):
         raise FieldError("A Salt job id (digits).")
     return value
@@ -218,13 +220,9 @@ class ForwardedReturn(RequestBody):
     received it (``berth.forward_return``, docs/scale.md "The path up")."""
 
     unit_id: Annotated[
-        str,
-        rule(string(max_length=255)),
-        doc("The minion id that returned.", maxLength=255, **NON_BLANK),
+        str, rule(string(max_length=UNIT_ID_MAX)), doc("The minion id that returned.")
     ]
-    jid: Annotated[
-        str, rule(salt_jid), doc("The execute job's jid.", maxLength=32, pattern="^[0-9]+$")
-    ]
+    jid: Annotated[str, rule(salt_jid), doc("The execute job's jid.")]
     response: Annotated[
         dict[str, Any],
         rule(forwarded_response),
@@ -236,7 +234,11 @@ class ForwardedReturn(RequestBody):
                 "propertyNames": {"pattern": ANY_TEXT["pattern"]},
                 "additionalProperties": JSON_VALUE,
                 "properties": {
-                    "fun": {"type": ["string", "null"], "maxLength": 255, **ANY_TEXT},
+                    "fun": {
+                        "type": ["string", "null"],
+                        "maxLength": execargs.MAX_FUNCTION_NAME,
+                        **ANY_TEXT,
+                    },
                     "fun_args": {"type": "array", "items": JSON_VALUE},
                     "return": JSON_VALUE,
                     "retcode": {"type": ["integer", "null"]},

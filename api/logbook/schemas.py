@@ -10,7 +10,7 @@ parameters of ``/logbook/storage/*`` are generated from these models, and they v
   judged record by record by those rules, which name every problem with today's messages
   (``tests/unit/test_logbook_schemas.py`` checks that both agree).
 * :class:`LogbookReadQuery` / :class:`LogbookFieldsQuery`: the query parameters of the read
-  and fields endpoints; their fields carry the rules (:func:`api.bodies.rule`) that
+  and fields endpoints; their fields carry the rules (:func:`api.fields.rule`) that
   :func:`api.logbook.query.parse` runs.
 * :class:`LogbookWritten`, :class:`LogbookRow`, :class:`LogbookField`: what the endpoints
   answer (the views build them as dicts).
@@ -24,10 +24,11 @@ from annotated_types import Ge, Le, Lt
 from pydantic import ConfigDict, Field, Strict
 from typing_extensions import TypedDict
 
-from api.bodies import RequestBody, ResponseBody, doc, rule
+from api.bodies import RequestBody, ResponseBody, doc
+from api.fields import rule
 from api.logbook import timestamps
 from api.logbook.tables import FIELD_TYPES
-from api.validation import NON_BLANK, FieldError
+from api.validation import NON_BLANK, Check, FieldError, checks
 
 MAX_BATCH = 50_000
 MAX_FIELD_NAME = 255
@@ -153,50 +154,7 @@ class LogbookWrite(RequestBody):
 # -- query parameters (strings; each rule names the parameter's problem) -------------------
 
 
-def check_device_id(value: Any) -> str:
-    """A device id parameter or body field; blank is missing."""
-    if not isinstance(value, str) or not value.strip():
-        raise FieldError("this field is required")
-    return value
-
-
-def check_field_type(value: str) -> str:
-    if value not in FIELD_TYPES:
-        raise FieldError(f"'{value}' is not a field type; expected one of {', '.join(FIELD_TYPES)}")
-    return value
-
-
-def check_time(value: str) -> int:
-    """-> epoch microseconds."""
-    try:
-        return timestamps.parse(value)
-    except timestamps.TimeError as exc:
-        raise FieldError(str(exc)) from None
-
-
 AGGREGATIONS = {"avg": "avg", "average": "avg", "min": "min", "max": "max", "sum": "sum"}
-
-
-def check_aggregation(value: str) -> str | None:
-    """avg|average|min|max|sum (any case) -> avg|min|max|sum; none -> None."""
-    name = (value or "none").strip().lower()
-    if name == "none":
-        return None
-    if name not in AGGREGATIONS:
-        raise FieldError(
-            f"'{value}' is not an aggregation; expected avg, average, min, max, sum or none"
-        )
-    return AGGREGATIONS[name]
-
-
-def check_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_SIZE:
-        raise FieldError(f"expected an integer from 1 to {MAX_SIZE}")
-    return number
 
 
 def _either_case(word: str) -> str:
@@ -210,10 +168,63 @@ _INTERVAL_PATTERN = r"^\s*0*[1-9][0-9]*(ms|s|m|h|d|w)\s*$"
 _TEXT = {"pattern": NON_BLANK["pattern"]}
 
 
+@checks(**_TEXT)
+def check_device_id(value: Any) -> str:
+    """A device id parameter or body field; blank is missing."""
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError("this field is required")
+    return value
+
+
+def check_field_type(value: str) -> str:
+    if value not in FIELD_TYPES:
+        raise FieldError(f"'{value}' is not a field type; expected one of {', '.join(FIELD_TYPES)}")
+    return value
+
+
+@checks(pattern=TIME_PATTERN)
+def check_time(value: str) -> int:
+    """-> epoch microseconds."""
+    try:
+        return timestamps.parse(value)
+    except timestamps.TimeError as exc:
+        raise FieldError(str(exc)) from None
+
+
+@checks(pattern=_AGGREGATION_PATTERN)
+def check_aggregation(value: str) -> str | None:
+    """avg|average|min|max|sum (any case) -> avg|min|max|sum; none -> None."""
+    name = (value or "none").strip().lower()
+    if name == "none":
+        return None
+    if name not in AGGREGATIONS:
+        raise FieldError(
+            f"'{value}' is not an aggregation; expected avg, average, min, max, sum or none"
+        )
+    return AGGREGATIONS[name]
+
+
+@checks(minimum=1, maximum=MAX_SIZE)
+def check_size(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_SIZE:
+        raise FieldError(f"expected an integer from 1 to {MAX_SIZE}")
+    return number
+
+
 class LogbookFieldsQuery(RequestBody):
     """``GET /logbook/storage/fields/``."""
 
-    device_id: Annotated[str, rule(check_device_id), doc("Device id.", **_TEXT)]
+    device_id: Annotated[str, rule(check_device_id), doc("Device id.")]
+
+
+# Parameters read as sent here and judged by api.logbook.query (the series' name, the interval
+# with the aggregation and window it goes with); their pattern is what OpenAPI shows of them.
+field_name = Check(lambda value: value, **_TEXT)
+interval_text = Check(lambda value: value, pattern=_INTERVAL_PATTERN)
 
 
 class LogbookReadQuery(RequestBody):
@@ -222,36 +233,29 @@ class LogbookReadQuery(RequestBody):
     from_utc <= to_utc; ``interval`` is required with an aggregation and is otherwise
     ignored; at most 10,000 buckets; string and geo_point fields are not aggregated."""
 
-    device_id: Annotated[str, rule(check_device_id), doc("Device id.", **_TEXT)]
-    field: Annotated[str, doc("Field name.", **_TEXT)]
+    device_id: Annotated[str, rule(check_device_id), doc("Device id.")]
+    field: Annotated[str, rule(field_name), doc("Field name.")]
     field_type: Annotated[Literal[FIELD_TYPES], rule(check_field_type), doc("Field type.")]  # type: ignore[valid-type]
-    from_utc: Annotated[
-        str, rule(check_time), doc(f"Window start, inclusive: {TIME_DOC}.", pattern=TIME_PATTERN)
-    ]
-    to_utc: Annotated[
-        str, rule(check_time), doc(f"Window end, exclusive: {TIME_DOC}.", pattern=TIME_PATTERN)
-    ]
+    from_utc: Annotated[str, rule(check_time), doc(f"Window start, inclusive: {TIME_DOC}.")]
+    to_utc: Annotated[str, rule(check_time), doc(f"Window end, exclusive: {TIME_DOC}.")]
     aggregation: Annotated[
         str,
         rule(check_aggregation),
-        doc(
-            "avg, average, min, max or sum in any case; absent, blank or none = raw samples.",
-            pattern=_AGGREGATION_PATTERN,
-        ),
+        doc("avg, average, min, max or sum in any case; absent, blank or none = raw samples."),
     ] = None  # type: ignore[assignment]
     interval: Annotated[
         str,
+        rule(interval_text),
         doc(
             "Bucket width with an aggregation: a positive integer and ms, s, m, h, d or w "
             f"(500ms, 30s, 10m, 1h, 1d, 1w); at most {MAX_BUCKETS} buckets in the window. "
-            "Ignored without an aggregation.",
-            pattern=_INTERVAL_PATTERN,
+            "Ignored without an aggregation."
         ),
     ] = None  # type: ignore[assignment]
     size: Annotated[
         int,
         rule(check_size),
-        doc(f"Row cap (default {DEFAULT_SIZE}).", minimum=1, maximum=MAX_SIZE),
+        doc(f"Row cap (default {DEFAULT_SIZE})."),
     ] = DEFAULT_SIZE
 
 

@@ -7,11 +7,19 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from api.bodies import RequestBody, ResponseBody, doc, rule
-from api.devices.schemas import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
-from api.limits import MAX_DB_ID, MAX_REPORT_CONTAINERS, MAX_SYNC_UNIT_IDS
+from api.bodies import RequestBody, ResponseBody, doc
+from api.devices.schemas import minion_id
+from api.fields import rule
+from api.limits import (
+    MAX_REPORT_CONTAINERS,
+    MAX_SYNC_UNIT_IDS,
+    REPORT_ERROR_MAX,
+    REPORT_SIGNATURE_MAX,
+    UNIT_ID_MAX,
+    VERSION_HASH_MAX,
+)
 from api.releases.schemas import Deployment
-from api.validation import NON_BLANK, FieldError, db_id, iso_datetime, string
+from api.validation import FieldError, checks, db_id, iso_datetime, string
 from berth.contract import ReportOutcome
 
 
@@ -32,18 +40,16 @@ def container_reports(value: Any) -> list:
 class DeploymentReport(RequestBody):
     """A ``berth/release/result`` event's data, forwarded by the master's ``berth.report`` runner."""
 
-    unit_id: Annotated[
-        str, rule(string(max_length=255)), doc("The minion id.", maxLength=255, **NON_BLANK)
-    ]
-    release_id: Annotated[int, rule(db_id), doc(minimum=1, maximum=MAX_DB_ID)]
+    unit_id: Annotated[str, rule(string(max_length=UNIT_ID_MAX)), doc("The minion id.")]
+    release_id: Annotated[int, rule(db_id)]
     version_hash: Annotated[
-        str | None, rule(string(max_length=8), nullable=True), doc(maxLength=8, **NON_BLANK)
+        str | None, rule(string(max_length=VERSION_HASH_MAX), nullable=True)
     ] = None
     outcome: Annotated[
         ReportOutcome, rule(report_outcome), doc("applying marks the deployment applying.")
     ]
     error: Annotated[
-        str | None, rule(string(max_length=10_000, allow_blank=True), nullable=True)
+        str | None, rule(string(max_length=REPORT_ERROR_MAX, allow_blank=True), nullable=True)
     ] = None
     containers: Annotated[
         list[dict[str, Any]],
@@ -57,11 +63,10 @@ class DeploymentReport(RequestBody):
     ] = None
     signature: Annotated[
         str | None,
-        rule(string(max_length=64), nullable=True),
+        rule(string(max_length=REPORT_SIGNATURE_MAX), nullable=True),
         doc(
             "The device's HMAC-SHA256 (hex) of the result under its report key (berth/results.py); "
-            "a report without the device's signature is refused (400) and audited.",
-            maxLength=64,
+            "a report without the device's signature is refused (400) and audited."
         ),
     ] = None
 
@@ -79,6 +84,7 @@ class DeploymentReportResult(ResponseBody):
     ]
 
 
+@checks(maxItems=MAX_SYNC_UNIT_IDS, items={"type": "string", **minion_id.schema})
 def minion_id_list(value: Any) -> list[str]:
     if not isinstance(value, list):
         raise FieldError(f'Expected a list of items but got type "{type(value).__name__}".')
@@ -100,11 +106,7 @@ class DeviceSync(RequestBody):
     unit_ids: Annotated[
         list[str],
         rule(minion_id_list),
-        doc(
-            "Accepted minion ids.",
-            maxItems=MAX_SYNC_UNIT_IDS,
-            items={"type": "string", "maxLength": UNIT_ID_MAX, "pattern": UNIT_ID_PATTERN},
-        ),
+        doc("Accepted minion ids."),
     ]
 
 

@@ -10,15 +10,17 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict
 
-from api.bodies import RequestBody, ResponseBody, doc, parse, rule
-from api.execute.schemas import HTTP_URL_PATTERN, http_url
-from api.validation import FieldError, checks, list_of
+from api.bodies import RequestBody, ResponseBody, doc, parse
+from api.execute.schemas import http_url
+from api.fields import rule
+from api.validation import Check, FieldError, checks, list_of
 from berth.contract import RolloutAction, RolloutState, WaveState
 
 DEVICE_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_TAGS = 50
 MAX_WAVES = 20
 MAX_WAVE_TIMEOUT = 30 * 24 * 3600
+MAX_HALT_MIN_FINISHED = 1_000_000
 
 
 @checks(pattern=DEVICE_TAG_RE.pattern)
@@ -41,9 +43,10 @@ def tags(value: Any) -> list[str]:
     return list(dict.fromkeys(_tag_list(value)))
 
 
-def strict_int(low: int, high: int):
+def strict_int(low: int, high: int) -> Check:
     """An integer (``2.0`` too, not ``"2"`` or ``true``) in [low, high]."""
 
+    @checks(minimum=low, maximum=high)
     def check(value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # 2.0: an integer to JSON Schema, as to api.validation.integer
@@ -59,6 +62,7 @@ def strict_int(low: int, high: int):
 _percent_list = list_of(strict_int(1, 100), max_items=MAX_WAVES)
 
 
+@checks(minItems=1, **_percent_list.schema)
 def wave_list(value: Any) -> list[int]:
     if isinstance(value, list) and not value:
         raise FieldError("This list may not be empty.")
@@ -82,41 +86,29 @@ class RolloutPolicy(RequestBody):
     model_config = ConfigDict(extra="forbid")  # an unknown key is a 400 ("Unknown field.")
 
     waves: Annotated[
-        list[Annotated[int, doc(minimum=1, maximum=100)]],
+        list[int],
         rule(wave_list),
-        doc(
-            "Cumulative percentages of the release's targets, increasing, the last one 100.",
-            minItems=1,
-            maxItems=MAX_WAVES,
-        ),
+        doc("Cumulative percentages of the release's targets, increasing, the last one 100."),
     ]
     advance_at: Annotated[
         int,
         rule(strict_int(1, 100)),
-        doc("% of the current wave succeeded that starts the next.", minimum=1, maximum=100),
+        doc("% of the current wave succeeded that starts the next."),
     ] = 100
     halt_at: Annotated[
         int,
         rule(strict_int(0, 100)),
-        doc(
-            "Halt when failed + timed out exceed this % of the wave's finished devices.",
-            minimum=0,
-            maximum=100,
-        ),
+        doc("Halt when failed + timed out exceed this % of the wave's finished devices."),
     ] = 0
     halt_min_finished: Annotated[
         int,
-        rule(strict_int(1, 1_000_000)),
-        doc("... once at least this many have finished.", minimum=1, maximum=1_000_000),
+        rule(strict_int(1, MAX_HALT_MIN_FINISHED)),
+        doc("... once at least this many have finished."),
     ] = 1
     wave_timeout: Annotated[
         int,
         rule(strict_int(1, MAX_WAVE_TIMEOUT)),
-        doc(
-            "Seconds after its wave started after which a silent device counts as timed out.",
-            minimum=1,
-            maximum=MAX_WAVE_TIMEOUT,
-        ),
+        doc("Seconds after its wave started after which a silent device counts as timed out."),
     ] = 3600
 
 
@@ -181,15 +173,7 @@ class Rollout(ResponseBody):
 
 
 class RolloutWebhookInput(RequestBody):
-    url: Annotated[
-        str,
-        rule(http_url),
-        doc(
-            "http(s) URL receiving signed rollout events.",
-            maxLength=2048,
-            pattern=HTTP_URL_PATTERN,
-        ),
-    ]
+    url: Annotated[str, rule(http_url), doc("http(s) URL receiving signed rollout events.")]
 
 
 class RolloutWebhook(ResponseBody):

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from api.bodies import RequestBody, ResponseBody, doc, rule
-from api.devices.schemas import UNIT_ID_MAX, UNIT_ID_PATTERN, minion_id
+from api.bodies import RequestBody, ResponseBody, doc
+from api.devices.schemas import minion_id
+from api.fields import rule
+from api.limits import ENROLLMENT_TOKEN_MAX, NAME_MAX
 from api.types import utcnow
-from api.validation import ANY_TEXT, NON_BLANK, FieldError, integer, iso_datetime, string
+from api.validation import FieldError, checks, integer, iso_datetime, string
 
 MAX_USES = 1_000_000
 
@@ -20,6 +22,7 @@ def future_datetime(value: Any) -> datetime:
     return parsed
 
 
+@checks(minimum=1, maximum=MAX_USES)
 def use_count(value: Any) -> int:
     value = integer(value)
     if not 1 <= value <= MAX_USES:
@@ -28,26 +31,18 @@ def use_count(value: Any) -> int:
 
 
 class EnrollmentTokenInput(RequestBody):
-    name: Annotated[
-        str, rule(string(max_length=100, allow_blank=True)), doc(maxLength=100, **ANY_TEXT)
-    ] = ""
+    name: Annotated[str, rule(string(max_length=NAME_MAX, allow_blank=True))] = ""
     expires: Annotated[
         datetime | None,
         rule(future_datetime, nullable=True),
         doc("ISO-8601 (RFC 3339 date-time), in the future.", format="date-time"),
     ] = None
-    max_uses: Annotated[
-        int | None, rule(use_count, nullable=True), doc(minimum=1, maximum=MAX_USES)
-    ] = None
+    max_uses: Annotated[int | None, rule(use_count, nullable=True)] = None
 
 
 class EnrollInput(RequestBody):
-    unit_id: Annotated[
-        str,
-        rule(minion_id),
-        doc("The minion id.", maxLength=UNIT_ID_MAX, pattern=UNIT_ID_PATTERN),
-    ]
-    enrollment_token: Annotated[str, rule(string(max_length=200)), doc(maxLength=200, **NON_BLANK)]
+    unit_id: Annotated[str, rule(minion_id), doc("The minion id.")]
+    enrollment_token: Annotated[str, rule(string(max_length=ENROLLMENT_TOKEN_MAX))]
 
 
 class EnrollmentToken(ResponseBody):
