@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict
 
-from api.bodies import RequestBody, ResponseBody, doc, parse
+from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, parse
 from api.execute.schemas import http_url
 from api.fields import rule
 from api.validation import Check, FieldError, checks, list_of
@@ -155,7 +155,7 @@ class RolloutActionEntry(ResponseBody):
     state_after: RolloutState
     user: int | None
     user_email: str
-    at: Annotated[str, doc(format="date-time")]
+    at: Annotated[str, TIMESTAMP, doc(format="date-time")]
 
 
 class Rollout(ResponseBody):
@@ -164,7 +164,7 @@ class Rollout(ResponseBody):
     release: int
     state: RolloutState
     wave: Annotated[int, doc("The current wave (1-based).")]
-    wave_started_at: Annotated[str, doc(format="date-time")]
+    wave_started_at: Annotated[str, TIMESTAMP, doc(format="date-time")]
     waves: list[WaveCounts]
     halt_reason: str | None
     policy: RolloutPolicy
@@ -179,4 +179,4 @@ class RolloutWebhookInput(RequestBody):
 class RolloutWebhook(ResponseBody):
     id: Annotated[int, doc(readOnly=True)]
     url: str
-    created: Annotated[str, doc(format="date-time", readOnly=True)]
+    created: Annotated[str, TIMESTAMP, doc(format="date-time", readOnly=True)]

@@ -29,6 +29,8 @@ from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webho
 from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts import counters
 from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
+from api.rollouts.schemas import Rollout as RolloutBody
+from api.rollouts.schemas import RolloutActionEntry
 from api.types import isoformat, utcnow
 from berth.contract import DeploymentState as S
 from berth.contract import RolloutAction as A
@@ -566,18 +568,18 @@ def _wave_state(rollout: Rollout, index: int) -> W:
 
 
 def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
+    """The ``Rollout`` body (its response model, :class:`api.rollouts.schemas.Rollout`)."""
     now = now or utcnow()
     counts = counters.statuses(rollout.release_id)
-    waves = []
-    for index, percent in enumerate(rollout.waves, start=1):
-        waves.append(
-            {
-                "index": index,
-                "percent": percent,
-                **asdict(_classify(rollout, index, counts.get(index, Counter()), now)),
-                "state": str(_wave_state(rollout, index)),
-            }
-        )
+    waves = [
+        {
+            "index": index,
+            "percent": percent,
+            **asdict(_classify(rollout, index, counts.get(index, Counter()), now)),
+            "state": _wave_state(rollout, index),
+        }
+        for index, percent in enumerate(rollout.waves, start=1)
+    ]
     revert = None
     if rollout.state in REVERTS:
         statuses: Counter[str] = Counter()
@@ -594,24 +596,11 @@ def serialize(rollout: Rollout, now: datetime | None = None) -> dict:
         .where(RolloutActionRecord.release_id == rollout.release_id)
         .order_by(RolloutActionRecord.id)
     ).all()
-    return {
-        "release": rollout.release_id,
-        "state": str(rollout.state),
-        "wave": rollout.wave,
-        "wave_started_at": isoformat(rollout.wave_started_at),
-        "waves": waves,
-        "halt_reason": rollout.halt_reason,
-        "policy": rollout.policy(),
+    return RolloutBody.body(
+        rollout,
+        release=rollout.release_id,
+        waves=waves,
+        policy=rollout.policy(),
         **dict(revert=revert),  # a keyword: the field is named like the action word (test_contract)
-        "history": [
-            {
-                "action": h.action,
-                "state_before": h.state_before,
-                "state_after": h.state_after,
-                "user": h.user_id,
-                "user_email": h.user_email,
-                "at": isoformat(h.at),
-            }
-            for h in history
-        ],
-    }
+        history=[RolloutActionEntry.body(h, user=h.user_id) for h in history],
+    )

@@ -25,7 +25,6 @@ from api.rollouts.schemas import Rollout as RolloutBody
 from api.rollouts.schemas import RolloutWebhook as RolloutWebhookBody
 from api.rollouts.schemas import RolloutWebhookInput
 from api.security import ssrf
-from api.types import isoformat
 from berth.contract import RolloutAction
 
 bp = Blueprint("rollouts", __name__)
@@ -106,10 +105,6 @@ for _a, _text in _ACTIONS.items():
 # -- webhooks ------------------------------------------------------------------
 
 
-def _serialize_webhook(hook: RolloutWebhook) -> dict:
-    return {"id": hook.id, "url": hook.url, "created": isoformat(hook.created)}
-
-
 @bp.get("/docker/rollout-webhooks/")
 @operation(
     "rollouts", "The account's rollout webhook URLs", responses={200: page_of(RolloutWebhookBody)}
@@ -122,7 +117,7 @@ def list_webhooks():
         .where(RolloutWebhook.account_id == g.account.id)
         .order_by(RolloutWebhook.id)
     )
-    return paginate(stmt, _serialize_webhook)
+    return paginate(stmt, RolloutWebhookBody.body)
 
 
 def create_webhook_from(data: dict) -> RolloutWebhook:
@@ -184,7 +179,7 @@ def delete_webhook_row(hook: RolloutWebhook) -> None:
 @require_token("user")
 def create_webhook():
     """Register a URL for rollout events (signed with the account's webhook secret)."""
-    return _serialize_webhook(create_webhook_from(json_body())), 201
+    return RolloutWebhookBody.body(create_webhook_from(json_body())), 201
 
 
 @bp.delete("/docker/rollout-webhooks/<int:hook_id>/")
