@@ -14,6 +14,10 @@ stopped, restarted or run twice (PostgreSQL) without losing or duplicating work:
   drift is logged and corrected);
 * SQLite: the query planner's statistics refreshed at start and hourly (:func:`analyze_sqlite`;
   PostgreSQL's autovacuum does that itself).
+
+The salt messages, the purge and ``ANALYZE`` are the worker's own; everything else is a job a
+feature registers from its ``init_app`` through :mod:`api.worker_jobs`, so this module and
+:mod:`api.outbox` import no feature, and no feature imports this module.
 """
 
 from __future__ import annotations
@@ -26,20 +30,14 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_
 
 from api.audit import not_audited
-from api.execute import service as execute_service
-from api.execute import webhooks
-from api.execute.models import ExecuteJob
 from api.extensions import db, rowcount
 from api.outbox import OutboxMessage, backoff, due_messages
-from api.rollouts import counters
-from api.rollouts import service as rollouts
 from api.salt_client import SaltApiClient, SaltApiError, current_client, new_jid
-from api.security import ssrf
 from api.types import utcnow
-from berth.contract import ExecuteJobState
+from api.worker_jobs import jobs
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +45,6 @@ log = logging.getLogger(__name__)
 # and how long to wait at most for minions that do not return (offline ones never do).
 STEP_POLL = timedelta(seconds=1)
 DEFAULT_STEP_WAIT = 30
-DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
-DEFAULT_RECOUNT_INTERVAL = 3600
 
 
 def _config_number(name: str, default: float) -> float:
@@ -153,26 +149,24 @@ def _publish_once(
 
 
 def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) -> None:
+    delivery = jobs().deliveries.get(msg.kind)
+    failures: tuple[type[Exception], ...] = (SaltApiError,)
+    if delivery is not None:
+        failures += (delivery.failure,)
     try:
         if msg.kind == "salt":
             _advance_salt(msg, client, now)
-        elif msg.kind == "webhook":
-            webhooks.deliver(msg.payload["url"], msg.payload["account_id"], msg.payload["body"])
+        elif delivery is not None:
+            shown = delivery.deliver(msg)
             msg.delivered_at = now
-            log.info(
-                "outbox %s (%s): webhook delivered to %s",
-                msg.id,
-                msg.reason,
-                ssrf.redact_url(msg.payload["url"]),
-            )
+            log.info("outbox %s (%s): %s", msg.id, msg.reason, shown)
         else:
             msg.gave_up_at, msg.last_error = now, f"unknown outbox message kind {msg.kind!r}"
             log.error("outbox %s: %s", msg.id, msg.last_error)
-    except (SaltApiError, webhooks.WebhookFailed) as exc:
+    except failures as exc:
         msg.attempts += 1
         msg.last_error = str(exc)[:2000]
-        max_attempts = _config_number("BERTH_WEBHOOK_MAX_ATTEMPTS", DEFAULT_WEBHOOK_MAX_ATTEMPTS)
-        if msg.kind == "webhook" and msg.attempts >= max_attempts:
+        if delivery is not None and msg.attempts >= _config_number(*delivery.max_attempts):
             msg.gave_up_at = now
             log.error(
                 "outbox %s (%s): giving up after %d attempts: %s",
@@ -191,25 +185,6 @@ def _process(msg: OutboxMessage, client: SaltApiClient | None, now: datetime) ->
                 msg.next_attempt_at.isoformat(timespec="seconds"),
                 exc,
             )
-
-
-def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
-    """Jobs someone waits for (a callback) or that ran out of time."""
-    now = utcnow()
-    jobs = db.session.scalars(
-        select(ExecuteJob)
-        .where(
-            ExecuteJob.state == ExecuteJobState.PENDING,
-            or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now),
-        )
-        .order_by(ExecuteJob.id)
-        .limit(limit)
-    ).all()
-    finished = 0
-    for job in jobs:
-        execute_service.refresh(client, job)
-        finished += job.state != ExecuteJobState.PENDING
-    return finished
 
 
 def drain_outbox(client: SaltApiClient | None, limit: int = 100) -> int:
@@ -262,8 +237,9 @@ def purge_delivered(now: datetime | None = None) -> int:
 def run_once() -> int:
     """One pass; returns how much work was done (0 = idle)."""
     client = _client()
-    work = follow_jobs(client)
-    rollouts.tick()  # a timed-out wave may halt its rollout (and queue outbox rows)
+    work = 0
+    for run in jobs().passes:  # e.g. execute jobs followed, timed-out rollout waves decided
+        work += run(client)
     work += drain_outbox(client)
     return work
 
@@ -283,17 +259,20 @@ def worker_command(once: bool, interval: float) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    last_purge = last_recount = float("-inf")
-    recount_interval = _config_number("BERTH_ROLLOUT_RECOUNT_INTERVAL", DEFAULT_RECOUNT_INTERVAL)
+    last_purge = float("-inf")
+    periodic = jobs().periodic
+    last_run = [float("-inf")] * len(periodic)
+    intervals = [_config_number(*job.interval) for job in periodic]
     while not stopping:
         try:
             if time.monotonic() - last_purge > 3600:
                 purge_delivered()
                 analyze_sqlite()
                 last_purge = time.monotonic()
-            if time.monotonic() - last_recount > recount_interval:
-                last_recount = time.monotonic()
-                counters.check_all()
+            for i, job in enumerate(periodic):
+                if time.monotonic() - last_run[i] > intervals[i]:
+                    last_run[i] = time.monotonic()
+                    job.run()
             work = run_once()
         except Exception:  # a database hiccup must not kill the worker; the work stays in the DB
             log.exception("worker pass failed")

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from flask import g
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api import audit
@@ -245,3 +245,23 @@ def job_of(device: Device, jid: str) -> ExecuteJob:
             client = None
         refresh(client, job)
     return job
+
+
+def follow_jobs(client: SaltApiClient | None, limit: int = 200) -> int:
+    """The worker, every pass: jobs someone waits for (a callback) or that ran out of time;
+    returns how many finished."""
+    now = utcnow()
+    jobs = db.session.scalars(
+        select(ExecuteJob)
+        .where(
+            ExecuteJob.state == ExecuteJobState.PENDING,
+            or_(ExecuteJob.callback_url.is_not(None), ExecuteJob.deadline <= now),
+        )
+        .order_by(ExecuteJob.id)
+        .limit(limit)
+    ).all()
+    finished = 0
+    for job in jobs:
+        refresh(client, job)
+        finished += job.state != ExecuteJobState.PENDING
+    return finished

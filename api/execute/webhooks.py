@@ -16,12 +16,14 @@ import logging
 import urllib3
 
 from api.execute.models import settings_for
+from api.outbox import OutboxMessage
 from api.security import ssrf
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Request-Signature"
 DELIVERY_TIMEOUT = 10
+DEFAULT_MAX_ATTEMPTS = 10  # BERTH_WEBHOOK_MAX_ATTEMPTS
 
 
 class WebhookFailed(Exception):
@@ -77,3 +79,10 @@ def _no_url(text: str, url: str) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def deliver_message(msg: OutboxMessage) -> str:
+    """The worker's delivery of a ``webhook`` outbox row (execute callbacks, rollout webhooks);
+    returns what its log line shows."""
+    deliver(msg.payload["url"], msg.payload["account_id"], msg.payload["body"])
+    return f"webhook delivered to {ssrf.redact_url(msg.payload['url'])}"

@@ -161,3 +161,18 @@ def test_every_known_cycle_still_exists():
 def test_the_outbox_imports_no_feature():
     # features build their messages on api.outbox and the worker registers itself (issue 19)
     assert import_graph()["api.outbox"] <= {"api.extensions", "api.types"}
+
+
+def test_the_worker_imports_no_feature():
+    # features register their jobs through api.worker_jobs from their init_app (issue 19 item 2);
+    # api.audit only for the command's @not_audited declaration
+    worker = import_graph()["api.worker"]
+    assert worker <= {
+        "api.audit",
+        "api.extensions",
+        "api.outbox",
+        "api.salt_client",
+        "api.types",
+        "api.worker_jobs",
+    }
+    assert import_graph()["api.worker_jobs"] <= {"api.outbox", "api.salt_client"}
