@@ -15,6 +15,7 @@ from api.crypto import token_digest
 from api.devices.models import Device
 from api.errors import AuthenticationFailed, PermissionDenied
 from api.extensions import db
+from api.security import platform
 from api.types import utcnow
 
 KEYWORD = "apitoken"
@@ -81,8 +82,6 @@ def _load_token(digest: str) -> tuple[AuthToken, AuthAccount | None] | None:
 
 
 def _load_platform_token(digest: str) -> tuple[AuthToken, None] | None:
-    from api.security import platform
-
     row = platform.find(digest)
     if row is None:
         return None

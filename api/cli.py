@@ -14,6 +14,7 @@ from api.accounts.models import TOKEN_SCOPES, Account, ApiToken, User
 from api.audit import audited
 from api.devices.models import Device
 from api.extensions import db
+from api.security.login import end_all_sessions
 from api.tokens import create_token
 
 accounts = click.Group("accounts", help="Manage accounts (tenants).")
@@ -96,8 +97,6 @@ def users_create(email: str, account_name: str, password: str) -> None:
 @with_appcontext
 def users_password(email: str, password: str) -> None:
     """Set user EMAIL's password; every account-page session of the user ends."""
-    from api.security.login import end_all_sessions
-
     user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise click.ClickException(f"no user with email {email!r}")

@@ -10,6 +10,7 @@ from flask import g, has_request_context, request
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.accounts.models import User
 from api.extensions import db
 from api.types import UTCDateTime, utcnow
 
@@ -132,8 +133,6 @@ def record(
     if account_id is None and has_request_context() and getattr(g, "account", None) is not None:
         account_id = g.account.id
     if user_email is None and user_id is not None and "user_email" not in actor:
-        from api.accounts.models import User
-
         user = db.session.get(User, user_id)
         user_email = user.email if user is not None else None
     entry = AuditEntry(

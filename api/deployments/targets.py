@@ -40,8 +40,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.bulk import id_select
+from api.deployments.service import queue_release, unlist_devices
 from api.devices.models import Device
 from api.extensions import db
+from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.releases.models import Deployment, Project, Release, release_devices
 from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout, device_tags, release_tags
@@ -143,8 +145,6 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
     """Replace the device's tags and follow them: it becomes a target of every release of the
     account carrying one of them (joining a rollout in its hash's wave) and stops being a
     tag-only target of the others; a changed target is told to Salt through the outbox."""
-    from api.deployments.service import queue_release, unlist_devices
-
     old = device_tags_of([device.id])[device.id]
     if sorted(old) == sorted(tags):
         return
@@ -200,8 +200,6 @@ def set_device_tags(device: Device, tags: list[str]) -> None:
     if after != before and after is not None:
         queue_release(db.session.get_one(Release, after), [(device.id, device.unit_id)])
     elif after != before:
-        from api.outbox import REFRESH_PILLAR, enqueue_salt
-
         enqueue_salt([device.unit_id], [REFRESH_PILLAR], f"device {device.unit_id} has no release")
 
 
@@ -243,6 +241,7 @@ def add_targets(release: Release, listed: Sequence, tags: list[str], rollout: di
         _insert_targets(release.id, [[d[0], d[0] in listed_ids, waves.get(d[0])] for d in targets])
     db.session.expire(release, ["devices"])
     if rollout:
+        # a module cycle: api.rollouts.service imports this module for the targets' states
         from api.rollouts import service
 
         row = Rollout(release_id=release.id, state=R.RUNNING, wave=1, **rollout)

@@ -14,7 +14,7 @@ from flask.cli import with_appcontext
 
 from api import audit
 from api.audit import audited
-from api.cli import account_named
+from api.cli import account_named, accounts
 from api.execute.models import settings_for_update
 from api.extensions import db
 from berth import execpolicy
@@ -170,7 +170,5 @@ def webhook_secret_command(name: str) -> None:
 
 
 def register(app: Flask) -> None:
-    from api.cli import accounts
-
     accounts.add_command(commands_command)
     accounts.add_command(webhook_secret_command)

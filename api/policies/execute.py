@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from api.errors import PermissionDenied, ValidationError
+from api.execute.models import settings_for
 from berth import execpolicy
 
 
 def allowed_entries(account_id: int) -> list[str]:
     """The account's allow-list: what an administrator set (``flask --app api accounts commands``),
     else the safe default."""
-    from api.execute.models import settings_for
-
     settings = settings_for(account_id)
     if settings is None or settings.allowed_commands is None:
         return list(execpolicy.SAFE_DEFAULT)
@@ -19,8 +18,6 @@ def allowed_entries(account_id: int) -> list[str]:
 
 def allowed_kwargs(account_id: int) -> dict[str, list[str]]:
     """Keyword arguments an administrator allowed per function (``--allow-kwarg``)."""
-    from api.execute.models import settings_for
-
     settings = settings_for(account_id)
     return dict(settings.allowed_kwargs or {}) if settings is not None else {}
 

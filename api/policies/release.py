@@ -36,7 +36,9 @@ from flask import g
 from sqlalchemy import JSON, ForeignKey, false
 from sqlalchemy.orm import Mapped, mapped_column
 
+from api.deployments.targets import target_release_id
 from api.extensions import db
+from api.releases.models import Release
 from api.types import UTCDateTime, utcnow
 from berth.release import policy as rules
 
@@ -207,6 +209,7 @@ def _flat(errors: Any, where: str) -> list[str]:
 def refusal(release, policy: ReleasePolicy | None = None) -> str | None:
     """Why the account's current release policy refuses a stored release (created under an
     earlier, wider one), or None. Same rules as a new release body."""
+    # a module cycle: api.releases.schemas checks a body with this module's rules
     from api.releases.serializers import container_spec
 
     if policy is None:
@@ -231,9 +234,6 @@ def served_release(device):
     """The release pillar serves ``device``: its target (``api.deployments.targets``), unless the
     account's current policy refuses it; then the next release it would fall back to, as if the
     refused one did not target it (the device keeps what it runs when there is none)."""
-    from api.deployments.targets import target_release_id
-    from api.releases.models import Release
-
     policy = policy_for(device.account_id)
     skip: set[int] = set()
     while len(skip) <= _MAX_SKIPPED:

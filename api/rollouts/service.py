@@ -21,7 +21,8 @@ from sqlalchemy import and_, bindparam, exists, func, select, text, update
 
 from api import audit
 from api.accounts.models import User
-from api.deployments.targets import APPLIED, REVERTS
+from api.deployments.service import queue_release
+from api.deployments.targets import APPLIED, REVERTS, last_success_before
 from api.devices.models import Device
 from api.errors import Conflict
 from api.extensions import db
@@ -203,8 +204,6 @@ def evaluate(rollout: Rollout, now: datetime | None = None) -> None:
 
 
 def _start_wave(rollout: Rollout, wave: int, now: datetime) -> None:
-    from api.deployments.service import queue_release
-
     rollout.wave, rollout.wave_started_at = wave, now
     devices = Device.__table__
     members = db.session.execute(
@@ -352,8 +351,6 @@ def on_report(
         return
     if rollout.state in REVERTS:
         if deployment.status == S.SUCCEEDED:  # applied after the revert began: it goes back too
-            from api.deployments.targets import last_success_before
-
             deployment.status = S.REVERTING
             deployment.revert_to = last_success_before(deployment.device_id, deployment.release_id)
             if rollout.state == R.REVERTED:
@@ -465,8 +462,6 @@ def act(release: Release, action: A, user_id: int | None, token_id: int | None) 
         rollout.state = R.RUNNING
         if before == R.HALTED:
             # the devices the halt sent back get the release again
-            from api.deployments.service import queue_release
-
             devices = Device.__table__
             members = db.session.execute(
                 select(devices.c.id, devices.c.unit_id)

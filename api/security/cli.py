@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from api import audit
 from api.audit import audited, not_audited
-from api.cli import account_named, parse_expires
+from api.cli import account_named, accounts, parse_expires
 from api.extensions import db
+from api.policies.cli import release_policy_command
 from api.security import enrollment, platform
 from api.types import utcnow
 
@@ -135,9 +136,6 @@ def enrollment_list(account_name: str) -> None:
 
 
 def register(app: Flask) -> None:
-    from api.cli import accounts
-    from api.policies.cli import release_policy_command
-
     accounts.add_command(release_policy_command)
     app.cli.add_command(platform_tokens)
     app.cli.add_command(enrollment_tokens)
