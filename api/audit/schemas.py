@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from api.bodies import ResponseBody, doc
+from api.bodies import TIMESTAMP, ResponseBody, doc
 
 
 class AuditEntry(ResponseBody):
     id: int
-    at: Annotated[str, doc(format="date-time")]
+    at: Annotated[str, TIMESTAMP, doc(format="date-time")]
     action: Annotated[str, doc(examples=["release.create"])]
     user: int | None
     user_email: str | None

@@ -9,31 +9,27 @@ from flask import Blueprint, g, request
 from sqlalchemy import Select, select
 
 from api.audit.log import AuditEntry
+from api.audit.schemas import AuditEntry as AuditEntryBody
 from api.audit.schemas import AuditPage
 from api.auth import require_token
 from api.errors import ValidationError
 from api.limits import MAX_DB_ID
 from api.openapi import Response, operation, query_param
 from api.pagination import paginate
-from api.types import isoformat
 from api.validation import FieldError, iso_datetime
 
 bp = Blueprint("audit", __name__)
 
 
 def serialize_entry(entry: AuditEntry) -> dict:
-    return {
-        "id": entry.id,
-        "at": isoformat(entry.at),
-        "action": entry.action,
-        "user": entry.user_id,
-        "user_email": entry.user_email,
-        "token": entry.token_id,
-        "client_address": entry.client_address,
-        "device": entry.device_id,
-        "target": entry.target,
-        "details": entry.details or {},
-    }
+    """An audit row as its ``AuditEntry`` response model writes it."""
+    return AuditEntryBody.body(
+        entry,
+        user=entry.user_id,
+        token=entry.token_id,
+        device=entry.device_id,
+        details=entry.details or {},
+    )
 
 
 # a date and a time (``format: date-time``), not a bare date or an empty value
