@@ -65,7 +65,8 @@ class ResponseBody(BaseModel):
         """The JSON body for ``row`` (an ORM object or a result row, read by field name);
         ``computed``: the fields the row does not hold (lists from other tables, a flag)."""
         source = _With(row, computed) if computed else row
-        return cls.model_validate(source, from_attributes=True).model_dump(mode="json")
+        model = cls.model_validate(source, from_attributes=True)
+        return model.model_dump(mode="json", by_alias=True)  # e.g. SaltReturn's "return"
 
 
 class _With:

@@ -13,6 +13,7 @@ from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.crypto import derive_key
+from api.execute.schemas import ExecuteResult
 from api.extensions import db
 from api.types import UTCDateTime, utcnow
 from berth.contract import ExecuteJobState
@@ -48,7 +49,9 @@ class ExecuteJob(db.Model):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def result(self) -> dict[str, Any]:
-        """The poll/webhook body. Until the minion returns, ``response`` echoes the request with no return."""
+        """The poll/webhook body (its ``ExecuteResult`` response model). Until the minion returns,
+        ``response`` echoes the request with no return; a forwarded return that does not name its
+        function (``berth.master.forward``: none in the job cache) names the job's."""
         response = self.response
         if response is None:
             fun_args = list(self.arg or []) + (
@@ -61,12 +64,9 @@ class ExecuteJob(db.Model):
                 "retcode": None,
                 "success": False if self.state == ExecuteJobState.TIMEOUT else None,
             }
-        return {
-            "jid": self.jid,
-            "device_id": self.device_id,
-            "state": self.state,
-            "response": response,
-        }
+        elif response.get("fun") is None:
+            response = {**response, "fun": self.fun}
+        return ExecuteResult.body(self, response=response)
 
 
 class ExecuteSettings(db.Model):

@@ -43,7 +43,7 @@ _SUBMIT_ERRORS = {
 
 def _submit(device_id: str, command: Command, raw: bool = False):
     job = service.start(owned_or_404(Device, device_id), command, raw=raw)
-    return jsonify({"jid": job.jid, "minions": [job.unit_id]}), 202
+    return ExecuteAccepted.body(job, minions=[job.unit_id]), 202
 
 
 @bp.post("/dongle/devices/<device_id>/execute/")
@@ -128,4 +128,4 @@ def forwarded_return():
     if job is None:
         raise NotFound(f'No execute job {body["jid"]} for device "{body["unit_id"]}".')
     recorded = service.record_forwarded(job, body["response"])
-    return jsonify({"jid": job.jid, "state": job.state, "recorded": recorded})
+    return ForwardedReturnResult.body(job, recorded=recorded)

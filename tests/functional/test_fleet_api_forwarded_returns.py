@@ -102,6 +102,17 @@ def test_a_forwarded_return_finishes_the_job_and_the_poll_answers_with_it(
     assert hooks == 1
 
 
+def test_a_forwarded_return_without_its_function_names_the_jobs(
+    app, client, user_token, device, tiers
+):
+    """The lower master's job cache may not hold the load (``berth.master.forward``: fun
+    None); the poll still answers with the ExecuteResult its operation declares (fun a string)."""
+    own, _ = tiers
+    jid = published_job(app, device)
+    assert forward(client, own, device, jid, {**RESPONSE, "fun": None}).status_code == 200
+    assert poll(client, user_token, device, jid)["response"] == RESPONSE
+
+
 def test_only_a_master_that_serves_the_device_and_only_for_its_own_jid(
     app, client, api_factory, account, user, user_token, device, tiers
 ):
