@@ -110,6 +110,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for feature in (master, execute, logbook, audit, security, worker, rollouts, console):
         feature.init_app(app)
 
+    from api import schema_registry
+
+    app.extensions[openapi.COMPONENTS] = schema_registry.openapi_components
+
     from api.cli import register_cli
 
     register_cli(app)

@@ -21,7 +21,6 @@ from pydantic import BaseModel
 
 from api.bodies import component_schemas
 from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
-from api.schema_registry import openapi_components
 from api.validation import ANY_TEXT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,6 +85,11 @@ PARTIAL_NOTE = (
     "Any subset of the fields; a request without a body is read as `{}` (no field given), as "
     "DRF's partial update does."
 )
+
+
+# app.extensions key: the function that returns every listed body's schema (api.schema_registry),
+# handed over by create_app so this module, which every view imports, imports no feature's bodies
+COMPONENTS = "berth_openapi_components"
 
 
 def operation(
@@ -420,7 +424,10 @@ def build_document(app: Flask) -> dict:
                 }
             paths[path][method.lower()] = entry
     _document_errors(paths)
-    schemas = {**openapi_components(), **components.build()}
+    listed = app.extensions.get(
+        COMPONENTS
+    )  # api.schema_registry.openapi_components, from create_app
+    schemas = {**(listed() if listed else {}), **components.build()}
     _partial_patch_bodies(paths, schemas)
     return {
         "openapi": "3.1.0",

@@ -1,8 +1,9 @@
 """Every request and response body of the API, registered from this one place:
 :func:`openapi_components` makes them ``/openapi.json``'s ``components.schemas``. A resource's bodies
 live in its package (``api/<feature>/schemas.py``); the shared error bodies in
-:mod:`api.error_bodies`; a new one is listed below (docs/architecture.md "Where to change what"). Only :mod:`api.openapi` imports this
-module, so the bodies' modules can import :mod:`api.bodies` without a cycle.
+:mod:`api.error_bodies`; a new one is listed below (docs/architecture.md "Where to change what"). Only ``create_app`` imports this
+module and hands :func:`openapi_components` to :mod:`api.openapi` (``app.extensions``), so
+neither takes part in an import cycle with the features whose bodies are listed here.
 """
 
 from __future__ import annotations

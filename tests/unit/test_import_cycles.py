@@ -29,21 +29,17 @@ KNOWN: dict[frozenset[str], str] = {
             "api.deployments",
             "api.devices",
             "api.execute",
-            "api.master",
-            "api.openapi",
             "api.policies",
-            "api.projects",
             "api.registries",
             "api.releases",
             "api.rollouts",
-            "api.schema_registry",
             "api.security",
             "api.signing_keys",
             "api.tokens",
         }
-    ): "the feature packages call each other both ways (imports inside functions in "
-    "api/deployments/ and api/policies/ keep it importable); audit adds its OpenAPI paths "
-    "through api.openapi, which reads every body back through api.schema_registry",
+    ): "the feature packages call each other both ways: their views need api.auth, api.audit "
+    "and api.security, which read the accounts' and devices' tables; deployments, releases, "
+    "devices and rollouts read each other's tables and services",
 }
 
 
