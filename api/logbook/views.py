@@ -111,7 +111,9 @@ def write():
         received,
         written,
     )
-    return jsonify({"device_id": device.id, "received": received, "written": written}), 201
+    return schema.LogbookWritten.body(
+        device, device_id=device.id, received=received, written=written
+    ), 201
 
 
 @bp.get("/read/")
@@ -166,7 +168,7 @@ def list_fields():
     catalog = store.field_catalog(db.session.connection(), device.id)
     return jsonify(
         [
-            {"field": name, "field_type": field_type}
+            schema.LogbookField.body(None, field=name, field_type=field_type)
             for name, (_, field_type) in sorted(catalog.items())
         ]
     )
