@@ -274,4 +274,4 @@ def devices_sync():
             "minions not enrolled by this sync (they stay pending until they enroll): %s",
             ", ".join(result["pending"][:20]),
         )
-    return jsonify(result)
+    return DeviceSyncResult.body(None, **result)
