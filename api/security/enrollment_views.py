@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g
 from sqlalchemy import select
 
 from api import audit
@@ -206,4 +206,4 @@ def enroll_device():
     log.info(
         "minion %s enrolled in account %s with enrollment token %s", uid, token.account_id, token.id
     )
-    return jsonify({"unit_id": uid, "device_id": device.id, "enrolled": True})
+    return Enrolled.body(device, unit_id=uid, device_id=device.id, enrolled=True)
