@@ -1,8 +1,8 @@
 """How a pydantic model validates a request body with DRF's error shapes, and becomes OpenAPI.
 
 A request body is a :class:`RequestBody` whose fields carry a *rule* (:func:`api.fields.rule`):
-a check from :mod:`api.validation` (or a module's own) that takes the raw JSON value and returns the
-clean one or raises :class:`api.validation.FieldError` with DRF's exact messages. The
+a check from :mod:`api.fields` (or a module's own) that takes the raw JSON value and returns the
+clean one or raises :class:`api.fields.FieldError` with DRF's exact messages. The
 field's type annotation is what OpenAPI shows; the rule is what runs (pydantic's own
 coercions are skipped, so ``"1"`` or ``1.0`` are accepted or refused as DRF did, not as
 pydantic's lax mode would). A rule's name must not be a field name of the model: annotations
@@ -11,7 +11,7 @@ are resolved in the class body, where a field with a default hides a function of
     class ProjectInput(RequestBody):
         name: Annotated[str, rule(string(max_length=100)), doc("Unique in the account.")]
 
-A rule that is an :class:`api.validation.Check` also writes its limits into the field's OpenAPI
+A rule that is an :class:`api.fields.Check` also writes its limits into the field's OpenAPI
 schema (``maxLength``, ``pattern`` ...): each limit is written once, in the rule; ``doc`` only
 describes.
 
@@ -38,10 +38,9 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
-from api.fields import DRF_ERROR
+from api.fields import DRF_ERROR, FieldErrors
 from api.limits import MAX_JSON_DEPTH
 from api.types import isoformat
-from api.validation import FieldErrors
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # pydantic resolves a literal "$ref" itself at generation time; this is replaced afterwards
@@ -98,7 +97,7 @@ def ref(model: str) -> Any:
     return WithJsonSchema({_REF_MARK: model})
 
 
-# A free-form value :func:`api.validation.json_value` accepts, as OpenAPI component ``JsonValue``;
+# A free-form value :func:`api.fields.json_value` accepts, as OpenAPI component ``JsonValue``;
 # ``JSON_VALUE`` in a ``WithJsonSchema`` refers to it. Not recursive (openapi-spec-validator
 # cannot walk a recursive schema): containers are described two levels deep, holding scalars
 # below that; the server takes up to ``MAX_JSON_DEPTH`` levels (the description says so).
@@ -146,7 +145,7 @@ def _resolve_refs(node: Any) -> Any:
 def doc(description: str | None = None, **json_schema: Any) -> Any:
     """Annotation metadata for OpenAPI only: a description, ``examples``, ``readOnly``,
     ``format``; on a response field also the shape it has (``pattern``). A request field's limits
-    are its rule's (:class:`api.validation.Check`), never written here again
+    are its rule's (:class:`api.fields.Check`), never written here again
     (``tests/unit/test_field_rules_once.py``)."""
     return Field(description=description, json_schema_extra=json_schema or None)
 

@@ -20,8 +20,8 @@ from flask import Blueprint, Flask, current_app, make_response, render_template
 from pydantic import BaseModel
 
 from api.bodies import component_schemas
+from api.fields import ANY_TEXT
 from api.limits import MAX_DB_ID, MAX_PAGE_SIZE
-from api.validation import ANY_TEXT
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 # imports below need the repository on sys.path (set just above): E402 is expected
 from harness import app_in_process  # noqa: E402
 
+from api.fields import container_name, list_of  # noqa: E402
 from api.limits import MAX_RELEASE_DEVICES, MAX_REMOVE_CONTAINERS  # noqa: E402
-from api.validation import container_name, list_of  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:

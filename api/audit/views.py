@@ -13,10 +13,10 @@ from api.audit.schemas import AuditEntry as AuditEntryBody
 from api.audit.schemas import AuditPage
 from api.auth import require_token
 from api.errors import ValidationError
+from api.fields import FieldError, iso_datetime
 from api.limits import MAX_DB_ID
 from api.openapi import Response, operation, query_param
 from api.pagination import paginate
-from api.validation import FieldError, iso_datetime
 
 bp = Blueprint("audit", __name__)
 

@@ -8,11 +8,10 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
-from api.fields import rule
+from api.fields import SPACE, FieldError, checks, rule, string
 from api.limits import UNIT_ID_MAX
 from api.rollouts import schemas as rollout_rules
 from api.rollouts.schemas import TAG
-from api.validation import SPACE, FieldError, checks, string
 
 READ_ONLY = {"readOnly": True}
 # Salt refuses ids that could escape its pki directory; whitespace and control

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, WithJsonSchema
 
 from api.bodies import JSON_VALUE, RequestBody, ResponseBody, doc
-from api.fields import rule
+from api.fields import ANY_TEXT, Check, FieldError, checks, integer, json_value, rule, string
 from api.limits import HTTP_URL_MAX, MAX_FORWARDED_RETURN_CHARS, SALT_JID_MAX, UNIT_ID_MAX
-from api.validation import ANY_TEXT, Check, FieldError, checks, integer, json_value, string
 from berth import execargs
 from berth.contract import ExecuteJobState
 
@@ -230,7 +229,7 @@ class ForwardedReturn(RequestBody):
             {
                 "type": "object",
                 "required": ["return"],
-                # no NUL in any key or string (api.validation.json_value)
+                # no NUL in any key or string (api.fields.json_value)
                 "propertyNames": {"pattern": ANY_TEXT["pattern"]},
                 "additionalProperties": JSON_VALUE,
                 "properties": {

@@ -25,10 +25,9 @@ from pydantic import ConfigDict, Field, Strict
 from typing_extensions import TypedDict
 
 from api.bodies import RequestBody, ResponseBody, doc
-from api.fields import rule
+from api.fields import NON_BLANK, Check, FieldError, checks, rule
 from api.logbook import timestamps
 from api.logbook.tables import FIELD_TYPES
-from api.validation import NON_BLANK, Check, FieldError, checks
 
 MAX_BATCH = 50_000
 MAX_FIELD_NAME = 255

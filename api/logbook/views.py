@@ -12,10 +12,10 @@ from api.auth import require_token
 from api.devices.models import Device
 from api.errors import NotFound, PermissionDenied, ValidationError
 from api.extensions import db
+from api.fields import FieldError
 from api.logbook import schemas as schema
 from api.openapi import Response, list_of, operation
 from api.payload import json_body, raw_json_body
-from api.validation import FieldError
 
 from . import query as read_query
 from . import read, records, store

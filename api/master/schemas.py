@@ -9,7 +9,7 @@ from pydantic import Field
 
 from api.bodies import RequestBody, ResponseBody, doc
 from api.devices.schemas import minion_id
-from api.fields import rule
+from api.fields import FieldError, checks, db_id, iso_datetime, rule, string
 from api.limits import (
     MAX_REPORT_CONTAINERS,
     MAX_SYNC_UNIT_IDS,
@@ -19,7 +19,6 @@ from api.limits import (
     VERSION_HASH_MAX,
 )
 from api.releases.schemas import Deployment
-from api.validation import FieldError, checks, db_id, iso_datetime, string
 from berth.contract import ReportOutcome
 
 

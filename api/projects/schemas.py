@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
-from api.fields import Name, rule
+from api.fields import Name, rule, string
 from api.limits import DESCRIPTION_MAX
-from api.validation import string
 
 
 class ProjectInput(RequestBody):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
-from api.fields import Name, rule
+from api.fields import REGISTRY_RE, SPACE, FieldError, Name, checks, rule, string
 from api.limits import REGISTRY_PASSWORD_MAX, REGISTRY_URL_MAX, REGISTRY_USERNAME_MAX
-from api.validation import REGISTRY_RE, SPACE, FieldError, checks, string
 
 # What registry_url accepts, for OpenAPI: optional http(s):// and trailing slashes around it.
 REGISTRY_URL_PATTERN = (

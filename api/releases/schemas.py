@@ -26,7 +26,23 @@ from api.bodies import (
 from api.bulk import id_rows
 from api.devices.models import Device
 from api.extensions import db
-from api.fields import Name, rule
+from api.fields import (
+    DIGEST_RE,
+    MAX_DB_ID,
+    Check,
+    FieldError,
+    Name,
+    boolean,
+    checks,
+    container_name,
+    docker_image,
+    docker_tag,
+    image_digest,
+    json_value,
+    list_of,
+    rule,
+    text_problem,
+)
 from api.limits import (
     MAX_RELEASE_CONTAINERS,
     MAX_RELEASE_DEVICES,
@@ -37,21 +53,6 @@ from api.policies import release as release_policy
 from api.registries.models import Registry
 from api.rollouts import schemas as rollout_rules
 from api.rollouts.schemas import TAG, RolloutPolicy
-from api.validation import (
-    DIGEST_RE,
-    MAX_DB_ID,
-    Check,
-    FieldError,
-    boolean,
-    checks,
-    container_name,
-    docker_image,
-    docker_tag,
-    image_digest,
-    json_value,
-    list_of,
-    text_problem,
-)
 from berth import contract, startup_params
 from berth.contract import DeploymentState, DerivedDeploymentState
 from berth.release.policy import PROTECTED_CONTAINERS

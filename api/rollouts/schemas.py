@@ -12,8 +12,7 @@ from pydantic import ConfigDict
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc, parse
 from api.execute.schemas import http_url
-from api.fields import rule
-from api.validation import Check, FieldError, checks, list_of
+from api.fields import Check, FieldError, checks, list_of, rule
 from berth.contract import RolloutAction, RolloutState, WaveState
 
 DEVICE_TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -49,7 +48,7 @@ def strict_int(low: int, high: int) -> Check:
     @checks(minimum=low, maximum=high)
     def check(value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
-            value = int(value)  # 2.0: an integer to JSON Schema, as to api.validation.integer
+            value = int(value)  # 2.0: an integer to JSON Schema, as to api.fields.integer
         if isinstance(value, bool) or not isinstance(value, int):
             raise FieldError("A valid integer is required.")
         if not low <= value <= high:

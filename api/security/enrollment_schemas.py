@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 
 from api.bodies import RequestBody, ResponseBody, doc
 from api.devices.schemas import minion_id
-from api.fields import rule
+from api.fields import FieldError, checks, integer, iso_datetime, rule, string
 from api.limits import ENROLLMENT_TOKEN_MAX, NAME_MAX
 from api.types import utcnow
-from api.validation import FieldError, checks, integer, iso_datetime, string
 
 MAX_USES = 1_000_000
 

@@ -7,8 +7,7 @@ from typing import Annotated, Any, Literal
 from cryptography.hazmat.primitives import serialization
 
 from api.bodies import TIMESTAMP, RequestBody, ResponseBody, doc
-from api.fields import Name, rule
-from api.validation import NON_BLANK, FieldError, checks, string
+from api.fields import NON_BLANK, FieldError, Name, checks, rule, string
 from berth import signing
 
 # a PEM P-256 key is 178 characters, an Ed25519 one 113; room for CRLFs and a trailing comment

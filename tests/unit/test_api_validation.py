@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.validation import FieldError, container_name, docker_image, docker_tag, list_of, string
+from api.fields import FieldError, container_name, docker_image, docker_tag, list_of, string
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_capped_list_refuses_before_validating_items():
 
 
 def test_json_value_rules():
-    from api.validation import json_value
+    from api.fields import json_value
 
     assert json_value({"a": [1, "x", None, 1.5, {"b": True}]}) == {
         "a": [1, "x", None, 1.5, {"b": True}]
@@ -133,7 +133,7 @@ def test_json_value_rules():
 def test_iso_datetime_reads_every_rfc3339_date_time():
     from datetime import UTC, datetime
 
-    from api.validation import iso_datetime
+    from api.fields import iso_datetime
 
     assert iso_datetime("2026-01-02t03:04:05z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert iso_datetime("2016-12-31T23:59:60Z") == datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -148,7 +148,7 @@ def test_space_is_what_python_strips():
     import re
     import sys
 
-    from api.validation import SPACE
+    from api.fields import SPACE
 
     space = re.compile(f"[{SPACE}]")
     assert all(bool(space.fullmatch(chr(i))) == chr(i).isspace() for i in range(sys.maxunicode + 1))

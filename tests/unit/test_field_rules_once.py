@@ -1,7 +1,7 @@
 """Each field limit of a request body is written once (issue 19, item 1): in the field's rule.
 
 A rule (:func:`api.fields.rule`) both enforces a limit and tells OpenAPI about it (the
-check's ``schema``, :class:`api.validation.Check`), so a ``maxLength``, ``pattern``, ``maxItems``,
+check's ``schema``, :class:`api.fields.Check`), so a ``maxLength``, ``pattern``, ``maxItems``,
 ``minimum`` ... written again in a ``doc(...)`` next to it is a second place that can drift
 from the first. This test fails on any constraint keyword a request model's ``doc`` states,
 on the field or inside its type (list items)."""
