@@ -49,10 +49,10 @@ TIME_PATTERN = (
     rf"^([0-9]{{1,14}}(\.[0-9]{{1,3}})?|{_DATE}T{_TIME}(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)$"
 )
 TIME_DOC = "ISO-8601 date-time (Z or an offset; none = UTC) or epoch milliseconds"
+# its length is the Field's (min_length, max_length) below; this adds the pattern
 FIELD_NAME_DOC = doc(
     "Field name: 1-255 characters, not only spaces, no NUL.",
-    maxLength=MAX_FIELD_NAME,
-    **NON_BLANK,
+    pattern=NON_BLANK["pattern"],
     example="obd.bat.voltage",
 )
 

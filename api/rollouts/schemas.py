@@ -76,7 +76,6 @@ def wave_list(value: Any) -> list[int]:
 
 
 TAG = Annotated[str, doc(pattern=DEVICE_TAG_RE.pattern)]
-TAGS_DOC = doc("At most 50 tags of 1-64 characters from A-Z a-z 0-9 _ . : -.", maxItems=MAX_TAGS)
 
 
 class RolloutPolicy(RequestBody):
