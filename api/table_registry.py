@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from api.accounts.models import Account, ApiToken, User
 from api.audit.log import AuditEntry
+from api.deployments.models import Deployment
 from api.devices.models import Device
 from api.execute.models import ExecuteJob, ExecuteSettings
 from api.logbook import tables as logbook
@@ -18,7 +19,7 @@ from api.master.logbook_settings import LogbookShipperToken
 from api.outbox import OutboxMessage
 from api.policies.release import ReleasePolicy
 from api.registries.models import Registry
-from api.releases.models import Deployment, Project, Release, ReleaseContainer, release_devices
+from api.releases.models import Project, Release, ReleaseContainer, release_devices
 from api.rollouts.models import (
     Rollout,
     RolloutActionRecord,

@@ -111,8 +111,9 @@ def release(app, token: str) -> tuple[int, int]:
     """A release with a rollout targeting the tag (REST API); some outcomes set."""
     from sqlalchemy import func, insert, select
 
+    from api.deployments.models import Deployment
     from api.extensions import db
-    from api.releases.models import Deployment, release_devices
+    from api.releases.models import release_devices
     from api.rollouts import counters
     from api.types import utcnow
 

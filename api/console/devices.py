@@ -13,6 +13,7 @@ from api.console import bp
 from api.console.auth import login_required
 from api.deployments import targets as rollout_targets
 from api.deployments.fleet import OUTCOMES, FleetQuery
+from api.deployments.models import Deployment
 from api.devices import service as device_service
 from api.devices.models import Device
 from api.errors import ApiError
@@ -24,7 +25,7 @@ from api.logbook import query as read_query
 from api.logbook import store
 from api.logbook.tables import NUMERIC_TYPES
 from api.logbook.views import device_samples
-from api.releases.models import Deployment, Project, Release, ReleaseContainer
+from api.releases.models import Project, Release, ReleaseContainer
 from api.security import tenancy
 from berth.contract import DeploymentState
 

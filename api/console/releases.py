@@ -29,6 +29,7 @@ from api.audit import audited
 from api.common import owned_or_404
 from api.console import bp
 from api.console.auth import login_required
+from api.deployments.models import Deployment
 from api.deployments.service import deployments_of
 from api.devices.models import Device
 from api.errors import Conflict, NotFound, ValidationError
@@ -37,7 +38,7 @@ from api.limits import MAX_DB_ID
 from api.policies import release as release_policy
 from api.registries.models import Registry
 from api.releases import service as release_service
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.rollouts import counters
 from api.rollouts import service as rollouts
 from api.rollouts.models import Rollout, release_tags

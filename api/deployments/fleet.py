@@ -20,10 +20,11 @@ from datetime import datetime
 
 from sqlalchemy import case, func, literal, or_, select, type_coerce, union_all
 
+from api.deployments.models import Deployment
 from api.deployments.targets import device_tags_of
 from api.devices.models import Device
 from api.extensions import db
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.rollouts.models import device_tags
 from api.security import tenancy
 from api.types import UTCDateTime

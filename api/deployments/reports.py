@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, select, update
 
 from api.bulk import dialect_insert
+from api.deployments.models import Deployment
 from api.deployments.targets import REVERTS
 from api.devices.models import Device
 from api.errors import NotFound, ValidationError
 from api.extensions import db
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.releases.serializers import serialize_deployment
 from api.rollouts import service as rollouts
 from api.types import utcnow

@@ -27,10 +27,11 @@ from sqlalchemy import (
 )
 
 from api.bulk import id_select
+from api.deployments.models import Deployment
 from api.devices.models import Device
 from api.extensions import db
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, OutboxMessage, enqueue_salt
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.rollouts.models import Rollout
 from api.security.tenancy import MinionEnrollment, enrolled_unit_ids
 from api.types import utcnow

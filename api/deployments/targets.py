@@ -40,11 +40,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from api.bulk import id_select
+from api.deployments.models import Deployment
 from api.deployments.service import queue_release, unlist_devices
 from api.devices.models import Device
 from api.extensions import db
 from api.outbox import REFRESH_PILLAR, enqueue_salt
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.rollouts import waves as wave_membership
 from api.rollouts.models import Rollout, device_tags, release_tags
 from berth.contract import DeploymentState as S

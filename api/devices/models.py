@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func, select
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.extensions import db
 from api.types import UTCDateTime, utcnow
-from berth.contract import DeploymentState
 
 
 def _new_id() -> str:
@@ -43,20 +42,6 @@ class Device(db.Model):
     # by POST /devices/{id}/override-lock/, served in pillar, cleared by the device's next report
     # of an apply that finished after it was set
     update_lock_override_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    def docker_release_ids(self) -> list[int]:
-        """Ids of the releases this device has successfully deployed."""
-        from api.releases.models import Deployment
-
-        return list(
-            db.session.scalars(
-                select(Deployment.release_id)
-                .where(
-                    Deployment.device_id == self.id, Deployment.status == DeploymentState.SUCCEEDED
-                )
-                .order_by(Deployment.release_id)
-            )
-        )
 
 
 # the console's fleet search, case-insensitive, by a prefix of the unit id or of the display name

@@ -12,6 +12,7 @@ from api.audit import audited
 from api.auth import require_token
 from api.common import is_partial, no_content, owned_or_404
 from api.deployments import targets as rollout_targets
+from api.deployments.models import Deployment, docker_release_ids
 from api.devices import service as device_service
 from api.devices.models import Device
 from api.devices.schemas import Device as DeviceBody
@@ -22,7 +23,6 @@ from api.openapi import Response, operation, page_of, query_param
 from api.outbox import REFRESH_PILLAR, enqueue_salt
 from api.pagination import paginate
 from api.payload import json_body
-from api.releases.models import Deployment
 from api.rollouts.models import device_tags
 from api.security import tenancy
 from api.types import utcnow
@@ -41,7 +41,7 @@ def serialize_device(
     return DeviceBody.body(
         device,
         enrolled=tenancy.is_enrolled(device) if enrolled is None else enrolled,
-        docker_releases=device.docker_release_ids() if docker_releases is None else docker_releases,
+        docker_releases=docker_release_ids(device) if docker_releases is None else docker_releases,
         tags=rollout_targets.device_tags_of([device.id])[device.id] if tags is None else tags,
     )
 

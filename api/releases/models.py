@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -17,7 +16,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    select,
     text,
     true,
 )
@@ -26,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from api.devices.models import Device
 from api.extensions import db
 from api.types import UTCDateTime, utcnow
-from berth.contract import DeploymentState, fully_qualified_name
+from berth.contract import fully_qualified_name
 
 
 class Project(db.Model):
@@ -93,17 +91,6 @@ class Release(db.Model):
         back_populates="release", order_by="ReleaseContainer.position", cascade="all, delete-orphan"
     )
 
-    def successful_device_ids(self) -> list[str]:
-        return list(
-            db.session.scalars(
-                select(Deployment.device_id)
-                .where(
-                    Deployment.release_id == self.id, Deployment.status == DeploymentState.SUCCEEDED
-                )
-                .order_by(Deployment.finished_at, Deployment.device_id)
-            )
-        )
-
 
 class ReleaseContainer(db.Model):
     __tablename__ = "release_containers"
@@ -131,33 +118,3 @@ class ReleaseContainer(db.Model):
     @property
     def fully_qualified_name(self) -> str:
         return fully_qualified_name(self.name, self.release_id)
-
-
-class Deployment(db.Model):
-    """The state of one release on one device."""
-
-    __tablename__ = "deployments"
-    __table_args__ = (
-        UniqueConstraint("release_id", "device_id"),
-        CheckConstraint(
-            f"status IN ({', '.join(repr(s.value) for s in DeploymentState)})", name="status"
-        ),
-        Index("ix_deployments_device_id_status", "device_id", "status"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    # No index of its own: uq_deployments_release_id (release_id, device_id) serves release_id lookups.
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default=DeploymentState.QUEUED.value)
-    error: Mapped[str | None] = mapped_column(Text)
-    # set by a rollout revert: the release the device goes back to (its last success before this one)
-    revert_to: Mapped[int | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-
-    release: Mapped[Release] = relationship()
-    device: Mapped[Device] = relationship()

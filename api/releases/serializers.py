@@ -6,9 +6,10 @@ from typing import Any, cast
 
 from sqlalchemy import select
 
+from api.deployments.models import Deployment, successful_device_ids
 from api.devices.models import Device
 from api.extensions import db
-from api.releases.models import Deployment, Release, ReleaseContainer, release_devices
+from api.releases.models import Release, ReleaseContainer, release_devices
 from api.releases.schemas import Container
 from api.releases.schemas import Deployment as DeploymentBody
 from api.releases.schemas import Release as ReleaseBody
@@ -52,9 +53,7 @@ def serialize_release(
         project=release.project_id,
         devices=_listed_devices([release.id])[release.id] if device_ids is None else device_ids,
         containers=[serialize_container(c) for c in release.containers],
-        successful_deployments=release.successful_device_ids()
-        if successful is None
-        else successful,
+        successful_deployments=successful_device_ids(release) if successful is None else successful,
         **extras,
     )
 

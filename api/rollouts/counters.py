@@ -23,8 +23,9 @@ from collections import Counter
 from sqlalchemy import and_, bindparam, func, literal, select, update
 
 from api.bulk import dialect_insert
+from api.deployments.models import Deployment
 from api.extensions import db
-from api.releases.models import Deployment, release_devices
+from api.releases.models import release_devices
 from api.rollouts.models import Rollout, rollout_wave_counts
 
 log = logging.getLogger(__name__)

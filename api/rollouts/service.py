@@ -21,13 +21,14 @@ from sqlalchemy import and_, bindparam, exists, func, select, text, update
 
 from api import audit
 from api.accounts.models import User
+from api.deployments.models import Deployment
 from api.deployments.service import queue_release
 from api.deployments.targets import APPLIED, REVERTS, last_success_before
 from api.devices.models import Device
 from api.errors import Conflict
 from api.extensions import db
 from api.outbox import REFRESH_PILLAR, RELEASE_PULL, enqueue_salt, enqueue_webhook
-from api.releases.models import Deployment, Project, Release, release_devices
+from api.releases.models import Project, Release, release_devices
 from api.rollouts import counters
 from api.rollouts.models import Rollout, RolloutActionRecord, RolloutWebhook
 from api.rollouts.schemas import Rollout as RolloutBody

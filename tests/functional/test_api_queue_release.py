@@ -2,11 +2,12 @@
 
 from sqlalchemy import select
 
+from api.deployments.models import Deployment
 from api.deployments.service import queue_release, unlist_devices
 from api.devices.models import Device
 from api.extensions import db
 from api.outbox import OutboxMessage
-from api.releases.models import Deployment, Project, Release
+from api.releases.models import Project, Release
 from tests.fixtures.api import deployment_statuses
 
 

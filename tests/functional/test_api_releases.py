@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from api.deployments.models import Deployment
 from api.extensions import db
-from api.releases.models import Deployment
 from tests.fixtures.api import deployment_statuses
 
 pytestmark = pytest.mark.docker

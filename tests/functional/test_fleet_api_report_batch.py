@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from api.audit import AuditEntry
+from api.deployments.models import Deployment
 from api.extensions import db
 from api.limits import MAX_REPORT_BATCH
 from api.master.schemas import DeploymentReportResult
 from api.outbox import OutboxMessage
-from api.releases.models import Deployment
 from tests.fixtures.api import counter_drift, report_body, signed_report
 from tests.functional.test_fleet_api_rollouts import Fleet
 

@@ -21,9 +21,9 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from api.deployments.models import Deployment
 from api.extensions import db
 from api.outbox import OutboxMessage
-from api.releases.models import Deployment
 from tests.fixtures.api import counter_drift, report_body, signed_report
 from tests.fixtures.logbook import free_port
 from tests.fixtures.salt import LiveApi

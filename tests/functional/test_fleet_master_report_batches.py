@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from api.audit import AuditEntry
+from api.deployments.models import Deployment
 from api.extensions import db
-from api.releases.models import Deployment
 from berth.master.report_spool import Spool
 from tests.fixtures.api import report_body, signed_report
 from tests.fixtures.logbook import free_port

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from api.audit import AuditEntry
+from api.deployments.models import Deployment
 from api.extensions import db
-from api.releases.models import Deployment
 from berth import results
 from tests.fixtures.api import signed_report
 

@@ -183,8 +183,6 @@ LAZY: dict[tuple[str, str], str] = {
     "states from api.deployments.targets; a new rollout is evaluated through it",
     ("api/policies/release.py", "refusal"): "api.releases.schemas checks a body with this "
     "module's rules; a stored release is checked through api.releases.serializers",
-    ("api/devices/models.py", "Device.docker_release_ids"): "api.releases.models (the "
-    "Deployment table) imports the Device table",
 }
 REGISTRATION = {"create_app", "init_app"}
 
