@@ -4,11 +4,6 @@ One daemon set for the module (the session's salt fixtures)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
-from pathlib import Path
-
 import pytest
 import requests
 
@@ -20,10 +15,9 @@ from tests.fixtures.browser import (
     start_gunicorn,
     stop_gunicorn,
 )
+from tests.fixtures.salt import LOGS_LINE
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker]
-
-TESTBED = Path(__file__).resolve().parents[2] / "scripts" / "testbed"
 
 
 @pytest.fixture(scope="module")
@@ -43,33 +37,6 @@ def console_server(tmp_path_factory, salt_api, salt_minions):
         stop_gunicorn(proc)
 
 
-@pytest.fixture(scope="module")
-def logs_container(salt_minions):
-    """A container on the first minion's engine that printed a line."""
-    import docker
-
-    minion = salt_minions[0]
-    image = "berth-console-logs:1"
-    env = {**os.environ, "DOCKER_HOST": minion.docker_host}
-    proc = subprocess.run(
-        [str(TESTBED), "image", image], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert proc.returncode == 0, proc.stderr
-    client = docker.DockerClient(base_url=minion.docker_host)
-    name = f"console-logs-{uuid.uuid4().hex[:6]}"
-    container = client.containers.run(
-        image,
-        ["sh", "-c", "echo hello from the console"],
-        name=name,
-        network_mode="none",
-        detach=True,
-    )
-    container.wait(timeout=60)
-    yield name
-    container.remove(force=True)
-    client.close()
-
-
 def test_docker_logs_on_a_device_shows_its_output(page, console_server, logs_container):
     device = console_server.extra["device"]
     page.goto(f"{console_server.url}/ui/devices/{device.id}/")
@@ -77,7 +44,7 @@ def test_docker_logs_on_a_device_shows_its_output(page, console_server, logs_con
     page.get_by_role("button", name="docker.logs").click()
     output = page.locator("#exec-output pre.output")
     output.wait_for(timeout=90_000)  # htmx polls the job until the minion returned
-    assert "hello from the console" in output.inner_text()
+    assert LOGS_LINE in output.inner_text()
     assert page.locator("#exec-output .job").get_attribute("data-state") == "COMMAND_EXECUTED"
     screenshot(page, "device-logs")
 

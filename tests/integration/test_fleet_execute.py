@@ -27,6 +27,7 @@ from api.salt_client import SaltApiClient
 from api.types import utcnow
 from api.worker import run_once
 from tests.fixtures.api import TEST_SECRET_KEY
+from tests.fixtures.salt import LOGS_LINE
 
 pytestmark = [pytest.mark.salt_daemons, pytest.mark.docker, pytest.mark.db]
 
@@ -35,36 +36,6 @@ TESTBED = REPO / "scripts" / "testbed"
 
 
 # -- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def logs_container(salt_minions):
-    """A container on the first minion's own engine that printed a line."""
-    import docker
-
-    minion = salt_minions[0]
-    image = "berth-fleet-execute:1"
-    proc = subprocess.run(
-        [str(TESTBED), "image", image],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "DOCKER_HOST": minion.docker_host},
-    )
-    assert proc.returncode == 0, proc.stderr
-    client = docker.DockerClient(base_url=minion.docker_host)
-    name = f"berth-exec-{uuid.uuid4().hex[:6]}"
-    container = client.containers.run(
-        image,
-        ["sh", "-c", "echo hello through salt-api"],
-        name=name,
-        network_mode="none",
-        detach=True,
-    )
-    container.wait(timeout=60)
-    yield name
-    container.remove(force=True)
-    client.close()
 
 
 @pytest.fixture
@@ -220,7 +191,7 @@ def test_execute_raw_docker_logs(client, fleet, logs_container):
     response = result["response"]
     assert result["state"] == "COMMAND_EXECUTED" and response["success"] is True, response
     assert response["fun"] == "docker.logs"
-    assert "hello through salt-api" in json.dumps(response["return"])
+    assert LOGS_LINE in json.dumps(response["return"])
 
 
 def test_execute_minionutil_last_logs(client, fleet):
