@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from berth import localapi
-from tests.fixtures.salt import local_api_headers
+from tests.fixtures.salt import LOGS_LINE, local_api_headers, printed_container
 
 pytestmark = [pytest.mark.salt_daemons]
 
@@ -211,9 +211,8 @@ def test_salt_call_last_errors(device_minion, salt_call):
 
 @pytest.fixture(scope="module")
 def docker_device(device_master):
-    """A second minion with its own dockerd and the local API, plus a container that printed a line."""
-    import docker
-
+    """A second minion with its own dockerd and the local API, plus a container that printed
+    :data:`LOGS_LINE`."""
     engine = f"device-{os.getpid()}"
     proc = subprocess.run(
         [str(TESTBED), "engine", engine], capture_output=True, text=True, timeout=180
@@ -225,42 +224,23 @@ def docker_device(device_master):
         if "DOCKER_HOST=" in line
     )
     try:
-        image = "berth-device-test:1"
-        proc = subprocess.run(
-            [str(TESTBED), "image", image],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "DOCKER_HOST": docker_host},
-        )
-        assert proc.returncode == 0, proc.stderr
-        client = docker.DockerClient(base_url=docker_host)
-        name = f"berth-device-logs-{uuid.uuid4().hex[:6]}"
-        container = client.containers.run(
-            image,
-            ["sh", "-c", "echo hello from the container"],
-            name=name,
-            network_mode="none",
-            detach=True,
-        )
-        container.wait(timeout=60)
-        port = free_port()
-        overrides = {
-            "module_dirs": [str(REPO)],
-            "docker.url": docker_host,
-            "log_level_logfile": "info",
-            # host left at its default (127.0.0.1); only these commands allowed
-            "engines": [
-                {"berth_localapi": {"port": port, "commands": ["docker.*", "minionutil.*"]}}
-            ],
-        }
-        factory = device_master.salt_minion_daemon(str(uuid.uuid4()), overrides=overrides)
-        with factory.started(start_timeout=120):
-            factory.localapi_url = f"http://127.0.0.1:{port}"
-            factory.container_name = name
-            wait_for_http(factory.localapi_url + "/")
-            yield factory
-        container.remove(force=True)
+        with printed_container(docker_host, "berth-device-test:1") as name:
+            port = free_port()
+            overrides = {
+                "module_dirs": [str(REPO)],
+                "docker.url": docker_host,
+                "log_level_logfile": "info",
+                # host left at its default (127.0.0.1); only these commands allowed
+                "engines": [
+                    {"berth_localapi": {"port": port, "commands": ["docker.*", "minionutil.*"]}}
+                ],
+            }
+            factory = device_master.salt_minion_daemon(str(uuid.uuid4()), overrides=overrides)
+            with factory.started(start_timeout=120):
+                factory.localapi_url = f"http://127.0.0.1:{port}"
+                factory.container_name = name
+                wait_for_http(factory.localapi_url + "/")
+                yield factory
     finally:
         subprocess.run([str(TESTBED), "engine-down", engine], capture_output=True, timeout=120)
         state = pathlib.Path(os.environ.get("BERTH_TESTBED_DIR", "/var/lib/berth-testbed"))
@@ -276,7 +256,7 @@ def test_execute_docker_logs_through_the_local_api(docker_device):
     assert resp.status_code == 200, resp.text
     response = resp.json()["response"]
     assert response["success"] is True, response
-    assert "hello from the container" in str(response["return"])
+    assert LOGS_LINE in str(response["return"])
 
 
 @pytest.mark.docker
