@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.limits import MAX_DB_ID
+from berth.release import policy as release_rules
 from tests.fixtures import cosign
 
 EXAMPLES = int(os.environ.get("BERTH_SCHEMATHESIS_EXAMPLES", "15"))
@@ -113,10 +114,13 @@ POSITIVE_DATA_DRIFT = {
 # Rules JSON Schema cannot express: a name unique in the account, an id that must exist in the
 # account, an enrollment token that must be real, an expiry in the future, container names unique
 # in a release, rollout waves increasing up to 100, a webhook host that resolves, an image:tag its
-# registry serves (a new release pins it: the fitted case gives the digest instead), a real public
-# key unique in the account (a generated key instead). A schema-valid (positive) case is fitted to
+# registry serves (a new release pins it: the fitted case gives the digest instead), no
+# purge_data on a container that binds a data root itself (the roots are the account's release
+# policy; the fitted case keeps the bind and clears purge_data), a real public key unique in the
+# account (a generated key instead). A schema-valid (positive) case is fitted to
 # the database before it is sent, changing only those values; everything else stays generated.
 PINNED = "sha256:" + "0" * 64
+ROOTS = {release_rules.normalize(r) for r in release_rules.DEFAULT_DATA_ROOTS}
 HOST_RE = re.compile(r"^([hH][tT][tT][pP][sS]?://)[^/:?]+")
 UNIQUE_FIELDS = {
     "/docker/projects/": "name",
@@ -154,6 +158,13 @@ def _fit_database(case, seeded) -> None:
             body["devices"] = [ids["device_id"]]
         names: set[str] = set()
         for i, container in enumerate(body.get("containers") or []):
+            binds = (container.get("startup_parameters") or {}).get("binds") or []
+            if container.get("purge_data") and any(
+                isinstance(b, str)
+                and release_rules.normalize(release_rules.bind_source(b)) in ROOTS
+                for b in binds
+            ):
+                container["purge_data"] = False
             if container.get("registry") is not None:
                 container["registry"] = ids["registry_id"]
             if isinstance(container.get("name"), str):
